@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package sambalm needs to build, test and run. Idempotent: quiet when all
+# packages are present. Run as root (or with sudo available).
+set -euo pipefail
+PKGS=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libopenblas-dev libomp-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libsentencepiece-dev libcpp-httplib-dev
+  clang libclang-rt-14-dev
+  python3 python3.11-doc gnuplot-nox zip unzip
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,97 @@
+// ModelConfig: one description for every model sambalm runs — the microsoft/Samba lit_gpt
+// configurations (Samba, Mamba+SWA+MLP, Llama full/SWA baselines, lit_gpt Mamba), the
+// state-spaces Mamba LMs, and config.json files in lit_gpt / mamba_ssm / Hugging Face format.
+// The architecture is resolved once into `layout()`: per block, the list of residual sublayers.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sambalm {
+
+enum class NormKind { RMSNorm, LayerNorm };
+enum class SublayerKind { Mamba, Attention, MLP };
+
+// One residual sublayer: x = x + f(norm(x)).
+struct Sublayer {
+  SublayerKind kind;
+  int64_t mlp_hidden = 0;  // MLP: hidden size (intermediate_size, or 2*n_embd in abl_mamba slots)
+  int64_t window = 0;      // Attention: keys seen per query including itself; <= 0 = full causal
+  bool rope = true;        // Attention: RoPE on q, k
+  // Name of this sublayer's norm and module in the original lit_gpt state_dict, e.g.
+  // ("norm_1", "attn"), ("norm_2", "mlp"), ("norm_m", "mamba"), ("norm_attn", "attn").
+  std::string lit_norm, lit_module;
+};
+
+struct BlockLayout {
+  std::vector<Sublayer> sublayers;
+};
+
+struct ModelConfig {
+  std::string name;   // preset name or a label
+  bool mamba = false;  // pure Mamba LM path (mamba_ssm MambaLMHeadModel / lit_gpt mamba=true)
+
+  int64_t n_layer = 0;
+  int64_t n_embd = 0;
+  int64_t n_head = 0;
+  int64_t n_query_groups = 0;
+  int64_t head_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t vocab_size = 0;
+  int64_t padded_vocab_size = 0;
+  int64_t padding_multiple = 64;
+  int64_t block_size = 4096;  // training sequence length
+
+  // Block-type selection (lit_gpt semantics, see presets/README).
+  int64_t local_window = -1;
+  int64_t full_per_layer = 1000000;
+  int64_t mb_per_layer = -1;
+  std::vector<int64_t> attn_layer_pos;  // empty = not set
+  bool mamba_swa_mlp = false;
+  bool abl_mamba = false;
+  bool nope = false;
+  bool mlp = true;
+  bool bias = false;
+  bool mamba_init = false;
+  bool tied_embeddings = true;
+  double rotary_percentage = 1.0;
+  double rope_base = 10000.0;
+  double condense_ratio = 1.0;
+  double norm_eps = 1e-5;
+  NormKind norm = NormKind::RMSNorm;
+
+  // Mamba mixer hyper-parameters.
+  int64_t d_state = 16;
+  int64_t d_conv = 4;
+  int64_t expand = 2;
+  int64_t dt_rank = 0;  // 0 = ceil(n_embd / 16)
+  bool conv_bias = true;
+  bool proj_bias = false;
+
+  int64_t d_inner() const { return expand * n_embd; }
+  int64_t mamba_dt_rank() const { return dt_rank > 0 ? dt_rank : (n_embd + 15) / 16; }
+  int64_t rope_n_elem() const;  // int(rotary_percentage * head_size); 0 when nope
+  bool has_attention() const;
+
+  // Per-block sublayers, derived from the fields above (the original's rules).
+  std::vector<BlockLayout> layout() const;
+  // Throws sambalm::Error with the offending field when inconsistent (n_embd % n_head, ...).
+  void validate() const;
+  // Short architecture string, e.g. "(M S)x6" or "mamba+swa2048+mlp4096 ..."
+  std::string layer_pattern() const;
+
+  // Named presets: the 46 lit_gpt names and the 6 state-spaces Mamba names.
+  static ModelConfig from_preset(const std::string& name);
+  static std::vector<std::string> preset_names();
+  // A config.json in lit_gpt, mamba_ssm or Hugging Face MambaConfig format (auto-detected);
+  // `source` names the file in errors.
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& source);
+  static ModelConfig from_json_file(const std::string& path);
+  // sambalm's own config.json (documented in docs/FORMATS.md).
+  nlohmann::json to_json() const;
+};
+
+}  // namespace sambalm

@@ -1,0 +1,65 @@
+// Parameters live in one contiguous float32 buffer with named views (DESIGN.md); gradients and
+// optimizer moments are buffers of the same size and layout.
+//
+// sambalm's own parameter names (also the names in its model.safetensors), in buffer order:
+//   embedding.weight            [padded_vocab, d]
+//   blocks.{i}.{s}.<...>        block i, residual sublayer s (ModelConfig::layout()):
+//     norm.weight [d]  (+ norm.bias [d] for LayerNorm)
+//     Mamba:     in_proj.weight [2*di, d] (+ in_proj.bias), conv.weight [di, d_conv], conv.bias [di],
+//                x_proj.weight [dt_rank + 2*d_state, di], dt_proj.weight [di, dt_rank],
+//                dt_proj.bias [di], A_log [di, d_state], D [di], out_proj.weight [d, di] (+ out_proj.bias)
+//     Attention: qkv.weight [(n_head + 2*n_query_groups) * head_size, d] (lit_gpt grouped layout)
+//                (+ qkv.bias), proj.weight [d, n_head * head_size] (+ proj.bias)
+//     MLP:       w1.weight [hidden, d], w2.weight [hidden, d], w3.weight [d, hidden] (+ biases)
+//   final_norm.weight [d] (+ final_norm.bias)
+//   lm_head.weight [padded_vocab, d]   only when the head is not tied to the embedding
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace sambalm {
+
+struct ParamSpec {
+  std::string name;
+  Shape shape;
+};
+
+// Every parameter of the model described by `cfg`, in buffer order (see above).
+std::vector<ParamSpec> param_specs(const ModelConfig& cfg);
+
+struct ParamEntry {
+  std::string name;
+  Shape shape;
+  size_t offset;  // in floats from the start of the buffer
+  int64_t numel() const { return shape_numel(shape); }
+};
+
+class ParamStore {
+ public:
+  ParamStore() = default;
+  explicit ParamStore(const std::vector<ParamSpec>& specs);
+
+  float* data() { return buffer_.data(); }
+  const float* data() const { return buffer_.data(); }
+  size_t size() const { return buffer_.size(); }
+  const std::vector<ParamEntry>& entries() const { return entries_; }
+
+  bool has(const std::string& name) const { return index_.count(name) != 0; }
+  const ParamEntry& entry(const std::string& name) const;  // throws Error when absent
+  float* get(const std::string& name) { return buffer_.data() + entry(name).offset; }
+  const float* get(const std::string& name) const { return buffer_.data() + entry(name).offset; }
+  // A float32 Tensor view of one parameter (shares this store's memory; valid while it lives).
+  Tensor view(const std::string& name);
+
+ private:
+  std::vector<float> buffer_;
+  std::vector<ParamEntry> entries_;
+  std::map<std::string, size_t> index_;
+};
+
+}  // namespace sambalm

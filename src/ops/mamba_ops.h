@@ -1,0 +1,78 @@
+// Mamba mixer ops: causal depthwise convolution and the selective scan. See ops.h for conventions.
+// Shapes: B batch, L sequence length, D = d_inner channels, N = d_state, K = d_conv.
+#pragma once
+
+#include <cstdint>
+
+namespace sambalm::ops {
+
+// ---- Causal depthwise conv1d (+ bias), no activation ---------------------------------------
+//   out[b, t, d] = bias[d] + sum_{j=0}^{K-1} w[d, j] * xx[b, t - (K-1) + j, d]
+// where xx is x preceded by the K-1 rows of `state` ([B, K-1, D], nullptr = zeros).
+// x and out are [B, L, D] with row stride ld_x / D (x may be a view into in_proj's output).
+template <typename T>
+void causal_conv1d_forward(T* out, const T* x, int64_t ld_x, const T* w, const T* bias, const T* state, int64_t B,
+                           int64_t L, int64_t D, int64_t K);
+// dx (row stride ld_dx) += ..., dw[D, K] += ..., dbias[D] += ... (state treated as constant).
+template <typename T>
+void causal_conv1d_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x, int64_t ld_x, const T* w,
+                            const T* state, int64_t B, int64_t L, int64_t D, int64_t K);
+// Writes the last K-1 rows of (state ++ x) into new_state[B, K-1, D] (for decoding after a prefill).
+template <typename T>
+void causal_conv1d_state_update(T* new_state, const T* x, int64_t ld_x, const T* state, int64_t B, int64_t L,
+                                int64_t D, int64_t K);
+
+// ---- SiLU, softplus ----------------------------------------------------------------------
+template <typename T>
+void silu_forward(T* out, const T* x, int64_t n);
+template <typename T>
+void silu_backward(T* dx, const T* dout, const T* x, int64_t n);
+// out = softplus(x) = log(1 + exp(x)) (x > 20: x, as torch). Strided rows not needed: dt is dense.
+template <typename T>
+void softplus_forward(T* out, const T* x, int64_t n);
+template <typename T>
+void softplus_backward(T* dx, const T* dout, const T* x, int64_t n);
+// Gate: out = y * silu(z), z a view with row stride ld_z over rows of D.
+template <typename T>
+void silu_gate_forward(T* out, const T* y, const T* z, int64_t ld_z, int64_t rows, int64_t D);
+template <typename T>
+void silu_gate_backward(T* dy, T* dz, int64_t ld_dz, const T* dout, const T* y, const T* z, int64_t ld_z, int64_t rows,
+                        int64_t D);
+
+// ---- Selective scan -----------------------------------------------------------------------
+// Per batch b, channel d, state n, time t:
+//   h_t[n] = exp(delta_t[d] * A[d, n]) * h_{t-1}[n] + delta_t[d] * Bm_t[n] * u_t[d]
+//   y_t[d] = sum_n Cm_t[n] * h_t[n] + Dskip[d] * u_t[d]
+// u, delta, y: [B, L, D]. Bm, Cm: [B, L, N] rows with stride ld_bc (they are views into x_proj's
+// output). A: [D, N] (already -exp(A_log)). h0: initial state [B, D, N] or nullptr (zeros).
+// h_last: final state [B, D, N] or nullptr.
+template <typename T>
+void selective_scan_ref_forward(T* y, T* h_last, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,
+                                int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D, int64_t N);
+
+// Parallel scan (default): the sequence is cut into chunks of `chunk` steps scanned concurrently
+// from a zero state, then chunk-boundary states are carried across chunks and each chunk's outputs
+// corrected. `chunk_states` is scratch [B, ceil(L/chunk) + 1, D, N] that the backward reuses.
+template <typename T>
+void selective_scan_forward(T* y, T* h_last, T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm,
+                            const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D,
+                            int64_t N, int64_t chunk);
+// Size of the chunk_states scratch in elements.
+int64_t selective_scan_chunk_states_size(int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk);
+
+// Backward of selective_scan_forward (uses the chunk_states it saved; recomputes the rest).
+// du, ddelta [B, L, D]; dA [D, N]; dBm, dCm [B, L, N] with row stride ld_bc; dDskip [D]; dh0 [B, D, N]
+// (nullable). All accumulate. `scratch` holds selective_scan_backward_scratch_size elements.
+template <typename T>
+void selective_scan_backward(T* du, T* ddelta, T* dA, T* dBm, T* dCm, T* dDskip, T* dh0, const T* dy,
+                             const T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm,
+                             const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L,
+                             int64_t D, int64_t N, int64_t chunk, T* scratch);
+int64_t selective_scan_backward_scratch_size(int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk);
+
+// One decoding step for a batch of sequences (L = 1), updating h in place: h [B, D, N].
+template <typename T>
+void selective_scan_step(T* y, T* h, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, int64_t ld_bc,
+                         const T* Dskip, int64_t B, int64_t D, int64_t N);
+
+}  // namespace sambalm::ops

@@ -1,0 +1,15 @@
+// Every op of the engine, declared once. CPU bodies live in src/ops/cpu/, CUDA bodies (later) in
+// src/ops/cuda/. Conventions, the same for every op (llm.c style):
+//   * Ops take raw pointers plus sizes; tensors are row-major and contiguous unless a stride is
+//     given. Activations are token-major: [B, T, C] with C fastest.
+//   * Ops never allocate: the caller passes every output and scratch buffer.
+//   * Forward ops overwrite their outputs. Backward ops ADD (+=) into every gradient buffer they
+//     are given (inputs and parameters alike); callers zero gradients once per step. A gradient
+//     pointer may be nullptr when that gradient is not needed.
+//   * Templates are instantiated for float (compute) and double (finite-difference checks).
+//   * Each hot op has a simple reference (`*_ref`, the test oracle) where the fast one is not
+//     obviously correct.
+#pragma once
+
+#include "ops/dense_ops.h"
+#include "ops/mamba_ops.h"

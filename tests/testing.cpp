@@ -1,0 +1,79 @@
+#include "testing.h"
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+namespace sambalm::test {
+
+std::string fixtures_dir() {
+  if (const char* e = std::getenv("SAMBALM_FIXTURES")) return e;
+  return std::string(SAMBALM_SHARED_DIR) + "/fixtures";
+}
+
+bool fixtures_available() { return std::filesystem::exists(fixtures_dir() + "/samba_tiny/config.json"); }
+
+double rel_error(const float* a, const float* b, int64_t n) {
+  double maxdiff = 0, maxb = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double d = std::fabs(double(a[i]) - double(b[i]));
+    if (std::isnan(d)) return INFINITY;
+    maxdiff = std::max(maxdiff, d);
+    maxb = std::max(maxb, std::fabs(double(b[i])));
+  }
+  return maxb > 0 ? maxdiff / maxb : maxdiff;
+}
+
+double rel_error(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.numel(), b.numel());
+  if (a.numel() != b.numel()) return INFINITY;
+  Tensor fa = a.to_f32(), fb = b.to_f32();
+  return rel_error(fa.data<float>(), fb.data<float>(), a.numel());
+}
+
+namespace {
+struct TempDirs {
+  std::vector<std::string> dirs;
+  ~TempDirs() {
+    for (auto& d : dirs) {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  }
+};
+TempDirs g_temp_dirs;
+}  // namespace
+
+std::string temp_dir(const std::string& tag) {
+  std::random_device rd;
+  auto base = std::filesystem::temp_directory_path();
+  for (int i = 0; i < 100; ++i) {
+    auto p = base / ("sambalm_test_" + tag + "_" + std::to_string(rd()));
+    if (std::filesystem::create_directory(p)) {
+      g_temp_dirs.dirs.push_back(p.string());
+      return p.string();
+    }
+  }
+  throw std::runtime_error("cannot create temp dir");
+}
+
+int run_cli(const std::string& args, std::string* output) {
+  std::string cmd = std::string(SAMBALM_CLI_PATH) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  std::array<char, 4096> buf;
+  std::string out;
+  size_t k;
+  while ((k = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), k);
+  int status = pclose(p);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace sambalm::test
