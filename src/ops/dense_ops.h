@@ -80,6 +80,11 @@ void qkv_split_rope_backward(T* dqkv, const T* dq, const T* dk, const T* dv, con
 template <typename T>
 void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H,
                        int64_t G, int64_t hs, int64_t window, double scale);
+// Reference attention (the test oracle for attention_forward): fills the masked score matrix of each
+// (b, h) into the caller's scratch scores[Tn * Tn], then softmax and P.V in double. Same outputs.
+template <typename T>
+void attention_ref_forward(T* out, T* lse, T* scores, const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
+                           int64_t H, int64_t G, int64_t hs, int64_t window, double scale);
 // dq, dk, dv accumulate. Recomputes probabilities from q, k and lse (FlashAttention-style).
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const T* lse, const T* q, const T* k,
