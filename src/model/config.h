@@ -49,7 +49,8 @@ struct ModelConfig {
   int64_t local_window = -1;
   int64_t full_per_layer = 1000000;
   int64_t mb_per_layer = -1;
-  std::vector<int64_t> attn_layer_pos;  // empty = not set
+  std::vector<int64_t> attn_layer_pos;  // empty = not set (unless has_attn_layer_pos)
+  bool has_attn_layer_pos = false;       // set explicitly, possibly to an empty list ("[]")
   bool mamba_swa_mlp = false;
   bool abl_mamba = false;
   bool nope = false;
@@ -82,6 +83,11 @@ struct ModelConfig {
   void validate() const;
   // Short architecture string, e.g. "(M S)x6" or "mamba+swa2048+mlp4096 ..."
   std::string layer_pattern() const;
+  // One string per block in the presets' `derived.layers` notation: sublayers joined by '+', each
+  // "mamba", "swa<W>", "attn" or "mlp<hidden>" (e.g. "mamba+mlp4096", "swa2048+mlp4096").
+  std::vector<std::string> block_strings() const;
+  // Total number of parameters (param_specs summed; a tied head counts once).
+  int64_t num_params() const;
 
   // Named presets: the 46 lit_gpt names and the 6 state-spaces Mamba names.
   static ModelConfig from_preset(const std::string& name);
