@@ -446,3 +446,53 @@ TEST(AttentionLong, ForwardMatchesReferenceAcrossChunks) {
     EXPECT_LT(test::rel_error(lse.data(), ref_lse.data(), int64_t(lse.size())), 1e-5) << "T=" << s.Tn;
   }
 }
+
+TEST(AttentionLong, ThreadedBackwardMatchesPlainLoops) {
+  // Large enough to run multi-threaded (the finite-difference shapes above stay on one thread), so a
+  // race in the dk/dv accumulation over GQA heads would show. The oracle: the softmax Jacobian
+  // written out with full masks and no chunking.
+  const int64_t B = 2, Tn = 100, H = 4, G = 2, hs = 16, W = 40, qpk = H / G;
+  const double scale = 1 / std::sqrt(double(hs));
+  Vec q = randn(B * H * Tn * hs, 60), k = randn(B * G * Tn * hs, 61), v = randn(B * G * Tn * hs, 62);
+  Vec r = randn(B * Tn * H * hs, 63), out(r.size()), lse(B * H * Tn);
+  ops::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale);
+  Vec dq(q.size(), 0.0), dk(k.size(), 0.0), dv(v.size(), 0.0);
+  ops::attention_backward(dq.data(), dk.data(), dv.data(), r.data(), out.data(), lse.data(), q.data(), k.data(),
+                          v.data(), B, Tn, H, G, hs, W, scale);
+  Vec eq(q.size(), 0.0), ek(k.size(), 0.0), ev(v.size(), 0.0), P(Tn), dP(Tn);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t kv = (b * G + h / qpk) * Tn * hs;
+      for (int64_t t = 0; t < Tn; ++t) {
+        const double* qt = &q[((b * H + h) * Tn + t) * hs];
+        const double* gt = &r[(b * Tn + t) * H * hs + h * hs];
+        double mx = -INFINITY, sum = 0, D = 0;
+        for (int64_t s = 0; s < Tn; ++s) {
+          P[s] = -INFINITY;
+          if (s <= t && s > t - W) {
+            P[s] = 0;
+            for (int64_t i = 0; i < hs; ++i) P[s] += scale * qt[i] * k[kv + s * hs + i];
+          }
+          mx = std::max(mx, P[s]);
+        }
+        for (int64_t s = 0; s < Tn; ++s) sum += std::exp(P[s] - mx);
+        for (int64_t s = 0; s < Tn; ++s) {
+          P[s] = std::exp(P[s] - mx) / sum;
+          dP[s] = 0;
+          for (int64_t i = 0; i < hs; ++i) dP[s] += gt[i] * v[kv + s * hs + i];
+          D += P[s] * dP[s];
+        }
+        for (int64_t s = 0; s < Tn; ++s) {
+          const double dS = P[s] * (dP[s] - D);
+          for (int64_t i = 0; i < hs; ++i) {
+            eq[((b * H + h) * Tn + t) * hs + i] += scale * dS * k[kv + s * hs + i];
+            ek[kv + s * hs + i] += scale * dS * qt[i];
+            ev[kv + s * hs + i] += P[s] * gt[i];
+          }
+        }
+      }
+    }
+  EXPECT_LT(max_rel(dq, eq), 1e-10);
+  EXPECT_LT(max_rel(dk, ek), 1e-10);
+  EXPECT_LT(max_rel(dv, ev), 1e-10);
+}

@@ -48,6 +48,13 @@ inline void axpy(T* y, T alpha, const T* x, int64_t n) {
 
 inline int64_t first_key(int64_t t, int64_t window) { return window > 0 ? std::max<int64_t>(0, t - window + 1) : 0; }
 
+// Rough multiply-add count of one pass; small problems stay on one thread, where a parallel region
+// would cost more than it saves.
+inline bool worth_threads(int64_t B, int64_t H, int64_t Tn, int64_t hs, int64_t window) {
+  const int64_t keys = window > 0 && window < Tn ? window : Tn;
+  return B * H * Tn * keys * hs > (int64_t(1) << 16);
+}
+
 }  // namespace
 
 template <typename T>
@@ -56,7 +63,7 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64
   const int64_t qpk = H / G;
   const T sc = T(scale);
   // Later queries see more keys under full causal attention: dynamic scheduling balances that.
-#pragma omp parallel for collapse(3) schedule(dynamic, 8)
+#pragma omp parallel for collapse(3) schedule(dynamic, 8) if (worth_threads(B, H, Tn, hs, window))
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < H; ++h) {
       for (int64_t t = 0; t < Tn; ++t) {
@@ -81,11 +88,12 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64
             for (int64_t i = 0; i < hs; ++i) acc[i] *= corr;
             m = cmax;
           }
+          // Exponentials first, then the value sums: keeps exp's latency off the axpy chain.
           for (int64_t j = 0; j < n; ++j) {
-            const T p = std::exp(s[j] - m);
-            l += p;
-            axpy(acc, p, vb + (c0 + j) * hs, hs);
+            s[j] = std::exp(s[j] - m);
+            l += s[j];
           }
+          for (int64_t j = 0; j < n; ++j) axpy(acc, s[j], vb + (c0 + j) * hs, hs);
         }
         const T inv = T(1) / l;
         for (int64_t i = 0; i < hs; ++i) acc[i] *= inv;
@@ -101,7 +109,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const 
                         double scale) {
   const int64_t qpk = H / G;
   const T sc = T(scale);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (worth_threads(B, H, Tn, hs, window))
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t g = 0; g < G; ++g) {
       const T* kb = k + (b * G + g) * Tn * hs;
@@ -111,19 +119,30 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const 
       for (int64_t h = g * qpk; h < (g + 1) * qpk; ++h) {
         for (int64_t t = 0; t < Tn; ++t) {
           const T* qt = q + ((b * H + h) * Tn + t) * hs;
-          const T* dot_ = dout + (b * Tn + t) * H * hs + h * hs;
+          const T* dout_t = dout + (b * Tn + t) * H * hs + h * hs;
           const T* ot = out + (b * Tn + t) * H * hs + h * hs;
           T* dqt = dq ? dq + ((b * H + h) * Tn + t) * hs : nullptr;
           const T lse_t = lse[(b * H + h) * Tn + t];
-          const T D = dot(dot_, ot, hs);
-          for (int64_t s = first_key(t, window); s <= t; ++s) {
-            const T* ks = kb + s * hs;
-            const T* vs = vb + s * hs;
-            const T p = std::exp(sc * dot(qt, ks, hs) - lse_t);
-            const T ds = p * (dot(dot_, vs, hs) - D);
-            if (dqt) axpy(dqt, sc * ds, ks, hs);
-            if (dkb) axpy(dkb + s * hs, sc * ds, qt, hs);
-            if (dvb) axpy(dvb + s * hs, p, dot_, hs);
+          const T D = dot(dout_t, ot, hs);
+          T p[kChunk], ds[kChunk];
+          for (int64_t c0 = first_key(t, window); c0 <= t; c0 += kChunk) {
+            const int64_t n = std::min(kChunk, t + 1 - c0);
+            const T* kc = kb + c0 * hs;
+            const T* vc = vb + c0 * hs;
+            for (int64_t j = 0; j < n; ++j) {
+              p[j] = sc * dot(qt, kc + j * hs, hs) - lse_t;
+              ds[j] = dot(dout_t, vc + j * hs, hs) - D;
+            }
+            for (int64_t j = 0; j < n; ++j) {
+              p[j] = std::exp(p[j]);
+              ds[j] *= p[j];
+            }
+            if (dqt)
+              for (int64_t j = 0; j < n; ++j) axpy(dqt, sc * ds[j], kc + j * hs, hs);
+            if (dkb)
+              for (int64_t j = 0; j < n; ++j) axpy(dkb + (c0 + j) * hs, sc * ds[j], qt, hs);
+            if (dvb)
+              for (int64_t j = 0; j < n; ++j) axpy(dvb + (c0 + j) * hs, p[j], dout_t, hs);
           }
         }
       }
