@@ -1,0 +1,78 @@
+// SentencePiece tokenizer (tokenizer.model) through libsentencepiece: the Llama tokenizer of Samba
+// (BPE with byte fallback, a dummy "▁" prefix, bos 1 / eos 2). Encoding and decoding are exactly
+// sentencepiece's own; decode of control tokens (bos/eos) gives nothing, as sentencepiece does.
+#include <sentencepiece_processor.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "tokenizer/tokenizer.h"
+
+namespace sambalm {
+namespace {
+
+class SentencePieceTokenizer final : public Tokenizer {
+ public:
+  explicit SentencePieceTokenizer(const std::string& path) : source_(path) {
+    std::error_code ec;
+    SAMBALM_CHECK(std::filesystem::is_regular_file(path, ec), "{}: no such SentencePiece model file", path);
+    auto status = sp_.Load(path);
+    SAMBALM_CHECK(status.ok(), "{}: not a valid SentencePiece model ({})", path, status.ToString());
+    vocab_ = sp_.GetPieceSize();
+    SAMBALM_CHECK(vocab_ > 0, "{}: SentencePiece model has an empty vocabulary", path);
+  }
+  std::string kind() const override { return "sentencepiece"; }
+  const std::string& source() const override { return source_; }
+  int32_t vocab_size() const override { return vocab_; }
+  std::optional<int32_t> bos_id() const override { return valid(sp_.bos_id()); }
+  std::optional<int32_t> eos_id() const override { return valid(sp_.eos_id()); }
+
+  void encode(std::string_view text, std::vector<int32_t>& out) const override {
+    require_utf8(text, source_);
+    std::vector<int> ids;
+    auto status = sp_.Encode(text, &ids);
+    SAMBALM_CHECK(status.ok(), "{}: sentencepiece could not encode the text ({})", source_, status.ToString());
+    out.insert(out.end(), ids.begin(), ids.end());
+  }
+
+  std::string decode(std::span<const int32_t> ids, bool skip_special) const override {
+    std::vector<int> v;
+    v.reserve(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      SAMBALM_CHECK(ids[i] >= 0 && ids[i] < vocab_, "{}: id {} at position {} is outside the vocabulary [0, {})",
+                    source_, ids[i], i, vocab_);
+      if (skip_special && is_special(ids[i])) continue;
+      v.push_back(ids[i]);
+    }
+    std::string out;
+    auto status = sp_.Decode(v, &out);
+    SAMBALM_CHECK(status.ok(), "{}: sentencepiece could not decode ({})", source_, status.ToString());
+    return out;
+  }
+
+  std::string id_to_token(int32_t id) const override {
+    SAMBALM_CHECK(id >= 0 && id < vocab_, "{}: id {} is outside the vocabulary [0, {})", source_, id, vocab_);
+    return sp_.IdToPiece(id);
+  }
+  std::optional<int32_t> token_to_id(std::string_view token) const override {
+    int id = sp_.PieceToId(token);
+    // PieceToId answers unk_id for unknown pieces; only the unk piece itself maps there truly.
+    if (id == sp_.unk_id() && sp_.IdToPiece(id) != token) return std::nullopt;
+    return id;
+  }
+  bool is_special(int32_t id) const override { return id >= 0 && id < vocab_ && sp_.IsControl(id); }
+
+ private:
+  static std::optional<int32_t> valid(int id) { return id >= 0 ? std::optional<int32_t>(id) : std::nullopt; }
+  std::string source_;
+  sentencepiece::SentencePieceProcessor sp_;
+  int32_t vocab_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path) {
+  return std::make_unique<SentencePieceTokenizer>(path);
+}
+
+}  // namespace sambalm
