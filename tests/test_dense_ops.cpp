@@ -432,8 +432,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Attention,
 
 TEST(AttentionLong, ForwardMatchesReferenceAcrossChunks) {
   // Long enough that the online softmax runs over several key chunks and rescales between them.
-  for (const AttnShape& s :
-       {AttnShape{1, 150, 2, 1, 16, 100}, AttnShape{2, 131, 4, 2, 8, 0}, AttnShape{1, 70, 2, 2, 8, 1}}) {
+  for (const AttnShape& s : {AttnShape{1, 150, 2, 1, 16, 100}, AttnShape{2, 131, 4, 2, 8, 0},
+                             AttnShape{1, 70, 2, 2, 8, 1}, AttnShape{1, 128, 2, 1, 8, 5}}) {
     const double scale = 1 / std::sqrt(double(s.hs));
     VecF q = to_f32(randn(s.B * s.H * s.Tn * s.hs, 57, 2.0)), k = to_f32(randn(s.B * s.G * s.Tn * s.hs, 58, 2.0));
     VecF v = to_f32(randn(s.B * s.G * s.Tn * s.hs, 59));
