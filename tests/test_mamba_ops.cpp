@@ -56,6 +56,13 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
   return s;
 }
 
+// Runs the scope on one OpenMP thread.
+struct OneThread {
+  int keep = omp_get_max_threads();
+  OneThread() { omp_set_num_threads(1); }
+  ~OneThread() { omp_set_num_threads(keep); }
+};
+
 // ---- Scan inputs ------------------------------------------------------------------------------
 
 // Everything one selective scan call reads, with Bm / Cm as views of stride ld_bc into a wider
@@ -174,6 +181,140 @@ TEST(SelectiveScan, FastExpAccuracy) {
   EXPECT_GE(ops::scan::exp_scan(-1000.0f), 0.0f);
   EXPECT_LT(ops::scan::exp_scan(-1000.0f), 1e-37f);
   EXPECT_EQ(ops::scan::exp_scan(0.0f), 1.0f);
+}
+
+// ---- (b) backward vs finite differences -----------------------------------------------------
+
+// loss = sum(w * y) through the parallel forward; every input's gradient from the backward (which
+// adds into buffers pre-filled with noise) against central differences, in double.
+TEST(SelectiveScan, BackwardMatchesFiniteDifferences) {
+  struct Case {
+    int64_t B, L, D, N, chunk, pad;
+    bool use_h0;
+  };
+  const Case cases[] = {
+      {2, 10, 5, 3, 3, 2, true},    // 4 chunks, the last one partial; sequence-split forward
+      {1, 12, 18, 2, 4, 0, false},  // 3 chunks, two channel blocks
+      {2, 7, 3, 4, 20, 1, true},    // one chunk
+  };
+  for (const Case& c : cases) {
+    for (ForwardMode mode : {ForwardMode::kChannels, ForwardMode::kSequenceSplit}) {
+      SCOPED_TRACE(testing::Message() << "B=" << c.B << " L=" << c.L << " D=" << c.D << " N=" << c.N
+                                      << " chunk=" << c.chunk << " mode=" << int(mode));
+      const int64_t B = c.B, L = c.L, D = c.D, N = c.N, chunk = c.chunk;
+      ScanInputs<double> in(B, L, D, N, c.pad, uint32_t(100 + L + D));
+      std::mt19937 rng(17);
+      auto w = randn<double>(B * L * D, rng);
+      std::vector<double> y(B * L * D), cs(ops::selective_scan_chunk_states_size(B, L, D, N, chunk));
+      const double* h0 = c.use_h0 ? in.h0.data() : nullptr;
+      auto loss = [&] {
+        ops::scan::forward(mode, y.data(), static_cast<double*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
+                           in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, B, L, D, N, chunk);
+        return dot(y, w);
+      };
+      loss();  // leaves chunk_states of the unperturbed inputs
+      auto noise = [&](size_t n) { return randn<double>(n, rng); };
+      auto du = noise(in.u.size()), ddelta = noise(in.delta.size()), dA = noise(in.A.size()), dbc = noise(in.bc.size()),
+           dD = noise(in.Dskip.size()), dh0 = noise(in.h0.size());
+      const auto du0 = du, ddelta0 = ddelta, dA0 = dA, dbc0 = dbc, dD0 = dD, dh00 = dh0;
+      std::vector<double> scratch(ops::selective_scan_backward_scratch_size(B, L, D, N, chunk), NAN);
+      ops::selective_scan_backward(du.data(), ddelta.data(), dA.data(), dbc.data(), dbc.data() + N, dD.data(),
+                                   dh0.data(), w.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
+                                   in.Cm(), in.ld_bc, in.Dskip.data(), h0, B, L, D, N, chunk, scratch.data());
+      // The ~1000 forward calls of the differences run on one thread: on a busy 2-core machine each
+      // parallel region can cost a context switch, and the threaded forward is checked elsewhere.
+      OneThread one_thread;
+      auto added = [](const std::vector<double>& g, const std::vector<double>& g0) {
+        std::vector<double> r(g.size());
+        for (size_t i = 0; i < g.size(); ++i) r[i] = g[i] - g0[i];
+        return r;
+      };
+      EXPECT_LT(rel_error_d(added(du, du0), numeric_grad(in.u, loss)), 1e-6) << "du";
+      EXPECT_LT(rel_error_d(added(ddelta, ddelta0), numeric_grad(in.delta, loss)), 1e-6) << "ddelta";
+      EXPECT_LT(rel_error_d(added(dA, dA0), numeric_grad(in.A, loss)), 1e-6) << "dA";
+      EXPECT_LT(rel_error_d(added(dD, dD0), numeric_grad(in.Dskip, loss)), 1e-6) << "dDskip";
+      if (c.use_h0) {
+        EXPECT_LT(rel_error_d(added(dh0, dh00), numeric_grad(in.h0, loss)), 1e-6) << "dh0";
+      }
+      // Bm and Cm share one strided array; the NaN padding columns are skipped by the perturbation.
+      std::vector<double> num_bc(in.bc.size(), 0.0), got_bc(in.bc.size(), 0.0);
+      for (int64_t r = 0; r < B * L; ++r)
+        for (int64_t k = 0; k < 2 * N; ++k) {
+          const int64_t i = r * in.ld_bc + k;
+          const double keep = in.bc[i], eps = 1e-6;
+          in.bc[i] = keep + eps;
+          const double lp = loss();
+          in.bc[i] = keep - eps;
+          const double lm = loss();
+          in.bc[i] = keep;
+          num_bc[i] = (lp - lm) / (2 * eps);
+          got_bc[i] = dbc[i] - dbc0[i];
+        }
+      EXPECT_LT(rel_error_d(got_bc, num_bc), 1e-6) << "dBm/dCm";
+      for (int64_t r = 0; r < B * L; ++r)
+        for (int64_t k = 2 * N; k < in.ld_bc; ++k) EXPECT_EQ(dbc[r * in.ld_bc + k], dbc0[r * in.ld_bc + k]);
+    }
+  }
+}
+
+// The backward with every gradient optional, and its bits independent of the thread count.
+TEST(SelectiveScan, BackwardNullGradientsAndDeterminism) {
+  const int64_t B = 2, L = 45, D = 40, N = 16, chunk = 8;
+  ScanInputs<float> in(B, L, D, N, 1, 23);
+  std::mt19937 rng(29);
+  auto dy = randn<float>(B * L * D, rng);
+  std::vector<float> y(B * L * D), cs(ops::selective_scan_chunk_states_size(B, L, D, N, chunk));
+  ops::selective_scan_forward(y.data(), static_cast<float*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
+                              in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D, N,
+                              chunk);
+  std::vector<float> scratch(ops::selective_scan_backward_scratch_size(B, L, D, N, chunk));
+  struct Grads {
+    std::vector<float> du, ddelta, dA, dbc, dD, dh0;
+  };
+  auto run = [&](int threads, bool all) {
+    Grads g{std::vector<float>(in.u.size()), std::vector<float>(in.delta.size()),
+            std::vector<float>(in.A.size()), std::vector<float>(in.bc.size()),
+            std::vector<float>(D),           std::vector<float>(in.h0.size())};
+    const int keep = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    ops::selective_scan_backward(g.du.data(), all ? g.ddelta.data() : nullptr, all ? g.dA.data() : nullptr,
+                                 all ? g.dbc.data() : nullptr, g.dbc.data() + N, all ? g.dD.data() : nullptr,
+                                 all ? g.dh0.data() : nullptr, dy.data(), cs.data(), in.u.data(), in.delta.data(),
+                                 in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D, N,
+                                 chunk, scratch.data());
+    omp_set_num_threads(keep);
+    return g;
+  };
+  const Grads one = run(1, true), two = run(2, true), three = run(3, true), some = run(2, false);
+  for (const Grads* g : {&two, &three}) {
+    EXPECT_EQ(g->du, one.du);
+    EXPECT_EQ(g->ddelta, one.ddelta);
+    EXPECT_EQ(g->dA, one.dA);
+    EXPECT_EQ(g->dbc, one.dbc);
+    EXPECT_EQ(g->dD, one.dD);
+    EXPECT_EQ(g->dh0, one.dh0);
+  }
+  // Skipping gradients leaves the requested ones unchanged.
+  EXPECT_EQ(some.du, one.du);
+  for (int64_t r = 0; r < B * L; ++r)
+    for (int64_t n = 0; n < N; ++n) {
+      EXPECT_EQ(some.dbc[r * in.ld_bc + N + n], one.dbc[r * in.ld_bc + N + n]);
+      EXPECT_EQ(some.dbc[r * in.ld_bc + n], 0.0f);
+    }
+  // float gradients agree with double ones.
+  ScanInputs<double> ind(B, L, D, N, 1, 23);
+  std::vector<double> dyd(dy.begin(), dy.end()), yd(y.size()), csd(cs.size()), dud(in.u.size(), 0.0),
+      dAd(in.A.size(), 0.0), scr(scratch.size());
+  ops::selective_scan_forward(yd.data(), static_cast<double*>(nullptr), csd.data(), ind.u.data(), ind.delta.data(),
+                              ind.A.data(), ind.Bm(), ind.Cm(), ind.ld_bc, ind.Dskip.data(), ind.h0.data(), B, L, D, N,
+                              chunk);
+  ops::selective_scan_backward(dud.data(), static_cast<double*>(nullptr), dAd.data(), static_cast<double*>(nullptr),
+                               static_cast<double*>(nullptr), static_cast<double*>(nullptr),
+                               static_cast<double*>(nullptr), dyd.data(), csd.data(), ind.u.data(), ind.delta.data(),
+                               ind.A.data(), ind.Bm(), ind.Cm(), ind.ld_bc, ind.Dskip.data(), ind.h0.data(), B, L, D, N,
+                               chunk, scr.data());
+  EXPECT_LT(rel_error_d(std::vector<double>(one.du.begin(), one.du.end()), dud), 1e-5);
+  EXPECT_LT(rel_error_d(std::vector<double>(one.dA.begin(), one.dA.end()), dAd), 1e-5);
 }
 
 // ---- (e) decode step by step == forward; (f) prefill in two parts == one pass ----------------
@@ -298,6 +439,7 @@ TEST(CausalConv1d, GradientsMatchFiniteDifferences) {
   auto dx = dx0, dw = dw0, db = db0;
   ops::causal_conv1d_backward(dx.data(), ld, dw.data(), db.data(), wy.data(), x.data(), ld, w.data(), st.data(), B, L,
                               D, K);
+  OneThread one_thread;
   auto check = [&](std::vector<double>& param, const std::vector<double>& g, const std::vector<double>& g0,
                    const char* name) {
     auto num = numeric_grad(param, loss);
