@@ -1,0 +1,183 @@
+// Weight initialisation (see init.h for the rules and where they come from).
+#include "model/init.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace sambalm {
+
+namespace {
+
+// splitmix64: a small, well-mixed generator whose output is the same on every platform (unlike
+// std::normal_distribution), so a seed means the same weights everywhere.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return double(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+  double normal() {  // Box-Muller
+    double u1 = uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log1p(-u1)) * std::cos(2.0 * M_PI * u2);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+uint64_t name_hash(const std::string& s) {  // FNV-1a
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+class Initializer {
+ public:
+  Initializer(ParamStore& p, uint64_t seed) : p_(p), seed_(seed) {}
+
+  // Chunks of kChunk values each draw from their own stream (seed, name, chunk index), so large
+  // parameters fill in parallel and the values do not depend on the number of threads.
+  template <typename F>
+  void fill(const std::string& name, F f) {
+    constexpr int64_t kChunk = 1 << 16;
+    const int64_t n = p_.entry(name).numel(), chunks = (n + kChunk - 1) / kChunk;
+    const uint64_t base = seed_ ^ name_hash(name);
+    float* x = p_.get(name);
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      Rng rng(base + 0xD1B54A32D192ED03ull * uint64_t(c + 1));
+      rng.next();
+      for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) x[i] = f(rng, i);
+    }
+  }
+  void constant(const std::string& name, float v) {
+    fill(name, [v](Rng&, int64_t) { return v; });
+  }
+  void uniform(const std::string& name, double bound) {
+    fill(name, [bound](Rng& r, int64_t) { return float(r.uniform(-bound, bound)); });
+  }
+  void normal(const std::string& name, double std) {
+    fill(name, [std](Rng& r, int64_t) { return float(r.normal() * std); });
+  }
+  // Zero when the parameter exists (optional biases).
+  void zero_if(const std::string& name) {
+    if (p_.has(name)) constant(name, 0.0f);
+  }
+  void scale(const std::string& name, double s) {
+    const ParamEntry& e = p_.entry(name);
+    float* x = p_.get(name);
+    for (int64_t i = 0; i < e.numel(); ++i) x[i] = float(double(x[i]) * s);
+  }
+  const ParamEntry& entry(const std::string& name) const { return p_.entry(name); }
+  bool has(const std::string& name) const { return p_.has(name); }
+
+ private:
+  ParamStore& p_;
+  uint64_t seed_;
+};
+
+// PyTorch's default Linear init: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
+void default_linear(Initializer& in, const std::string& w) {
+  in.uniform(w, 1.0 / std::sqrt(double(in.entry(w).shape.at(1))));
+}
+
+void init_mamba_internals(Initializer& in, const ModelConfig& c, const std::string& p) {
+  const double conv_bound = 1.0 / std::sqrt(double(c.d_conv));  // depthwise Conv1d: fan_in = d_conv
+  in.uniform(p + "conv.weight", conv_bound);
+  if (in.has(p + "conv.bias")) in.uniform(p + "conv.bias", conv_bound);
+  const int64_t N = c.d_state;
+  in.fill(p + "A_log", [N](Rng&, int64_t i) { return float(std::log(double(i % N + 1))); });
+  in.constant(p + "D", 1.0f);
+}
+
+// dt = exp(U * (log dt_max - log dt_min) + log dt_min) floored at 1e-4, bias = softplus^-1(dt)
+// = dt + log(-expm1(-dt)), as mamba_simple.py computes it.
+void init_dt_bias(Initializer& in, const std::string& name) {
+  const double lo = std::log(0.001), hi = std::log(0.1);
+  in.fill(name, [lo, hi](Rng& r, int64_t) {
+    double dt = std::max(std::exp(r.uniform() * (hi - lo) + lo), 1e-4);
+    return float(dt + std::log(-std::expm1(-dt)));
+  });
+}
+
+void init_norm(Initializer& in, const std::string& prefix) {
+  in.constant(prefix + "weight", 1.0f);
+  in.zero_if(prefix + "bias");
+}
+
+}  // namespace
+
+int64_t init_residuals_per_layer(const ModelConfig& cfg) {
+  if (cfg.mamba || !cfg.mlp) return 1;
+  if (cfg.mamba_swa_mlp) return 3;
+  return 2;
+}
+
+void init_params(const ModelConfig& cfg, ParamStore& params, uint64_t seed) {
+  Initializer in(params, seed);
+  const bool mamba_style = cfg.mamba || cfg.mamba_init;
+  const double L = double(cfg.n_layer), d = double(cfg.n_embd);
+  const double neox_std = std::sqrt(2.0 / (5.0 * d));
+  const double out_scale = 1.0 / std::sqrt(double(init_residuals_per_layer(cfg)) * L);
+  const double neox_out_std = 1.0 / std::sqrt(d) / L;
+
+  auto linear = [&](const std::string& w, const std::string& b) {
+    if (mamba_style)
+      default_linear(in, w);
+    else
+      in.normal(w, neox_std);
+    in.zero_if(b);
+  };
+  auto out_proj = [&](const std::string& w, const std::string& b) {
+    linear(w, b);
+    if (mamba_style)
+      in.scale(w, out_scale);
+    else
+      in.normal(w, neox_out_std);
+  };
+
+  in.normal("embedding.weight", mamba_style ? 0.02 : neox_std);
+  if (params.has("lm_head.weight")) linear("lm_head.weight", "");
+  auto blocks = cfg.layout();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    for (size_t s = 0; s < blocks[i].sublayers.size(); ++s) {
+      const std::string p = fmt::format("blocks.{}.{}.", i, s);
+      init_norm(in, p + "norm.");
+      switch (blocks[i].sublayers[s].kind) {
+        case SublayerKind::Mamba:
+          linear(p + "in_proj.weight", p + "in_proj.bias");
+          linear(p + "x_proj.weight", "");
+          if (mamba_style) {
+            in.uniform(p + "dt_proj.weight", 1.0 / std::sqrt(double(cfg.mamba_dt_rank())));
+            init_dt_bias(in, p + "dt_proj.bias");
+          } else {
+            linear(p + "dt_proj.weight", p + "dt_proj.bias");
+          }
+          init_mamba_internals(in, cfg, p);
+          out_proj(p + "out_proj.weight", p + "out_proj.bias");
+          break;
+        case SublayerKind::Attention:
+          linear(p + "qkv.weight", p + "qkv.bias");
+          out_proj(p + "proj.weight", p + "proj.bias");
+          break;
+        case SublayerKind::MLP:
+          linear(p + "w1.weight", p + "w1.bias");
+          linear(p + "w2.weight", p + "w2.bias");
+          out_proj(p + "w3.weight", p + "w3.bias");
+          break;
+      }
+    }
+  }
+  init_norm(in, "final_norm.");
+}
+
+}  // namespace sambalm

@@ -1,0 +1,138 @@
+// Model directories: resolving a model spec (preset, directory, weights file, config file) into a
+// config and parameters, and writing sambalm's own directory format.
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/file.h"
+#include "io/safetensors.h"
+#include "io/state_dict.h"
+#include "model/init.h"
+#include "model/presets.h"
+#include "model/weights.h"
+
+namespace sambalm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_json_file(const fs::path& p) { return p.extension() == ".json"; }
+
+// A config given as a preset name or a config.json path.
+ModelConfig config_from(const std::string& what) {
+  if (find_preset(what)) return ModelConfig::from_preset(what);
+  std::error_code ec;
+  if (fs::is_regular_file(what, ec)) return ModelConfig::from_json_file(what);
+  if (fs::is_directory(what, ec) && fs::is_regular_file(fs::path(what) / "config.json", ec))
+    return ModelConfig::from_json_file((fs::path(what) / "config.json").string());
+  return ModelConfig::from_preset(what);  // unknown: the error suggests close preset names
+}
+
+// The weights file of a model directory.
+std::string find_weights(const fs::path& dir) {
+  for (const char* name : {"model.safetensors", "pytorch_model.bin"})
+    if (fs::is_regular_file(dir / name)) return (dir / name).string();
+  std::vector<std::string> pth;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && (e.path().extension() == ".pth" || e.path().extension() == ".pt"))
+      pth.push_back(e.path().filename().string());
+  std::sort(pth.begin(), pth.end());
+  if (pth.size() == 1) return (dir / pth[0]).string();
+  SAMBALM_CHECK(pth.empty(), "{}: several checkpoint files ({}); pass the one to load as the model", dir.string(),
+                fmt::join(pth, ", "));
+  SAMBALM_CHECK(!fs::exists(dir / "model.safetensors.index.json"),
+                "{}: sharded checkpoints (model.safetensors.index.json) are not supported; merge the shards into "
+                "model.safetensors",
+                dir.string());
+  fail("{}: no weights found: expected model.safetensors, pytorch_model.bin or a single .pth file", dir.string());
+}
+
+std::string find_tokenizer(const fs::path& dir) {
+  for (const char* name : {"tokenizer.json", "tokenizer.model"})
+    if (fs::is_regular_file(dir / name)) return (dir / name).string();
+  return "";
+}
+
+ModelConfig config_beside(const fs::path& dir, const std::string& config_override, const std::string& what) {
+  if (!config_override.empty()) return config_from(config_override);
+  fs::path cfg = dir / "config.json";
+  SAMBALM_CHECK(fs::is_regular_file(cfg),
+                "{}: no config.json beside the weights; pass a config (a config.json or a "
+                "preset name)",
+                what);
+  return ModelConfig::from_json_file(cfg.string());
+}
+
+struct Resolved {
+  ModelConfig config;
+  std::string dir, weights, tokenizer;
+};
+
+Resolved resolve(const std::string& spec, const std::string& config_override) {
+  SAMBALM_CHECK(!spec.empty(), "no model given: expected a preset name, a model directory or a weights file");
+  std::error_code ec;
+  Resolved r;
+  if (fs::is_directory(spec, ec)) {
+    fs::path dir(spec);
+    r.dir = spec;
+    r.weights = find_weights(dir);
+    r.tokenizer = find_tokenizer(dir);
+    r.config = config_beside(dir, config_override, spec);
+    return r;
+  }
+  if (fs::is_regular_file(spec, ec)) {
+    fs::path file(spec);
+    fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
+    r.dir = dir.string();
+    r.tokenizer = find_tokenizer(dir);
+    if (is_json_file(file)) {
+      r.config = config_override.empty() ? ModelConfig::from_json_file(spec) : config_from(config_override);
+      return r;
+    }
+    r.weights = spec;
+    r.config = config_beside(dir, config_override, spec);
+    return r;
+  }
+  if (!find_preset(spec) && (spec.find('/') != std::string::npos || spec.find('.') == 0))
+    fail("{}: no such file or directory (and not a preset name)", spec);
+  r.config = config_override.empty() ? ModelConfig::from_preset(spec) : config_from(config_override);
+  return r;
+}
+
+}  // namespace
+
+ModelConfig resolve_config(const std::string& spec, const std::string& config_override) {
+  return resolve(spec, config_override).config;
+}
+
+LoadedModel load_model(const std::string& spec, const std::string& config_override) {
+  Resolved r = resolve(spec, config_override);
+  LoadedModel m;
+  m.config = r.config;
+  m.dir = r.dir;
+  m.tokenizer_path = r.tokenizer;
+  m.weights_path = r.weights;
+  if (r.weights.empty()) {
+    m.params = ParamStore(param_specs(m.config));
+    init_params(m.config, m.params, 0);
+  } else {
+    m.params = load_params(m.config, read_state_dict(r.weights), r.weights);
+  }
+  return m;
+}
+
+void save_model_dir(const std::string& dir, const ModelConfig& cfg, const ParamStore& params, DType dtype) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  SAMBALM_CHECK(!ec && fs::is_directory(dir), "{}: cannot create the model directory: {}", dir, ec.message());
+  auto tensors = export_params(cfg, params, WeightFormat::Sambalm, dtype);
+  write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors,
+                    {{"format", "pt"}, {"producer", "sambalm"}});
+  write_file_atomic((fs::path(dir) / "config.json").string(), cfg.to_json().dump(2) + "\n");
+}
+
+}  // namespace sambalm

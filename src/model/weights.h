@@ -1,0 +1,85 @@
+// Weights in and out: name-mapping tables between sambalm's parameter names (params.h) and the
+// state_dict names of the original code, and model directories (config.json + weights).
+//
+// Naming schemes (docs/FORMATS.md "Weight names"):
+//   sambalm    embedding.weight, blocks.{i}.{s}.<param>, final_norm.weight, lm_head.weight
+//   lit_gpt    microsoft/Samba GPT: transformer.wte.weight, transformer.h.{i}.<norm>.weight,
+//              transformer.h.{i}.<module>.<param>, transformer.ln_f.weight, lm_head.weight
+//   mamba_ssm  state-spaces MambaLMHeadModel: backbone.embedding.weight, backbone.layers.{i}.norm.weight,
+//              backbone.layers.{i}.mixer.<param>, backbone.norm_f.weight, lm_head.weight
+//   hf         transformers MambaForCausalLM: backbone.embeddings.weight, backbone.layers.{i}.{norm,mixer}...,
+//              backbone.norm_f.weight, lm_head.weight only when untied
+// The Mamba depthwise conv weight is [d_inner, 1, d_conv] in the originals and [d_inner, d_conv] here.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/params.h"
+
+namespace sambalm {
+
+enum class WeightFormat { Sambalm, LitGpt, MambaSsm, HF };
+
+// "sambalm", "lit_gpt" (also "lit-gpt", "litgpt"), "mamba_ssm" (also "mamba-ssm"), "hf" (also
+// "huggingface", "transformers"); throws Error listing the valid names otherwise.
+WeightFormat parse_weight_format(const std::string& name);
+const char* weight_format_name(WeightFormat fmt);
+
+// One parameter's name in an external scheme.
+struct WeightName {
+  std::string native;       // sambalm name
+  std::string external;     // name in the state_dict of `fmt`
+  Shape external_shape;     // shape there (differs from the native one only for the conv weight)
+  bool tied_alias = false;  // lm_head.weight that is the embedding (tied models, lit_gpt/mamba_ssm)
+};
+
+// The full table for a model in a scheme, in the original state_dict's order. Throws Error when
+// the scheme cannot hold this model (mamba_ssm/hf need a pure-Mamba config; hf needs RMSNorm).
+std::vector<WeightName> weight_names(const ModelConfig& cfg, WeightFormat fmt);
+
+// Which scheme a state_dict uses, from its embedding key; throws Error naming `source` otherwise.
+WeightFormat detect_weight_format(const std::map<std::string, Tensor>& state_dict, const std::string& source);
+
+// Builds the parameters of `cfg` from a state_dict in any scheme (auto-detected; a common
+// "_forward_module." / "_orig_mod." / "module." prefix is removed). Floating dtypes (F32, BF16,
+// F16, F64) are converted to float32. Errors, naming `source`: missing weights, unexpected weights
+// (listed), shape differing from the config (name, expected, found), non-float dtypes. For a tied
+// model, a state_dict holding both the embedding and lm_head.weight must hold equal values (the
+// originals save one storage under both names); the embedding is used.
+ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tensor>& state_dict,
+                       const std::string& source);
+
+// The parameters under the names of `fmt`, converted to `dtype` (F32, BF16, F16, F64). lit_gpt and
+// mamba_ssm include lm_head.weight for tied models (as the originals' state_dicts do); hf omits it.
+std::vector<std::pair<std::string, Tensor>> export_params(const ModelConfig& cfg, const ParamStore& params,
+                                                          WeightFormat fmt, DType dtype = DType::F32);
+
+struct LoadedModel {
+  ModelConfig config;
+  ParamStore params;
+  std::string dir;             // the model directory ("" for a preset)
+  std::string tokenizer_path;  // tokenizer.json or tokenizer.model found beside the weights, or ""
+  std::string weights_path;    // the file the weights came from ("" when randomly initialised)
+};
+
+// `spec` is one of:
+//   - a preset name: random parameters (init_params, seed 0);
+//   - a model directory: config.json + model.safetensors | pytorch_model.bin | a single *.pth;
+//   - a weights file (.safetensors, .bin, .pth): config from config.json beside it;
+//   - a config .json file: random parameters (seed 0).
+// `config_override` (a config.json path or a preset name) replaces the config found beside the weights.
+LoadedModel load_model(const std::string& spec, const std::string& config_override = "");
+
+// Just the config of `spec` (as load_model would resolve it), without reading weights.
+ModelConfig resolve_config(const std::string& spec, const std::string& config_override = "");
+
+// Writes `dir`/config.json (sambalm format) and `dir`/model.safetensors (sambalm names, `dtype`),
+// each atomically; creates `dir` when needed.
+void save_model_dir(const std::string& dir, const ModelConfig& cfg, const ParamStore& params, DType dtype = DType::F32);
+
+}  // namespace sambalm
