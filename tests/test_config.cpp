@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "io/file.h"
 #include "model/config.h"
+#include "model/memory_estimate.h"
 #include "model/params.h"
 #include "model/presets.h"
 #include "testing.h"
@@ -314,4 +315,77 @@ TEST(Config, UnknownAndRefusedPresets) {
   expect_error([] { ModelConfig::from_preset("LLaMA_438M_SWA_gla"); }, {"GLA"});
   expect_error([] { ModelConfig::from_preset("LLaMA_1.4B_SWA_ret"); }, {"RetNet"});
   expect_error([] { ModelConfig::from_preset("LLaMA_438M_SWA_paral"); }, {"parallel_residual"});
+}
+
+TEST(Memory, BreakdownMatchesClosedForm) {
+  // presets README "Parameter count in closed form", Samba_421M: d 1536, L 12, V 32000, I 4096.
+  ModelConfig c = ModelConfig::from_preset("Samba_421M");
+  ParamBreakdown b = param_breakdown(c);
+  const int64_t d = 1536, di = 2 * d, r = 96, V = 32000, I = 4096;
+  const int64_t mamba = d * 2 * di + 4 * di + di + di * (r + 32) + r * di + di + 16 * di + di + di * d;
+  EXPECT_EQ(b.embedding, V * d);
+  EXPECT_EQ(b.head, 0);
+  EXPECT_EQ(b.mamba, 6 * mamba);
+  EXPECT_EQ(b.attention, 6 * (d * 3 * d + d * d));
+  EXPECT_EQ(b.mlp, 12 * 3 * d * I);
+  EXPECT_EQ(b.norms, (12 * 2 + 1) * d);
+  EXPECT_EQ(b.total, 421793280);
+  ModelConfig untied = ModelConfig::from_preset("LLaMA_438M");
+  EXPECT_EQ(param_breakdown(untied).head, V * d);
+}
+
+TEST(Memory, DecodeStateAndTraining) {
+  ModelConfig c = ModelConfig::from_preset("Samba_421M");
+  MemoryEstimate m = estimate_memory(c, 2, 1024);
+  const int64_t di = 3072;
+  EXPECT_EQ(m.decode_mamba_per_seq, 6 * 4 * (3 * di + 16 * di));
+  EXPECT_EQ(m.decode_attention_per_seq, 6 * 4 * 2 * 12 * 128 * 2048);  // ring of `window` entries
+  EXPECT_EQ(m.weights_fp32, 4 * 421793280LL);
+  EXPECT_EQ(m.weights_bf16, 2 * 421793280LL);
+  EXPECT_EQ(m.train_weights + m.train_grads + m.train_adam, 16 * 421793280LL);
+  EXPECT_EQ(m.train_total, 16 * 421793280LL + m.train_activations);
+  // Activations scale with batch x seq-len; full-attention caches with the context.
+  EXPECT_EQ(estimate_memory(c, 4, 1024).train_activations, 2 * m.train_activations);
+  ModelConfig full = ModelConfig::from_preset("LLaMA_438M");
+  EXPECT_EQ(estimate_memory(full, 1, 0, 8192).decode_attention_per_seq,
+            2 * estimate_memory(full, 1, 0, 4096).decode_attention_per_seq);
+  EXPECT_EQ(estimate_memory(ModelConfig::from_preset("mamba-130m")).decode_attention_per_seq, 0);
+}
+
+TEST(InfoCommand, PresetAndErrors) {
+  std::string out;
+  EXPECT_EQ(test::run_cli("info Samba_421M", &out), 0) << out;
+  EXPECT_NE(out.find("421,793,280"), std::string::npos) << out;
+  EXPECT_NE(out.find("(M S)x6"), std::string::npos) << out;
+  EXPECT_NE(test::run_cli("info NoSuchModel", &out), 0);
+  EXPECT_NE(out.find("NoSuchModel"), std::string::npos) << out;
+  EXPECT_NE(out.find("error"), std::string::npos) << out;
+  EXPECT_NE(test::run_cli("info S6Mega_438M", &out), 0);
+  EXPECT_NE(out.find("Mega"), std::string::npos) << out;
+}
+
+TEST(InfoCommand, ListAndJson) {
+  std::string out;
+  ASSERT_EQ(test::run_cli("info --list --json", &out), 0) << out;
+  json list = json::parse(out);
+  ASSERT_EQ(list.size(), 52u);
+  int refused = 0;
+  for (const auto& p : list) refused += p["supported"] ? 0 : 1;
+  EXPECT_EQ(refused, 7);
+  ASSERT_EQ(test::run_cli("info --list", &out), 0);
+  EXPECT_NE(out.find("LLaMA_443M_full_mamba_1,5"), std::string::npos);
+  ASSERT_EQ(test::run_cli("info mamba-370m --json --batch 2 --seq-len 512", &out), 0) << out;
+  json j = json::parse(out);
+  EXPECT_EQ(j["params"]["total"], 371516416);
+  EXPECT_EQ(j["training"]["batch"], 2);
+  EXPECT_EQ(j["training"]["seq_len"], 512);
+}
+
+TEST(InfoCommand, ModelDirectoryAndConfigFile) {
+  REQUIRE_FIXTURES();
+  std::string out;
+  ASSERT_EQ(test::run_cli("info " + test::fixtures_dir() + "/samba_tiny", &out), 0) << out;
+  EXPECT_NE(out.find("swa8+mlp160"), std::string::npos) << out;
+  ASSERT_EQ(test::run_cli("info " + test::fixtures_dir() + "/hf_mamba_tiny/config.json", &out), 0) << out;
+  EXPECT_NE(out.find("(M)x2"), std::string::npos) << out;
 }

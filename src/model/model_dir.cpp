@@ -97,8 +97,15 @@ Resolved resolve(const std::string& spec, const std::string& config_override) {
     r.config = config_beside(dir, config_override, spec);
     return r;
   }
-  if (!find_preset(spec) && (spec.find('/') != std::string::npos || spec.find('.') == 0))
-    fail("{}: no such file or directory (and not a preset name)", spec);
+  if (!find_preset(spec)) {
+    if (spec.find('/') != std::string::npos || spec.find('.') == 0)
+      fail("{}: no such file or directory (and not a preset name)", spec);
+    try {
+      ModelConfig::from_preset(spec);
+    } catch (const Error& e) {
+      fail("'{}' is not a model directory, a file or a preset name: {}", spec, e.what());
+    }
+  }
   r.config = config_override.empty() ? ModelConfig::from_preset(spec) : config_from(config_override);
   return r;
 }

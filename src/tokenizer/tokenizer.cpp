@@ -70,9 +70,10 @@ std::string StreamDecoder::push(int32_t id) {
   if (text.size() <= emitted_) return {};
   std::string_view fresh = std::string_view(text).substr(emitted_);
   size_t keep = unicode::complete_utf8_prefix(fresh);
-  // SentencePiece decodes a partial byte-fallback sequence as U+FFFD: wait for the rest.
+  // SentencePiece decodes a partial byte-fallback sequence as U+FFFDs: wait for the rest.
   static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
-  if (keep == fresh.size() && fresh.ends_with(kReplacement)) keep -= kReplacement.size();
+  if (keep == fresh.size())
+    while (keep >= kReplacement.size() && fresh.substr(0, keep).ends_with(kReplacement)) keep -= kReplacement.size();
   std::string out(fresh.substr(0, keep));
   emitted_ += keep;
   if (keep == fresh.size()) {
