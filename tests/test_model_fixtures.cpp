@@ -1,0 +1,125 @@
+// Parity with the original code: for every model fixture, logits, loss, each block's output and
+// every parameter gradient against the outputs of microsoft/Samba lit_gpt, state-spaces mamba_ssm
+// and Hugging Face transformers (float32; fixtures README tolerances: 1e-4 and 1e-3).
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "io/safetensors.h"
+#include "io/state_dict.h"
+#include "model/model.h"
+#include "model/weights.h"
+#include "testing.h"
+
+using namespace sambalm;
+
+namespace {
+
+std::vector<int32_t> ids_of(const Tensor& t) {
+  std::vector<int32_t> v(t.numel());
+  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
+  return v;
+}
+
+void check_case(const std::string& name, bool has_acts_and_grads) {
+  const std::string dir = test::fixtures_dir() + "/" + name;
+  ModelConfig cfg = ModelConfig::from_json_file(dir + "/config.json");
+  auto sd = read_state_dict(dir + "/model.safetensors");
+  ParamStore params = load_params(cfg, sd, dir + "/model.safetensors");
+  auto expected = read_safetensors(dir + "/expected.safetensors");
+  const Tensor& in = expected.get("input_ids");
+  const int64_t B = in.dim(0), Tn = in.dim(1), V = cfg.padded_vocab_size, d = cfg.n_embd;
+  auto tokens = ids_of(in);
+  auto targets = ids_of(expected.get("targets"));
+
+  Model<float> model(cfg, params.entries());
+  double loss = model.forward(params.data(), tokens.data(), targets.data(), B, Tn);
+  const Tensor& exp_logits = expected.get("logits");
+  ASSERT_EQ(exp_logits.numel(), B * Tn * V);
+  EXPECT_LT(test::rel_error(model.logits(), exp_logits.data<float>(), B * Tn * V), 1e-4) << name << " logits";
+  float exp_loss = expected.get("loss").data<float>()[0];
+  EXPECT_LT(std::fabs(loss - exp_loss) / std::fabs(exp_loss), 1e-4) << name << " loss " << loss << " vs " << exp_loss;
+  if (!has_acts_and_grads) return;
+
+  for (int64_t i = 0; i < cfg.n_layer; ++i) {
+    const Tensor& a = expected.get("act." + std::to_string(i));
+    ASSERT_EQ(a.numel(), B * Tn * d);
+    EXPECT_LT(test::rel_error(model.block_output(i), a.data<float>(), a.numel()), 1e-4) << name << " act." << i;
+  }
+
+  ParamStore grads(param_specs(cfg));
+  model.backward(params.data(), grads.data());
+  WeightFormat fmt = detect_weight_format(sd, dir);
+  std::set<std::string> compared;
+  for (auto& [ext_name, g] : export_params(cfg, grads, fmt)) {
+    if (!expected.has("grad." + ext_name)) continue;
+    const Tensor& eg = expected.get("grad." + ext_name);
+    ASSERT_EQ(eg.numel(), g.numel()) << ext_name;
+    EXPECT_LT(test::rel_error(g.data<float>(), eg.data<float>(), g.numel()), 1e-3) << name << " grad." << ext_name;
+    compared.insert(ext_name);
+  }
+  for (auto& key : expected.order)
+    if (key.rfind("grad.", 0) == 0) EXPECT_TRUE(compared.count(key.substr(5))) << name << ": " << key << " not compared";
+}
+
+}  // namespace
+
+TEST(ModelFixtures, SambaTiny) {
+  REQUIRE_FIXTURES();
+  check_case("samba_tiny", true);
+}
+
+TEST(ModelFixtures, SambaTinyGqa) {
+  REQUIRE_FIXTURES();
+  check_case("samba_tiny_gqa", true);
+}
+
+TEST(ModelFixtures, MambaTiny) {
+  REQUIRE_FIXTURES();
+  check_case("mamba_tiny", true);
+}
+
+TEST(ModelFixtures, HfMambaTiny) {
+  REQUIRE_FIXTURES();
+  check_case("hf_mamba_tiny", false);
+}
+
+// The same parity through the command line: `sambalm forward` on the fixture's own inputs.
+TEST(ModelFixtures, ForwardCommand) {
+  REQUIRE_FIXTURES();
+  for (std::string name : {"samba_tiny", "mamba_tiny"}) {
+    const std::string dir = test::fixtures_dir() + "/" + name;
+    const std::string out = test::temp_dir("fwd") + "/out.safetensors";
+    std::string log;
+    ASSERT_EQ(test::run_cli("forward --model " + dir + " --inputs " + dir + "/expected.safetensors --out " + out +
+                                " --acts",
+                            &log),
+              0)
+        << log;
+    auto got = read_safetensors(out);
+    auto expected = read_safetensors(dir + "/expected.safetensors");
+    EXPECT_LT(test::rel_error(got.get("logits"), expected.get("logits")), 1e-4) << name;
+    EXPECT_LT(test::rel_error(got.get("loss"), expected.get("loss")), 1e-4) << name;
+    EXPECT_LT(test::rel_error(got.get("act.1"), expected.get("act.1")), 1e-4) << name;
+  }
+}
+
+TEST(ModelFixtures, ForwardCommandErrors) {
+  REQUIRE_FIXTURES();
+  const std::string dir = test::fixtures_dir() + "/samba_tiny";
+  const std::string tmp = test::temp_dir("fwderr");
+  // input ids outside the vocabulary
+  Tensor ids = Tensor::zeros(DType::I64, {1, 3});
+  ids.data<int64_t>()[1] = 100000;
+  write_safetensors(tmp + "/bad.safetensors", {{"input_ids", ids}});
+  std::string log;
+  EXPECT_NE(test::run_cli("forward --model " + dir + " --inputs " + tmp + "/bad.safetensors --out " + tmp + "/o", &log),
+            0);
+  EXPECT_NE(log.find("outside the vocabulary"), std::string::npos) << log;
+  // no input_ids
+  write_safetensors(tmp + "/none.safetensors", {{"x", ids}});
+  EXPECT_NE(test::run_cli("forward --model " + dir + " --inputs " + tmp + "/none.safetensors --out " + tmp + "/o", &log),
+            0);
+  EXPECT_NE(log.find("input_ids"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(tmp + "/o"));
+}
