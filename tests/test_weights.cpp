@@ -269,3 +269,21 @@ TEST(ModelDir, CorruptWeightsFile) {
   fs::remove(lone + "/config.json");
   expect_error([&] { load_model(lone + "/model.safetensors"); }, {"config.json"});
 }
+
+TEST(ModelDir, TorchCheckpoints) {
+  REQUIRE_FIXTURES();
+  // pytorch_model.bin directories and Fabric .pth files hold the same weights as the safetensors cases.
+  LoadedModel ref = load_model(test::fixtures_dir() + "/mamba_tiny");
+  for (const char* dir : {"mamba_tiny_t113", "mamba_tiny_t211", "mamba_tiny_legacy_t113"}) {
+    SCOPED_TRACE(dir);
+    LoadedModel m = load_model(test::fixtures_dir() + "/pth/" + dir);
+    EXPECT_NE(m.weights_path.find("pytorch_model.bin"), std::string::npos);
+    ASSERT_EQ(m.params.size(), ref.params.size());
+    EXPECT_EQ(std::memcmp(m.params.data(), ref.params.data(), ref.params.size() * sizeof(float)), 0);
+  }
+  LoadedModel samba = load_model(test::fixtures_dir() + "/samba_tiny");
+  LoadedModel fabric = load_model(test::fixtures_dir() + "/pth/samba_tiny_fabric_t211.pth",
+                                  test::fixtures_dir() + "/samba_tiny/config.json");
+  ASSERT_EQ(fabric.params.size(), samba.params.size());
+  EXPECT_EQ(std::memcmp(fabric.params.data(), samba.params.data(), samba.params.size() * sizeof(float)), 0);
+}
