@@ -174,13 +174,13 @@ TEST(SelectiveScan, AutoModeChoosesByShape) {
 TEST(SelectiveScan, FastExpAccuracy) {
   double worst = 0;
   for (double x = -87.0; x <= 88.0; x += 0.0137) {
-    const float got = ops::scan::exp_scan(float(x)), want = std::exp(float(x));
+    const float got = ops::scan::generic::exp_scan(float(x)), want = std::exp(float(x));
     worst = std::max(worst, std::fabs(double(got) - double(want)) / double(want));
   }
   EXPECT_LT(worst, 5e-7);
-  EXPECT_GE(ops::scan::exp_scan(-1000.0f), 0.0f);
-  EXPECT_LT(ops::scan::exp_scan(-1000.0f), 1e-37f);
-  EXPECT_EQ(ops::scan::exp_scan(0.0f), 1.0f);
+  EXPECT_GE(ops::scan::generic::exp_scan(-1000.0f), 0.0f);
+  EXPECT_LT(ops::scan::generic::exp_scan(-1000.0f), 1e-37f);
+  EXPECT_EQ(ops::scan::generic::exp_scan(0.0f), 1.0f);
 }
 
 // ---- (b) backward vs finite differences -----------------------------------------------------
@@ -315,6 +315,54 @@ TEST(SelectiveScan, BackwardNullGradientsAndDeterminism) {
                                chunk, scr.data());
   EXPECT_LT(rel_error_d(std::vector<double>(one.du.begin(), one.du.end()), dud), 1e-5);
   EXPECT_LT(rel_error_d(std::vector<double>(one.dA.begin(), one.dA.end()), dAd), 1e-5);
+}
+
+// The AVX2 build of the kernels (used by default where the CPU has it) against the baseline build.
+TEST(SelectiveScan, KernelBuildsAgree) {
+  const auto* avx2 = ops::scan::avx2_kernels<float>();
+  if (!avx2) GTEST_SKIP() << "CPU without AVX2+FMA";
+  const auto& gen = ops::scan::generic_kernels<float>();
+  EXPECT_EQ(&ops::scan::kernels<float>(), avx2);
+  const int64_t L = 23, D = 21, N = 13;  // odd sizes: vector remainders
+  ScanInputs<float> in(1, L, D, N, 3, 41);
+  std::mt19937 rng(43);
+  auto dy = randn<float>(L * D, rng);
+  for (bool with_y : {true, false}) {
+    std::vector<float> h1 = in.h0, h2 = in.h0, y1(L * D), y2(L * D);
+    (with_y ? gen.scan_y : gen.scan_no_y)(h1.data(), y1.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
+                                          in.Cm(), in.ld_bc, in.Dskip.data(), L, D, D, N);
+    (with_y ? avx2->scan_y : avx2->scan_no_y)(h2.data(), y2.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
+                                              in.Cm(), in.ld_bc, in.Dskip.data(), L, D, D, N);
+    EXPECT_LT(rel_error(h2.data(), h1.data(), h1.size()), 1e-6);
+    if (with_y) {
+      EXPECT_LT(rel_error(y2.data(), y1.data(), y1.size()), 1e-6);
+    }
+  }
+  struct Out {
+    std::vector<float> g, dA, bcp, rec, du, ddelta;
+    float dD;
+  };
+  auto run = [&](const ops::scan::Kernels<float>& k) {
+    Out o{std::vector<float>(N, 0.5f),
+          std::vector<float>(N, 0.f),
+          std::vector<float>(2 * L * N, 0.f),
+          std::vector<float>(2 * L * N),
+          std::vector<float>(L * D, 0.f),
+          std::vector<float>(L * D, 0.f),
+          0.f};
+    o.dD = k.backward_channel(o.g.data(), o.dA.data(), o.bcp.data(), o.bcp.data() + L * N, o.rec.data(),
+                              o.rec.data() + L * N, o.du.data(), o.ddelta.data(), dy.data() + 2, in.u.data() + 2,
+                              in.delta.data() + 2, in.A.data() + 2 * N, in.Bm(), in.Cm(), in.ld_bc, in.Dskip[2],
+                              in.h0.data(), L, D, N);
+    return o;
+  };
+  const Out a = run(gen), b = run(*avx2);
+  EXPECT_LT(rel_error(b.g.data(), a.g.data(), N), 1e-5);
+  EXPECT_LT(rel_error(b.dA.data(), a.dA.data(), N), 1e-5);
+  EXPECT_LT(rel_error(b.bcp.data(), a.bcp.data(), 2 * L * N), 1e-5);
+  EXPECT_LT(rel_error(b.du.data(), a.du.data(), L * D), 1e-5);
+  EXPECT_LT(rel_error(b.ddelta.data(), a.ddelta.data(), L * D), 1e-5);
+  EXPECT_NEAR(b.dD, a.dD, 1e-5 * std::fabs(a.dD));
 }
 
 // ---- (e) decode step by step == forward; (f) prefill in two parts == one pass ----------------

@@ -45,6 +45,7 @@ template <typename T>
 void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm,
              const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D, int64_t N,
              int64_t chunk) {
+  const Kernels<T>& K = kernels<T>();
   if (mode == ForwardMode::kAuto) mode = auto_mode(B, L, D, chunk);
   if (N > kMaxSplitN) mode = ForwardMode::kChannels;  // pass 3 keeps a block's state on the stack
   const int64_t nch = (L + chunk - 1) / chunk, nblk = (D + kBlock - 1) / kBlock;
@@ -65,9 +66,9 @@ void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, con
   // Scans chunk c of (b, block) on the state `h`, from its current value.
   auto scan_chunk = [&]<bool kWithY>(T* h, int64_t b, int64_t c, int64_t d0, int64_t nd) {
     const int64_t t0 = c * chunk, len = std::min(chunk, L - t0);
-    scan_block<T, kWithY>(h, kWithY ? y + (b * L + t0) * D + d0 : nullptr, at(u, b, t0, d0), at(delta, b, t0, d0),
-                          A + d0 * N, Bm + (b * L + t0) * ld_bc, Cm + (b * L + t0) * ld_bc, ld_bc, Dskip + d0, len, nd,
-                          D, N);
+    (kWithY ? K.scan_y : K.scan_no_y)(h, kWithY ? y + (b * L + t0) * D + d0 : nullptr, at(u, b, t0, d0),
+                                      at(delta, b, t0, d0), A + d0 * N, Bm + (b * L + t0) * ld_bc,
+                                      Cm + (b * L + t0) * ld_bc, ld_bc, Dskip + d0, len, nd, D, N);
   };
 
   if (mode == ForwardMode::kChannels) {
@@ -119,7 +120,7 @@ void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, con
           for (int64_t t = 0; t < len; ++t) sum_dt += delta[(b * L + t0 + t) * D + d0 + i];
           const T* Ai = A + (d0 + i) * N;
 #pragma omp simd
-          for (int64_t n = 0; n < N; ++n) next[i * N + n] += exp_scan(Ai[n] * sum_dt) * prev[i * N + n];
+          for (int64_t n = 0; n < N; ++n) next[i * N + n] += generic::exp_scan(Ai[n] * sum_dt) * prev[i * N + n];
         }
       }
       finish(b, d0, nd);

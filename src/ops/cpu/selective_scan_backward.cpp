@@ -8,7 +8,8 @@
 //   dA[n]      += g_t[n] dt_t a_t[n] h_{t-1}[n]                        (summed over b, t)
 //   dDskip     += dy_t u_t                                             (summed over b, t)
 //   dh0[n]     += a_0[n] g_0[n]
-// The states h_t are not stored by the forward: each chunk restarts from chunk_states[b, c] and
+// The per-channel loops are scan_kernels.h backward_channel. The states h_t are not stored by the
+// forward: each chunk restarts from chunk_states[b, c] and
 // recomputes its h_t and a_t into scratch, then runs the adjoint recurrence backwards in time.
 // Chunks go from last to first; the carry a_{t0} g_{t0} crosses into the previous chunk.
 //
@@ -57,6 +58,7 @@ void selective_scan_backward(T* du, T* ddelta, T* dA, T* dBm, T* dCm, T* dDskip,
                              const T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,
                              int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D, int64_t N,
                              int64_t chunk, T* scratch) {
+  const scan::Kernels<T>& K = scan::kernels<T>();
   const BackwardScratch s(B, L, D, N, chunk);
   const int64_t nch = (L + chunk - 1) / chunk, nblk = s.nblk, clen = s.clen;
   T* carry = scratch + s.carry;
@@ -77,53 +79,12 @@ void selective_scan_backward(T* du, T* ddelta, T* dA, T* dBm, T* dCm, T* dDskip,
         T* as = hs + clen * N;                                // a_t of step t0 + i
         std::fill(dB_p, dB_p + 2 * clen * N, T(0));
         for (int64_t d = d0; d < d0 + nd; ++d) {
-          const T* h_start = chunk_states + ((b * (nch + 1) + c) * D + d) * N;
-          const T* Ad = A + d * N;
-          // Recompute this channel's states over the chunk (same arithmetic as the forward).
-          for (int64_t i = 0; i < len; ++i) {
-            const int64_t r = b * L + t0 + i;
-            const T dt = delta[r * D + d], dtu = dt * u[r * D + d];
-            const T* Bt = Bm + r * ld_bc;
-            const T* hp = i > 0 ? hs + (i - 1) * N : h_start;
-            T* hi = hs + i * N;
-            T* ai = as + i * N;
-#pragma omp simd
-            for (int64_t n = 0; n < N; ++n) {
-              ai[n] = scan::exp_scan(dt * Ad[n]);
-              hi[n] = ai[n] * hp[n] + dtu * Bt[n];
-            }
-          }
-          // Adjoint, backwards in time. g holds a_{t+1} g_{t+1} on entry to step t.
-          T* g = carry + (b * D + d) * N;
-          T* dAd = dA_part + (b * D + d) * N;
-          T dD_acc = 0;
-          for (int64_t i = len - 1; i >= 0; --i) {
-            const int64_t r = b * L + t0 + i;
-            const T dyv = dy[r * D + d], uv = u[r * D + d], dt = delta[r * D + d], dtu = dt * uv;
-            const T* Bt = Bm + r * ld_bc;
-            const T* Ct = Cm + r * ld_bc;
-            const T* hp = i > 0 ? hs + (i - 1) * N : h_start;
-            const T* hi = hs + i * N;
-            const T* ai = as + i * N;
-            T* dBi = dB_p + i * N;
-            T* dCi = dC_p + i * N;
-            T sum_gb = 0, sum_dd = 0;
-#pragma omp simd reduction(+ : sum_gb, sum_dd)
-            for (int64_t n = 0; n < N; ++n) {
-              const T gn = g[n] + dyv * Ct[n];
-              const T ah = ai[n] * hp[n];
-              dCi[n] += dyv * hi[n];
-              dBi[n] += gn * dtu;
-              sum_gb += gn * Bt[n];
-              sum_dd += gn * (Ad[n] * ah + Bt[n] * uv);
-              dAd[n] += gn * dt * ah;
-              g[n] = ai[n] * gn;
-            }
-            if (du) du[r * D + d] += dyv * Dskip[d] + dt * sum_gb;
-            if (ddelta) ddelta[r * D + d] += sum_dd;
-            dD_acc += dyv * uv;
-          }
-          dD_part[b * D + d] += dD_acc;
+          const int64_t r0 = b * L + t0;
+          dD_part[b * D + d] += K.backward_channel(
+              carry + (b * D + d) * N, dA_part + (b * D + d) * N, dB_p, dC_p, hs, as, du ? du + r0 * D + d : nullptr,
+              ddelta ? ddelta + r0 * D + d : nullptr, dy + r0 * D + d, u + r0 * D + d, delta + r0 * D + d, A + d * N,
+              Bm + r0 * ld_bc, Cm + r0 * ld_bc, ld_bc, Dskip[d], chunk_states + ((b * (nch + 1) + c) * D + d) * N, len,
+              D, N);
         }
       }
     }
