@@ -39,6 +39,8 @@ class DecodeModel {
   const DecodeOptions& options() const { return opt_; }
   const std::shared_ptr<const DecodeLayout>& layout() const { return layout_; }
   int64_t vocab() const { return V_; }
+  const float* params() const { return params_; }
+  int64_t param_floats() const { return num_params_; }
   DecodeState new_state() const { return DecodeState(layout_); }
   void refresh();
 

@@ -1,0 +1,83 @@
+// Generation: prompts in, sampled continuations out, for a batch of sequences decoded together.
+//
+// Each sequence is a Session (its DecodeState, the ids it has seen, and the ids sampled but not yet
+// fed to the model). A run prefills each session's new ids (chunked), then repeats: sample one token
+// per active sequence (Sampler, history = every id the session has seen, as mamba_ssm's repetition
+// penalty), check the stop conditions (eos, a stop string in the decoded text, max tokens), and feed
+// the surviving sequences' tokens to one batched decode step. Text is decoded incrementally
+// (StreamDecoder: never half a UTF-8 character) and handed to a callback as it becomes final; text
+// that could still turn out to be the start of a stop string is held back until it cannot.
+// Sessions persist, so an interactive conversation continues from its state without re-reading.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "infer/decode_model.h"
+#include "infer/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace sambalm {
+
+struct GenerateOptions {
+  SamplingParams sampling;           // sequence i samples with seed sampling.seed + i
+  int64_t max_tokens = 128;          // new tokens per sequence
+  std::vector<std::string> stop;     // stop strings (not included in the text)
+  bool stop_at_eos = true;           // tokenizer's eos (or eos_id below)
+  int32_t eos_id = -1;               // overrides the tokenizer's eos when >= 0
+  int64_t max_prompt_tokens = int64_t(1) << 20;  // longer prompts are an error
+};
+
+struct Session {
+  explicit Session(DecodeState st) : state(std::move(st)) {}
+  DecodeState state;
+  std::vector<int32_t> history;  // every id seen: consumed by the state, then `pending`
+  std::vector<int32_t> pending;  // sampled ids not yet fed to the model (the last token of a turn)
+};
+
+struct GenerationResult {
+  std::vector<int32_t> ids;  // generated ids (including a final eos)
+  std::string text;          // their text, cut before a stop string
+  std::string stop_reason;   // "eos", "stop", "max_tokens"
+  int64_t prompt_tokens = 0;
+};
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0, generated_tokens = 0, decode_steps = 0;
+  double prefill_seconds = 0, decode_seconds = 0;
+  double prefill_tok_s() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
+  double decode_tok_s() const { return decode_seconds > 0 ? generated_tokens / decode_seconds : 0; }
+};
+
+// Peak resident set size of this process in bytes (VmHWM), 0 when unknown.
+int64_t peak_rss_bytes();
+
+class Generator {
+ public:
+  using TextCallback = std::function<void(size_t seq, std::string_view text)>;
+  // `tok` may be null (ids in, ids out; stop strings then never match).
+  Generator(DecodeModel& model, const Tokenizer* tok);
+
+  Session new_session() const { return Session(model_.new_state()); }
+  // Prompt ids of a text (Error: empty or too long is checked in run()).
+  std::vector<int32_t> encode(std::string_view text, bool add_bos) const;
+
+  // Feeds prompts[i] to sessions[i] (after its pending ids) and generates for all of them.
+  std::vector<GenerationResult> run(std::vector<Session*>& sessions, const std::vector<std::vector<int32_t>>& prompts,
+                                    const GenerateOptions& opt, const TextCallback& on_text = {});
+  const GenerationStats& stats() const { return stats_; }
+  // Feeds a session's pending ids to its state (e.g. before saving it).
+  void flush_pending(Session& s);
+
+ private:
+  DecodeModel& model_;
+  const Tokenizer* tok_;
+  GenerationStats stats_;
+  std::vector<float> logits_;
+};
+
+}  // namespace sambalm

@@ -1,0 +1,147 @@
+// Decode state file, little-endian (docs/FORMATS.md "Decode state file"):
+//   magic "SBDSTATE" | u32 version (1) | u32 header length | header JSON |
+//   i32 tokens[n_tokens] | f32 state[state_floats] | u64 FNV-1a of every byte before it
+#include "infer/state_file.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/file.h"
+
+namespace sambalm {
+
+namespace {
+
+constexpr char kMagic[8] = {'S', 'B', 'D', 'S', 'T', 'A', 'T', 'E'};
+constexpr uint32_t kVersion = 1;
+constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ull, kFnvPrime = 0x100000001b3ull;
+
+uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * kFnvPrime;
+  return h;
+}
+
+std::string hex(uint64_t v) { return fmt::format("{:016x}", v); }
+
+// Appends raw bytes to `out` and to the running checksum.
+struct HashedWriter {
+  AtomicWriter& w;
+  uint64_t h = kFnvBasis;
+  void put(const void* data, size_t n) {
+    h = fnv1a(h, data, n);
+    w.write(data, n);
+  }
+};
+
+}  // namespace
+
+uint64_t config_fingerprint(const ModelConfig& cfg) {
+  nlohmann::json j = cfg.to_json();
+  j.erase("name");  // a renamed copy of the same model is the same model
+  const std::string s = j.dump();
+  return fnv1a(kFnvBasis, s.data(), s.size());
+}
+
+uint64_t weights_fingerprint(const float* params, int64_t n) {
+  const int64_t stride = std::max<int64_t>(1, n / (int64_t(1) << 20));
+  uint64_t h = fnv1a(kFnvBasis, &n, sizeof(n));
+  for (int64_t i = 0; i < n; i += stride) h = fnv1a(h, params + i, sizeof(float));
+  return h;
+}
+
+void save_decode_state(const std::string& path, const DecodeModel& model, const DecodeState& st,
+                       std::span<const int32_t> tokens) {
+  SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the decode state belongs to another model", path);
+  nlohmann::json h;
+  h["format"] = "sambalm-decode-state";
+  h["model"] = model.config().name;
+  h["config_hash"] = hex(config_fingerprint(model.config()));
+  h["weights_hash"] = hex(weights_fingerprint(model.params(), model.param_floats()));
+  h["pos"] = st.pos();
+  h["n_tokens"] = tokens.size();
+  h["state_floats"] = st.floats();
+  h["padded_vocab"] = model.vocab();
+  h["max_context"] = model.layout()->max_context;
+  const std::string header = h.dump();
+  AtomicWriter w(path);
+  HashedWriter hw{w};
+  const uint32_t version = kVersion, hlen = static_cast<uint32_t>(header.size());
+  hw.put(kMagic, sizeof(kMagic));
+  hw.put(&version, 4);
+  hw.put(&hlen, 4);
+  hw.put(header.data(), header.size());
+  hw.put(tokens.data(), tokens.size() * sizeof(int32_t));
+  hw.put(st.data(), static_cast<size_t>(st.floats()) * sizeof(float));
+  const uint64_t sum = hw.h;
+  w.write(&sum, sizeof(sum));
+  w.commit();
+}
+
+void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st,
+                       std::vector<int32_t>& tokens) {
+  auto f = MappedFile::open(path);
+  const uint8_t* p = f->data();
+  const size_t size = f->size();
+  SAMBALM_CHECK(size >= 16 && std::memcmp(p, kMagic, 8) == 0, "{}: not a sambalm decode state file (bad magic)",
+                path);
+  uint32_t version = 0, hlen = 0;
+  std::memcpy(&version, p + 8, 4);
+  std::memcpy(&hlen, p + 12, 4);
+  SAMBALM_CHECK(version == kVersion, "{}: decode state file version {}, expected {}", path, version, kVersion);
+  SAMBALM_CHECK(16 + size_t(hlen) + 8 <= size, "{}: truncated (header of {} bytes in a file of {})", path, hlen, size);
+  nlohmann::json h;
+  try {
+    h = nlohmann::json::parse(std::string_view(reinterpret_cast<const char*>(p + 16), hlen));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: header is not valid JSON ({})", path, e.what());
+  }
+  int64_t pos = 0, n_tokens = 0, floats = 0, vocab = 0, max_context = 0;
+  std::string name, config_hash, weights_hash;
+  try {
+    pos = h.at("pos").get<int64_t>();
+    n_tokens = h.at("n_tokens").get<int64_t>();
+    floats = h.at("state_floats").get<int64_t>();
+    vocab = h.at("padded_vocab").get<int64_t>();
+    max_context = h.at("max_context").get<int64_t>();
+    name = h.at("model").get<std::string>();
+    config_hash = h.at("config_hash").get<std::string>();
+    weights_hash = h.at("weights_hash").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: header field missing or of the wrong type ({})", path, e.what());
+  }
+  const std::string want_config = hex(config_fingerprint(model.config()));
+  SAMBALM_CHECK(config_hash == want_config,
+                "{}: state of another model: written for '{}' (config hash {}), this model is '{}' (config hash {})",
+                path, name, config_hash, model.config().name, want_config);
+  const std::string want_weights = hex(weights_fingerprint(model.params(), model.param_floats()));
+  SAMBALM_CHECK(weights_hash == want_weights,
+                "{}: state of the same architecture but other weights (weights hash {}, this model's {})", path,
+                weights_hash, want_weights);
+  SAMBALM_CHECK(floats == st.floats() && max_context == model.layout()->max_context,
+                "{}: state has {} floats for max context {}, this model's state has {} for max context {} "
+                "(use the same --max-context)",
+                path, floats, max_context, st.floats(), model.layout()->max_context);
+  SAMBALM_CHECK(vocab == model.vocab(), "{}: padded vocabulary {}, model has {}", path, vocab, model.vocab());
+  SAMBALM_CHECK(pos >= 0 && n_tokens >= 0 && n_tokens <= pos, "{}: bad positions (pos {}, n_tokens {})", path, pos,
+                n_tokens);
+  const size_t body = 16 + size_t(hlen), need = body + size_t(n_tokens) * 4 + size_t(floats) * 4 + 8;
+  SAMBALM_CHECK(size == need, "{}: file has {} bytes, the header implies {}", path, size, need);
+  uint64_t sum = 0;
+  std::memcpy(&sum, p + need - 8, 8);
+  SAMBALM_CHECK(fnv1a(kFnvBasis, p, need - 8) == sum, "{}: checksum mismatch (file damaged)", path);
+  std::vector<int32_t> ids(static_cast<size_t>(n_tokens));
+  std::memcpy(ids.data(), p + body, ids.size() * 4);
+  for (int64_t i = 0; i < n_tokens; ++i)
+    SAMBALM_CHECK(ids[i] >= 0 && ids[i] < model.vocab(),
+                  "{}: token {} has id {}, outside the model's vocabulary [0, {})", path, i, ids[i], model.vocab());
+  SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
+  std::memcpy(st.data(), p + body + ids.size() * 4, size_t(floats) * 4);
+  st.set_pos(pos);
+  tokens = std::move(ids);
+}
+
+}  // namespace sambalm

@@ -1,0 +1,31 @@
+// Decode state files: a sequence's DecodeState plus the token ids it has consumed, so a conversation
+// or a document can be resumed without reading it again. Format: docs/FORMATS.md "Decode state file".
+//
+// A state only makes sense for the model that produced it: the file records a hash of the model's
+// config (architecture) and a hash of a sample of its weights, and loading checks both, the layout
+// size, the token ids (< padded vocab) and a checksum of the whole file.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "infer/decode_model.h"
+
+namespace sambalm {
+
+// 64-bit FNV-1a of the config's JSON form / of every k-th parameter (at most 1M of them).
+uint64_t config_fingerprint(const ModelConfig& cfg);
+uint64_t weights_fingerprint(const float* params, int64_t n);
+
+// Writes `path` atomically. `tokens` are the ids consumed so far (may be empty).
+void save_decode_state(const std::string& path, const DecodeModel& model, const DecodeState& st,
+                       std::span<const int32_t> tokens);
+// Replaces st (which must come from model.new_state()) and tokens with the file's contents.
+// Throws Error naming the file: not a state file, truncated, checksum mismatch, another model,
+// other weights, bad token ids.
+void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st,
+                       std::vector<int32_t>& tokens);
+
+}  // namespace sambalm

@@ -1,0 +1,225 @@
+// DecodeState: constant size whatever the position, allocation-free decode steps, RoPE at far
+// positions, and state files (round trip, and every kind of bad file refused with a clear error).
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <filesystem>
+#include <fstream>
+#include <new>
+#include <random>
+
+#include "core/error.h"
+#include "infer/decode_kernels.h"
+#include "infer/decode_model.h"
+#include "infer/state_file.h"
+#include "ops/ops.h"
+#include "testing.h"
+
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#pragma GCC diagnostic ignored "-Wpragmas"
+
+// Counts operator new calls while `g_counting` is set (the decode step must not allocate).
+static std::atomic<bool> g_counting{false};
+static std::atomic<int64_t> g_news{0};
+void* operator new(std::size_t n) {
+  if (g_counting) ++g_news;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+using namespace sambalm;
+
+namespace {
+
+ModelConfig samba_cfg(int64_t d = 32) {
+  ModelConfig c;
+  c.name = "state_samba";
+  c.n_layer = 4;
+  c.n_embd = d;
+  c.n_head = 4;
+  c.n_query_groups = 2;
+  c.head_size = d / 4;
+  c.intermediate_size = 2 * d;
+  c.vocab_size = 50;
+  c.padded_vocab_size = 64;
+  c.local_window = 8;
+  c.mb_per_layer = 2;
+  c.mamba_init = true;
+  c.d_state = 8;
+  return c;
+}
+
+struct Fixture {
+  ModelConfig cfg;
+  ParamStore store;
+  std::unique_ptr<DecodeModel> dm;
+  explicit Fixture(const ModelConfig& c, uint64_t seed = 1) : cfg(c), store(param_specs(c)) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 0.2f);
+    for (auto& e : store.entries()) {
+      float* p = store.data() + e.offset;
+      for (int64_t i = 0; i < e.numel(); ++i) {
+        float v = nd(rng);
+        if (e.name.find("norm.weight") != std::string::npos) v += 1.0f;
+        if (e.name.find("A_log") != std::string::npos) v = std::log(1.0f + float(i % 8));
+        p[i] = v;
+      }
+    }
+    dm = std::make_unique<DecodeModel>(cfg, store.entries(), store.data());
+  }
+};
+
+std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> v(n);
+  for (auto& t : v) t = int32_t(rng() % vocab);
+  return v;
+}
+
+}  // namespace
+
+TEST(DecodeState, SizeDoesNotDependOnPosition) {
+  Fixture f(samba_cfg());
+  DecodeState st = f.dm->new_state();
+  // Two Mamba layers: conv (K-1) x di + ssm di x N; two window-8 attention layers: k and v, G x 8 x hs.
+  const int64_t di = 64, per_mamba = 3 * di + di * 8, per_attn = 2 * 2 * 8 * 8;
+  EXPECT_EQ(st.floats(), 2 * per_mamba + 2 * per_attn);
+  const int64_t bytes0 = st.bytes(), scratch0 = f.dm->scratch_bytes();
+  auto ids = random_ids(1000, 50, 3);
+  f.dm->prefill(st, ids.data(), 1000, nullptr, nullptr);
+  EXPECT_EQ(st.pos(), 1000);
+  EXPECT_EQ(st.bytes(), bytes0);
+  EXPECT_EQ(f.dm->scratch_bytes(), scratch0);  // a long prompt: chunked, same scratch
+}
+
+TEST(DecodeState, StepsDoNotAllocate) {
+  Fixture f(samba_cfg());
+  std::vector<DecodeState> states;
+  for (int i = 0; i < 3; ++i) states.push_back(f.dm->new_state());
+  std::vector<DecodeState*> ptrs = {&states[0], &states[1], &states[2]};
+  auto ids = random_ids(40, 50, 4);
+  f.dm->prefill(states[1], ids.data(), 40, nullptr, nullptr);
+  std::vector<float> logits(3 * 64);
+  std::vector<int32_t> tok = {1, 2, 3};
+  f.dm->step(ptrs.data(), 3, tok.data(), logits.data());  // sizes the batch scratch once
+  const int64_t scratch = f.dm->scratch_bytes();
+  g_news = 0;
+  g_counting = true;
+  for (int i = 0; i < 50; ++i) f.dm->step(ptrs.data(), 1 + i % 3, tok.data(), logits.data());
+  g_counting = false;
+  EXPECT_EQ(g_news.load(), 0);
+  // The counter does see allocations.
+  g_counting = true;
+  auto probe = std::make_unique<std::vector<int>>(10);
+  g_counting = false;
+  EXPECT_GE(g_news.load(), 1);
+  EXPECT_EQ(f.dm->scratch_bytes(), scratch);
+}
+
+TEST(DecodeState, RopeRowsAtFarPositionsMatchTheTable) {
+  const int64_t dims = 16, half = 8, pos0 = 70000, n = 5;
+  std::vector<float> tc((pos0 + n) * half), ts((pos0 + n) * half), rc(n * half), rs(n * half);
+  ops::rope_table(tc.data(), ts.data(), pos0 + n, dims, 10000.0, 1.0);
+  infer::rope_rows(rc.data(), rs.data(), pos0, n, dims, 10000.0, 1.0);
+  for (int64_t i = 0; i < n * half; ++i) {
+    EXPECT_EQ(rc[i], tc[pos0 * half + i]);
+    EXPECT_EQ(rs[i], ts[pos0 * half + i]);
+  }
+}
+
+TEST(DecodeState, FileRoundTripResumesExactly) {
+  Fixture f(samba_cfg());
+  const std::string dir = test::temp_dir("state");
+  auto ids = random_ids(30, 50, 5);
+  DecodeState a = f.dm->new_state();
+  f.dm->prefill(a, ids.data(), 20, nullptr, nullptr);
+  std::vector<int32_t> hist(ids.begin(), ids.begin() + 20);
+  save_decode_state(dir + "/s.state", *f.dm, a, hist);
+  DecodeState b = f.dm->new_state();
+  std::vector<int32_t> hist_b;
+  load_decode_state(dir + "/s.state", *f.dm, b, hist_b);
+  EXPECT_EQ(b.pos(), 20);
+  EXPECT_EQ(hist_b, hist);
+  std::vector<float> la(64), lb(64);
+  DecodeState *pa = &a, *pb = &b;
+  for (int t = 20; t < 30; ++t) {
+    f.dm->step(&pa, 1, &ids[t], la.data());
+    f.dm->step(&pb, 1, &ids[t], lb.data());
+    ASSERT_EQ(la, lb) << "position " << t;
+  }
+}
+
+namespace {
+std::string read_all(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void write_all(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+// Re-seals a modified file with the FNV-1a checksum of docs/FORMATS.md.
+void reseal(std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i + 8 < s.size(); ++i) h = (h ^ uint8_t(s[i])) * 0x100000001b3ull;
+  std::memcpy(s.data() + s.size() - 8, &h, 8);
+}
+void expect_error(const std::function<void()>& f, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one mentioning '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+}  // namespace
+
+TEST(DecodeState, BadFilesAreRefused) {
+  Fixture f(samba_cfg());
+  const std::string dir = test::temp_dir("state_bad");
+  const std::string path = dir + "/s.state";
+  DecodeState st = f.dm->new_state();
+  std::vector<int32_t> hist = {5, 6, 7};
+  f.dm->prefill(st, hist.data(), 3, nullptr, nullptr);
+  save_decode_state(path, *f.dm, st, hist);
+  const std::string good = read_all(path);
+  DecodeState out = f.dm->new_state();
+  std::vector<int32_t> toks;
+  auto load = [&](const std::string& p, DecodeModel& m) {
+    DecodeState s = m.new_state();
+    load_decode_state(p, m, s, toks);
+  };
+
+  // Another architecture (wider model) and the same architecture with other weights.
+  Fixture wide(samba_cfg(48));
+  expect_error([&] { load(path, *wide.dm); }, "another model");
+  Fixture other(samba_cfg(), 2);
+  expect_error([&] { load(path, *other.dm); }, "other weights");
+
+  // A token id outside the vocabulary (checksum made valid again so the id check is what fails).
+  std::string bad = good;
+  const size_t tok0 = good.size() - 8 - size_t(st.floats()) * 4 - 3 * 4;
+  int32_t id = 1000;
+  std::memcpy(bad.data() + tok0, &id, 4);
+  reseal(bad);
+  write_all(dir + "/ids.state", bad);
+  expect_error([&] { load(dir + "/ids.state", *f.dm); }, "outside the model's vocabulary");
+
+  // A flipped state byte: checksum.
+  bad = good;
+  bad[good.size() - 20] ^= 0x40;
+  write_all(dir + "/flip.state", bad);
+  expect_error([&] { load(dir + "/flip.state", *f.dm); }, "checksum");
+
+  // Truncated, not a state file, missing.
+  write_all(dir + "/trunc.state", good.substr(0, good.size() - 100));
+  expect_error([&] { load(dir + "/trunc.state", *f.dm); }, "bytes");
+  write_all(dir + "/junk.state", "hello world, not a state");
+  expect_error([&] { load(dir + "/junk.state", *f.dm); }, "not a sambalm decode state");
+  EXPECT_THROW(load(dir + "/missing.state", *f.dm), Error);
+
+  // The good file still loads.
+  load(path, *f.dm);
+  EXPECT_EQ(toks, hist);
+}
