@@ -179,10 +179,10 @@ TEST(AdamW, DecayRangesExcludeNormsBiasesEmbeddingALogD) {
   std::vector<float> p(168, 1.0f), g(168, 0.0f);
   AdamW opt(p.size(), AdamWOptions{0.9, 0.95, 1e-8, 0.1}, sel);
   opt.step(p.data(), g.data(), 1.0);
-  EXPECT_EQ(p[0], 1.0f);                 // embedding
-  EXPECT_FLOAT_EQ(p[36], 0.9f);          // in_proj
-  EXPECT_EQ(p[110], 1.0f);               // A_log
-  EXPECT_FLOAT_EQ(p[140], 0.9f);         // out_proj
+  EXPECT_EQ(p[0], 1.0f);          // embedding
+  EXPECT_FLOAT_EQ(p[36], 0.9f);   // in_proj
+  EXPECT_EQ(p[110], 1.0f);        // A_log
+  EXPECT_FLOAT_EQ(p[140], 0.9f);  // out_proj
 }
 
 TEST(LrSchedule, MatchesPretrainGetLr) {

@@ -1,0 +1,30 @@
+// Evaluation and text samples during training, on the model's plain forward pass.
+//
+// Validation loss: the mean cross-entropy (nats) over a fixed set of windows of L+1 tokens (inputs
+// are the first L, targets the last L). Every window has L predictions, so the mean over windows
+// equals the mean over predicted tokens. Reported with
+//   perplexity = exp(loss),  bits per token = loss / ln 2  (= bits per byte for the bytes tokenizer).
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "model/model.h"
+
+namespace sambalm {
+
+// windows: n * (L + 1) token ids, window after window. Runs `batch` windows per forward pass
+// (fewer for the last); returns the mean loss over all windows.
+double eval_windows(Model<float>& model, const float* params, const std::vector<int32_t>& windows, int64_t L,
+                    int64_t batch);
+
+// Continues `context` by n tokens: each new token is drawn from softmax(logits / temperature) of
+// the last position (temperature <= 0: argmax), re-running the forward pass on the last `max_ctx`
+// tokens each time (O(n * max_ctx), fine for short samples of small models). Ids >= vocab (the
+// padding rows of the head) are never drawn.
+std::vector<int32_t> sample_continuation(Model<float>& model, const float* params, std::vector<int32_t> context,
+                                         int64_t n, double temperature, int64_t vocab, int64_t max_ctx,
+                                         std::mt19937_64& rng);
+
+}  // namespace sambalm

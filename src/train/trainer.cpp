@@ -1,0 +1,373 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numbers>
+#include <random>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/file.h"
+#include "model/init.h"
+#include "model/model.h"
+#include "model/weights.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/lr_schedule.h"
+#include "train/metrics.h"
+#include "train/progress.h"
+#include "train/train_data.h"
+#include "train/train_eval.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace sambalm {
+namespace {
+
+// Ctrl-C / SIGTERM: the first one asks the loop to save and stop after the current step; a second
+// one falls back to the default action (immediate exit) for a user who does not want to wait.
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal.store(sig);
+  std::signal(sig, SIG_DFL);
+}
+
+struct SignalGuard {
+  using Handler = void (*)(int);
+  Handler old_int, old_term;
+  SignalGuard() {
+    g_stop_signal.store(0);
+    old_int = std::signal(SIGINT, on_stop_signal);
+    old_term = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~SignalGuard() {
+    std::signal(SIGINT, old_int);
+    std::signal(SIGTERM, old_term);
+  }
+};
+
+// Test hook: SAMBALM_TEST_INJECT_NAN_AT=S[:K] makes the loss of steps S .. S+K-1 (1-based step
+// counts; K = forever when absent) NaN, to exercise the bad-step handling end to end.
+bool inject_nan(int64_t step) {
+  const char* e = std::getenv("SAMBALM_TEST_INJECT_NAN_AT");
+  if (!e || !*e) return false;
+  char* end = nullptr;
+  const long long s = std::strtoll(e, &end, 10);
+  long long k = -1;
+  if (end && *end == ':') k = std::strtoll(end + 1, nullptr, 10);
+  return step >= s && (k < 0 || step < s + k);
+}
+
+std::string fmt_si(double v) {
+  if (v >= 1e6) return fmt::format("{:.2f}M", v / 1e6);
+  if (v >= 1e3) return fmt::format("{:.1f}k", v / 1e3);
+  return fmt::format("{:.0f}", v);
+}
+
+// Returns the model's config: preset / config.json / --init-from, with the command-line overrides.
+ModelConfig build_config(const TrainOptions& o) {
+  ModelConfig c = !o.init_from.empty() ? resolve_config(o.init_from, o.model) : resolve_config(o.model);
+  const bool overrides =
+      o.n_layer || o.n_embd || o.n_head || o.n_query_groups || o.intermediate_size || o.local_window || o.vocab_size;
+  SAMBALM_CHECK(!(overrides && !o.init_from.empty()),
+                "--init-from {}: shape overrides (--n-layer, --n-embd, ...) would not fit the weights", o.init_from);
+  const int64_t old_embd = c.n_embd, old_head = c.n_head;
+  if (o.n_layer) c.n_layer = *o.n_layer;
+  if (o.n_embd) {
+    c.n_embd = *o.n_embd;
+    // Keep the MLP's width ratio unless it is given.
+    if (!o.intermediate_size && old_embd > 0) c.intermediate_size = c.intermediate_size * c.n_embd / old_embd;
+  }
+  if (o.n_head) {
+    if (!o.n_query_groups && c.n_query_groups == old_head) c.n_query_groups = *o.n_head;  // stays MHA
+    c.n_head = *o.n_head;
+  }
+  if (o.n_query_groups) c.n_query_groups = *o.n_query_groups;
+  if (o.intermediate_size) c.intermediate_size = *o.intermediate_size;
+  if (o.local_window) c.local_window = *o.local_window;
+  if (o.vocab_size) {
+    c.vocab_size = *o.vocab_size;
+    const int64_t m = std::max<int64_t>(c.padding_multiple, 1);
+    c.padded_vocab_size = (c.vocab_size + m - 1) / m * m;
+  }
+  if (c.n_head > 0 && (o.n_embd || o.n_head)) c.head_size = c.n_embd / c.n_head;
+  c.validate();
+  return c;
+}
+
+std::string rng_state(const std::mt19937_64& rng) {
+  std::ostringstream s;
+  s << rng;
+  return s.str();
+}
+
+}  // namespace
+
+TrainResult train(const TrainOptions& o) {
+  SAMBALM_CHECK(!o.out.empty(), "--out: a run directory is required");
+  SAMBALM_CHECK(!o.model.empty() || !o.init_from.empty() || o.resume, "--model or --init-from: which model to train?");
+  SAMBALM_CHECK(o.batch > 0, "--batch must be positive, found {}", o.batch);
+  SAMBALM_CHECK(o.grad_accum > 0, "--grad-accum must be positive, found {}", o.grad_accum);
+  SAMBALM_CHECK(o.steps > 0, "--steps must be positive, found {}", o.steps);
+  SAMBALM_CHECK(o.lr >= 0 && std::isfinite(o.lr), "--lr must be a finite non-negative number, found {}", o.lr);
+  SAMBALM_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
+                "--beta1/--beta2 must be in [0, 1), found {} / {}", o.beta1, o.beta2);
+  SAMBALM_CHECK(o.eps > 0, "--eps must be positive, found {}", o.eps);
+  SAMBALM_CHECK(o.max_bad_steps > 0, "--max-bad-steps must be positive, found {}", o.max_bad_steps);
+  SAMBALM_CHECK(o.final_eval == "sampled" || o.final_eval == "full" || o.final_eval == "none",
+                "--final-eval must be sampled, full or none, found '{}'", o.final_eval);
+
+  // Run directory: created and probed for writing before any work.
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  SAMBALM_CHECK(!ec && fs::is_directory(o.out), "--out {}: cannot create the run directory: {}", o.out,
+                ec ? ec.message() : "not a directory");
+  SAMBALM_CHECK(::access(o.out.c_str(), W_OK) == 0, "--out {}: the run directory is not writable", o.out);
+  const std::string metrics_path = (fs::path(o.out) / "metrics.jsonl").string();
+
+  // Model and parameters: fresh, fine-tuned, or resumed.
+  std::optional<std::string> resume_from;
+  if (o.resume) {
+    resume_from = latest_checkpoint(o.out);
+    SAMBALM_CHECK(resume_from.has_value(), "--resume: no complete checkpoint under {}/checkpoints", o.out);
+  } else {
+    SAMBALM_CHECK(!latest_checkpoint(o.out).has_value(),
+                  "--out {}: already holds checkpoints; pass --resume to continue that run or choose another directory",
+                  o.out);
+  }
+  ModelConfig cfg;
+  ParamStore params;
+  if (resume_from) {
+    LoadedModel lm = load_model(*resume_from);
+    cfg = lm.config;
+    params = std::move(lm.params);
+    if (!o.model.empty() && o.init_from.empty()) {
+      const json want = build_config(o).to_json(), have = cfg.to_json();
+      for (auto it = want.begin(); it != want.end(); ++it)
+        if (it.key() != "block_size" && it.key() != "name" && (!have.contains(it.key()) || have[it.key()] != *it))
+          fail("--resume: the checkpoint {} has {} = {}, the command line asks for {}", *resume_from, it.key(),
+               have.contains(it.key()) ? have[it.key()].dump() : "nothing", it->dump());
+    }
+  } else if (!o.init_from.empty()) {
+    LoadedModel lm = load_model(o.init_from, o.model);
+    cfg = lm.config;
+    params = std::move(lm.params);
+  } else {
+    cfg = build_config(o);
+    params = ParamStore(param_specs(cfg));
+    init_params(cfg, params, o.seed);
+  }
+  const int64_t T = o.seq_len > 0 ? o.seq_len : cfg.block_size;
+  SAMBALM_CHECK(T > 0, "--seq-len must be positive, found {}", T);
+  cfg.block_size = T;
+
+  // Data.
+  TrainData data(o, T, cfg);
+
+  // Optimizer, schedule, model, buffers.
+  AdamW opt(params.size(), AdamWOptions{o.beta1, o.beta2, o.eps, o.weight_decay},
+            decay_ranges(params.entries(), o.decay_all));
+  LrSchedule sched{o.lr, o.min_lr.value_or(o.lr / 10), o.warmup.value_or(o.steps / 10), o.steps, true};
+  Model<float> model(cfg, params.entries());
+  std::vector<float> grads(params.size(), 0.0f);
+  std::vector<int32_t> x(o.batch * T), y(o.batch * T);
+  std::mt19937_64 rng(o.seed ^ 0x5eed5a3b1e5ULL);
+
+  int64_t step = 0, adam_t = 0, tokens_seen = 0, bad_in_row = 0;
+  double elapsed_before = 0;
+  if (resume_from) {
+    TrainerState st = load_trainer_state(*resume_from, params.size());
+    step = st.step;
+    opt.t = st.adam_t;
+    opt.m() = std::move(st.exp_avg);
+    opt.v() = std::move(st.exp_avg_sq);
+    data.restore(st.data);
+    std::istringstream(st.rng) >> rng;
+    tokens_seen = st.extra.value("tokens_seen", int64_t{0});
+    bad_in_row = st.extra.value("bad_in_row", int64_t{0});
+    elapsed_before = st.extra.value("elapsed_s", 0.0);
+    truncate_metrics(metrics_path, step);
+  } else {
+    std::remove(metrics_path.c_str());  // a fresh run in an existing directory starts a fresh log
+  }
+  SAMBALM_CHECK(step < o.steps || !resume_from, "--resume: the checkpoint is at step {}, already --steps {}", step,
+                o.steps);
+  (void)adam_t;
+
+  // What a person sees first.
+  const double bits = 1.0 / std::numbers::ln2;
+  const char* bits_name = data.is_bytes() ? "bits/byte" : "bits/token";
+  if (!o.quiet) {
+    std::printf("model %s: %s, %lld parameters, d=%lld, vocab %lld (padded %lld)\n", cfg.name.c_str(),
+                cfg.layer_pattern().c_str(), (long long)cfg.num_params(), (long long)cfg.n_embd,
+                (long long)cfg.vocab_size, (long long)cfg.padded_vocab_size);
+    std::printf("data %s\n", data.describe().c_str());
+    std::printf(
+        "train %lld steps x %lld x %lld tokens x %lld accum = %s tokens; lr %g -> %g (warmup %lld), wd %g, "
+        "clip %g%s\n",
+        (long long)o.steps, (long long)o.batch, (long long)T, (long long)o.grad_accum,
+        fmt_si(double(o.steps) * o.batch * T * o.grad_accum).c_str(), sched.lr, sched.min_lr, (long long)sched.warmup,
+        o.weight_decay, o.grad_clip, resume_from ? fmt::format("; resuming from step {}", step).c_str() : "");
+    std::fflush(stdout);
+  }
+  MetricsLog metrics(metrics_path);
+  std::ofstream samples_file((fs::path(o.out) / "samples.txt").string(), std::ios::app);
+
+  TrainResult result;
+  auto save = [&](const char* why) {
+    TrainerState st;
+    st.step = step;
+    st.adam_t = opt.t;
+    st.exp_avg = opt.m();
+    st.exp_avg_sq = opt.v();
+    st.data = data.state();
+    st.rng = rng_state(rng);
+    st.extra = {{"tokens_seen", tokens_seen}, {"bad_in_row", bad_in_row}, {"reason", why}};
+    result.checkpoint = save_checkpoint(o.out, cfg, params, st, o.keep_last);
+    return result.checkpoint;
+  };
+
+  Progress progress(o.steps, step, o.log_every);
+  auto say = [&](const std::string& s) {
+    if (!o.quiet) progress.message(s);
+  };
+
+  // Validation at the training length and every --eval-lengths length. Sampled: the fixed windows
+  // (keys val_loss, val_ppl, val_bpb|val_bpt, val_loss_<L>); full: every window of the validation
+  // split (keys full_val_*). Returns the loss at the training length.
+  auto evaluate = [&](json& rec, bool full) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string pre = full ? "full_val" : "val";
+    auto windows = [&](int64_t L) { return full ? data.full_val_windows(L) : data.val_windows(L); };
+    const double loss = eval_windows(model, params.data(), windows(T), T, o.batch);
+    rec[pre + "_loss"] = loss;
+    rec[pre + "_ppl"] = std::exp(loss);
+    rec[pre + (data.is_bytes() ? "_bpb" : "_bpt")] = loss * bits;
+    std::string line = fmt::format("step {}: {} loss {:.4f} | ppl {:.3f} | {} {:.4f}", step,
+                                   full ? "full validation" : "val", loss, std::exp(loss), bits_name, loss * bits);
+    for (int64_t L : o.eval_lengths) {
+      if (L == T) continue;
+      const double l = eval_windows(model, params.data(), windows(L), L, std::max<int64_t>(1, o.batch * T / L));
+      rec[fmt::format("{}_loss_{}", pre, L)] = l;
+      line += fmt::format(" | @{} {:.4f}", L, l);
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rec[pre + "_s"] = secs;
+    say(line + fmt::format(" ({:.1f}s)", secs));
+    return loss;
+  };
+
+  auto sample = [&]() {
+    std::vector<int32_t> ctx = data.prompt_ids(o.prompt);
+    const size_t n_prompt = ctx.size();
+    auto gen = sample_continuation(model, params.data(), ctx, o.sample_tokens, o.temperature, cfg.vocab_size, T, rng);
+    const std::string text = data.decode(ctx) + data.decode(gen);
+    say(fmt::format("--- sample at step {} ---\n{}\n---", step, text));
+    samples_file << fmt::format("=== step {} (prompt: {} tokens, temperature {}) ===\n{}\n", step, n_prompt,
+                                o.temperature, text);
+    samples_file.flush();
+  };
+
+  SignalGuard signals;
+  if (!resume_from && o.eval_every > 0) {
+    json rec = {{"step", 0}};
+    evaluate(rec, false);
+    metrics.append(rec);
+  }
+
+  const int64_t first_step = step;
+  const auto run_t0 = std::chrono::steady_clock::now();
+  double last_loss = NAN;
+  while (step < o.steps) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double lr = sched.at(step);
+    std::fill(grads.begin(), grads.end(), 0.0f);
+    double loss = 0;
+    for (int64_t a = 0; a < o.grad_accum; ++a) {
+      data.next_batch(x.data(), y.data(), o.batch);
+      loss += model.forward(params.data(), x.data(), y.data(), o.batch, T, 1.0 / double(o.grad_accum)) /
+              double(o.grad_accum);
+      model.backward(params.data(), grads.data());
+    }
+    ++step;
+    tokens_seen += o.batch * T * o.grad_accum;
+    if (inject_nan(step)) loss = NAN, grads[0] = NAN;
+    const double norm = clip_grad_norm(grads.data(), grads.size(), o.grad_clip);
+    const bool bad = !std::isfinite(loss) || !std::isfinite(norm);
+    if (!bad) {
+      opt.step(params.data(), grads.data(), lr);
+      bad_in_row = 0;
+      last_loss = loss;
+    } else {
+      ++bad_in_row;
+    }
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double tps = double(o.batch * T * o.grad_accum) / std::max(dt, 1e-9);
+    json rec = {
+        {"step", step},
+        {"loss", bad ? json(nullptr) : json(loss)},
+        {"lr", lr},
+        {"tokens_per_s", tps},
+        {"grad_norm", std::isfinite(norm) ? json(norm) : json(nullptr)},
+        {"tokens", tokens_seen},
+        {"time_s", elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - run_t0).count()}};
+    if (bad) {
+      rec["skipped"] = true;
+      say(fmt::format("step {}: loss {} / gradient norm {} is not finite: update skipped ({} in a row, limit {})", step,
+                      loss, norm, bad_in_row, o.max_bad_steps));
+      if (bad_in_row >= o.max_bad_steps) {
+        metrics.append(rec);
+        progress.finish();
+        auto last = latest_checkpoint(o.out);
+        fail(
+            "training stopped at step {}: the loss was NaN/Inf for {} steps in a row (--max-bad-steps {}); "
+            "the last good checkpoint is {}. Try a lower --lr or a smaller --grad-clip.",
+            step, bad_in_row, o.max_bad_steps, last ? *last : std::string("(none saved yet)"));
+      }
+    }
+    if (!o.quiet)
+      progress.update(step, fmt::format("loss {:.4f} lr {:.2e} | {} tok/s", bad ? NAN : loss, lr, fmt_si(tps)));
+
+    const bool last = step == o.steps;
+    if ((o.eval_every > 0 && step % o.eval_every == 0) || (last && o.final_eval == "sampled"))
+      result.final_val_loss = evaluate(rec, false);
+    if (last && o.final_eval == "full") result.final_val_loss = evaluate(rec, true);
+    metrics.append(rec);
+    if (o.sample_every > 0 && (step % o.sample_every == 0 || last)) sample();
+
+    const bool stop_now = g_stop_signal.load() != 0 || (o.stop_after > 0 && step - first_step >= o.stop_after);
+    // No periodic checkpoint on a skipped step: the newest checkpoint stays the last good one.
+    if (last || stop_now || (o.save_every > 0 && step % o.save_every == 0 && !bad)) {
+      const std::string dir = save(last ? "final" : stop_now ? "stopped" : "periodic");
+      if (!last && !stop_now) say(fmt::format("step {}: saved {}", step, dir));
+    }
+    if (stop_now && !last) {
+      progress.finish();
+      result.interrupted = true;
+      result.signalled = g_stop_signal.load() != 0;
+      say(fmt::format("{} at step {}: checkpoint {} saved; continue with the same command and --resume",
+                      g_stop_signal.load() ? "interrupted" : "stopped (--stop-after)", step, result.checkpoint));
+      break;
+    }
+  }
+  progress.finish();
+  result.steps_done = step;
+  result.last_loss = last_loss;
+  if (step == o.steps) {
+    // The final model also as a plain model directory at RUN/model (what generate/eval take).
+    save_model_dir((fs::path(o.out) / "model").string(), cfg, params);
+  }
+  return result;
+}
+
+}  // namespace sambalm
