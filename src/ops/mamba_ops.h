@@ -57,6 +57,9 @@ template <typename T>
 void selective_scan_forward(T* y, T* h_last, T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm,
                             const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D,
                             int64_t N, int64_t chunk);
+// Chunk length to pass when there is no reason to choose: in the CPU backward, shorter chunks mean
+// more synchronisation and longer ones more scratch; 64 measured best of 16/64/256 (docs/BENCHMARKS.md).
+inline constexpr int64_t kSelectiveScanDefaultChunk = 64;
 // Size of the chunk_states scratch in elements.
 int64_t selective_scan_chunk_states_size(int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk);
 
