@@ -199,7 +199,7 @@ std::string list_some(const std::vector<std::string>& names) {
 }  // namespace
 
 ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tensor>& state_dict,
-                       const std::string& source) {
+                       const std::string& source, const std::function<void(const Tensor&)>& on_converted) {
   const auto sd = strip_wrapper_prefix(state_dict);
   const WeightFormat fmt = detect_weight_format(sd, source);
   std::vector<WeightName> names;
@@ -229,6 +229,7 @@ ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tenso
       continue;
     }
     convert_to_f32(t.dtype(), t.raw(), store.get(w.native), static_cast<size_t>(t.numel()));
+    if (on_converted) on_converted(t);
   }
   SAMBALM_CHECK(missing.empty(), "{}: {} weight(s) missing for this config ({} names): {}", source, missing.size(),
                 weight_format_name(fmt), list_some(missing));

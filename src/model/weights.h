@@ -12,6 +12,7 @@
 // The Mamba depthwise conv weight is [d_inner, 1, d_conv] in the originals and [d_inner, d_conv] here.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -51,8 +52,11 @@ WeightFormat detect_weight_format(const std::map<std::string, Tensor>& state_dic
 // (listed), shape differing from the config (name, expected, found), non-float dtypes. For a tied
 // model, a state_dict holding both the embedding and lm_head.weight must hold equal values (the
 // originals save one storage under both names); the embedding is used.
+// `on_converted`, when given, is called with each source tensor right after its values were copied
+// (a converter uses it to drop that tensor's mapped file pages and keep peak memory low).
 ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tensor>& state_dict,
-                       const std::string& source);
+                       const std::string& source,
+                       const std::function<void(const Tensor&)>& on_converted = nullptr);
 
 // The parameters under the names of `fmt`, converted to `dtype` (F32, BF16, F16, F64). lit_gpt and
 // mamba_ssm include lm_head.weight for tied models (as the originals' state_dicts do); hf omits it.
