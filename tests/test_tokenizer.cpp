@@ -252,21 +252,20 @@ TEST(Tokenizer, StreamDecoderGivesWholeText) {
   }
 }
 
-TEST(Tokenizer, SplitDocumentsEncodeLikeWhole) {
+TEST(Tokenizer, DocumentPiecesEncodeLikeWhole) {
   REQUIRE_FIXTURES();
   std::string doc;
-  for (const auto& c : load_cases(test::fixtures_dir() + "/bpe_split_tiny")) doc += c.text + "\n";
-  for (const auto& c : load_cases(test::fixtures_dir() + "/bpe_tiny")) doc += c.text + "\n";
-  for (const char* name : {"bpe_tiny", "bpe_split_tiny"}) {
-    auto tok = load_tokenizer(test::fixtures_dir() + "/" + name + "/tokenizer.json");
-    ASSERT_TRUE(tok->can_split_documents());
-    auto points = split_points(doc, 200);
-    ASSERT_GT(points.size(), 5u);
-    std::vector<int32_t> pieces;
-    size_t begin = 0;
-    points.push_back(doc.size());
-    for (size_t p : points) tok->encode(std::string_view(doc).substr(begin, p - begin), pieces), begin = p;
-    EXPECT_EQ(pieces, tok->encode(doc)) << name;
+  for (const char* name : {"bpe_split_tiny", "bpe_tiny", "sp_tiny"})
+    for (const auto& c : load_cases(test::fixtures_dir() + "/" + name)) doc += c.text + "\n";
+  for (std::string path :
+       {test::fixtures_dir() + "/bpe_tiny/tokenizer.json", test::fixtures_dir() + "/bpe_split_tiny/tokenizer.json",
+        test::fixtures_dir() + "/sp_tiny", std::string("bytes")}) {
+    auto tok = load_tokenizer(path);
+    auto pieces = tok->document_pieces(doc, 200);
+    EXPECT_GT(pieces.size(), 5u) << path;  // all three kinds can cut these texts
+    std::vector<int32_t> joined;
+    for (auto [b, e] : pieces) tok->encode(std::string_view(doc).substr(b, e - b), joined);
+    EXPECT_EQ(joined, tok->encode(doc)) << path;
   }
 }
 

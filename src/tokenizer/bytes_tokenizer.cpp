@@ -3,6 +3,8 @@
 // as the enwik8 examples (vocab 256).
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
 
@@ -39,7 +41,13 @@ class BytesTokenizer final : public Tokenizer {
     return static_cast<uint8_t>(token[0]);
   }
   bool is_special(int32_t) const override { return false; }
-  bool can_split_documents() const override { return true; }
+  std::vector<std::pair<size_t, size_t>> document_pieces(std::string_view text, size_t target) const override {
+    std::vector<std::pair<size_t, size_t>> pieces;
+    target = std::max<size_t>(target, 1);
+    for (size_t b = 0; b < text.size(); b += target) pieces.emplace_back(b, std::min(text.size(), b + target));
+    if (pieces.empty()) pieces.emplace_back(0, 0);
+    return pieces;
+  }
 
  private:
   std::string source_ = "bytes";

@@ -81,8 +81,6 @@ HfTokenizer::HfTokenizer(std::string source, std::vector<AddedToken> added, bool
     added_ids_[a.content] = a.id;
   }
   for (const auto& a : added_) (a.normalized && nfc_ ? normalized_matcher_ : raw_matcher_).add(&a);
-  // One document can be encoded in pieces cut at split_points() when words never span such a cut:
-  // some split pattern runs first, no leading space is added, and no added token could span it.
   bool has_split = false, prefix = false;
   for (const auto& s : steps_) (s.kind == PreTokStep::kSplit ? has_split : prefix) = true;
   can_split_ = has_split && !prefix;
@@ -184,6 +182,15 @@ std::optional<int32_t> HfTokenizer::token_to_id(std::string_view token) const {
   if (auto it = added_ids_.find(t); it != added_ids_.end()) return it->second;
   if (auto it = model_->vocab().find(t); it != model_->vocab().end()) return it->second;
   return std::nullopt;
+}
+
+std::vector<std::pair<size_t, size_t>> HfTokenizer::document_pieces(std::string_view text, size_t target) const {
+  if (!can_split_) return {{0, text.size()}};
+  std::vector<std::pair<size_t, size_t>> pieces;
+  size_t begin = 0;
+  for (size_t p : cut_points(text, target, '\n')) pieces.emplace_back(begin, p), begin = p;
+  pieces.emplace_back(begin, text.size());
+  return pieces;
 }
 
 bool HfTokenizer::is_special(int32_t id) const { return id >= 0 && id < vocab_size_ && special_[id]; }

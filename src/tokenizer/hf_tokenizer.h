@@ -73,7 +73,11 @@ class HfTokenizer final : public Tokenizer {
   std::string id_to_token(int32_t id) const override;
   std::optional<int32_t> token_to_id(std::string_view token) const override;
   bool is_special(int32_t id) const override;
-  bool can_split_documents() const override { return can_split_; }
+  // Cuts just after a '\n' between a non-space ASCII character and an ASCII letter, where every
+  // supported split pattern ends a piece whatever follows, NFC cannot compose across, and no added
+  // token can span (none holds '\n' or strips whitespace). Only when a split pattern runs and no
+  // leading space is added.
+  std::vector<std::pair<size_t, size_t>> document_pieces(std::string_view text, size_t target) const override;
   const BpeModel& model() const { return *model_; }
   void set_bos_eos(std::optional<int32_t> bos, std::optional<int32_t> eos) { bos_ = bos, eos_ = eos; }
 

@@ -3,6 +3,7 @@
 // sentencepiece's own; decode of control tokens (bos/eos) gives nothing, as sentencepiece does.
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/error.h"
@@ -20,6 +21,7 @@ class SentencePieceTokenizer final : public Tokenizer {
     SAMBALM_CHECK(status.ok(), "{}: not a valid SentencePiece model ({})", path, status.ToString());
     vocab_ = sp_.GetPieceSize();
     SAMBALM_CHECK(vocab_ > 0, "{}: SentencePiece model has an empty vocabulary", path);
+    splittable_ = check_splittable();
   }
   std::string kind() const override { return "sentencepiece"; }
   const std::string& source() const override { return source_; }
@@ -60,11 +62,42 @@ class SentencePieceTokenizer final : public Tokenizer {
     if (id == sp_.unk_id() && sp_.IdToPiece(id) != token) return std::nullopt;
     return id;
   }
+  // Cuts at a single space between a non-space ASCII character and an ASCII letter, and encodes
+  // the text after it without the space: sentencepiece adds the dummy "▁" prefix in its place, and
+  // pieces never cross a "▁" (split_by_whitespace), so the ids are the same. Whether this model
+  // behaves so (dummy prefix on, whitespace splitting on) is checked on a probe text at load.
+  std::vector<std::pair<size_t, size_t>> document_pieces(std::string_view text, size_t target) const override {
+    if (!splittable_) return {{0, text.size()}};
+    return document_pieces_unchecked(text, target);
+  }
+
   bool is_special(int32_t id) const override { return id >= 0 && id < vocab_ && sp_.IsControl(id); }
 
  private:
   static std::optional<int32_t> valid(int id) { return id >= 0 ? std::optional<int32_t>(id) : std::nullopt; }
+  bool check_splittable() const {
+    static constexpr std::string_view kProbe =
+        "The quick brown fox, jumps over\nthe lazy dog. Another sentence here: x=1 and then words again; "
+        "Once more with feeling (and brackets) or Capital Letters and tabs\tand more text to the end.";
+    std::vector<int> whole, part;
+    if (!sp_.Encode(kProbe, &whole).ok()) return false;
+    std::vector<int32_t> joined;
+    for (auto [b, e] : document_pieces_unchecked(kProbe, 8)) {
+      if (!sp_.Encode(kProbe.substr(b, e - b), &part).ok()) return false;
+      joined.insert(joined.end(), part.begin(), part.end());
+    }
+    return joined.size() > 20 && std::equal(joined.begin(), joined.end(), whole.begin(), whole.end());
+  }
+  static std::vector<std::pair<size_t, size_t>> document_pieces_unchecked(std::string_view text, size_t target) {
+    std::vector<std::pair<size_t, size_t>> pieces;
+    size_t begin = 0;
+    for (size_t p : cut_points(text, target, ' ')) pieces.emplace_back(begin, p - 1), begin = p;
+    pieces.emplace_back(begin, text.size());
+    return pieces;
+  }
+
   std::string source_;
+  bool splittable_ = false;
   sentencepiece::SentencePieceProcessor sp_;
   int32_t vocab_ = 0;
 };

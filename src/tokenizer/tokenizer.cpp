@@ -44,14 +44,14 @@ void require_utf8(std::string_view text, const std::string& source) {
          static_cast<unsigned>(static_cast<uint8_t>(text[bad])), bad);
 }
 
-std::vector<size_t> split_points(std::string_view text, size_t target) {
+std::vector<size_t> cut_points(std::string_view text, size_t target, char sep) {
   std::vector<size_t> points;
   if (target == 0) target = 1;
   size_t want = target;
   auto is_ascii_letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
   auto is_ascii_nonspace = [](char c) { return c > 0x20 && c < 0x7F; };
   while (want < text.size()) {
-    const char* p = static_cast<const char*>(std::memchr(text.data() + want, '\n', text.size() - want));
+    const char* p = static_cast<const char*>(std::memchr(text.data() + want, sep, text.size() - want));
     if (!p) break;
     size_t nl = size_t(p - text.data());
     if (nl >= 1 && nl + 1 < text.size() && is_ascii_nonspace(text[nl - 1]) && is_ascii_letter(text[nl + 1])) {

@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sambalm {
@@ -48,9 +49,12 @@ class Tokenizer {
   virtual std::string id_to_token(int32_t id) const = 0;
   virtual std::optional<int32_t> token_to_id(std::string_view token) const = 0;
   virtual bool is_special(int32_t id) const = 0;
-  // Whether encoding a document in pieces split at safe points gives the same ids as encoding it
-  // whole (used to encode one large document on several threads); see split_points().
-  virtual bool can_split_documents() const { return false; }
+  // Byte ranges [begin, end) of `text`, of roughly `target` bytes each, whose ids, encoded one by
+  // one and concatenated, equal encode(text): lets one large document be encoded on several
+  // threads. The default is the whole text as one range; see each tokenizer for where it cuts.
+  virtual std::vector<std::pair<size_t, size_t>> document_pieces(std::string_view text, size_t target) const {
+    return {{0, text.size()}};
+  }
 };
 
 // Loads "bytes", a tokenizer.json, a tokenizer.model, or a directory holding one of them
@@ -67,11 +71,9 @@ std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view json_text, const 
 // Throws Error "<source>: text is not valid UTF-8 (byte offset N)" unless text is valid UTF-8.
 void require_utf8(std::string_view text, const std::string& source);
 
-// Byte offsets in `text` (ascending, excluding 0 and text.size()) where a document may be cut into
-// independently encoded pieces of roughly `target` bytes without changing the ids, for a tokenizer
-// with can_split_documents(): just after a '\n' that follows a non-space ASCII character and is
-// followed by an ASCII letter (no pre-tokenizer piece, normalisation or added token spans it).
-std::vector<size_t> split_points(std::string_view text, size_t target);
+// Byte offsets p in `text` (ascending, 0 < p < size, about `target` apart) where text[p - 1] is
+// `sep`, text[p - 2] is a printable non-space ASCII character and text[p] an ASCII letter.
+std::vector<size_t> cut_points(std::string_view text, size_t target, char sep);
 
 // Streaming decode for generation: push ids one at a time, get back the text that is final. Bytes
 // of a character that is not complete yet (and SentencePiece's U+FFFD for a partial byte sequence)
