@@ -19,6 +19,9 @@ namespace sambalm::ops {
 
 namespace {
 
+// Below this much work (multiply-adds) a parallel region costs more than it saves.
+constexpr int64_t kParallelWork = int64_t(1) << 16;
+
 constexpr int64_t kConvBlock = 64;  // channels per task
 
 // Row r (0 <= r < K-1+L) of xx = state ++ x for batch b, channels from d0; nullptr when it is a zero row.
@@ -35,7 +38,7 @@ template <typename T>
 void causal_conv1d_forward(T* out, const T* x, int64_t ld_x, const T* w, const T* bias, const T* state, int64_t B,
                            int64_t L, int64_t D, int64_t K) {
   const int64_t nblk = (D + kConvBlock - 1) / kConvBlock;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * D * K >= kParallelWork)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t blk = 0; blk < nblk; ++blk) {
       const int64_t d0 = blk * kConvBlock, nd = std::min(kConvBlock, D - d0);
@@ -57,7 +60,7 @@ template <typename T>
 void causal_conv1d_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x, int64_t ld_x, const T* w,
                             const T* state, int64_t B, int64_t L, int64_t D, int64_t K) {
   const int64_t nblk = (D + kConvBlock - 1) / kConvBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * L * D * K >= kParallelWork)
   for (int64_t blk = 0; blk < nblk; ++blk) {
     const int64_t d0 = blk * kConvBlock, nd = std::min(kConvBlock, D - d0);
     for (int64_t b = 0; b < B; ++b) {

@@ -9,6 +9,9 @@
 
 namespace sambalm::ops::scan {
 
+// Below this much work (state updates) a parallel region costs more than it saves.
+inline constexpr int64_t kScanParallelWork = int64_t(1) << 16;
+
 // Channels per task. 16 float channels = one cache line of u / delta / y per time step, and the
 // block's state (16 x N) stays in L1 while the task walks through time.
 constexpr int64_t kBlock = 16;

@@ -72,7 +72,7 @@ void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, con
   };
 
   if (mode == ForwardMode::kChannels) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * D * N >= scan::kScanParallelWork)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t blk = 0; blk < nblk; ++blk) {
         const int64_t d0 = blk * kBlock, nd = std::min(kBlock, D - d0);
@@ -89,7 +89,7 @@ void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, con
   }
 
   // Pass 1: entry c + 1 <- E_c (chunk c scanned from zero), except chunk 0, scanned from h0 with outputs.
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static) if (B * L * D * N >= scan::kScanParallelWork)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t c = 0; c < nch; ++c) {
       for (int64_t blk = 0; blk < nblk; ++blk) {
@@ -107,7 +107,7 @@ void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, con
     }
   }
   // Pass 2: entry c + 1 <- exp(A * sum_{t in chunk c} dt_t) * entry c + E_c, for c = 1 .. nch-1.
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (B * L * D * N >= scan::kScanParallelWork)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t blk = 0; blk < nblk; ++blk) {
       const int64_t d0 = blk * kBlock, nd = std::min(kBlock, D - d0);
@@ -127,7 +127,7 @@ void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, con
     }
   }
   // Pass 3: outputs of chunks 1.. from their true entering states (copied: the entries stay for the backward).
-#pragma omp parallel for collapse(3) schedule(static)
+#pragma omp parallel for collapse(3) schedule(static) if (B * L * D * N >= scan::kScanParallelWork)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t c = 1; c < nch; ++c) {
       for (int64_t blk = 0; blk < nblk; ++blk) {

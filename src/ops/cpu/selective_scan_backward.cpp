@@ -66,7 +66,7 @@ void selective_scan_backward(T* du, T* ddelta, T* dA, T* dBm, T* dCm, T* dDskip,
   T* dD_part = scratch + s.dD_part;
   std::fill(scratch, scratch + s.bc_part, T(0));
 
-#pragma omp parallel
+#pragma omp parallel if (B * L * D * N >= scan::kScanParallelWork)
   for (int64_t c = nch - 1; c >= 0; --c) {
     const int64_t t0 = c * chunk, len = std::min(chunk, L - t0);
 #pragma omp for collapse(2) schedule(static)
