@@ -204,9 +204,9 @@ TEST(GenerateCli, JsonMatchesTheLibraryAndStatesResume) {
 
   // 5 tokens, save, resume with the 6th onwards: the same 12 ids (greedy).
   const std::string dir = test::temp_dir("gen_cli");
-  ASSERT_EQ(test::run_cli("generate -m " + model + " --prompt-ids 5,17,3 -n 5 --json -q --save-state " + dir + "/a.st",
-                          &out),
-            0)
+  ASSERT_EQ(
+      test::run_cli("generate -m " + model + " --prompt-ids 5,17,3 -n 5 --json -q --save-state " + dir + "/a.st", &out),
+      0)
       << out;
   auto first = nlohmann::json::parse(out)["results"][0]["ids"].get<std::vector<int32_t>>();
   // Resuming with the last generated id as the prompt continues the sequence.

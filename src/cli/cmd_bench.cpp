@@ -9,13 +9,13 @@
 //         how far the position is, so this measures decoding at 1M tokens without a 1M-token prefill;
 //         the keys in the ring buffers then come from earlier positions (fine for timing, not for text).
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <omp.h>
 #include <random>
 #include <sstream>
 
@@ -58,9 +58,7 @@ std::vector<int64_t> parse_list(const std::string& s, const char* what) {
   return out;
 }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 int64_t current_rss_bytes() {
   std::ifstream in("/proc/self/statm");

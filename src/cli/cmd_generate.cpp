@@ -47,15 +47,15 @@ std::vector<int32_t> parse_ids(const std::string& s) {
 }
 
 std::string summary(const GenerationStats& s) {
-  return fmt::format("prompt tokens {}, generated tokens {}, prefill {:.1f} tok/s, decode {:.2f} tok/s, peak memory {:.1f} MiB",
-                     s.prompt_tokens, s.generated_tokens, s.prefill_tok_s(), s.decode_tok_s(),
-                     double(peak_rss_bytes()) / (1 << 20));
+  return fmt::format(
+      "prompt tokens {}, generated tokens {}, prefill {:.1f} tok/s, decode {:.2f} tok/s, peak memory {:.1f} MiB",
+      s.prompt_tokens, s.generated_tokens, s.prefill_tok_s(), s.decode_tok_s(), double(peak_rss_bytes()) / (1 << 20));
 }
 
 nlohmann::json stats_json(const GenerationStats& s) {
   return {{"prompt_tokens", s.prompt_tokens},     {"generated_tokens", s.generated_tokens},
           {"prefill_seconds", s.prefill_seconds}, {"decode_seconds", s.decode_seconds},
-          {"prefill_tok_s", s.prefill_tok_s()},  {"decode_tok_s", s.decode_tok_s()},
+          {"prefill_tok_s", s.prefill_tok_s()},   {"decode_tok_s", s.decode_tok_s()},
           {"peak_rss_bytes", peak_rss_bytes()}};
 }
 
@@ -79,11 +79,10 @@ void interactive(Generator& g, Session& s, DecodeModel& dm, const GenOpts& o) {
     }
     try {
       std::vector<Session*> ss = {&s};
-      auto r = g.run(ss, {g.encode(line + "\n", o.bos && s.history.empty())}, o.gen,
-                     [](size_t, std::string_view t) {
-                       std::fwrite(t.data(), 1, t.size(), stdout);
-                       std::fflush(stdout);
-                     });
+      auto r = g.run(ss, {g.encode(line + "\n", o.bos && s.history.empty())}, o.gen, [](size_t, std::string_view t) {
+        std::fwrite(t.data(), 1, t.size(), stdout);
+        std::fflush(stdout);
+      });
       std::printf("\n");
       std::fflush(stdout);
       if (!o.quiet) std::fprintf(stderr, "[%s; context %lld]\n", summary(g.stats()).c_str(), (long long)s.state.pos());
@@ -199,7 +198,8 @@ Action add(CLI::App& app) {
       "Interactive (-i): one line per turn, the state kept between turns; /reset, /save FILE, /quit.");
   sub->add_option("--model,-m", o->model, "Model directory, weights file or preset name")->required();
   sub->add_option("--config", o->config, "config.json or preset for a bare weights file");
-  sub->add_option("--tokenizer", o->tokenizer, "tokenizer.json / tokenizer.model / 'bytes' (default: beside the model)");
+  sub->add_option("--tokenizer", o->tokenizer,
+                  "tokenizer.json / tokenizer.model / 'bytes' (default: beside the model)");
   sub->add_option("--prompt,-p", o->prompt, "Prompt text");
   sub->add_option("--file,-f", o->prompt_file, "Read the prompt from a file");
   sub->add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids, e.g. 1,2,3");
@@ -217,7 +217,8 @@ Action add(CLI::App& app) {
   sub->add_option("--seed", o->gen.sampling.seed, "Random seed")->capture_default_str();
   sub->add_option("--stop", o->gen.stop, "Stop string (repeatable)");
   sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at the EOS token");
-  sub->add_option("--max-prompt", o->gen.max_prompt_tokens, "Longest prompt accepted, in tokens")->capture_default_str();
+  sub->add_option("--max-prompt", o->gen.max_prompt_tokens, "Longest prompt accepted, in tokens")
+      ->capture_default_str();
   sub->add_option("--chunk", o->chunk, "Prefill chunk in tokens (bounds prefill memory)")->capture_default_str();
   sub->add_option("--max-context", o->max_context, "Cache size of full-attention layers (0: block_size)");
   sub->add_flag("--json", o->json, "Print ids, text and timings as JSON");

@@ -27,8 +27,8 @@ namespace {
 // serves four independent accumulator chains. W rows stream from memory once; X stays in cache.
 // Compiled for AVX2+FMA and for the baseline, picked at run time (the build is not -march=native).
 __attribute__((target_clones("arch=haswell", "default"))) void gemv_rows(float* out, int64_t ld_out, const float* X,
-                                                                          int64_t ld_x, int64_t B, const float* W,
-                                                                          int64_t n0, int64_t n1, int64_t K) {
+                                                                         int64_t ld_x, int64_t B, const float* W,
+                                                                         int64_t n0, int64_t n1, int64_t K) {
   int64_t n = n0;
   for (; n + 4 <= n1; n += 4) {
     const float *w0 = W + n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
@@ -89,8 +89,7 @@ void linear(float* out, int64_t ld_out, const float* in, int64_t ld_in, const fl
               out, int(ld_out));
 }
 
-void rope_rows(float* cos, float* sin, int64_t pos0, int64_t n, int64_t rope_dims, double base,
-               double condense_ratio) {
+void rope_rows(float* cos, float* sin, int64_t pos0, int64_t n, int64_t rope_dims, double base, double condense_ratio) {
   const int64_t half = rope_dims / 2;
   for (int64_t t = 0; t < n; ++t) {
     const double pos = double(pos0 + t) / condense_ratio;
@@ -150,14 +149,15 @@ void attend_chunk(float* out, const float* q, const float* k, const float* v, in
                   int64_t G, int64_t hs, int64_t window, double scale) {
   const int64_t L = S - C, qpk = H / G;
   const float sc = float(scale);
-#pragma omp parallel for collapse(2) schedule(dynamic, 4) if (C * H * hs * std::min<int64_t>(S, 64) > (1 << 16))
+#pragma omp parallel for collapse(2) schedule(dynamic, 4) if (C * H * hs * std::min <int64_t>(S, 64) > (1 << 16))
   for (int64_t h = 0; h < H; ++h) {
     for (int64_t i = 0; i < C; ++i) {
       const int64_t t = L + i, lo = window > 0 ? std::max<int64_t>(0, t - window + 1) : 0;
       const float* kb = k + (h / qpk) * S * hs;
       const float* vb = v + (h / qpk) * S * hs;
-      attend_one(out + i * H * hs + h * hs, q + (h * C + i) * hs, t + 1 - lo, hs, sc,
-                 [&](int64_t j) { return kb + (lo + j) * hs; }, [&](int64_t j) { return vb + (lo + j) * hs; });
+      attend_one(
+          out + i * H * hs + h * hs, q + (h * C + i) * hs, t + 1 - lo, hs, sc,
+          [&](int64_t j) { return kb + (lo + j) * hs; }, [&](int64_t j) { return vb + (lo + j) * hs; });
     }
   }
 }
@@ -170,8 +170,9 @@ void attend_ring(float* out, const float* q, const float* k, const float* v, int
   for (int64_t h = 0; h < H; ++h) {
     const float* kb = k + (h / qpk) * cap * hs;
     const float* vb = v + (h / qpk) * cap * hs;
-    attend_one(out + h * hs, q + h * hs, n, hs, sc, [&](int64_t j) { return kb + ((lo + j) % cap) * hs; },
-               [&](int64_t j) { return vb + ((lo + j) % cap) * hs; });
+    attend_one(
+        out + h * hs, q + h * hs, n, hs, sc, [&](int64_t j) { return kb + ((lo + j) % cap) * hs; },
+        [&](int64_t j) { return vb + ((lo + j) % cap) * hs; });
   }
 }
 

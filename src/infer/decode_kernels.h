@@ -8,7 +8,8 @@ namespace sambalm::infer {
 
 // out[m, :] = in[m, :] @ W^T (+ bias), W [N, K] in Linear layout, row strides ld_in / ld_out.
 // A few rows (decode batches up to 8) are a GEMV that streams each weight once for all rows (the
-// decode step is bound by reading weights); more rows are a GEMM. Like every BLAS call here, not to be called inside an OpenMP region.
+// decode step is bound by reading weights); more rows are a GEMM. Like every BLAS call here, not to be called inside an
+// OpenMP region.
 void linear(float* out, int64_t ld_out, const float* in, int64_t ld_in, const float* W, const float* bias, int64_t M,
             int64_t K, int64_t N);
 inline void linear(float* out, const float* in, const float* W, const float* bias, int64_t M, int64_t K, int64_t N) {
@@ -18,8 +19,7 @@ inline void linear(float* out, const float* in, const float* W, const float* bia
 // RoPE rows for n consecutive absolute positions pos0 .. pos0 + n - 1: cos/sin[n, rope_dims / 2],
 // with exactly the formula of ops::rope_table, so a token at position p gets the same rotation as
 // in the one-pass forward however far p is (no table of max_context rows).
-void rope_rows(float* cos, float* sin, int64_t pos0, int64_t n, int64_t rope_dims, double base,
-               double condense_ratio);
+void rope_rows(float* cos, float* sin, int64_t pos0, int64_t n, int64_t rope_dims, double base, double condense_ratio);
 
 // Attention of one chunk of C new queries over S keys stored contiguously:
 //   q [H, C, hs] (ops::qkv_split_rope_forward layout), k/v [G, S, hs], out [C, H * hs].

@@ -79,16 +79,25 @@ DecodeModel::DecodeModel(const ModelConfig& cfg, const std::vector<ParamEntry>& 
       switch (sub->spec.kind) {
         case SublayerKind::Mamba:
           sub->md = {d_, cfg_.d_inner(), cfg_.d_state, cfg_.d_conv, cfg_.mamba_dt_rank()};
-          sub->mp = {ref(idx, pre + "in_proj.weight"), ref(idx, pre + "in_proj.bias", false),
-                     ref(idx, pre + "conv.weight"),    ref(idx, pre + "conv.bias", false),
-                     ref(idx, pre + "x_proj.weight"),  ref(idx, pre + "dt_proj.weight"),
-                     ref(idx, pre + "dt_proj.bias"),   ref(idx, pre + "A_log"),
-                     ref(idx, pre + "D"),              ref(idx, pre + "out_proj.weight"),
+          sub->mp = {ref(idx, pre + "in_proj.weight"),
+                     ref(idx, pre + "in_proj.bias", false),
+                     ref(idx, pre + "conv.weight"),
+                     ref(idx, pre + "conv.bias", false),
+                     ref(idx, pre + "x_proj.weight"),
+                     ref(idx, pre + "dt_proj.weight"),
+                     ref(idx, pre + "dt_proj.bias"),
+                     ref(idx, pre + "A_log"),
+                     ref(idx, pre + "D"),
+                     ref(idx, pre + "out_proj.weight"),
                      ref(idx, pre + "out_proj.bias", false)};
           max_hidden_ = std::max(max_hidden_, 2 * sub->md.di);
           break;
         case SublayerKind::Attention: {
-          sub->ad = {d_, cfg_.n_head, cfg_.n_query_groups, cfg_.head_size, sub->spec.window,
+          sub->ad = {d_,
+                     cfg_.n_head,
+                     cfg_.n_query_groups,
+                     cfg_.head_size,
+                     sub->spec.window,
                      sub->spec.rope ? cfg_.rope_n_elem() : 0};
           sub->ap = {ref(idx, pre + "qkv.weight"), ref(idx, pre + "qkv.bias", false), ref(idx, pre + "proj.weight"),
                      ref(idx, pre + "proj.bias", false)};
@@ -99,8 +108,9 @@ DecodeModel::DecodeModel(const ModelConfig& cfg, const std::vector<ParamEntry>& 
           break;
         }
         case SublayerKind::MLP:
-          sub->lp = {ref(idx, pre + "w1.weight"), ref(idx, pre + "w1.bias", false), ref(idx, pre + "w2.weight"),
-                     ref(idx, pre + "w2.bias", false), ref(idx, pre + "w3.weight"), ref(idx, pre + "w3.bias", false)};
+          sub->lp = {ref(idx, pre + "w1.weight"), ref(idx, pre + "w1.bias", false),
+                     ref(idx, pre + "w2.weight"), ref(idx, pre + "w2.bias", false),
+                     ref(idx, pre + "w3.weight"), ref(idx, pre + "w3.bias", false)};
           max_hidden_ = std::max(max_hidden_, sub->spec.mlp_hidden);
           break;
       }
@@ -178,9 +188,10 @@ int64_t DecodeModel::weight_bytes_per_token() const {
 int64_t DecodeModel::scratch_bytes() const {
   int64_t n = 0;
   auto add = [&](const std::vector<float>& v) { n += static_cast<int64_t>(v.capacity()); };
-  for (auto* v : {&px_, &pxn_, &pout_, &pmean_, &prstd_, &pqkv_, &pq_, &pk_, &pv_, &pkeys_, &pvals_, &patt_, &pcos_,
-                  &psin_, &h_tmp_, &conv_tmp_, &x_, &xn_, &out_, &big1_, &big2_, &big3_, &conv_out_,
-                  &xc_, &dt_pre_, &dt_, &y_, &yg_, &xdbl_, &q_, &k1_, &v1_, &att_, &cos_, &sin_})
+  for (auto* v :
+       {&px_,     &pxn_,  &pout_,  &pmean_,    &prstd_, &pqkv_, &pq_,  &pk_,   &pv_,   &pkeys_, &pvals_,    &patt_,
+        &pcos_,   &psin_, &h_tmp_, &conv_tmp_, &x_,     &xn_,   &out_, &big1_, &big2_, &big3_,  &conv_out_, &xc_,
+        &dt_pre_, &dt_,   &y_,     &yg_,       &xdbl_,  &q_,    &k1_,  &v1_,   &att_,  &cos_,   &sin_})
     add(*v);
   for (auto* v : {&mamba_acts_.xz, &mamba_acts_.conv_out, &mamba_acts_.xc, &mamba_acts_.xdbl, &mamba_acts_.dt_pre,
                   &mamba_acts_.dt, &mamba_acts_.y, &mamba_acts_.yg, &mamba_acts_.chunk_states, &mlp_acts_.a,
@@ -221,8 +232,7 @@ void DecodeModel::prefill(DecodeState& st, const int32_t* tokens, int64_t n, flo
                   layout_->max_context);
   for (int64_t t0 = 0; t0 < n; t0 += opt_.chunk) {
     const int64_t C = std::min(opt_.chunk, n - t0);
-    prefill_chunk(st, tokens + t0, C, all_logits ? all_logits + t0 * V_ : nullptr,
-                  t0 + C == n ? last_logits : nullptr);
+    prefill_chunk(st, tokens + t0, C, all_logits ? all_logits + t0 * V_ : nullptr, t0 + C == n ? last_logits : nullptr);
   }
 }
 
@@ -345,8 +355,8 @@ void DecodeModel::step(DecodeState* const* states, int64_t B, const int32_t* tok
         infer::linear(qkv, xn, s.ap.qkv_w.at(params_), s.ap.qkv_b.at(params_), B, d_, a.qkv());
         for (int64_t b = 0; b < B; ++b) {
           const int64_t p = states[b]->pos();
-          if (a.rope_dims > 0) infer::rope_rows(cos_.data(), sin_.data(), p, 1, a.rope_dims, cfg_.rope_base,
-                                                cfg_.condense_ratio);
+          if (a.rope_dims > 0)
+            infer::rope_rows(cos_.data(), sin_.data(), p, 1, a.rope_dims, cfg_.rope_base, cfg_.condense_ratio);
           float *qb = q_.data() + b * H * hs, *kb = k1_.data() + b * G * hs, *vb = v1_.data() + b * G * hs;
           ops::qkv_split_rope_forward(qb, kb, vb, qkv + b * a.qkv(), cos_.data(), sin_.data(), int64_t(1), int64_t(1),
                                       H, G, hs, a.rope_dims, int64_t(0));

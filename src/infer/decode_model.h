@@ -22,9 +22,9 @@
 namespace sambalm {
 
 struct DecodeOptions {
-  int64_t chunk = 512;        // prefill chunk (tokens per parallel forward)
-  int64_t max_batch = 1;      // decode batch the scratch is sized for at construction
-  int64_t max_context = 0;    // cache size of full-attention layers (0: cfg.block_size)
+  int64_t chunk = 512;      // prefill chunk (tokens per parallel forward)
+  int64_t max_batch = 1;    // decode batch the scratch is sized for at construction
+  int64_t max_context = 0;  // cache size of full-attention layers (0: cfg.block_size)
 };
 
 class DecodeModel {
@@ -81,8 +81,8 @@ class DecodeModel {
   std::vector<float> px_, pxn_, pout_, pmean_, prstd_, pqkv_, pq_, pk_, pv_, pkeys_, pvals_, patt_, pcos_, psin_;
   std::vector<float> h_tmp_, conv_tmp_;
   // Step scratch [batch, ...].
-  std::vector<float> x_, xn_, out_, big1_, big2_, big3_, conv_out_, xc_, dt_pre_, dt_, y_, yg_, xdbl_,
-      q_, k1_, v1_, att_, cos_, sin_;
+  std::vector<float> x_, xn_, out_, big1_, big2_, big3_, conv_out_, xc_, dt_pre_, dt_, y_, yg_, xdbl_, q_, k1_, v1_,
+      att_, cos_, sin_;
 };
 
 }  // namespace sambalm

@@ -27,14 +27,14 @@ namespace sambalm {
 struct DecodeLayout {
   struct Slot {
     SublayerKind kind = SublayerKind::MLP;
-    int64_t window = 0;  // attention: keys per query including itself (<= 0: full causal)
-    int64_t cap = 0;     // attention: ring entries
+    int64_t window = 0;                           // attention: keys per query including itself (<= 0: full causal)
+    int64_t cap = 0;                              // attention: ring entries
     int64_t conv = -1, ssm = -1, k = -1, v = -1;  // float offsets into the buffer (-1: none)
   };
-  std::vector<Slot> subs;     // one per residual sublayer, in layout order
-  int64_t floats = 0;         // buffer size
+  std::vector<Slot> subs;  // one per residual sublayer, in layout order
+  int64_t floats = 0;      // buffer size
   int64_t d_inner = 0, d_state = 0, d_conv = 0, n_kv = 0, head_size = 0;
-  int64_t max_context = 0;    // 0: unbounded (no full-attention layer)
+  int64_t max_context = 0;  // 0: unbounded (no full-attention layer)
 
   // max_context bounds full-attention layers' caches (ignored when the model has none).
   static std::shared_ptr<const DecodeLayout> make(const ModelConfig& cfg, int64_t max_context);

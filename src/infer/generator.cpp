@@ -11,9 +11,7 @@ namespace sambalm {
 
 namespace {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // Length of the longest proper prefix of some stop string that `text` ends with: text that may
 // still become a stop string and so must not be shown yet.

@@ -24,11 +24,11 @@
 namespace sambalm {
 
 struct GenerateOptions {
-  SamplingParams sampling;           // sequence i samples with seed sampling.seed + i
-  int64_t max_tokens = 128;          // new tokens per sequence
-  std::vector<std::string> stop;     // stop strings (not included in the text)
-  bool stop_at_eos = true;           // tokenizer's eos (or eos_id below)
-  int32_t eos_id = -1;               // overrides the tokenizer's eos when >= 0
+  SamplingParams sampling;                       // sequence i samples with seed sampling.seed + i
+  int64_t max_tokens = 128;                      // new tokens per sequence
+  std::vector<std::string> stop;                 // stop strings (not included in the text)
+  bool stop_at_eos = true;                       // tokenizer's eos (or eos_id below)
+  int32_t eos_id = -1;                           // overrides the tokenizer's eos when >= 0
   int64_t max_prompt_tokens = int64_t(1) << 20;  // longer prompts are an error
 };
 

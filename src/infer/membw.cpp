@@ -11,9 +11,7 @@
 namespace sambalm {
 
 namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 // Sum of a float range with several independent vector chains (so the loop is bound by loads).
 __attribute__((target_clones("arch=haswell", "default"))) float sum_range(const float* p, int64_t n) {

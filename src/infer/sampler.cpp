@@ -70,8 +70,10 @@ int64_t Sampler::filter(const float* logits, int64_t n, std::span<const int32_t>
     int64_t keep = m;
     for (int64_t i = m - 1; i > 0; --i) {  // ascending order; the best token is never removed
       cum += prob_[i] / z;
-      if (cum <= 1.0 - p_.top_p) keep = i;
-      else break;
+      if (cum <= 1.0 - p_.top_p)
+        keep = i;
+      else
+        break;
     }
     m = keep;
   }

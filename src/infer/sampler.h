@@ -27,9 +27,9 @@ namespace sambalm {
 
 struct SamplingParams {
   double temperature = 1.0;
-  int64_t top_k = 0;        // <= 0: no limit; 1: greedy
-  double top_p = 0.0;       // (0, 1): nucleus; otherwise off
-  double min_p = 0.0;       // (0, 1): relative probability floor; otherwise off
+  int64_t top_k = 0;   // <= 0: no limit; 1: greedy
+  double top_p = 0.0;  // (0, 1): nucleus; otherwise off
+  double min_p = 0.0;  // (0, 1): relative probability floor; otherwise off
   double repetition_penalty = 1.0;
   uint64_t seed = 0;
 
@@ -58,7 +58,7 @@ class Sampler {
 
   SamplingParams p_;
   std::mt19937_64 rng_;
-  std::vector<float> pen_;                      // penalised logits
+  std::vector<float> pen_;                       // penalised logits
   std::vector<std::pair<float, int32_t>> work_;  // candidates (logit, id)
   std::vector<double> prob_;
 };

@@ -86,8 +86,7 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
   auto f = MappedFile::open(path);
   const uint8_t* p = f->data();
   const size_t size = f->size();
-  SAMBALM_CHECK(size >= 16 && std::memcmp(p, kMagic, 8) == 0, "{}: not a sambalm decode state file (bad magic)",
-                path);
+  SAMBALM_CHECK(size >= 16 && std::memcmp(p, kMagic, 8) == 0, "{}: not a sambalm decode state file (bad magic)", path);
   uint32_t version = 0, hlen = 0;
   std::memcpy(&version, p + 8, 4);
   std::memcpy(&hlen, p + 12, 4);
