@@ -49,7 +49,9 @@ LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$OUT" "$ROOT/docs/BENCHMARKS.md" "$THREADS" "$LOAD_BEFORE" "$LOAD_AFTER" <<'PY'
 import json, os, re, subprocess, sys
 out, md_path, threads, load0, load1 = sys.argv[1:6]
-J = lambda n: json.load(open(os.path.join(out, n + ".json")))
+def J(n):  # None when that run did not finish
+    p = os.path.join(out, n + ".json")
+    return json.load(open(p)) if os.path.exists(p) else None
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 L = []
 L.append("## Decoding (CPU)\n")
@@ -63,7 +65,10 @@ L.append("Bound = fp32 weight bytes read per token (every parameter once; the ti
 L.append("| model | parameters | weight MB/token | read GB/s | memcpy GB/s | bound tok/s | step ms | decode tok/s | % of bound |")
 L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n, label in (("m130", "mamba-130m"), ("s421", "Samba_421M")):
-    j = J(n); r = j["rows"][0]; bw = j["bandwidth"]
+    j = J(n)
+    if j is None:
+        L.append(f"| {label} | not measured | | | | | | | |"); continue
+    r = j["rows"][0]; bw = j["bandwidth"]
     bound = bw["read_gbs"] * 1e9 / j["weight_bytes_per_token"]
     L.append(f"| {label} | {j['parameters']/1e6:.1f}M | {j['weight_bytes_per_token']/1e6:.1f} | {bw['read_gbs']:.1f} | "
              f"{bw['memcpy_gbs']:.1f} | {bound:.1f} | {r['step_ms_median']:.1f} | {r['decode_tok_s']:.2f} | "
@@ -81,7 +86,10 @@ L.append("|---|---:|---|---:|---:|---:|---:|---:|")
 for pre, label in (("s421", "Samba_421M"), ("small", "samba_small")):
     rows = []
     for c in ("1K", "16K", "128K", "1M"):
-        r = J(f"{pre}_{c}")["rows"][0]; rows.append(r)
+        j = J(f"{pre}_{c}")
+        if j is None:
+            L.append(f"| {label} | {c} | | not measured | | | | |"); continue
+        r = j["rows"][0]; rows.append(r)
         L.append(f"| {label} | {r['context']:,} | {r['fill']} | {r['prefill_tok_s']:.0f} | {r['step_ms_median']:.3f} | "
                  f"{r['decode_tok_s']:.2f} | {r['state_bytes_per_seq']/2**20:.2f} | {r['peak_rss_bytes']/2**20:.1f} |")
     t = [r["step_ms_median"] for r in rows]; m = [r["peak_rss_bytes"] for r in rows]
@@ -89,7 +97,7 @@ for pre, label in (("s421", "Samba_421M"), ("small", "samba_small")):
 L.append("\n### Throughput over the batch (mamba-130m, context 1K)\n")
 L.append("| batch | step ms (median) | decode tok/s |")
 L.append("|---:|---:|---:|")
-for r in J("m130_batch")["rows"]:
+for r in (J("m130_batch") or {"rows": []})["rows"]:
     L.append(f"| {r['batch']} | {r['step_ms_median']:.1f} | {r['decode_tok_s']:.1f} |")
 L.append("\nUp to batch 8 a step reads each weight once for all sequences (OpenMP GEMV); larger batches use sgemm.\n")
 sec = "\n".join(L) + "\n"
