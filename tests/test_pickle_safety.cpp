@@ -239,6 +239,9 @@ TEST(PickleSafety, CheckpointContentsAreValidated) {
                             {"negative stride"}, "negative stride");
   expect_checkpoint_refused(torch_zip(one_tensor_pickle(4, 0, {2, 2}, {2, 0x7fffffff}), {{"0", floats({1, 2, 3, 4})}}),
                             {"tensor 'w'", "needs element"}, "huge stride");
+  // Overlapping (expanded) strides: a copy would be larger than the storage.
+  expect_checkpoint_refused(torch_zip(one_tensor_pickle(1, 0, {1000, 1000}, {0, 0}), {{"0", floats({1})}}),
+                            {"tensor 'w'", "overlapping strides"}, "stride-0 expansion");
   // Two references to storage "0" that disagree about its type.
   PickleBuilder two_types;
   two_types.proto().ordered_dict().mark();

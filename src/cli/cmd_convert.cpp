@@ -117,8 +117,20 @@ int run(const ConvertOpts& o) {
     kind = "safetensors";
   }
   const size_t n_in = sd.size();
-  ParamStore params = load_params(cfg, sd, src, [&](const Tensor& t) {
-    release_mapped_pages(file->data(), file->size(), t.raw(), t.nbytes());
+  // A tied head saved as a second tensor on the embedding's storage is the embedding itself: leave it
+  // out rather than read (and compare) the same pages again.
+  if (cfg.tied_embeddings) {
+    auto head = sd.find("lm_head.weight");
+    if (head != sd.end())
+      for (const auto& [name, t] : sd)
+        if (name != head->first && t.raw() == head->second.raw() && t.shape() == head->second.shape() &&
+            t.dtype() == head->second.dtype()) {
+          sd.erase(head);
+          break;
+        }
+  }
+  ParamStore params = load_params(cfg, sd, src, [&](const void* p, size_t bytes) {
+    release_mapped_pages(file->data(), file->size(), p, bytes);
   });
   sd.clear();
   file.reset();

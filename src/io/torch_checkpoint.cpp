@@ -110,6 +110,10 @@ Tensor Materializer::tensor(const std::string& name, const Object* obj) {
       if (sb.copy.raw()) holder = std::make_shared<Tensor>(sb.copy);
       out = Tensor::view(s.dtype, shape, const_cast<uint8_t*>(first), holder);
     } else {
+      // Overlapping strides (an expanded tensor) would make the copy larger than the file: refuse.
+      if (numel > limit)
+        fail("{}: tensor '{}' (shape {}) has more elements than its storage '{}' ({}): overlapping strides are "
+             "not supported", path_, name, shape_str(shape), s.key, limit);
       std::string view_id = fmt::format("{}|{}|{}|{}", key, base + t.offset, fmt::join(t.size, ","), fmt::join(t.stride, ","));
       if (auto it = by_view_.find(view_id); it != by_view_.end()) {
         out = it->second;

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -199,7 +200,8 @@ std::string list_some(const std::vector<std::string>& names) {
 }  // namespace
 
 ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tensor>& state_dict,
-                       const std::string& source, const std::function<void(const Tensor&)>& on_converted) {
+                       const std::string& source,
+                       const std::function<void(const void* src, size_t bytes)>& on_converted) {
   const auto sd = strip_wrapper_prefix(state_dict);
   const WeightFormat fmt = detect_weight_format(sd, source);
   std::vector<WeightName> names;
@@ -228,8 +230,14 @@ ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tenso
       aliases.push_back(&w);
       continue;
     }
-    convert_to_f32(t.dtype(), t.raw(), store.get(w.native), static_cast<size_t>(t.numel()));
-    if (on_converted) on_converted(t);
+    const size_t n = static_cast<size_t>(t.numel()), es = dtype_size(t.dtype());
+    const size_t span = on_converted ? (size_t{64} << 20) / es : n;
+    for (size_t i = 0; i < n; i += span) {
+      const size_t k = std::min(span, n - i);
+      const void* src = static_cast<const uint8_t*>(t.raw()) + i * es;
+      convert_to_f32(t.dtype(), src, store.get(w.native) + i, k);
+      if (on_converted) on_converted(src, k * es);
+    }
   }
   SAMBALM_CHECK(missing.empty(), "{}: {} weight(s) missing for this config ({} names): {}", source, missing.size(),
                 weight_format_name(fmt), list_some(missing));

@@ -52,11 +52,12 @@ WeightFormat detect_weight_format(const std::map<std::string, Tensor>& state_dic
 // (listed), shape differing from the config (name, expected, found), non-float dtypes. For a tied
 // model, a state_dict holding both the embedding and lm_head.weight must hold equal values (the
 // originals save one storage under both names); the embedding is used.
-// `on_converted`, when given, is called with each source tensor right after its values were copied
-// (a converter uses it to drop that tensor's mapped file pages and keep peak memory low).
+// `on_converted`, when given, is called with each span of source bytes right after its values were
+// copied (tensors are copied in spans of at most 64 MiB); a converter uses it to drop the mapped
+// file pages it has finished with, so that the source and the float32 copy are never both resident.
 ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tensor>& state_dict,
                        const std::string& source,
-                       const std::function<void(const Tensor&)>& on_converted = nullptr);
+                       const std::function<void(const void* src, size_t bytes)>& on_converted = nullptr);
 
 // The parameters under the names of `fmt`, converted to `dtype` (F32, BF16, F16, F64). lit_gpt and
 // mamba_ssm include lm_head.weight for tied models (as the originals' state_dicts do); hf omits it.
