@@ -205,7 +205,7 @@ TEST(Prepare, BadInputsAreClearErrors) {
   expect_error([&] { prepare_shards(*tok, o); }, {"--overwrite"});
   o.overwrite = true;
   EXPECT_NO_THROW(prepare_shards(*tok, o));
-  EXPECT_FALSE(fs::exists(o.output_dir + "/tokens.stream"));
+  EXPECT_FALSE(fs::exists(o.output_dir + "/tokens.stream.tmp"));
 }
 
 TEST(Prepare, Cli) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -92,9 +93,22 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   PrepareProgress prog;
   for (const auto& f : files) prog.bytes_total += fs::file_size(f);
 
-  // Token stream, 4 bytes per token, in a temporary file beside the shards.
-  const std::string tmp_path = o.output_dir + "/tokens.stream";
-  std::optional<AtomicWriter> stream(std::in_place, tmp_path);
+  // Token stream, 4 bytes per token, in a scratch file beside the shards (no fsync: it is removed
+  // once the shards, which are written atomically, exist).
+  const std::string tmp_path = o.output_dir + "/tokens.stream.tmp";
+  struct Scratch {
+    std::string path;
+    FILE* f;
+    ~Scratch() {
+      if (f) std::fclose(f);
+      std::error_code ec;
+      fs::remove(path, ec);
+    }
+    void write(const void* p, size_t n) {
+      SAMBALM_CHECK(std::fwrite(p, 1, n, f) == n, "{}: write failed (disk full?)", path);
+    }
+  } stream{tmp_path, std::fopen(tmp_path.c_str(), "wb")};
+  SAMBALM_CHECK(stream.f, "{}: cannot create", tmp_path);
   uint64_t total_tokens = 0;
 
   std::vector<Unit> batch;
@@ -136,7 +150,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
     }
     for (size_t u = 0; u < batch.size(); ++u) {
       if (!errors[u].empty()) throw Error(errors[u]);
-      stream->write(out[u].data(), out[u].size() * sizeof(int32_t));
+      stream.write(out[u].data(), out[u].size() * sizeof(int32_t));
       total_tokens += out[u].size();
       prog.bytes_done += batch[u].json ? batch[u].text.size() + 1 : batch[u].text.size();
       if (batch[u].ends_document) ++prog.documents;
@@ -186,8 +200,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   }
   if (!batch.empty()) run_batch();
   maps.clear();
-  stream->commit();
-  stream.reset();
+  SAMBALM_CHECK(std::fflush(stream.f) == 0, "{}: write failed (disk full?)", tmp_path);
 
   // Cut the stream into shards.
   PrepareResult r;
@@ -212,7 +225,6 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
     write_split("train", 0, r.train_tokens, r.train_shards);
     write_split("val", r.train_tokens, total_tokens, r.val_shards);
   }
-  fs::remove(tmp_path);
 
   nlohmann::json meta = {
       {"format", "sambalm token shards"},
