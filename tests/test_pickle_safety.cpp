@@ -321,3 +321,45 @@ TEST(PickleSafety, CliRefusesWithoutCrashing) {
   EXPECT_NE(out.find("os.system"), std::string::npos) << out;
   EXPECT_FALSE(std::ifstream(dir + "/pwned").good());
 }
+
+TEST(PickleSafety, CommittedSamples) {
+  // tests/data/pickles, written by tools/make_pickle_seeds.py with Python's pickle module.
+  const std::string dir = std::string(SAMBALM_SOURCE_DIR) + "/tests/data/pickles/";
+  for (const char* name : {"plain_p2.pkl", "plain_p4.pkl", "plain_p5.pkl", "state_dict_p2.pkl", "state_dict_p4.pkl",
+                           "state_dict_p5.pkl", "fabric_p2.pkl"}) {
+    std::string b = read_text_file(dir + name);
+    pickle::Pickle p = pickle::unpickle(u8(b), b.size(), name);
+    ASSERT_EQ(p.root()->kind, pickle::Kind::Dict) << name;
+    EXPECT_EQ(p.consumed(), b.size()) << name;
+  }
+  std::string plain = read_text_file(dir + "plain_p4.pkl");
+  pickle::Pickle p = pickle::unpickle(u8(plain), plain.size(), "plain_p4.pkl");
+  EXPECT_EQ(p.root()->get("big")->kind, pickle::Kind::BigInt);
+  EXPECT_EQ(p.root()->get("neg")->kind, pickle::Kind::BigInt);
+  EXPECT_EQ(p.root()->get("u")->s, "h\xc3\xa9llo");
+  EXPECT_EQ(p.root()->get("long")->s.size(), 300u);
+  EXPECT_EQ(p.root()->get("set")->kind, pickle::Kind::Set);
+  const pickle::Object* a = p.root()->get("a");
+  ASSERT_EQ(a->kind, pickle::Kind::List);
+  EXPECT_EQ(a->items[1]->i, -2);
+  EXPECT_EQ(a->items[2]->f, 3.5);
+
+  // Protocol 2 pickles bytes through _codecs.encode: a call, so refused like any other.
+  std::string bytes_p2 = "\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x06\x00\x00\x00latin1\x86R.";
+  EXPECT_THROW(pickle::unpickle(u8(bytes_p2), bytes_p2.size(), "b.pkl"), Error);
+  for (const char* name : {"evil_os_system.pkl", "evil_builtins_eval_p4.pkl", "evil_inst.pkl"}) {
+    std::string b = read_text_file(dir + name);
+    EXPECT_THROW(pickle::unpickle(u8(b), b.size(), name), Error) << name;
+  }
+
+  // A small checkpoint: float32 and bfloat16 storages, a tied pair, a transposed view at an offset.
+  auto sd = read_state_dict(dir + "small_state_dict.pth");
+  ASSERT_EQ(sd.size(), 4u);
+  EXPECT_EQ(sd.at("embedding.weight").raw(), sd.at("lm_head.weight").raw());
+  const Tensor& t = sd.at("t.weight");  // storage values 0.5 k; elements 6.. with strides (1, 2)
+  ASSERT_EQ(t.shape(), (Shape{2, 3}));
+  const float want[6] = {3.0f, 4.0f, 5.0f, 3.5f, 4.5f, 5.5f};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(t.data<float>()[i], want[i]) << i;
+  EXPECT_EQ(sd.at("norm.weight").dtype(), DType::BF16);
+  EXPECT_EQ(sd.at("norm.weight").data<uint16_t>()[3], 0x3f83);
+}

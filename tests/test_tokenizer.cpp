@@ -39,7 +39,9 @@ void check_fixture(const std::string& name, const std::string& file, bool exact_
   for (const auto& c : cases) {
     EXPECT_EQ(tok->encode(c.text), c.ids) << name << ": text " << json(c.text).dump();
     std::string back = tok->decode(c.ids);
-    if (exact_decode) EXPECT_EQ(back, c.text) << name;
+    if (exact_decode) {
+      EXPECT_EQ(back, c.text) << name;
+    }
   }
 }
 
@@ -113,7 +115,9 @@ TEST(Tokenizer, ByteLevelBpeRoundTripsRawBytes) {
       hf.encode_bytes(s, ids);
       EXPECT_EQ(tok->decode(ids), s) << name;
       // Where the bytes are valid UTF-8 in NFC, encode_bytes and encode agree.
-      if (unicode::find_invalid_utf8(s) == std::string::npos && unicode::nfc(s) == s) EXPECT_EQ(tok->encode(s), ids);
+      if (unicode::find_invalid_utf8(s) == std::string::npos && unicode::nfc(s) == s) {
+        EXPECT_EQ(tok->encode(s), ids);
+      }
     }
   }
 }
