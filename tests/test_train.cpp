@@ -170,6 +170,26 @@ TEST(Train, NonFiniteLossSkipsThenStops) {
   EXPECT_EQ(read_metrics(dir + "/many/metrics.jsonl").size(), 7u);
 }
 
+TEST(Train, TokenShardsFromPrepare) {
+  auto dir = test::temp_dir("train_shards");
+  auto data = write_text(dir, 20000);
+  std::string out;
+  ASSERT_EQ(test::run_cli("prepare -t bytes -q --out " + dir + "/shards " + data, &out), 0) << out;
+  // No --tokenizer: meta.json names it (bytes), so samples decode to text.
+  std::string args = tiny_args(dir + "/shards", dir + "/run");
+  args.replace(args.find("--tokenizer bytes"), 17, "");
+  ASSERT_EQ(test::run_cli(args + " --steps 3 --eval-every 3 --sample-every 3 --sample-tokens 4", &out), 0) << out;
+  auto recs = read_metrics(dir + "/run/metrics.jsonl");
+  ASSERT_EQ(recs.size(), 4u) << out;
+  EXPECT_TRUE(recs[3].contains("val_bpb")) << out;
+  EXPECT_NE(out.find("train_000000.bin"), std::string::npos) << out;
+  // Shards of a 256-id vocabulary refused by a 128-id model.
+  args.replace(args.find("--vocab-size 256"), 16, "--vocab-size 128");
+  args.replace(args.find(dir + "/run"), dir.size() + 4, dir + "/run2");
+  EXPECT_EQ(test::run_cli(args + " --steps 1", &out), 1);
+  EXPECT_NE(out.find("vocabulary has 256 ids, more than the model's vocab_size 128"), std::string::npos) << out;
+}
+
 TEST(Train, BadInputGivesClearErrors) {
   auto dir = test::temp_dir("train_bad");
   auto data = write_text(dir, 20000);

@@ -3,135 +3,164 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
-#include <sstream>
+#include <fstream>
 
 #include "core/error.h"
 #include "io/file.h"
+#include "train/shards.h"
 
 namespace fs = std::filesystem;
 
 namespace sambalm {
 namespace {
 
-std::vector<int32_t> tokenize_file(const std::string& path, const Tokenizer& tok, const std::string& option) {
+bool is_shard_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  char magic[8] = {};
+  return f.read(magic, 8) && std::memcmp(magic, kShardMagic, 8) == 0;
+}
+
+// Raw text through a tokenizer: ids held in memory.
+TokenSource tokenize_text(const std::string& path, const Tokenizer& tok, const std::string& option) {
   SAMBALM_CHECK(fs::is_regular_file(path), "{} {}: no such file", option, path);
   auto f = MappedFile::open(path);
-  std::string_view text(reinterpret_cast<const char*>(f->data()), f->size());
   std::vector<int32_t> ids;
-  if (tok.kind() == "bytes") {
-    ids.assign(f->data(), f->data() + f->size());  // the bytes are the ids
-  } else {
-    tok.encode(text, ids);
-  }
-  return ids;
+  tok.encode(std::string_view(reinterpret_cast<const char*>(f->data()), f->size()), ids);
+  return TokenSource::memory(std::move(ids), tok.vocab_size(), path + " (" + tok.kind() + " tokens)");
+}
+
+// A whole file or directory as one source (for --val-data, or --data with --val-data).
+TokenSource whole_source(const std::string& path, const std::string& split, const Tokenizer* tok,
+                         const std::string& option) {
+  if (fs::is_directory(path)) return TokenSource::shards(path, split);
+  SAMBALM_CHECK(fs::is_regular_file(path), "{} {}: no such file or directory", option, path);
+  if (is_shard_file(path)) return TokenSource::shard_file(path);
+  SAMBALM_CHECK(tok != nullptr, "{} {}: raw text needs --tokenizer (bytes, or a tokenizer.json / .model)", option,
+                path);
+  if (tok->kind() == "bytes") return TokenSource::bytes(path);
+  return tokenize_text(path, *tok, option);
 }
 
 }  // namespace
 
 TrainData::TrainData(const TrainOptions& o, int64_t seq_len, const ModelConfig& cfg) : o_(o), T_(seq_len) {
-  SAMBALM_CHECK(!o.data.empty(), "--data: a training data file is required");
-  SAMBALM_CHECK(!o.tokenizer.empty(), "--tokenizer: how is {} tokenized? (bytes, or a tokenizer.json / .model)",
-                o.data);
+  SAMBALM_CHECK(!o.data.empty(), "--data: training data is required");
   SAMBALM_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "--val-fraction must be in [0, 1), found {}",
                 o.val_fraction);
-  tok_ = load_tokenizer(o.tokenizer);
-  SAMBALM_CHECK(tok_->vocab_size() <= cfg.vocab_size,
-                "--tokenizer {}: the data's vocabulary has {} ids, more than the model's vocab_size {} "
-                "(use --vocab-size {} or a model with a larger vocabulary)",
-                o.tokenizer, tok_->vocab_size(), cfg.vocab_size, tok_->vocab_size());
-  std::vector<int32_t> all = tokenize_file(o.data, *tok_, "--data");
-  source_ = o.data;
+  std::error_code ec;
+  SAMBALM_CHECK(fs::exists(o.data, ec), "--data {}: no such file or directory", o.data);
+  const bool dir = fs::is_directory(o.data, ec);
+  if (!o.tokenizer.empty()) {
+    tok_ = load_tokenizer(o.tokenizer);
+  } else if (dir && fs::exists(fs::path(o.data) / "meta.json")) {
+    // The tokenizer the shards were made with, when it can still be found.
+    auto meta = nlohmann::json::parse(read_text_file((fs::path(o.data) / "meta.json").string()), nullptr, false);
+    const std::string name = meta.is_object() ? meta.value("tokenizer", "") : "";
+    if (name == "bytes" || (!name.empty() && fs::exists(name))) tok_ = load_tokenizer(name);
+  }
+
   if (!o.val_data.empty()) {
-    train_ = std::move(all);
-    val_ = tokenize_file(o.val_data, *tok_, "--val-data");
+    train_ = whole_source(o.data, "train", tok_.get(), "--data");
+    val_ = whole_source(o.val_data, "val", tok_.get(), "--val-data");
+  } else if (dir) {
+    train_ = TokenSource::shards(o.data, "train");
+    val_ = TokenSource::shards(o.data, "val");
   } else {
-    const auto n_train = static_cast<size_t>((1.0 - o.val_fraction) * static_cast<double>(all.size()));
-    val_.assign(all.begin() + n_train, all.end());
-    all.resize(n_train);
-    train_ = std::move(all);
+    SAMBALM_CHECK(!is_shard_file(o.data), "--data {}: a single shard has no validation part; give --val-data", o.data);
+    SAMBALM_CHECK(tok_ != nullptr, "--tokenizer: how is {} tokenized? (bytes, or a tokenizer.json / .model)", o.data);
+    SAMBALM_CHECK(o.val_fraction > 0, "--val-fraction 0 leaves no validation data; give --val-data");
+    const double train_fraction = 1.0 - o.val_fraction;
+    if (tok_->kind() == "bytes") {
+      train_ = TokenSource::bytes(o.data, TokenSource::Split::kTrain, train_fraction);
+      val_ = TokenSource::bytes(o.data, TokenSource::Split::kVal, train_fraction);
+    } else {
+      TokenSource all = tokenize_text(o.data, *tok_, "--data");
+      const int64_t n = all.size(), n_train = static_cast<int64_t>(train_fraction * static_cast<double>(n));
+      std::vector<int32_t> a(n_train), b(n - n_train);
+      if (n_train > 0) all.read(0, n_train, a.data());
+      if (n > n_train) all.read(n_train, n - n_train, b.data());
+      train_ = TokenSource::memory(std::move(a), all.vocab_size(), o.data + " (train split)");
+      val_ = TokenSource::memory(std::move(b), all.vocab_size(), o.data + " (validation split)");
+    }
   }
-  for (const auto* split : {&train_, &val_}) {
-    auto mx = std::max_element(split->begin(), split->end());
-    SAMBALM_CHECK(mx == split->end() || *mx < cfg.vocab_size,
-                  "--data {}: token id {} is outside the model's vocabulary ({} ids)", o.data, *mx, cfg.vocab_size);
-  }
-  const int64_t W = T_ + 1;
-  SAMBALM_CHECK(static_cast<int64_t>(train_.size()) >= W,
-                "--data {}: the training split has {} tokens, fewer than one window of --seq-len + 1 = {}", o.data,
-                train_.size(), W);
-  SAMBALM_CHECK(static_cast<int64_t>(val_.size()) >= W,
+
+  for (const TokenSource* s : {&train_, &val_})
+    SAMBALM_CHECK(s->vocab_size() <= cfg.vocab_size,
+                  "--data {}: the data's vocabulary has {} ids, more than the model's vocab_size {} "
+                  "(use --vocab-size {} or a model with a larger vocabulary)",
+                  s->name(), s->vocab_size(), cfg.vocab_size, s->vocab_size());
+  if (tok_)
+    SAMBALM_CHECK(tok_->vocab_size() <= cfg.vocab_size,
+                  "--tokenizer {}: {} ids, more than the model's vocab_size {} (use --vocab-size {})", o.tokenizer,
+                  tok_->vocab_size(), cfg.vocab_size, tok_->vocab_size());
+  SAMBALM_CHECK(train_.size() >= T_ + 1,
+                "--data {}: the training data has {} tokens, fewer than one window of --seq-len + 1 = {}",
+                train_.name(), train_.size(), T_ + 1);
+  SAMBALM_CHECK(val_.size() >= T_ + 1,
                 "--data {}: the validation split has {} tokens, fewer than one window of --seq-len + 1 = {} "
                 "(raise --val-fraction, lower --seq-len, or give --val-data)",
-                o.val_data.empty() ? o.data : o.val_data, val_.size(), W);
-  rng_.seed(o.seed);
+                val_.name(), val_.size(), T_ + 1);
+  sampler_.emplace(train_, o.seed);
 }
 
-void TrainData::window(const std::vector<int32_t>& src, int64_t off, int64_t L, int32_t* x, int32_t* y) const {
-  std::copy(src.begin() + off, src.begin() + off + L, x);
-  std::copy(src.begin() + off + 1, src.begin() + off + L + 1, y);
-}
-
-void TrainData::next_batch(int32_t* x, int32_t* y, int64_t B) {
-  std::uniform_int_distribution<int64_t> pick(0, static_cast<int64_t>(train_.size()) - (T_ + 1));
-  for (int64_t b = 0; b < B; ++b) window(train_, pick(rng_), T_, x + b * T_, y + b * T_);
-}
+void TrainData::next_batch(int32_t* x, int32_t* y, int64_t B) { sampler_->next_batch(x, y, B, T_); }
 
 nlohmann::json TrainData::state() const {
-  std::ostringstream s;
-  s << rng_;
-  return {{"kind", "random_windows"}, {"rng", s.str()}, {"train_tokens", train_.size()}};
+  return {{"kind", "batch_sampler"}, {"sampler", to_json(sampler_->state())}, {"train_tokens", train_.size()}};
 }
 
 void TrainData::restore(const nlohmann::json& s) {
-  SAMBALM_CHECK(s.is_object() && s.value("kind", "") == "random_windows" && s.contains("rng"),
-                "checkpoint: data state is not a random_windows state: {}", s.dump().substr(0, 200));
-  SAMBALM_CHECK(s.value("train_tokens", size_t{0}) == train_.size(),
-                "--data {}: the training split has {} tokens, the checkpoint was made with {}", source_, train_.size(),
-                s.value("train_tokens", size_t{0}));
-  std::istringstream(s["rng"].get<std::string>()) >> rng_;
+  SAMBALM_CHECK(s.is_object() && s.value("kind", "") == "batch_sampler" && s.contains("sampler"),
+                "checkpoint: the data state is not a batch_sampler state: {}", s.dump().substr(0, 200));
+  SAMBALM_CHECK(s.value("train_tokens", int64_t{0}) == train_.size(),
+                "--data {}: the training data has {} tokens, the checkpoint was made on {}", train_.name(),
+                train_.size(), s.value("train_tokens", int64_t{0}));
+  sampler_->restore(sampler_state_from_json(s["sampler"]));
 }
 
 const std::vector<int32_t>& TrainData::val_windows(int64_t L) {
   auto it = val_cache_.find(L);
   if (it != val_cache_.end()) return it->second;
-  const int64_t W = L + 1;
-  SAMBALM_CHECK(static_cast<int64_t>(val_.size()) >= W, "validation split: {} tokens, fewer than one {}-token window",
-                val_.size(), W);
-  std::mt19937_64 g(o_.seed * 1000003 + static_cast<uint64_t>(L));
-  std::uniform_int_distribution<int64_t> pick(0, static_cast<int64_t>(val_.size()) - W);
-  const int64_t n = std::max<int64_t>(1, o_.eval_batches) * o_.batch;
-  std::vector<int32_t> out;
-  out.reserve(n * W);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t off = pick(g);
-    out.insert(out.end(), val_.begin() + off, val_.begin() + off + W);
-  }
+  val_.require_window(L);
+  // Its own sampler: drawing validation windows never moves the training batches.
+  BatchSampler pick(val_, o_.seed * 1000003 + static_cast<uint64_t>(L) + 0x7a11);
+  const int64_t n = std::max<int64_t>(1, o_.eval_batches) * o_.batch, W = L + 1;
+  std::vector<int32_t> out(n * W);
+  for (int64_t i = 0; i < n; ++i) val_.read(pick.next_offset(L), W, out.data() + i * W);
   return val_cache_.emplace(L, std::move(out)).first->second;
 }
 
 std::vector<int32_t> TrainData::full_val_windows(int64_t L) const {
-  const size_t W = static_cast<size_t>(L + 1), n = val_.size() / W;
-  SAMBALM_CHECK(n > 0, "validation split: {} tokens, fewer than one {}-token window", val_.size(), W);
-  return std::vector<int32_t>(val_.begin(), val_.begin() + n * W);
+  val_.require_window(L);
+  const int64_t W = L + 1, n = val_.size() / W;
+  std::vector<int32_t> out(n * W);
+  val_.read(0, n * W, out.data());
+  return out;
 }
 
 std::string TrainData::describe() const {
-  return fmt::format(
-      "{} ({} tokenizer, vocab {}): {} training tokens, {} validation tokens{}", source_, tok_->kind(),
-      tok_->vocab_size(), train_.size(), val_.size(),
-      o_.val_data.empty() ? fmt::format(" (last {:g}%)", 100 * o_.val_fraction) : " from " + o_.val_data);
+  return fmt::format("train {} ({} tokens), validation {} ({} tokens), tokenizer {}, vocab {}", train_.name(),
+                     train_.size(), val_.name(), val_.size(), tok_ ? tok_->kind() : "unknown", train_.vocab_size());
 }
 
 std::vector<int32_t> TrainData::prompt_ids(const std::string& prompt) const {
-  if (!prompt.empty()) {
+  if (!prompt.empty() && tok_) {
     auto ids = tok_->encode(prompt);
     if (!ids.empty()) return ids;
   }
-  const size_t n = std::min<size_t>(val_.size(), static_cast<size_t>(std::min<int64_t>(64, T_)));
-  return std::vector<int32_t>(val_.begin(), val_.begin() + n);
+  const int64_t n = std::min<int64_t>(val_.size(), std::min<int64_t>(64, T_));
+  std::vector<int32_t> ids(n);
+  val_.read(0, n, ids.data());
+  return ids;
 }
 
-std::string TrainData::decode(const std::vector<int32_t>& ids) const { return tok_->decode(ids, true); }
+std::string TrainData::decode(const std::vector<int32_t>& ids) const {
+  if (tok_) return tok_->decode(ids, true);
+  std::string s;
+  for (int32_t id : ids) s += fmt::format("[{}]", id);
+  return s;
+}
 
 }  // namespace sambalm
