@@ -326,6 +326,23 @@ TEST(TokenizerErrors, UnsupportedPartsAreNamed) {
   refuse([](json& j) { j["pre_tokenizer"] = nullptr; }, {"ByteLevel"});
 }
 
+TEST(Tokenizer, TemplateProcessingGivesBosEos) {
+  REQUIRE_FIXTURES();
+  json j = json::parse(read_text_file(test::fixtures_dir() + "/bpe_tiny/tokenizer.json"));
+  json tp = {{"type", "TemplateProcessing"},
+             {"single",
+              {{{"SpecialToken", {{"id", "<|padding|>"}, {"type_id", 0}}}},
+               {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+               {{"SpecialToken", {{"id", "<|endoftext|>"}, {"type_id", 0}}}}}},
+             {"pair", json::array()},
+             {"special_tokens", json::object()}};
+  j["post_processor"] = {{"type", "Sequence"}, {"processors", {{{"type", "ByteLevel"}}, tp}}};
+  auto tok = parse_hf_tokenizer(j.dump(), "tp.json");
+  EXPECT_EQ(tok->bos_id(), 1);
+  EXPECT_EQ(tok->eos_id(), 0);
+  EXPECT_EQ(tok->encode("hello"), load_tokenizer(test::fixtures_dir() + "/bpe_tiny")->encode("hello"));
+}
+
 TEST(TokenizerErrors, DecodeOutOfRange) {
   REQUIRE_FIXTURES();
   for (std::string path : {test::fixtures_dir() + "/bpe_tiny/tokenizer.json", test::fixtures_dir() + "/sp_tiny"}) {

@@ -9,7 +9,7 @@
 //   model          BPE (vocab, merges as "a b" strings or [a, b] pairs, unk_token, fuse_unk,
 //                  ignore_merges; no dropout, no continuing_subword_prefix/end_of_word_suffix, no
 //                  byte_fallback).
-//   post_processor null, ByteLevel, TemplateProcessing (read only for its BOS/EOS tokens).
+//   post_processor null, ByteLevel, TemplateProcessing (read only for its BOS/EOS tokens), Sequence.
 //   decoder        ByteLevel.
 // Anything else is refused with an Error that names the part (e.g. "normalizer: type 'NFKC'").
 #pragma once

@@ -73,6 +73,31 @@ void parse_pre_tokenizer(const json& j, const std::string& src, const std::strin
   fail("{}: {}: type '{}' is not supported (supported: ByteLevel, Split, Sequence)", src, part, t);
 }
 
+// Post-processors only add tokens around an encoding (sambalm's encode never does); a
+// TemplateProcessing's tokens before and after $A tell which are BOS and EOS.
+void parse_post_processor(const json& post, const std::string& src, const std::string& part,
+                          std::optional<std::string>& bos_name, std::optional<std::string>& eos_name) {
+  if (post.is_null()) return;
+  std::string ptype = type_of(post, src, part);
+  if (ptype == "Sequence") {
+    const json& list = post.at("processors");
+    for (size_t i = 0; i < list.size(); ++i)
+      parse_post_processor(list[i], src, fmt::format("{}.processors[{}]", part, i), bos_name, eos_name);
+  } else if (ptype == "TemplateProcessing") {
+    bool seen_a = false;
+    for (const json& item : post.at("single")) {
+      if (item.contains("Sequence"))
+        seen_a = true;
+      else if (item.contains("SpecialToken"))
+        (seen_a ? eos_name : bos_name) = item["SpecialToken"].at("id").get<std::string>();
+    }
+  } else {
+    SAMBALM_CHECK(ptype == "ByteLevel",
+                  "{}: {}: type '{}' is not supported (supported: ByteLevel, TemplateProcessing, Sequence)", src, part,
+                  ptype);
+  }
+}
+
 std::optional<int32_t> config_token(const json& cfg, const char* key, const HfTokenizer& tok) {
   if (!cfg.contains(key)) return std::nullopt;
   const json& v = cfg[key];
@@ -163,23 +188,7 @@ std::unique_ptr<Tokenizer> parse(const json& root, const std::string& src) {
   // BOS/EOS: a TemplateProcessing post-processor's tokens around $A, else tokenizer_config.json
   // beside the file, else the usual names.
   std::optional<std::string> bos_name, eos_name;
-  const json& post = root.value("post_processor", json());
-  if (!post.is_null()) {
-    std::string ptype = type_of(post, src, "post_processor");
-    if (ptype == "TemplateProcessing") {
-      bool seen_a = false;
-      for (const json& item : post.at("single")) {
-        if (item.contains("Sequence"))
-          seen_a = true;
-        else if (item.contains("SpecialToken"))
-          (seen_a ? eos_name : bos_name) = item["SpecialToken"].at("id").get<std::string>();
-      }
-    } else {
-      SAMBALM_CHECK(ptype == "ByteLevel",
-                    "{}: post_processor: type '{}' is not supported (supported: ByteLevel, TemplateProcessing)", src,
-                    ptype);
-    }
-  }
+  parse_post_processor(root.value("post_processor", json()), src, "post_processor", bos_name, eos_name);
   auto tok = std::make_unique<HfTokenizer>(src, std::move(added), nfc, std::move(steps), std::move(bpe), std::nullopt,
                                            std::nullopt);
   std::optional<int32_t> bos = bos_name ? tok->token_to_id(*bos_name) : std::nullopt;
