@@ -88,6 +88,17 @@ TEST(Train, MetricsScheduleAndFinalModel) {
   EXPECT_EQ(lm.config.n_layer, 2);
   EXPECT_EQ(lm.config.n_embd, 32);
   EXPECT_EQ(lm.config.vocab_size, 256);
+  // Fine-tuning from it: the evaluation before the first update sees the trained weights (the same
+  // fixed validation windows give the same loss).
+  std::string ft = tiny_args(data, dir + "/ft");
+  ft.replace(ft.find("--model Samba_421M --n-layer 2 --n-embd 32 --n-head 2 --intermediate-size 64 --local-window 8 "
+                     "--vocab-size 256"),
+             110, "--init-from " + dir + "/run/model");
+  rc = test::run_cli(ft + " --steps 1 --eval-every 1", &out);
+  ASSERT_EQ(rc, 0) << out;
+  auto ft_recs = read_metrics(dir + "/ft/metrics.jsonl");
+  ASSERT_FALSE(ft_recs.empty());
+  EXPECT_NEAR(ft_recs[0]["val_loss"].get<double>(), recs[8]["val_loss"].get<double>(), 1e-6);
   // And plots.
   rc = test::run_cli("plot " + dir + "/run", &out);
   ASSERT_EQ(rc, 0) << out;

@@ -183,7 +183,7 @@ TrainResult train(const TrainOptions& o) {
   std::vector<int32_t> x(o.batch * T), y(o.batch * T);
   std::mt19937_64 rng(o.seed ^ 0x5eed5a3b1e5ULL);
 
-  int64_t step = 0, adam_t = 0, tokens_seen = 0, bad_in_row = 0;
+  int64_t step = 0, tokens_seen = 0, bad_in_row = 0;
   double elapsed_before = 0;
   if (resume_from) {
     TrainerState st = load_trainer_state(*resume_from, params.size());
@@ -202,7 +202,6 @@ TrainResult train(const TrainOptions& o) {
   }
   SAMBALM_CHECK(step < o.steps || !resume_from, "--resume: the checkpoint is at step {}, already --steps {}", step,
                 o.steps);
-  (void)adam_t;
 
   // What a person sees first.
   const double bits = 1.0 / std::numbers::ln2;
@@ -224,6 +223,10 @@ TrainResult train(const TrainOptions& o) {
   std::ofstream samples_file((fs::path(o.out) / "samples.txt").string(), std::ios::app);
 
   TrainResult result;
+  const auto run_t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - run_t0).count();
+  };
   auto save = [&](const char* why) {
     TrainerState st;
     st.step = step;
@@ -232,7 +235,7 @@ TrainResult train(const TrainOptions& o) {
     st.exp_avg_sq = opt.v();
     st.data = data.state();
     st.rng = rng_state(rng);
-    st.extra = {{"tokens_seen", tokens_seen}, {"bad_in_row", bad_in_row}, {"reason", why}};
+    st.extra = {{"tokens_seen", tokens_seen}, {"bad_in_row", bad_in_row}, {"elapsed_s", elapsed()}, {"reason", why}};
     result.checkpoint = save_checkpoint(o.out, cfg, params, st, o.keep_last);
     return result.checkpoint;
   };
@@ -286,7 +289,6 @@ TrainResult train(const TrainOptions& o) {
   }
 
   const int64_t first_step = step;
-  const auto run_t0 = std::chrono::steady_clock::now();
   double last_loss = NAN;
   while (step < o.steps) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -313,14 +315,13 @@ TrainResult train(const TrainOptions& o) {
     }
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = double(o.batch * T * o.grad_accum) / std::max(dt, 1e-9);
-    json rec = {
-        {"step", step},
-        {"loss", bad ? json(nullptr) : json(loss)},
-        {"lr", lr},
-        {"tokens_per_s", tps},
-        {"grad_norm", std::isfinite(norm) ? json(norm) : json(nullptr)},
-        {"tokens", tokens_seen},
-        {"time_s", elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - run_t0).count()}};
+    json rec = {{"step", step},
+                {"loss", bad ? json(nullptr) : json(loss)},
+                {"lr", lr},
+                {"tokens_per_s", tps},
+                {"grad_norm", std::isfinite(norm) ? json(norm) : json(nullptr)},
+                {"tokens", tokens_seen},
+                {"time_s", elapsed()}};
     if (bad) {
       rec["skipped"] = true;
       say(fmt::format("step {}: loss {} / gradient norm {} is not finite: update skipped ({} in a row, limit {})", step,
