@@ -50,14 +50,18 @@ CMD=("$SAMBALM" train --model "$RUN/ref_config.json" --data "$CORPUS" --tokenize
   --final-eval full --log-every 50 --out "$RUN")
 echo "${CMD[*]}"
 START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 "${CMD[@]}"
 END=$(date +%s)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 "$SAMBALM" plot "$RUN" >/dev/null
 
-python3 - "$REF" "$RUN" "$((END - START))" "$OMP_NUM_THREADS" "$SEED" "${CMD[*]}" <<'PY'
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+python3 - "$REF" "$RUN" "$((END - START))" "$OMP_NUM_THREADS" "$SEED" "${CMD[*]}" "$COMMIT" "$LOAD_START" "$LOAD_END" <<'PY'
 import json, sys, re, os
 ref = json.load(open(sys.argv[1])); run = sys.argv[2]; wall = int(sys.argv[3]); threads = sys.argv[4]
 seed = sys.argv[5]; cmd = sys.argv[6].replace(os.getcwd() + "/", "")
+commit, load_start, load_end = sys.argv[7], sys.argv[8], sys.argv[9]
 recs = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl")) if l.strip()]
 by_step = {r["step"]: r for r in recs}
 ref_curve = {c["step"]: c for c in ref["curve"]}
@@ -91,8 +95,10 @@ to 2e-4, seed {seed}) and then validates on every non-overlapping
 257-byte window of the validation split.
 
 Command: `{cmd}`
-Machine: {cpu}, {threads} threads. Wall time {wall // 60} min {wall % 60} s (training + evaluations +
-full validation {final.get('full_val_s', 0):.0f} s); median training throughput {tps_med:,.0f} tokens/s.
+Build: commit {commit}. Machine: {cpu}, {threads} threads, load average {load_start} at the start and
+{load_end} at the end (the machine may be shared: times are not speed figures). Wall time {wall // 60} min
+{wall % 60} s (training + evaluations + full validation {final.get('full_val_s', 0):.0f} s); median
+training throughput {tps_med:,.0f} tokens/s.
 
 **Full-validation loss: {full:.4f} ({full / 0.6931471805599453:.4f} bits/byte)** over the validation split;
 original: {ref['final_full_val_loss']:.4f} with seed 1234, {mean:.4f} mean of 8 seeds (sd
