@@ -31,7 +31,8 @@ void expect_refused(Fn fn, std::initializer_list<std::string> needles, const std
   } catch (const Error& e) {
     std::string msg = e.what();
     EXPECT_NE(msg.find(kPath), std::string::npos) << what << ": " << msg;
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << what << ": '" << n << "' not in: " << msg;
+    for (const auto& n : needles)
+      EXPECT_NE(msg.find(n), std::string::npos) << what << ": '" << n << "' not in: " << msg;
   }
 }
 
@@ -91,10 +92,19 @@ TEST(PickleSafety, HandMadeCheckpointLoads) {
 
 TEST(PickleSafety, DangerousGlobalsAreRefusedByName) {
   const std::vector<std::pair<std::string, std::string>> globals = {
-      {"os", "system"}, {"posix", "system"},      {"nt", "system"},          {"builtins", "eval"},
-      {"builtins", "exec"}, {"__builtin__", "eval"}, {"subprocess", "Popen"}, {"subprocess", "check_output"},
-      {"evil_module", "Thing"}, {"torch", "load"},   {"torch._utils", "_rebuild_device_tensor_from_numpy"},
-      {"collections", "defaultdict"}, {"numpy.core.multiarray", "_reconstruct"}};
+      {"os", "system"},
+      {"posix", "system"},
+      {"nt", "system"},
+      {"builtins", "eval"},
+      {"builtins", "exec"},
+      {"__builtin__", "eval"},
+      {"subprocess", "Popen"},
+      {"subprocess", "check_output"},
+      {"evil_module", "Thing"},
+      {"torch", "load"},
+      {"torch._utils", "_rebuild_device_tensor_from_numpy"},
+      {"collections", "defaultdict"},
+      {"numpy.core.multiarray", "_reconstruct"}};
   for (const auto& [m, n] : globals) {
     PickleBuilder p;
     p.proto().global(m, n).str("echo pwned").tuple1().reduce().stop();

@@ -1,8 +1,7 @@
 // torch.save checkpoints read natively: every file of fixtures/pth against its case's
 // model.safetensors (the same weights), bit for bit; tied weights as one tensor; the legacy format.
-#include <nlohmann/json.hpp>
-
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/file.h"
@@ -22,8 +21,7 @@ struct PthCase {
 std::vector<PthCase> manifest() {
   auto j = nlohmann::json::parse(read_text_file(test::fixtures_dir() + "/pth/manifest.json"));
   std::vector<PthCase> out;
-  for (auto& e : j)
-    out.push_back({e.at("file"), e.at("case"), e.at("format"), e.at("kind"), e.at("dtype")});
+  for (auto& e : j) out.push_back({e.at("file"), e.at("case"), e.at("format"), e.at("kind"), e.at("dtype")});
   return out;
 }
 

@@ -1,11 +1,10 @@
 // torch.save checkpoints used as models: each file of fixtures/pth, loaded as `--model`, gives its
 // case's expected logits and loss; `sambalm convert` reads them and exports them back under the
 // original names bit for bit.
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/file.h"

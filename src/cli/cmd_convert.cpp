@@ -129,9 +129,8 @@ int run(const ConvertOpts& o) {
           break;
         }
   }
-  ParamStore params = load_params(cfg, sd, src, [&](const void* p, size_t bytes) {
-    release_mapped_pages(file->data(), file->size(), p, bytes);
-  });
+  ParamStore params = load_params(
+      cfg, sd, src, [&](const void* p, size_t bytes) { release_mapped_pages(file->data(), file->size(), p, bytes); });
   sd.clear();
   file.reset();
 
@@ -156,7 +155,8 @@ int run(const ConvertOpts& o) {
 
 Action add(CLI::App& app) {
   auto o = std::make_shared<ConvertOpts>();
-  auto* sub = app.add_subcommand("convert", "Convert a checkpoint (.pth, pytorch_model.bin, safetensors) to a model directory");
+  auto* sub =
+      app.add_subcommand("convert", "Convert a checkpoint (.pth, pytorch_model.bin, safetensors) to a model directory");
   sub->footer(
       "SRC is a weights file or a model directory (config.json + model.safetensors | pytorch_model.bin |\n"
       "one .pth). PyTorch checkpoints are read without running any of their code: only tensors, plain\n"

@@ -54,8 +54,8 @@ class Materializer {
   std::string path_;
   std::shared_ptr<void> holder_;
   std::map<std::string, StorageBytes> storages_;
-  std::map<const Object*, Tensor> by_object_;   // the same pickled tensor under two names
-  std::map<std::string, Tensor> by_view_;       // copies of the same strided view
+  std::map<const Object*, Tensor> by_object_;  // the same pickled tensor under two names
+  std::map<std::string, Tensor> by_view_;      // copies of the same strided view
 };
 
 Tensor Materializer::tensor(const std::string& name, const Object* obj) {
@@ -64,7 +64,8 @@ Tensor Materializer::tensor(const std::string& name, const Object* obj) {
   const StorageRef& s = *t.storage->storage;
   const std::string& key = s.key;  // a legacy view names its root storage here
   auto sit = storages_.find(key);
-  if (sit == storages_.end()) fail("{}: tensor '{}' uses storage '{}', which the file does not contain", path_, name, key);
+  if (sit == storages_.end())
+    fail("{}: tensor '{}' uses storage '{}', which the file does not contain", path_, name, key);
   const StorageBytes& sb = sit->second;
   if (sb.dtype != s.dtype)
     fail("{}: storage '{}' is used as {} and as {}", path_, key, dtype_name(sb.dtype), dtype_name(s.dtype));
@@ -82,7 +83,8 @@ Tensor Materializer::tensor(const std::string& name, const Object* obj) {
   Shape shape(t.size.begin(), t.size.end());
   int64_t numel = 1;
   for (int64_t d : t.size)
-    if (__builtin_mul_overflow(numel, d, &numel)) fail("{}: tensor '{}' shape {} is too large", path_, name, shape_str(shape));
+    if (__builtin_mul_overflow(numel, d, &numel))
+      fail("{}: tensor '{}' shape {} is too large", path_, name, shape_str(shape));
   Tensor out;
   if (numel == 0) {
     out = Tensor::zeros(s.dtype, shape);
@@ -112,9 +114,12 @@ Tensor Materializer::tensor(const std::string& name, const Object* obj) {
     } else {
       // Overlapping strides (an expanded tensor) would make the copy larger than the file: refuse.
       if (numel > limit)
-        fail("{}: tensor '{}' (shape {}) has more elements than its storage '{}' ({}): overlapping strides are "
-             "not supported", path_, name, shape_str(shape), s.key, limit);
-      std::string view_id = fmt::format("{}|{}|{}|{}", key, base + t.offset, fmt::join(t.size, ","), fmt::join(t.stride, ","));
+        fail(
+            "{}: tensor '{}' (shape {}) has more elements than its storage '{}' ({}): overlapping strides are "
+            "not supported",
+            path_, name, shape_str(shape), s.key, limit);
+      std::string view_id =
+          fmt::format("{}|{}|{}|{}", key, base + t.offset, fmt::join(t.size, ","), fmt::join(t.stride, ","));
       if (auto it = by_view_.find(view_id); it != by_view_.end()) {
         out = it->second;
       } else {
@@ -129,7 +134,8 @@ Tensor Materializer::tensor(const std::string& name, const Object* obj) {
           int64_t off = 0;
           for (size_t k = 0; k + 1 < nd; ++k) off += idx[k] * t.stride[k];
           const uint8_t* src = first + static_cast<size_t>(off) * es;
-          for (int64_t j = 0; j < inner; ++j, dst += es) std::memcpy(dst, src + static_cast<size_t>(j * inner_stride) * es, es);
+          for (int64_t j = 0; j < inner; ++j, dst += es)
+            std::memcpy(dst, src + static_cast<size_t>(j * inner_stride) * es, es);
           for (size_t k = nd - 1; k-- > 0;) {
             if (++idx[k] < t.size[k]) break;
             idx[k] = 0;
@@ -190,8 +196,8 @@ uint64_t storage_bytes(const StorageRef& s, const std::string& path) {
   return b;
 }
 
-TorchCheckpoint build(const pickle::Pickle& pk, const std::string& path, const std::string& format,
-                      Materializer& m, const std::function<void(const std::map<std::string, const StorageRef*>&)>& load) {
+TorchCheckpoint build(const pickle::Pickle& pk, const std::string& path, const std::string& format, Materializer& m,
+                      const std::function<void(const std::map<std::string, const StorageRef*>&)>& load) {
   TorchCheckpoint ck;
   ck.path = path;
   ck.format = format;
@@ -251,8 +257,7 @@ TorchCheckpoint parse_zip(const uint8_t* data, size_t size, const std::string& p
 // 0x1950a86a20f9469cfc6c, the legacy format's magic number, as LONG1 stores it (little-endian).
 constexpr uint8_t kLegacyMagic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
 
-TorchCheckpoint parse_legacy(const uint8_t* data, size_t size, const std::string& path,
-                             std::shared_ptr<void> holder) {
+TorchCheckpoint parse_legacy(const uint8_t* data, size_t size, const std::string& path, std::shared_ptr<void> holder) {
   size_t pos = 0;
   auto next = [&](const char* what) {
     pickle::Pickle p = pickle::unpickle(data + pos, size - pos, path + " (" + what + ")");
@@ -260,18 +265,19 @@ TorchCheckpoint parse_legacy(const uint8_t* data, size_t size, const std::string
     return p;
   };
   pickle::Pickle magic = next("magic number");
-  if (magic.root()->kind != Kind::BigInt || magic.root()->s != std::string(reinterpret_cast<const char*>(kLegacyMagic), 10))
+  if (magic.root()->kind != Kind::BigInt ||
+      magic.root()->s != std::string(reinterpret_cast<const char*>(kLegacyMagic), 10))
     fail("{}: a pickle, but not a torch.save file (no legacy magic number; {} found)", path,
          pickle::kind_name(magic.root()->kind));
   pickle::Pickle proto = next("protocol version");
-  if (proto.root()->kind != Kind::Int || proto.root()->i != 1001)
-    fail("{}: legacy protocol version is not 1001", path);
+  if (proto.root()->kind != Kind::Int || proto.root()->i != 1001) fail("{}: legacy protocol version is not 1001", path);
   pickle::Pickle sys_info = next("sys_info");
   if (const Object* le = sys_info.root()->get("little_endian"); le && le->kind == Kind::Bool && !le->b)
     fail("{}: saved on a big-endian machine; only little-endian checkpoints are supported", path);
   pickle::Pickle pk = next("data");
   pickle::Pickle keys = next("storage keys");
-  if (keys.root()->kind != Kind::List) fail("{}: the storage key list is a {}", path, pickle::kind_name(keys.root()->kind));
+  if (keys.root()->kind != Kind::List)
+    fail("{}: the storage key list is a {}", path, pickle::kind_name(keys.root()->kind));
 
   // The data section holds every storage of the pickle back to back (optimizer state too), so each
   // one's size, from its persistent id, is needed to find the next.

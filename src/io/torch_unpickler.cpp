@@ -11,20 +11,34 @@ namespace sambalm::pickle {
 
 const char* kind_name(Kind k) {
   switch (k) {
-    case Kind::None: return "None";
-    case Kind::Bool: return "bool";
-    case Kind::Int: return "int";
-    case Kind::BigInt: return "int (more than 64 bits)";
-    case Kind::Float: return "float";
-    case Kind::Str: return "str";
-    case Kind::Bytes: return "bytes";
-    case Kind::Tuple: return "tuple";
-    case Kind::List: return "list";
-    case Kind::Set: return "set";
-    case Kind::Dict: return "dict";
-    case Kind::Global: return "global";
-    case Kind::Storage: return "storage";
-    case Kind::Tensor: return "tensor";
+    case Kind::None:
+      return "None";
+    case Kind::Bool:
+      return "bool";
+    case Kind::Int:
+      return "int";
+    case Kind::BigInt:
+      return "int (more than 64 bits)";
+    case Kind::Float:
+      return "float";
+    case Kind::Str:
+      return "str";
+    case Kind::Bytes:
+      return "bytes";
+    case Kind::Tuple:
+      return "tuple";
+    case Kind::List:
+      return "list";
+    case Kind::Set:
+      return "set";
+    case Kind::Dict:
+      return "dict";
+    case Kind::Global:
+      return "global";
+    case Kind::Storage:
+      return "storage";
+    case Kind::Tensor:
+      return "tensor";
   }
   return "?";
 }
@@ -39,8 +53,14 @@ const Object* Object::get(std::string_view key) const {
 namespace {
 
 // The only names a checkpoint may refer to. Anything else is refused by name, before use.
-enum class Callable { OrderedDict, RebuildTensorV2, RebuildTensor, RebuildParameter, RebuildParameterWithState,
-                      StorageType };
+enum class Callable {
+  OrderedDict,
+  RebuildTensorV2,
+  RebuildTensor,
+  RebuildParameter,
+  RebuildParameterWithState,
+  StorageType
+};
 
 struct StorageType {
   const char* name;
@@ -208,8 +228,9 @@ void Unpickler::set_item(Object* dict, Object* key, Object* value) {
   if (key->kind == Kind::Str || key->kind == Kind::Bytes || key->kind == Kind::Int || key->kind == Kind::Bool) {
     id.assign(reinterpret_cast<const char*>(&dict), sizeof(dict));
     id += static_cast<char>(key->kind == Kind::Bool ? Kind::Int : key->kind);
-    id += (key->kind == Kind::Int || key->kind == Kind::Bool) ? std::to_string(key->kind == Kind::Bool ? key->b : key->i)
-                                                              : key->s;
+    id += (key->kind == Kind::Int || key->kind == Kind::Bool)
+              ? std::to_string(key->kind == Kind::Bool ? key->b : key->i)
+              : key->s;
     auto [it, fresh] = dict_index_.emplace(id, dict->entries.size());
     if (!fresh) {
       dict->entries[it->second].second = value;
@@ -224,11 +245,14 @@ Object* Unpickler::global(std::string_view module, std::string_view name) {
   auto c = lookup_global(module, name);
   if (!c) {
     if (module == "torch" && name.size() > 7 && name.substr(name.size() - 7) == "Storage")
-      error("storage type {} is not supported (supported: float, double, half, bfloat16, long, int, short, char, "
-            "byte, bool)", qualified);
-    error("global '{}' is not allowed: a weights file may only refer to collections.OrderedDict, "
-          "torch._utils._rebuild_tensor_v2/_rebuild_parameter and torch.*Storage types (nothing in the file is run)",
+      error(
+          "storage type {} is not supported (supported: float, double, half, bfloat16, long, int, short, char, "
+          "byte, bool)",
           qualified);
+    error(
+        "global '{}' is not allowed: a weights file may only refer to collections.OrderedDict, "
+        "torch._utils._rebuild_tensor_v2/_rebuild_parameter and torch.*Storage types (nothing in the file is run)",
+        qualified);
   }
   Object* o = make(Kind::Global);
   o->s = std::move(qualified);
@@ -283,7 +307,8 @@ Object* Unpickler::rebuild_tensor(const std::vector<Object*>& a, const char* fn)
     error("{}: size and stride must be tuples, found {} and {}", fn, kind_name(a[2]->kind), kind_name(a[3]->kind));
   if (a[2]->items.size() != a[3]->items.size())
     error("{}: size has {} dimensions but stride has {}", fn, a[2]->items.size(), a[3]->items.size());
-  if (a[2]->items.size() > kMaxTensorDims) error("{}: {} dimensions (at most {})", fn, a[2]->items.size(), kMaxTensorDims);
+  if (a[2]->items.size() > kMaxTensorDims)
+    error("{}: {} dimensions (at most {})", fn, a[2]->items.size(), kMaxTensorDims);
   TensorRef& t = out_.tensors_.emplace_back();
   t.storage = a[0];
   t.offset = a[1]->i;
@@ -302,12 +327,13 @@ Object* Unpickler::rebuild_tensor(const std::vector<Object*>& a, const char* fn)
 
 Object* Unpickler::reduce(Object* callable, Object* args) {
   if (callable->kind != Kind::Global) error("REDUCE calls a {}, expected an allowed global", kind_name(callable->kind));
-  if (args->kind != Kind::Tuple) error("REDUCE arguments of {} are a {}, expected a tuple", callable->s,
-                                       kind_name(args->kind));
+  if (args->kind != Kind::Tuple)
+    error("REDUCE arguments of {} are a {}, expected a tuple", callable->s, kind_name(args->kind));
   const auto& a = args->items;
   switch (static_cast<Callable>(callable->i)) {
     case Callable::OrderedDict:
-      if (!a.empty()) error("collections.OrderedDict called with {} arguments; only OrderedDict() is accepted", a.size());
+      if (!a.empty())
+        error("collections.OrderedDict called with {} arguments; only OrderedDict() is accepted", a.size());
       return make(Kind::Dict);
     case Callable::RebuildTensorV2:
       if (a.size() != 6 && a.size() != 7) error("{} takes 6 or 7 arguments, found {}", callable->s, a.size());
@@ -352,9 +378,15 @@ Pickle Unpickler::run() {
         if (marks_.size() >= kMaxMarks) error("more than {} nested MARKs", kMaxMarks);
         marks_.push_back(stack_.size());
         break;
-      case '0': pop(); break;  // POP
-      case '1': pop_mark(); break;  // POP_MARK
-      case '2': push(top()); break;  // DUP
+      case '0':
+        pop();
+        break;  // POP
+      case '1':
+        pop_mark();
+        break;  // POP_MARK
+      case '2':
+        push(top());
+        break;  // DUP
 
       // --- scalars
       case 'N': {
@@ -368,9 +400,15 @@ Pickle Unpickler::run() {
         push(o);
         break;
       }
-      case 'K': push(make_int(static_cast<int64_t>(le(1)))); break;  // BININT1
-      case 'M': push(make_int(static_cast<int64_t>(le(2)))); break;  // BININT2
-      case 'J': push(make_int(static_cast<int32_t>(static_cast<uint32_t>(le(4))))); break;  // BININT
+      case 'K':
+        push(make_int(static_cast<int64_t>(le(1))));
+        break;  // BININT1
+      case 'M':
+        push(make_int(static_cast<int64_t>(le(2))));
+        break;  // BININT2
+      case 'J':
+        push(make_int(static_cast<int32_t>(static_cast<uint32_t>(le(4)))));
+        break;  // BININT
       case 0x8a:
       case 0x8b: {  // LONG1, LONG4: little-endian two's complement of n bytes
         int64_t len = op == 0x8a ? static_cast<int64_t>(le(1)) : static_cast<int32_t>(static_cast<uint32_t>(le(4)));
@@ -397,24 +435,44 @@ Pickle Unpickler::run() {
         push(o);
         break;
       }
-      case 'X': push(make_text(Kind::Str, le(4))); break;      // BINUNICODE
-      case 0x8c: push(make_text(Kind::Str, le(1))); break;     // SHORT_BINUNICODE
-      case 0x8d: push(make_text(Kind::Str, le(8))); break;     // BINUNICODE8
-      case 'U': push(make_text(Kind::Str, le(1))); break;      // SHORT_BINSTRING (Python 2 str)
-      case 'T': {                                              // BINSTRING
+      case 'X':
+        push(make_text(Kind::Str, le(4)));
+        break;  // BINUNICODE
+      case 0x8c:
+        push(make_text(Kind::Str, le(1)));
+        break;  // SHORT_BINUNICODE
+      case 0x8d:
+        push(make_text(Kind::Str, le(8)));
+        break;  // BINUNICODE8
+      case 'U':
+        push(make_text(Kind::Str, le(1)));
+        break;     // SHORT_BINSTRING (Python 2 str)
+      case 'T': {  // BINSTRING
         int32_t len = static_cast<int32_t>(static_cast<uint32_t>(le(4)));
         if (len < 0) error("BINSTRING with negative length {}", len);
         push(make_text(Kind::Str, static_cast<uint64_t>(len)));
         break;
       }
-      case 'C': push(make_text(Kind::Bytes, le(1))); break;    // SHORT_BINBYTES
-      case 'B': push(make_text(Kind::Bytes, le(4))); break;    // BINBYTES
-      case 0x8e: push(make_text(Kind::Bytes, le(8))); break;   // BINBYTES8
-      case 0x96: push(make_text(Kind::Bytes, le(8))); break;   // BYTEARRAY8
+      case 'C':
+        push(make_text(Kind::Bytes, le(1)));
+        break;  // SHORT_BINBYTES
+      case 'B':
+        push(make_text(Kind::Bytes, le(4)));
+        break;  // BINBYTES
+      case 0x8e:
+        push(make_text(Kind::Bytes, le(8)));
+        break;  // BINBYTES8
+      case 0x96:
+        push(make_text(Kind::Bytes, le(8)));
+        break;  // BYTEARRAY8
 
       // --- containers
-      case ')': push(make(Kind::Tuple)); break;  // EMPTY_TUPLE
-      case 't': push(make_seq(Kind::Tuple, pop_mark())); break;
+      case ')':
+        push(make(Kind::Tuple));
+        break;  // EMPTY_TUPLE
+      case 't':
+        push(make_seq(Kind::Tuple, pop_mark()));
+        break;
       case 0x85:
       case 0x86:
       case 0x87: {  // TUPLE1..3
@@ -424,8 +482,12 @@ Pickle Unpickler::run() {
         push(make_seq(Kind::Tuple, std::move(items)));
         break;
       }
-      case ']': push(make(Kind::List)); break;  // EMPTY_LIST
-      case 'l': push(make_seq(Kind::List, pop_mark())); break;  // LIST
+      case ']':
+        push(make(Kind::List));
+        break;  // EMPTY_LIST
+      case 'l':
+        push(make_seq(Kind::List, pop_mark()));
+        break;     // LIST
       case 'a': {  // APPEND
         Object* item = pop();
         append(top(), item);
@@ -437,7 +499,9 @@ Pickle Unpickler::run() {
         for (Object* it : items) append(list, it);
         break;
       }
-      case '}': push(make(Kind::Dict)); break;  // EMPTY_DICT
+      case '}':
+        push(make(Kind::Dict));
+        break;     // EMPTY_DICT
       case 'd': {  // DICT
         std::vector<Object*> items = pop_mark();
         if (items.size() % 2) error("DICT with an odd number ({}) of keys and values", items.size());
@@ -459,8 +523,10 @@ Pickle Unpickler::run() {
         for (size_t k = 0; k < items.size(); k += 2) set_item(dict, items[k], items[k + 1]);
         break;
       }
-      case 0x8f: push(make(Kind::Set)); break;  // EMPTY_SET
-      case 0x90: {                              // ADDITEMS
+      case 0x8f:
+        push(make(Kind::Set));
+        break;      // EMPTY_SET
+      case 0x90: {  // ADDITEMS
         std::vector<Object*> items = pop_mark();
         Object* set = top();
         if (set->kind != Kind::Set) error("ADDITEMS to a {}, expected a set", kind_name(set->kind));
@@ -470,14 +536,26 @@ Pickle Unpickler::run() {
         }
         break;
       }
-      case 0x91: push(make_seq(Kind::Set, pop_mark())); break;  // FROZENSET
+      case 0x91:
+        push(make_seq(Kind::Set, pop_mark()));
+        break;  // FROZENSET
 
       // --- memo
-      case 'q': put(le(1)); break;     // BINPUT
-      case 'r': put(le(4)); break;     // LONG_BINPUT
-      case 0x94: put(memo_.size()); break;  // MEMOIZE
-      case 'h': push(get(le(1))); break;    // BINGET
-      case 'j': push(get(le(4))); break;    // LONG_BINGET
+      case 'q':
+        put(le(1));
+        break;  // BINPUT
+      case 'r':
+        put(le(4));
+        break;  // LONG_BINPUT
+      case 0x94:
+        put(memo_.size());
+        break;  // MEMOIZE
+      case 'h':
+        push(get(le(1)));
+        break;  // BINGET
+      case 'j':
+        push(get(le(4)));
+        break;  // LONG_BINGET
 
       // --- names and calls: only the allowed globals, never called, only interpreted
       case 'c': {  // GLOBAL "module\nname\n"
@@ -539,9 +617,11 @@ Pickle Unpickler::run() {
       }
       case 0x82:
       case 0x83:
-      case 0x84: error("extension registry codes (EXT1/2/4) are not allowed");
+      case 0x84:
+        error("extension registry codes (EXT1/2/4) are not allowed");
       case 0x97:
-      case 0x98: error("out-of-band buffers (pickle protocol 5 NEXT_BUFFER/READONLY_BUFFER) are not supported");
+      case 0x98:
+        error("out-of-band buffers (pickle protocol 5 NEXT_BUFFER/READONLY_BUFFER) are not supported");
       case 'I':
       case 'L':
       case 'F':
@@ -552,7 +632,8 @@ Pickle Unpickler::run() {
       case 'P':
         error("opcode '{}' (a protocol 0/1 text form) is not supported; torch.save writes protocol 2",
               static_cast<char>(op));
-      default: error("unknown pickle opcode 0x{:02x}", op);
+      default:
+        error("unknown pickle opcode 0x{:02x}", op);
     }
   }
 }

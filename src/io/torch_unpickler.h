@@ -56,12 +56,12 @@ struct Object {
   bool b = false;
   int64_t i = 0;
   double f = 0;
-  std::string s;                // Str, Bytes, BigInt (little-endian two's complement), Global ("module.name")
-  std::vector<Object*> items;   // Tuple, List, Set
+  std::string s;               // Str, Bytes, BigInt (little-endian two's complement), Global ("module.name")
+  std::vector<Object*> items;  // Tuple, List, Set
   std::vector<std::pair<Object*, Object*>> entries;  // Dict, in insertion order
-  const StorageRef* storage = nullptr;  // Kind::Storage
-  const TensorRef* tensor = nullptr;    // Kind::Tensor
-  int depth = 0;                        // container nesting, bounded
+  const StorageRef* storage = nullptr;               // Kind::Storage
+  const TensorRef* tensor = nullptr;                 // Kind::Tensor
+  int depth = 0;                                     // container nesting, bounded
 
   // Dict lookup by string key; nullptr when absent or not a dict.
   const Object* get(std::string_view key) const;
@@ -88,8 +88,8 @@ class Pickle {
 };
 
 // Limits: generous for any real checkpoint, small enough that hostile input cannot exhaust memory.
-constexpr int kMaxNesting = 64;       // container depth
-constexpr size_t kMaxMarks = 1024;    // simultaneously open MARKs
+constexpr int kMaxNesting = 64;     // container depth
+constexpr size_t kMaxMarks = 1024;  // simultaneously open MARKs
 constexpr int kMaxTensorDims = 64;
 constexpr size_t kMaxObjects = size_t{1} << 22;  // values created by one pickle
 

@@ -17,10 +17,10 @@ namespace sambalm {
 
 struct ZipEntry {
   std::string name;
-  uint16_t method = 0;         // 0 = stored; anything else is refused when the entry is read
-  uint16_t flags = 0;          // general purpose bits (bit 0 = encrypted)
-  uint32_t crc32 = 0;          // from the central directory
-  uint64_t size = 0;           // uncompressed size
+  uint16_t method = 0;  // 0 = stored; anything else is refused when the entry is read
+  uint16_t flags = 0;   // general purpose bits (bit 0 = encrypted)
+  uint32_t crc32 = 0;   // from the central directory
+  uint64_t size = 0;    // uncompressed size
   uint64_t compressed_size = 0;
   uint64_t header_offset = 0;  // of the local file header
   uint64_t data_offset = 0;    // of the entry's first data byte (after the local header)
