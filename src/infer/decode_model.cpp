@@ -20,27 +20,12 @@
 
 namespace sambalm {
 
-struct DecodeModel::Sub {
-  Sublayer spec;
-  size_t index = 0;  // in the state layout
-  ParamRef norm_w, norm_b;
-  MambaParams mp;
-  MambaDims md{};
-  AttentionParams ap;
-  AttentionDims ad{};
-  MlpParams lp;
+struct DecodeModel::Sub : SublayerParams {
+  size_t index = 0;      // in the state layout
   std::vector<float> A;  // -exp(A_log), [di, N]
 };
 
 namespace {
-ParamRef ref(const std::map<std::string, int64_t>& idx, const std::string& name, bool required = true) {
-  auto it = idx.find(name);
-  if (it == idx.end()) {
-    SAMBALM_CHECK(!required, "decode: parameter '{}' missing from the parameter layout", name);
-    return {};
-  }
-  return ParamRef{it->second};
-}
 template <typename T>
 T* grow(std::vector<T>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
@@ -56,51 +41,25 @@ DecodeModel::DecodeModel(const ModelConfig& cfg, const std::vector<ParamEntry>& 
   SAMBALM_CHECK(opt_.max_batch > 0, "decode: max batch must be positive, got {}", opt_.max_batch);
   if (opt_.max_context <= 0) opt_.max_context = cfg_.block_size;
   layout_ = DecodeLayout::make(cfg_, opt_.max_context);
-  std::map<std::string, int64_t> idx;
-  for (auto& e : entries) {
-    idx[e.name] = static_cast<int64_t>(e.offset);
-    num_params_ += e.numel();
-  }
+  const ParamOffsets idx = param_offsets(entries);
+  for (auto& e : entries) num_params_ += e.numel();
   d_ = cfg_.n_embd;
   V_ = cfg_.padded_vocab_size;
-  embed_ = ref(idx, "embedding.weight");
-  head_ = cfg_.tied_embeddings ? embed_ : ref(idx, "lm_head.weight");
-  norm_f_w_ = ref(idx, "final_norm.weight");
-  norm_f_b_ = ref(idx, "final_norm.bias", false);
+  embed_ = param_ref(idx, "embedding.weight");
+  head_ = cfg_.tied_embeddings ? embed_ : param_ref(idx, "lm_head.weight");
+  norm_f_w_ = param_ref(idx, "final_norm.weight");
+  norm_f_b_ = param_ref(idx, "final_norm.bias", false);
   auto layout = cfg_.layout();
   for (size_t i = 0; i < layout.size(); ++i) {
     for (size_t s = 0; s < layout[i].sublayers.size(); ++s) {
       auto sub = std::make_unique<Sub>();
-      sub->spec = layout[i].sublayers[s];
+      static_cast<SublayerParams&>(*sub) = resolve_sublayer(cfg_, layout[i].sublayers[s], idx, i, s);
       sub->index = subs_.size();
-      const std::string pre = "blocks." + std::to_string(i) + "." + std::to_string(s) + ".";
-      sub->norm_w = ref(idx, pre + "norm.weight");
-      sub->norm_b = ref(idx, pre + "norm.bias", false);
       switch (sub->spec.kind) {
         case SublayerKind::Mamba:
-          sub->md = {d_, cfg_.d_inner(), cfg_.d_state, cfg_.d_conv, cfg_.mamba_dt_rank()};
-          sub->mp = {ref(idx, pre + "in_proj.weight"),
-                     ref(idx, pre + "in_proj.bias", false),
-                     ref(idx, pre + "conv.weight"),
-                     ref(idx, pre + "conv.bias", false),
-                     ref(idx, pre + "x_proj.weight"),
-                     ref(idx, pre + "dt_proj.weight"),
-                     ref(idx, pre + "dt_proj.bias"),
-                     ref(idx, pre + "A_log"),
-                     ref(idx, pre + "D"),
-                     ref(idx, pre + "out_proj.weight"),
-                     ref(idx, pre + "out_proj.bias", false)};
           max_hidden_ = std::max(max_hidden_, 2 * sub->md.di);
           break;
         case SublayerKind::Attention: {
-          sub->ad = {d_,
-                     cfg_.n_head,
-                     cfg_.n_query_groups,
-                     cfg_.head_size,
-                     sub->spec.window,
-                     sub->spec.rope ? cfg_.rope_n_elem() : 0};
-          sub->ap = {ref(idx, pre + "qkv.weight"), ref(idx, pre + "qkv.bias", false), ref(idx, pre + "proj.weight"),
-                     ref(idx, pre + "proj.bias", false)};
           max_qkv_ = std::max(max_qkv_, sub->ad.qkv());
           rope_dims_ = std::max(rope_dims_, sub->ad.rope_dims);
           const int64_t cap = layout_->subs[sub->index].cap;
@@ -108,9 +67,6 @@ DecodeModel::DecodeModel(const ModelConfig& cfg, const std::vector<ParamEntry>& 
           break;
         }
         case SublayerKind::MLP:
-          sub->lp = {ref(idx, pre + "w1.weight"), ref(idx, pre + "w1.bias", false),
-                     ref(idx, pre + "w2.weight"), ref(idx, pre + "w2.bias", false),
-                     ref(idx, pre + "w3.weight"), ref(idx, pre + "w3.bias", false)};
           max_hidden_ = std::max(max_hidden_, sub->spec.mlp_hidden);
           break;
       }

@@ -8,18 +8,26 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "model/config.h"
+#include "model/params.h"
 
 namespace sambalm {
 
 // Offsets of named parameters in the flat buffer, resolved once; `at(buf)` gives the pointer.
 struct ParamRef {
   int64_t offset = -1;  // -1: absent (optional bias)
-  template <typename T> T* at(T* base) const { return offset < 0 ? nullptr : base + offset; }
-  template <typename T> const T* at(const T* base) const { return offset < 0 ? nullptr : base + offset; }
+  template <typename T>
+  T* at(T* base) const {
+    return offset < 0 ? nullptr : base + offset;
+  }
+  template <typename T>
+  const T* at(const T* base) const {
+    return offset < 0 ? nullptr : base + offset;
+  }
 };
 
 struct MambaDims {
@@ -44,6 +52,26 @@ struct MlpParams {
   ParamRef w1, b1, w2, b2, w3, b3;
 };
 
+// Where one residual sublayer's parameters sit in the flat buffer, and its sizes: resolved once
+// from the parameter layout by the training model and by the decoder alike.
+struct SublayerParams {
+  Sublayer spec;
+  ParamRef norm_w, norm_b;
+  MambaParams mp;
+  MambaDims md{};
+  AttentionParams ap;
+  AttentionDims ad{};
+  MlpParams lp;
+};
+
+using ParamOffsets = std::map<std::string, int64_t>;
+ParamOffsets param_offsets(const std::vector<ParamEntry>& entries);
+// Throws Error when a required parameter is absent; an absent optional one gives an empty ParamRef.
+ParamRef param_ref(const ParamOffsets& offsets, const std::string& name, bool required = true);
+// The parameters of sublayer `s` of block `block` (names "blocks.{block}.{s}.*", params.h).
+SublayerParams resolve_sublayer(const ModelConfig& cfg, const Sublayer& spec, const ParamOffsets& offsets, size_t block,
+                                size_t s);
+
 // Saved activations of one Mamba sublayer for (B, T).
 template <typename T>
 struct MambaActs {
@@ -63,10 +91,10 @@ struct MlpActs {
 // Scratch shared by all layers' backward passes (sized for the largest layer).
 template <typename T>
 struct LayerScratch {
-  std::vector<T> A;                            // -exp(A_log), [di, N]
-  std::vector<T> dA;                           // [di, N]
-  std::vector<T> d1, d2, d3, d4, d5, d6, d7;   // generic gradient buffers
-  std::vector<T> scan;                         // selective-scan backward scratch
+  std::vector<T> A;                           // -exp(A_log), [di, N]
+  std::vector<T> dA;                          // [di, N]
+  std::vector<T> d1, d2, d3, d4, d5, d6, d7;  // generic gradient buffers
+  std::vector<T> scan;                        // selective-scan backward scratch
 };
 
 int64_t scan_chunk_size();
@@ -89,9 +117,9 @@ template <typename T>
 void attention_forward_layer(T* out, AttentionActs<T>& a, const T* xn, const T* params, const AttentionParams& p,
                              const AttentionDims& m, const T* cos, const T* sin, int64_t B, int64_t Tn);
 template <typename T>
-void attention_backward_layer(T* dxn, T* grads, const T* dout, const AttentionActs<T>& a, const T* xn,
-                              const T* params, const AttentionParams& p, const AttentionDims& m, const T* cos,
-                              const T* sin, int64_t B, int64_t Tn, LayerScratch<T>& s);
+void attention_backward_layer(T* dxn, T* grads, const T* dout, const AttentionActs<T>& a, const T* xn, const T* params,
+                              const AttentionParams& p, const AttentionDims& m, const T* cos, const T* sin, int64_t B,
+                              int64_t Tn, LayerScratch<T>& s);
 
 template <typename T>
 void mlp_alloc(MlpActs<T>& a, int64_t hidden, int64_t B, int64_t Tn);

@@ -9,72 +9,29 @@
 namespace sambalm {
 
 template <typename T>
-struct Model<T>::Sub {
-  Sublayer spec;
-  ParamRef norm_w, norm_b;
-  MambaParams mp;
-  MambaDims md{};
-  AttentionParams ap;
-  AttentionDims ad{};
-  MlpParams lp;
+struct Model<T>::Sub : SublayerParams {
   MambaActs<T> mamba;
   AttentionActs<T> attn;
   MlpActs<T> mlp;
   std::vector<T> xn, mean, rstd;  // normed input and its statistics
 };
 
-namespace {
-ParamRef ref(const std::map<std::string, int64_t>& idx, const std::string& name, bool required = true) {
-  auto it = idx.find(name);
-  if (it == idx.end()) {
-    if (required) fail("model: parameter '{}' missing from the parameter layout", name);
-    return {};
-  }
-  return ParamRef{it->second};
-}
-}  // namespace
-
 template <typename T>
 Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries) : cfg_(cfg) {
   cfg_.validate();
-  std::map<std::string, int64_t> idx;
-  for (auto& e : entries) idx[e.name] = static_cast<int64_t>(e.offset);
+  const ParamOffsets idx = param_offsets(entries);
   d_ = cfg.n_embd;
   V_ = cfg.padded_vocab_size;
-  embed_ = ref(idx, "embedding.weight");
-  head_ = cfg.tied_embeddings ? embed_ : ref(idx, "lm_head.weight");
-  norm_f_w_ = ref(idx, "final_norm.weight");
-  norm_f_b_ = ref(idx, "final_norm.bias", false);
+  embed_ = param_ref(idx, "embedding.weight");
+  head_ = cfg.tied_embeddings ? embed_ : param_ref(idx, "lm_head.weight");
+  norm_f_w_ = param_ref(idx, "final_norm.weight");
+  norm_f_b_ = param_ref(idx, "final_norm.bias", false);
   auto layout = cfg.layout();
   for (size_t i = 0; i < layout.size(); ++i) {
     for (size_t s = 0; s < layout[i].sublayers.size(); ++s) {
       auto sub = std::make_unique<Sub>();
-      sub->spec = layout[i].sublayers[s];
-      const std::string pre = "blocks." + std::to_string(i) + "." + std::to_string(s) + ".";
-      sub->norm_w = ref(idx, pre + "norm.weight");
-      sub->norm_b = ref(idx, pre + "norm.bias", false);
-      switch (sub->spec.kind) {
-        case SublayerKind::Mamba:
-          sub->md = {cfg.n_embd, cfg.d_inner(), cfg.d_state, cfg.d_conv, cfg.mamba_dt_rank()};
-          sub->mp = {ref(idx, pre + "in_proj.weight"),  ref(idx, pre + "in_proj.bias", false),
-                     ref(idx, pre + "conv.weight"),     ref(idx, pre + "conv.bias", false),
-                     ref(idx, pre + "x_proj.weight"),   ref(idx, pre + "dt_proj.weight"),
-                     ref(idx, pre + "dt_proj.bias"),    ref(idx, pre + "A_log"),
-                     ref(idx, pre + "D"),               ref(idx, pre + "out_proj.weight"),
-                     ref(idx, pre + "out_proj.bias", false)};
-          break;
-        case SublayerKind::Attention:
-          sub->ad = {cfg.n_embd, cfg.n_head, cfg.n_query_groups, cfg.head_size, sub->spec.window,
-                     sub->spec.rope ? cfg.rope_n_elem() : 0};
-          sub->ap = {ref(idx, pre + "qkv.weight"), ref(idx, pre + "qkv.bias", false), ref(idx, pre + "proj.weight"),
-                     ref(idx, pre + "proj.bias", false)};
-          rope_dims_ = std::max(rope_dims_, sub->ad.rope_dims);
-          break;
-        case SublayerKind::MLP:
-          sub->lp = {ref(idx, pre + "w1.weight"), ref(idx, pre + "w1.bias", false), ref(idx, pre + "w2.weight"),
-                     ref(idx, pre + "w2.bias", false), ref(idx, pre + "w3.weight"), ref(idx, pre + "w3.bias", false)};
-          break;
-      }
+      static_cast<SublayerParams&>(*sub) = resolve_sublayer(cfg, layout[i].sublayers[s], idx, i, s);
+      if (sub->spec.kind == SublayerKind::Attention) rope_dims_ = std::max(rope_dims_, sub->ad.rope_dims);
       subs_.push_back(std::move(sub));
     }
     block_last_sub_.push_back(static_cast<int64_t>(subs_.size()) - 1);
@@ -117,8 +74,8 @@ double Model<T>::forward(const T* params, const int32_t* tokens, const int32_t* 
   SAMBALM_CHECK(B > 0 && Tn > 0, "forward: empty batch ({} x {})", B, Tn);
   const int64_t BT = B * Tn;
   for (int64_t i = 0; i < BT; ++i)
-    SAMBALM_CHECK(tokens[i] >= 0 && tokens[i] < V_, "forward: token id {} at position {} is outside the vocabulary [0, {})",
-                  tokens[i], i, V_);
+    SAMBALM_CHECK(tokens[i] >= 0 && tokens[i] < V_,
+                  "forward: token id {} at position {} is outside the vocabulary [0, {})", tokens[i], i, V_);
   B_ = B;
   T_ = Tn;
   tokens_.assign(tokens, tokens + BT);
@@ -171,8 +128,8 @@ void Model<T>::backward(const T* params, T* grads) {
                        BT, d_, V_);
   T* dres = zeroed(dres_, BT * d_);
   if (cfg_.norm == NormKind::RMSNorm)
-    ops::rmsnorm_backward(dres, norm_f_w_.at(grads), dxf, res_.back().data(), norm_f_w_.at(params), xf_rstd_.data(),
-                          BT, d_);
+    ops::rmsnorm_backward(dres, norm_f_w_.at(grads), dxf, res_.back().data(), norm_f_w_.at(params), xf_rstd_.data(), BT,
+                          d_);
   else
     ops::layernorm_backward(dres, norm_f_w_.at(grads), norm_f_b_.at(grads), dxf, res_.back().data(),
                             norm_f_w_.at(params), xf_mean_.data(), xf_rstd_.data(), BT, d_);

@@ -1,0 +1,58 @@
+// Resolving parameter names to offsets in the flat buffer, once per model (layers.h).
+#include "core/error.h"
+#include "model/layers.h"
+
+namespace sambalm {
+
+ParamOffsets param_offsets(const std::vector<ParamEntry>& entries) {
+  ParamOffsets idx;
+  for (auto& e : entries) idx[e.name] = static_cast<int64_t>(e.offset);
+  return idx;
+}
+
+ParamRef param_ref(const ParamOffsets& offsets, const std::string& name, bool required) {
+  auto it = offsets.find(name);
+  if (it == offsets.end()) {
+    if (required) fail("model: parameter '{}' missing from the parameter layout", name);
+    return {};
+  }
+  return ParamRef{it->second};
+}
+
+SublayerParams resolve_sublayer(const ModelConfig& cfg, const Sublayer& spec, const ParamOffsets& idx, size_t block,
+                                size_t s) {
+  const std::string pre = "blocks." + std::to_string(block) + "." + std::to_string(s) + ".";
+  auto ref = [&](const char* name, bool required = true) { return param_ref(idx, pre + name, required); };
+  SublayerParams p;
+  p.spec = spec;
+  p.norm_w = ref("norm.weight");
+  p.norm_b = ref("norm.bias", false);
+  switch (spec.kind) {
+    case SublayerKind::Mamba:
+      p.md = {cfg.n_embd, cfg.d_inner(), cfg.d_state, cfg.d_conv, cfg.mamba_dt_rank()};
+      p.mp = {ref("in_proj.weight"),
+              ref("in_proj.bias", false),
+              ref("conv.weight"),
+              ref("conv.bias", false),
+              ref("x_proj.weight"),
+              ref("dt_proj.weight"),
+              ref("dt_proj.bias"),
+              ref("A_log"),
+              ref("D"),
+              ref("out_proj.weight"),
+              ref("out_proj.bias", false)};
+      break;
+    case SublayerKind::Attention:
+      p.ad = {cfg.n_embd,    cfg.n_head,  cfg.n_query_groups,
+              cfg.head_size, spec.window, spec.rope ? cfg.rope_n_elem() : 0};
+      p.ap = {ref("qkv.weight"), ref("qkv.bias", false), ref("proj.weight"), ref("proj.bias", false)};
+      break;
+    case SublayerKind::MLP:
+      p.lp = {ref("w1.weight"),      ref("w1.bias", false), ref("w2.weight"),
+              ref("w2.bias", false), ref("w3.weight"),      ref("w3.bias", false)};
+      break;
+  }
+  return p;
+}
+
+}  // namespace sambalm
