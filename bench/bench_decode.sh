@@ -34,7 +34,10 @@ LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 # 1. Batch-1 decode speed against the bound (bandwidth measured in the same process).
 run m130 -m mamba-130m --batch 1 --context 1K --fill jump --prefill-tokens 64 --decode-tokens 32 --bandwidth
 run s421 -m Samba_421M --batch 1 --context 4K --fill jump --prefill-tokens 64 --decode-tokens 16 --bandwidth
-# 2. Constant memory and time: Samba_421M at 1K..1M (position jump), small Samba with real prefill.
+# 2. Constant memory and time. Memory: each context in its own process (its own peak RSS):
+# Samba_421M with the position jump, a small Samba with every token really prefilled. Time: all
+# contexts in one process, steps interleaved round-robin (machine noise falls on every context alike),
+# for Samba_421M (window 2048) and Samba_421M_1k_window (window 1024: full rings at every context).
 for c in 1K 16K 128K 1M; do
   run "s421_$c" -m Samba_421M --batch 1 --context "$c" --fill jump --prefill-tokens 64 --decode-tokens 16
 done
@@ -42,6 +45,20 @@ for c in 1K 16K 128K 1M; do
   run "small_$c" -m "$OUT/samba_small.json" --batch 1 --context "$c" --fill real --chunk 1024 --decode-tokens 256 \
     --warmup 16
 done
+run s421_inter -m Samba_421M --batch 1 --context 1K,16K,128K,1M --fill jump --prefill-tokens 64 \
+  --decode-tokens 96 --warmup 4 --interleave
+run s421w1k_inter -m Samba_421M_1k_window --batch 1 --context 1K,16K,128K,1M --fill jump --prefill-tokens 64 \
+  --decode-tokens 96 --warmup 4 --interleave
+# Work per step, counted (instructions inside DecodeModel::step under callgrind, 1 thread): the same
+# binary and inputs give the same count whatever else the machine is doing.
+if command -v valgrind >/dev/null; then
+  for c in 1K 16K 128K 1M; do
+    echo "+ valgrind --tool=callgrind sambalm bench -m Samba_421M --context $c" >&2
+    OMP_NUM_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$OUT/cg_$c" \
+      --toggle-collect='sambalm::DecodeModel::step(*' "$BIN" bench -m Samba_421M --batch 1 --context "$c" \
+      --fill jump --prefill-tokens 0 --warmup 0 --decode-tokens 2 >"$OUT/cg_$c.log" 2>&1 || true
+  done
+fi
 # 3. Throughput over the batch.
 run m130_batch -m mamba-130m --batch 1,4,8,32 --context 1K --fill jump --prefill-tokens 16 --decode-tokens 8
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -76,24 +93,59 @@ for n, label in (("m130", "mamba-130m"), ("s421", "Samba_421M")):
 L.append("\nCommands: `sambalm bench -m mamba-130m --batch 1 --context 1K --fill jump --prefill-tokens 64 "
          "--decode-tokens 32 --bandwidth`, the same with `-m Samba_421M --context 4K --decode-tokens 16`.\n")
 L.append("### Constant memory and time per token over the context\n")
-L.append("Each row is its own process; peak RSS is the process's high-water mark (weights included). "
-         "Samba_421M: the position jumps to the context length after a 64-token prefill (a step's work "
-         "does not depend on the position: every attention layer attends over its full 2048-key ring "
-         "and every Mamba layer updates a fixed state). samba_small (4 blocks (M S)x2, d=32, window 64): "
-         "the whole context is really prefilled, in chunks of 1024.\n")
-L.append("| model | context | fill | prefill tok/s | step ms (median) | decode tok/s | state MiB/seq | peak RSS MiB |")
-L.append("|---|---:|---|---:|---:|---:|---:|---:|")
+L.append("**Memory.** Each row is its own process; peak RSS is the process's high-water mark (weights "
+         "included). Samba_421M: the position jumps to the context length after a 64-token prefill (a step's "
+         "work does not depend on the position: every attention layer attends over at most its 2048-key ring "
+         "and every Mamba layer updates a fixed state). samba_small (4 blocks (M S)x2, d=32, window 64): the "
+         "whole context is really prefilled, in chunks of 1024.\n")
+L.append("| model | context | fill | prefill tok/s | state MiB/seq | peak RSS MiB |")
+L.append("|---|---:|---|---:|---:|---:|")
 for pre, label in (("s421", "Samba_421M"), ("small", "samba_small")):
     rows = []
     for c in ("1K", "16K", "128K", "1M"):
         j = J(f"{pre}_{c}")
         if j is None:
-            L.append(f"| {label} | {c} | | not measured | | | | |"); continue
+            L.append(f"| {label} | {c} | | not measured | | |"); continue
         r = j["rows"][0]; rows.append(r)
-        L.append(f"| {label} | {r['context']:,} | {r['fill']} | {r['prefill_tok_s']:.0f} | {r['step_ms_median']:.3f} | "
-                 f"{r['decode_tok_s']:.2f} | {r['state_bytes_per_seq']/2**20:.2f} | {r['peak_rss_bytes']/2**20:.1f} |")
-    t = [r["step_ms_median"] for r in rows]; m = [r["peak_rss_bytes"] for r in rows]
-    L.append(f"| {label}: spread (max/min - 1) | | | | {100*(max(t)/min(t)-1):.1f}% | | 0% | {100*(max(m)/min(m)-1):.1f}% |")
+        L.append(f"| {label} | {r['context']:,} | {r['fill']} | {r['prefill_tok_s']:.0f} | "
+                 f"{r['state_bytes_per_seq']/2**20:.2f} | {r['peak_rss_bytes']/2**20:.1f} |")
+    if rows:
+        m = [r["peak_rss_bytes"] for r in rows]; st = [r["state_bytes_per_seq"] for r in rows]
+        L.append(f"| {label}: spread (max/min - 1) | | | | {100*(max(st)/min(st)-1):.1f}% | {100*(max(m)/min(m)-1):.1f}% |")
+L.append("\n**Time.** One process per model holds the states of all four contexts and times their steps "
+         "round-robin, 96 rounds after 4 of warm-up (`--interleave`), so load from other processes falls on "
+         "every context alike. `step ms` is the median wall time of a step, `min ms` the fastest, `cpu ms` the "
+         "median process CPU time of a step (both threads).\n")
+L.append("| model (window) | context | step ms | min ms | cpu ms | decode tok/s |")
+L.append("|---|---:|---:|---:|---:|---:|")
+for n, label in (("s421_inter", "Samba_421M (2048)"), ("s421w1k_inter", "Samba_421M_1k_window (1024)")):
+    j = J(n)
+    if j is None:
+        L.append(f"| {label} | not measured | | | | |"); continue
+    for r in j["rows"]:
+        L.append(f"| {label} | {r['context']:,} | {r['step_ms_median']:.2f} | {r['step_ms_min']:.2f} | "
+                 f"{r['step_cpu_ms_median']:.2f} | {r['decode_tok_s']:.2f} |")
+    t = [r["step_ms_median"] for r in j["rows"]]; full = [r["step_ms_median"] for r in j["rows"] if r["context"] >= 2048]
+    L.append(f"| {label}: spread of the medians, all contexts | | {100*(max(t)/min(t)-1):.1f}% | | | |")
+    if len(full) > 1 and len(full) < len(t):
+        L.append(f"| {label}: spread, contexts >= 2048 | | {100*(max(full)/min(full)-1):.1f}% | | | |")
+L.append("")
+ir = {}
+for c in ("1K", "16K", "128K", "1M"):
+    p = os.path.join(out, f"cg_{c}")
+    if os.path.exists(p):
+        m = re.search(r"\ntotals: (\d+)", open(p).read())
+        if m: ir[c] = int(m.group(1)) / 2
+if ir:
+    L.append("**Work.** Instructions executed inside `DecodeModel::step` per step (Samba_421M, batch 1, one "
+             "thread, `valgrind --tool=callgrind --toggle-collect='sambalm::DecodeModel::step(*'`, mean of 2 "
+             "steps): a count, not a time, so the machine's load does not enter it.\n")
+    L.append("| context | instructions per step | vs 1M |")
+    L.append("|---:|---:|---:|")
+    ref = ir.get("1M") or max(ir.values())
+    for c, v in ir.items():
+        L.append(f"| {c} | {v:,.0f} | {100*(v/ref-1):+.2f}% |")
+    L.append("")
 L.append("\n### Throughput over the batch (mamba-130m, context 1K)\n")
 L.append("| batch | step ms (median) | decode tok/s |")
 L.append("|---:|---:|---:|")

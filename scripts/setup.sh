@@ -9,7 +9,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev libcpp-httplib-dev
   clang libclang-rt-14-dev
-  python3 python3.11-doc gnuplot-nox zip unzip time
+  python3 python3.11-doc gnuplot-nox zip unzip time valgrind
 )
 missing=()
 for p in "${PKGS[@]}"; do

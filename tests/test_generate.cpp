@@ -1,6 +1,8 @@
 // Generation: greedy output agrees with the one-pass forward's argmax, seeds reproduce, stop strings
 // cut the text (streamed pieces included), turns of a conversation continue the same state, and the
 // `sambalm generate` command: JSON output, state files and clear errors for bad input.
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -243,4 +245,48 @@ TEST(GenerateCli, BadInputIsAClearError) {
   EXPECT_NE(out.find("another model"), std::string::npos) << out;
   EXPECT_NE(test::run_cli("generate -m " + samba + " --prompt-ids 1 --temperature -1 -q", &out), 0);
   EXPECT_NE(out.find("temperature"), std::string::npos) << out;
+}
+
+TEST(GenerateCli, InteractiveKeepsTheStateBetweenTurns) {
+  // Turns typed on stdin: each continues the same state (= the library's turns on one session), a
+  // turn that fails leaves the state as it was, /save writes the whole conversation, /reset forgets it.
+  ByteModel m;
+  const std::string dir = test::temp_dir("gen_interactive");
+  save_model_dir(dir + "/model", m.cfg, m.store);
+  std::ofstream(dir + "/in.txt") << "one \nthis line is far too long\ntwo \n/save " << dir
+                                 << "/chat.st\n/reset\none \n/quit\n";
+  const std::string cmd = std::string(SAMBALM_CLI_PATH) + " generate -m " + dir +
+                          "/model --tokenizer bytes -i -n 6 --temperature 0 --ignore-eos --max-prompt 8 < " + dir +
+                          "/in.txt > " + dir + "/out.txt 2> " + dir + "/err.txt";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream err_in(dir + "/err.txt");
+  const std::string err((std::istreambuf_iterator<char>(err_in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(err.find("more than the limit"), std::string::npos) << err;  // the long line, reported, not fatal
+
+  Generator g(*m.dm, m.tok.get());
+  GenerateOptions o;
+  o.sampling.temperature = 0;
+  o.max_tokens = 6;
+  o.stop_at_eos = false;
+  Session s = g.new_session(), fresh = g.new_session();
+  std::string t1, t2, t3;
+  auto p1 = g.encode("one \n", false), p2 = g.encode("two \n", false);
+  auto r1 = gen1(g, s, p1, o, &t1);
+  auto r2 = gen1(g, s, p2, o, &t2);
+  gen1(g, fresh, p1, o, &t3);
+  std::ifstream in(dir + "/out.txt");
+  const std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(out, t1 + "\n" + t2 + "\n" + t3 + "\n");
+
+  // The saved state holds both turns and continues like the live session.
+  std::vector<int32_t> all = p1;
+  all.insert(all.end(), r1.ids.begin(), r1.ids.end());
+  all.insert(all.end(), p2.begin(), p2.end());
+  all.insert(all.end(), r2.ids.begin(), r2.ids.end());
+  Session loaded = g.new_session();
+  load_decode_state(dir + "/chat.st", *m.dm, loaded.state, loaded.history);
+  EXPECT_EQ(loaded.history, all);
+  EXPECT_EQ(loaded.state.pos(), int64_t(all.size()));
+  auto p3 = g.encode("three \n", false);
+  EXPECT_EQ(gen1(g, loaded, p3, o).ids, gen1(g, s, p3, o).ids);
 }

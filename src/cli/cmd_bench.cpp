@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -24,6 +25,7 @@
 #include "infer/decode_model.h"
 #include "infer/generator.h"
 #include "infer/membw.h"
+#include "io/file.h"
 #include "model/weights.h"
 
 namespace sambalm::cli {
@@ -32,7 +34,7 @@ namespace {
 struct BenchOpts {
   std::string model, config, batches = "1", contexts = "1K", fill = "real", json;
   int64_t decode_tokens = 32, prefill_tokens = 512, chunk = 512, max_context = 0, warmup = 2;
-  bool bandwidth = false;
+  bool bandwidth = false, interleave = false;
 };
 
 // "1,8,32" / "1K,16K,1M" (K = 1024, M = 1048576).
@@ -70,8 +72,83 @@ int64_t current_rss_bytes() {
 // Resets the peak-RSS counter (Linux: clear_refs 5) so each configuration reports its own peak.
 void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
+double cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// One (batch, context) configuration: its states, filled to the context, and its step timings.
+struct Config {
+  int64_t batch = 1, context = 0, filled = 0;
+  double prefill_s = 0;
+  std::vector<DecodeState> states;
+  std::vector<double> step_ms, cpu_ms;  // wall / process CPU time (all threads) per timed step
+  int64_t peak_rss = 0, rss = 0;
+};
+
+class Bench {
+ public:
+  Bench(const BenchOpts& o, DecodeModel& dm, int64_t vocab) : o_(o), dm_(dm), V_(vocab) {}
+
+  // New states for `B` sequences, prefilled (timed) to the context or jumped to it.
+  Config prepare(int64_t B, int64_t ctx) {
+    Config c;
+    c.batch = B;
+    c.context = ctx;
+    for (int64_t b = 0; b < B; ++b) c.states.push_back(dm_.new_state());
+    c.filled = o_.fill == "real" ? ctx : std::min(ctx, o_.prefill_tokens);
+    std::vector<int32_t> prompt(size_t(std::max<int64_t>(1, std::min<int64_t>(c.filled, 1 << 16))));
+    const double t0 = now_s();
+    for (auto& st : c.states) {
+      // Prefill in pieces of at most 64K ids so a 1M-token context needs no 1M-token prompt buffer.
+      for (int64_t done = 0; done < c.filled;) {
+        const int64_t n = std::min<int64_t>(c.filled - done, int64_t(prompt.size()));
+        for (int64_t i = 0; i < n; ++i) prompt[size_t(i)] = int32_t(rng_() % uint32_t(V_));
+        dm_.prefill(st, prompt.data(), n, nullptr, nullptr);
+        done += n;
+      }
+    }
+    c.prefill_s = now_s() - t0;
+    for (auto& st : c.states) st.set_pos(ctx);
+    return c;
+  }
+
+  // One decode step of every sequence of `c` (random tokens); records its times when `timed`.
+  void step(Config& c, bool timed) {
+    const auto B = size_t(c.batch);
+    ptrs_.clear();
+    for (auto& st : c.states) ptrs_.push_back(&st);
+    tok_.resize(B);
+    logits_.resize(B * size_t(dm_.vocab()));
+    for (auto& t : tok_) t = int32_t(rng_() % uint32_t(V_));
+    const double w0 = now_s(), c0 = cpu_s();
+    dm_.step(ptrs_.data(), c.batch, tok_.data(), logits_.data());
+    const double w1 = now_s(), c1 = cpu_s();
+    if (!timed) return;
+    c.step_ms.push_back((w1 - w0) * 1e3);
+    c.cpu_ms.push_back((c1 - c0) * 1e3);
+  }
+
+ private:
+  const BenchOpts& o_;
+  DecodeModel& dm_;
+  int64_t V_;
+  std::mt19937 rng_{0};
+  std::vector<DecodeState*> ptrs_;
+  std::vector<int32_t> tok_;
+  std::vector<float> logits_;
+};
+
 int run(const BenchOpts& o) {
   SAMBALM_CHECK(o.fill == "real" || o.fill == "jump", "--fill must be 'real' or 'jump', got '{}'", o.fill);
+  SAMBALM_CHECK(o.decode_tokens > 0, "--decode-tokens must be positive, got {}", o.decode_tokens);
+  SAMBALM_CHECK(o.warmup >= 0 && o.prefill_tokens >= 0, "--warmup and --prefill-tokens must be >= 0");
   const auto batches = parse_list(o.batches, "--batch"), contexts = parse_list(o.contexts, "--context");
   LoadedModel lm = load_model(o.model, o.config);
   const ModelConfig& cfg = lm.config;
@@ -84,72 +161,82 @@ int run(const BenchOpts& o) {
   Bandwidth bw;
   if (o.bandwidth) bw = measure_bandwidth();
 
-  nlohmann::json rows = nlohmann::json::array();
   std::printf("model %s (%s), %.1fM parameters, fp32 weights read per token %.1f MB, %d threads\n", cfg.name.c_str(),
               cfg.layer_pattern().c_str(), double(dm.param_floats()) / 1e6, wbytes / 1e6, omp_get_max_threads());
   if (o.bandwidth)
     std::printf("memory bandwidth: read %.1f GB/s, memcpy %.1f GB/s  =>  batch-1 decode bound %.1f tok/s\n",
                 bw.read_gbs, bw.memcpy_gbs, bw.read_gbs * 1e9 / wbytes);
-  std::printf("%6s %9s %5s %12s %12s %12s %12s %11s %11s\n", "batch", "context", "fill", "prefill t/s", "step ms",
-              "decode t/s", "% of bound", "state MiB", "peak MiB");
-  std::mt19937 rng(0);
+  if (o.interleave) std::printf("interleaved: each round times one step of every context, in a rotated order\n");
+  std::printf("%6s %9s %5s %12s %10s %10s %10s %11s %10s %10s %10s\n", "batch", "context", "fill", "prefill t/s",
+              "step ms", "min ms", "cpu ms", "decode t/s", "% bound", "state MiB", "peak MiB");
   const int64_t V = std::min<int64_t>(cfg.vocab_size > 0 ? cfg.vocab_size : dm.vocab(), dm.vocab());
-  std::vector<float> logits;
+  Bench bench(o, dm, V);
+  nlohmann::json rows = nlohmann::json::array();
+
+  auto report = [&](const Config& c) {
+    const double med = median(c.step_ms), cpu_med = median(c.cpu_ms);
+    double mean = 0;
+    for (double v : c.step_ms) mean += v / double(c.step_ms.size());
+    const double mn = *std::min_element(c.step_ms.begin(), c.step_ms.end());
+    const double mx = *std::max_element(c.step_ms.begin(), c.step_ms.end());
+    const double tps = double(c.batch) * 1e3 / mean;
+    const double prefill_tps = c.prefill_s > 0 ? double(c.batch * c.filled) / c.prefill_s : 0.0;
+    const double bound = o.bandwidth ? bw.read_gbs * 1e9 / wbytes : 0;
+    const double state_mib = double(c.states[0].bytes()) / (1 << 20);
+    std::printf("%6lld %9lld %5s %12.1f %10.2f %10.2f %10.2f %11.2f %10s %10.1f %10.1f\n", (long long)c.batch,
+                (long long)c.context, o.fill.c_str(), prefill_tps, med, mn, cpu_med, tps,
+                bound > 0 && c.batch == 1 ? fmt::format("{:.0f}%", 100 * tps / bound).c_str() : "-", state_mib,
+                double(c.peak_rss) / (1 << 20));
+    std::fflush(stdout);
+    rows.push_back({{"batch", c.batch},
+                    {"context", c.context},
+                    {"fill", o.fill},
+                    {"interleaved", o.interleave},
+                    {"prefilled_tokens", c.filled},
+                    {"prefill_tok_s", prefill_tps},
+                    {"step_ms_median", med},
+                    {"step_ms_mean", mean},
+                    {"step_ms_min", mn},
+                    {"step_ms_max", mx},
+                    {"step_cpu_ms_median", cpu_med},
+                    {"decode_tok_s", tps},
+                    {"state_bytes_per_seq", c.states[0].bytes()},
+                    {"peak_rss_bytes", c.peak_rss},
+                    {"rss_bytes", c.rss}});
+  };
+
   for (int64_t B : batches) {
-    for (int64_t ctx : contexts) {
-      reset_peak_rss();
-      std::vector<DecodeState> states;
-      for (int64_t b = 0; b < B; ++b) states.push_back(dm.new_state());
-      const int64_t fill = o.fill == "real" ? ctx : std::min(ctx, o.prefill_tokens);
-      std::vector<int32_t> prompt(size_t(std::min<int64_t>(fill, 1 << 16)));
-      double t0 = now_s();
-      for (int64_t b = 0; b < B; ++b) {
-        // Prefill in pieces of at most 64K ids so a 1M-token context needs no 1M-token prompt buffer.
-        for (int64_t done = 0; done < fill;) {
-          const int64_t n = std::min<int64_t>(fill - done, int64_t(prompt.size()));
-          for (int64_t i = 0; i < n; ++i) prompt[i] = int32_t(rng() % V);
-          dm.prefill(states[b], prompt.data(), n, nullptr, nullptr);
-          done += n;
-        }
+    if (!o.interleave) {
+      for (int64_t ctx : contexts) {
+        reset_peak_rss();
+        Config c = bench.prepare(B, ctx);
+        for (int64_t i = 0; i < o.warmup + o.decode_tokens; ++i) bench.step(c, i >= o.warmup);
+        c.peak_rss = peak_rss_bytes();
+        c.rss = current_rss_bytes();
+        report(c);
       }
-      const double prefill_s = now_s() - t0;
-      for (auto& s : states) s.set_pos(ctx);
-      std::vector<DecodeState*> ptrs;
-      for (auto& s : states) ptrs.push_back(&s);
-      logits.resize(size_t(B * dm.vocab()));
-      std::vector<int32_t> tok(static_cast<size_t>(B), 0);
-      std::vector<double> step_ms;
-      for (int64_t i = 0; i < o.warmup + o.decode_tokens; ++i) {
-        for (auto& t : tok) t = int32_t(rng() % V);
-        const double ts = now_s();
-        dm.step(ptrs.data(), B, tok.data(), logits.data());
-        if (i >= o.warmup) step_ms.push_back((now_s() - ts) * 1e3);
-      }
-      std::sort(step_ms.begin(), step_ms.end());
-      const double med = step_ms[step_ms.size() / 2];
-      double mean = 0;
-      for (double v : step_ms) mean += v / double(step_ms.size());
-      const double tps = double(B) * 1e3 / mean, prefill_tps = double(B * fill) / prefill_s;
-      const double bound = o.bandwidth ? bw.read_gbs * 1e9 / wbytes : 0;
-      const double peak = double(peak_rss_bytes()) / (1 << 20), state_mib = double(states[0].bytes()) / (1 << 20);
-      std::printf("%6lld %9lld %5s %12.1f %12.2f %12.2f %12s %11.1f %11.1f\n", (long long)B, (long long)ctx,
-                  o.fill.c_str(), prefill_tps, med, tps,
-                  bound > 0 && B == 1 ? fmt::format("{:.0f}%", 100 * tps / bound).c_str() : "-", state_mib, peak);
-      std::fflush(stdout);
-      rows.push_back({{"batch", B},
-                      {"context", ctx},
-                      {"fill", o.fill},
-                      {"prefilled_tokens", fill},
-                      {"prefill_tok_s", prefill_tps},
-                      {"step_ms_median", med},
-                      {"step_ms_mean", mean},
-                      {"step_ms_min", step_ms.front()},
-                      {"step_ms_max", step_ms.back()},
-                      {"decode_tok_s", tps},
-                      {"state_bytes_per_seq", states[0].bytes()},
-                      {"peak_rss_bytes", peak_rss_bytes()},
-                      {"rss_bytes", current_rss_bytes()}});
+      continue;
     }
+    // Interleaved: every context's states exist at once; round r times one step of each context,
+    // starting at context r mod n, so slow drifts and bursts of load on a shared machine fall on
+    // all contexts alike instead of on whichever one happened to run during them.
+    reset_peak_rss();
+    std::vector<Config> cs;
+    for (int64_t ctx : contexts) cs.push_back(bench.prepare(B, ctx));
+    const size_t n = cs.size();
+    for (int64_t r = 0; r < o.warmup + o.decode_tokens; ++r)
+      for (size_t k = 0; k < n; ++k) bench.step(cs[(size_t(r) + k) % n], r >= o.warmup);
+    const int64_t peak = peak_rss_bytes(), rss = current_rss_bytes();
+    double lo = 1e300, hi = 0;
+    for (auto& c : cs) {
+      c.peak_rss = peak;  // one process: the peak covers all contexts together
+      c.rss = rss;
+      report(c);
+      lo = std::min(lo, median(c.step_ms));
+      hi = std::max(hi, median(c.step_ms));
+    }
+    if (n > 1)
+      std::printf("%6s spread of the step medians over the contexts (max/min - 1): %.1f%%\n", "", 100 * (hi / lo - 1));
   }
   if (!o.json.empty()) {
     nlohmann::json j = {{"model", cfg.name},
@@ -158,10 +245,12 @@ int run(const BenchOpts& o) {
                         {"weight_bytes_per_token", dm.weight_bytes_per_token()},
                         {"threads", omp_get_max_threads()},
                         {"decode_tokens", o.decode_tokens},
+                        {"warmup", o.warmup},
                         {"chunk", o.chunk},
+                        {"interleaved", o.interleave},
                         {"rows", rows}};
     if (o.bandwidth) j["bandwidth"] = {{"read_gbs", bw.read_gbs}, {"memcpy_gbs", bw.memcpy_gbs}};
-    std::ofstream(o.json) << j.dump(2) << "\n";
+    write_file_atomic(o.json, j.dump(2) + "\n");
   }
   return 0;
 }
@@ -175,7 +264,11 @@ Action add(CLI::App& app) {
       "step time. With --bandwidth, the memory read bandwidth is measured and batch-1 decoding is compared with\n"
       "its bound, weight bytes per token / read bandwidth. A preset name gives random weights.\n"
       "--fill jump prefills --prefill-tokens and then moves the position to the context length (decode cost\n"
-      "does not depend on the position), so 1M-token contexts can be timed without a 1M-token prefill.");
+      "does not depend on the position), so 1M-token contexts can be timed without a 1M-token prefill.\n"
+      "--interleave builds the states of all contexts first, then each round times one step of every context\n"
+      "(in an order rotated each round): machine noise then falls on all contexts alike, which is how to compare\n"
+      "per-token time across contexts on a shared machine. 'min ms' is the fastest step; 'cpu ms' the median\n"
+      "process CPU time of a step (all threads; excludes time the OS gave to other processes).");
   sub->add_option("--model,-m", o->model, "Preset name, model directory or weights file")->required();
   sub->add_option("--config", o->config, "config.json or preset for a bare weights file");
   sub->add_option("--batch", o->batches, "Batch sizes, e.g. 1,8,32")->capture_default_str();
@@ -187,6 +280,8 @@ Action add(CLI::App& app) {
   sub->add_option("--chunk", o->chunk, "Prefill chunk")->capture_default_str();
   sub->add_option("--max-context", o->max_context, "Cache of full-attention layers (0: block_size)");
   sub->add_flag("--bandwidth", o->bandwidth, "Measure memory bandwidth and show the decode bound");
+  sub->add_flag("--interleave", o->interleave,
+                "Hold every context's states at once and time their steps round-robin (see below)");
   sub->add_option("--json", o->json, "Also write the results as JSON to this file");
   return [o] { return run(*o); };
 }
