@@ -102,6 +102,16 @@ TEST(Decode, SambaChunksInsideAndAcrossWindows) {
   for (int64_t chunk : {3, 8, 11, 64}) check_decode(samba(8, 4), 3, 32, chunk, {1, 13, 32});
 }
 
+TEST(Decode, LargeBatchesMixingPositions) {
+  // 10 sequences (register-tiled GEMV with partial tiles) and 70 (past the GEMV limit: sgemm), every
+  // sequence at its own position, through both paths of infer::linear.
+  for (int64_t B : {10, 70}) {
+    std::vector<int64_t> splits;
+    for (int64_t b = 0; b < B; ++b) splits.push_back(1 + (b * 7) % 20);
+    check_decode(samba(6, 2), B, 20, 5, splits);
+  }
+}
+
 TEST(Decode, SambaGqaAndMqa) {
   check_decode(samba(6, 2), 2, 24, 5, {7, 12});
   check_decode(samba(6, 1), 2, 24, 4, {1, 24});

@@ -1,8 +1,9 @@
 // Decode-time kernels. The math:
 //
 // linear:     out[m, n] = bias[n] + sum_k in[m, k] W[n, k]
-//             M <= 8: our OpenMP GEMV, each weight row read once for all M rows (decode is bound by
-//             reading the weights); larger M: one sgemm.
+//             M <= 64: our OpenMP GEMV (gemv_tiles.h), each weight row read from memory once for all M
+//             rows: decoding is bound by reading the weights, and OpenBLAS's packing GEMM is slower
+//             than this below about 64 rows (measured, mamba-130m on 2 cores); larger M: one sgemm.
 //
 // rope_rows:  angle(p, i) = (p / condense_ratio) * base^(-2i / rope_dims), computed in double as in
 //             ops::rope_table, then rounded to float: cos[p - pos0, i], sin[p - pos0, i].
@@ -23,44 +24,36 @@ namespace sambalm::infer {
 
 namespace {
 
-// Rows [n0, n1) of out[b, n] = W[n, :] . X[b, :] for b < B, four rows at a time so each loaded x
-// serves four independent accumulator chains. W rows stream from memory once; X stays in cache.
-// Compiled for AVX2+FMA and for the baseline, picked at run time (the build is not -march=native).
-__attribute__((target_clones("arch=haswell", "default"))) void gemv_rows(float* out, int64_t ld_out, const float* X,
-                                                                         int64_t ld_x, int64_t B, const float* W,
-                                                                         int64_t n0, int64_t n1, int64_t K) {
-  int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    const float *w0 = W + n * K, *w1 = w0 + K, *w2 = w1 + K, *w3 = w2 + K;
-    for (int64_t b = 0; b < B; ++b) {
-      const float* x = X + b * ld_x;
-      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-      for (int64_t k = 0; k < K; ++k) {
-        const float xk = x[k];
-        s0 += w0[k] * xk;
-        s1 += w1[k] * xk;
-        s2 += w2[k] * xk;
-        s3 += w3[k] * xk;
-      }
-      float* o = out + b * ld_out + n;
-      o[0] = s0, o[1] = s1, o[2] = s2, o[3] = s3;
-    }
-  }
-  for (; n < n1; ++n) {
-    const float* w = W + n * K;
-    for (int64_t b = 0; b < B; ++b) {
-      const float* x = X + b * ld_x;
-      float s = 0;
-#pragma omp simd reduction(+ : s)
-      for (int64_t k = 0; k < K; ++k) s += w[k] * x[k];
-      out[b * ld_out + n] = s;
-    }
-  }
+// gemv_rows (gemv_tiles.h) compiled for AVX2 + FMA and for the baseline; picked once at run time
+// (the build is not -march=native).
+// (Its 32-byte vector helpers are always inlined, so the baseline build's note that passing them
+// would change the ABI does not apply.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+namespace generic {
+#include "infer/gemv_tiles.h"  // NOLINT(build/include): compiled into this namespace
 }
+#pragma GCC diagnostic pop
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "infer/gemv_tiles.h"  // NOLINT(build/include)
+}
+#pragma GCC pop_options
+#endif
 
-constexpr int64_t kGemvMaxRows = 8;  // up to this many rows the weights are read once; beyond, a GEMM
-constexpr int64_t kGemvBlock = 64;   // output rows per task
+using GemvRows = void (*)(float*, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t);
+GemvRows pick_gemv_rows() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return avx2::gemv_rows;
+#endif
+  return generic::gemv_rows;
+}
+const GemvRows gemv_rows = pick_gemv_rows();
+
+constexpr int64_t kGemvMaxRows = 64;  // up to this many rows our GEMV; beyond, sgemm (see the top)
+constexpr int64_t kGemvBlock = 64;    // output rows per task
 
 }  // namespace
 

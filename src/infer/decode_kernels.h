@@ -7,7 +7,7 @@
 namespace sambalm::infer {
 
 // out[m, :] = in[m, :] @ W^T (+ bias), W [N, K] in Linear layout, row strides ld_in / ld_out.
-// A few rows (decode batches up to 8) are a GEMV that streams each weight once for all rows (the
+// Up to 64 rows (decode batches) a register-tiled GEMV that streams each weight once for all rows (the
 // decode step is bound by reading weights); more rows are a GEMM. Like every BLAS call here, not to be called inside an
 // OpenMP region.
 void linear(float* out, int64_t ld_out, const float* in, int64_t ld_in, const float* W, const float* bias, int64_t M,

@@ -283,6 +283,8 @@ void DecodeModel::step(DecodeState* const* states, int64_t B, const int32_t* tok
         const int64_t di = m.di, X = m.xdbl();
         float* xz = big1_.data();
         infer::linear(xz, xn, s.mp.in_proj_w.at(params_), s.mp.in_proj_b.at(params_), B, d_, 2 * di);
+        // Sequences in parallel when there are several (each op then runs single-threaded inside).
+#pragma omp parallel for schedule(static) if (B > 1)
         for (int64_t b = 0; b < B; ++b) {
           float* conv = states[b]->conv(s.index);
           ops::causal_conv1d_forward(conv_out_.data() + b * di, xz + b * 2 * di, 2 * di, s.mp.conv_w.at(params_),
@@ -294,6 +296,7 @@ void DecodeModel::step(DecodeState* const* states, int64_t B, const int32_t* tok
         infer::linear(dt_pre_.data(), di, xdbl_.data(), X, s.mp.dt_proj_w.at(params_), s.mp.dt_proj_b.at(params_), B,
                       m.R, di);
         ops::softplus_forward(dt_.data(), dt_pre_.data(), B * di);
+#pragma omp parallel for schedule(static) if (B > 1)
         for (int64_t b = 0; b < B; ++b) {
           const float* xd = xdbl_.data() + b * X;
           ops::selective_scan_step(y_.data() + b * di, states[b]->ssm(s.index), xc_.data() + b * di,
