@@ -241,6 +241,7 @@ int run(const BenchOpts& o) {
   if (!o.json.empty()) {
     nlohmann::json j = {{"model", cfg.name},
                         {"layer_pattern", cfg.layer_pattern()},
+                        {"local_window", cfg.local_window},
                         {"parameters", dm.param_floats()},
                         {"weight_bytes_per_token", dm.weight_bytes_per_token()},
                         {"threads", omp_get_max_threads()},
