@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "ops/cpu/column_slices.h"
 #include "ops/dense_ops.h"
 
 namespace sambalm::ops {
@@ -48,19 +49,14 @@ void rmsnorm_backward(T* dx, T* dweight, const T* dout, const T* x, const T* wei
     }
   }
   if (dweight) {
-    // Threads split the columns so the accumulation into dweight is race-free.
-    constexpr int64_t kCols = 64;
-    const int64_t slices = (C + kCols - 1) / kCols;
-#pragma omp parallel for schedule(static) if (n * C > (1 << 15))
-    for (int64_t sl = 0; sl < slices; ++sl) {
-      const int64_t c0 = sl * kCols, c1 = c0 + kCols < C ? c0 + kCols : C;
+    for_column_slices(n, C, [&](int64_t c0, int64_t c1) {
       for (int64_t i = 0; i < n; ++i) {
         const T* xi = x + i * C;
         const T* gi = dout + i * C;
         const T r = rstd[i];
         for (int64_t j = c0; j < c1; ++j) dweight[j] += gi[j] * xi[j] * r;
       }
-    }
+    });
   }
 }
 
