@@ -41,37 +41,34 @@ DecodeModel::DecodeModel(const ModelConfig& cfg, const std::vector<ParamEntry>& 
   SAMBALM_CHECK(opt_.max_batch > 0, "decode: max batch must be positive, got {}", opt_.max_batch);
   if (opt_.max_context <= 0) opt_.max_context = cfg_.block_size;
   layout_ = DecodeLayout::make(cfg_, opt_.max_context);
-  const ParamOffsets idx = param_offsets(entries);
   for (auto& e : entries) num_params_ += e.numel();
   d_ = cfg_.n_embd;
   V_ = cfg_.padded_vocab_size;
-  embed_ = param_ref(idx, "embedding.weight");
-  head_ = cfg_.tied_embeddings ? embed_ : param_ref(idx, "lm_head.weight");
-  norm_f_w_ = param_ref(idx, "final_norm.weight");
-  norm_f_b_ = param_ref(idx, "final_norm.bias", false);
-  auto layout = cfg_.layout();
-  for (size_t i = 0; i < layout.size(); ++i) {
-    for (size_t s = 0; s < layout[i].sublayers.size(); ++s) {
-      auto sub = std::make_unique<Sub>();
-      static_cast<SublayerParams&>(*sub) = resolve_sublayer(cfg_, layout[i].sublayers[s], idx, i, s);
-      sub->index = subs_.size();
-      switch (sub->spec.kind) {
-        case SublayerKind::Mamba:
-          max_hidden_ = std::max(max_hidden_, 2 * sub->md.di);
-          break;
-        case SublayerKind::Attention: {
-          max_qkv_ = std::max(max_qkv_, sub->ad.qkv());
-          rope_dims_ = std::max(rope_dims_, sub->ad.rope_dims);
-          const int64_t cap = layout_->subs[sub->index].cap;
-          max_keys_ = std::max(max_keys_, sub->spec.window > 0 ? sub->spec.window - 1 : cap);
-          break;
-        }
-        case SublayerKind::MLP:
-          max_hidden_ = std::max(max_hidden_, sub->spec.mlp_hidden);
-          break;
+  ModelParams mp = resolve_model(cfg_, entries);
+  embed_ = mp.embed;
+  head_ = mp.head;
+  norm_f_w_ = mp.norm_w;
+  norm_f_b_ = mp.norm_b;
+  for (auto& p : mp.subs) {
+    auto sub = std::make_unique<Sub>();
+    static_cast<SublayerParams&>(*sub) = std::move(p);
+    sub->index = subs_.size();
+    switch (sub->spec.kind) {
+      case SublayerKind::Mamba:
+        max_hidden_ = std::max(max_hidden_, 2 * sub->md.di);
+        break;
+      case SublayerKind::Attention: {
+        max_qkv_ = std::max(max_qkv_, sub->ad.qkv());
+        rope_dims_ = std::max(rope_dims_, sub->ad.rope_dims);
+        const int64_t cap = layout_->subs[sub->index].cap;
+        max_keys_ = std::max(max_keys_, sub->spec.window > 0 ? sub->spec.window - 1 : cap);
+        break;
       }
-      subs_.push_back(std::move(sub));
+      case SublayerKind::MLP:
+        max_hidden_ = std::max(max_hidden_, sub->spec.mlp_hidden);
+        break;
     }
+    subs_.push_back(std::move(sub));
   }
   refresh();
 

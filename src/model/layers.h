@@ -72,6 +72,15 @@ ParamRef param_ref(const ParamOffsets& offsets, const std::string& name, bool re
 SublayerParams resolve_sublayer(const ModelConfig& cfg, const Sublayer& spec, const ParamOffsets& offsets, size_t block,
                                 size_t s);
 
+// The whole model's parameters: embedding, head (the embedding itself when tied), final norm, and
+// every residual sublayer in layout order with the index of each block's last sublayer.
+struct ModelParams {
+  ParamRef embed, head, norm_w, norm_b;
+  std::vector<SublayerParams> subs;
+  std::vector<int64_t> block_last_sub;
+};
+ModelParams resolve_model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries);
+
 // Saved activations of one Mamba sublayer for (B, T).
 template <typename T>
 struct MambaActs {

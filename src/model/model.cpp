@@ -19,22 +19,19 @@ struct Model<T>::Sub : SublayerParams {
 template <typename T>
 Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries) : cfg_(cfg) {
   cfg_.validate();
-  const ParamOffsets idx = param_offsets(entries);
   d_ = cfg.n_embd;
   V_ = cfg.padded_vocab_size;
-  embed_ = param_ref(idx, "embedding.weight");
-  head_ = cfg.tied_embeddings ? embed_ : param_ref(idx, "lm_head.weight");
-  norm_f_w_ = param_ref(idx, "final_norm.weight");
-  norm_f_b_ = param_ref(idx, "final_norm.bias", false);
-  auto layout = cfg.layout();
-  for (size_t i = 0; i < layout.size(); ++i) {
-    for (size_t s = 0; s < layout[i].sublayers.size(); ++s) {
-      auto sub = std::make_unique<Sub>();
-      static_cast<SublayerParams&>(*sub) = resolve_sublayer(cfg, layout[i].sublayers[s], idx, i, s);
-      if (sub->spec.kind == SublayerKind::Attention) rope_dims_ = std::max(rope_dims_, sub->ad.rope_dims);
-      subs_.push_back(std::move(sub));
-    }
-    block_last_sub_.push_back(static_cast<int64_t>(subs_.size()) - 1);
+  ModelParams mp = resolve_model(cfg, entries);
+  embed_ = mp.embed;
+  head_ = mp.head;
+  norm_f_w_ = mp.norm_w;
+  norm_f_b_ = mp.norm_b;
+  block_last_sub_ = std::move(mp.block_last_sub);
+  for (auto& p : mp.subs) {
+    auto sub = std::make_unique<Sub>();
+    static_cast<SublayerParams&>(*sub) = std::move(p);
+    if (sub->spec.kind == SublayerKind::Attention) rope_dims_ = std::max(rope_dims_, sub->ad.rope_dims);
+    subs_.push_back(std::move(sub));
   }
 }
 

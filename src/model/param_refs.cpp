@@ -55,4 +55,20 @@ SublayerParams resolve_sublayer(const ModelConfig& cfg, const Sublayer& spec, co
   return p;
 }
 
+ModelParams resolve_model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries) {
+  const ParamOffsets idx = param_offsets(entries);
+  ModelParams m;
+  m.embed = param_ref(idx, "embedding.weight");
+  m.head = cfg.tied_embeddings ? m.embed : param_ref(idx, "lm_head.weight");
+  m.norm_w = param_ref(idx, "final_norm.weight");
+  m.norm_b = param_ref(idx, "final_norm.bias", false);
+  const auto layout = cfg.layout();
+  for (size_t i = 0; i < layout.size(); ++i) {
+    for (size_t s = 0; s < layout[i].sublayers.size(); ++s)
+      m.subs.push_back(resolve_sublayer(cfg, layout[i].sublayers[s], idx, i, s));
+    m.block_last_sub.push_back(static_cast<int64_t>(m.subs.size()) - 1);
+  }
+  return m;
+}
+
 }  // namespace sambalm
