@@ -127,8 +127,8 @@ void DecodeModel::ensure_batch(int64_t B) {
   grow(k1_, B * G * hs);
   grow(v1_, B * G * hs);
   grow(att_, B * H * hs);
-  grow(cos_, std::max<int64_t>(1, rope_dims_ / 2));
-  grow(sin_, std::max<int64_t>(1, rope_dims_ / 2));
+  grow(cos_, B * std::max<int64_t>(1, rope_dims_ / 2));  // a RoPE row per sequence
+  grow(sin_, B * std::max<int64_t>(1, rope_dims_ / 2));
   batch_cap_ = B;
 }
 
@@ -309,13 +309,15 @@ void DecodeModel::step(DecodeState* const* states, int64_t B, const int32_t* tok
         const int64_t cap = layout_->subs[s.index].cap, hs = a.hs, G = a.G, H = a.H;
         float* qkv = big1_.data();
         infer::linear(qkv, xn, s.ap.qkv_w.at(params_), s.ap.qkv_b.at(params_), B, d_, a.qkv());
+        const int64_t half = std::max<int64_t>(1, rope_dims_ / 2);
+#pragma omp parallel for schedule(static) if (B > 1)
         for (int64_t b = 0; b < B; ++b) {
           const int64_t p = states[b]->pos();
-          if (a.rope_dims > 0)
-            infer::rope_rows(cos_.data(), sin_.data(), p, 1, a.rope_dims, cfg_.rope_base, cfg_.condense_ratio);
+          float *cb = cos_.data() + b * half, *sb = sin_.data() + b * half;
+          if (a.rope_dims > 0) infer::rope_rows(cb, sb, p, 1, a.rope_dims, cfg_.rope_base, cfg_.condense_ratio);
           float *qb = q_.data() + b * H * hs, *kb = k1_.data() + b * G * hs, *vb = v1_.data() + b * G * hs;
-          ops::qkv_split_rope_forward(qb, kb, vb, qkv + b * a.qkv(), cos_.data(), sin_.data(), int64_t(1), int64_t(1),
-                                      H, G, hs, a.rope_dims, int64_t(0));
+          ops::qkv_split_rope_forward(qb, kb, vb, qkv + b * a.qkv(), cb, sb, int64_t(1), int64_t(1), H, G, hs,
+                                      a.rope_dims, int64_t(0));
           float *ks = states[b]->keys(s.index), *vs = states[b]->values(s.index);
           for (int64_t g = 0; g < G; ++g) {
             std::copy_n(kb + g * hs, hs, ks + (g * cap + p % cap) * hs);
