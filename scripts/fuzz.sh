@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzes the torch checkpoint readers: builds the libFuzzer targets (tests/fuzz/fuzz_*.cpp) with clang,
-# ASan + UBSan and coverage instrumentation of the library in build-fuzz/, then runs each for SECONDS
-# (default 60) on a fresh copy of its seed corpus (the fixtures' torch.save files and pickles, and
-# tests/data/pickles). Exits non-zero when a target crashes; the crashing input is kept as
+# Fuzzes the checkpoint readers (torch zip and legacy pickles, safetensors): builds the libFuzzer
+# targets (tests/fuzz/fuzz_*.cpp) with clang, ASan + UBSan and coverage instrumentation of the library
+# in build-fuzz/, then runs each for SECONDS (default 60) on a fresh copy of its seed corpus (the
+# fixtures' torch.save files and pickles, tests/data/pickles, small safetensors files written by
+# tests/fuzz/seeds.py). Exits non-zero when a target crashes; the crashing input is kept as
 # build-fuzz/artifacts/<target>-crash-*. Usage: scripts/fuzz.sh [SECONDS]
 set -euo pipefail
 SECS=${1:-60}
