@@ -240,6 +240,30 @@ TEST(Config, SambalmFormatRoundTrip) {
   }
 }
 
+// The Hugging Face MambaConfig that `convert --to hf` writes reads back as the same model; only the
+// vocabulary changes (HF has no padding: vocab_size is the embedding's padded row count).
+TEST(Config, HfMambaConfigRoundTrip) {
+  for (const char* name : {"mamba-130m", "mamba-370m", "mamba-2.8b"}) {
+    SCOPED_TRACE(name);
+    ModelConfig a = ModelConfig::from_preset(name);
+    json j = a.to_hf_json();
+    EXPECT_EQ(j["model_type"], "mamba");
+    EXPECT_EQ(j["architectures"], json::array({"MambaForCausalLM"}));
+    EXPECT_EQ(j["vocab_size"], a.padded_vocab_size);
+    EXPECT_EQ(j["intermediate_size"], a.d_inner());
+    ModelConfig b = ModelConfig::from_json(json::parse(j.dump()), "config.json");
+    ModelConfig want = a;
+    want.vocab_size = a.padded_vocab_size;
+    want.padding_multiple = 1;
+    EXPECT_EQ(b.to_json(), want.to_json());
+    EXPECT_EQ(b.num_params(), a.num_params());
+  }
+  expect_error([] { ModelConfig::from_preset("Samba_421M").to_hf_json(); }, {"Samba_421M", "pure Mamba"});
+  ModelConfig ln = ModelConfig::from_preset("mamba-130m");
+  ln.norm = NormKind::LayerNorm;
+  expect_error([&] { ln.to_hf_json(); }, {"LayerNorm"});
+}
+
 TEST(Config, UnknownFormatAndWrongTypes) {
   expect_error([] { ModelConfig::from_json(json{{"foo", 1}}, "cfg.json"); }, {"cfg.json", "unknown model config"});
   expect_error([] { ModelConfig::from_json(json::array(), "cfg.json"); }, {"cfg.json", "object"});

@@ -1,6 +1,6 @@
 // torch.save checkpoints used as models: each file of fixtures/pth, loaded as `--model`, gives its
-// case's expected logits and loss; `sambalm convert` reads them and exports them back under the
-// original names bit for bit.
+// case's expected logits and loss; `sambalm convert` reads them (and sharded checkpoints) and exports
+// them back under the original names bit for bit, with a transformers config for hf.
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -170,4 +170,118 @@ TEST(TorchModel, ConvertErrors) {
                           &out),
             0);
   EXPECT_FALSE(std::filesystem::exists(dir + "/model.safetensors")) << "no partial output";
+}
+
+// --to hf writes what transformers' MambaForCausalLM.from_pretrained reads: hf weight names and a
+// MambaConfig with the fields of a config that transformers itself saved (the hf_mamba_tiny fixture).
+// The directory loads back in sambalm with the same config, parameters and logits.
+TEST(TorchModel, ConvertToHfWritesATransformersConfig) {
+  REQUIRE_FIXTURES();
+  const std::string fx = test::fixtures_dir();
+  const auto hf_fixture = nlohmann::json::parse(read_text_file(fx + "/hf_mamba_tiny/config.json"));
+  for (const std::string name : {"hf_mamba_tiny", "mamba_tiny"}) {
+    SCOPED_TRACE(name);
+    auto dir = test::temp_dir("tohf");
+    std::string out;
+    ASSERT_EQ(test::run_cli("convert " + fx + "/" + name + " --to hf --out " + dir, &out), 0) << out;
+    EXPECT_NE(out.find("Hugging Face MambaConfig"), std::string::npos) << out;
+    const auto cfg = nlohmann::json::parse(read_text_file(dir + "/config.json"));
+    LoadedModel ref = load_model(fx + "/" + name);
+    // Every architectural field as transformers wrote it for hf_mamba_tiny; mamba_tiny differs only
+    // in its depth and its vocabulary (the padded 104 rows: HF does not pad).
+    for (const char* key : {"model_type",
+                            "architectures",
+                            "hidden_size",
+                            "state_size",
+                            "expand",
+                            "conv_kernel",
+                            "time_step_rank",
+                            "intermediate_size",
+                            "use_bias",
+                            "use_conv_bias",
+                            "layer_norm_epsilon",
+                            "residual_in_fp32",
+                            "tie_word_embeddings",
+                            "pad_vocab_size_multiple",
+                            "hidden_act",
+                            "bos_token_id",
+                            "eos_token_id",
+                            "pad_token_id",
+                            "dtype",
+                            "initializer_range",
+                            "time_step_scale",
+                            "time_step_min",
+                            "time_step_max",
+                            "time_step_init_scheme",
+                            "time_step_floor",
+                            "rescale_prenorm_residual",
+                            "use_cache",
+                            "use_mambapy"}) {
+      ASSERT_TRUE(cfg.contains(key)) << key;
+      EXPECT_EQ(cfg.at(key), hf_fixture.at(key)) << key;
+    }
+    EXPECT_FALSE(cfg.contains("format")) << "not sambalm's own config";
+    EXPECT_EQ(cfg.at("num_hidden_layers"), ref.config.n_layer);
+    EXPECT_EQ(cfg.at("vocab_size"), name == "mamba_tiny" ? 104 : 100);
+    auto st = read_safetensors(dir + "/model.safetensors");
+    EXPECT_TRUE(st.has("backbone.embeddings.weight"));
+    EXPECT_FALSE(st.has("lm_head.weight")) << "HF omits a tied head";
+
+    LoadedModel back = load_model(dir);
+    ModelConfig want = ref.config;
+    want.vocab_size = want.padded_vocab_size;  // the one thing an HF config cannot say
+    want.padding_multiple = 1;
+    EXPECT_EQ(back.config.to_json(), want.to_json());
+    ASSERT_EQ(back.params.size(), ref.params.size());
+    EXPECT_EQ(std::memcmp(back.params.data(), ref.params.data(), ref.params.size() * sizeof(float)), 0);
+    auto expected = read_safetensors(fx + "/" + name + "/expected.safetensors");
+    const Tensor& in = expected.get("input_ids");
+    auto tokens = ids_of(in);
+    Model<float> model(back.config, back.params.entries());
+    model.forward(back.params.data(), tokens.data(), nullptr, in.dim(0), in.dim(1));
+    EXPECT_LT(test::rel_error(model.logits(), expected.get("logits").data<float>(), expected.get("logits").numel()),
+              1e-4);
+  }
+  // bf16 weights say so in the config; a Samba model has no HF form.
+  auto dir16 = test::temp_dir("tohf16");
+  std::string out;
+  ASSERT_EQ(test::run_cli("convert " + fx + "/mamba_tiny --to hf --dtype bf16 --out " + dir16, &out), 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(read_text_file(dir16 + "/config.json")).at("dtype"), "bfloat16");
+  auto bad = test::temp_dir("tohfsamba");
+  EXPECT_NE(test::run_cli("convert " + fx + "/samba_tiny --to hf --out " + bad, &out), 0);
+  EXPECT_NE(out.find("pure Mamba"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(bad + "/config.json")) << "no partial output";
+}
+
+// Sharded checkpoints through the commands: forward and convert read the index like a single file.
+TEST(TorchModel, CommandsReadShardedCheckpoints) {
+  REQUIRE_FIXTURES();
+  const std::string fx = test::fixtures_dir();
+  auto sharded = test::temp_dir("shardcli");
+  std::filesystem::copy_file(fx + "/samba_tiny/config.json", sharded + "/config.json");
+  test::write_shards(fx + "/samba_tiny/model.safetensors", sharded, 3);
+  auto dir = test::temp_dir("shardcliout");
+  std::string out;
+  ASSERT_EQ(test::run_cli("forward --model " + sharded + " --inputs " + fx + "/samba_tiny/expected.safetensors --out " +
+                              dir + "/out.safetensors",
+                          &out),
+            0)
+      << out;
+  auto got = read_safetensors(dir + "/out.safetensors");
+  auto want = read_safetensors(fx + "/samba_tiny/expected.safetensors");
+  EXPECT_LT(test::rel_error(got.get("logits"), want.get("logits")), 1e-4);
+
+  ASSERT_EQ(test::run_cli("convert " + sharded + " --to lit_gpt --out " + dir + "/lit", &out), 0) << out;
+  EXPECT_NE(out.find("3 shards (safetensors)"), std::string::npos) << out;
+  auto exported = read_safetensors(dir + "/lit/model.safetensors");
+  auto original = read_safetensors(fx + "/samba_tiny/model.safetensors");
+  ASSERT_EQ(exported.tensors.size(), original.tensors.size());
+  for (const auto& [name, t] : original.tensors) {
+    ASSERT_TRUE(exported.has(name)) << name;
+    EXPECT_EQ(std::memcmp(exported.get(name).raw(), t.raw(), t.nbytes()), 0) << name;
+  }
+  // A broken index stops the command with the index's message.
+  write_file_atomic(sharded + "/model.safetensors.index.json", "{\"weight_map\": {\"x\": \"../model.safetensors\"}}");
+  EXPECT_NE(test::run_cli("convert " + sharded + " --out " + dir + "/bad", &out), 0);
+  EXPECT_NE(out.find("plain file name"), std::string::npos) << out;
 }

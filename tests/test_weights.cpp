@@ -1,5 +1,6 @@
 // Weight names and model directories: the fixtures' original state_dicts load and export back
-// bit-exactly under their original names; every error path gives a clear message.
+// bit-exactly under their original names, also split into shards; every error path gives a clear
+// message.
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -8,7 +9,9 @@
 #include "core/error.h"
 #include "io/file.h"
 #include "io/safetensors.h"
+#include "io/state_dict.h"
 #include "model/init.h"
+#include "model/model.h"
 #include "model/weights.h"
 #include "testing.h"
 
@@ -286,4 +289,157 @@ TEST(ModelDir, TorchCheckpoints) {
                                   test::fixtures_dir() + "/samba_tiny/config.json");
   ASSERT_EQ(fabric.params.size(), samba.params.size());
   EXPECT_EQ(std::memcmp(fabric.params.data(), samba.params.data(), samba.params.size() * sizeof(float)), 0);
+}
+
+// Sharded checkpoints: a fixture's model.safetensors split into shards with an index loads to the
+// very same parameters, and so to the fixture's logits.
+TEST(ShardedCheckpoint, LoadsBitIdenticalToTheSingleFile) {
+  REQUIRE_FIXTURES();
+  for (auto [name, n_shards] :
+       {std::pair{"samba_tiny", 3}, std::pair{"hf_mamba_tiny", 2}, std::pair{"mamba_tiny", 3}}) {
+    SCOPED_TRACE(name);
+    const std::string dir = test::temp_dir("sharded");
+    fs::copy_file(fixture(name, "config.json"), dir + "/config.json");
+    auto weight_map = test::write_shards(fixture(name, "model.safetensors"), dir, n_shards);
+    const std::string index = dir + "/model.safetensors.index.json";
+
+    // The state_dict: every tensor, bit for bit, none added.
+    auto single = original(name);
+    auto sharded = read_state_dict(index);
+    ASSERT_EQ(sharded.size(), single.size());
+    for (const auto& [k, t] : single) {
+      ASSERT_TRUE(sharded.count(k)) << k;
+      EXPECT_TRUE(same_bits(sharded.at(k), t)) << k;
+    }
+    StateDict sd = open_state_dict(index);
+    EXPECT_EQ(sd.files.size(), size_t(n_shards));
+    EXPECT_EQ(sd.kind, fmt::format("{} shards (safetensors)", n_shards));
+
+    // The directory and the index itself are model specs.
+    LoadedModel ref = load_model(test::fixtures_dir() + "/" + name);
+    for (const std::string& spec : {dir, index}) {
+      LoadedModel m = load_model(spec);
+      EXPECT_EQ(m.weights_path, index);
+      EXPECT_EQ(m.config.to_json(), ref.config.to_json());
+      ASSERT_EQ(m.params.size(), ref.params.size());
+      EXPECT_EQ(std::memcmp(m.params.data(), ref.params.data(), ref.params.size() * sizeof(float)), 0);
+    }
+    EXPECT_EQ(resolve_weights(dir), index);
+
+    LoadedModel m = load_model(dir);
+    auto expected = read_safetensors(fixture(name, "expected.safetensors"));
+    const Tensor& in = expected.get("input_ids");
+    std::vector<int32_t> ids(static_cast<size_t>(in.numel()));
+    for (int64_t i = 0; i < in.numel(); ++i) ids[i] = static_cast<int32_t>(in.data<int64_t>()[i]);
+    Model<float> model(m.config, m.params.entries());
+    model.forward(m.params.data(), ids.data(), nullptr, in.dim(0), in.dim(1));
+    const Tensor& logits = expected.get("logits");
+    ASSERT_EQ(logits.numel(), in.numel() * m.config.padded_vocab_size);
+    EXPECT_LT(test::rel_error(model.logits(), logits.data<float>(), logits.numel()), 1e-4);
+  }
+}
+
+// pytorch_model.bin.index.json: the same index over torch.save shards, each read by the torch reader.
+TEST(ShardedCheckpoint, TorchShards) {
+  REQUIRE_FIXTURES();
+  const std::string dir = test::temp_dir("torchshards");
+  const std::string bin = test::fixtures_dir() + "/pth/mamba_tiny_t211/pytorch_model.bin";
+  fs::copy_file(fixture("mamba_tiny", "config.json"), dir + "/config.json");
+  fs::copy_file(bin, dir + "/pytorch_model-00001-of-00001.bin");
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (const auto& [k, t] : read_state_dict(bin)) weight_map[k] = "pytorch_model-00001-of-00001.bin";
+  write_file_atomic(dir + "/pytorch_model.bin.index.json", nlohmann::json{{"weight_map", weight_map}}.dump());
+  LoadedModel m = load_model(dir), ref = load_model(test::fixtures_dir() + "/mamba_tiny");
+  EXPECT_EQ(m.weights_path, dir + "/pytorch_model.bin.index.json");
+  ASSERT_EQ(m.params.size(), ref.params.size());
+  EXPECT_EQ(std::memcmp(m.params.data(), ref.params.data(), ref.params.size() * sizeof(float)), 0);
+  EXPECT_EQ(open_state_dict(dir + "/pytorch_model.bin.index.json").kind, "1 shard (torch.save zip)");
+}
+
+// A shard index is untrusted input: each way it can be wrong is an error that names the index and
+// the problem, before any tensor is used.
+TEST(ShardedCheckpoint, BadIndexesAreClearErrors) {
+  REQUIRE_FIXTURES();
+  const std::string dir = test::temp_dir("badindex");
+  fs::copy_file(fixture("samba_tiny", "config.json"), dir + "/config.json");
+  const auto good = test::write_shards(fixture("samba_tiny", "model.safetensors"), dir, 3);
+  const std::string index = dir + "/model.safetensors.index.json";
+  const std::string shard1 = "model-00001-of-00003.safetensors", shard2 = "model-00002-of-00003.safetensors";
+  auto with_map = [&](const std::map<std::string, std::string>& m) {
+    write_file_atomic(index, nlohmann::json{{"metadata", {{"total_size", 1}}}, {"weight_map", m}}.dump());
+  };
+  auto with_text = [&](const std::string& text) { write_file_atomic(index, text); };
+  auto fails = [&](std::initializer_list<std::string> parts) {
+    SCOPED_TRACE(read_text_file(index).substr(0, 200));
+    expect_error([&] { load_model(dir); }, parts);
+  };
+  const std::string first = good.begin()->first;  // a tensor of shard 1
+  ASSERT_EQ(good.at(first), shard1);
+
+  // Not JSON, or not the shape of an index.
+  with_text("{\"weight_map\": {\"a\": ");
+  fails({index, "not valid JSON"});
+  with_text("[1, 2]");
+  fails({index, "must be a JSON object", "array"});
+  with_text("{\"metadata\": {}}");
+  fails({index, "no 'weight_map'"});
+  with_text("{\"weight_map\": [\"" + shard1 + "\"]}");
+  fails({index, "'weight_map' must be an object", "array"});
+  with_text("{\"weight_map\": {}}");
+  fails({index, "empty"});
+  with_text("{\"weight_map\": {\"" + first + "\": 1}}");
+  fails({index, first, "must be a shard file name", "number"});
+  with_text("{\"metadata\": 3, \"weight_map\": {\"" + first + "\": \"" + shard1 + "\"}}");
+  fails({index, "'metadata' must be an object"});
+  // A tensor listed twice (JSON keeps only one of two equal keys, so the text is checked).
+  with_text("{\"weight_map\": {\"" + first + "\": \"" + shard1 + "\", \"" + first + "\": \"" + shard2 + "\"}}");
+  fails({index, first, "twice"});
+
+  // Shard names that leave the directory, or name no file.
+  for (const std::string& bad :
+       std::vector<std::string>{"../" + shard1, "/etc/passwd", "sub/" + shard1, "..", "a\\b"}) {
+    auto m = good;
+    m[first] = bad;
+    with_map(m);
+    fails({index, first, bad, "plain file name"});
+  }
+  auto missing = good;
+  missing[first] = "model-00009-of-00009.safetensors";
+  with_map(missing);
+  fails({index, "model-00009-of-00009.safetensors", "not found"});
+  with_map(good);
+  fs::rename(dir + "/" + shard2, dir + "/moved");
+  fails({index, shard2, "not found"});
+  fs::rename(dir + "/moved", dir + "/" + shard2);
+
+  // The index and the shards disagree.
+  auto extra = good;
+  extra["transformer.h.9.attn.D"] = shard2;
+  with_map(extra);
+  fails({index, "transformer.h.9.attn.D", shard2, "does not hold it"});
+  auto unlisted = good;
+  unlisted.erase(first);
+  with_map(unlisted);
+  fails({index, shard1, first, "does not list"});
+  auto misplaced = good;
+  misplaced[first] = shard2;
+  with_map(misplaced);
+  fails({index, shard1, first, "assigns to shard '" + shard2 + "'"});
+  // The same tensor in two shards: shard 2 gets a copy of a tensor of shard 1.
+  with_map(good);
+  {
+    auto st = read_safetensors(dir + "/" + shard2);
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (const auto& k : st.order) tensors.emplace_back(k, st.get(k).clone());
+    tensors.emplace_back(first, original("samba_tiny").at(first));
+    write_safetensors(dir + "/" + shard2, tensors);
+  }
+  fails({index, shard2, first, "assigns to shard '" + shard1 + "'", "two shards"});
+  // A shard that is not a weights file, e.g. the index itself.
+  test::write_shards(fixture("samba_tiny", "model.safetensors"), dir, 3);
+  auto nested = good;
+  for (auto& [k, shard] : nested)
+    if (shard == shard1) shard = "model.safetensors.index.json";
+  with_map(nested);
+  fails({"model.safetensors.index.json", "unrecognised weights format"});
 }

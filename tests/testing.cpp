@@ -1,5 +1,6 @@
 #include "testing.h"
 
+#include <fmt/format.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -8,7 +9,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
+
+#include "io/file.h"
+#include "io/safetensors.h"
 
 namespace sambalm::test {
 
@@ -61,6 +66,27 @@ std::string temp_dir(const std::string& tag) {
     }
   }
   throw std::runtime_error("cannot create temp dir");
+}
+
+std::map<std::string, std::string> write_shards(const std::string& safetensors_path, const std::string& dir,
+                                                int n_shards) {
+  auto st = read_safetensors(safetensors_path);
+  const size_t n = st.order.size();
+  std::map<std::string, std::string> weight_map;
+  for (int s = 0; s < n_shards; ++s) {
+    const std::string shard = fmt::format("model-{:05d}-of-{:05d}.safetensors", s + 1, n_shards);
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (size_t i = n * s / n_shards; i < n * (s + 1) / n_shards; ++i) {
+      tensors.emplace_back(st.order[i], st.get(st.order[i]));
+      weight_map[st.order[i]] = shard;
+    }
+    write_safetensors(dir + "/" + shard, tensors, {{"format", "pt"}});
+  }
+  int64_t total = 0;
+  for (const auto& [name, t] : st.tensors) total += static_cast<int64_t>(t.nbytes());
+  nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  write_file_atomic(dir + "/model.safetensors.index.json", index.dump(2));
+  return weight_map;
 }
 
 int run_cli(const std::string& args, std::string* output) {

@@ -1,6 +1,6 @@
-// `sambalm convert`: turn a checkpoint (torch.save .pth / pytorch_model.bin, or safetensors, under
-// any of the known naming schemes) into a sambalm model directory, or export a model's weights
-// under the original code's names.
+// `sambalm convert`: turn a checkpoint (torch.save .pth / pytorch_model.bin, or safetensors, single
+// or sharded, under any of the known naming schemes) into a sambalm model directory, or export a
+// model's weights under the original code's names (with a transformers config.json for hf).
 //
 // Memory: the source is memory-mapped and each tensor's pages are dropped as soon as it has been
 // copied into the float32 parameter buffer, and the output is written tensor by tensor straight from
@@ -15,8 +15,7 @@
 #include "cli/command.h"
 #include "core/error.h"
 #include "io/file.h"
-#include "io/safetensors.h"
-#include "io/torch_checkpoint.h"
+#include "io/state_dict.h"
 #include "model/weights.h"
 
 namespace sambalm::cli {
@@ -35,22 +34,6 @@ DType parse_dtype(const std::string& s) {
   if (l == "bf16" || l == "bfloat16") return DType::BF16;
   if (l == "f16" || l == "fp16" || l == "float16") return DType::F16;
   fail("--dtype '{}': expected f32, bf16 or f16", s);
-}
-
-// The weights file of SRC: the file itself, or the one a model directory holds.
-std::string weights_file(const std::string& src) {
-  std::error_code ec;
-  if (fs::is_regular_file(src, ec)) return src;
-  SAMBALM_CHECK(fs::is_directory(src, ec), "{}: no such file or directory", src);
-  for (const char* name : {"model.safetensors", "pytorch_model.bin"})
-    if (fs::is_regular_file(fs::path(src) / name)) return (fs::path(src) / name).string();
-  std::vector<std::string> found;
-  for (const auto& e : fs::directory_iterator(src))
-    if (e.is_regular_file() && (e.path().extension() == ".pth" || e.path().extension() == ".pt"))
-      found.push_back(e.path().string());
-  SAMBALM_CHECK(found.size() == 1, "{}: expected model.safetensors, pytorch_model.bin or a single .pth file, found {}",
-                src, found.empty() ? std::string("none") : fmt::format("{} .pth files", found.size()));
-  return found[0];
 }
 
 // safetensors written one tensor at a time from float32 memory (converted on the way when `dtype`
@@ -97,44 +80,51 @@ void write_streaming(const std::string& path, const std::vector<OutTensor>& tens
   w.commit();
 }
 
+// transformers' names for the --dtype choices (config.json "dtype").
+const char* torch_dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::BF16:
+      return "bfloat16";
+    case DType::F16:
+      return "float16";
+    default:
+      return "float32";
+  }
+}
+
 int run(const ConvertOpts& o) {
   const DType dtype = parse_dtype(o.dtype);
   const WeightFormat to = parse_weight_format(o.to);
-  const std::string src = weights_file(o.src);
+  std::error_code ec;
+  SAMBALM_CHECK(fs::exists(o.src, ec), "{}: no such file or directory", o.src);
+  // The same resolution as every --model: a directory's model.safetensors, shard index,
+  // pytorch_model.bin or single .pth, or the file itself.
+  const std::string src = resolve_weights(o.src);
+  SAMBALM_CHECK(!src.empty(), "{}: a config file holds no weights; give a weights file or a model directory", o.src);
   ModelConfig cfg = resolve_config(o.src, o.config);
+  // Refuse a model that the target names cannot hold before reading any weights.
+  weight_names(cfg, to);
 
-  // Read the source through one map so that each tensor's pages can be released after its copy.
-  auto file = MappedFile::open(src);
-  std::map<std::string, Tensor> sd;
-  std::string kind;
-  if (looks_like_torch_checkpoint(file->data(), file->size())) {
-    TorchCheckpoint ck = parse_torch_checkpoint(file->data(), file->size(), src, file);
-    kind = fmt::format("torch.save {}{}", ck.format, ck.entry.empty() ? "" : ", '" + ck.entry + "' entry");
-    for (auto& [name, t] : ck.tensors)
-      SAMBALM_CHECK(sd.emplace(name, std::move(t)).second, "{}: weight '{}' appears twice", src, name);
-  } else {
-    sd = parse_safetensors(file->data(), file->size(), src, file).tensors;
-    kind = "safetensors";
-  }
-  const size_t n_in = sd.size();
+  // Each file (each shard) is mapped once, so that each tensor's pages can be released after its copy.
+  StateDict sd = open_state_dict(src);
+  const size_t n_in = sd.tensors.size();
   // A tied head saved as a second tensor on the embedding's storage is the embedding itself: leave it
   // out rather than read (and compare) the same pages again.
   if (cfg.tied_embeddings) {
-    auto head = sd.find("lm_head.weight");
-    if (head != sd.end())
-      for (const auto& [name, t] : sd)
+    auto head = sd.tensors.find("lm_head.weight");
+    if (head != sd.tensors.end())
+      for (const auto& [name, t] : sd.tensors)
         if (name != head->first && t.raw() == head->second.raw() && t.shape() == head->second.shape() &&
             t.dtype() == head->second.dtype()) {
-          sd.erase(head);
+          sd.tensors.erase(head);
           break;
         }
   }
-  ParamStore params = load_params(
-      cfg, sd, src, [&](const void* p, size_t bytes) { release_mapped_pages(file->data(), file->size(), p, bytes); });
-  sd.clear();
-  file.reset();
+  ParamStore params =
+      load_params(cfg, sd.tensors, src, [&](const void* p, size_t bytes) { sd.release_pages(p, bytes); });
+  const std::string kind = sd.kind;
+  sd = StateDict();
 
-  std::error_code ec;
   fs::create_directories(o.out, ec);
   SAMBALM_CHECK(!ec && fs::is_directory(o.out), "{}: cannot create the output directory: {}", o.out, ec.message());
   std::vector<OutTensor> out;
@@ -146,10 +136,17 @@ int run(const ConvertOpts& o) {
   }
   const std::string weights_out = (fs::path(o.out) / "model.safetensors").string();
   write_streaming(weights_out, out, dtype);
-  // The config travels in sambalm's format whatever the names, so the directory loads as a model.
-  write_file_atomic((fs::path(o.out) / "config.json").string(), cfg.to_json().dump(2) + "\n");
-  std::printf("read %s (%s, %zu tensors)\nwrote %s (%zu tensors, %s names, %s) and config.json\n", src.c_str(),
-              kind.c_str(), n_in, weights_out.c_str(), out.size(), weight_format_name(to), dtype_name(dtype));
+  // With hf names the directory is a transformers model: a MambaConfig beside the weights. Otherwise
+  // the config travels in sambalm's format whatever the names, so the directory loads as a model.
+  nlohmann::json config_json = cfg.to_json();
+  if (to == WeightFormat::HF) {
+    config_json = cfg.to_hf_json();
+    config_json["dtype"] = torch_dtype_name(dtype);
+  }
+  write_file_atomic((fs::path(o.out) / "config.json").string(), config_json.dump(2) + "\n");
+  std::printf("read %s (%s, %zu tensors)\nwrote %s (%zu tensors, %s names, %s) and config.json (%s)\n", src.c_str(),
+              kind.c_str(), n_in, weights_out.c_str(), out.size(), weight_format_name(to), dtype_name(dtype),
+              to == WeightFormat::HF ? "Hugging Face MambaConfig" : "sambalm format");
   return 0;
 }
 
@@ -158,19 +155,25 @@ Action add(CLI::App& app) {
   auto* sub =
       app.add_subcommand("convert", "Convert a checkpoint (.pth, pytorch_model.bin, safetensors) to a model directory");
   sub->footer(
-      "SRC is a weights file or a model directory (config.json + model.safetensors | pytorch_model.bin |\n"
-      "one .pth). PyTorch checkpoints are read without running any of their code: only tensors, plain\n"
-      "containers and numbers are accepted, any other object is refused (docs/FORMATS.md). A Lightning\n"
-      "Fabric checkpoint contributes its `model` entry; optimizer state and hyper-parameters are ignored.\n"
-      "Weight names are recognised in any scheme (lit_gpt, mamba_ssm, hf, sambalm).\n\n"
-      "Writes OUT/model.safetensors and OUT/config.json (sambalm's config format). With --to, the\n"
+      "SRC is a weights file or a model directory (config.json + model.safetensors |\n"
+      "model.safetensors.index.json + its shards | pytorch_model.bin | pytorch_model.bin.index.json + its\n"
+      "shards | one .pth). PyTorch checkpoints are read without running any of their code: only tensors,\n"
+      "plain containers and numbers are accepted, any other object is refused (docs/FORMATS.md). A\n"
+      "Lightning Fabric checkpoint contributes its `model` entry; optimizer state and hyper-parameters are\n"
+      "ignored. Weight names are recognised in any scheme (lit_gpt, mamba_ssm, hf, sambalm).\n\n"
+      "Writes OUT/model.safetensors (one file, also from shards) and OUT/config.json. With --to, the\n"
       "weights are written under that scheme's names instead (lit_gpt: microsoft/Samba; mamba_ssm:\n"
       "state-spaces MambaLMHeadModel; hf: transformers MambaForCausalLM); lit_gpt and mamba_ssm repeat\n"
-      "the tied embedding as lm_head.weight, like the originals' state_dicts.\n\n"
+      "the tied embedding as lm_head.weight, like the originals' state_dicts. The config is in sambalm's\n"
+      "format, except with --to hf: then it is the MambaConfig transformers reads (model_type \"mamba\",\n"
+      "architectures [\"MambaForCausalLM\"]; vocab_size = the padded vocabulary, since HF does not pad),\n"
+      "so OUT loads with MambaForCausalLM.from_pretrained(OUT) as well as with sambalm. Only pure Mamba\n"
+      "models have mamba_ssm and hf names (hf: RMSNorm only).\n\n"
       "Examples:\n"
       "  sambalm convert iter-040000-ckpt.pth --config Samba_421M --out samba-421m\n"
       "  sambalm convert state-spaces/mamba-130m --out mamba-130m --dtype bf16\n"
-      "  sambalm convert samba-421m --to lit_gpt --out samba-421m-lit");
+      "  sambalm convert samba-421m --to lit_gpt --out samba-421m-lit\n"
+      "  sambalm convert mamba-130m --to hf --out mamba-130m-hf");
   sub->add_option("src", o->src, "Weights file or model directory")->required();
   sub->add_option("--out,-o", o->out, "Output directory (created if needed)")->required();
   sub->add_option("--config", o->config,

@@ -15,11 +15,11 @@ std::vector<CommandEntry>& command_registry() {
 
 int main(int argc, char** argv) {
   using namespace sambalm::cli;
-  CLI::App app{
-      "sambalm " SAMBALM_VERSION
-      " - train, run and evaluate Samba (Mamba + sliding-window attention) and Mamba language models.\n"
-      "Models are named by preset (e.g. Samba_421M, mamba-130m) or by a model directory\n"
-      "(config.json + model.safetensors | pytorch_model.bin | *.pth). Run `sambalm <command> --help`."};
+  CLI::App app{"sambalm " SAMBALM_VERSION
+               " - train, run and evaluate Samba (Mamba + sliding-window attention) and Mamba language models.\n"
+               "Models are named by preset (e.g. Samba_421M, mamba-130m) or by a model directory\n"
+               "(config.json + model.safetensors | pytorch_model.bin | *.pth, or shards with their *.index.json).\n"
+               "Run `sambalm <command> --help`."};
   app.require_subcommand(1);
   app.set_version_flag("--version", SAMBALM_VERSION);
   auto& reg = command_registry();

@@ -4,9 +4,8 @@
 // The architecture is resolved once into `layout()`: per block, the list of residual sublayers.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -31,7 +30,7 @@ struct BlockLayout {
 };
 
 struct ModelConfig {
-  std::string name;   // preset name or a label
+  std::string name;    // preset name or a label
   bool mamba = false;  // pure Mamba LM path (mamba_ssm MambaLMHeadModel / lit_gpt mamba=true)
 
   int64_t n_layer = 0;
@@ -50,7 +49,7 @@ struct ModelConfig {
   int64_t full_per_layer = 1000000;
   int64_t mb_per_layer = -1;
   std::vector<int64_t> attn_layer_pos;  // empty = not set (unless has_attn_layer_pos)
-  bool has_attn_layer_pos = false;       // set explicitly, possibly to an empty list ("[]")
+  bool has_attn_layer_pos = false;      // set explicitly, possibly to an empty list ("[]")
   bool mamba_swa_mlp = false;
   bool abl_mamba = false;
   bool nope = false;
@@ -98,6 +97,11 @@ struct ModelConfig {
   static ModelConfig from_json_file(const std::string& path);
   // sambalm's own config.json (documented in docs/FORMATS.md).
   nlohmann::json to_json() const;
+  // A Hugging Face config.json for transformers' MambaForCausalLM (docs/FORMATS.md), which
+  // from_json reads back as this config except for the vocabulary: HF has no padding, so
+  // `vocab_size` is the embedding's padded_vocab_size rows. Throws Error unless this is a pure Mamba
+  // model with RMSNorm (the only kind MambaForCausalLM can hold).
+  nlohmann::json to_hf_json() const;
 };
 
 }  // namespace sambalm

@@ -466,6 +466,50 @@ json ModelConfig::to_json() const {
   return j;
 }
 
+json ModelConfig::to_hf_json() const {
+  SAMBALM_CHECK(mamba, "'{}' is not a pure Mamba model: a Hugging Face MambaConfig cannot describe it", name);
+  SAMBALM_CHECK(norm == NormKind::RMSNorm, "'{}' uses LayerNorm: Hugging Face MambaForCausalLM has RMSNorm only", name);
+  json j;
+  j["architectures"] = {"MambaForCausalLM"};
+  j["model_type"] = "mamba";
+  j["_name_or_path"] = name;  // read back as the name; transformers overwrites it with the load path
+  // MambaForCausalLM's embedding has exactly vocab_size rows: the padded size is the vocabulary
+  // there (as in transformers' own conversion of the state-spaces checkpoints).
+  j["vocab_size"] = padded_vocab_size;
+  // Not used by MambaForCausalLM (it never pads); kept from the source when it padded, else the
+  // MambaConfig default.
+  j["pad_vocab_size_multiple"] = padding_multiple > 1 ? padding_multiple : 8;
+  j["hidden_size"] = n_embd;
+  j["num_hidden_layers"] = n_layer;
+  j["state_size"] = d_state;
+  j["expand"] = expand;
+  j["intermediate_size"] = d_inner();
+  j["conv_kernel"] = d_conv;
+  j["time_step_rank"] = mamba_dt_rank();
+  j["use_bias"] = proj_bias;
+  j["use_conv_bias"] = conv_bias;
+  j["layer_norm_epsilon"] = norm_eps;
+  j["tie_word_embeddings"] = tied_embeddings;
+  j["hidden_act"] = "silu";
+  // sambalm keeps the residual stream in float32 on every path.
+  j["residual_in_fp32"] = true;
+  // The remaining fields take MambaConfig's defaults: token ids (GPT-NeoX's <|endoftext|> is 0) and
+  // the initialisation and kernel-choice settings, which do not change what the weights compute.
+  j["bos_token_id"] = 0;
+  j["eos_token_id"] = 0;
+  j["pad_token_id"] = 0;
+  j["initializer_range"] = 0.1;
+  j["rescale_prenorm_residual"] = false;
+  j["time_step_scale"] = 1.0;
+  j["time_step_min"] = 0.001;
+  j["time_step_max"] = 0.1;
+  j["time_step_init_scheme"] = "random";
+  j["time_step_floor"] = 1e-4;
+  j["use_cache"] = true;
+  j["use_mambapy"] = false;
+  return j;
+}
+
 std::string preset_refusal(const PresetEntry& p) {
   if (std::string(p.family) != "lit_gpt") return "";
   json j = json::parse(p.config_json);

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "io/file.h"
 #include "io/safetensors.h"
+#include "io/shard_index.h"
 #include "io/state_dict.h"
 #include "model/init.h"
 #include "model/presets.h"
@@ -32,9 +33,11 @@ ModelConfig config_from(const std::string& what) {
   return ModelConfig::from_preset(what);  // unknown: the error suggests close preset names
 }
 
-// The weights file of a model directory.
+// The weights file of a model directory. A single file is preferred over an index of shards (a
+// repository may hold both a merged file and its shards), safetensors over torch.save pickles.
 std::string find_weights(const fs::path& dir) {
-  for (const char* name : {"model.safetensors", "pytorch_model.bin"})
+  for (const char* name :
+       {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"})
     if (fs::is_regular_file(dir / name)) return (dir / name).string();
   std::vector<std::string> pth;
   for (const auto& e : fs::directory_iterator(dir))
@@ -44,11 +47,10 @@ std::string find_weights(const fs::path& dir) {
   if (pth.size() == 1) return (dir / pth[0]).string();
   SAMBALM_CHECK(pth.empty(), "{}: several checkpoint files ({}); pass the one to load as the model", dir.string(),
                 fmt::join(pth, ", "));
-  SAMBALM_CHECK(!fs::exists(dir / "model.safetensors.index.json"),
-                "{}: sharded checkpoints (model.safetensors.index.json) are not supported; merge the shards into "
-                "model.safetensors",
-                dir.string());
-  fail("{}: no weights found: expected model.safetensors, pytorch_model.bin or a single .pth file", dir.string());
+  fail(
+      "{}: no weights found: expected model.safetensors, model.safetensors.index.json (shards), pytorch_model.bin, "
+      "pytorch_model.bin.index.json (shards) or a single .pth file",
+      dir.string());
 }
 
 std::string find_tokenizer(const fs::path& dir) {
@@ -89,7 +91,7 @@ Resolved resolve(const std::string& spec, const std::string& config_override) {
     fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
     r.dir = dir.string();
     r.tokenizer = find_tokenizer(dir);
-    if (is_json_file(file)) {
+    if (is_json_file(file) && !is_shard_index_path(spec)) {
       r.config = config_override.empty() ? ModelConfig::from_json_file(spec) : config_from(config_override);
       return r;
     }
@@ -111,6 +113,13 @@ Resolved resolve(const std::string& spec, const std::string& config_override) {
 }
 
 }  // namespace
+
+std::string resolve_weights(const std::string& spec) {
+  std::error_code ec;
+  if (fs::is_directory(spec, ec)) return find_weights(spec);
+  if (fs::is_regular_file(spec, ec) && (!is_json_file(spec) || is_shard_index_path(spec))) return spec;
+  return "";
+}
 
 ModelConfig resolve_config(const std::string& spec, const std::string& config_override) {
   return resolve(spec, config_override).config;

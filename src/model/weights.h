@@ -74,14 +74,19 @@ struct LoadedModel {
 
 // `spec` is one of:
 //   - a preset name: random parameters (init_params, seed 0);
-//   - a model directory: config.json + model.safetensors | pytorch_model.bin | a single *.pth;
-//   - a weights file (.safetensors, .bin, .pth): config from config.json beside it;
+//   - a model directory: config.json + model.safetensors | model.safetensors.index.json (shards) |
+//     pytorch_model.bin | pytorch_model.bin.index.json (shards) | a single *.pth;
+//   - a weights file (.safetensors, .bin, .pth) or a shard index (*.index.json): config from
+//     config.json beside it;
 //   - a config .json file: random parameters (seed 0).
 // `config_override` (a config.json path or a preset name) replaces the config found beside the weights.
 LoadedModel load_model(const std::string& spec, const std::string& config_override = "");
 
 // Just the config of `spec` (as load_model would resolve it), without reading weights.
 ModelConfig resolve_config(const std::string& spec, const std::string& config_override = "");
+// Just the weights path of `spec` (as load_model would resolve it, "" for random parameters: a
+// preset, a config .json, or a name that is no file); throws Error for a directory without weights.
+std::string resolve_weights(const std::string& spec);
 
 // Writes `dir`/config.json (sambalm format) and `dir`/model.safetensors (sambalm names, `dtype`),
 // each atomically; creates `dir` when needed.
