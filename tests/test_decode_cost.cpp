@@ -51,12 +51,16 @@ std::string read_file(const std::string& p) {
   return ss.str();
 }
 
+// The full signature: a wildcard would also match the step's OpenMP bodies ("step(...) [clone
+// ._omp_fn.N]"), and entering one would toggle the collection off instead of on.
+const std::string kStepFunction = "sambalm::DecodeModel::step(sambalm::DecodeState* const*, long, int const*, float*)";
+
 // Instructions executed inside DecodeModel::step per step, at batch 1 and the given context (the
 // position jumps there after a 100-token prefill; prefill and setup are not counted).
 double instructions_per_step(const std::string& cfg, const std::string& dir, const std::string& ctx, int steps) {
   const std::string out = dir + "/cg." + ctx;
   const std::string cmd = "OMP_NUM_THREADS=1 valgrind --tool=callgrind --callgrind-out-file=" + out +
-                          " --toggle-collect='sambalm::DecodeModel::step(*' " + SAMBALM_CLI_PATH + " bench -m " + cfg +
+                          " --toggle-collect='" + kStepFunction + "' " + SAMBALM_CLI_PATH + " bench -m " + cfg +
                           " --batch 1 --context " + ctx +
                           " --fill jump --prefill-tokens 100 --warmup 0 --decode-tokens " + std::to_string(steps) +
                           " > " + out + ".log 2>&1";
