@@ -33,6 +33,23 @@ T* grow(std::vector<T>& v, int64_t n) {
 }
 }  // namespace
 
+namespace {
+
+// fn(b) for each of B sequences: in parallel over the sequences when there are several (each op
+// inside then runs on one thread), directly for one, so that a single sequence's ops keep their own
+// parallel loops (inside even an inactive parallel region they would run on one thread).
+template <typename Fn>
+void for_each_sequence(int64_t B, Fn&& fn) {
+  if (B == 1) {
+    fn(int64_t(0));
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < B; ++b) fn(b);
+}
+
+}  // namespace
+
 DecodeModel::DecodeModel(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, const float* params,
                          const DecodeOptions& opt)
     : cfg_(cfg), opt_(opt), params_(params) {
@@ -280,26 +297,23 @@ void DecodeModel::step(DecodeState* const* states, int64_t B, const int32_t* tok
         const int64_t di = m.di, X = m.xdbl();
         float* xz = big1_.data();
         infer::linear(xz, xn, s.mp.in_proj_w.at(params_), s.mp.in_proj_b.at(params_), B, d_, 2 * di);
-        // Sequences in parallel when there are several (each op then runs single-threaded inside).
-#pragma omp parallel for schedule(static) if (B > 1)
-        for (int64_t b = 0; b < B; ++b) {
+        for_each_sequence(B, [&](int64_t b) {
           float* conv = states[b]->conv(s.index);
           ops::causal_conv1d_forward(conv_out_.data() + b * di, xz + b * 2 * di, 2 * di, s.mp.conv_w.at(params_),
                                      s.mp.conv_b.at(params_), conv, int64_t(1), int64_t(1), di, m.K);
           ops::causal_conv1d_state_update(conv, xz + b * 2 * di, 2 * di, conv, int64_t(1), int64_t(1), di, m.K);
-        }
+        });
         ops::silu_forward(xc_.data(), conv_out_.data(), B * di);
         infer::linear(xdbl_.data(), xc_.data(), s.mp.x_proj_w.at(params_), nullptr, B, di, X);
         infer::linear(dt_pre_.data(), di, xdbl_.data(), X, s.mp.dt_proj_w.at(params_), s.mp.dt_proj_b.at(params_), B,
                       m.R, di);
         ops::softplus_forward(dt_.data(), dt_pre_.data(), B * di);
-#pragma omp parallel for schedule(static) if (B > 1)
-        for (int64_t b = 0; b < B; ++b) {
+        for_each_sequence(B, [&](int64_t b) {
           const float* xd = xdbl_.data() + b * X;
           ops::selective_scan_step(y_.data() + b * di, states[b]->ssm(s.index), xc_.data() + b * di,
                                    dt_.data() + b * di, s.A.data(), xd + m.R, xd + m.R + m.N, X, s.mp.D.at(params_),
                                    int64_t(1), di, m.N);
-        }
+        });
         ops::silu_gate_forward(yg_.data(), y_.data(), xz + di, 2 * di, B, di);
         infer::linear(out, yg_.data(), s.mp.out_proj_w.at(params_), s.mp.out_proj_b.at(params_), B, di, d_);
         break;
@@ -310,8 +324,7 @@ void DecodeModel::step(DecodeState* const* states, int64_t B, const int32_t* tok
         float* qkv = big1_.data();
         infer::linear(qkv, xn, s.ap.qkv_w.at(params_), s.ap.qkv_b.at(params_), B, d_, a.qkv());
         const int64_t half = std::max<int64_t>(1, rope_dims_ / 2);
-#pragma omp parallel for schedule(static) if (B > 1)
-        for (int64_t b = 0; b < B; ++b) {
+        for_each_sequence(B, [&](int64_t b) {
           const int64_t p = states[b]->pos();
           float *cb = cos_.data() + b * half, *sb = sin_.data() + b * half;
           if (a.rope_dims > 0) infer::rope_rows(cb, sb, p, 1, a.rope_dims, cfg_.rope_base, cfg_.condense_ratio);
@@ -325,7 +338,7 @@ void DecodeModel::step(DecodeState* const* states, int64_t B, const int32_t* tok
           }
           const int64_t lo = a.window > 0 ? std::max<int64_t>(0, p - a.window + 1) : 0;
           infer::attend_ring(att_.data() + b * H * hs, qb, ks, vs, cap, lo, p, H, G, hs, 1.0 / std::sqrt(double(hs)));
-        }
+        });
         infer::linear(out, att_.data(), s.ap.proj_w.at(params_), s.ap.proj_b.at(params_), B, H * hs, d_);
         break;
       }
