@@ -145,6 +145,28 @@ TEST(TorchModel, ConvertWritesASambalmModelDirectory) {
   for (int64_t i = 0; i < e16.numel(); ++i) ASSERT_EQ(e16.data<uint16_t>()[i], f32_to_bf16(ref_emb[i])) << i;
 }
 
+TEST(TorchModel, ConvertCarriesTheTokenizer) {
+  // Tokenizer files beside the source weights are copied byte for byte, so the converted directory
+  // finds its tokenizer as the source did; a source without them gives a directory without them.
+  REQUIRE_FIXTURES();
+  const std::string fx = test::fixtures_dir();
+  namespace fs = std::filesystem;
+  const std::string src = test::temp_dir("convert_tok_src"), dst = test::temp_dir("convert_tok_dst");
+  fs::copy_file(fx + "/samba_tiny/model.safetensors", src + "/model.safetensors");
+  fs::copy_file(fx + "/samba_tiny/config.json", src + "/config.json");
+  fs::copy_file(fx + "/bpe_tiny/tokenizer.json", src + "/tokenizer.json");
+  std::string out;
+  ASSERT_EQ(test::run_cli("convert " + src + " --out " + dst, &out), 0) << out;
+  EXPECT_NE(out.find("copied tokenizer.json"), std::string::npos) << out;
+  EXPECT_EQ(read_text_file(dst + "/tokenizer.json"), read_text_file(fx + "/bpe_tiny/tokenizer.json"));
+  EXPECT_EQ(load_model(dst).tokenizer_path, dst + "/tokenizer.json");
+
+  const std::string bare = test::temp_dir("convert_tok_none");
+  ASSERT_EQ(test::run_cli("convert " + fx + "/samba_tiny --out " + bare, &out), 0) << out;
+  EXPECT_FALSE(fs::exists(bare + "/tokenizer.json"));
+  EXPECT_EQ(load_model(bare).tokenizer_path, "");
+}
+
 TEST(TorchModel, ConvertErrors) {
   REQUIRE_FIXTURES();
   const std::string fx = test::fixtures_dir();

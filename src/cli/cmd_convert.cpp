@@ -92,6 +92,19 @@ const char* torch_dtype_name(DType dtype) {
   }
 }
 
+// The tokenizer travels with the weights, so the converted directory generates text as the source
+// did. Copied byte for byte (each file is parsed only when a tokenizer is loaded from it).
+void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  if (fs::equivalent(from.empty() ? "." : from, to, ec)) return;
+  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}) {
+    const fs::path f = from / name;
+    if (!fs::is_regular_file(f, ec)) continue;
+    write_file_atomic((to / name).string(), read_text_file(f.string()));
+    std::printf("copied %s\n", name);
+  }
+}
+
 int run(const ConvertOpts& o) {
   const DType dtype = parse_dtype(o.dtype);
   const WeightFormat to = parse_weight_format(o.to);
@@ -147,6 +160,7 @@ int run(const ConvertOpts& o) {
   std::printf("read %s (%s, %zu tensors)\nwrote %s (%zu tensors, %s names, %s) and config.json (%s)\n", src.c_str(),
               kind.c_str(), n_in, weights_out.c_str(), out.size(), weight_format_name(to), dtype_name(dtype),
               to == WeightFormat::HF ? "Hugging Face MambaConfig" : "sambalm format");
+  copy_tokenizer_files(fs::path(src).parent_path(), o.out);
   return 0;
 }
 
@@ -161,14 +175,16 @@ Action add(CLI::App& app) {
       "plain containers and numbers are accepted, any other object is refused (docs/FORMATS.md). A\n"
       "Lightning Fabric checkpoint contributes its `model` entry; optimizer state and hyper-parameters are\n"
       "ignored. Weight names are recognised in any scheme (lit_gpt, mamba_ssm, hf, sambalm).\n\n"
-      "Writes OUT/model.safetensors (one file, also from shards) and OUT/config.json. With --to, the\n"
-      "weights are written under that scheme's names instead (lit_gpt: microsoft/Samba; mamba_ssm:\n"
-      "state-spaces MambaLMHeadModel; hf: transformers MambaForCausalLM); lit_gpt and mamba_ssm repeat\n"
-      "the tied embedding as lm_head.weight, like the originals' state_dicts. The config is in sambalm's\n"
-      "format, except with --to hf: then it is the MambaConfig transformers reads (model_type \"mamba\",\n"
-      "architectures [\"MambaForCausalLM\"]; vocab_size = the padded vocabulary, since HF does not pad),\n"
-      "so OUT loads with MambaForCausalLM.from_pretrained(OUT) as well as with sambalm. Only pure Mamba\n"
-      "models have mamba_ssm and hf names (hf: RMSNorm only).\n\n"
+      "Writes OUT/model.safetensors (one file, also from shards) and OUT/config.json, and copies the\n"
+      "tokenizer files found beside the weights (tokenizer.json, tokenizer.model, tokenizer_config.json,\n"
+      "special_tokens_map.json). With --to, the weights are written under that scheme's names instead\n"
+      "(lit_gpt: microsoft/Samba; mamba_ssm: state-spaces MambaLMHeadModel; hf: transformers\n"
+      "MambaForCausalLM); lit_gpt and mamba_ssm repeat the tied embedding as lm_head.weight, like the\n"
+      "originals' state_dicts. The config is in sambalm's format, except with --to hf: then it is the\n"
+      "MambaConfig transformers reads (model_type \"mamba\", architectures [\"MambaForCausalLM\"];\n"
+      "vocab_size = the padded vocabulary, since HF does not pad), so OUT loads with\n"
+      "MambaForCausalLM.from_pretrained(OUT) as well as with sambalm. Only pure Mamba models have\n"
+      "mamba_ssm and hf names (hf: RMSNorm only).\n\n"
       "Examples:\n"
       "  sambalm convert iter-040000-ckpt.pth --config Samba_421M --out samba-421m\n"
       "  sambalm convert state-spaces/mamba-130m --out mamba-130m --dtype bf16\n"
