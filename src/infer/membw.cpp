@@ -22,6 +22,21 @@ __attribute__((target_clones("arch=haswell", "default"))) float sum_range(const 
 }
 }  // namespace
 
+double read_seconds(const float* p, int64_t n) {
+  static volatile float sink = 0;
+  const double t0 = now_s();
+  float total = 0;
+#pragma omp parallel reduction(+ : total)
+  {
+    const int T = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t lo = n * t / T, hi = n * (t + 1) / T;
+    total += sum_range(p + lo, hi - lo);
+  }
+  const double dt = now_s() - t0;
+  sink = sink + total;
+  return dt;
+}
+
 Bandwidth measure_bandwidth(size_t bytes, int reps) {
   const int64_t n = int64_t(bytes / sizeof(float));
   std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
@@ -29,27 +44,16 @@ Bandwidth measure_bandwidth(size_t bytes, int reps) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) a[i] = float(i & 1023), b[i] = 0.0f;
   Bandwidth bw;
-  volatile float sink = 0;
   for (int r = 0; r < reps; ++r) {
-    double t0 = now_s();
-    float total = 0;
-#pragma omp parallel reduction(+ : total)
-    {
-      const int T = omp_get_num_threads(), t = omp_get_thread_num();
-      const int64_t lo = n * t / T, hi = n * (t + 1) / T;
-      total += sum_range(a.data() + lo, hi - lo);
-    }
-    double dt = now_s() - t0;
-    sink = sink + total;
-    bw.read_gbs = std::max(bw.read_gbs, double(bytes) / dt / 1e9);
-    t0 = now_s();
+    bw.read_gbs = std::max(bw.read_gbs, double(bytes) / read_seconds(a.data(), n) / 1e9);
+    const double t0 = now_s();
 #pragma omp parallel
     {
       const int T = omp_get_num_threads(), t = omp_get_thread_num();
       const int64_t lo = n * t / T, hi = n * (t + 1) / T;
       std::memcpy(b.data() + lo, a.data() + lo, size_t(hi - lo) * sizeof(float));
     }
-    dt = now_s() - t0;
+    const double dt = now_s() - t0;
     bw.memcpy_gbs = std::max(bw.memcpy_gbs, double(bytes) / dt / 1e9);
   }
   return bw;

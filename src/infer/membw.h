@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace sambalm {
 
@@ -14,5 +15,9 @@ struct Bandwidth {
 
 // Best of `reps` passes over a buffer of `bytes` (default 512 MiB).
 Bandwidth measure_bandwidth(size_t bytes = size_t(512) << 20, int reps = 5);
+
+// Seconds to read p[0, n) once, summing on all OpenMP threads (each thread its own contiguous part):
+// timed next to a decode step over the weights themselves, the time that step could not beat.
+double read_seconds(const float* p, int64_t n);
 
 }  // namespace sambalm
