@@ -16,44 +16,15 @@ using namespace sambalm;
 
 namespace {
 
-void fill_random(ParamStore& store, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.2f);
-  for (auto& e : store.entries()) {
-    float* p = store.data() + e.offset;
-    for (int64_t i = 0; i < e.numel(); ++i) {
-      float v = nd(rng);
-      if (e.name.find("norm.weight") != std::string::npos) v = 1.0f + v;
-      if (e.name.find("A_log") != std::string::npos) v = std::log(1.0f + float(i % 8)) + 0.1f * v;
-      if (e.name.find("dt_proj.bias") != std::string::npos) v = -3.0f + v;
-      p[i] = v;
-    }
-  }
-}
-
 ModelConfig samba(int64_t window, int64_t groups) {
-  ModelConfig c;
-  c.name = "decode_samba";
-  c.n_layer = 4;
-  c.n_embd = 32;
-  c.n_head = 4;
-  c.n_query_groups = groups;
-  c.head_size = 8;
-  c.intermediate_size = 48;
-  c.vocab_size = 50;
-  c.padded_vocab_size = 64;
-  c.local_window = window;
-  c.mb_per_layer = 2;
-  c.mamba_init = true;
-  c.tied_embeddings = true;
-  c.d_state = 8;
-  return c;
+  return test::small_samba("decode_samba",
+                           {.groups = groups, .head_size = 8, .mlp = 48, .window = window, .d_state = 8});
 }
 
 // One-pass logits of each sequence [B, T, V] vs prefill of `split` tokens (chunk `chunk`) then steps.
 void check_decode(const ModelConfig& cfg, int64_t B, int64_t Tn, int64_t chunk, std::vector<int64_t> splits) {
   ParamStore store(param_specs(cfg));
-  fill_random(store, 3);
+  test::fill_random_params(store, 3);
   std::mt19937 rng(5);
   std::vector<int32_t> tok(B * Tn);
   for (auto& t : tok) t = int32_t(rng() % cfg.vocab_size);
@@ -143,7 +114,7 @@ TEST(Decode, PureMamba) {
 TEST(Decode, BadIdsLeaveStateUntouched) {
   ModelConfig cfg = samba(8, 4);
   ParamStore store(param_specs(cfg));
-  fill_random(store, 1);
+  test::fill_random_params(store, 1);
   DecodeModel dm(cfg, store.entries(), store.data());
   DecodeState st = dm.new_state();
   std::vector<int32_t> bad = {1, 2, 64};

@@ -36,21 +36,8 @@ using namespace sambalm;
 namespace {
 
 ModelConfig samba_cfg(int64_t d = 32) {
-  ModelConfig c;
-  c.name = "state_samba";
-  c.n_layer = 4;
-  c.n_embd = d;
-  c.n_head = 4;
-  c.n_query_groups = 2;
-  c.head_size = d / 4;
-  c.intermediate_size = 2 * d;
-  c.vocab_size = 50;
-  c.padded_vocab_size = 64;
-  c.local_window = 8;
-  c.mb_per_layer = 2;
-  c.mamba_init = true;
-  c.d_state = 8;
-  return c;
+  return test::small_samba("state_samba",
+                           {.d = d, .groups = 2, .head_size = d / 4, .mlp = 2 * d, .window = 8, .d_state = 8});
 }
 
 struct Fixture {
@@ -58,17 +45,7 @@ struct Fixture {
   ParamStore store;
   std::unique_ptr<DecodeModel> dm;
   explicit Fixture(const ModelConfig& c, uint64_t seed = 1) : cfg(c), store(param_specs(c)) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> nd(0.0f, 0.2f);
-    for (auto& e : store.entries()) {
-      float* p = store.data() + e.offset;
-      for (int64_t i = 0; i < e.numel(); ++i) {
-        float v = nd(rng);
-        if (e.name.find("norm.weight") != std::string::npos) v += 1.0f;
-        if (e.name.find("A_log") != std::string::npos) v = std::log(1.0f + float(i % 8));
-        p[i] = v;
-      }
-    }
+    test::fill_random_params(store, seed);
     dm = std::make_unique<DecodeModel>(cfg, store.entries(), store.data());
   }
 };

@@ -57,21 +57,8 @@ void expect_constant(const ParamStore& p, const std::string& name, float v) {
 
 // Samba-like: Mamba / SWA alternating with MLPs, mamba_init, tied.
 ModelConfig samba_like() {
-  ModelConfig c;
-  c.name = "samba_like";
-  c.n_layer = 4;
-  c.n_embd = 128;
-  c.n_head = 4;
-  c.n_query_groups = 4;
-  c.head_size = 32;
-  c.intermediate_size = 256;
-  c.vocab_size = 1000;
-  c.padded_vocab_size = 1024;
-  c.mb_per_layer = 2;
-  c.local_window = 16;
-  c.mamba_init = true;
-  c.tied_embeddings = true;
-  return c;
+  return test::small_samba(
+      "samba_like", {.d = 128, .groups = 4, .head_size = 32, .mlp = 256, .window = 16, .vocab = 1000, .padded = 1024});
 }
 
 ParamStore init(const ModelConfig& c, uint64_t seed) {

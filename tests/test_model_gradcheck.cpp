@@ -66,23 +66,15 @@ void gradcheck(const ModelConfig& cfg, int64_t B, int64_t Tn, int samples_per_te
 }
 
 ModelConfig tiny_samba() {
-  ModelConfig c;
-  c.name = "gradcheck_samba";
-  c.n_layer = 4;
-  c.n_embd = 8;
-  c.n_head = 4;
-  c.n_query_groups = 2;
-  c.head_size = 2;
-  c.intermediate_size = 12;
-  c.vocab_size = 11;
-  c.padded_vocab_size = 16;
-  c.local_window = 5;
-  c.mb_per_layer = 2;
-  c.mamba_init = true;
-  c.tied_embeddings = true;
-  c.dt_rank = 2;
-  c.d_state = 4;
-  return c;
+  return test::small_samba("gradcheck_samba", {.d = 8,
+                                               .groups = 2,
+                                               .head_size = 2,
+                                               .mlp = 12,
+                                               .window = 5,
+                                               .vocab = 11,
+                                               .padded = 16,
+                                               .d_state = 4,
+                                               .dt_rank = 2});
 }
 
 }  // namespace

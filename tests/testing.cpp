@@ -102,4 +102,39 @@ int run_cli(const std::string& args, std::string* output) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+ModelConfig small_samba(const std::string& name, const SambaShape& s) {
+  ModelConfig c;
+  c.name = name;
+  c.n_layer = s.n_layer;
+  c.n_embd = s.d;
+  c.n_head = s.heads;
+  c.n_query_groups = s.groups;
+  c.head_size = s.head_size;
+  c.intermediate_size = s.mlp;
+  c.vocab_size = s.vocab;
+  c.padded_vocab_size = s.padded;
+  c.local_window = s.window;
+  c.mb_per_layer = 2;
+  c.mamba_init = true;
+  c.tied_embeddings = true;
+  if (s.d_state > 0) c.d_state = s.d_state;
+  if (s.dt_rank > 0) c.dt_rank = s.dt_rank;
+  return c;
+}
+
+void fill_random_params(ParamStore& store, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.2f);
+  for (auto& e : store.entries()) {
+    float* p = store.data() + e.offset;
+    for (int64_t i = 0; i < e.numel(); ++i) {
+      float v = nd(rng);
+      if (e.name.find("norm.weight") != std::string::npos) v = 1.0f + v;
+      if (e.name.find("A_log") != std::string::npos) v = std::log(1.0f + float(i % 8)) + 0.1f * v;
+      if (e.name.find("dt_proj.bias") != std::string::npos) v = -3.0f + v;
+      p[i] = v;
+    }
+  }
+}
+
 }  // namespace sambalm::test

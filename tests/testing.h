@@ -7,6 +7,8 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "model/config.h"
+#include "model/params.h"
 
 namespace sambalm::test {
 
@@ -36,6 +38,18 @@ std::string temp_dir(const std::string& tag);
 // Hugging Face saves a large checkpoint. Returns the index's weight_map (tensor -> shard file).
 std::map<std::string, std::string> write_shards(const std::string& safetensors_path, const std::string& dir,
                                                 int n_shards);
+
+// A small Samba for tests: n_layer/2 blocks of (Mamba, MLP, sliding-window attention, MLP), RMSNorm,
+// mamba_init, tied embeddings; d_state 0 / dt_rank 0 keep the config's defaults (16, ceil(d / 16)).
+struct SambaShape {
+  int64_t n_layer = 4, d = 32, heads = 4, groups = 4, head_size = 8, mlp = 64, window = 8, vocab = 50, padded = 64,
+          d_state = 0, dt_rank = 0;
+};
+ModelConfig small_samba(const std::string& name, const SambaShape& s = {});
+
+// Random parameters at a workable scale: N(0, 0.2), norm weights around 1, A_log around log(1..8),
+// dt_proj bias around -3 (dt = softplus(...) of about 0.05).
+void fill_random_params(ParamStore& store, uint64_t seed);
 
 // Runs the sambalm binary with arguments (a shell command line fragment); returns exit code and
 // captures stdout+stderr into `output`.
