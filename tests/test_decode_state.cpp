@@ -97,6 +97,20 @@ TEST(DecodeState, StepsDoNotAllocate) {
   EXPECT_EQ(f.dm->scratch_bytes(), scratch);
 }
 
+TEST(DecodeState, PrefillDoesNotAllocate) {
+  // Chunked prefill runs in the scratch sized at construction: no allocation per chunk, so a prompt
+  // of any length prefills in the same memory.
+  Fixture f(samba_cfg());
+  DecodeState st = f.dm->new_state();
+  auto ids = random_ids(3000, 50, 6);
+  f.dm->prefill(st, ids.data(), 10, nullptr, nullptr);
+  g_news = 0;
+  g_counting = true;
+  f.dm->prefill(st, ids.data() + 10, 2990, nullptr, nullptr);
+  g_counting = false;
+  EXPECT_EQ(g_news.load(), 0);
+}
+
 TEST(DecodeState, RopeRowsAtFarPositionsMatchTheTable) {
   const int64_t dims = 16, half = 8, pos0 = 70000, n = 5;
   std::vector<float> tc((pos0 + n) * half), ts((pos0 + n) * half), rc(n * half), rs(n * half);
