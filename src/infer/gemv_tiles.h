@@ -53,6 +53,10 @@ __attribute__((always_inline)) inline void gemv_row_block(float* out, int64_t ld
 inline void gemv_rows(float* out, int64_t ld_out, const float* X, int64_t ld_x, int64_t B, const float* W, int64_t n0,
                       int64_t n1, int64_t K) {
   int64_t n = n0;
+  // One sequence: 8 weight rows at a time, 8 streams in flight (one row each), which is what it takes
+  // to reach the memory's bandwidth; with more sequences 4 rows x 3 sequences keep the FMAs busy.
+  if (B == 1)
+    for (; n + 8 <= n1; n += 8) gemv_tile<8, 1>(out + n, ld_out, X, ld_x, W + n * K, K);
   for (; n + 4 <= n1; n += 4) gemv_row_block<4>(out + n, ld_out, X, ld_x, B, W + n * K, K);
   for (; n < n1; ++n) gemv_row_block<1>(out + n, ld_out, X, ld_x, B, W + n * K, K);
 }
