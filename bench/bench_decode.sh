@@ -91,7 +91,7 @@ L.append(f"`bench/bench_decode.sh` (`sambalm bench`, src/cli/cmd_bench.cpp): ran
 L.append("### Batch-1 decode against the memory-bandwidth bound\n")
 L.append("Bound = the time to read the weight bytes a step reads (every parameter once; the tied embedding "
          "once, as the head), measured in place: after every timed step the same number of bytes of the "
-         "weights themselves is read (a sum on all threads) and timed, so step and bound see the machine in "
+         "weights themselves is read (a sum on all threads, 8 streams each, as the GEMV streams 8 weight rows) and timed, so step and bound see the machine in "
          "the same state (its bandwidth drifts by tens of percent on this shared VM). `% of bound` = median "
          "read time / mean step time. The bandwidth of a 512 MiB buffer, read and copied before decoding, is "
          "beside it for reference.\n")

@@ -16,7 +16,8 @@ struct Bandwidth {
 // Best of `reps` passes over a buffer of `bytes` (default 512 MiB).
 Bandwidth measure_bandwidth(size_t bytes = size_t(512) << 20, int reps = 5);
 
-// Seconds to read p[0, n) once, summing on all OpenMP threads (each thread its own contiguous part):
+// Seconds to read p[0, n) once, summing on all OpenMP threads (each thread its own contiguous part,
+// as 8 concurrent streams):
 // timed next to a decode step over the weights themselves, the time that step could not beat.
 double read_seconds(const float* p, int64_t n);
 
