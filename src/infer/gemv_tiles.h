@@ -23,12 +23,12 @@ __attribute__((always_inline)) inline void gemv_tile(float* out, int64_t ld_out,
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
     v8 x[NB];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int b = 0; b < NB; ++b) x[b] = load8(X + b * ld_x + k);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
       const v8 w = load8(W + r * K + k);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int b = 0; b < NB; ++b) acc[r][b] += w * x[b];
     }
   }
