@@ -85,8 +85,10 @@ def J(n):  # None when that run did not finish
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 L = []
 L.append("## Decoding (CPU)\n")
+commit = subprocess.run(["git", "-C", os.path.dirname(md_path), "rev-parse", "--short", "HEAD"],
+                        capture_output=True, text=True).stdout.strip() or "?"
 L.append(f"`bench/bench_decode.sh` (`sambalm bench`, src/cli/cmd_bench.cpp): random fp32 weights, {threads} OpenMP "
-         f"threads, machine `{cpu}` ({os.cpu_count()} cores), Release build. Load average while measuring: "
+         f"threads, machine `{cpu}` ({os.cpu_count()} cores), Release build of commit `{commit}`. Load average while measuring: "
          f"{load0} before, {load1} after (the machine is shared; high load makes every figure pessimistic).\n")
 L.append("### Batch-1 decode against the memory-bandwidth bound\n")
 L.append("Bound = the time to read the weight bytes a step reads (every parameter once; the tied embedding "
