@@ -40,6 +40,7 @@ run() {  # name, args...
 
 if [ -z "${BENCH_RENDER_ONLY:-}" ]; then
   cut -d' ' -f1-3 /proc/loadavg >"$OUT/load_before"
+  git -C "$ROOT" rev-parse --short HEAD >"$OUT/commit" 2>/dev/null || echo "?" >"$OUT/commit"
   # 1. Batch-1 decode speed against the bound (bandwidth measured in the same process).
   run m130 -m mamba-130m --batch 1 --context 1K --fill jump --prefill-tokens 64 --decode-tokens 32 --bandwidth
   run s421 -m Samba_421M --batch 1 --context 4K --fill jump --prefill-tokens 64 --decode-tokens 16 --bandwidth
@@ -85,8 +86,7 @@ def J(n):  # None when that run did not finish
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 L = []
 L.append("## Decoding (CPU)\n")
-commit = subprocess.run(["git", "-C", os.path.dirname(md_path), "rev-parse", "--short", "HEAD"],
-                        capture_output=True, text=True).stdout.strip() or "?"
+commit = open(os.path.join(out, "commit")).read().strip() if os.path.exists(os.path.join(out, "commit")) else "?"
 L.append(f"`bench/bench_decode.sh` (`sambalm bench`, src/cli/cmd_bench.cpp): random fp32 weights, {threads} OpenMP "
          f"threads, machine `{cpu}` ({os.cpu_count()} cores), Release build of commit `{commit}`. Load average while measuring: "
          f"{load0} before, {load1} after (the machine is shared; high load makes every figure pessimistic).\n")
