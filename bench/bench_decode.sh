@@ -173,7 +173,7 @@ L.append("|---:|---:|---:|")
 for r in (J("m130_batch") or {"rows": []})["rows"]:
     L.append(f"| {r['batch']} | {r['step_ms_median']:.1f} | {r['decode_tok_s']:.1f} |")
 L.append("\nUp to batch 64 a step reads each weight from memory once for all sequences (a GEMV tiled in "
-         "registers, 4 weight rows x 3 sequences); larger batches use sgemm (OpenBLAS, OpenMP build).\n")
+         "registers: 8 weight rows at a time for one sequence, 4 rows x 3 sequences for more); larger batches use sgemm (OpenBLAS, OpenMP build).\n")
 # What the numbers say, from the numbers.
 s4, w1 = J("s421_inter"), J("s421w1k_inter")
 if s4 and w1:
