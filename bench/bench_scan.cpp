@@ -104,27 +104,27 @@ int main(int argc, char** argv) {
     for (auto& x : delta) x = std::log1p(std::exp(x - 2.0f));
     for (int64_t d = 0; d < D; ++d)
       for (int64_t n = 0; n < N; ++n) A[d * N + n] = -float(n + 1) * std::exp(0.1f * A[d * N + n]);
-    std::vector<float> y(B * L * D), h(B * D * N), cs(ops::selective_scan_chunk_states_size(B, L, D, N, chunk));
+    std::vector<float> y(B * L * D), h(B * D * N), cs(ops::cpu::selective_scan_chunk_states_size(B, L, D, N, chunk));
     std::vector<float> du(u.size()), ddelta(u.size()), dA(A.size()), dbc(bc.size()), dD(D);
-    std::vector<float> scratch(ops::selective_scan_backward_scratch_size(B, L, D, N, chunk));
+    std::vector<float> scratch(ops::cpu::selective_scan_backward_scratch_size(B, L, D, N, chunk));
     const float* Bm = bc.data();
     const float* Cm = bc.data() + N;
     const int64_t ld = 2 * N;
     const double ref = median_ms(reps, [&] {
-      ops::selective_scan_ref_forward(y.data(), h.data(), u.data(), delta.data(), A.data(), Bm, Cm, ld, Dskip.data(),
+      ops::cpu::selective_scan_ref_forward(y.data(), h.data(), u.data(), delta.data(), A.data(), Bm, Cm, ld, Dskip.data(),
                                       static_cast<const float*>(nullptr), B, L, D, N);
     });
-    auto fwd = [&](ops::scan::ForwardMode mode) {
+    auto fwd = [&](ops::cpu::scan::ForwardMode mode) {
       return median_ms(reps, [&] {
-        ops::scan::forward(mode, y.data(), h.data(), cs.data(), u.data(), delta.data(), A.data(), Bm, Cm, ld,
+        ops::cpu::scan::forward(mode, y.data(), h.data(), cs.data(), u.data(), delta.data(), A.data(), Bm, Cm, ld,
                            Dskip.data(), static_cast<const float*>(nullptr), B, L, D, N, chunk);
       });
     };
-    const double par = fwd(ops::scan::ForwardMode::kAuto);
-    const double split = fwd(ops::scan::ForwardMode::kSequenceSplit);
-    fwd(ops::scan::ForwardMode::kAuto);  // chunk_states for the backward
+    const double par = fwd(ops::cpu::scan::ForwardMode::kAuto);
+    const double split = fwd(ops::cpu::scan::ForwardMode::kSequenceSplit);
+    fwd(ops::cpu::scan::ForwardMode::kAuto);  // chunk_states for the backward
     const double bwd = median_ms(reps, [&] {
-      ops::selective_scan_backward(du.data(), ddelta.data(), dA.data(), dbc.data(), dbc.data() + N, dD.data(),
+      ops::cpu::selective_scan_backward(du.data(), ddelta.data(), dA.data(), dbc.data(), dbc.data() + N, dD.data(),
                                    static_cast<float*>(nullptr), dy.data(), cs.data(), u.data(), delta.data(), A.data(),
                                    Bm, Cm, ld, Dskip.data(), static_cast<const float*>(nullptr), B, L, D, N, chunk,
                                    scratch.data());

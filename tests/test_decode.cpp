@@ -35,6 +35,7 @@ void check_decode(const ModelConfig& cfg, int64_t B, int64_t Tn, int64_t chunk, 
   DecodeOptions opt;
   opt.chunk = chunk;
   opt.max_context = Tn;
+  opt.slots = B;  // every sequence holds a slot of the pool
   DecodeModel dm(cfg, store.entries(), store.data(), opt);
   std::vector<DecodeState> states;
   for (int64_t b = 0; b < B; ++b) states.push_back(dm.new_state());

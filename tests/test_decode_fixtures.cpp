@@ -26,6 +26,7 @@ std::vector<float> decode_logits(const LoadedModel& lm, const std::vector<int32_
                                  int64_t chunk, int64_t split) {
   DecodeOptions opt;
   opt.chunk = chunk;
+  opt.slots = B;
   DecodeModel dm(lm.config, lm.params.entries(), lm.params.data(), opt);
   const int64_t V = dm.vocab();
   std::vector<float> got(B * Tn * V);

@@ -11,7 +11,6 @@
 #include <random>
 
 #include "core/error.h"
-#include "infer/decode_kernels.h"
 #include "infer/decode_model.h"
 #include "infer/state_file.h"
 #include "ops/ops.h"
@@ -46,7 +45,7 @@ struct Fixture {
   std::unique_ptr<DecodeModel> dm;
   explicit Fixture(const ModelConfig& c, uint64_t seed = 1) : cfg(c), store(param_specs(c)) {
     test::fill_random_params(store, seed);
-    dm = std::make_unique<DecodeModel>(cfg, store.entries(), store.data());
+    dm = std::make_unique<DecodeModel>(cfg, store.entries(), store.data(), DecodeOptions{.slots = 4});
   }
 };
 
@@ -109,17 +108,6 @@ TEST(DecodeState, PrefillDoesNotAllocate) {
   f.dm->prefill(st, ids.data() + 10, 2990, nullptr, nullptr);
   g_counting = false;
   EXPECT_EQ(g_news.load(), 0);
-}
-
-TEST(DecodeState, RopeRowsAtFarPositionsMatchTheTable) {
-  const int64_t dims = 16, half = 8, pos0 = 70000, n = 5;
-  std::vector<float> tc((pos0 + n) * half), ts((pos0 + n) * half), rc(n * half), rs(n * half);
-  ops::rope_table(tc.data(), ts.data(), pos0 + n, dims, 10000.0, 1.0);
-  infer::rope_rows(rc.data(), rs.data(), pos0, n, dims, 10000.0, 1.0);
-  for (int64_t i = 0; i < n * half; ++i) {
-    EXPECT_EQ(rc[i], tc[pos0 * half + i]);
-    EXPECT_EQ(rs[i], ts[pos0 * half + i]);
-  }
 }
 
 TEST(DecodeState, FileRoundTripResumesExactly) {

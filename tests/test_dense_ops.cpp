@@ -81,8 +81,8 @@ TEST(Matmul, ForwardMatchesTripleLoop) {
   const int64_t M = 7, K = 13, N = 5;
   Vec inp = randn(M * K, 1), w = randn(N * K, 2), b = randn(N, 3);
   VecF fi = to_f32(inp), fw = to_f32(w), fb = to_f32(b), out(M * N), outnb(M * N);
-  ops::matmul_forward(out.data(), fi.data(), fw.data(), fb.data(), M, K, N);
-  ops::matmul_forward(outnb.data(), fi.data(), fw.data(), (const float*)nullptr, M, K, N);
+  ops::cpu::matmul_forward(out.data(), fi.data(), fw.data(), fb.data(), M, K, N);
+  ops::cpu::matmul_forward(outnb.data(), fi.data(), fw.data(), (const float*)nullptr, M, K, N);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) {
       double s = 0;
@@ -96,11 +96,11 @@ TEST(Matmul, BackwardFiniteDifferences) {
   const int64_t M = 4, K = 6, N = 3;
   Vec inp = randn(M * K, 4), w = randn(N * K, 5), b = randn(N, 6), r = randn(M * N, 7), out(M * N);
   auto loss = [&] {
-    ops::matmul_forward(out.data(), inp.data(), w.data(), b.data(), M, K, N);
+    ops::cpu::matmul_forward(out.data(), inp.data(), w.data(), b.data(), M, K, N);
     return dot(out, r);
   };
   Vec di = grad_buf(inp.size()), dw = grad_buf(w.size()), db = grad_buf(b.size());
-  ops::matmul_backward(di.data(), dw.data(), db.data(), r.data(), inp.data(), w.data(), M, K, N);
+  ops::cpu::matmul_backward(di.data(), dw.data(), db.data(), r.data(), inp.data(), w.data(), M, K, N);
   expect_fd("dinp", inp, di, loss);
   expect_fd("dweight", w, dw, loss);
   expect_fd("dbias", b, db, loss);
@@ -113,7 +113,7 @@ TEST(Matmul, StridedViewsFiniteDifferences) {
   Vec big_in = randn(M * ld_in, 8), w = randn(N * K, 9), b = randn(N, 10), r = randn(M * ld_out, 11);
   Vec out(M * ld_out, 7.0);
   auto loss = [&] {
-    ops::matmul_forward_strided(out.data() + out_off, ld_out, big_in.data() + in_off, ld_in, w.data(), b.data(), M, K,
+    ops::cpu::matmul_forward_strided(out.data() + out_off, ld_out, big_in.data() + in_off, ld_in, w.data(), b.data(), M, K,
                                 N);
     double s = 0;
     for (int64_t m = 0; m < M; ++m)
@@ -127,7 +127,7 @@ TEST(Matmul, StridedViewsFiniteDifferences) {
         EXPECT_EQ(out[m * ld_out + c], 7.0);
       }
   Vec di = grad_buf(big_in.size()), dw = grad_buf(w.size()), db = grad_buf(b.size());
-  ops::matmul_backward_strided(di.data() + in_off, ld_in, dw.data(), db.data(), r.data() + out_off, ld_out,
+  ops::cpu::matmul_backward_strided(di.data() + in_off, ld_in, dw.data(), db.data(), r.data() + out_off, ld_out,
                                big_in.data() + in_off, ld_in, w.data(), M, K, N);
   expect_fd("dinp (strided)", big_in, di, loss);
   expect_fd("dweight (strided)", w, dw, loss);
@@ -141,15 +141,15 @@ TEST(Embedding, ForwardAndBackwardWithRepeatedIds) {
   std::vector<int32_t> ids = {3, 1, 3, 0, 3, 4};
   const int64_t n = int64_t(ids.size());
   Vec table = randn(V * C, 12), r = randn(n * C, 13), out(n * C);
-  ops::embedding_forward(out.data(), ids.data(), table.data(), n, C);
+  ops::cpu::embedding_forward(out.data(), ids.data(), table.data(), n, C);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t c = 0; c < C; ++c) EXPECT_EQ(out[i * C + c], table[ids[i] * C + c]);
   auto loss = [&] {
-    ops::embedding_forward(out.data(), ids.data(), table.data(), n, C);
+    ops::cpu::embedding_forward(out.data(), ids.data(), table.data(), n, C);
     return dot(out, r);
   };
   Vec dt = grad_buf(table.size());
-  ops::embedding_backward(dt.data(), r.data(), ids.data(), n, C);
+  ops::cpu::embedding_backward(dt.data(), r.data(), ids.data(), n, C);
   // Row 2 is never used: its gradient stays exactly at the initial value.
   for (int64_t c = 0; c < C; ++c) EXPECT_EQ(dt[2 * C + c], kGradInit);
   expect_fd("dtable", table, dt, loss);
@@ -160,7 +160,7 @@ TEST(Embedding, ForwardAndBackwardWithRepeatedIds) {
 TEST(RMSNorm, ForwardMatchesFormula) {
   const int64_t n = 3, C = 10;
   Vec x = randn(n * C, 14), w = randn(C, 15), out(n * C), rstd(n);
-  ops::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, C, 1e-5);
+  ops::cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, C, 1e-5);
   for (int64_t i = 0; i < n; ++i) {
     double ss = 0;
     for (int64_t c = 0; c < C; ++c) ss += x[i * C + c] * x[i * C + c];
@@ -174,12 +174,12 @@ TEST(RMSNorm, BackwardFiniteDifferences) {
   const int64_t n = 4, C = 7;
   Vec x = randn(n * C, 16), w = randn(C, 17), r = randn(n * C, 18), out(n * C), rstd(n);
   auto loss = [&] {
-    ops::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, C, 1e-5);
+    ops::cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, C, 1e-5);
     return dot(out, r);
   };
   loss();
   Vec dx = grad_buf(x.size()), dw = grad_buf(w.size());
-  ops::rmsnorm_backward(dx.data(), dw.data(), r.data(), x.data(), w.data(), rstd.data(), n, C);
+  ops::cpu::rmsnorm_backward(dx.data(), dw.data(), r.data(), x.data(), w.data(), rstd.data(), n, C);
   expect_fd("dx", x, dx, loss);
   expect_fd("dweight", w, dw, loss);
 }
@@ -188,21 +188,21 @@ TEST(RMSNorm, BackwardFiniteDifferences) {
 
 TEST(Elementwise, AddInplace) {
   Vec y = randn(9, 19), x = randn(9, 20), y0 = y;
-  ops::add_inplace(y.data(), x.data(), 9);
+  ops::cpu::add_inplace(y.data(), x.data(), 9);
   for (int i = 0; i < 9; ++i) EXPECT_EQ(y[i], y0[i] + x[i]);
 }
 
 TEST(Elementwise, SwigluForwardAndBackward) {
   const int64_t n = 11;
   Vec a = randn(n, 21, 2.0), b = randn(n, 22), r = randn(n, 23), out(n);
-  ops::swiglu_forward(out.data(), a.data(), b.data(), n);
+  ops::cpu::swiglu_forward(out.data(), a.data(), b.data(), n);
   for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(out[i], a[i] / (1 + std::exp(-a[i])) * b[i], 1e-14);
   auto loss = [&] {
-    ops::swiglu_forward(out.data(), a.data(), b.data(), n);
+    ops::cpu::swiglu_forward(out.data(), a.data(), b.data(), n);
     return dot(out, r);
   };
   Vec da = grad_buf(n), db = grad_buf(n);
-  ops::swiglu_backward(da.data(), db.data(), r.data(), a.data(), b.data(), n);
+  ops::cpu::swiglu_backward(da.data(), db.data(), r.data(), a.data(), b.data(), n);
   expect_fd("da", a, da, loss);
   expect_fd("db", b, db, loss);
 }
@@ -214,7 +214,7 @@ TEST(CrossEntropy, ForwardMatchesLogSumExpAndIgnoresNegativeTargets) {
   Vec logits = randn(n * V, 24, 3.0);
   std::vector<int32_t> tg = {2, -1, 8, 0, -100};
   VecF fl = to_f32(logits), losses(n);
-  const double mean = ops::cross_entropy_forward_backward<float>(nullptr, losses.data(), fl.data(), tg.data(), n, V, 1);
+  const double mean = ops::cpu::cross_entropy_forward_backward<float>(nullptr, losses.data(), fl.data(), tg.data(), n, V, 1);
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (tg[i] < 0) {
@@ -236,18 +236,18 @@ TEST(CrossEntropy, GradientFiniteDifferencesAndAliasing) {
   std::vector<int32_t> tg = {1, -1, 5, 0};
   const double scale = 0.7;
   auto loss = [&] {
-    return scale * ops::cross_entropy_forward_backward<double>(nullptr, nullptr, logits.data(), tg.data(), n, V, 1);
+    return scale * ops::cpu::cross_entropy_forward_backward<double>(nullptr, nullptr, logits.data(), tg.data(), n, V, 1);
   };
   // The op writes (not adds) the gradient; shift it onto kGradInit for expect_fd.
   Vec dl(n * V, 123.0);
-  ops::cross_entropy_forward_backward(dl.data(), (double*)nullptr, logits.data(), tg.data(), n, V, scale);
+  ops::cpu::cross_entropy_forward_backward(dl.data(), (double*)nullptr, logits.data(), tg.data(), n, V, scale);
   for (int64_t v = 0; v < V; ++v) EXPECT_EQ(dl[1 * V + v], 0.0);
   Vec g = dl;
   for (auto& x : g) x += kGradInit;
   expect_fd("dlogits", logits, g, loss);
   // In place: dlogits aliases logits.
   Vec alias = logits;
-  ops::cross_entropy_forward_backward(alias.data(), (double*)nullptr, alias.data(), tg.data(), n, V, scale);
+  ops::cpu::cross_entropy_forward_backward(alias.data(), (double*)nullptr, alias.data(), tg.data(), n, V, scale);
   EXPECT_LT(max_rel(alias, dl), 1e-15);
 }
 
@@ -257,7 +257,7 @@ TEST(LayerNorm, ForwardMatchesFormula) {
   const int64_t n = 3, C = 9;
   Vec x = randn(n * C, 30, 2.0), w = randn(C, 31), b = randn(C, 32), out(n * C), mean(n), rstd(n);
   for (auto& e : x) e += 1.5;  // a non-zero mean, so a missing centring shows
-  ops::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), n, C, 1e-5);
+  ops::cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), n, C, 1e-5);
   for (int64_t i = 0; i < n; ++i) {
     double mu = 0, var = 0;
     for (int64_t c = 0; c < C; ++c) mu += x[i * C + c] / C;
@@ -275,12 +275,12 @@ TEST(LayerNorm, BackwardFiniteDifferencesWithAndWithoutBias) {
   for (bool with_bias : {true, false}) {
     const double* bp = with_bias ? b.data() : nullptr;
     auto loss = [&] {
-      ops::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), bp, n, C, 1e-5);
+      ops::cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), bp, n, C, 1e-5);
       return dot(out, r);
     };
     loss();
     Vec dx = grad_buf(x.size()), dw = grad_buf(w.size()), db = grad_buf(b.size());
-    ops::layernorm_backward(dx.data(), dw.data(), with_bias ? db.data() : nullptr, r.data(), x.data(), w.data(),
+    ops::cpu::layernorm_backward(dx.data(), dw.data(), with_bias ? db.data() : nullptr, r.data(), x.data(), w.data(),
                             mean.data(), rstd.data(), n, C);
     expect_fd("dx", x, dx, loss);
     expect_fd("dweight", w, dw, loss);
@@ -294,7 +294,7 @@ TEST(Rope, TableMatchesClosedForm) {
   const int64_t P = 50, R = 12, half = R / 2;
   for (double condense : {1.0, 4.0}) {
     VecF c(P * half), s(P * half);
-    ops::rope_table(c.data(), s.data(), P, R, 10000.0, condense);
+    ops::cpu::rope_table(c.data(), s.data(), P, R, 10000.0, condense);
     for (int64_t p = 0; p < P; ++p)
       for (int64_t i = 0; i < half; ++i) {
         const double angle = (p / condense) / std::pow(10000.0, double(2 * i) / R);
@@ -320,9 +320,9 @@ TEST_P(QkvSplitRope, ForwardMatchesClosedFormRotation) {
   const auto [B, Tn, H, G, hs, R, pos0] = GetParam();
   const int64_t half = R / 2, qpk = H / G, row = (H + 2 * G) * hs;
   Vec cos((pos0 + Tn) * std::max<int64_t>(half, 1)), sin(cos.size());
-  if (R > 0) ops::rope_table(cos.data(), sin.data(), pos0 + Tn, R, 10000.0, 1.0);
+  if (R > 0) ops::cpu::rope_table(cos.data(), sin.data(), pos0 + Tn, R, 10000.0, 1.0);
   Vec qkv = randn(B * Tn * row, 40), q(B * H * Tn * hs), k(B * G * Tn * hs), v(B * G * Tn * hs);
-  ops::qkv_split_rope_forward(q.data(), k.data(), v.data(), qkv.data(), cos.data(), sin.data(), B, Tn, H, G, hs, R,
+  ops::cpu::qkv_split_rope_forward(q.data(), k.data(), v.data(), qkv.data(), cos.data(), sin.data(), B, Tn, H, G, hs, R,
                               pos0);
   // Expected: head `slot` of group g in the token's row, rotated by the closed-form angle.
   auto expect_head = [&](const double* got, int64_t b, int64_t t, int64_t g, int64_t slot, bool rope) {
@@ -352,16 +352,16 @@ TEST_P(QkvSplitRope, BackwardFiniteDifferences) {
   const auto [B, Tn, H, G, hs, R, pos0] = GetParam();
   const int64_t half = R / 2, row = (H + 2 * G) * hs;
   Vec cos((pos0 + Tn) * std::max<int64_t>(half, 1)), sin(cos.size());
-  if (R > 0) ops::rope_table(cos.data(), sin.data(), pos0 + Tn, R, 10000.0, 1.0);
+  if (R > 0) ops::cpu::rope_table(cos.data(), sin.data(), pos0 + Tn, R, 10000.0, 1.0);
   Vec qkv = randn(B * Tn * row, 41), q(B * H * Tn * hs), k(B * G * Tn * hs), v(B * G * Tn * hs);
   Vec rq = randn(q.size(), 42), rk = randn(k.size(), 43), rv = randn(v.size(), 44);
   auto loss = [&] {
-    ops::qkv_split_rope_forward(q.data(), k.data(), v.data(), qkv.data(), cos.data(), sin.data(), B, Tn, H, G, hs, R,
+    ops::cpu::qkv_split_rope_forward(q.data(), k.data(), v.data(), qkv.data(), cos.data(), sin.data(), B, Tn, H, G, hs, R,
                                 pos0);
     return dot(q, rq) + dot(k, rk) + dot(v, rv);
   };
   Vec dqkv = grad_buf(qkv.size());
-  ops::qkv_split_rope_backward(dqkv.data(), rq.data(), rk.data(), rv.data(), cos.data(), sin.data(), B, Tn, H, G, hs, R,
+  ops::cpu::qkv_split_rope_backward(dqkv.data(), rq.data(), rk.data(), rv.data(), cos.data(), sin.data(), B, Tn, H, G, hs, R,
                                pos0);
   expect_fd("dqkv", qkv, dqkv, loss);
 }
@@ -391,12 +391,12 @@ TEST_P(Attention, BackwardFiniteDifferences) {
   Vec q = randn(B * H * Tn * hs, 50), k = randn(B * G * Tn * hs, 51), v = randn(B * G * Tn * hs, 52);
   Vec out(B * Tn * H * hs), lse(B * H * Tn), r = randn(out.size(), 53);
   auto loss = [&] {
-    ops::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale);
+    ops::cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale);
     return dot(out, r);
   };
   loss();
   Vec dq = grad_buf(q.size()), dk = grad_buf(k.size()), dv = grad_buf(v.size());
-  ops::attention_backward(dq.data(), dk.data(), dv.data(), r.data(), out.data(), lse.data(), q.data(), k.data(),
+  ops::cpu::attention_backward(dq.data(), dk.data(), dv.data(), r.data(), out.data(), lse.data(), q.data(), k.data(),
                           v.data(), B, Tn, H, G, hs, W, scale);
   // With window 1 every query sees only itself, so out = v and q, k get no gradient.
   expect_fd("dq", q, dq, loss, 1e-6, W == 1);
@@ -405,7 +405,7 @@ TEST_P(Attention, BackwardFiniteDifferences) {
   // A nullptr gradient is skipped without changing the others.
   loss();  // expect_fd left out/lse at a perturbed point
   Vec dq2 = grad_buf(q.size());
-  ops::attention_backward(dq2.data(), (double*)nullptr, (double*)nullptr, r.data(), out.data(), lse.data(), q.data(),
+  ops::cpu::attention_backward(dq2.data(), (double*)nullptr, (double*)nullptr, r.data(), out.data(), lse.data(), q.data(),
                           k.data(), v.data(), B, Tn, H, G, hs, W, scale);
   EXPECT_EQ(dq2, dq);
 }
@@ -416,8 +416,8 @@ TEST_P(Attention, ForwardMatchesMaterialisedReference) {
   VecF q = to_f32(randn(B * H * Tn * hs, 54, 1.5)), k = to_f32(randn(B * G * Tn * hs, 55, 1.5));
   VecF v = to_f32(randn(B * G * Tn * hs, 56));
   VecF out(B * Tn * H * hs), lse(B * H * Tn), ref(out.size()), ref_lse(lse.size()), scores(Tn * Tn);
-  ops::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale);
-  ops::attention_ref_forward(ref.data(), ref_lse.data(), scores.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs,
+  ops::cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale);
+  ops::cpu::attention_ref_forward(ref.data(), ref_lse.data(), scores.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs,
                              W, scale);
   EXPECT_LT(test::rel_error(out.data(), ref.data(), int64_t(out.size())), 1e-5);
   EXPECT_LT(test::rel_error(lse.data(), ref_lse.data(), int64_t(lse.size())), 1e-5);
@@ -438,9 +438,9 @@ TEST(AttentionLong, ForwardMatchesReferenceAcrossChunks) {
     VecF q = to_f32(randn(s.B * s.H * s.Tn * s.hs, 57, 2.0)), k = to_f32(randn(s.B * s.G * s.Tn * s.hs, 58, 2.0));
     VecF v = to_f32(randn(s.B * s.G * s.Tn * s.hs, 59));
     VecF out(s.B * s.Tn * s.H * s.hs), lse(s.B * s.H * s.Tn), ref(out.size()), ref_lse(lse.size()), scores(s.Tn * s.Tn);
-    ops::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), s.B, s.Tn, s.H, s.G, s.hs, s.window,
+    ops::cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), s.B, s.Tn, s.H, s.G, s.hs, s.window,
                            scale);
-    ops::attention_ref_forward(ref.data(), ref_lse.data(), scores.data(), q.data(), k.data(), v.data(), s.B, s.Tn, s.H,
+    ops::cpu::attention_ref_forward(ref.data(), ref_lse.data(), scores.data(), q.data(), k.data(), v.data(), s.B, s.Tn, s.H,
                                s.G, s.hs, s.window, scale);
     EXPECT_LT(test::rel_error(out.data(), ref.data(), int64_t(out.size())), 1e-5) << "T=" << s.Tn;
     EXPECT_LT(test::rel_error(lse.data(), ref_lse.data(), int64_t(lse.size())), 1e-5) << "T=" << s.Tn;
@@ -455,9 +455,9 @@ TEST(AttentionLong, ThreadedBackwardMatchesPlainLoops) {
   const double scale = 1 / std::sqrt(double(hs));
   Vec q = randn(B * H * Tn * hs, 60), k = randn(B * G * Tn * hs, 61), v = randn(B * G * Tn * hs, 62);
   Vec r = randn(B * Tn * H * hs, 63), out(r.size()), lse(B * H * Tn);
-  ops::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale);
+  ops::cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale);
   Vec dq(q.size(), 0.0), dk(k.size(), 0.0), dv(v.size(), 0.0);
-  ops::attention_backward(dq.data(), dk.data(), dv.data(), r.data(), out.data(), lse.data(), q.data(), k.data(),
+  ops::cpu::attention_backward(dq.data(), dk.data(), dv.data(), r.data(), out.data(), lse.data(), q.data(), k.data(),
                           v.data(), B, Tn, H, G, hs, W, scale);
   Vec eq(q.size(), 0.0), ek(k.size(), 0.0), ev(v.size(), 0.0), P(Tn), dP(Tn);
   for (int64_t b = 0; b < B; ++b)

@@ -45,7 +45,7 @@ struct ByteModel {
     for (auto& e : store.entries())
       for (int64_t i = 0; i < e.numel(); ++i)
         store.data()[e.offset + i] = e.name.find("A_log") != std::string::npos ? 0.5f : nd(rng);
-    dm = std::make_unique<DecodeModel>(cfg, store.entries(), store.data());
+    dm = std::make_unique<DecodeModel>(cfg, store.entries(), store.data(), DecodeOptions{.slots = 4});
   }
 };
 
@@ -65,6 +65,7 @@ TEST(Generate, GreedyIsTheForwardArgmax) {
   LoadedModel lm = load_model(test::fixtures_dir() + "/samba_tiny");
   DecodeOptions dopt;
   dopt.chunk = 5;
+  dopt.slots = 4;
   DecodeModel dm(lm.config, lm.params.entries(), lm.params.data(), dopt);
   Generator g(dm, nullptr);
   GenerateOptions o;
@@ -196,7 +197,7 @@ TEST(GenerateCli, JsonMatchesTheLibraryAndStatesResume) {
 
   // Same with the library.
   LoadedModel lm = load_model(model);
-  DecodeModel dm(lm.config, lm.params.entries(), lm.params.data());
+  DecodeModel dm(lm.config, lm.params.entries(), lm.params.data(), DecodeOptions{.slots = 4});
   Generator g(dm, nullptr);
   GenerateOptions o;
   o.sampling.top_k = 1;

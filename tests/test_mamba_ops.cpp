@@ -15,7 +15,7 @@
 namespace sambalm {
 namespace {
 
-using ops::scan::ForwardMode;
+using ops::cpu::scan::ForwardMode;
 using sambalm::test::rel_error;
 
 template <typename T>
@@ -129,17 +129,17 @@ TEST(SelectiveScan, ForwardMatchesReference) {
       ScanInputs<float> in(c.B, c.L, c.D, c.N, c.pad, uint32_t(c.L * 31 + c.D + use_h0));
       const float* h0 = use_h0 ? in.h0.data() : nullptr;
       std::vector<float> y_ref(c.B * c.L * c.D), h_ref(c.B * c.D * c.N);
-      ops::selective_scan_ref_forward(y_ref.data(), h_ref.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
+      ops::cpu::selective_scan_ref_forward(y_ref.data(), h_ref.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
                                       in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N);
       const std::vector<double> states = all_states(in, use_h0);
       const int64_t nch = (c.L + c.chunk - 1) / c.chunk;
-      ASSERT_EQ(ops::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk), c.B * (nch + 1) * c.D * c.N);
+      ASSERT_EQ(ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk), c.B * (nch + 1) * c.D * c.N);
       for (ForwardMode mode : {ForwardMode::kAuto, ForwardMode::kChannels, ForwardMode::kSequenceSplit}) {
         SCOPED_TRACE(testing::Message() << "B=" << c.B << " L=" << c.L << " D=" << c.D << " N=" << c.N
                                         << " chunk=" << c.chunk << " h0=" << use_h0 << " mode=" << int(mode));
         std::vector<float> y(c.B * c.L * c.D, -1.f), h_last(c.B * c.D * c.N, -1.f);
-        std::vector<float> cs(ops::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk), -1.f);
-        ops::scan::forward(mode, y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
+        std::vector<float> cs(ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk), -1.f);
+        ops::cpu::scan::forward(mode, y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
                            in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N, c.chunk);
         EXPECT_LT(rel_error(y.data(), y_ref.data(), y.size()), 1e-5);
         EXPECT_LT(rel_error(h_last.data(), h_ref.data(), h_last.size()), 1e-5);
@@ -155,8 +155,8 @@ TEST(SelectiveScan, ForwardMatchesReference) {
       }
       // h_last is optional.
       std::vector<float> y2(c.B * c.L * c.D);
-      std::vector<float> cs(ops::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk));
-      ops::selective_scan_forward(y2.data(), static_cast<float*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
+      std::vector<float> cs(ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk));
+      ops::cpu::selective_scan_forward(y2.data(), static_cast<float*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
                                   in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N,
                                   c.chunk);
       EXPECT_LT(rel_error(y2.data(), y_ref.data(), y2.size()), 1e-5);
@@ -165,22 +165,22 @@ TEST(SelectiveScan, ForwardMatchesReference) {
 }
 
 TEST(SelectiveScan, AutoModeChoosesByShape) {
-  EXPECT_EQ(ops::scan::auto_mode(1, 4096, 1536, 64), ForwardMode::kChannels);
-  EXPECT_EQ(ops::scan::auto_mode(1, 4096, 64, 64), ForwardMode::kSequenceSplit);
-  EXPECT_EQ(ops::scan::auto_mode(1, 40, 64, 64), ForwardMode::kChannels);  // one chunk: nothing to split
+  EXPECT_EQ(ops::cpu::scan::auto_mode(1, 4096, 1536, 64), ForwardMode::kChannels);
+  EXPECT_EQ(ops::cpu::scan::auto_mode(1, 4096, 64, 64), ForwardMode::kSequenceSplit);
+  EXPECT_EQ(ops::cpu::scan::auto_mode(1, 40, 64, 64), ForwardMode::kChannels);  // one chunk: nothing to split
 }
 
 // The float exp used by the fast scan against std::exp.
 TEST(SelectiveScan, FastExpAccuracy) {
   double worst = 0;
   for (double x = -87.0; x <= 88.0; x += 0.0137) {
-    const float got = ops::scan::generic::exp_scan(float(x)), want = std::exp(float(x));
+    const float got = ops::cpu::scan::generic::exp_scan(float(x)), want = std::exp(float(x));
     worst = std::max(worst, std::fabs(double(got) - double(want)) / double(want));
   }
   EXPECT_LT(worst, 5e-7);
-  EXPECT_GE(ops::scan::generic::exp_scan(-1000.0f), 0.0f);
-  EXPECT_LT(ops::scan::generic::exp_scan(-1000.0f), 1e-37f);
-  EXPECT_EQ(ops::scan::generic::exp_scan(0.0f), 1.0f);
+  EXPECT_GE(ops::cpu::scan::generic::exp_scan(-1000.0f), 0.0f);
+  EXPECT_LT(ops::cpu::scan::generic::exp_scan(-1000.0f), 1e-37f);
+  EXPECT_EQ(ops::cpu::scan::generic::exp_scan(0.0f), 1.0f);
 }
 
 // ---- (b) backward vs finite differences -----------------------------------------------------
@@ -205,10 +205,10 @@ TEST(SelectiveScan, BackwardMatchesFiniteDifferences) {
       ScanInputs<double> in(B, L, D, N, c.pad, uint32_t(100 + L + D));
       std::mt19937 rng(17);
       auto w = randn<double>(B * L * D, rng);
-      std::vector<double> y(B * L * D), cs(ops::selective_scan_chunk_states_size(B, L, D, N, chunk));
+      std::vector<double> y(B * L * D), cs(ops::cpu::selective_scan_chunk_states_size(B, L, D, N, chunk));
       const double* h0 = c.use_h0 ? in.h0.data() : nullptr;
       auto loss = [&] {
-        ops::scan::forward(mode, y.data(), static_cast<double*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
+        ops::cpu::scan::forward(mode, y.data(), static_cast<double*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
                            in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, B, L, D, N, chunk);
         return dot(y, w);
       };
@@ -217,8 +217,8 @@ TEST(SelectiveScan, BackwardMatchesFiniteDifferences) {
       auto du = noise(in.u.size()), ddelta = noise(in.delta.size()), dA = noise(in.A.size()), dbc = noise(in.bc.size()),
            dD = noise(in.Dskip.size()), dh0 = noise(in.h0.size());
       const auto du0 = du, ddelta0 = ddelta, dA0 = dA, dbc0 = dbc, dD0 = dD, dh00 = dh0;
-      std::vector<double> scratch(ops::selective_scan_backward_scratch_size(B, L, D, N, chunk), NAN);
-      ops::selective_scan_backward(du.data(), ddelta.data(), dA.data(), dbc.data(), dbc.data() + N, dD.data(),
+      std::vector<double> scratch(ops::cpu::selective_scan_backward_scratch_size(B, L, D, N, chunk), NAN);
+      ops::cpu::selective_scan_backward(du.data(), ddelta.data(), dA.data(), dbc.data(), dbc.data() + N, dD.data(),
                                    dh0.data(), w.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
                                    in.Cm(), in.ld_bc, in.Dskip.data(), h0, B, L, D, N, chunk, scratch.data());
       // The ~1000 forward calls of the differences run on one thread: on a busy 2-core machine each
@@ -263,11 +263,11 @@ TEST(SelectiveScan, BackwardNullGradientsAndDeterminism) {
   ScanInputs<float> in(B, L, D, N, 1, 23);
   std::mt19937 rng(29);
   auto dy = randn<float>(B * L * D, rng);
-  std::vector<float> y(B * L * D), cs(ops::selective_scan_chunk_states_size(B, L, D, N, chunk));
-  ops::selective_scan_forward(y.data(), static_cast<float*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
+  std::vector<float> y(B * L * D), cs(ops::cpu::selective_scan_chunk_states_size(B, L, D, N, chunk));
+  ops::cpu::selective_scan_forward(y.data(), static_cast<float*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
                               in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D, N,
                               chunk);
-  std::vector<float> scratch(ops::selective_scan_backward_scratch_size(B, L, D, N, chunk));
+  std::vector<float> scratch(ops::cpu::selective_scan_backward_scratch_size(B, L, D, N, chunk));
   struct Grads {
     std::vector<float> du, ddelta, dA, dbc, dD, dh0;
   };
@@ -277,7 +277,7 @@ TEST(SelectiveScan, BackwardNullGradientsAndDeterminism) {
             std::vector<float>(D),           std::vector<float>(in.h0.size())};
     const int keep = omp_get_max_threads();
     omp_set_num_threads(threads);
-    ops::selective_scan_backward(g.du.data(), all ? g.ddelta.data() : nullptr, all ? g.dA.data() : nullptr,
+    ops::cpu::selective_scan_backward(g.du.data(), all ? g.ddelta.data() : nullptr, all ? g.dA.data() : nullptr,
                                  all ? g.dbc.data() : nullptr, g.dbc.data() + N, all ? g.dD.data() : nullptr,
                                  all ? g.dh0.data() : nullptr, dy.data(), cs.data(), in.u.data(), in.delta.data(),
                                  in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D, N,
@@ -305,10 +305,10 @@ TEST(SelectiveScan, BackwardNullGradientsAndDeterminism) {
   ScanInputs<double> ind(B, L, D, N, 1, 23);
   std::vector<double> dyd(dy.begin(), dy.end()), yd(y.size()), csd(cs.size()), dud(in.u.size(), 0.0),
       dAd(in.A.size(), 0.0), scr(scratch.size());
-  ops::selective_scan_forward(yd.data(), static_cast<double*>(nullptr), csd.data(), ind.u.data(), ind.delta.data(),
+  ops::cpu::selective_scan_forward(yd.data(), static_cast<double*>(nullptr), csd.data(), ind.u.data(), ind.delta.data(),
                               ind.A.data(), ind.Bm(), ind.Cm(), ind.ld_bc, ind.Dskip.data(), ind.h0.data(), B, L, D, N,
                               chunk);
-  ops::selective_scan_backward(dud.data(), static_cast<double*>(nullptr), dAd.data(), static_cast<double*>(nullptr),
+  ops::cpu::selective_scan_backward(dud.data(), static_cast<double*>(nullptr), dAd.data(), static_cast<double*>(nullptr),
                                static_cast<double*>(nullptr), static_cast<double*>(nullptr),
                                static_cast<double*>(nullptr), dyd.data(), csd.data(), ind.u.data(), ind.delta.data(),
                                ind.A.data(), ind.Bm(), ind.Cm(), ind.ld_bc, ind.Dskip.data(), ind.h0.data(), B, L, D, N,
@@ -319,10 +319,10 @@ TEST(SelectiveScan, BackwardNullGradientsAndDeterminism) {
 
 // The AVX2 build of the kernels (used by default where the CPU has it) against the baseline build.
 TEST(SelectiveScan, KernelBuildsAgree) {
-  const auto* avx2 = ops::scan::avx2_kernels<float>();
+  const auto* avx2 = ops::cpu::scan::avx2_kernels<float>();
   if (!avx2) GTEST_SKIP() << "CPU without AVX2+FMA";
-  const auto& gen = ops::scan::generic_kernels<float>();
-  EXPECT_EQ(&ops::scan::kernels<float>(), avx2);
+  const auto& gen = ops::cpu::scan::generic_kernels<float>();
+  EXPECT_EQ(&ops::cpu::scan::kernels<float>(), avx2);
   const int64_t L = 23, D = 21, N = 13;  // odd sizes: vector remainders
   ScanInputs<float> in(1, L, D, N, 3, 41);
   std::mt19937 rng(43);
@@ -342,7 +342,7 @@ TEST(SelectiveScan, KernelBuildsAgree) {
     std::vector<float> g, dA, bcp, rec, du, ddelta;
     float dD;
   };
-  auto run = [&](const ops::scan::Kernels<float>& k) {
+  auto run = [&](const ops::cpu::scan::Kernels<float>& k) {
     Out o{std::vector<float>(N, 0.5f),
           std::vector<float>(N, 0.f),
           std::vector<float>(2 * L * N, 0.f),
@@ -370,8 +370,8 @@ TEST(SelectiveScan, KernelBuildsAgree) {
 TEST(SelectiveScan, StepByStepEqualsForward) {
   const int64_t B = 2, L = 13, D = 19, N = 16, chunk = 4;
   ScanInputs<float> in(B, L, D, N, 2, 7);
-  std::vector<float> y(B * L * D), h_last(B * D * N), cs(ops::selective_scan_chunk_states_size(B, L, D, N, chunk));
-  ops::selective_scan_forward(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
+  std::vector<float> y(B * L * D), h_last(B * D * N), cs(ops::cpu::selective_scan_chunk_states_size(B, L, D, N, chunk));
+  ops::cpu::selective_scan_forward(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
                               in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D, N, chunk);
   std::vector<float> h = in.h0, ys(B * L * D);
   std::vector<float> ut(B * D), dt(B * D), bct(B * in.ld_bc), yt(B * D);
@@ -383,7 +383,7 @@ TEST(SelectiveScan, StepByStepEqualsForward) {
       }
       for (int64_t k = 0; k < in.ld_bc; ++k) bct[b * in.ld_bc + k] = in.bc[(b * L + t) * in.ld_bc + k];
     }
-    ops::selective_scan_step(yt.data(), h.data(), ut.data(), dt.data(), in.A.data(), bct.data(), bct.data() + N,
+    ops::cpu::selective_scan_step(yt.data(), h.data(), ut.data(), dt.data(), in.A.data(), bct.data(), bct.data() + N,
                              in.ld_bc, in.Dskip.data(), B, D, N);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t d = 0; d < D; ++d) ys[(b * L + t) * D + d] = yt[b * D + d];
@@ -395,8 +395,8 @@ TEST(SelectiveScan, StepByStepEqualsForward) {
 TEST(SelectiveScan, PrefillInTwoPartsEqualsOnePass) {
   const int64_t B = 2, L = 40, L1 = 17, D = 24, N = 8, chunk = 6;
   ScanInputs<float> in(B, L, D, N, 0, 11);
-  std::vector<float> y(B * L * D), h_last(B * D * N), cs(ops::selective_scan_chunk_states_size(B, L, D, N, chunk));
-  ops::selective_scan_forward(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
+  std::vector<float> y(B * L * D), h_last(B * D * N), cs(ops::cpu::selective_scan_chunk_states_size(B, L, D, N, chunk));
+  ops::cpu::selective_scan_forward(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
                               in.Cm(), in.ld_bc, in.Dskip.data(), static_cast<const float*>(nullptr), B, L, D, N,
                               chunk);
   // Split every [B, L, .] input at time L1 into two contiguous [B, L1, .] and [B, L - L1, .] arrays.
@@ -411,8 +411,8 @@ TEST(SelectiveScan, PrefillInTwoPartsEqualsOnePass) {
   for (int p = 0; p < 2; ++p) {
     const int64_t t0 = p == 0 ? 0 : L1, len = p == 0 ? L1 : L - L1;
     auto u = part(in.u, D, t0, len), delta = part(in.delta, D, t0, len), bc = part(in.bc, in.ld_bc, t0, len);
-    std::vector<float> yp(B * len * D), csp(ops::selective_scan_chunk_states_size(B, len, D, N, chunk));
-    ops::selective_scan_forward(yp.data(), p == 0 ? h_mid.data() : h_end.data(), csp.data(), u.data(), delta.data(),
+    std::vector<float> yp(B * len * D), csp(ops::cpu::selective_scan_chunk_states_size(B, len, D, N, chunk));
+    ops::cpu::selective_scan_forward(yp.data(), p == 0 ? h_mid.data() : h_end.data(), csp.data(), u.data(), delta.data(),
                                 in.A.data(), bc.data(), bc.data() + N, in.ld_bc, in.Dskip.data(),
                                 p == 0 ? static_cast<const float*>(nullptr) : h_mid.data(), B, len, D, N, chunk);
     for (int64_t b = 0; b < B; ++b)
@@ -461,12 +461,12 @@ TEST(CausalConv1d, ForwardMatchesDirect) {
     const double* state = c.state ? st.data() : nullptr;
     const auto want = conv_direct(x, c.ld_x, w, bias, state, c.B, c.L, c.D, c.K);
     std::vector<double> out(c.B * c.L * c.D);
-    ops::causal_conv1d_forward(out.data(), x.data(), c.ld_x, w.data(), bias.data(), state, c.B, c.L, c.D, c.K);
+    ops::cpu::causal_conv1d_forward(out.data(), x.data(), c.ld_x, w.data(), bias.data(), state, c.B, c.L, c.D, c.K);
     EXPECT_LT(rel_error_d(out, want), 1e-14);
     // float build agrees as well.
     std::vector<float> xf(x.begin(), x.end()), wf(w.begin(), w.end()), bf(bias.begin(), bias.end()),
         sf(st.begin(), st.end()), of(out.size());
-    ops::causal_conv1d_forward(of.data(), xf.data(), c.ld_x, wf.data(), bf.data(), c.state ? sf.data() : nullptr, c.B,
+    ops::cpu::causal_conv1d_forward(of.data(), xf.data(), c.ld_x, wf.data(), bf.data(), c.state ? sf.data() : nullptr, c.B,
                                c.L, c.D, c.K);
     EXPECT_LT(rel_error_d(std::vector<double>(of.begin(), of.end()), want), 1e-6);
   }
@@ -479,13 +479,13 @@ TEST(CausalConv1d, GradientsMatchFiniteDifferences) {
        st = randn<double>(B * (K - 1) * D, rng), wy = randn<double>(B * L * D, rng);
   std::vector<double> out(B * L * D);
   auto loss = [&] {
-    ops::causal_conv1d_forward(out.data(), x.data(), ld, w.data(), bias.data(), st.data(), B, L, D, K);
+    ops::cpu::causal_conv1d_forward(out.data(), x.data(), ld, w.data(), bias.data(), st.data(), B, L, D, K);
     return dot(out, wy);
   };
   // Gradients start from non-zero values: the backward must add.
   auto dx0 = randn<double>(x.size(), rng), dw0 = randn<double>(w.size(), rng), db0 = randn<double>(D, rng);
   auto dx = dx0, dw = dw0, db = db0;
-  ops::causal_conv1d_backward(dx.data(), ld, dw.data(), db.data(), wy.data(), x.data(), ld, w.data(), st.data(), B, L,
+  ops::cpu::causal_conv1d_backward(dx.data(), ld, dw.data(), db.data(), wy.data(), x.data(), ld, w.data(), st.data(), B, L,
                               D, K);
   OneThread one_thread;
   auto check = [&](std::vector<double>& param, const std::vector<double>& g, const std::vector<double>& g0,
@@ -500,7 +500,7 @@ TEST(CausalConv1d, GradientsMatchFiniteDifferences) {
   check(bias, db, db0, "dbias");
   // nullptr gradients are skipped.
   auto dx2 = dx0;
-  ops::causal_conv1d_backward(dx2.data(), ld, static_cast<double*>(nullptr), static_cast<double*>(nullptr), wy.data(),
+  ops::cpu::causal_conv1d_backward(dx2.data(), ld, static_cast<double*>(nullptr), static_cast<double*>(nullptr), wy.data(),
                               x.data(), ld, w.data(), st.data(), B, L, D, K);
   EXPECT_EQ(dx2, dx);
 }
@@ -511,10 +511,10 @@ TEST(CausalConv1d, StateUpdateAndTokenByTokenDecode) {
   auto x = randn<float>(B * L * ld, rng), w = randn<float>(D * K, rng), bias = randn<float>(D, rng),
        st = randn<float>(B * (K - 1) * D, rng);
   std::vector<float> full(B * L * D);
-  ops::causal_conv1d_forward(full.data(), x.data(), ld, w.data(), bias.data(), st.data(), B, L, D, K);
+  ops::cpu::causal_conv1d_forward(full.data(), x.data(), ld, w.data(), bias.data(), st.data(), B, L, D, K);
   // new_state after the whole sequence: its last K-1 rows.
   std::vector<float> ns(B * (K - 1) * D);
-  ops::causal_conv1d_state_update(ns.data(), x.data(), ld, st.data(), B, L, D, K);
+  ops::cpu::causal_conv1d_state_update(ns.data(), x.data(), ld, st.data(), B, L, D, K);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < K - 1; ++i)
       for (int64_t d = 0; d < D; ++d) EXPECT_EQ(ns[(b * (K - 1) + i) * D + d], x[(b * L + L - (K - 1) + i) * ld + d]);
@@ -523,8 +523,8 @@ TEST(CausalConv1d, StateUpdateAndTokenByTokenDecode) {
   for (int64_t t = 0; t < L; ++t) {
     for (int64_t b = 0; b < B; ++b)
       for (int64_t k = 0; k < ld; ++k) xt[b * ld + k] = x[(b * L + t) * ld + k];
-    ops::causal_conv1d_forward(ot.data(), xt.data(), ld, w.data(), bias.data(), s.data(), B, 1, D, K);
-    ops::causal_conv1d_state_update(s.data(), xt.data(), ld, s.data(), B, 1, D, K);
+    ops::cpu::causal_conv1d_forward(ot.data(), xt.data(), ld, w.data(), bias.data(), s.data(), B, 1, D, K);
+    ops::cpu::causal_conv1d_state_update(s.data(), xt.data(), ld, s.data(), B, 1, D, K);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t d = 0; d < D; ++d) EXPECT_EQ(ot[b * D + d], full[(b * L + t) * D + d]);
   }
@@ -533,7 +533,7 @@ TEST(CausalConv1d, StateUpdateAndTokenByTokenDecode) {
   std::vector<float> ns2(B * (K - 1) * D), x1(B * ld);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t k = 0; k < ld; ++k) x1[b * ld + k] = x[(b * L) * ld + k];
-  ops::causal_conv1d_state_update(ns2.data(), x1.data(), ld, st.data(), B, 1, D, K);
+  ops::cpu::causal_conv1d_state_update(ns2.data(), x1.data(), ld, st.data(), B, 1, D, K);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t d = 0; d < D; ++d) {
       EXPECT_EQ(ns2[(b * (K - 1) + 0) * D + d], st[(b * (K - 1) + 1) * D + d]);
@@ -547,8 +547,8 @@ TEST(CausalConv1d, StateUpdateAndTokenByTokenDecode) {
 TEST(Activations, ForwardValues) {
   const std::vector<double> x = {-30.0, -3.0, -0.5, 0.0, 0.7, 4.0, 19.9, 20.5, 50.0};
   std::vector<double> s(x.size()), sp(x.size());
-  ops::silu_forward(s.data(), x.data(), int64_t(x.size()));
-  ops::softplus_forward(sp.data(), x.data(), int64_t(x.size()));
+  ops::cpu::silu_forward(s.data(), x.data(), int64_t(x.size()));
+  ops::cpu::softplus_forward(sp.data(), x.data(), int64_t(x.size()));
   for (size_t i = 0; i < x.size(); ++i) {
     EXPECT_NEAR(s[i], x[i] / (1 + std::exp(-x[i])), 1e-15 * (1 + std::fabs(x[i])));
     const double want = x[i] > 20 ? x[i] : std::log(1 + std::exp(x[i]));
@@ -564,8 +564,8 @@ TEST(Activations, GradientsMatchFiniteDifferences) {
   std::vector<double> out(n);
   using Fwd = void (*)(double*, const double*, int64_t);
   using Bwd = void (*)(double*, const double*, const double*, int64_t);
-  const std::pair<Fwd, Bwd> fns[] = {{ops::silu_forward<double>, ops::silu_backward<double>},
-                                     {ops::softplus_forward<double>, ops::softplus_backward<double>}};
+  const std::pair<Fwd, Bwd> fns[] = {{ops::cpu::silu_forward<double>, ops::cpu::silu_backward<double>},
+                                     {ops::cpu::softplus_forward<double>, ops::cpu::softplus_backward<double>}};
   for (auto [fwd, bwd] : fns) {
     auto loss = [&] {
       fwd(out.data(), x.data(), n);
@@ -582,12 +582,12 @@ TEST(Activations, GradientsMatchFiniteDifferences) {
   auto y = randn<double>(rows * D, rng), z = randn<double>(rows * ld_z, rng, 0, 2), wg = randn<double>(rows * D, rng);
   std::vector<double> g(rows * D);
   auto loss = [&] {
-    ops::silu_gate_forward(g.data(), y.data(), z.data(), ld_z, rows, D);
+    ops::cpu::silu_gate_forward(g.data(), y.data(), z.data(), ld_z, rows, D);
     return dot(g, wg);
   };
   auto num_y = numeric_grad(y, loss), num_z = numeric_grad(z, loss);
   std::vector<double> dy(rows * D, 0.0), dz(rows * ld_dz, 0.0);
-  ops::silu_gate_backward(dy.data(), dz.data(), ld_dz, wg.data(), y.data(), z.data(), ld_z, rows, D);
+  ops::cpu::silu_gate_backward(dy.data(), dz.data(), ld_dz, wg.data(), y.data(), z.data(), ld_z, rows, D);
   EXPECT_LT(rel_error_d(dy, num_y), 1e-8);
   std::vector<double> dz_dense(rows * ld_z, 0.0);
   for (int64_t r = 0; r < rows; ++r)

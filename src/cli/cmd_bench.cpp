@@ -160,6 +160,8 @@ int run(const BenchOpts& o) {
   dopt.chunk = o.chunk;
   dopt.max_batch = *std::max_element(batches.begin(), batches.end());
   dopt.max_context = o.max_context;
+  // Interleaved, every context's states live at once; otherwise one context's at a time.
+  dopt.slots = dopt.max_batch * (o.interleave ? static_cast<int64_t>(contexts.size()) : 1);
   DecodeModel dm(cfg, lm.params.entries(), lm.params.data(), dopt);
   const double wbytes = double(dm.weight_bytes_per_token());
   Bandwidth bw;

@@ -1,13 +1,16 @@
-// DecodeModel: the block stack run incrementally over DecodeStates — chunked prefill (the parallel
-// forward over chunks of the prompt, states carried between chunks) and the batched one-token
-// decode step. Both give the logits of the one-pass forward (Model::forward) on the whole sequence.
+// DecodeModel: the driver of prefill and decoding. It owns the model's inference plan (Model::
+// forward_cached, the one block stack) and a pool of decode states, and turns the calls of the
+// generator into stack calls: chunked prefill (L = chunk tokens of one sequence, its state carried
+// between chunks) and the batched one-token step (L = 1 for each of B sequences, each at its own
+// position). Both give the logits of the one-pass forward (Model::forward) on the whole sequence.
 //
-// Memory: scratch is sized once from (chunk, max batch), so prefilling a prompt of any length and
-// decoding at any position use the same bytes; a step only allocates when called with a batch
-// larger than any before (then never again for that size).
+// Memory: the stack's buffers are planned at construction for (max_batch, 1) and (1, chunk), the pool
+// for `slots` sequences: prefilling a prompt of any length and decoding at any position use the same
+// bytes, and no call allocates (a step with more than max_batch sequences re-plans once).
 //
-// Parameters are not owned: `params` (ParamStore layout) must outlive the DecodeModel. A = -exp(A_log)
-// is computed once at construction; call refresh() after changing the parameters.
+// Parameters are not owned: `params` (ParamStore layout) must outlive the DecodeModel, and its states
+// must not outlive it. A = -exp(A_log) is computed once at construction; call refresh() after
+// changing the parameters.
 #pragma once
 
 #include <cstdint>
@@ -16,15 +19,16 @@
 
 #include "infer/decode_state.h"
 #include "model/config.h"
-#include "model/layers.h"
+#include "model/model.h"
 #include "model/params.h"
 
 namespace sambalm {
 
 struct DecodeOptions {
-  int64_t chunk = 512;      // prefill chunk (tokens per parallel forward)
-  int64_t max_batch = 1;    // decode batch the scratch is sized for at construction
+  int64_t chunk = 512;      // prefill chunk (tokens per stack call)
+  int64_t max_batch = 1;    // decode batch the buffers are planned for
   int64_t max_context = 0;  // cache size of full-attention layers (0: cfg.block_size)
+  int64_t slots = 0;        // decode states the pool holds (0: max_batch)
 };
 
 class DecodeModel {
@@ -37,11 +41,13 @@ class DecodeModel {
 
   const ModelConfig& config() const { return cfg_; }
   const DecodeOptions& options() const { return opt_; }
-  const std::shared_ptr<const DecodeLayout>& layout() const { return layout_; }
+  const std::shared_ptr<const DecodeLayout>& layout() const { return pool_->layout(); }
   int64_t vocab() const { return V_; }
   const float* params() const { return params_; }
   int64_t param_floats() const { return num_params_; }
-  DecodeState new_state() const { return DecodeState(layout_); }
+  DecodePool& pool() { return *pool_; }
+  // A free slot of the pool at position 0 (Error when all options().slots are in use).
+  DecodeState new_state() { return pool_->acquire(); }
   void refresh();
 
   // Consumes tokens[0..n) at positions st.pos() .. st.pos() + n - 1 in chunks of options().chunk.
@@ -50,39 +56,26 @@ class DecodeModel {
   void prefill(DecodeState& st, const int32_t* tokens, int64_t n, float* all_logits, float* last_logits);
   // One token for each of B sequences (each at its own position): logits [B, V].
   void step(DecodeState* const* states, int64_t B, const int32_t* tokens, float* logits);
+  // The same by slot ids of this model's pool: what a server or a captured graph calls.
+  void step_slots(const int32_t* slots, int64_t B, const int32_t* tokens, float* logits);
 
   // Bytes of weights a decode step reads per token at batch 1 (the memory-bandwidth bound's numerator):
   // every parameter once, except the embedding table, of which one row (all of it when it is the head).
   int64_t weight_bytes_per_token() const;
-  // Bytes of scratch currently held (constant once sized).
-  int64_t scratch_bytes() const;
+  // Bytes of the stack's inference buffers (constant once planned).
+  int64_t scratch_bytes() const { return model_.cached_scratch_bytes(); }
 
  private:
-  struct Sub;
-  void prefill_chunk(DecodeState& st, const int32_t* tokens, int64_t C, float* all_logits, float* last_logits);
-  void norm(float* out, const Sub& s, const float* x, int64_t n);
-  void final_norm(float* out, const float* x, int64_t n);
-  void ensure_batch(int64_t B);
   void check_ids(const int32_t* tokens, int64_t n, const char* what) const;
 
   ModelConfig cfg_;
   DecodeOptions opt_;
   const float* params_;
-  std::shared_ptr<const DecodeLayout> layout_;
-  std::vector<std::unique_ptr<Sub>> subs_;
-  ParamRef embed_, head_, norm_f_w_, norm_f_b_;
-  int64_t d_ = 0, V_ = 0, batch_cap_ = 0, max_hidden_ = 0, max_qkv_ = 0, max_keys_ = 0, rope_dims_ = 0;
-  int64_t num_params_ = 0;
-
-  // Prefill scratch [chunk, ...].
-  MambaActs<float> mamba_acts_;
-  MlpActs<float> mlp_acts_;
-  LayerScratch<float> layer_scratch_;
-  std::vector<float> px_, pxn_, pout_, pmean_, prstd_, pqkv_, pq_, pk_, pv_, pkeys_, pvals_, patt_, pcos_, psin_;
-  std::vector<float> h_tmp_, conv_tmp_;
-  // Step scratch [batch, ...].
-  std::vector<float> x_, xn_, out_, big1_, big2_, big3_, conv_out_, xc_, dt_pre_, dt_, y_, yg_, xdbl_, q_, k1_, v1_,
-      att_, cos_, sin_;
+  Model<float> model_;
+  std::unique_ptr<DecodePool> pool_;
+  int64_t V_ = 0, num_params_ = 0;
+  std::vector<int32_t> step_slots_;  // [max(max_batch, slots)]: the slot ids of a step
+  std::vector<int64_t> step_pos_;    // their positions
 };
 
 }  // namespace sambalm

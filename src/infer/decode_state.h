@@ -1,17 +1,19 @@
-// DecodeState: everything one sequence carries from token to token, and nothing that grows with it.
+// Decode states: everything a sequence carries from token to token, and nothing that grows with it,
+// kept for S sequences at once in a pool (one slab per backend).
 //
-// Per residual sublayer of the model (ModelConfig::layout()):
+// Per residual sublayer of the model (ModelConfig::layout()), per slot:
 //   Mamba      conv  [K-1, d_inner]    the last K-1 inputs of the causal depthwise convolution
 //              ssm   [d_inner, N]      the selective-scan state h
 //   Attention  k, v  [G, cap, hs]      ring buffers of keys (after RoPE) and values;
-//                                      the entry of absolute position p lives in slot p % cap
+//                                      the entry of absolute position p lives in p % cap
 //   MLP        nothing
 // with cap = window for sliding-window layers and cap = max_context for full-attention layers.
-// The ring holds positions max(0, pos - cap) .. pos - 1; which ones is implied by `pos` alone, so no
-// position array is needed. Sliding-window and Mamba layers make the state O(1) in the context
-// length; a full-attention layer makes it O(max_context) and decoding past max_context an error.
+// The ring holds positions max(0, pos - cap) .. pos - 1; which ones is implied by `pos` alone.
 //
-// All states live in one float buffer sized once at construction: bytes() never depends on pos.
+// The pool lays each sublayer's state out slot-major ([S, ...] per array) so kernels reach a
+// sequence's state through its slot id; the slots' positions live in one array [S] that the kernels
+// read. A decode step for any subset of live sequences is then the same launches with other slot ids.
+// A DecodeState is a handle on one slot (released when the handle dies).
 #pragma once
 
 #include <cstdint>
@@ -19,20 +21,22 @@
 #include <string>
 #include <vector>
 
+#include "core/arena.h"
 #include "model/config.h"
+#include "model/layers.h"
 
 namespace sambalm {
 
-// Where each sublayer's state sits in the buffer; shared by all states of one model.
+// Sizes of one slot's state per sublayer; shared by all states of one model.
 struct DecodeLayout {
-  struct Slot {
+  struct Sub {
     SublayerKind kind = SublayerKind::MLP;
-    int64_t window = 0;                           // attention: keys per query including itself (<= 0: full causal)
-    int64_t cap = 0;                              // attention: ring entries
-    int64_t conv = -1, ssm = -1, k = -1, v = -1;  // float offsets into the buffer (-1: none)
+    int64_t window = 0;                                     // attention: keys per query incl. itself (<= 0: full)
+    int64_t cap = 0;                                        // attention: ring entries
+    int64_t conv_floats = 0, ssm_floats = 0, kv_floats = 0;  // per slot (kv: each of keys and values)
   };
-  std::vector<Slot> subs;  // one per residual sublayer, in layout order
-  int64_t floats = 0;      // buffer size
+  std::vector<Sub> subs;  // one per residual sublayer, in layout order
+  int64_t floats = 0;     // one slot's state
   int64_t d_inner = 0, d_state = 0, d_conv = 0, n_kv = 0, head_size = 0;
   int64_t max_context = 0;  // 0: unbounded (no full-attention layer)
 
@@ -40,31 +44,77 @@ struct DecodeLayout {
   static std::shared_ptr<const DecodeLayout> make(const ModelConfig& cfg, int64_t max_context);
 };
 
-class DecodeState {
+class DecodeState;
+
+class DecodePool {
  public:
-  explicit DecodeState(std::shared_ptr<const DecodeLayout> layout);
+  // S slots, all free, allocated once (zeroed).
+  DecodePool(std::shared_ptr<const DecodeLayout> layout, int64_t slots);
+  DecodePool(const DecodePool&) = delete;
+  DecodePool& operator=(const DecodePool&) = delete;
 
-  const DecodeLayout& layout() const { return *layout_; }
-  const std::shared_ptr<const DecodeLayout>& layout_ptr() const { return layout_; }
-  // Tokens consumed so far = absolute position of the next token.
-  int64_t pos() const { return pos_; }
-  void set_pos(int64_t p) { pos_ = p; }
-  // Back to an empty context (zero states, pos 0), keeping the buffer.
-  void reset();
+  const std::shared_ptr<const DecodeLayout>& layout() const { return layout_; }
+  int64_t slots() const { return static_cast<int64_t>(pos_.size()); }
+  int64_t free_slots() const { return static_cast<int64_t>(free_.size()); }
+  int64_t bytes() const { return static_cast<int64_t>(slab_.capacity()); }
 
-  float* conv(size_t sub) { return data_.data() + layout_->subs[sub].conv; }
-  float* ssm(size_t sub) { return data_.data() + layout_->subs[sub].ssm; }
-  float* keys(size_t sub) { return data_.data() + layout_->subs[sub].k; }
-  float* values(size_t sub) { return data_.data() + layout_->subs[sub].v; }
-  float* data() { return data_.data(); }
-  const float* data() const { return data_.data(); }
-  int64_t floats() const { return layout_->floats; }
-  int64_t bytes() const { return layout_->floats * int64_t(sizeof(float)); }
+  // A free slot, zeroed at position 0 (Error when every slot is taken).
+  DecodeState acquire();
+
+  // The arrays of every sublayer over all slots (LayerState without slots/pos), for the model.
+  const std::vector<LayerState<float>>& layers() const { return layers_; }
+  int64_t* positions() { return pos_.data(); }  // [S]
+  const int64_t* positions() const { return pos_.data(); }
 
  private:
+  friend class DecodeState;
+  void release(int32_t slot);
+  void zero(int32_t slot);
+
   std::shared_ptr<const DecodeLayout> layout_;
-  std::vector<float> data_;
-  int64_t pos_ = 0;
+  Arena slab_;
+  std::vector<LayerState<float>> layers_;
+  std::vector<int64_t> pos_;
+  std::vector<int32_t> free_;  // a stack of free slot ids (reserved to S: no allocation on release)
+};
+
+// One slot of a pool: a sequence's state. Movable; releases the slot when destroyed.
+class DecodeState {
+ public:
+  DecodeState() = default;
+  DecodeState(DecodeState&& o) noexcept;
+  DecodeState& operator=(DecodeState&& o) noexcept;
+  DecodeState(const DecodeState&) = delete;
+  DecodeState& operator=(const DecodeState&) = delete;
+  ~DecodeState();
+
+  bool valid() const { return pool_ != nullptr; }
+  int32_t slot() const { return slot_; }
+  const DecodeLayout& layout() const { return *pool_->layout_; }
+  const std::shared_ptr<const DecodeLayout>& layout_ptr() const { return pool_->layout_; }
+  const DecodePool* pool() const { return pool_; }
+  // Tokens consumed so far = absolute position of the next token.
+  int64_t pos() const { return pool_->pos_[slot_]; }
+  void set_pos(int64_t p) { pool_->pos_[slot_] = p; }
+  // Back to an empty context (zero states, pos 0), keeping the slot.
+  void reset() { pool_->zero(slot_); }
+
+  float* conv(size_t sub) { return pool_->layers_[sub].conv + slot_ * layout().subs[sub].conv_floats; }
+  float* ssm(size_t sub) { return pool_->layers_[sub].ssm + slot_ * layout().subs[sub].ssm_floats; }
+  float* keys(size_t sub) { return pool_->layers_[sub].keys + slot_ * layout().subs[sub].kv_floats; }
+  float* values(size_t sub) { return pool_->layers_[sub].values + slot_ * layout().subs[sub].kv_floats; }
+  int64_t floats() const { return layout().floats; }
+  int64_t bytes() const { return layout().floats * int64_t(sizeof(float)); }
+  // The whole state as floats() values in layout order (per sublayer: conv, ssm or keys, values):
+  // the decode-state file's body.
+  void copy_out(void* dst) const;
+  void copy_in(const void* src);
+
+ private:
+  friend class DecodePool;
+  DecodeState(DecodePool* pool, int32_t slot) : pool_(pool), slot_(slot) {}
+  DecodePool* pool_ = nullptr;
+  int32_t slot_ = -1;
 };
 
 }  // namespace sambalm

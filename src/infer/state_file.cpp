@@ -75,7 +75,9 @@ void save_decode_state(const std::string& path, const DecodeModel& model, const 
   hw.put(&hlen, 4);
   hw.put(header.data(), header.size());
   hw.put(tokens.data(), tokens.size() * sizeof(int32_t));
-  hw.put(st.data(), static_cast<size_t>(st.floats()) * sizeof(float));
+  std::vector<float> body(static_cast<size_t>(st.floats()));
+  st.copy_out(body.data());
+  hw.put(body.data(), body.size() * sizeof(float));
   const uint64_t sum = hw.h;
   w.write(&sum, sizeof(sum));
   w.commit();
@@ -138,7 +140,7 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
     SAMBALM_CHECK(ids[i] >= 0 && ids[i] < model.vocab(),
                   "{}: token {} has id {}, outside the model's vocabulary [0, {})", path, i, ids[i], model.vocab());
   SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
-  std::memcpy(st.data(), p + body + ids.size() * 4, size_t(floats) * 4);
+  st.copy_in(p + body + ids.size() * 4);
   st.set_pos(pos);
   tokens = std::move(ids);
 }

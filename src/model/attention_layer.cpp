@@ -1,8 +1,10 @@
 // Causal self-attention with an optional sliding window (lit_gpt CausalSelfAttention semantics):
 //   qkv = xn @ Wqkv^T (+b)         grouped layout: per kv group, q_per_kv queries, one key, one value
-//   q, k = RoPE(q), RoPE(k)         GPT-NeoX halves, first rope_dims of each head
+//   q, k = RoPE(q), RoPE(k)         GPT-NeoX halves, first rope_dims of each head, absolute positions
 //   att  = softmax(q k^T / sqrt(hs), causal, t - window < s <= t) v
 //   out  = att @ Wproj^T (+b)
+// With a state, the keys s < the chunk's first position come from the sequence's key/value cache
+// (a ring of `cap` entries), and the chunk's own keys join the cache afterwards.
 #include <cmath>
 
 #include "model/layers.h"
@@ -11,54 +13,75 @@
 namespace sambalm {
 
 template <typename T>
-void attention_alloc(AttentionActs<T>& a, const AttentionDims& m, int64_t B, int64_t Tn) {
-  const int64_t BT = B * Tn;
-  ensure(a.qkv, BT * m.qkv());
-  ensure(a.q, BT * m.H * m.hs);
-  ensure(a.k, BT * m.G * m.hs);
-  ensure(a.v, BT * m.G * m.hs);
-  ensure(a.att, BT * m.H * m.hs);
-  ensure(a.lse, BT * m.H);
+void plan_attention_acts(const Context& ctx, Arena& ar, AttentionActs<T>& a, const AttentionDims& m, int64_t B, int64_t L,
+                         bool with_lse) {
+  const int64_t BL = B * L;
+  a.qkv = ar.take<T>(BL * m.qkv());
+  a.q = ar.take<T>(BL * m.H * m.hs);
+  a.k = ar.take<T>(BL * m.G * m.hs);
+  a.v = ar.take<T>(BL * m.G * m.hs);
+  a.att = ar.take<T>(BL * m.H * m.hs);
+  a.lse = with_lse ? ar.take<T>(BL * m.H) : nullptr;
 }
 
 template <typename T>
-void attention_forward_layer(T* out, AttentionActs<T>& a, const T* xn, const T* params, const AttentionParams& p,
-                             const AttentionDims& m, const T* cos, const T* sin, int64_t B, int64_t Tn) {
-  const int64_t BT = B * Tn;
-  attention_alloc(a, m, B, Tn);
-  ops::matmul_forward(a.qkv.data(), xn, p.qkv_w.at(params), p.qkv_b.at(params), BT, m.d, m.qkv());
-  ops::qkv_split_rope_forward(a.q.data(), a.k.data(), a.v.data(), a.qkv.data(), cos, sin, B, Tn, m.H, m.G, m.hs,
-                              m.rope_dims, int64_t(0));
-  ops::attention_forward(a.att.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), B, Tn, m.H, m.G, m.hs,
-                         m.window, 1.0 / std::sqrt(double(m.hs)));
-  ops::matmul_forward(out, a.att.data(), p.proj_w.at(params), p.proj_b.at(params), BT, m.H * m.hs, m.d);
+void plan_attention_grads(const Context& ctx, Arena& ar, AttentionGrads<T>& g, const AttentionDims& m, int64_t B, int64_t L) {
+  const int64_t BL = B * L;
+  g.datt = ar.take<T>(BL * m.H * m.hs);
+  g.dq = ar.take<T>(BL * m.H * m.hs);
+  g.dk = ar.take<T>(BL * m.G * m.hs);
+  g.dv = ar.take<T>(BL * m.G * m.hs);
+  g.dqkv = ar.take<T>(BL * m.qkv());
 }
 
 template <typename T>
-void attention_backward_layer(T* dxn, T* grads, const T* dout, const AttentionActs<T>& a, const T* xn,
-                              const T* params, const AttentionParams& p, const AttentionDims& m, const T* cos,
-                              const T* sin, int64_t B, int64_t Tn, LayerScratch<T>& s) {
-  const int64_t BT = B * Tn;
-  T* datt = zeroed(s.d1, BT * m.H * m.hs);
-  T* dq = zeroed(s.d2, BT * m.H * m.hs);
-  T* dk = zeroed(s.d3, BT * m.G * m.hs);
-  T* dv = zeroed(s.d4, BT * m.G * m.hs);
-  T* dqkv = zeroed(s.d5, BT * m.qkv());
-  ops::matmul_backward(datt, p.proj_w.at(grads), p.proj_b.at(grads), dout, a.att.data(), p.proj_w.at(params), BT,
+void attention_forward_layer(const Context& ctx, T* out, const AttentionActs<T>& a, const T* xn, const T* params,
+                             const AttentionParams& p, const AttentionDims& m, const T* cos, const T* sin,
+                             int64_t cs_batch_rows, int64_t B, int64_t L, const LayerState<T>* st) {
+  const int64_t BL = B * L;
+  const double scale = 1.0 / std::sqrt(double(m.hs));
+  ops::matmul_forward(ctx, a.qkv, xn, p.qkv_w.at(params), p.qkv_b.at(params), BL, m.d, m.qkv());
+  ops::qkv_split_rope_forward(ctx, a.q, a.k, a.v, a.qkv, cos, sin, B, L, m.H, m.G, m.hs, m.rope_dims, int64_t(0),
+                              cs_batch_rows);
+  if (st) {
+    ops::attention_cached_forward(ctx, a.att, a.q, a.k, a.v, st->keys, st->values, st->slots, st->pos, B, L, m.H, m.G,
+                                  m.hs, st->cap, m.window, scale);
+    ops::kv_cache_write(ctx, st->keys, st->values, a.k, a.v, st->slots, st->pos, B, L, m.G, m.hs, st->cap);
+  } else {
+    ops::attention_forward(ctx, a.att, a.lse, a.q, a.k, a.v, B, L, m.H, m.G, m.hs, m.window, scale);
+  }
+  ops::matmul_forward(ctx, out, a.att, p.proj_w.at(params), p.proj_b.at(params), BL, m.H * m.hs, m.d);
+}
+
+template <typename T>
+void attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T* dout, const AttentionActs<T>& a,
+                              const T* xn, const T* params, const AttentionParams& p, const AttentionDims& m,
+                              const T* cos, const T* sin, int64_t B, int64_t L, const AttentionGrads<T>& g) {
+  const int64_t BL = B * L;
+  auto zero = [](T* x, int64_t n) { std::fill(x, x + n, T(0)); };
+  zero(g.datt, BL * m.H * m.hs);
+  zero(g.dq, BL * m.H * m.hs);
+  zero(g.dk, BL * m.G * m.hs);
+  zero(g.dv, BL * m.G * m.hs);
+  zero(g.dqkv, BL * m.qkv());
+  ops::matmul_backward(ctx, g.datt, p.proj_w.at(grads), p.proj_b.at(grads), dout, a.att, p.proj_w.at(params), BL,
                        m.H * m.hs, m.d);
-  ops::attention_backward(dq, dk, dv, datt, a.att.data(), a.lse.data(), a.q.data(), a.k.data(), a.v.data(), B, Tn,
-                          m.H, m.G, m.hs, m.window, 1.0 / std::sqrt(double(m.hs)));
-  ops::qkv_split_rope_backward(dqkv, dq, dk, dv, cos, sin, B, Tn, m.H, m.G, m.hs, m.rope_dims, int64_t(0));
-  ops::matmul_backward(dxn, p.qkv_w.at(grads), p.qkv_b.at(grads), dqkv, xn, p.qkv_w.at(params), BT, m.d, m.qkv());
+  ops::attention_backward(ctx, g.dq, g.dk, g.dv, g.datt, a.att, a.lse, a.q, a.k, a.v, B, L, m.H, m.G, m.hs, m.window,
+                          1.0 / std::sqrt(double(m.hs)));
+  ops::qkv_split_rope_backward(ctx, g.dqkv, g.dq, g.dk, g.dv, cos, sin, B, L, m.H, m.G, m.hs, m.rope_dims, int64_t(0));
+  ops::matmul_backward(ctx, dxn, p.qkv_w.at(grads), p.qkv_b.at(grads), g.dqkv, xn, p.qkv_w.at(params), BL, m.d,
+                       m.qkv());
 }
 
 #define INSTANTIATE(T)                                                                                             \
-  template void attention_alloc<T>(AttentionActs<T>&, const AttentionDims&, int64_t, int64_t);                    \
-  template void attention_forward_layer<T>(T*, AttentionActs<T>&, const T*, const T*, const AttentionParams&,     \
-                                           const AttentionDims&, const T*, const T*, int64_t, int64_t);          \
-  template void attention_backward_layer<T>(T*, T*, const T*, const AttentionActs<T>&, const T*, const T*,        \
-                                            const AttentionParams&, const AttentionDims&, const T*, const T*,     \
-                                            int64_t, int64_t, LayerScratch<T>&);
+  template void plan_attention_acts<T>(const Context&, Arena&, AttentionActs<T>&, const AttentionDims&, int64_t, int64_t, bool);  \
+  template void plan_attention_grads<T>(const Context&, Arena&, AttentionGrads<T>&, const AttentionDims&, int64_t, int64_t);      \
+  template void attention_forward_layer<T>(const Context&, T*, const AttentionActs<T>&, const T*, const T*,        \
+                                           const AttentionParams&, const AttentionDims&, const T*, const T*,       \
+                                           int64_t, int64_t, int64_t, const LayerState<T>*);                       \
+  template void attention_backward_layer<T>(const Context&, T*, T*, const T*, const AttentionActs<T>&, const T*,   \
+                                            const T*, const AttentionParams&, const AttentionDims&, const T*,      \
+                                            const T*, int64_t, int64_t, const AttentionGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)
 

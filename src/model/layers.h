@@ -1,34 +1,29 @@
-// The three mixers of the block stack — Mamba, (sliding-window) attention, SwiGLU MLP — each as an
-// explicit forward/backward pair over buffers the model sizes once (DESIGN.md: no autograd).
+// The three mixers of the block stack — Mamba, (sliding-window) attention, SwiGLU MLP — each written
+// once as an explicit forward/backward pair (DESIGN.md: no autograd) for any number of new tokens
+// L >= 1 of B sequences, with optional recurrent state in and out:
+//   * training forward: no state; the activations saved are what the backward reads;
+//   * chunked prefill: the state of each sequence (a slot of the decode-state pool) is read and
+//     updated, the chunk being L new tokens at each sequence's own position;
+//   * batched decode step: the same with L = 1 for each of B sequences.
+// Every piece of arithmetic is an op (ops/ops.h) called with the backend context; buffers are views
+// planned in an arena (core/arena.h), never grown here.
 //
-// A layer reads its parameters through a table of pointers resolved once from the parameter
-// buffer, saves what its backward needs in its activation struct, and on backward ADDS into its
-// parameter gradients and into d(input). Templates: float (compute) and double (gradient checks).
+// A layer reads its parameters through offsets resolved once from the parameter buffer (ParamRef,
+// model/params.h); on backward it ADDS into its parameter gradients and into d(input).
+// Templates: float (compute) and double (gradient checks).
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "core/arena.h"
+#include "core/context.h"
 #include "model/config.h"
 #include "model/params.h"
 
 namespace sambalm {
-
-// Offsets of named parameters in the flat buffer, resolved once; `at(buf)` gives the pointer.
-struct ParamRef {
-  int64_t offset = -1;  // -1: absent (optional bias)
-  template <typename T>
-  T* at(T* base) const {
-    return offset < 0 ? nullptr : base + offset;
-  }
-  template <typename T>
-  const T* at(const T* base) const {
-    return offset < 0 ? nullptr : base + offset;
-  }
-};
 
 struct MambaDims {
   int64_t d, di, N, K, R;  // model width, inner width, state, conv width, dt rank
@@ -53,15 +48,15 @@ struct MlpParams {
 };
 
 // Where one residual sublayer's parameters sit in the flat buffer, and its sizes: resolved once
-// from the parameter layout by the training model and by the decoder alike.
+// from the parameter layout.
 struct SublayerParams {
   Sublayer spec;
   ParamRef norm_w, norm_b;
-  MambaParams mp;
-  MambaDims md{};
-  AttentionParams ap;
-  AttentionDims ad{};
-  MlpParams lp;
+  MambaParams mamba;
+  MambaDims mamba_dims{};
+  AttentionParams attn;
+  AttentionDims attn_dims{};
+  MlpParams mlp;
 };
 
 using ParamOffsets = std::map<std::string, int64_t>;
@@ -81,75 +76,99 @@ struct ModelParams {
 };
 ModelParams resolve_model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries);
 
-// Saved activations of one Mamba sublayer for (B, T).
+// The recurrent state of the B sequences of a call, for one sublayer: the pool's arrays for this
+// sublayer (every slot), the slot of each sequence and the absolute position of its first new token.
+// Kernels index the arrays by slot, so the same launches serve any subset of live sequences.
 template <typename T>
-struct MambaActs {
-  std::vector<T> xz, conv_out, xc, xdbl, dt_pre, dt, y, yg, chunk_states;
-};
-
-template <typename T>
-struct AttentionActs {
-  std::vector<T> qkv, q, k, v, att, lse;
-};
-
-template <typename T>
-struct MlpActs {
-  std::vector<T> a, b, h;
-};
-
-// Scratch shared by all layers' backward passes (sized for the largest layer).
-template <typename T>
-struct LayerScratch {
-  std::vector<T> A;                           // -exp(A_log), [di, N]
-  std::vector<T> dA;                          // [di, N]
-  std::vector<T> d1, d2, d3, d4, d5, d6, d7;  // generic gradient buffers
-  std::vector<T> scan;                        // selective-scan backward scratch
+struct LayerState {
+  const int32_t* slots = nullptr;  // [B]
+  const int64_t* pos = nullptr;    // [B]
+  T* conv = nullptr;               // Mamba: [S, K-1, di]
+  T* ssm = nullptr;                // Mamba: [S, di, N]
+  T* keys = nullptr;               // attention: [S, G, cap, hs]
+  T* values = nullptr;             // attention: [S, G, cap, hs]
+  int64_t cap = 0;                 // attention: ring entries per slot
 };
 
 int64_t scan_chunk_size();
 
+// ---- Saved activations (views planned in an arena) ---------------------------------------------
 template <typename T>
-void mamba_alloc(MambaActs<T>& a, const MambaDims& m, int64_t B, int64_t Tn);
-// out[B*T, d] = Mamba(xn). h0/conv_state (nullable) seed the recurrences for chunked prefill;
-// h_last/conv_last (nullable) receive the final states.
+struct MambaActs {
+  T *xz = nullptr, *conv_out = nullptr, *xc = nullptr, *xdbl = nullptr, *dt_pre = nullptr, *dt = nullptr, *y = nullptr,
+    *yg = nullptr, *chunk_states = nullptr;
+};
 template <typename T>
-void mamba_forward(T* out, MambaActs<T>& a, const T* xn, const T* params, const MambaParams& p, const MambaDims& m,
-                   int64_t B, int64_t Tn, LayerScratch<T>& s, const T* h0 = nullptr, T* h_last = nullptr,
-                   const T* conv_state = nullptr, T* conv_last = nullptr);
+struct AttentionActs {
+  T *qkv = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *lse = nullptr;
+};
 template <typename T>
-void mamba_backward(T* dxn, T* grads, const T* dout, const MambaActs<T>& a, const T* xn, const T* params,
-                    const MambaParams& p, const MambaDims& m, int64_t B, int64_t Tn, LayerScratch<T>& s);
+struct MlpActs {
+  T *gate = nullptr, *up = nullptr, *hidden = nullptr;  // w1 xn, w2 xn, silu(gate) * up
+};
+
+// Views for B sequences of L tokens. `lse` only when `with_lse` (the training attention saves it).
+template <typename T>
+void plan_mamba_acts(const Context& ctx, Arena& a, MambaActs<T>& acts, const MambaDims& m, int64_t B, int64_t L);
+template <typename T>
+void plan_attention_acts(const Context& ctx, Arena& a, AttentionActs<T>& acts, const AttentionDims& m, int64_t B, int64_t L,
+                         bool with_lse);
+template <typename T>
+void plan_mlp_acts(const Context& ctx, Arena& a, MlpActs<T>& acts, int64_t hidden, int64_t B, int64_t L);
+
+// ---- Backward scratch: each layer's gradient temporaries (the three share one region) ----------
+template <typename T>
+struct MambaGrads {
+  T *dgated = nullptr, *dy = nullptr, *dxz = nullptr, *dxc = nullptr, *ddt = nullptr, *dxdbl = nullptr,
+    *ddt_pre = nullptr, *dA = nullptr, *scan = nullptr;
+};
+template <typename T>
+struct AttentionGrads {
+  T *datt = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr, *dqkv = nullptr;
+};
+template <typename T>
+struct MlpGrads {
+  T *dhidden = nullptr, *dgate = nullptr, *dup = nullptr;
+};
+template <typename T>
+void plan_mamba_grads(const Context& ctx, Arena& a, MambaGrads<T>& g, const MambaDims& m, int64_t B, int64_t L);
+template <typename T>
+void plan_attention_grads(const Context& ctx, Arena& a, AttentionGrads<T>& g, const AttentionDims& m, int64_t B, int64_t L);
+template <typename T>
+void plan_mlp_grads(const Context& ctx, Arena& a, MlpGrads<T>& g, int64_t hidden, int64_t B, int64_t L);
+
+// ---- The mixers ------------------------------------------------------------------------------
+// out[B*L, d] = Mamba(xn). A = -exp(A_log) [di, N] is computed by the caller (neg_exp_forward).
+// With `st`: the conv and SSM states of each sequence's slot seed the recurrences and receive the
+// final states (L == 1 runs the one-step scan).
+template <typename T>
+void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* xn, const T* params,
+                   const MambaParams& p, const MambaDims& m, const T* A, int64_t B, int64_t L,
+                   const LayerState<T>* st = nullptr);
+// Training only (no state). dA is scratch [di, N] for the scan's dA before it maps onto dA_log.
+template <typename T>
+void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MambaActs<T>& a, const T* xn,
+                    const T* params, const MambaParams& p, const MambaDims& m, const T* A, int64_t B, int64_t L,
+                    const MambaGrads<T>& g);
+
+// cos/sin: RoPE rows; row of (b, t) is (b * cs_batch_rows + t) (cs_batch_rows = 0: one table from
+// position 0 shared by the batch, as in training). With `st`: the new keys/values join each sequence's
+// cache and the queries also see the cached positions.
+template <typename T>
+void attention_forward_layer(const Context& ctx, T* out, const AttentionActs<T>& a, const T* xn, const T* params,
+                             const AttentionParams& p, const AttentionDims& m, const T* cos, const T* sin,
+                             int64_t cs_batch_rows, int64_t B, int64_t L, const LayerState<T>* st = nullptr);
+template <typename T>
+void attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T* dout, const AttentionActs<T>& a,
+                              const T* xn, const T* params, const AttentionParams& p, const AttentionDims& m,
+                              const T* cos, const T* sin, int64_t B, int64_t L, const AttentionGrads<T>& g);
 
 template <typename T>
-void attention_alloc(AttentionActs<T>& a, const AttentionDims& m, int64_t B, int64_t Tn);
+void mlp_forward(const Context& ctx, T* out, const MlpActs<T>& a, const T* xn, const T* params, const MlpParams& p,
+                 int64_t d, int64_t hidden, int64_t B, int64_t L);
 template <typename T>
-void attention_forward_layer(T* out, AttentionActs<T>& a, const T* xn, const T* params, const AttentionParams& p,
-                             const AttentionDims& m, const T* cos, const T* sin, int64_t B, int64_t Tn);
-template <typename T>
-void attention_backward_layer(T* dxn, T* grads, const T* dout, const AttentionActs<T>& a, const T* xn, const T* params,
-                              const AttentionParams& p, const AttentionDims& m, const T* cos, const T* sin, int64_t B,
-                              int64_t Tn, LayerScratch<T>& s);
-
-template <typename T>
-void mlp_alloc(MlpActs<T>& a, int64_t hidden, int64_t B, int64_t Tn);
-template <typename T>
-void mlp_forward(T* out, MlpActs<T>& a, const T* xn, const T* params, const MlpParams& p, int64_t d, int64_t hidden,
-                 int64_t B, int64_t Tn);
-template <typename T>
-void mlp_backward(T* dxn, T* grads, const T* dout, const MlpActs<T>& a, const T* xn, const T* params,
-                  const MlpParams& p, int64_t d, int64_t hidden, int64_t B, int64_t Tn, LayerScratch<T>& s);
-
-// Grows v to at least n elements (never shrinks); zero-filled.
-template <typename T>
-inline T* ensure(std::vector<T>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.assign(static_cast<size_t>(n), T(0));
-  return v.data();
-}
-template <typename T>
-inline T* zeroed(std::vector<T>& v, int64_t n) {
-  T* p = ensure(v, n);
-  std::fill(p, p + n, T(0));
-  return p;
-}
+void mlp_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MlpActs<T>& a, const T* xn,
+                  const T* params, const MlpParams& p, int64_t d, int64_t hidden, int64_t B, int64_t L,
+                  const MlpGrads<T>& g);
 
 }  // namespace sambalm

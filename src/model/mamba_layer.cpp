@@ -1,110 +1,121 @@
 // Mamba mixer (Mamba-1, mamba_ssm mamba_simple.py semantics), forward and backward.
 //
-//   xz      = in_proj(xn)                       [BT, 2*di]   x = xz[:, :di], z = xz[:, di:]
-//   xc      = silu(conv1d_causal(x) + conv_b)   [BT, di]
-//   xdbl    = x_proj(xc)                        [BT, R + 2N] = dt_low | B | C
-//   dt      = softplus(dt_proj(dt_low) + dt_b)  [BT, di]
-//   y       = selective_scan(xc, dt, A = -exp(A_log), B, C) + D * xc
-//   out     = out_proj(y * silu(z))             [BT, d]
-#include <cmath>
-
+//   xz      = in_proj(xn)                       [BL, 2*di]   x = xz[:, :di], z = xz[:, di:]
+//   xc      = silu(conv1d_causal(x) + conv_b)   [BL, di]     (conv state: the K-1 inputs before x)
+//   xdbl    = x_proj(xc)                        [BL, R + 2N] = dt_low | B | C
+//   dt      = softplus(dt_proj(dt_low) + dt_b)  [BL, di]
+//   y       = selective_scan(xc, dt, A, B, C; h0) + D * xc     A = -exp(A_log), h0 the SSM state
+//   out     = out_proj(y * silu(z))             [BL, d]
 #include "model/layers.h"
 #include "ops/ops.h"
 
 namespace sambalm {
 
-int64_t scan_chunk_size() { return 64; }
+int64_t scan_chunk_size() { return ops::kSelectiveScanDefaultChunk; }
 
 template <typename T>
-void mamba_alloc(MambaActs<T>& a, const MambaDims& m, int64_t B, int64_t Tn) {
-  const int64_t BT = B * Tn;
-  ensure(a.xz, BT * 2 * m.di);
-  ensure(a.conv_out, BT * m.di);
-  ensure(a.xc, BT * m.di);
-  ensure(a.xdbl, BT * m.xdbl());
-  ensure(a.dt_pre, BT * m.di);
-  ensure(a.dt, BT * m.di);
-  ensure(a.y, BT * m.di);
-  ensure(a.yg, BT * m.di);
-  ensure(a.chunk_states, ops::selective_scan_chunk_states_size(B, Tn, m.di, m.N, scan_chunk_size()));
+void plan_mamba_acts(const Context& ctx, Arena& ar, MambaActs<T>& a, const MambaDims& m, int64_t B, int64_t L) {
+  const int64_t BL = B * L;
+  a.xz = ar.take<T>(BL * 2 * m.di);
+  a.conv_out = ar.take<T>(BL * m.di);
+  a.xc = ar.take<T>(BL * m.di);
+  a.xdbl = ar.take<T>(BL * m.xdbl());
+  a.dt_pre = ar.take<T>(BL * m.di);
+  a.dt = ar.take<T>(BL * m.di);
+  a.y = ar.take<T>(BL * m.di);
+  a.yg = ar.take<T>(BL * m.di);
+  a.chunk_states = ar.take<T>(ops::selective_scan_chunk_states_size(ctx, B, L, m.di, m.N, scan_chunk_size()));
 }
 
 template <typename T>
-static void neg_exp(T* A, const T* A_log, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) A[i] = -std::exp(A_log[i]);
+void plan_mamba_grads(const Context& ctx, Arena& ar, MambaGrads<T>& g, const MambaDims& m, int64_t B, int64_t L) {
+  const int64_t BL = B * L;
+  g.dgated = ar.take<T>(BL * m.di);
+  g.dy = ar.take<T>(BL * m.di);
+  g.dxz = ar.take<T>(BL * 2 * m.di);
+  g.dxc = ar.take<T>(BL * m.di);
+  g.ddt = ar.take<T>(BL * m.di);
+  g.dxdbl = ar.take<T>(BL * m.xdbl());
+  g.ddt_pre = ar.take<T>(BL * m.di);
+  g.dA = ar.take<T>(m.di * m.N);
+  g.scan = ar.take<T>(ops::selective_scan_backward_scratch_size(ctx, B, L, m.di, m.N, scan_chunk_size()));
 }
 
 template <typename T>
-void mamba_forward(T* out, MambaActs<T>& a, const T* xn, const T* params, const MambaParams& p, const MambaDims& m,
-                   int64_t B, int64_t Tn, LayerScratch<T>& s, const T* h0, T* h_last, const T* conv_state,
-                   T* conv_last) {
-  const int64_t BT = B * Tn, di = m.di, X = m.xdbl();
-  mamba_alloc(a, m, B, Tn);
-  ops::matmul_forward(a.xz.data(), xn, p.in_proj_w.at(params), p.in_proj_b.at(params), BT, m.d, 2 * di);
-  if (conv_last) ops::causal_conv1d_state_update(conv_last, a.xz.data(), 2 * di, conv_state, B, Tn, di, m.K);
-  ops::causal_conv1d_forward(a.conv_out.data(), a.xz.data(), 2 * di, p.conv_w.at(params), p.conv_b.at(params),
-                             conv_state, B, Tn, di, m.K);
-  ops::silu_forward(a.xc.data(), a.conv_out.data(), BT * di);
-  ops::matmul_forward(a.xdbl.data(), a.xc.data(), p.x_proj_w.at(params), static_cast<const T*>(nullptr), BT, di, X);
-  ops::matmul_forward_strided(a.dt_pre.data(), di, a.xdbl.data(), X, p.dt_proj_w.at(params), p.dt_proj_b.at(params),
-                              BT, m.R, di);
-  ops::softplus_forward(a.dt.data(), a.dt_pre.data(), BT * di);
-  T* A = ensure(s.A, di * m.N);
-  neg_exp(A, p.A_log.at(params), di * m.N);
-  ops::selective_scan_forward(a.y.data(), h_last, a.chunk_states.data(), a.xc.data(), a.dt.data(), A,
-                              a.xdbl.data() + m.R, a.xdbl.data() + m.R + m.N, X, p.D.at(params), h0, B, Tn, di, m.N,
-                              scan_chunk_size());
-  ops::silu_gate_forward(a.yg.data(), a.y.data(), a.xz.data() + di, 2 * di, BT, di);
-  ops::matmul_forward(out, a.yg.data(), p.out_proj_w.at(params), p.out_proj_b.at(params), BT, di, m.d);
+void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* xn, const T* params,
+                   const MambaParams& p, const MambaDims& m, const T* A, int64_t B, int64_t L,
+                   const LayerState<T>* st) {
+  const int64_t BL = B * L, di = m.di, X = m.xdbl();
+  const int32_t* slots = st ? st->slots : nullptr;
+  ops::matmul_forward(ctx, a.xz, xn, p.in_proj_w.at(params), p.in_proj_b.at(params), BL, m.d, 2 * di);
+  ops::causal_conv1d_forward(ctx, a.conv_out, a.xz, 2 * di, p.conv_w.at(params), p.conv_b.at(params),
+                             st ? st->conv : static_cast<const T*>(nullptr), B, L, di, m.K, slots);
+  // In place: the new state is the last K-1 rows of (old state ++ x), copied in an order that reads
+  // each old row before it is overwritten.
+  if (st) ops::causal_conv1d_state_update(ctx, st->conv, a.xz, 2 * di, st->conv, B, L, di, m.K, slots);
+  ops::silu_forward(ctx, a.xc, a.conv_out, BL * di);
+  ops::matmul_forward(ctx, a.xdbl, a.xc, p.x_proj_w.at(params), static_cast<const T*>(nullptr), BL, di, X);
+  ops::matmul_forward_strided(ctx, a.dt_pre, di, a.xdbl, X, p.dt_proj_w.at(params), p.dt_proj_b.at(params), BL, m.R,
+                              di);
+  ops::softplus_forward(ctx, a.dt, a.dt_pre, BL * di);
+  const T *Bm = a.xdbl + m.R, *Cm = a.xdbl + m.R + m.N;
+  if (st && L == 1) {
+    ops::selective_scan_step(ctx, a.y, st->ssm, a.xc, a.dt, A, Bm, Cm, X, p.D.at(params), B, di, m.N, slots);
+  } else {
+    // The SSM state is read (h0) before the final state overwrites it (h_last) block by block.
+    ops::selective_scan_forward(ctx, a.y, st ? st->ssm : static_cast<T*>(nullptr), a.chunk_states, a.xc, a.dt, A, Bm,
+                                Cm, X, p.D.at(params), st ? st->ssm : static_cast<const T*>(nullptr), B, L, di, m.N,
+                                scan_chunk_size(), slots);
+  }
+  ops::silu_gate_forward(ctx, a.yg, a.y, a.xz + di, 2 * di, BL, di);
+  ops::matmul_forward(ctx, out, a.yg, p.out_proj_w.at(params), p.out_proj_b.at(params), BL, di, m.d);
 }
 
 template <typename T>
-void mamba_backward(T* dxn, T* grads, const T* dout, const MambaActs<T>& a, const T* xn, const T* params,
-                    const MambaParams& p, const MambaDims& m, int64_t B, int64_t Tn, LayerScratch<T>& s) {
-  const int64_t BT = B * Tn, di = m.di, X = m.xdbl(), N = m.N;
-  T* dyg = zeroed(s.d1, BT * di);
-  T* dy = zeroed(s.d2, BT * di);
-  T* dxz = zeroed(s.d3, BT * 2 * di);
-  T* dxc = zeroed(s.d4, BT * di);
-  T* ddt = zeroed(s.d5, BT * di);
-  T* dxdbl = zeroed(s.d6, BT * X);
-  T* ddt_pre = zeroed(s.d7, BT * di);
-  T* dA = zeroed(s.dA, di * N);
-  T* A = ensure(s.A, di * N);
-  neg_exp(A, p.A_log.at(params), di * N);
+void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MambaActs<T>& a, const T* xn,
+                    const T* params, const MambaParams& p, const MambaDims& m, const T* A, int64_t B, int64_t L,
+                    const MambaGrads<T>& g) {
+  const int64_t BL = B * L, di = m.di, X = m.xdbl(), N = m.N;
+  auto zero = [](T* x, int64_t n) { std::fill(x, x + n, T(0)); };
+  zero(g.dgated, BL * di);
+  zero(g.dy, BL * di);
+  zero(g.dxz, BL * 2 * di);
+  zero(g.dxc, BL * di);
+  zero(g.ddt, BL * di);
+  zero(g.dxdbl, BL * X);
+  zero(g.ddt_pre, BL * di);
+  zero(g.dA, di * N);
 
-  ops::matmul_backward(dyg, p.out_proj_w.at(grads), p.out_proj_b.at(grads), dout, a.yg.data(),
-                       p.out_proj_w.at(params), BT, di, m.d);
-  ops::silu_gate_backward(dy, dxz + di, 2 * di, dyg, a.y.data(), a.xz.data() + di, 2 * di, BT, di);
-  T* scan_scratch =
-      ensure(s.scan, ops::selective_scan_backward_scratch_size(B, Tn, di, N, scan_chunk_size()));
-  ops::selective_scan_backward(dxc, ddt, dA, dxdbl + m.R, dxdbl + m.R + N, p.D.at(grads), static_cast<T*>(nullptr), dy,
-                               a.chunk_states.data(), a.xc.data(), a.dt.data(), A, a.xdbl.data() + m.R,
-                               a.xdbl.data() + m.R + N, X, p.D.at(params), static_cast<const T*>(nullptr), B, Tn, di, N,
-                               scan_chunk_size(), scan_scratch);
-  // A = -exp(A_log)  =>  dL/dA_log = dL/dA * A
-  T* gA_log = p.A_log.at(grads);
-  for (int64_t i = 0; i < di * N; ++i) gA_log[i] += dA[i] * A[i];
-  ops::softplus_backward(ddt_pre, ddt, a.dt_pre.data(), BT * di);
-  ops::matmul_backward_strided(dxdbl, X, p.dt_proj_w.at(grads), p.dt_proj_b.at(grads), ddt_pre, di, a.xdbl.data(), X,
-                               p.dt_proj_w.at(params), BT, m.R, di);
-  ops::matmul_backward(dxc, p.x_proj_w.at(grads), static_cast<T*>(nullptr), dxdbl, a.xc.data(),
-                       p.x_proj_w.at(params), BT, di, X);
-  // dxc now holds d(silu output); map back through silu into d(conv_out), reusing dyg.
-  std::fill(dyg, dyg + BT * di, T(0));
-  ops::silu_backward(dyg, dxc, a.conv_out.data(), BT * di);
-  ops::causal_conv1d_backward(dxz, 2 * di, p.conv_w.at(grads), p.conv_b.at(grads), dyg, a.xz.data(), 2 * di,
-                              p.conv_w.at(params), static_cast<const T*>(nullptr), B, Tn, di, m.K);
-  ops::matmul_backward(dxn, p.in_proj_w.at(grads), p.in_proj_b.at(grads), dxz, xn, p.in_proj_w.at(params), BT, m.d,
-                       2 * di);
+  ops::matmul_backward(ctx, g.dgated, p.out_proj_w.at(grads), p.out_proj_b.at(grads), dout, a.yg,
+                       p.out_proj_w.at(params), BL, di, m.d);
+  ops::silu_gate_backward(ctx, g.dy, g.dxz + di, 2 * di, g.dgated, a.y, a.xz + di, 2 * di, BL, di);
+  ops::selective_scan_backward(ctx, g.dxc, g.ddt, g.dA, g.dxdbl + m.R, g.dxdbl + m.R + N, p.D.at(grads),
+                               static_cast<T*>(nullptr), g.dy, a.chunk_states, a.xc, a.dt, A, a.xdbl + m.R,
+                               a.xdbl + m.R + N, X, p.D.at(params), static_cast<const T*>(nullptr), B, L, di, N,
+                               scan_chunk_size(), g.scan);
+  ops::neg_exp_backward(ctx, p.A_log.at(grads), g.dA, A, di * N);
+  ops::softplus_backward(ctx, g.ddt_pre, g.ddt, a.dt_pre, BL * di);
+  ops::matmul_backward_strided(ctx, g.dxdbl, X, p.dt_proj_w.at(grads), p.dt_proj_b.at(grads), g.ddt_pre, di, a.xdbl,
+                               X, p.dt_proj_w.at(params), BL, m.R, di);
+  ops::matmul_backward(ctx, g.dxc, p.x_proj_w.at(grads), static_cast<T*>(nullptr), g.dxdbl, a.xc,
+                       p.x_proj_w.at(params), BL, di, X);
+  // dxc now holds d(silu output); map back through silu into d(conv_out), reusing dgated.
+  zero(g.dgated, BL * di);
+  ops::silu_backward(ctx, g.dgated, g.dxc, a.conv_out, BL * di);
+  ops::causal_conv1d_backward(ctx, g.dxz, 2 * di, p.conv_w.at(grads), p.conv_b.at(grads), g.dgated, a.xz, 2 * di,
+                              p.conv_w.at(params), static_cast<const T*>(nullptr), B, L, di, m.K);
+  ops::matmul_backward(ctx, dxn, p.in_proj_w.at(grads), p.in_proj_b.at(grads), g.dxz, xn, p.in_proj_w.at(params), BL,
+                       m.d, 2 * di);
 }
 
-#define INSTANTIATE(T)                                                                                           \
-  template void mamba_alloc<T>(MambaActs<T>&, const MambaDims&, int64_t, int64_t);                              \
-  template void mamba_forward<T>(T*, MambaActs<T>&, const T*, const T*, const MambaParams&, const MambaDims&,   \
-                                 int64_t, int64_t, LayerScratch<T>&, const T*, T*, const T*, T*);               \
-  template void mamba_backward<T>(T*, T*, const T*, const MambaActs<T>&, const T*, const T*, const MambaParams&, \
-                                  const MambaDims&, int64_t, int64_t, LayerScratch<T>&);
+#define INSTANTIATE(T)                                                                                              \
+  template void plan_mamba_acts<T>(const Context&, Arena&, MambaActs<T>&, const MambaDims&, int64_t, int64_t);                      \
+  template void plan_mamba_grads<T>(const Context&, Arena&, MambaGrads<T>&, const MambaDims&, int64_t, int64_t);                    \
+  template void mamba_forward<T>(const Context&, T*, const MambaActs<T>&, const T*, const T*, const MambaParams&,   \
+                                 const MambaDims&, const T*, int64_t, int64_t, const LayerState<T>*);              \
+  template void mamba_backward<T>(const Context&, T*, T*, const T*, const MambaActs<T>&, const T*, const T*,        \
+                                  const MambaParams&, const MambaDims&, const T*, int64_t, int64_t,                 \
+                                  const MambaGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)
 

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -9,30 +10,33 @@
 namespace sambalm {
 
 template <typename T>
-struct Model<T>::Sub : SublayerParams {
-  MambaActs<T> mamba;
-  AttentionActs<T> attn;
-  MlpActs<T> mlp;
-  std::vector<T> xn, mean, rstd;  // normed input and its statistics
-};
-
-template <typename T>
-Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries) : cfg_(cfg) {
+Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, const Context& ctx)
+    : cfg_(cfg), ctx_(ctx) {
   cfg_.validate();
   d_ = cfg.n_embd;
   V_ = cfg.padded_vocab_size;
-  ModelParams mp = resolve_model(cfg, entries);
-  embed_ = mp.embed;
-  head_ = mp.head;
-  norm_f_w_ = mp.norm_w;
-  norm_f_b_ = mp.norm_b;
-  block_last_sub_ = std::move(mp.block_last_sub);
-  for (auto& p : mp.subs) {
-    auto sub = std::make_unique<Sub>();
-    static_cast<SublayerParams&>(*sub) = std::move(p);
-    if (sub->spec.kind == SublayerKind::Attention) rope_dims_ = std::max(rope_dims_, sub->ad.rope_dims);
-    subs_.push_back(std::move(sub));
+  refs_ = resolve_model(cfg, entries);
+  nsub_ = static_cast<int64_t>(refs_.subs.size());
+  for (const auto& s : refs_.subs) {
+    if (s.spec.kind == SublayerKind::Attention) rope_dims_ = std::max(rope_dims_, s.attn_dims.rope_dims);
+    if (s.spec.kind == SublayerKind::MLP) max_mlp_hidden_ = std::max(max_mlp_hidden_, s.spec.mlp_hidden);
   }
+  // Sized once: the layouts below only assign pointers.
+  train_.res.assign(static_cast<size_t>(nsub_ + 1), nullptr);
+  train_.subs.assign(static_cast<size_t>(nsub_), SubBuffers{});
+  train_.A.assign(static_cast<size_t>(nsub_), nullptr);
+  cached_A_.assign(static_cast<size_t>(nsub_), nullptr);
+  // A = -exp(A_log) for forward_cached: [di, N] per Mamba sublayer, one arena.
+  auto layout_constants = [&](Arena& a) {
+    for (int64_t k = 0; k < nsub_; ++k) {
+      const auto& s = refs_.subs[k];
+      if (s.spec.kind == SublayerKind::Mamba) cached_A_[k] = a.template take<T>(s.mamba_dims.di * s.mamba_dims.N);
+    }
+  };
+  Arena count;
+  layout_constants(count);
+  constants_arena_ = Arena(count.bytes());
+  layout_constants(constants_arena_);
 }
 
 template <typename T>
@@ -40,28 +44,201 @@ Model<T>::~Model() = default;
 
 template <typename T>
 const T* Model<T>::block_output(int64_t block) const {
-  SAMBALM_CHECK(block >= 0 && block < static_cast<int64_t>(block_last_sub_.size()), "block {} out of range", block);
-  return res_[block_last_sub_[block] + 1].data();
+  SAMBALM_CHECK(block >= 0 && block < static_cast<int64_t>(refs_.block_last_sub.size()), "block {} out of range",
+                block);
+  SAMBALM_CHECK(train_B_ > 0, "block_output: no forward has run");
+  return train_.res[refs_.block_last_sub[block] + 1];
+}
+
+// ---- Buffer plans ------------------------------------------------------------------------------
+
+template <typename T>
+const SublayerParams* Model<T>::first_of(SublayerKind kind) const {
+  for (const auto& s : refs_.subs)
+    if (s.spec.kind == kind) return &s;
+  return nullptr;
 }
 
 template <typename T>
-void Model<T>::ensure_rope(int64_t Tn) {
-  if (rope_dims_ == 0 || Tn <= rope_len_) return;
-  rope_cos_.assign(Tn * rope_dims_ / 2, T(0));
-  rope_sin_.assign(Tn * rope_dims_ / 2, T(0));
-  ops::rope_table(rope_cos_.data(), rope_sin_.data(), Tn, rope_dims_, cfg_.rope_base, cfg_.condense_ratio);
-  rope_len_ = Tn;
+void Model<T>::layout_train(Arena& a, int64_t B, int64_t Tn) {
+  const int64_t BT = B * Tn;
+  const bool ln = cfg_.norm == NormKind::LayerNorm;
+  train_.tokens = a.template take<int32_t>(BT);
+  for (auto& r : train_.res) r = a.template take<T>(BT * d_);
+  for (int64_t k = 0; k < nsub_; ++k) {
+    const SublayerParams& s = refs_.subs[k];
+    SubBuffers& b = train_.subs[k];
+    b.xn = a.template take<T>(BT * d_);
+    b.rstd = a.template take<T>(BT);
+    b.mean = ln ? a.template take<T>(BT) : nullptr;
+    switch (s.spec.kind) {
+      case SublayerKind::Mamba:
+        plan_mamba_acts(ctx_, a, b.mamba, s.mamba_dims, B, Tn);
+        train_.A[k] = a.template take<T>(s.mamba_dims.di * s.mamba_dims.N);
+        break;
+      case SublayerKind::Attention:
+        plan_attention_acts(ctx_, a, b.attn, s.attn_dims, B, Tn, true);
+        break;
+      case SublayerKind::MLP:
+        plan_mlp_acts(ctx_, a, b.mlp, s.spec.mlp_hidden, B, Tn);
+        break;
+    }
+  }
+  train_.xf = a.template take<T>(BT * d_);
+  train_.xf_rstd = a.template take<T>(BT);
+  train_.xf_mean = ln ? a.template take<T>(BT) : nullptr;
+  train_.logits = a.template take<T>(BT * V_);
+  train_.dlogits = a.template take<T>(BT * V_);
+  train_.rope_cos = a.template take<T>(Tn * std::max<int64_t>(1, rope_dims_ / 2));
+  train_.rope_sin = a.template take<T>(Tn * std::max<int64_t>(1, rope_dims_ / 2));
+  // Backward: the residual gradient, a sublayer's d(normed input), d(final norm output), and one
+  // region shared by the layers' own temporaries (one layer's backward runs at a time).
+  train_.dres = a.template take<T>(BT * d_);
+  train_.dxn = a.template take<T>(BT * d_);
+  train_.dxf = a.template take<T>(BT * d_);
+  // Every Mamba (attention) sublayer has the same sizes; MLPs may differ: the largest hidden width.
+  const size_t region = a.mark();
+  if (const SublayerParams* s = first_of(SublayerKind::Mamba))
+    plan_mamba_grads(ctx_, a, train_.mamba_grads, s->mamba_dims, B, Tn);
+  a.rewind(region);
+  if (const SublayerParams* s = first_of(SublayerKind::Attention))
+    plan_attention_grads(ctx_, a, train_.attn_grads, s->attn_dims, B, Tn);
+  a.rewind(region);
+  if (max_mlp_hidden_ > 0) plan_mlp_grads(ctx_, a, train_.mlp_grads, max_mlp_hidden_, B, Tn);
+}
+
+// Lays out the training buffers for (B, Tn): re-plans (one allocation) only when they outgrow the arena.
+template <typename T>
+void Model<T>::ensure_train(int64_t B, int64_t Tn) {
+  if (B == train_B_ && Tn == train_T_) return;
+  Arena count;
+  layout_train(count, B, Tn);
+  if (count.bytes() > train_arena_.capacity()) train_arena_ = Arena(count.bytes());
+  train_arena_.reset();
+  layout_train(train_arena_, B, Tn);
+  train_B_ = B;
+  train_T_ = Tn;
+  if (rope_dims_ > 0) ops::rope_table(ctx_, train_.rope_cos, train_.rope_sin, Tn, rope_dims_, cfg_.rope_base,
+                                      cfg_.condense_ratio);
 }
 
 template <typename T>
-void Model<T>::norm_forward(T* out, int64_t k, const T* x, const T* params, int64_t n) {
-  Sub& s = *subs_[k];
-  T* rstd = ensure(s.rstd, n);
-  if (cfg_.norm == NormKind::RMSNorm) {
-    ops::rmsnorm_forward(out, rstd, x, s.norm_w.at(params), n, d_, cfg_.norm_eps);
-  } else {
-    ops::layernorm_forward(out, ensure(s.mean, n), rstd, x, s.norm_w.at(params), s.norm_b.at(params), n, d_,
-                           cfg_.norm_eps);
+void Model<T>::layout_cached(Arena& a, int64_t B, int64_t L) {
+  const int64_t BL = B * L;
+  cached_.x = a.template take<T>(BL * d_);
+  cached_.out = a.template take<T>(BL * d_);
+  cached_.rope_cos = a.template take<T>(BL * std::max<int64_t>(1, rope_dims_ / 2));
+  cached_.rope_sin = a.template take<T>(BL * std::max<int64_t>(1, rope_dims_ / 2));
+  SubBuffers& b = cached_.shared;
+  b.xn = a.template take<T>(BL * d_);
+  b.rstd = a.template take<T>(BL);
+  b.mean = cfg_.norm == NormKind::LayerNorm ? a.template take<T>(BL) : nullptr;
+  // The sublayers run one at a time: their activations share one region.
+  const size_t region = a.mark();
+  if (const SublayerParams* s = first_of(SublayerKind::Mamba)) plan_mamba_acts(ctx_, a, b.mamba, s->mamba_dims, B, L);
+  a.rewind(region);
+  if (const SublayerParams* s = first_of(SublayerKind::Attention))
+    plan_attention_acts(ctx_, a, b.attn, s->attn_dims, B, L, false);
+  a.rewind(region);
+  if (max_mlp_hidden_ > 0) plan_mlp_acts(ctx_, a, b.mlp, max_mlp_hidden_, B, L);
+}
+
+template <typename T>
+void Model<T>::plan_cached(const std::vector<std::pair<int64_t, int64_t>>& shapes) {
+  size_t need = 0;
+  for (auto [B, L] : shapes) {
+    SAMBALM_CHECK(B > 0 && L > 0, "model: cannot plan for {} sequences of {} tokens", B, L);
+    Arena count;
+    layout_cached(count, B, L);
+    need = std::max(need, count.bytes());
+  }
+  if (need > infer_arena_.capacity()) {
+    infer_arena_ = Arena(need);
+    infer_B_ = infer_L_ = -1;
+  }
+}
+
+template <typename T>
+void Model<T>::ensure_cached(int64_t B, int64_t L) {
+  if (B == infer_B_ && L == infer_L_) return;
+  Arena count;
+  layout_cached(count, B, L);
+  if (count.bytes() > infer_arena_.capacity()) infer_arena_ = Arena(count.bytes());
+  infer_arena_.reset();
+  layout_cached(infer_arena_, B, L);
+  infer_B_ = B;
+  infer_L_ = L;
+}
+
+template <typename T>
+void Model<T>::refresh_constants(const T* params) {
+  for (int64_t k = 0; k < nsub_; ++k) {
+    const auto& s = refs_.subs[k];
+    if (s.spec.kind == SublayerKind::Mamba)
+      ops::neg_exp_forward(ctx_, cached_A_[k], s.mamba.A_log.at(params), s.mamba_dims.di * s.mamba_dims.N);
+  }
+  constants_ready_ = true;
+}
+
+// ---- The stack ---------------------------------------------------------------------------------
+
+template <typename T>
+void Model<T>::norm_forward(T* out, T* mean, T* rstd, const T* x, const T* params, const ParamRef& w,
+                            const ParamRef& b, int64_t n) {
+  if (cfg_.norm == NormKind::RMSNorm)
+    ops::rmsnorm_forward(ctx_, out, rstd, x, w.at(params), n, d_, cfg_.norm_eps);
+  else
+    ops::layernorm_forward(ctx_, out, mean, rstd, x, w.at(params), b.at(params), n, d_, cfg_.norm_eps);
+}
+
+template <typename T>
+void Model<T>::norm_backward(T* dx, T* grads, const T* dout, const T* x, const T* params, const ParamRef& w,
+                             const ParamRef& b, const T* mean, const T* rstd, int64_t n) {
+  if (cfg_.norm == NormKind::RMSNorm)
+    ops::rmsnorm_backward(ctx_, dx, w.at(grads), dout, x, w.at(params), rstd, n, d_);
+  else
+    ops::layernorm_backward(ctx_, dx, w.at(grads), b.at(grads), dout, x, w.at(params), mean, rstd, n, d_);
+}
+
+template <typename T>
+void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,
+                         const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>* layers) {
+  const bool training = layers == nullptr;
+  const int64_t BL = B * L;
+  for (int64_t k = 0; k < nsub_; ++k) {
+    const SublayerParams& s = refs_.subs[k];
+    SubBuffers& b = training ? train_.subs[k] : cached_.shared;
+    const T* x = training ? train_.res[k] : cached_.x;
+    T* f = training ? train_.res[k + 1] : cached_.out;
+    norm_forward(b.xn, b.mean, b.rstd, x, params, s.norm_w, s.norm_b, BL);
+    LayerState<T> st;
+    if (!training) {
+      st = (*layers)[k];
+      st.slots = slots;
+      st.pos = pos;
+    }
+    const LayerState<T>* stp = training ? nullptr : &st;
+    switch (s.spec.kind) {
+      case SublayerKind::Mamba: {
+        const MambaDims& m = s.mamba_dims;
+        T* A = training ? train_.A[k] : cached_A_[k];
+        if (training) ops::neg_exp_forward(ctx_, A, s.mamba.A_log.at(params), m.di * m.N);
+        mamba_forward(ctx_, f, b.mamba, b.xn, params, s.mamba, m, A, B, L, stp);
+        break;
+      }
+      case SublayerKind::Attention:
+        attention_forward_layer(ctx_, f, b.attn, b.xn, params, s.attn, s.attn_dims, cos, sin, cs_batch_rows, B, L,
+                                stp);
+        break;
+      case SublayerKind::MLP:
+        mlp_forward(ctx_, f, b.mlp, b.xn, params, s.mlp, d_, s.spec.mlp_hidden, B, L);
+        break;
+    }
+    // x_{k+1} = x_k + f: training keeps every x_k (a buffer per k), the cached path updates x in place.
+    if (training)
+      ops::add_inplace(ctx_, f, x, BL * d_);
+    else
+      ops::add_inplace(ctx_, cached_.x, f, BL * d_);
   }
 }
 
@@ -73,86 +250,87 @@ double Model<T>::forward(const T* params, const int32_t* tokens, const int32_t* 
   for (int64_t i = 0; i < BT; ++i)
     SAMBALM_CHECK(tokens[i] >= 0 && tokens[i] < V_,
                   "forward: token id {} at position {} is outside the vocabulary [0, {})", tokens[i], i, V_);
+  ensure_train(B, Tn);
   B_ = B;
   T_ = Tn;
-  tokens_.assign(tokens, tokens + BT);
-  ensure_rope(Tn);
-  res_.resize(subs_.size() + 1);
-  for (auto& r : res_) ensure(r, BT * d_);
-  ops::embedding_forward(res_[0].data(), tokens, embed_.at(params), BT, d_);
-  for (size_t k = 0; k < subs_.size(); ++k) {
-    Sub& s = *subs_[k];
-    T* xn = ensure(s.xn, BT * d_);
-    norm_forward(xn, static_cast<int64_t>(k), res_[k].data(), params, BT);
-    T* out = res_[k + 1].data();
-    switch (s.spec.kind) {
-      case SublayerKind::Mamba:
-        mamba_forward(out, s.mamba, xn, params, s.mp, s.md, B, Tn, scratch_);
-        break;
-      case SublayerKind::Attention:
-        attention_forward_layer(out, s.attn, xn, params, s.ap, s.ad, rope_cos_.data(), rope_sin_.data(), B, Tn);
-        break;
-      case SublayerKind::MLP:
-        mlp_forward(out, s.mlp, xn, params, s.lp, d_, s.spec.mlp_hidden, B, Tn);
-        break;
-    }
-    ops::add_inplace(out, res_[k].data(), BT * d_);
-  }
-  T* xf = ensure(xf_, BT * d_);
-  T* rstd = ensure(xf_rstd_, BT);
-  if (cfg_.norm == NormKind::RMSNorm)
-    ops::rmsnorm_forward(xf, rstd, res_.back().data(), norm_f_w_.at(params), BT, d_, cfg_.norm_eps);
-  else
-    ops::layernorm_forward(xf, ensure(xf_mean_, BT), rstd, res_.back().data(), norm_f_w_.at(params),
-                           norm_f_b_.at(params), BT, d_, cfg_.norm_eps);
-  T* logits = ensure(logits_, BT * V_);
-  ops::matmul_forward(logits, xf, head_.at(params), static_cast<const T*>(nullptr), BT, d_, V_);
+  std::copy(tokens, tokens + BT, train_.tokens);
+  ops::embedding_forward(ctx_, train_.res[0], tokens, refs_.embed.at(params), BT, d_);
+  run_stack(params, B, Tn, train_.rope_cos, train_.rope_sin, 0, nullptr, nullptr, nullptr);
+  norm_forward(train_.xf, train_.xf_mean, train_.xf_rstd, train_.res.back(), params, refs_.norm_w, refs_.norm_b, BT);
+  ops::matmul_forward(ctx_, train_.logits, train_.xf, refs_.head.at(params), static_cast<const T*>(nullptr), BT, d_,
+                      V_);
   have_targets_ = targets != nullptr;
   if (!targets) return std::numeric_limits<double>::quiet_NaN();
   for (int64_t i = 0; i < BT; ++i)
     SAMBALM_CHECK(targets[i] < V_, "forward: target id {} at position {} is outside the vocabulary [0, {})", targets[i],
                   i, V_);
-  T* dlogits = ensure(dlogits_, BT * V_);
-  return ops::cross_entropy_forward_backward(dlogits, static_cast<T*>(nullptr), logits, targets, BT, V_, loss_scale);
+  return ops::cross_entropy_forward_backward(ctx_, train_.dlogits, static_cast<T*>(nullptr), train_.logits, targets,
+                                             BT, V_, loss_scale);
 }
 
 template <typename T>
 void Model<T>::backward(const T* params, T* grads) {
   SAMBALM_CHECK(have_targets_, "backward: the last forward had no targets");
   const int64_t BT = B_ * T_;
-  T* dxf = zeroed(dxf_, BT * d_);
-  ops::matmul_backward(dxf, head_.at(grads), static_cast<T*>(nullptr), dlogits_.data(), xf_.data(), head_.at(params),
-                       BT, d_, V_);
-  T* dres = zeroed(dres_, BT * d_);
-  if (cfg_.norm == NormKind::RMSNorm)
-    ops::rmsnorm_backward(dres, norm_f_w_.at(grads), dxf, res_.back().data(), norm_f_w_.at(params), xf_rstd_.data(), BT,
-                          d_);
-  else
-    ops::layernorm_backward(dres, norm_f_w_.at(grads), norm_f_b_.at(grads), dxf, res_.back().data(),
-                            norm_f_w_.at(params), xf_mean_.data(), xf_rstd_.data(), BT, d_);
-  for (int64_t k = static_cast<int64_t>(subs_.size()) - 1; k >= 0; --k) {
-    Sub& s = *subs_[k];
-    T* dxn = zeroed(dxn_, BT * d_);
+  auto zero = [](T* x, int64_t n) { std::fill(x, x + n, T(0)); };
+  zero(train_.dxf, BT * d_);
+  ops::matmul_backward(ctx_, train_.dxf, refs_.head.at(grads), static_cast<T*>(nullptr), train_.dlogits, train_.xf,
+                       refs_.head.at(params), BT, d_, V_);
+  zero(train_.dres, BT * d_);
+  norm_backward(train_.dres, grads, train_.dxf, train_.res.back(), params, refs_.norm_w, refs_.norm_b,
+                train_.xf_mean, train_.xf_rstd, BT);
+  for (int64_t k = nsub_ - 1; k >= 0; --k) {
+    const SublayerParams& s = refs_.subs[k];
+    const SubBuffers& b = train_.subs[k];
+    zero(train_.dxn, BT * d_);
     switch (s.spec.kind) {
       case SublayerKind::Mamba:
-        mamba_backward(dxn, grads, dres, s.mamba, s.xn.data(), params, s.mp, s.md, B_, T_, scratch_);
+        mamba_backward(ctx_, train_.dxn, grads, train_.dres, b.mamba, b.xn, params, s.mamba, s.mamba_dims, train_.A[k],
+                       B_, T_, train_.mamba_grads);
         break;
       case SublayerKind::Attention:
-        attention_backward_layer(dxn, grads, dres, s.attn, s.xn.data(), params, s.ap, s.ad, rope_cos_.data(),
-                                 rope_sin_.data(), B_, T_, scratch_);
+        attention_backward_layer(ctx_, train_.dxn, grads, train_.dres, b.attn, b.xn, params, s.attn, s.attn_dims,
+                                 train_.rope_cos, train_.rope_sin, B_, T_, train_.attn_grads);
         break;
       case SublayerKind::MLP:
-        mlp_backward(dxn, grads, dres, s.mlp, s.xn.data(), params, s.lp, d_, s.spec.mlp_hidden, B_, T_, scratch_);
+        mlp_backward(ctx_, train_.dxn, grads, train_.dres, b.mlp, b.xn, params, s.mlp, d_, s.spec.mlp_hidden, B_, T_,
+                     train_.mlp_grads);
         break;
     }
     // res_{k+1} = res_k + f(norm(res_k)): the residual passes dres through; the norm adds its part.
-    if (cfg_.norm == NormKind::RMSNorm)
-      ops::rmsnorm_backward(dres, s.norm_w.at(grads), dxn, res_[k].data(), s.norm_w.at(params), s.rstd.data(), BT, d_);
-    else
-      ops::layernorm_backward(dres, s.norm_w.at(grads), s.norm_b.at(grads), dxn, res_[k].data(), s.norm_w.at(params),
-                              s.mean.data(), s.rstd.data(), BT, d_);
+    norm_backward(train_.dres, grads, train_.dxn, train_.res[k], params, s.norm_w, s.norm_b, b.mean, b.rstd, BT);
   }
-  ops::embedding_backward(embed_.at(grads), dres, tokens_.data(), BT, d_);
+  ops::embedding_backward(ctx_, refs_.embed.at(grads), train_.dres, train_.tokens, BT, d_);
+}
+
+template <typename T>
+void Model<T>::forward_cached(const T* params, const int32_t* tokens, int64_t B, int64_t L, const int32_t* slots,
+                              const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits,
+                              bool all_logits) {
+  SAMBALM_CHECK(B > 0 && L > 0, "forward_cached: empty batch ({} x {})", B, L);
+  SAMBALM_CHECK(constants_ready_, "forward_cached: refresh_constants() was not called");
+  SAMBALM_CHECK(static_cast<int64_t>(layers.size()) == nsub_, "forward_cached: {} layer states for {} sublayers",
+                layers.size(), nsub_);
+  ensure_cached(B, L);
+  const int64_t BL = B * L;
+  ops::embedding_forward(ctx_, cached_.x, tokens, refs_.embed.at(params), BL, d_);
+  if (rope_dims_ > 0)
+    ops::rope_at_positions(ctx_, cached_.rope_cos, cached_.rope_sin, pos, B, L, rope_dims_, cfg_.rope_base,
+                           cfg_.condense_ratio);
+  run_stack(params, B, L, cached_.rope_cos, cached_.rope_sin, L, slots, pos, &layers);
+  if (!logits) return;
+  SubBuffers& b = cached_.shared;
+  const T* head = refs_.head.at(params);
+  if (all_logits || L == 1) {
+    norm_forward(b.xn, b.mean, b.rstd, cached_.x, params, refs_.norm_w, refs_.norm_b, BL);
+    ops::matmul_forward(ctx_, logits, b.xn, head, static_cast<const T*>(nullptr), BL, d_, V_);
+    return;
+  }
+  // The last token of each sequence: rows b * L + L - 1.
+  for (int64_t s = 0; s < B; ++s)
+    norm_forward(b.xn + s * d_, b.mean ? b.mean + s : nullptr, b.rstd + s, cached_.x + (s * L + L - 1) * d_, params,
+                 refs_.norm_w, refs_.norm_b, 1);
+  ops::matmul_forward(ctx_, logits, b.xn, head, static_cast<const T*>(nullptr), B, d_, V_);
 }
 
 template class Model<float>;

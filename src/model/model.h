@@ -1,18 +1,26 @@
-// Model: the whole block stack's forward and backward over explicit activation buffers.
+// Model: the block stack, once, for training, chunked prefill and the batched decode step.
 //
 //   res_0 = embedding[tokens]
 //   res_{k+1} = res_k + mixer_k(norm_k(res_k))          one step per residual sublayer k
 //   logits = norm_f(res_last) @ head^T                   head = embedding when tied
 //   loss = mean cross-entropy over the padded vocabulary
 //
-// Parameters are not owned: forward/backward take the flat parameter buffer (ParamStore layout)
-// and the gradient buffer of the same layout. T = float for compute, double for gradient checks.
+// forward()/backward() train: every sublayer keeps its own activations for the backward.
+// forward_cached() runs the same stack loop and the same layer functions over B sequences of L new
+// tokens that continue from their recurrent states (slots of a decode-state pool): L = chunk for a
+// prefill, L = 1 for a decode step. It keeps one set of activations, reused by every sublayer.
+//
+// Buffers are views into arenas planned from (config, batch, length, backend): a call whose shape fits
+// the plan allocates nothing; a larger one re-plans once. Parameters are not owned: calls take the
+// flat parameter buffer (ParamStore layout) and the gradient buffer of the same layout.
+// T = float for compute, double for gradient checks.
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <vector>
 
+#include "core/arena.h"
+#include "core/context.h"
 #include "model/config.h"
 #include "model/layers.h"
 #include "model/params.h"
@@ -22,13 +30,16 @@ namespace sambalm {
 template <typename T>
 class Model {
  public:
-  Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries);
+  Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, const Context& ctx = cpu_context());
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const { return cfg_; }
+  const Context& context() const { return ctx_; }
+  const ModelParams& params() const { return refs_; }
 
+  // ---- Training -----------------------------------------------------------------------------
   // Runs the stack on tokens [B, Tn]. When targets are given, returns the mean loss over the
   // positions whose target is >= 0 and prepares d(loss * loss_scale)/d(logits) for backward();
   // otherwise returns NaN. Token ids must be < padded_vocab_size (checked: throws Error).
@@ -37,28 +48,78 @@ class Model {
   // Adds d(loss * loss_scale)/d(params) into grads (caller zeroes it). Requires a forward with targets.
   void backward(const T* params, T* grads);
 
-  const T* logits() const { return logits_.data(); }          // [B*Tn, padded_vocab]
-  const T* block_output(int64_t block) const;                 // residual after block i, [B*Tn, d]
+  const T* logits() const { return train_.logits; }  // [B*Tn, padded_vocab]
+  const T* block_output(int64_t block) const;        // residual after block i, [B*Tn, d]
   int64_t batch() const { return B_; }
   int64_t seq_len() const { return T_; }
 
+  // ---- Prefill and decoding -----------------------------------------------------------------
+  // Sizes the inference buffers for calls of up to these shapes (each pair: B sequences of L tokens).
+  void plan_cached(const std::vector<std::pair<int64_t, int64_t>>& shapes);
+  // A = -exp(A_log) of every Mamba sublayer for forward_cached; call again after the parameters change.
+  void refresh_constants(const T* params);
+  // B sequences of L new tokens (tokens [B, L]); sequence b continues its state in slot slots[b] at
+  // absolute position pos[b]. `layers` holds the pool's arrays of every sublayer (LayerState, slots and
+  // pos unset). logits: all_logits ? [B*L, V] : [B, V] (each sequence's last token); nullptr: none.
+  // Ids are not checked here (the driver checks them).
+  void forward_cached(const T* params, const int32_t* tokens, int64_t B, int64_t L, const int32_t* slots,
+                      const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits, bool all_logits);
+  // Bytes of the inference arena (constant once planned).
+  int64_t cached_scratch_bytes() const { return static_cast<int64_t>(infer_arena_.capacity()); }
+
  private:
-  struct Sub;
-  void ensure_rope(int64_t Tn);
-  void norm_forward(T* out, int64_t k, const T* x, const T* params, int64_t n);
+  struct SubBuffers {
+    T *xn = nullptr, *mean = nullptr, *rstd = nullptr;  // normed input and its statistics
+    MambaActs<T> mamba;
+    AttentionActs<T> attn;
+    MlpActs<T> mlp;
+  };
+  struct TrainBuffers {
+    int32_t* tokens = nullptr;
+    std::vector<T*> res;  // nsub + 1 residual streams
+    std::vector<SubBuffers> subs;
+    T *xf = nullptr, *xf_mean = nullptr, *xf_rstd = nullptr, *logits = nullptr, *dlogits = nullptr;
+    T *dres = nullptr, *dxn = nullptr, *dxf = nullptr, *rope_cos = nullptr, *rope_sin = nullptr;
+    std::vector<T*> A;  // per sublayer (Mamba only)
+    MambaGrads<T> mamba_grads;
+    AttentionGrads<T> attn_grads;
+    MlpGrads<T> mlp_grads;
+  };
+  struct CachedBuffers {
+    T *x = nullptr, *out = nullptr, *rope_cos = nullptr, *rope_sin = nullptr;
+    SubBuffers shared;  // one set for every sublayer
+  };
+
+  const SublayerParams* first_of(SublayerKind kind) const;
+  void layout_train(Arena& a, int64_t B, int64_t Tn);
+  void layout_cached(Arena& a, int64_t B, int64_t L);
+  void ensure_train(int64_t B, int64_t Tn);
+  void ensure_cached(int64_t B, int64_t L);
+  void norm_forward(T* out, T* mean, T* rstd, const T* x, const T* params, const ParamRef& w, const ParamRef& b,
+                    int64_t n);
+  void norm_backward(T* dx, T* grads, const T* dout, const T* x, const T* params, const ParamRef& w,
+                     const ParamRef& b, const T* mean, const T* rstd, int64_t n);
+  // The stack loop: residual sublayers over res[k] -> res[k+1] (training: one buffer per k; cached:
+  // the same buffer updated in place).
+  void run_stack(const T* params, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,
+                 const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>* layers);
 
   ModelConfig cfg_;
-  std::vector<std::unique_ptr<Sub>> subs_;
-  std::vector<int64_t> block_last_sub_;  // index of the last sublayer of each block
-  ParamRef embed_, head_, norm_f_w_, norm_f_b_;
-  int64_t B_ = 0, T_ = 0, d_ = 0, V_ = 0;
+  Context ctx_;
+  ModelParams refs_;
+  int64_t d_ = 0, V_ = 0, rope_dims_ = 0, nsub_ = 0, max_mlp_hidden_ = 0;
+  int64_t B_ = 0, T_ = 0;
   bool have_targets_ = false;
-  std::vector<int32_t> tokens_;
-  std::vector<std::vector<T>> res_;  // nsub + 1 residual streams
-  std::vector<T> xf_, xf_mean_, xf_rstd_, logits_, dlogits_, dres_, dxn_, dxf_;
-  std::vector<T> rope_cos_, rope_sin_;
-  int64_t rope_len_ = 0, rope_dims_ = 0;
-  LayerScratch<T> scratch_;
+
+  Arena train_arena_;
+  int64_t train_B_ = -1, train_T_ = -1;  // shape of the current layout
+  TrainBuffers train_;
+  Arena infer_arena_;
+  int64_t infer_B_ = -1, infer_L_ = -1;
+  CachedBuffers cached_;
+  Arena constants_arena_;
+  std::vector<T*> cached_A_;  // per sublayer (Mamba only), for forward_cached
+  bool constants_ready_ = false;
 };
 
 }  // namespace sambalm

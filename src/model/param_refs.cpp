@@ -29,8 +29,8 @@ SublayerParams resolve_sublayer(const ModelConfig& cfg, const Sublayer& spec, co
   p.norm_b = ref("norm.bias", false);
   switch (spec.kind) {
     case SublayerKind::Mamba:
-      p.md = {cfg.n_embd, cfg.d_inner(), cfg.d_state, cfg.d_conv, cfg.mamba_dt_rank()};
-      p.mp = {ref("in_proj.weight"),
+      p.mamba_dims = {cfg.n_embd, cfg.d_inner(), cfg.d_state, cfg.d_conv, cfg.mamba_dt_rank()};
+      p.mamba = {ref("in_proj.weight"),
               ref("in_proj.bias", false),
               ref("conv.weight"),
               ref("conv.bias", false),
@@ -43,12 +43,12 @@ SublayerParams resolve_sublayer(const ModelConfig& cfg, const Sublayer& spec, co
               ref("out_proj.bias", false)};
       break;
     case SublayerKind::Attention:
-      p.ad = {cfg.n_embd,    cfg.n_head,  cfg.n_query_groups,
+      p.attn_dims = {cfg.n_embd,    cfg.n_head,  cfg.n_query_groups,
               cfg.head_size, spec.window, spec.rope ? cfg.rope_n_elem() : 0};
-      p.ap = {ref("qkv.weight"), ref("qkv.bias", false), ref("proj.weight"), ref("proj.bias", false)};
+      p.attn = {ref("qkv.weight"), ref("qkv.bias", false), ref("proj.weight"), ref("proj.bias", false)};
       break;
     case SublayerKind::MLP:
-      p.lp = {ref("w1.weight"),      ref("w1.bias", false), ref("w2.weight"),
+      p.mlp = {ref("w1.weight"),      ref("w1.bias", false), ref("w2.weight"),
               ref("w2.bias", false), ref("w3.weight"),      ref("w3.bias", false)};
       break;
   }

@@ -15,6 +15,7 @@
 //   lm_head.weight [padded_vocab, d]   only when the head is not tied to the embedding
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -37,6 +38,20 @@ struct ParamEntry {
   Shape shape;
   size_t offset;  // in floats from the start of the buffer
   int64_t numel() const { return shape_numel(shape); }
+};
+
+// A parameter's place in a buffer of this layout (parameters, gradients, moments alike), resolved
+// once by name; `at(buf)` gives the pointer.
+struct ParamRef {
+  int64_t offset = -1;  // -1: absent (optional bias)
+  template <typename T>
+  T* at(T* base) const {
+    return offset < 0 ? nullptr : base + offset;
+  }
+  template <typename T>
+  const T* at(const T* base) const {
+    return offset < 0 ? nullptr : base + offset;
+  }
 };
 
 class ParamStore {

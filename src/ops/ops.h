@@ -1,5 +1,7 @@
 // Every op of the engine, declared once. CPU bodies live in src/ops/cpu/, CUDA bodies (later) in
 // src/ops/cuda/. Conventions, the same for every op (llm.c style):
+//   * The first argument is the backend Context (core/context.h): device, stream, BLAS handle, scratch.
+//     ops::<op>(ctx, ...) sends the call to that device's body (dispatch.h).
 //   * Ops take raw pointers plus sizes; tensors are row-major and contiguous unless a stride is
 //     given. Activations are token-major: [B, T, C] with C fastest.
 //   * Ops never allocate: the caller passes every output and scratch buffer.
@@ -13,3 +15,4 @@
 
 #include "ops/dense_ops.h"
 #include "ops/mamba_ops.h"
+#include "ops/optim_ops.h"

@@ -2,7 +2,9 @@
 
 #include <cmath>
 
+#include "core/context.h"
 #include "core/error.h"
+#include "ops/optim_ops.h"
 
 namespace sambalm {
 
@@ -40,37 +42,17 @@ AdamW::AdamW(size_t n, AdamWOptions opts, std::vector<DecayRange> ranges)
 
 void AdamW::step(float* params, const float* grads, double lr) {
   ++t;
-  const double b1 = opts_.beta1, b2 = opts_.beta2;
-  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(t));
-  const double bc2 = 1.0 - std::pow(b2, static_cast<double>(t));
-  const float step_size = static_cast<float>(lr / bc1);
-  const float bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  const float eps = static_cast<float>(opts_.eps);
-  const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2);
-  const float c1 = static_cast<float>(1.0 - b1), c2 = static_cast<float>(1.0 - b2);
-  float* m = m_.data();
-  float* v = v_.data();
+  const Context& ctx = cpu_context();
   for (const auto& r : ranges_) {
-    const float decay = static_cast<float>(1.0 - lr * (r.decay ? opts_.weight_decay : 0.0));
-    const int64_t lo = static_cast<int64_t>(r.offset), hi = lo + static_cast<int64_t>(r.size);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = lo; i < hi; ++i) {
-      const float g = grads[i];
-      float p = params[i] * decay;
-      m[i] = fb1 * m[i] + c1 * g;
-      v[i] = fb2 * v[i] + c2 * g * g;
-      const float denom = std::sqrt(v[i]) / bc2_sqrt + eps;
-      p -= step_size * m[i] / denom;
-      params[i] = p;
-    }
+    const int64_t lo = static_cast<int64_t>(r.offset), n = static_cast<int64_t>(r.size);
+    ops::adamw_update(ctx, params + lo, grads + lo, m_.data() + lo, v_.data() + lo, n, lr, opts_.beta1, opts_.beta2,
+                      opts_.eps, r.decay ? opts_.weight_decay : 0.0, t);
   }
 }
 
 double grad_global_norm(const float* g, size_t n) {
   double s = 0.0;
-  const int64_t nn = static_cast<int64_t>(n);
-#pragma omp parallel for reduction(+ : s) schedule(static)
-  for (int64_t i = 0; i < nn; ++i) s += static_cast<double>(g[i]) * g[i];
+  ops::sum_squares(cpu_context(), &s, g, static_cast<int64_t>(n));
   return std::sqrt(s);
 }
 
@@ -78,12 +60,7 @@ double clip_grad_norm(float* g, size_t n, double max_norm) {
   const double norm = grad_global_norm(g, n);
   if (max_norm <= 0 || !std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) {
-    const float c = static_cast<float>(coef);
-    const int64_t nn = static_cast<int64_t>(n);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < nn; ++i) g[i] *= c;
-  }
+  if (coef < 1.0) ops::scale_inplace(cpu_context(), g, static_cast<int64_t>(n), static_cast<double>(static_cast<float>(coef)));
   return norm;
 }
 

@@ -1,4 +1,5 @@
 // AdamW over the flat parameter buffer (torch.optim.AdamW, the single-tensor path pretrain.py uses),
+// run as ops (ops/optim_ops.h) range by range,
 // plus global gradient-norm clipping (torch.nn.utils.clip_grad_norm_).
 //
 // One step t = 1, 2, ... for every parameter p with gradient g, in this order:

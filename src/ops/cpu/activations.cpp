@@ -3,9 +3,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "ops/mamba_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 namespace {
 
@@ -90,4 +90,4 @@ SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)
 #undef SAMBALM_INSTANTIATE
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

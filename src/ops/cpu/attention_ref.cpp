@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <limits>
 
-#include "ops/dense_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 template <typename T>
 void attention_ref_forward(T* out, T* lse, T* scores, const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
@@ -53,4 +53,4 @@ template void attention_ref_forward<float>(float*, float*, float*, const float*,
 template void attention_ref_forward<double>(double*, double*, double*, const double*, const double*, const double*,
                                             int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double);
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

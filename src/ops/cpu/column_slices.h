@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 // Calls body(c0, c1) for every slice [c0, c1) of the C columns of an [n, C] problem, in parallel when
 // the problem is large enough to pay for a parallel region.
@@ -18,4 +18,4 @@ void for_column_slices(int64_t n, int64_t C, Body&& body) {
   for (int64_t sl = 0; sl < slices; ++sl) body(sl * kCols, std::min(C, sl * kCols + kCols));
 }
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

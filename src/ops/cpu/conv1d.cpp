@@ -13,9 +13,9 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "ops/mamba_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 namespace {
 
@@ -27,16 +27,16 @@ constexpr int64_t kConvBlock = 64;  // channels per task
 // Row r (0 <= r < K-1+L) of xx = state ++ x for batch b, channels from d0; nullptr when it is a zero row.
 template <typename T>
 inline const T* xx_row(const T* x, int64_t ld_x, const T* state, int64_t b, int64_t r, int64_t L, int64_t D, int64_t K,
-                       int64_t d0) {
+                       int64_t d0, const int32_t* slots = nullptr) {
   if (r >= K - 1) return x + (b * L + r - (K - 1)) * ld_x + d0;
-  return state ? state + (b * (K - 1) + r) * D + d0 : nullptr;
+  return state ? state + ((slots ? slots[b] : b) * (K - 1) + r) * D + d0 : nullptr;
 }
 
 }  // namespace
 
 template <typename T>
 void causal_conv1d_forward(T* out, const T* x, int64_t ld_x, const T* w, const T* bias, const T* state, int64_t B,
-                           int64_t L, int64_t D, int64_t K) {
+                           int64_t L, int64_t D, int64_t K, const int32_t* slots) {
   const int64_t nblk = (D + kConvBlock - 1) / kConvBlock;
 #pragma omp parallel for collapse(2) schedule(static) if (B * L * D * K >= kParallelWork)
   for (int64_t b = 0; b < B; ++b) {
@@ -46,7 +46,7 @@ void causal_conv1d_forward(T* out, const T* x, int64_t ld_x, const T* w, const T
         T* o = out + (b * L + t) * D + d0;
         for (int64_t i = 0; i < nd; ++i) o[i] = bias[d0 + i];
         for (int64_t j = 0; j < K; ++j) {
-          const T* xr = xx_row(x, ld_x, state, b, t + j, L, D, K, d0);
+          const T* xr = xx_row(x, ld_x, state, b, t + j, L, D, K, d0, slots);
           if (!xr) continue;
           const T* wj = w + d0 * K + j;
           for (int64_t i = 0; i < nd; ++i) o[i] += wj[i * K] * xr[i];
@@ -92,11 +92,11 @@ void causal_conv1d_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout
 // new_state may be the same buffer as state (in-place update while decoding).
 template <typename T>
 void causal_conv1d_state_update(T* new_state, const T* x, int64_t ld_x, const T* state, int64_t B, int64_t L, int64_t D,
-                                int64_t K) {
+                                int64_t K, const int32_t* slots) {
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t i = 0; i < K - 1; ++i) {
-      const T* src = xx_row(x, ld_x, state, b, L + i, L, D, K, 0);
-      T* dst = new_state + (b * (K - 1) + i) * D;
+      const T* src = xx_row(x, ld_x, state, b, L + i, L, D, K, 0, slots);
+      T* dst = new_state + ((slots ? slots[b] : b) * (K - 1) + i) * D;
       if (src == dst) continue;  // in place with L = 0
       if (src)
         std::copy(src, src + D, dst);
@@ -108,12 +108,13 @@ void causal_conv1d_state_update(T* new_state, const T* x, int64_t ld_x, const T*
 
 #define SAMBALM_INSTANTIATE(T)                                                                                  \
   template void causal_conv1d_forward<T>(T*, const T*, int64_t, const T*, const T*, const T*, int64_t, int64_t, \
-                                         int64_t, int64_t);                                                     \
+                                         int64_t, int64_t, const int32_t*);                                                     \
   template void causal_conv1d_backward<T>(T*, int64_t, T*, T*, const T*, const T*, int64_t, const T*, const T*, \
                                           int64_t, int64_t, int64_t, int64_t);                                  \
-  template void causal_conv1d_state_update<T>(T*, const T*, int64_t, const T*, int64_t, int64_t, int64_t, int64_t);
+  template void causal_conv1d_state_update<T>(T*, const T*, int64_t, const T*, int64_t, int64_t, int64_t, int64_t, \
+                                              const int32_t*);
 SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)
 #undef SAMBALM_INSTANTIATE
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

@@ -7,9 +7,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "ops/dense_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 template <typename T>
 double cross_entropy_forward_backward(T* dlogits, T* losses, const T* logits, const int32_t* targets, int64_t n,
@@ -53,4 +53,4 @@ template double cross_entropy_forward_backward<float>(float*, float*, const floa
 template double cross_entropy_forward_backward<double>(double*, double*, const double*, const int32_t*, int64_t,
                                                        int64_t, double);
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

@@ -7,9 +7,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "ops/dense_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 namespace {
 constexpr int64_t kParallelMin = 1 << 16;  // below this, threads cost more than they save
@@ -47,4 +47,4 @@ template void swiglu_forward<double>(double*, const double*, const double*, int6
 template void swiglu_backward<float>(float*, float*, const float*, const float*, const float*, int64_t);
 template void swiglu_backward<double>(double*, double*, const double*, const double*, const double*, int64_t);
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <cstring>
 
-#include "ops/dense_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 template <typename T>
 void embedding_forward(T* out, const int32_t* ids, const T* table, int64_t n, int64_t C) {
@@ -36,4 +36,4 @@ template void embedding_forward<double>(double*, const int32_t*, const double*, 
 template void embedding_backward<float>(float*, const float*, const int32_t*, int64_t, int64_t);
 template void embedding_backward<double>(double*, const double*, const int32_t*, int64_t, int64_t);
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

@@ -9,9 +9,9 @@
 #include <cstdint>
 
 #include "ops/cpu/column_slices.h"
-#include "ops/dense_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 template <typename T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* x, const T* weight, const T* bias, int64_t n, int64_t C,
@@ -84,4 +84,4 @@ template void layernorm_backward<float>(float*, float*, float*, const float*, co
 template void layernorm_backward<double>(double*, double*, double*, const double*, const double*, const double*,
                                          const double*, const double*, int64_t, int64_t);
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

@@ -4,14 +4,17 @@
 //   dinp[M, K]    += dout[M, N] @ weight[N, K]
 //   dweight[N, K] += dout^T[N, M] @ inp[M, K]
 //   dbias[N]      += sum_m dout[m, :]
-// OpenBLAS threads the GEMMs itself, so nothing here may run inside an OpenMP parallel region.
+// Up to kGemvMaxRows rows the forward is our register-tiled GEMV instead (gemv.h: decoding reads each
+// weight once for the whole batch). OpenBLAS threads the GEMMs itself, so nothing here may run inside an OpenMP parallel region.
 #include <cblas.h>
 
 #include <cstdint>
+#include <type_traits>
 
-#include "ops/dense_ops.h"
+#include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/gemv.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 namespace {
 
@@ -31,6 +34,9 @@ template <typename T>
 void matmul_forward_strided(T* out, int64_t ld_out, const T* inp, int64_t ld_inp, const T* weight, const T* bias,
                             int64_t M, int64_t K, int64_t N) {
   if (M == 0 || N == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (M <= kGemvMaxRows && K > 0) return gemv_linear(cpu_isa(), out, ld_out, inp, ld_inp, weight, bias, M, K, N);
+  }
   // The bias is broadcast into the output first so one GEMM with beta = 1 finishes the job.
   T beta = 0;
   if (bias) {
@@ -88,4 +94,4 @@ SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)
 #undef SAMBALM_INSTANTIATE
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

@@ -11,9 +11,9 @@
 #include <cstdint>
 
 #include "ops/cpu/column_slices.h"
-#include "ops/dense_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 template <typename T>
 void rmsnorm_forward(T* out, T* rstd, const T* x, const T* weight, int64_t n, int64_t C, double eps) {
@@ -67,4 +67,4 @@ template void rmsnorm_backward<float>(float*, float*, const float*, const float*
 template void rmsnorm_backward<double>(double*, double*, const double*, const double*, const double*, const double*,
                                        int64_t, int64_t);
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

@@ -15,23 +15,29 @@
 #include <cmath>
 #include <cstdint>
 
-#include "ops/dense_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 namespace {
+
+// Row r of cos/sin for absolute position p: angle(p, i) = (p / condense_ratio) * base^(-2i / rope_dims),
+// in double, rounded to T once.
+template <typename T>
+void rope_row(T* cos, T* sin, int64_t p, int64_t rope_dims, double base, double condense_ratio) {
+  const int64_t half = rope_dims / 2;
+  const double pos = double(p) / condense_ratio;
+  for (int64_t i = 0; i < half; ++i) {
+    const double angle = pos * std::pow(base, -2.0 * double(i) / double(rope_dims));
+    cos[i] = T(std::cos(angle));
+    sin[i] = T(std::sin(angle));
+  }
+}
 
 template <typename T>
 void rope_table_impl(T* cos, T* sin, int64_t max_pos, int64_t rope_dims, double base, double condense_ratio) {
   const int64_t half = rope_dims / 2;
-  for (int64_t p = 0; p < max_pos; ++p) {
-    const double pos = double(p) / condense_ratio;
-    for (int64_t i = 0; i < half; ++i) {
-      const double angle = pos * std::pow(base, -2.0 * double(i) / double(rope_dims));
-      cos[p * half + i] = T(std::cos(angle));
-      sin[p * half + i] = T(std::sin(angle));
-    }
-  }
+  for (int64_t p = 0; p < max_pos; ++p) rope_row(cos + p * half, sin + p * half, p, rope_dims, base, condense_ratio);
 }
 
 // dst = RoPE(src) for one head; c, s are the table rows of its position (nullptr: copy only).
@@ -74,15 +80,24 @@ void rope_table(double* cos, double* sin, int64_t max_pos, int64_t rope_dims, do
 }
 
 template <typename T>
+void rope_at_positions(T* cos, T* sin, const int64_t* pos, int64_t B, int64_t L, int64_t rope_dims, double base,
+                       double condense_ratio) {
+  const int64_t half = rope_dims / 2;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < L; ++t)
+      rope_row(cos + (b * L + t) * half, sin + (b * L + t) * half, pos[b] + t, rope_dims, base, condense_ratio);
+}
+
+template <typename T>
 void qkv_split_rope_forward(T* q, T* k, T* v, const T* qkv, const T* cos, const T* sin, int64_t B, int64_t Tn,
-                            int64_t H, int64_t G, int64_t hs, int64_t rope_dims, int64_t pos0) {
+                            int64_t H, int64_t G, int64_t hs, int64_t rope_dims, int64_t pos0, int64_t cs_batch_rows) {
   const int64_t qpk = H / G, row = (H + 2 * G) * hs, half = rope_dims / 2;
 #pragma omp parallel for collapse(2) schedule(static) if (B * Tn * row > (1 << 15))
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = 0; t < Tn; ++t) {
       const T* src = qkv + (b * Tn + t) * row;
-      const T* c = half > 0 ? cos + (pos0 + t) * half : nullptr;
-      const T* s = half > 0 ? sin + (pos0 + t) * half : nullptr;
+      const T* c = half > 0 ? cos + (b * cs_batch_rows + pos0 + t) * half : nullptr;
+      const T* s = half > 0 ? sin + (b * cs_batch_rows + pos0 + t) * half : nullptr;
       for (int64_t g = 0; g < G; ++g) {
         const T* grp = src + g * (qpk + 2) * hs;
         for (int64_t j = 0; j < qpk; ++j) {
@@ -98,15 +113,15 @@ void qkv_split_rope_forward(T* q, T* k, T* v, const T* qkv, const T* cos, const 
 
 template <typename T>
 void qkv_split_rope_backward(T* dqkv, const T* dq, const T* dk, const T* dv, const T* cos, const T* sin, int64_t B,
-                             int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims, int64_t pos0) {
+                             int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims, int64_t pos0, int64_t cs_batch_rows) {
   if (!dqkv) return;
   const int64_t qpk = H / G, row = (H + 2 * G) * hs, half = rope_dims / 2;
 #pragma omp parallel for collapse(2) schedule(static) if (B * Tn * row > (1 << 15))
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = 0; t < Tn; ++t) {
       T* dst = dqkv + (b * Tn + t) * row;
-      const T* c = half > 0 ? cos + (pos0 + t) * half : nullptr;
-      const T* s = half > 0 ? sin + (pos0 + t) * half : nullptr;
+      const T* c = half > 0 ? cos + (b * cs_batch_rows + pos0 + t) * half : nullptr;
+      const T* s = half > 0 ? sin + (b * cs_batch_rows + pos0 + t) * half : nullptr;
       for (int64_t g = 0; g < G; ++g) {
         T* grp = dst + g * (qpk + 2) * hs;
         if (dq) {
@@ -126,12 +141,13 @@ void qkv_split_rope_backward(T* dqkv, const T* dq, const T* dk, const T* dv, con
 }
 
 #define SAMBALM_INSTANTIATE(T)                                                                                     \
+  template void rope_at_positions<T>(T*, T*, const int64_t*, int64_t, int64_t, int64_t, double, double);            \
   template void qkv_split_rope_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,     \
-                                          int64_t, int64_t, int64_t, int64_t);                                     \
+                                          int64_t, int64_t, int64_t, int64_t, int64_t);                                     \
   template void qkv_split_rope_backward<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, \
-                                           int64_t, int64_t, int64_t, int64_t, int64_t);
+                                           int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
 SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)
 #undef SAMBALM_INSTANTIATE
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

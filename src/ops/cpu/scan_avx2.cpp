@@ -6,13 +6,14 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ops/cpu/isa.h"
 #include "ops/cpu/scan_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #pragma GCC optimize("O3")
-namespace sambalm::ops::scan::avx2 {
+namespace sambalm::ops::cpu::scan::avx2 {
 #include "ops/cpu/scan_kernels.h"  // NOLINT(build/include): compiled into this namespace
 
 template <typename T>
@@ -20,16 +21,16 @@ const Kernels<T>* table() {
   static const Kernels<T> k{"avx2", scan_block<T, true>, scan_block<T, false>, backward_channel<T>};
   return &k;
 }
-}  // namespace sambalm::ops::scan::avx2
+}  // namespace sambalm::ops::cpu::scan::avx2
 #pragma GCC pop_options
 #endif
 
-namespace sambalm::ops::scan {
+namespace sambalm::ops::cpu::scan {
 
 template <typename T>
 const Kernels<T>* avx2_kernels() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return avx2::table<T>();
+  if (cpu_supports(Isa::Avx2)) return avx2::table<T>();
 #endif
   return nullptr;
 }
@@ -37,4 +38,4 @@ const Kernels<T>* avx2_kernels() {
 template const Kernels<float>* avx2_kernels<float>();
 template const Kernels<double>* avx2_kernels<double>();
 
-}  // namespace sambalm::ops::scan
+}  // namespace sambalm::ops::cpu::scan

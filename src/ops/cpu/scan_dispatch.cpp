@@ -1,7 +1,8 @@
 // Picks the selective-scan kernel table (scan_internal.h) once per process.
+#include "ops/cpu/isa.h"
 #include "ops/cpu/scan_internal.h"
 
-namespace sambalm::ops::scan {
+namespace sambalm::ops::cpu::scan {
 
 template <typename T>
 const Kernels<T>& generic_kernels() {
@@ -12,7 +13,7 @@ const Kernels<T>& generic_kernels() {
 
 template <typename T>
 const Kernels<T>& kernels() {
-  static const Kernels<T>& k = avx2_kernels<T>() ? *avx2_kernels<T>() : generic_kernels<T>();
+  static const Kernels<T>& k = cpu_isa() == Isa::Avx2 ? *avx2_kernels<T>() : generic_kernels<T>();
   return k;
 }
 
@@ -21,4 +22,4 @@ template const Kernels<double>& generic_kernels<double>();
 template const Kernels<float>& kernels<float>();
 template const Kernels<double>& kernels<double>();
 
-}  // namespace sambalm::ops::scan
+}  // namespace sambalm::ops::cpu::scan

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <type_traits>
 
-namespace sambalm::ops::scan {
+namespace sambalm::ops::cpu::scan {
 
 // Below this much work (state updates) a parallel region costs more than it saves.
 inline constexpr int64_t kScanParallelWork = int64_t(1) << 16;
@@ -58,9 +58,9 @@ const Kernels<T>* avx2_kernels();
 template <typename T>
 void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm,
              const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D, int64_t N,
-             int64_t chunk);
+             int64_t chunk, const int32_t* slots = nullptr);
 
 // The mode kAuto picks for these shapes.
 ForwardMode auto_mode(int64_t B, int64_t L, int64_t D, int64_t chunk);
 
-}  // namespace sambalm::ops::scan
+}  // namespace sambalm::ops::cpu::scan

@@ -21,9 +21,9 @@
 
 #include "core/error.h"
 #include "ops/cpu/scan_internal.h"
-#include "ops/mamba_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 int64_t selective_scan_chunk_states_size(int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk) {
   SAMBALM_CHECK(chunk > 0, "selective scan: chunk must be positive, got {}", chunk);
@@ -44,7 +44,7 @@ ForwardMode auto_mode(int64_t B, int64_t L, int64_t D, int64_t chunk) {
 template <typename T>
 void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm,
              const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D, int64_t N,
-             int64_t chunk) {
+             int64_t chunk, const int32_t* slots) {
   const Kernels<T>& K = kernels<T>();
   if (mode == ForwardMode::kAuto) mode = auto_mode(B, L, D, chunk);
   if (N > kMaxSplitN) mode = ForwardMode::kChannels;  // pass 3 keeps a block's state on the stack
@@ -56,12 +56,12 @@ void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, con
   auto init = [&](int64_t b, int64_t d0, int64_t nd) {
     T* s = state(b, 0, d0);
     if (h0)
-      std::memcpy(s, h0 + (b * D + d0) * N, sizeof(T) * nd * N);
+      std::memcpy(s, h0 + ((slots ? slots[b] : b) * D + d0) * N, sizeof(T) * nd * N);
     else
       std::fill(s, s + nd * N, T(0));
   };
   auto finish = [&](int64_t b, int64_t d0, int64_t nd) {
-    if (h_last) std::memcpy(h_last + (b * D + d0) * N, state(b, nch, d0), sizeof(T) * nd * N);
+    if (h_last) std::memcpy(h_last + ((slots ? slots[b] : b) * D + d0) * N, state(b, nch, d0), sizeof(T) * nd * N);
   };
   // Scans chunk c of (b, block) on the state `h`, from its current value.
   auto scan_chunk = [&]<bool kWithY>(T* h, int64_t b, int64_t c, int64_t d0, int64_t nd) {
@@ -150,18 +150,20 @@ void forward(ForwardMode mode, T* y, T* h_last, T* chunk_states, const T* u, con
 template <typename T>
 void selective_scan_forward(T* y, T* h_last, T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm,
                             const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D,
-                            int64_t N, int64_t chunk) {
+                            int64_t N, int64_t chunk, const int32_t* slots) {
   scan::forward(scan::ForwardMode::kAuto, y, h_last, chunk_states, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L, D, N,
-                chunk);
+                chunk, slots);
 }
 
 #define SAMBALM_INSTANTIATE(T)                                                                                    \
   template void scan::forward<T>(scan::ForwardMode, T*, T*, T*, const T*, const T*, const T*, const T*, const T*, \
-                                 int64_t, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t);       \
+                                 int64_t, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t,        \
+                                 const int32_t*);                                                                 \
   template void selective_scan_forward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int64_t,  \
-                                          const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t);
+                                          const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
+                                          const int32_t*);
 SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)
 #undef SAMBALM_INSTANTIATE
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

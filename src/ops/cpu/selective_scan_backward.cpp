@@ -24,9 +24,9 @@
 
 #include "core/error.h"
 #include "ops/cpu/scan_internal.h"
-#include "ops/mamba_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 namespace {
 
@@ -130,4 +130,4 @@ SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)
 #undef SAMBALM_INSTANTIATE
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

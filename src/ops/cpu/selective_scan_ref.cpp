@@ -5,9 +5,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "ops/mamba_ops.h"
+#include "ops/cpu/cpu_ops.h"
 
-namespace sambalm::ops {
+namespace sambalm::ops::cpu {
 
 template <typename T>
 void selective_scan_ref_forward(T* y, T* h_last, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,
@@ -45,4 +45,4 @@ SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)
 #undef SAMBALM_INSTANTIATE
 
-}  // namespace sambalm::ops
+}  // namespace sambalm::ops::cpu

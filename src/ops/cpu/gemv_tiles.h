@@ -1,4 +1,4 @@
-// The small-batch GEMV of infer::linear, included by decode_kernels.cpp once per instruction set
+// The small-batch GEMV of matmul_forward, included by gemv.cpp once per instruction set
 // (inside a namespace and, for AVX2, a target pragma): no include guard, no includes of its own.
 // NOLINT(build/header_guard)
 

@@ -1,0 +1,19 @@
+#include "core/arena.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace sambalm {
+
+Arena::Arena(size_t bytes) : capacity_(bytes) {
+  const size_t n = (bytes + kAlign - 1) / kAlign * kAlign + kAlign;
+  void* p = std::aligned_alloc(kAlign, n);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, n);
+  base_.reset(static_cast<std::byte*>(p));
+}
+
+void Arena::Free::operator()(std::byte* p) const { std::free(p); }
+
+}  // namespace sambalm

@@ -1,0 +1,60 @@
+// Arena: one allocation, handed out as aligned views. Buffers are planned, not grown: a caller first
+// runs its layout against a counting arena (no memory; `take` returns nullptr and adds up sizes),
+// allocates once with the total, then runs the same layout again to get the views. After that nothing
+// allocates: the same views serve every step.
+//
+//   Arena plan;                       // counting
+//   layout(plan);                     // take<float>(n) ... returns nullptr
+//   Arena arena(plan.bytes());        // the one allocation (zeroed)
+//   layout(arena);                    // the same takes, now real pointers
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "core/error.h"
+
+namespace sambalm {
+
+class Arena {
+ public:
+  static constexpr size_t kAlign = 64;  // a cache line (and enough for any SIMD load)
+
+  Arena() = default;  // counting: takes return nullptr and only add up
+  explicit Arena(size_t bytes);
+  Arena(Arena&&) noexcept = default;
+  Arena& operator=(Arena&&) noexcept = default;
+
+  template <typename T>
+  T* take(int64_t n) {
+    SAMBALM_CHECK(n >= 0, "arena: negative size {}", n);
+    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + kAlign - 1) / kAlign * kAlign;
+    const size_t at = used_;
+    used_ += bytes;
+    peak_ = std::max(peak_, used_);
+    if (!base_) return nullptr;
+    SAMBALM_CHECK(used_ <= capacity_, "arena: {} bytes planned, {} asked (layout changed between plan and use)",
+                  capacity_, used_);
+    return reinterpret_cast<T*>(base_.get() + at);
+  }
+  // Back to the start: the next takes hand out the same memory again.
+  void reset() { used_ = 0; }
+  // Buffers that never live at the same time share memory: take one set, rewind to the mark, take
+  // the next; the arena needs the largest.
+  size_t mark() const { return used_; }
+  void rewind(size_t mark) { used_ = mark; }
+  bool counting() const { return !base_; }
+  size_t bytes() const { return peak_; }  // the most ever taken at once (the size a plan needs)
+  size_t capacity() const { return capacity_; }
+
+ private:
+  struct Free {
+    void operator()(std::byte* p) const;
+  };
+  std::unique_ptr<std::byte[], Free> base_;
+  size_t capacity_ = 0, used_ = 0, peak_ = 0;
+};
+
+}  // namespace sambalm
