@@ -96,6 +96,7 @@ int64_t auto_batch_size(const ModelConfig& cfg, int64_t Tn, int64_t B) {
 
 int run(const ForwardOpts& o) {
   check_config_option(o.model, o.config, "--model");
+  LoadedModel lm = load_model(o.model, o.config);
   auto in = read_safetensors(o.inputs);
   int64_t B = 0, Tn = 0;
   std::vector<int32_t> ids = read_ids(in, "input_ids", &B, &Tn);
@@ -112,7 +113,6 @@ int run(const ForwardOpts& o) {
   SAMBALM_CHECK(!o.no_logits || !targets.empty() || o.acts,
                 "--no-logits: {} holds no 'targets', so there would be nothing to write", o.inputs);
 
-  LoadedModel lm = load_model(o.model, o.config);
   const int64_t V = lm.config.padded_vocab_size, d = lm.config.n_embd, L = lm.config.n_layer;
   for (size_t i = 0; i < ids.size(); ++i)
     SAMBALM_CHECK(ids[i] >= 0 && ids[i] < V, "{}: input_ids[{}][{}] = {} is outside the vocabulary [0, {})", o.inputs,
