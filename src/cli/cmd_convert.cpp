@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/config_option.h"
 #include "core/error.h"
 #include "io/file.h"
 #include "io/state_dict.h"
@@ -105,11 +106,28 @@ void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
   }
 }
 
+// A CLI11 check that runs `parse` on the option's value while the command line is parsed, so a bad
+// value is refused before any work with the option's name and the valid choices.
+template <typename Parse>
+CLI::Validator choice(Parse parse, const std::string& choices) {
+  return CLI::Validator(
+      [parse, choices](std::string& s) -> std::string {
+        try {
+          parse(s);
+        } catch (const Error&) {
+          return fmt::format("must be one of {}, got '{}'", choices, s);
+        }
+        return std::string();
+      },
+      choices, "CHOICE");
+}
+
 int run(const ConvertOpts& o) {
   const DType dtype = parse_dtype(o.dtype);
   const WeightFormat to = parse_weight_format(o.to);
   std::error_code ec;
   SAMBALM_CHECK(fs::exists(o.src, ec), "{}: no such file or directory", o.src);
+  check_config_option(o.src, o.config, "SRC");
   // The same resolution as every --model: a directory's model.safetensors, shard index,
   // pytorch_model.bin or single .pth, or the file itself.
   const std::string src = resolve_weights(o.src);
@@ -149,17 +167,22 @@ int run(const ConvertOpts& o) {
   }
   const std::string weights_out = (fs::path(o.out) / "model.safetensors").string();
   write_streaming(weights_out, out, dtype);
-  // With hf names the directory is a transformers model: a MambaConfig beside the weights. Otherwise
-  // the config travels in sambalm's format whatever the names, so the directory loads as a model.
+  // With hf names the directory is a transformers model: a MambaConfig beside the weights; with
+  // mamba_ssm names, the MambaConfig that MambaLMHeadModel.from_pretrained reads. Otherwise the config
+  // travels in sambalm's format, so the directory loads as a model. sambalm reads all three.
   nlohmann::json config_json = cfg.to_json();
   if (to == WeightFormat::HF) {
     config_json = cfg.to_hf_json();
     config_json["dtype"] = torch_dtype_name(dtype);
+  } else if (to == WeightFormat::MambaSsm) {
+    config_json = cfg.to_mamba_ssm_json();
   }
   write_file_atomic((fs::path(o.out) / "config.json").string(), config_json.dump(2) + "\n");
   std::printf("read %s (%s, %zu tensors)\nwrote %s (%zu tensors, %s names, %s) and config.json (%s)\n", src.c_str(),
               kind.c_str(), n_in, weights_out.c_str(), out.size(), weight_format_name(to), dtype_name(dtype),
-              to == WeightFormat::HF ? "Hugging Face MambaConfig" : "sambalm format");
+              to == WeightFormat::HF         ? "Hugging Face MambaConfig"
+              : to == WeightFormat::MambaSsm ? "mamba_ssm MambaConfig"
+                                             : "sambalm format");
   copy_tokenizer_files(fs::path(src).parent_path(), o.out);
   return 0;
 }
@@ -183,19 +206,27 @@ Action add(CLI::App& app) {
       "originals' state_dicts. The config is in sambalm's format, except with --to hf: then it is the\n"
       "MambaConfig transformers reads (model_type \"mamba\", architectures [\"MambaForCausalLM\"];\n"
       "vocab_size = the padded vocabulary, since HF does not pad), so OUT loads with\n"
-      "MambaForCausalLM.from_pretrained(OUT) as well as with sambalm. Only pure Mamba models have\n"
-      "mamba_ssm and hf names (hf: RMSNorm only).\n\n"
+      "MambaForCausalLM.from_pretrained(OUT); and with --to mamba_ssm: the MambaConfig that mamba_ssm\n"
+      "reads (d_model, n_layer, vocab_size, ssm_cfg, rms_norm, residual_in_fp32, fused_add_norm,\n"
+      "pad_vocab_size_multiple, tie_embeddings), so OUT loads with MambaLMHeadModel.from_pretrained(OUT).\n"
+      "sambalm loads every one of them. Only pure Mamba models have mamba_ssm and hf names (hf: RMSNorm\n"
+      "only; mamba_ssm: norm_eps 1e-5). Nothing is downloaded: SRC is a local path.\n\n"
       "Examples:\n"
       "  sambalm convert iter-040000-ckpt.pth --config Samba_421M --out samba-421m\n"
-      "  sambalm convert state-spaces/mamba-130m --out mamba-130m --dtype bf16\n"
+      "  sambalm convert ~/downloads/mamba-130m --out mamba-130m --dtype bf16   (a local copy of the hub's\n"
+      "                                                      state-spaces/mamba-130m: config.json + "
+      "pytorch_model.bin)\n"
       "  sambalm convert samba-421m --to lit_gpt --out samba-421m-lit\n"
       "  sambalm convert mamba-130m --to hf --out mamba-130m-hf");
   sub->add_option("src", o->src, "Weights file or model directory")->required();
   sub->add_option("--out,-o", o->out, "Output directory (created if needed)")->required();
   sub->add_option("--config", o->config,
-                  "config.json or preset name; needed when no config.json lies beside the weights");
-  sub->add_option("--dtype", o->dtype, "Output dtype: f32 (default), bf16 or f16");
-  sub->add_option("--to", o->to, "Output names: sambalm (default), lit_gpt, mamba_ssm or hf");
+                  "config.json or preset name: the config of a bare weights file (needed when no config.json lies\n"
+                  "beside it), or one that replaces a directory's config.json");
+  sub->add_option("--dtype", o->dtype, "Output dtype: f32 (default), bf16 or f16")
+      ->check(choice(parse_dtype, "f32, bf16 or f16"));
+  sub->add_option("--to", o->to, "Output names: sambalm (default), lit_gpt, mamba_ssm or hf")
+      ->check(choice(parse_weight_format, "sambalm, lit_gpt, mamba_ssm or hf"));
   return [o] { return run(*o); };
 }
 

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/config_option.h"
+#include "cli/options.h"
 #include "core/error.h"
 #include "model/memory_estimate.h"
 #include "model/presets.h"
@@ -12,6 +14,11 @@
 
 namespace sambalm::cli {
 namespace {
+
+// Ranges of the shape options: far beyond any machine, so that only nonsense is refused here; a
+// combination whose memory exceeds 2^63 bytes is refused by estimate_memory with the figures given.
+constexpr int64_t kMaxBatch = 1 << 24;
+constexpr int64_t kMaxLength = int64_t(1) << 40;
 
 struct InfoOpts {
   std::string model, config;
@@ -85,6 +92,7 @@ int list_presets(bool as_json) {
 int show(const InfoOpts& o) {
   if (o.list) return list_presets(o.json);
   SAMBALM_CHECK(!o.model.empty(), "info: give a MODEL (preset, model directory or config.json) or --list");
+  check_config_option(o.model, o.config, "MODEL");
   ModelConfig cfg = resolve_config(o.model, o.config);
   ParamBreakdown pb = param_breakdown(cfg);
   MemoryEstimate m = estimate_memory(cfg, o.batch, o.seq_len, o.context);
@@ -166,7 +174,10 @@ Action add(CLI::App& app) {
   auto* sub = app.add_subcommand("info", "Show a model's layout, parameter counts and memory needs; list presets");
   sub->footer(
       "MODEL is a preset name (see --list), a model directory (its config.json), a config.json file or a weights\n"
-      "file with a config.json beside it. No weights are read.\n\n"
+      "file with a config.json beside it (--config: the config of a bare weights file, or one that replaces a\n"
+      "directory's config.json; refused with a preset or a config file). No weights are read: a directory\n"
+      "holding only a config.json works. Sizes in a config.json above sane maxima (e.g. n_layer > 4096) are\n"
+      "refused, and so is a memory figure over 2^63 bytes.\n\n"
       "Memory (P parameters, B batch, T seq-len, d n_embd, V padded vocab, all fp32):\n"
       "  weights        4P bytes (bf16: 2P)\n"
       "  decode state   per sequence: Mamba layers 4*((d_conv-1)*d_inner + d_inner*d_state); attention layers\n"
@@ -176,16 +187,16 @@ Action add(CLI::App& app) {
       "                 2*d_state + d_inner*d_state/64, attention 2*(n_head+2*n_query_groups)*head_size +\n"
       "                 n_head*head_size + n_head, MLP 3*hidden (an estimate; scratch buffers come on top)");
   sub->add_option("model", o->model, "Preset, model directory or config.json");
-  sub->add_option("--config", o->config, "config.json or preset to use for a bare weights file");
+  sub->add_option("--config", o->config,
+                  "config.json or preset for a bare weights file (or replacing a directory's config.json)");
   sub->add_flag("--list", o->list, "List every preset with its status (supported, or refused and why)");
   sub->add_flag("--json", o->json, "Print JSON instead of text");
-  sub->add_option("--batch,-b", o->batch, "Training batch size for the memory estimate")
-      ->default_val(1)
-      ->check(CLI::PositiveNumber);
-  sub->add_option("--seq-len,-t", o->seq_len, "Training sequence length (default: the model's block_size)")
-      ->check(CLI::PositiveNumber);
-  sub->add_option("--context", o->context, "Context length for full-attention caches (default: block_size)")
-      ->check(CLI::PositiveNumber);
+  in_range(sub->add_option("--batch,-b", o->batch, "Training batch size for the memory estimate")->default_val(1),
+           int64_t(1), kMaxBatch);
+  in_range(sub->add_option("--seq-len,-t", o->seq_len, "Training sequence length (default: the model's block_size)"),
+           int64_t(1), kMaxLength);
+  in_range(sub->add_option("--context", o->context, "Context length for full-attention caches (default: block_size)"),
+           int64_t(1), kMaxLength);
   return [o] { return show(*o); };
 }
 

@@ -6,6 +6,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "io/file.h"
 #include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/tokenizer.h"
 
@@ -22,22 +23,24 @@ std::string read_stdin() {
 }
 
 struct TokenizeOpts {
-  std::string tokenizer, text;
+  std::string tokenizer, text, file;
   bool has_text = false, json = false, bos = false, eos = false, raw_bytes = false, pieces = false;
 };
 
 Action add_tokenize(CLI::App& app) {
   auto o = std::make_shared<TokenizeOpts>();
-  auto* sub = app.add_subcommand("tokenize", "Encode UTF-8 text (stdin or --text) into token ids");
+  auto* sub = app.add_subcommand("tokenize", "Encode UTF-8 text (stdin, --text or --file) into token ids");
   sub->footer(
       "Prints the ids separated by spaces (--json: a JSON array). No BOS/EOS unless asked. Text must be UTF-8\n"
-      "(an error names the first bad byte), except with the bytes tokenizer, whose ids are the bytes, and with\n"
+      "(an error names the input and the first bad byte's offset), except with the bytes tokenizer, whose ids are the "
+      "bytes, and with\n"
       "--raw-bytes for a byte-level BPE tokenizer: any bytes, no normalisation, and detokenize gives them back.\n"
       "Examples:\n"
       "  echo 'Hello world' | sambalm tokenize --tokenizer models/mamba-130m\n"
       "  sambalm tokenize --tokenizer tokenizer.model --text 'Hello' --bos --json");
   sub->add_option("--tokenizer,-t", o->tokenizer, kTokenizerHelp)->required();
   sub->add_option("--text", o->text, "Text to encode (default: all of stdin)");
+  sub->add_option("--file,-f", o->file, "File whose text to encode (default: all of stdin)")->excludes("--text");
   sub->add_flag("--json", o->json, "Print a JSON array");
   sub->add_flag("--bos", o->bos, "Start with the tokenizer's BOS id");
   sub->add_flag("--eos", o->eos, "End with the tokenizer's EOS id");
@@ -45,7 +48,9 @@ Action add_tokenize(CLI::App& app) {
   sub->add_flag("--pieces", o->pieces, "Print one 'id<TAB>token' line per token instead");
   return [o, sub] {
     auto tok = load_tokenizer(o->tokenizer);
-    std::string text = sub->count("--text") ? o->text : read_stdin();
+    // Where the text came from, for errors about it (a bad byte is reported at its offset there).
+    const std::string input = sub->count("--text") ? "--text" : !o->file.empty() ? o->file : "stdin";
+    std::string text = sub->count("--text") ? o->text : !o->file.empty() ? read_text_file(o->file) : read_stdin();
     std::vector<int32_t> ids;
     if (o->bos) {
       SAMBALM_CHECK(tok->bos_id().has_value(), "--bos: tokenizer {} has no BOS token", tok->source());
@@ -60,7 +65,7 @@ Action add_tokenize(CLI::App& app) {
         fail("--raw-bytes: only the bytes and byte-level BPE tokenizers encode arbitrary bytes ({} is {})",
              tok->source(), tok->kind());
     } else {
-      tok->encode(text, ids);
+      encode_input(*tok, text, input, ids);
     }
     if (o->eos) {
       SAMBALM_CHECK(tok->eos_id().has_value(), "--eos: tokenizer {} has no EOS token", tok->source());

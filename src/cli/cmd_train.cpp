@@ -46,7 +46,9 @@ Action add(CLI::App& app) {
   opt_optional(sub, "--local-window", o->local_window, "Override: sliding-window size of attention layers");
   opt_optional(sub, "--vocab-size", o->vocab_size, "Override: vocabulary size (padded to padding_multiple)");
 
-  sub->add_option("--data,-d", o->data, "Training data: a raw text file (with --tokenizer)")->required();
+  sub->add_option("--data,-d", o->data,
+                  "Training data: a raw text file (with --tokenizer) or a shard directory from `prepare`")
+      ->required();
   sub->add_option("--val-data", o->val_data, "Separate validation data (default: the tail of --data)");
   sub->add_option("--tokenizer,-t", o->tokenizer, "bytes, or a tokenizer.json / tokenizer.model / directory");
   sub->add_option("--val-fraction", o->val_fraction, "Share of the data kept for validation")->capture_default_str();

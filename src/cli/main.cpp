@@ -1,9 +1,13 @@
 // sambalm — one program for Samba and Mamba language models: train, generate, evaluate, serve.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "cli/command.h"
+#include "cli/usage_errors.h"
 #include "core/error.h"
 
 namespace sambalm::cli {
@@ -21,6 +25,10 @@ int main(int argc, char** argv) {
                "(config.json + model.safetensors | pytorch_model.bin | *.pth, or shards with their *.index.json).\n"
                "Run `sambalm <command> --help`."};
   app.require_subcommand(1);
+  app.footer(
+      fmt::format("Exit status: 0 on success, {} for a command-line mistake (the message says what is valid),\n"
+                  "1 for any other error.",
+                  kUsageExitCode));
   app.set_version_flag("--version", SAMBALM_VERSION);
   auto& reg = command_registry();
   std::stable_sort(reg.begin(), reg.end(), [](auto& a, auto& b) { return a.order < b.order; });
@@ -33,8 +41,11 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version: printed on stdout, exit 0
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    std::fprintf(stderr, "error: %s\n", usage_error_message(app, e, argc, argv).c_str());
+    return kUsageExitCode;
   } catch (const sambalm::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -156,6 +156,25 @@ void ModelConfig::validate() const {
   auto positive = [&](const char* field, int64_t v) {
     SAMBALM_CHECK(v > 0, "{}: {} must be positive, found {}", c, field, v);
   };
+  // Sizes first: everything below (layout(), the parameter count) takes time and memory in proportion.
+  auto at_most = [&](const char* field, int64_t v, int64_t limit) {
+    SAMBALM_CHECK(v <= limit, "{}: {} is {}, more than the {} this program supports", c, field, v, limit);
+  };
+  at_most("n_layer", n_layer, ConfigLimits::n_layer);
+  at_most("n_embd", n_embd, ConfigLimits::n_embd);
+  at_most("vocab_size", vocab_size, ConfigLimits::vocab_size);
+  at_most("padded_vocab_size", padded_vocab_size, ConfigLimits::vocab_size);
+  at_most("padding_multiple", padding_multiple, ConfigLimits::padding_multiple);
+  at_most("n_head", n_head, ConfigLimits::n_head);
+  at_most("n_query_groups", n_query_groups, ConfigLimits::n_head);
+  at_most("head_size", head_size, ConfigLimits::head_size);
+  at_most("intermediate_size", intermediate_size, ConfigLimits::intermediate_size);
+  at_most("block_size", block_size, ConfigLimits::block_size);
+  at_most("local_window", local_window, ConfigLimits::block_size);
+  at_most("d_state", d_state, ConfigLimits::d_state);
+  at_most("d_conv", d_conv, ConfigLimits::d_conv);
+  at_most("expand", expand, ConfigLimits::expand);
+  at_most("dt_rank", dt_rank, ConfigLimits::dt_rank);
   positive("n_layer", n_layer);
   positive("n_embd", n_embd);
   positive("vocab_size", vocab_size);

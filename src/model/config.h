@@ -29,6 +29,25 @@ struct BlockLayout {
   std::vector<Sublayer> sublayers;
 };
 
+// The largest value each size field may take. Far above any published model (the largest have about
+// 130 layers, d = 16384, vocabularies of 256K), low enough that a config's layout, parameter count and
+// memory estimate are computed in moments and without overflow: a config.json with "n_layer":
+// 10000000 is refused by validate() instead of making `info` build ten million blocks.
+struct ConfigLimits {
+  static constexpr int64_t n_layer = 4096;
+  static constexpr int64_t n_embd = 1 << 17;             // 131072
+  static constexpr int64_t vocab_size = int64_t(1) << 24;  // 16.7M, also padded_vocab_size
+  static constexpr int64_t padding_multiple = 1 << 16;
+  static constexpr int64_t n_head = 1 << 14;             // also n_query_groups
+  static constexpr int64_t head_size = 1 << 14;
+  static constexpr int64_t intermediate_size = 1 << 20;
+  static constexpr int64_t block_size = int64_t(1) << 30;  // also local_window
+  static constexpr int64_t d_state = 1 << 12;
+  static constexpr int64_t d_conv = 1 << 10;
+  static constexpr int64_t expand = 64;
+  static constexpr int64_t dt_rank = 1 << 17;
+};
+
 struct ModelConfig {
   std::string name;    // preset name or a label
   bool mamba = false;  // pure Mamba LM path (mamba_ssm MambaLMHeadModel / lit_gpt mamba=true)
@@ -78,7 +97,8 @@ struct ModelConfig {
 
   // Per-block sublayers, derived from the fields above (the original's rules).
   std::vector<BlockLayout> layout() const;
-  // Throws sambalm::Error with the offending field when inconsistent (n_embd % n_head, ...).
+  // Throws sambalm::Error with the offending field when inconsistent (n_embd % n_head, ...) or above
+  // its ConfigLimits maximum (naming the value and the limit).
   void validate() const;
   // Short architecture string, e.g. "(M S)x6" or "mamba+swa2048+mlp4096 ..."
   std::string layer_pattern() const;
@@ -102,6 +122,11 @@ struct ModelConfig {
   // `vocab_size` is the embedding's padded_vocab_size rows. Throws Error unless this is a pure Mamba
   // model with RMSNorm (the only kind MambaForCausalLM can hold).
   nlohmann::json to_hf_json() const;
+  // The MambaConfig config.json that state-spaces mamba_ssm's MambaLMHeadModel.from_pretrained reads
+  // (d_model, n_layer, vocab_size, ssm_cfg, rms_norm, residual_in_fp32, fused_add_norm,
+  // pad_vocab_size_multiple, tie_embeddings), which from_json reads back as this config. Throws
+  // Error unless this is a pure Mamba model with norm_eps 1e-5 (mamba_ssm's fixed epsilon).
+  nlohmann::json to_mamba_ssm_json() const;
 };
 
 }  // namespace sambalm

@@ -76,7 +76,12 @@ class Fields {
   std::string source_;
 };
 
-int64_t round_up(int64_t n, int64_t m) { return m > 0 ? (n + m - 1) / m * m : n; }
+// n rounded up to a multiple of m; n itself when that would overflow (validate() then refuses the size).
+int64_t round_up(int64_t n, int64_t m) {
+  int64_t r = 0;
+  if (m <= 0 || __builtin_add_overflow(n, m - 1, &r)) return n;
+  return r / m * m;
+}
 
 // lit_gpt attn_layer_pos is a string holding a Python list that the original eval()s, e.g. "[1,5]"
 // or "[0,]"; a JSON list is accepted too.
@@ -281,10 +286,12 @@ ModelConfig read_hf_mamba(const Fields& f) {
   c.proj_bias = f.boolean("use_bias", false);
   c.norm_eps = f.number("layer_norm_epsilon", 1e-5);
   c.tied_embeddings = f.boolean("tie_word_embeddings", true);
-  if (f.has("intermediate_size"))
-    SAMBALM_CHECK(f.integer("intermediate_size", 0) == c.expand * c.n_embd,
+  if (f.has("intermediate_size")) {
+    int64_t product = 0;
+    SAMBALM_CHECK(!__builtin_mul_overflow(c.expand, c.n_embd, &product) && f.integer("intermediate_size", 0) == product,
                   "{}: key 'intermediate_size' ({}) must equal expand * hidden_size ({} * {})", f.source(),
                   f.integer("intermediate_size", 0), c.expand, c.n_embd);
+  }
   return c;
 }
 
@@ -507,6 +514,31 @@ json ModelConfig::to_hf_json() const {
   j["time_step_floor"] = 1e-4;
   j["use_cache"] = true;
   j["use_mambapy"] = false;
+  return j;
+}
+
+json ModelConfig::to_mamba_ssm_json() const {
+  SAMBALM_CHECK(mamba, "'{}' is not a pure Mamba model: a mamba_ssm MambaConfig cannot describe it", name);
+  // MambaLMHeadModel builds its norms with the default epsilon; a config.json cannot change it.
+  SAMBALM_CHECK(norm_eps == 1e-5, "'{}' has norm_eps {}: mamba_ssm's MambaLMHeadModel always uses 1e-5", name,
+                norm_eps);
+  // Only the fields of mamba_ssm 1.x's MambaConfig (2.x adds d_intermediate, attn_layer_idx and
+  // attn_cfg with defaults that mean "pure Mamba"): MambaConfig(**config) refuses unknown keys, and
+  // Mamba(**ssm_cfg) in 1.x refuses "layer", so this file loads under either.
+  json j;
+  j["d_model"] = n_embd;
+  j["n_layer"] = n_layer;
+  // mamba_ssm pads vocab_size up to a multiple of pad_vocab_size_multiple, as we do; when our padded
+  // size is not that rounding (a config that set it directly), the padded size is the vocabulary.
+  const bool rounds = padding_multiple > 0 && round_up(vocab_size, padding_multiple) == padded_vocab_size;
+  j["vocab_size"] = rounds ? vocab_size : padded_vocab_size;
+  j["pad_vocab_size_multiple"] = rounds ? padding_multiple : 1;
+  j["ssm_cfg"] = {{"d_state", d_state},          {"d_conv", d_conv},       {"expand", expand},
+                  {"dt_rank", mamba_dt_rank()}, {"conv_bias", conv_bias}, {"bias", proj_bias}};
+  j["rms_norm"] = norm == NormKind::RMSNorm;
+  j["residual_in_fp32"] = true;
+  j["fused_add_norm"] = true;
+  j["tie_embeddings"] = tied_embeddings;
   return j;
 }
 

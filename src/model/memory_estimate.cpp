@@ -1,7 +1,10 @@
 // Parameter breakdown and memory estimates; the formulas are in memory_estimate.h.
 #include "model/memory_estimate.h"
 
+#include <fmt/format.h>
+
 #include <string>
+#include <utility>
 
 #include "core/error.h"
 #include "model/params.h"
@@ -41,6 +44,34 @@ ParamBreakdown param_breakdown(const ModelConfig& cfg) {
   return b;
 }
 
+namespace {
+
+// Sizes computed from a user's batch, length and context: every product and sum is checked, so a huge
+// input is refused with what was asked instead of a wrapped (negative or too small) figure.
+class Sizes {
+ public:
+  explicit Sizes(std::string what) : what_(std::move(what)) {}
+  int64_t mul(int64_t a, int64_t b) const {
+    int64_t r = 0;
+    if (__builtin_mul_overflow(a, b, &r)) too_large();
+    return r;
+  }
+  int64_t mul(int64_t a, int64_t b, int64_t c) const { return mul(mul(a, b), c); }
+  int64_t add(int64_t a, int64_t b) const {
+    int64_t r = 0;
+    if (__builtin_add_overflow(a, b, &r)) too_large();
+    return r;
+  }
+
+ private:
+  [[noreturn]] void too_large() const {
+    fail("{} is too large to compute: over 2^63 bytes (8 EiB); give smaller values", what_);
+  }
+  std::string what_;
+};
+
+}  // namespace
+
 MemoryEstimate estimate_memory(const ModelConfig& cfg, int64_t batch, int64_t seq_len, int64_t context) {
   SAMBALM_CHECK(batch > 0, "batch must be positive, found {}", batch);
   SAMBALM_CHECK(seq_len >= 0 && context >= 0, "sequence length and context must not be negative");
@@ -48,39 +79,48 @@ MemoryEstimate estimate_memory(const ModelConfig& cfg, int64_t batch, int64_t se
   m.batch = batch;
   m.seq_len = seq_len > 0 ? seq_len : cfg.block_size;
   m.context = context > 0 ? context : cfg.block_size;
+  const Sizes model(fmt::format("the size of model {}", cfg.name));
+  const Sizes state(fmt::format("the decode state at context {}", m.context));
+  const Sizes train(fmt::format("the training memory for batch {} x seq-len {}", m.batch, m.seq_len));
   m.params = cfg.num_params();
-  m.weights_fp32 = 4 * m.params;
-  m.weights_bf16 = 2 * m.params;
+  m.weights_fp32 = model.mul(4, m.params);
+  m.weights_bf16 = model.mul(2, m.params);
 
   const int64_t d = cfg.n_embd, di = cfg.d_inner(), V = cfg.padded_vocab_size;
-  int64_t act_per_token = 2 * d + 2 * V;
+  int64_t act_per_token = model.add(model.mul(2, d), model.mul(2, V));
   for (const auto& block : cfg.layout()) {
     for (const auto& s : block.sublayers) {
-      act_per_token += 2 * d;
+      act_per_token = model.add(act_per_token, model.mul(2, d));
       switch (s.kind) {
-        case SublayerKind::Mamba:
-          m.decode_mamba_per_seq += 4 * ((cfg.d_conv - 1) * di + di * cfg.d_state);
-          act_per_token += 9 * di + cfg.mamba_dt_rank() + 2 * cfg.d_state + di * cfg.d_state / 64;
+        case SublayerKind::Mamba: {
+          const int64_t conv_ssm = model.add(model.mul(cfg.d_conv - 1, di), model.mul(di, cfg.d_state));
+          m.decode_mamba_per_seq = model.add(m.decode_mamba_per_seq, model.mul(4, conv_ssm));
+          int64_t saved = model.add(model.mul(9, di), cfg.mamba_dt_rank());
+          saved = model.add(saved, model.add(model.mul(2, cfg.d_state), model.mul(di, cfg.d_state) / 64));
+          act_per_token = model.add(act_per_token, saved);
           break;
+        }
         case SublayerKind::Attention: {
           const int64_t cap = s.window > 0 ? s.window : m.context;
-          m.decode_attention_per_seq += 4 * 2 * cfg.n_query_groups * cfg.head_size * cap;
-          const int64_t qkv = (cfg.n_head + 2 * cfg.n_query_groups) * cfg.head_size;
-          act_per_token += 2 * qkv + cfg.n_head * cfg.head_size + cfg.n_head;
+          const int64_t kv = state.mul(state.mul(8, cfg.n_query_groups), cfg.head_size, cap);
+          m.decode_attention_per_seq = state.add(m.decode_attention_per_seq, kv);
+          const int64_t qkv = model.mul(model.add(cfg.n_head, model.mul(2, cfg.n_query_groups)), cfg.head_size);
+          act_per_token = model.add(
+              act_per_token, model.add(model.add(model.mul(2, qkv), model.mul(cfg.n_head, cfg.head_size)), cfg.n_head));
           break;
         }
         case SublayerKind::MLP:
-          act_per_token += 3 * s.mlp_hidden;
+          act_per_token = model.add(act_per_token, model.mul(3, s.mlp_hidden));
           break;
       }
     }
   }
-  m.decode_per_seq = m.decode_mamba_per_seq + m.decode_attention_per_seq;
-  m.train_weights = 4 * m.params;
-  m.train_grads = 4 * m.params;
-  m.train_adam = 8 * m.params;
-  m.train_activations = 4 * m.batch * m.seq_len * act_per_token;
-  m.train_total = m.train_weights + m.train_grads + m.train_adam + m.train_activations;
+  m.decode_per_seq = state.add(m.decode_mamba_per_seq, m.decode_attention_per_seq);
+  m.train_weights = m.weights_fp32;
+  m.train_grads = m.weights_fp32;
+  m.train_adam = model.mul(8, m.params);
+  m.train_activations = train.mul(train.mul(4, m.batch), m.seq_len, act_per_token);
+  m.train_total = train.add(train.add(m.train_weights, m.train_grads), train.add(m.train_adam, m.train_activations));
   return m;
 }
 

@@ -47,7 +47,8 @@ struct MemoryEstimate {
 };
 
 // `context`: tokens a full-attention layer's cache holds (0 = cfg.block_size); `batch`, `seq_len`:
-// the training step's shape (seq_len 0 = cfg.block_size).
+// the training step's shape (seq_len 0 = cfg.block_size). Every figure is computed with overflow
+// checks: one that would exceed 2^63 bytes throws Error naming the inputs, never wraps around.
 MemoryEstimate estimate_memory(const ModelConfig& cfg, int64_t batch = 1, int64_t seq_len = 0, int64_t context = 0);
 
 }  // namespace sambalm

@@ -74,14 +74,16 @@ struct Resolved {
   std::string dir, weights, tokenizer;
 };
 
-Resolved resolve(const std::string& spec, const std::string& config_override) {
+// `need_weights` false: only the config is wanted (`info`), so a directory holding just a
+// config.json resolves too.
+Resolved resolve(const std::string& spec, const std::string& config_override, bool need_weights = true) {
   SAMBALM_CHECK(!spec.empty(), "no model given: expected a preset name, a model directory or a weights file");
   std::error_code ec;
   Resolved r;
   if (fs::is_directory(spec, ec)) {
     fs::path dir(spec);
     r.dir = spec;
-    r.weights = find_weights(dir);
+    if (need_weights) r.weights = find_weights(dir);
     r.tokenizer = find_tokenizer(dir);
     r.config = config_beside(dir, config_override, spec);
     return r;
@@ -122,7 +124,7 @@ std::string resolve_weights(const std::string& spec) {
 }
 
 ModelConfig resolve_config(const std::string& spec, const std::string& config_override) {
-  return resolve(spec, config_override).config;
+  return resolve(spec, config_override, /*need_weights=*/false).config;
 }
 
 LoadedModel load_model(const std::string& spec, const std::string& config_override) {

@@ -40,8 +40,18 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
 void require_utf8(std::string_view text, const std::string& source) {
   size_t bad = unicode::find_invalid_utf8(text);
   if (bad != std::string_view::npos)
-    fail("{}: text is not valid UTF-8 (byte 0x{:02x} at offset {}); this tokenizer needs UTF-8 text", source,
-         static_cast<unsigned>(static_cast<uint8_t>(text[bad])), bad);
+    fail("text is not valid UTF-8 (byte 0x{:02x} at offset {}); the tokenizer {} needs UTF-8 text",
+         static_cast<unsigned>(static_cast<uint8_t>(text[bad])), bad, source);
+}
+
+void encode_input(const Tokenizer& tok, std::string_view text, const std::string& input, std::vector<int32_t>& out) {
+  if (tok.kind() != "bytes") {
+    const size_t bad = unicode::find_invalid_utf8(text);
+    if (bad != std::string_view::npos)
+      fail("{}: text is not valid UTF-8 (byte 0x{:02x} at offset {}); the {} tokenizer {} needs UTF-8 text", input,
+           static_cast<unsigned>(static_cast<uint8_t>(text[bad])), bad, tok.kind(), tok.source());
+  }
+  tok.encode(text, out);
 }
 
 std::vector<size_t> cut_points(std::string_view text, size_t target, char sep) {

@@ -68,8 +68,13 @@ std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path);
 // The same from the text of a tokenizer.json; `source` names it in errors.
 std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view json_text, const std::string& source);
 
-// Throws Error "<source>: text is not valid UTF-8 (byte offset N)" unless text is valid UTF-8.
+// Throws Error "text is not valid UTF-8 (byte 0x.. at offset N); the tokenizer <source> needs UTF-8
+// text" unless text is valid UTF-8. `source` names the tokenizer, which is not where the text came
+// from: callers that know the input use encode_input.
 void require_utf8(std::string_view text, const std::string& source);
+// tok.encode(text, out) for text read from `input` (a file name, "stdin", "--text"): text that is not
+// valid UTF-8 (for any tokenizer but bytes) is an Error naming `input`, the byte and its offset.
+void encode_input(const Tokenizer& tok, std::string_view text, const std::string& input, std::vector<int32_t>& out);
 
 // Byte offsets p in `text` (ascending, 0 < p < size, about `target` apart) where text[p - 1] is
 // `sep`, text[p - 2] is a printable non-space ASCII character and text[p] an ASCII letter.
