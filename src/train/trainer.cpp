@@ -531,10 +531,16 @@ TrainResult train(const TrainOptions& opts) {
     if (!in_update && step > first_step && saved_step != step) {
       try {
         const std::string dir = save("error");
-        std::fprintf(stderr,
-                     "step %lld: checkpoint %s saved before stopping on the error below; once it is fixed, continue "
-                     "with the same command and --resume\n",
-                     (long long)step, dir.c_str());
+        if (step == o.steps)
+          std::fprintf(stderr,
+                       "step %lld (the last): checkpoint %s saved before stopping on the error below; it is a model "
+                       "directory holding the final weights\n",
+                       (long long)step, dir.c_str());
+        else
+          std::fprintf(stderr,
+                       "step %lld: checkpoint %s saved before stopping on the error below; once it is fixed, "
+                       "continue with the same command and --resume\n",
+                       (long long)step, dir.c_str());
       } catch (const std::exception& e2) {
         std::fprintf(stderr, "step %lld: no checkpoint could be saved either: %s\n", (long long)step, e2.what());
       }
