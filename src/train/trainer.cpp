@@ -312,6 +312,7 @@ TrainResult train(const TrainOptions& opts) {
     }
   } else if (o.init_from.empty()) {
     cfg = build_config(o, data.vocab_size());
+    data.check_model(cfg);  // before the (possibly large) initialisation
     params = ParamStore(param_specs(cfg));
     init_params(cfg, params, o.seed);
   }
