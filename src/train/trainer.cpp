@@ -119,10 +119,9 @@ ModelConfig build_config(const TrainOptions& o, std::optional<int64_t> data_voca
   if (o.n_query_groups) c.n_query_groups = *o.n_query_groups;
   if (o.intermediate_size) c.intermediate_size = *o.intermediate_size;
   if (o.local_window) c.local_window = *o.local_window;
-  if (o.vocab_size)
-    set_vocab(c, *o.vocab_size);
-  else if (data_vocab)
-    set_vocab(c, *data_vocab);
+  // (A vocabulary that stays as it was keeps the config's padding.)
+  const std::optional<int64_t> vocab = o.vocab_size ? o.vocab_size : data_vocab;
+  if (vocab && *vocab != c.vocab_size) set_vocab(c, *vocab);
   if (c.n_head > 0 && (o.n_embd || o.n_head)) c.head_size = c.n_embd / c.n_head;
   c.validate();
   json now = c.to_json(), was = base;
