@@ -29,7 +29,7 @@ std::string write_corpus(const std::string& dir, size_t n = 20000, const std::st
   return p;
 }
 
-// The tiny shape of the command, without --vocab-size: the vocabulary is left to the data.
+// A tiny shape, without --vocab-size: the vocabulary is left to the data.
 const std::string kShape =
     "--model Samba_421M --n-layer 2 --n-embd 32 --n-head 2 --intermediate-size 64 --local-window 16 ";
 
@@ -41,7 +41,8 @@ nlohmann::json config_of(const std::string& model_dir) {
   return nlohmann::json::parse(read_text_file(model_dir + "/config.json"));
 }
 
-// The command: a bytes corpus, samples and evaluations every 2 steps, no --vocab-size.
+// A bytes corpus, samples and evaluations every 2 steps, no --vocab-size (this once died at the first
+// sample: the model's 32000 ids were decoded by a 256-id tokenizer).
 TEST(TrainCli, VocabularyFollowsTheBytesTokenizer) {
   auto dir = test::temp_dir("cli_vocab_bytes");
   auto data = write_corpus(dir);
