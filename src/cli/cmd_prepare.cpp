@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/command.h"
+#include "cli/options.h"
 #include "core/error.h"
 #include "tokenizer/tokenizer.h"
 #include "train/prepare_data.h"
@@ -58,11 +59,15 @@ Action add(CLI::App& app) {
                   "Tokenizer: 'bytes', a tokenizer.json, a tokenizer.model, or a model directory holding one")
       ->required();
   sub->add_option("--out,-o", o->p.output_dir, "Output directory for the shards")->required();
-  sub->add_option("--train-fraction", o->p.train_fraction, "Share of the tokens that train (the rest validate)")
-      ->default_val(0.9);
-  sub->add_option("--shard-tokens", o->p.shard_tokens, "Tokens per shard file at most")->default_val(100000000);
+  in_range(
+      sub->add_option("--train-fraction", o->p.train_fraction, "Share of the tokens that train (the rest validate)")
+          ->default_val(0.9),
+      0.0, 1.0);
+  in_range(
+      sub->add_option("--shard-tokens", o->p.shard_tokens, "Tokens per shard file at most")->default_val(100000000),
+      int64_t{1}, int64_t{1} << 31);
   sub->add_option("--text-field", o->p.text_field, "JSON Lines field that holds the text")->default_val("text");
-  sub->add_option("--threads", o->p.threads, "Threads (default: all cores)")->default_val(0);
+  in_range(sub->add_option("--threads", o->p.threads, "Threads (0: all cores)")->default_val(0), 0, 4096);
   sub->add_flag("--no-eos", o->no_eos, "Do not append EOS after each document");
   sub->add_flag("--overwrite", o->p.overwrite, "Replace shards already in the output directory");
   sub->add_flag("--quiet,-q", o->quiet, "No progress output");

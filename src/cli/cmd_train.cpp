@@ -4,17 +4,32 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "cli/command.h"
+#include "cli/options.h"
 #include "train/trainer.h"
 
 namespace sambalm::cli {
 namespace {
 
+// Largest values accepted: far beyond any model or run this program can train, small enough that
+// sizes computed from them cannot overflow.
+constexpr int64_t kMaxSteps = 1'000'000'000;
+constexpr int64_t kMaxWidth = 1 << 20;
+constexpr int64_t kMaxLength = 1 << 24;
+
 template <typename T>
-void opt_optional(CLI::App* sub, const std::string& name, std::optional<T>& dst, const std::string& help) {
-  sub->add_option_function<T>(
-      name, [&dst](const T& v) { dst = v; }, help);
+CLI::Option* opt_optional(CLI::App* sub, const std::string& name, std::optional<T>& dst, const std::string& help, T lo,
+                          T hi) {
+  return in_range(sub->add_option_function<T>(
+                      name, [&dst](const T& v) { dst = v; }, help),
+                  lo, hi);
+}
+
+template <typename T, typename R>
+CLI::Option* opt(CLI::App* sub, const std::string& name, T& dst, const std::string& help, R lo, R hi) {
+  return in_range(sub->add_option(name, dst, help), lo, hi);
 }
 
 Action add(CLI::App& app) {
@@ -25,75 +40,106 @@ Action add(CLI::App& app) {
       "Model: --model is a preset name (e.g. Samba_421M, mamba-130m) or a config.json, initialised as the original\n"
       "code does (pretrain.py _init_weights with mamba_init); the shape options override it, e.g.\n"
       "  --model Samba_421M --n-layer 4 --n-embd 128 --n-head 4 --intermediate-size 256 --local-window 64\n"
-      "--init-from DIR starts from a model directory's weights instead (fine-tuning).\n"
+      "The vocabulary follows the data's tokenizer (256 for bytes) unless --vocab-size is given (at least the\n"
+      "tokenizer's). A model whose shape differs from its preset is named after it with '-custom' (e.g.\n"
+      "Samba_421M-custom) unless --name is given. --model refuses a directory of trained weights: --init-from DIR\n"
+      "starts from a model directory's weights (fine-tuning), in that directory's shape (a shape option that\n"
+      "contradicts it is an error).\n"
       "Data: --data FILE --tokenizer bytes trains on a file's bytes (character level); with a tokenizer.json /\n"
-      "tokenizer.model the file is tokenized first. The last --val-fraction of the tokens validate.\n"
+      "tokenizer.model the file is tokenized first. The last --val-fraction of the tokens validate. --data DIR\n"
+      "takes the token shards of `sambalm prepare` (their tokenizer from meta.json unless --tokenizer is given).\n"
       "Defaults follow microsoft/Samba pretrain.py: AdamW betas 0.9/0.95, eps 1e-8, weight decay 0.1 on every\n"
       "parameter, gradient norm clipped at 1.0, lr linear from 0 over --warmup steps then cosine to --min-lr.\n"
       "\n"
       "The run directory (--out) gets: metrics.jsonl (one JSON object per step: step, loss, lr, tokens_per_s,\n"
-      "grad_norm, and val_loss/val_ppl/val_bpb on evaluation steps), samples.txt, checkpoints/step_N/ (a model\n"
-      "directory + trainer_state.safetensors; the newest --keep-last are kept) and, at the end, model/ (the\n"
-      "final model). Ctrl-C saves a checkpoint and exits; the same command with --resume continues exactly.\n"
+      "grad_norm, and val_loss/val_ppl/val_bpb on evaluation steps), samples.txt (control bytes escaped),\n"
+      "checkpoints/step_N/ (a model directory + trainer_state.safetensors; the newest --keep-last are kept) and,\n"
+      "at the end, model/ (the final model). Model directories hold the tokenizer too, so `sambalm generate -m\n"
+      "RUN/model` needs no --tokenizer. Ctrl-C, or an error in the middle of the run, saves a checkpoint and exits;\n"
+      "the same command with --resume continues exactly. A resumed run keeps its model and seed (a note says so\n"
+      "when the command line differs); a changed --batch, --grad-accum or --seq-len applies from the resumed step.\n"
       "`sambalm plot RUN_DIR` draws the curves.");
   sub->add_option("--model,-m", o->model, "Preset name or config.json to train from scratch");
   sub->add_option("--init-from", o->init_from, "Model directory whose weights to start from (fine-tune)");
-  opt_optional(sub, "--n-layer", o->n_layer, "Override: number of blocks");
-  opt_optional(sub, "--n-embd", o->n_embd, "Override: model width (the MLP width scales with it unless given)");
-  opt_optional(sub, "--n-head", o->n_head, "Override: attention heads");
-  opt_optional(sub, "--n-query-groups", o->n_query_groups, "Override: key/value heads (GQA)");
-  opt_optional(sub, "--intermediate-size", o->intermediate_size, "Override: MLP hidden size");
-  opt_optional(sub, "--local-window", o->local_window, "Override: sliding-window size of attention layers");
-  opt_optional(sub, "--vocab-size", o->vocab_size, "Override: vocabulary size (padded to padding_multiple)");
+  sub->add_option("--name", o->name, "Name of the model (config.json, banner; default: see below)");
+  opt_optional<int64_t>(sub, "--n-layer", o->n_layer, "Override: number of blocks", 1, 4096);
+  opt_optional<int64_t>(sub, "--n-embd", o->n_embd, "Override: model width (the MLP width scales with it unless given)",
+                        1, kMaxWidth);
+  opt_optional<int64_t>(sub, "--n-head", o->n_head, "Override: attention heads", 1, 4096);
+  opt_optional<int64_t>(sub, "--n-query-groups", o->n_query_groups, "Override: key/value heads (GQA)", 1, 4096);
+  opt_optional<int64_t>(sub, "--intermediate-size", o->intermediate_size, "Override: MLP hidden size", 1,
+                        4 * kMaxWidth);
+  opt_optional<int64_t>(sub, "--local-window", o->local_window, "Override: sliding-window size of attention layers", 1,
+                        kMaxLength);
+  opt_optional<int64_t>(sub, "--vocab-size", o->vocab_size,
+                        "Vocabulary size (default: the tokenizer's; padded to padding_multiple)", 1, kMaxLength);
 
   sub->add_option("--data,-d", o->data,
-                  "Training data: a raw text file (with --tokenizer) or a shard directory from `prepare`")
+                  "Training data: a text file (with --tokenizer), a `sambalm prepare` directory or a token shard")
       ->required();
   sub->add_option("--val-data", o->val_data, "Separate validation data (default: the tail of --data)");
   sub->add_option("--tokenizer,-t", o->tokenizer, "bytes, or a tokenizer.json / tokenizer.model / directory");
-  sub->add_option("--val-fraction", o->val_fraction, "Share of the data kept for validation")->capture_default_str();
+  opt(sub, "--val-fraction", o->val_fraction, "Share of the data kept for validation", 0.0, 0.99)
+      ->capture_default_str();
 
-  sub->add_option("--seq-len", o->seq_len, "Training context length (default: the model's block_size)");
-  sub->add_option("--batch,-b", o->batch, "Sequences per micro-batch")->capture_default_str();
-  sub->add_option("--grad-accum", o->grad_accum, "Micro-batches per optimizer step")->capture_default_str();
-  sub->add_option("--steps", o->steps, "Optimizer steps (also the end of the cosine decay)")->capture_default_str();
-  sub->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str();
-  opt_optional(sub, "--min-lr", o->min_lr, "Final learning rate of the cosine (default lr/10)");
-  opt_optional(sub, "--warmup", o->warmup, "Linear warmup steps from 0 (default steps/10)");
-  sub->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
+  opt<int64_t, int64_t>(sub, "--seq-len", o->seq_len, "Training context length (default: the model's block_size)", 1,
+                        kMaxLength);
+  opt<int64_t, int64_t>(sub, "--batch,-b", o->batch, "Sequences per micro-batch", 1, 65536)->capture_default_str();
+  opt<int64_t, int64_t>(sub, "--grad-accum", o->grad_accum, "Micro-batches per optimizer step", 1, 65536)
+      ->capture_default_str();
+  opt<int64_t, int64_t>(sub, "--steps", o->steps, "Optimizer steps (also the end of the cosine decay)", 1, kMaxSteps)
+      ->capture_default_str();
+  opt(sub, "--lr", o->lr, "Peak learning rate", 0.0, 10.0)->capture_default_str();
+  opt_optional<double>(sub, "--min-lr", o->min_lr, "Final learning rate of the cosine (default lr/10)", 0.0, 10.0);
+  opt_optional<int64_t>(sub, "--warmup", o->warmup, "Linear warmup steps from 0 (default steps/10)", 0, kMaxSteps);
+  opt(sub, "--weight-decay", o->weight_decay, "AdamW decoupled weight decay", 0.0, 10.0)->capture_default_str();
   sub->add_flag("!--decay-all,--decay-matrices-only", o->decay_all,
                 "Exclude norms, biases, embeddings, A_log and D from weight decay (Mamba's recipe)");
-  sub->add_option("--beta1", o->beta1, "AdamW beta1")->capture_default_str();
-  sub->add_option("--beta2", o->beta2, "AdamW beta2")->capture_default_str();
-  sub->add_option("--eps", o->eps, "AdamW epsilon")->capture_default_str();
-  sub->add_option("--grad-clip", o->grad_clip, "Clip the global gradient norm to this (0: off)")->capture_default_str();
-  sub->add_option("--seed", o->seed, "Seed of initialisation, batches and samples")->capture_default_str();
+  opt(sub, "--beta1", o->beta1, "AdamW beta1", 0.0, 0.99999)->capture_default_str();
+  opt(sub, "--beta2", o->beta2, "AdamW beta2", 0.0, 0.99999)->capture_default_str();
+  opt(sub, "--eps", o->eps, "AdamW epsilon", 1e-30, 1.0)->capture_default_str();
+  opt(sub, "--grad-clip", o->grad_clip, "Clip the global gradient norm to this (0: off)", 0.0, 1e9)
+      ->capture_default_str();
+  // The seed is unsigned 64-bit inside; the option takes the non-negative int64 range.
+  opt<uint64_t, int64_t>(sub, "--seed", o->seed, "Seed of initialisation, batches and samples", 0,
+                         std::numeric_limits<int64_t>::max())
+      ->capture_default_str();
 
-  sub->add_option("--eval-every", o->eval_every, "Validate every N steps (0: never)")->capture_default_str();
-  sub->add_option("--eval-batches", o->eval_batches, "Fixed validation batches per evaluation")->capture_default_str();
-  sub->add_option("--eval-lengths", o->eval_lengths, "Also validate at these context lengths (e.g. 4096,8192)")
+  opt<int64_t, int64_t>(sub, "--eval-every", o->eval_every, "Validate every N steps (0: never)", 0, kMaxSteps)
+      ->capture_default_str();
+  opt<int64_t, int64_t>(sub, "--eval-batches", o->eval_batches, "Fixed validation batches per evaluation", 1, 1000000)
+      ->capture_default_str();
+  opt<std::vector<int64_t>, int64_t>(sub, "--eval-lengths", o->eval_lengths,
+                                     "Also validate at these context lengths (e.g. 4096,8192)", 1, kMaxLength)
       ->delimiter(',');
   sub->add_option("--final-eval", o->final_eval,
                   "At the end: sampled (the fixed batches), full (every window of the validation split), none")
+      ->check(CLI::IsMember({"sampled", "full", "none"}))
       ->capture_default_str();
-  sub->add_option("--save-every", o->save_every, "Checkpoint every N steps (0: only at the end / on Ctrl-C)")
+  opt<int64_t, int64_t>(sub, "--save-every", o->save_every, "Checkpoint every N steps (0: only at the end / on Ctrl-C)",
+                        0, kMaxSteps)
       ->capture_default_str();
-  sub->add_option("--keep-last", o->keep_last, "Checkpoints to keep (0: all)")->capture_default_str();
-  sub->add_option("--sample-every", o->sample_every, "Print a generated sample every N steps (0: never)")
+  opt<int, int>(sub, "--keep-last", o->keep_last, "Checkpoints to keep (0: all)", 0, 1000000)->capture_default_str();
+  opt<int64_t, int64_t>(sub, "--sample-every", o->sample_every, "Print a generated sample every N steps (0: never)", 0,
+                        kMaxSteps)
       ->capture_default_str();
-  sub->add_option("--sample-tokens", o->sample_tokens, "Length of each sample in tokens")->capture_default_str();
-  sub->add_option("--temperature", o->temperature, "Sampling temperature (0: greedy)")->capture_default_str();
+  opt<int64_t, int64_t>(sub, "--sample-tokens", o->sample_tokens, "Length of each sample in tokens", 1, 1000000)
+      ->capture_default_str();
+  opt(sub, "--temperature", o->temperature, "Sampling temperature (0: greedy)", 0.0, 100.0)->capture_default_str();
   sub->add_option("--prompt", o->prompt, "Sample prompt (default: the start of the validation split)");
 
   sub->add_option("--out,-o", o->out, "Run directory")->required();
   sub->add_flag("--resume", o->resume, "Continue from the newest checkpoint in --out");
-  sub->add_option("--stop-after", o->stop_after, "Stop (with a checkpoint) after N steps of this invocation");
-  sub->add_option("--max-bad-steps", o->max_bad_steps, "Stop after this many NaN/Inf steps in a row")
+  opt<int64_t, int64_t>(sub, "--stop-after", o->stop_after, "Stop (with a checkpoint) after N steps of this invocation",
+                        1, kMaxSteps);
+  opt<int64_t, int64_t>(sub, "--max-bad-steps", o->max_bad_steps, "Stop after this many NaN/Inf steps in a row", 1,
+                        kMaxSteps)
       ->capture_default_str();
-  sub->add_option("--log-every", o->log_every, "Plain progress line every N steps when not on a terminal")
+  opt<int64_t, int64_t>(sub, "--log-every", o->log_every, "Plain progress line every N steps when not on a terminal", 1,
+                        kMaxSteps)
       ->capture_default_str();
   auto threads = std::make_shared<int>(0);
-  sub->add_option("--threads", *threads, "OpenMP threads (default: all cores)");
+  in_range(sub->add_option("--threads", *threads, "OpenMP threads (0: all cores)"), 0, 4096)->capture_default_str();
   sub->add_flag("--quiet,-q", o->quiet, "No progress output");
   return [o, threads] {
     if (*threads > 0) omp_set_num_threads(*threads);

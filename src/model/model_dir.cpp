@@ -14,6 +14,7 @@
 #include "model/init.h"
 #include "model/presets.h"
 #include "model/weights.h"
+#include "tokenizer/tokenizer.h"
 
 namespace sambalm {
 
@@ -56,6 +57,7 @@ std::string find_weights(const fs::path& dir) {
 std::string find_tokenizer(const fs::path& dir) {
   for (const char* name : {"tokenizer.json", "tokenizer.model"})
     if (fs::is_regular_file(dir / name)) return (dir / name).string();
+  if (dir_has_bytes_tokenizer(dir.string())) return "bytes";  // a model trained on bytes
   return "";
 }
 

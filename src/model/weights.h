@@ -68,7 +68,7 @@ struct LoadedModel {
   ModelConfig config;
   ParamStore params;
   std::string dir;             // the model directory ("" for a preset)
-  std::string tokenizer_path;  // tokenizer.json or tokenizer.model found beside the weights, or ""
+  std::string tokenizer_path;  // tokenizer.json or tokenizer.model found beside the weights, "bytes", or ""
   std::string weights_path;    // the file the weights came from ("" when randomly initialised)
 };
 

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "core/error.h"
 #include "tokenizer/unicode.h"
@@ -18,6 +19,7 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   if (fs::is_directory(path, ec)) {
     if (fs::exists(fs::path(path) / "tokenizer.model")) return load_sentencepiece_tokenizer(path + "/tokenizer.model");
     if (fs::exists(fs::path(path) / "tokenizer.json")) return load_hf_tokenizer(path + "/tokenizer.json");
+    if (dir_has_bytes_tokenizer(path)) return make_bytes_tokenizer();
     fail("{}: directory holds neither tokenizer.model nor tokenizer.json", path);
   }
   if (!fs::exists(path, ec))
@@ -35,6 +37,22 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   while (f.get(c) && std::isspace(static_cast<unsigned char>(c))) {
   }
   return c == '{' ? load_hf_tokenizer(path) : load_sentencepiece_tokenizer(path);
+}
+
+std::string bytes_tokenizer_config() { return "{\n  \"tokenizer_class\": \"bytes\"\n}\n"; }
+
+bool dir_has_bytes_tokenizer(const std::string& dir) {
+  std::error_code ec;
+  const fs::path p = fs::path(dir) / kTokenizerConfigFile;
+  if (!fs::is_regular_file(p, ec)) return false;
+  std::ifstream f(p, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // A plain search is enough: Hugging Face's tokenizer_config.json names real classes
+  // ("LlamaTokenizer", ...), never "bytes".
+  const size_t k = text.find("\"tokenizer_class\"");
+  if (k == std::string::npos) return false;
+  size_t v = text.find_first_not_of(" \t\r\n:", k + 17);
+  return v != std::string::npos && text.compare(v, 7, "\"bytes\"") == 0;
 }
 
 void require_utf8(std::string_view text, const std::string& source) {

@@ -62,6 +62,13 @@ class Tokenizer {
 // models). Throws Error naming the path when nothing usable is found or the file is malformed.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path_or_dir);
 
+// A model directory trained on bytes has no tokenizer file; it records its tokenizer in a
+// tokenizer_config.json holding {"tokenizer_class": "bytes"} (docs/FORMATS.md, "Model directory").
+inline constexpr const char* kTokenizerConfigFile = "tokenizer_config.json";
+std::string bytes_tokenizer_config();  // the text of that file
+// True when `dir` holds such a tokenizer_config.json.
+bool dir_has_bytes_tokenizer(const std::string& dir);
+
 std::unique_ptr<Tokenizer> make_bytes_tokenizer();
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::string& path);
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path);

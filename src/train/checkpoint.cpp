@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/file.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
 
@@ -50,7 +51,8 @@ Tensor f32_copy(const std::vector<float>& v) {
 std::string checkpoint_name(int64_t step) { return fmt::format("step_{:08}", step); }
 
 std::string save_checkpoint(const std::string& run_dir, const ModelConfig& cfg, const ParamStore& params,
-                            const TrainerState& state, int keep_last) {
+                            const TrainerState& state, int keep_last,
+                            const std::map<std::string, std::string>& extra_files) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   std::error_code ec;
   fs::create_directories(root, ec);
@@ -65,6 +67,7 @@ std::string save_checkpoint(const std::string& run_dir, const ModelConfig& cfg, 
   SAMBALM_CHECK(!ec, "{}: cannot create: {}", tmp.string(), ec.message());
 
   save_model_dir(tmp.string(), cfg, params);
+  for (const auto& [file, bytes] : extra_files) write_file_atomic((tmp / file).string(), bytes);
 
   SAMBALM_CHECK(state.exp_avg.size() == params.size() && state.exp_avg_sq.size() == params.size(),
                 "{}: optimizer moments hold {} / {} values, expected {}", name, state.exp_avg.size(),

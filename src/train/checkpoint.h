@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -35,10 +36,12 @@ struct TrainerState {
 
 std::string checkpoint_name(int64_t step);  // "step_00000600"
 
-// Writes RUN/checkpoints/step_N/ atomically and prunes to keep_last (<= 0: keep all).
-// Returns the checkpoint directory.
+// Writes RUN/checkpoints/step_N/ atomically and prunes to keep_last (<= 0: keep all). `extra_files`
+// (file name -> bytes) go into the directory too: the tokenizer's files, so that a checkpoint is a
+// model directory usable without --tokenizer. Returns the checkpoint directory.
 std::string save_checkpoint(const std::string& run_dir, const ModelConfig& cfg, const ParamStore& params,
-                            const TrainerState& state, int keep_last);
+                            const TrainerState& state, int keep_last,
+                            const std::map<std::string, std::string>& extra_files = {});
 
 // Complete checkpoints under RUN/checkpoints, oldest first (by step).
 std::vector<std::string> list_checkpoints(const std::string& run_dir);

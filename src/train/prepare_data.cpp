@@ -4,6 +4,7 @@
 #include "train/prepare_data.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -74,6 +75,17 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   SAMBALM_CHECK(o.shard_tokens > 0, "--shard-tokens must be positive, got {}", o.shard_tokens);
   SAMBALM_CHECK(!o.output_dir.empty(), "prepare: an output directory is required");
   const std::vector<std::string> files = expand_inputs(o.inputs);
+  // Nothing to read is an error before any output exists (empty files, or none readable).
+  uint64_t input_bytes = 0;
+  for (const auto& f : files) {
+    std::error_code ec;
+    const auto n = fs::file_size(f, ec);
+    SAMBALM_CHECK(!ec, "{}: cannot read: {}", f, ec.message());
+    SAMBALM_CHECK(::access(f.c_str(), R_OK) == 0, "{}: cannot read: permission denied", f);
+    input_bytes += n;
+  }
+  SAMBALM_CHECK(input_bytes > 0, "prepare: the inputs ({} file{}) hold no text: nothing to tokenize", files.size(),
+                files.size() == 1 ? "" : "s");
 
   fs::create_directories(o.output_dir);
   for (const auto& e : fs::directory_iterator(o.output_dir)) {
@@ -91,7 +103,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
 
   PrepareProgress prog;
-  for (const auto& f : files) prog.bytes_total += fs::file_size(f);
+  prog.bytes_total = input_bytes;
 
   // Token stream, 4 bytes per token, in a scratch file beside the shards (no fsync: it is removed
   // once the shards, which are written atomically, exist).
@@ -201,6 +213,8 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   if (!batch.empty()) run_batch();
   maps.clear();
   SAMBALM_CHECK(std::fflush(stream.f) == 0, "{}: write failed (disk full?)", tmp_path);
+  SAMBALM_CHECK(total_tokens > 0, "prepare: the inputs ({} documents) gave no tokens: nothing to write",
+                prog.documents);
 
   // Cut the stream into shards.
   PrepareResult r;

@@ -45,7 +45,7 @@ TokenSource whole_source(const std::string& path, const std::string& split, cons
 
 }  // namespace
 
-TrainData::TrainData(const TrainOptions& o, int64_t seq_len, const ModelConfig& cfg) : o_(o), T_(seq_len) {
+TrainData::TrainData(const TrainOptions& o, int64_t seq_len) : o_(o), T_(seq_len) {
   SAMBALM_CHECK(!o.data.empty(), "--data: training data is required");
   SAMBALM_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "--val-fraction must be in [0, 1), found {}",
                 o.val_fraction);
@@ -86,15 +86,6 @@ TrainData::TrainData(const TrainOptions& o, int64_t seq_len, const ModelConfig& 
     }
   }
 
-  for (const TokenSource* s : {&train_, &val_})
-    SAMBALM_CHECK(s->vocab_size() <= cfg.vocab_size,
-                  "--data {}: the data's vocabulary has {} ids, more than the model's vocab_size {} "
-                  "(use --vocab-size {} or a model with a larger vocabulary)",
-                  s->name(), s->vocab_size(), cfg.vocab_size, s->vocab_size());
-  if (tok_)
-    SAMBALM_CHECK(tok_->vocab_size() <= cfg.vocab_size,
-                  "--tokenizer {}: {} ids, more than the model's vocab_size {} (use --vocab-size {})", o.tokenizer,
-                  tok_->vocab_size(), cfg.vocab_size, tok_->vocab_size());
   SAMBALM_CHECK(train_.size() >= T_ + 1,
                 "--data {}: the training data has {} tokens, fewer than one window of --seq-len + 1 = {}",
                 train_.name(), train_.size(), T_ + 1);
@@ -103,6 +94,44 @@ TrainData::TrainData(const TrainOptions& o, int64_t seq_len, const ModelConfig& 
                 "(raise --val-fraction, lower --seq-len, or give --val-data)",
                 val_.name(), val_.size(), T_ + 1);
   sampler_.emplace(train_, o.seed);
+}
+
+void TrainData::check_model(const ModelConfig& cfg) const {
+  for (const TokenSource* s : {&train_, &val_})
+    SAMBALM_CHECK(s->vocab_size() <= cfg.vocab_size,
+                  "--data {}: the data's vocabulary has {} ids, more than the model's vocab_size {} "
+                  "(use --vocab-size {} or a model with a larger vocabulary)",
+                  s->name(), s->vocab_size(), cfg.vocab_size, s->vocab_size());
+  if (tok_)
+    SAMBALM_CHECK(tok_->vocab_size() <= cfg.vocab_size,
+                  "--tokenizer {}: {} ids, more than the model's vocab_size {} (use --vocab-size {})", tok_->source(),
+                  tok_->vocab_size(), cfg.vocab_size, tok_->vocab_size());
+}
+
+int64_t TrainData::vocab_size() const {
+  int64_t v = std::max(train_.vocab_size(), val_.vocab_size());
+  if (tok_) v = std::max<int64_t>(v, tok_->vocab_size());
+  return v;
+}
+
+int64_t TrainData::sample_vocab() const { return tok_ ? tok_->vocab_size() : vocab_size(); }
+
+std::map<std::string, std::string> TrainData::tokenizer_files() const {
+  std::map<std::string, std::string> files;
+  if (!tok_) return files;
+  if (tok_->kind() == "bytes") {
+    files[kTokenizerConfigFile] = bytes_tokenizer_config();
+    return files;
+  }
+  const fs::path src(tok_->source());
+  std::error_code ec;
+  if (!fs::is_regular_file(src, ec)) return files;
+  files[tok_->kind() == "sentencepiece" ? "tokenizer.model" : "tokenizer.json"] = read_text_file(src.string());
+  for (const char* beside : {kTokenizerConfigFile, "special_tokens_map.json"}) {
+    const fs::path p = src.parent_path() / beside;
+    if (fs::is_regular_file(p, ec)) files[beside] = read_text_file(p.string());
+  }
+  return files;
 }
 
 void TrainData::next_batch(int32_t* x, int32_t* y, int64_t B) { sampler_->next_batch(x, y, B, T_); }

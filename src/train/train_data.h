@@ -31,9 +31,11 @@ namespace sambalm {
 
 class TrainData {
  public:
-  // Loads and checks the data against the model: enough tokens for a window in each split, no id
-  // outside the model's vocabulary. Errors name the option and file.
-  TrainData(const TrainOptions& o, int64_t seq_len, const ModelConfig& cfg);
+  // Loads the data and checks there are enough tokens for a window in each split. Errors name the
+  // option and file.
+  TrainData(const TrainOptions& o, int64_t seq_len);
+  // Checks the data fits the model: no id (of the data or of the tokenizer) outside its vocabulary.
+  void check_model(const ModelConfig& cfg) const;
 
   // B windows of the training split: x, y are [B, seq_len].
   void next_batch(int32_t* x, int32_t* y, int64_t B);
@@ -50,6 +52,16 @@ class TrainData {
   // The sample prompt: `prompt` encoded, or the first tokens of the validation split when empty.
   std::vector<int32_t> prompt_ids(const std::string& prompt) const;
   std::string decode(const std::vector<int32_t>& ids) const;
+  // The data's vocabulary: ids the tokenizer (when known) or the token sources can hold. A fresh
+  // model takes it as its vocab_size unless --vocab-size is given.
+  int64_t vocab_size() const;
+  // Ids a training sample may draw: the tokenizer's (it cannot decode others), else the data's.
+  int64_t sample_vocab() const;
+  // The tokenizer's files as they go into a model directory (file name -> bytes), so that the
+  // model directory works without --tokenizer: tokenizer.json / tokenizer.model (with
+  // tokenizer_config.json, special_tokens_map.json when beside it), or for the bytes tokenizer a
+  // tokenizer_config.json naming it (docs/FORMATS.md). Empty when the tokenizer is unknown.
+  std::map<std::string, std::string> tokenizer_files() const;
   int64_t train_tokens() const { return train_.size(); }
   int64_t val_tokens() const { return val_.size(); }
 

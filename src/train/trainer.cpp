@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <random>
@@ -24,6 +26,7 @@
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
+#include "train/printable_text.h"
 #include "train/progress.h"
 #include "train/train_data.h"
 #include "train/train_eval.h"
@@ -74,13 +77,34 @@ std::string fmt_si(double v) {
   return fmt::format("{:.0f}", v);
 }
 
-// Returns the model's config: preset / config.json / --init-from, with the command-line overrides.
-ModelConfig build_config(const TrainOptions& o) {
-  ModelConfig c = !o.init_from.empty() ? resolve_config(o.init_from, o.model) : resolve_config(o.model);
-  const bool overrides =
-      o.n_layer || o.n_embd || o.n_head || o.n_query_groups || o.intermediate_size || o.local_window || o.vocab_size;
-  SAMBALM_CHECK(!(overrides && !o.init_from.empty()),
-                "--init-from {}: shape overrides (--n-layer, --n-embd, ...) would not fit the weights", o.init_from);
+// The shape options, each with the config key it sets.
+struct ShapeOption {
+  const char* flag;
+  const char* key;
+  const std::optional<int64_t> TrainOptions::*value;
+};
+constexpr ShapeOption kShapeOptions[] = {
+    {"--n-layer", "n_layer", &TrainOptions::n_layer},
+    {"--n-embd", "n_embd", &TrainOptions::n_embd},
+    {"--n-head", "n_head", &TrainOptions::n_head},
+    {"--n-query-groups", "n_query_groups", &TrainOptions::n_query_groups},
+    {"--intermediate-size", "intermediate_size", &TrainOptions::intermediate_size},
+    {"--local-window", "local_window", &TrainOptions::local_window},
+    {"--vocab-size", "vocab_size", &TrainOptions::vocab_size},
+};
+
+void set_vocab(ModelConfig& c, int64_t vocab) {
+  c.vocab_size = vocab;
+  const int64_t m = std::max<int64_t>(c.padding_multiple, 1);
+  c.padded_vocab_size = (vocab + m - 1) / m * m;
+}
+
+// The config of a fresh model: --model (a preset or config.json) with the command-line overrides.
+// The vocabulary is --vocab-size, else `data_vocab` (the data's tokenizer) when known. The name is
+// --name, else the preset's name when nothing differs from it, else that name + "-custom".
+ModelConfig build_config(const TrainOptions& o, std::optional<int64_t> data_vocab) {
+  ModelConfig c = resolve_config(o.model);
+  const json base = c.to_json();
   const int64_t old_embd = c.n_embd, old_head = c.n_head;
   if (o.n_layer) c.n_layer = *o.n_layer;
   if (o.n_embd) {
@@ -95,14 +119,108 @@ ModelConfig build_config(const TrainOptions& o) {
   if (o.n_query_groups) c.n_query_groups = *o.n_query_groups;
   if (o.intermediate_size) c.intermediate_size = *o.intermediate_size;
   if (o.local_window) c.local_window = *o.local_window;
-  if (o.vocab_size) {
-    c.vocab_size = *o.vocab_size;
-    const int64_t m = std::max<int64_t>(c.padding_multiple, 1);
-    c.padded_vocab_size = (c.vocab_size + m - 1) / m * m;
-  }
+  // (A vocabulary that stays as it was keeps the config's padding.)
+  const std::optional<int64_t> vocab = o.vocab_size ? o.vocab_size : data_vocab;
+  if (vocab && *vocab != c.vocab_size) set_vocab(c, *vocab);
   if (c.n_head > 0 && (o.n_embd || o.n_head)) c.head_size = c.n_embd / c.n_head;
   c.validate();
+  json now = c.to_json(), was = base;
+  for (json* j : {&now, &was}) j->erase("name"), j->erase("block_size");
+  if (!o.name.empty())
+    c.name = o.name;
+  else if (now != was && !c.name.ends_with("-custom"))
+    c.name += "-custom";
   return c;
+}
+
+// --init-from DIR fine-tunes DIR's shape: a shape option that says otherwise is an error (one that
+// agrees is harmless).
+void check_init_from_shape(const TrainOptions& o, const ModelConfig& have) {
+  const json h = have.to_json();
+  for (const ShapeOption& s : kShapeOptions) {
+    const auto& v = o.*(s.value);
+    if (v && (!h.contains(s.key) || h[s.key] != *v))
+      fail(
+          "{} {}: --init-from {} has {} = {}, and fine-tuning keeps the model's shape; drop {} (or train a new "
+          "shape from scratch with --model)",
+          s.flag, *v, o.init_from, s.key, h.contains(s.key) ? h[s.key].dump() : "nothing", s.flag);
+  }
+}
+
+// --resume continues the checkpoint's model: its shape must be what the command line asks for.
+// The options the user typed are compared first, so the message names one of them rather than a
+// field derived from it (dt_rank follows n_embd).
+void check_resume_shape(const TrainOptions& o, const ModelConfig& want_cfg, const ModelConfig& have_cfg,
+                        const std::string& ckpt) {
+  const json want = want_cfg.to_json(), have = have_cfg.to_json();
+  for (const ShapeOption& s : kShapeOptions) {
+    const auto& v = o.*(s.value);
+    if (v && (!have.contains(s.key) || have[s.key] != *v))
+      fail("--resume: {} {} differs from the checkpoint {}, which has {} = {}; a resumed run keeps its model's shape",
+           s.flag, *v, ckpt, s.key, have.contains(s.key) ? have[s.key].dump() : "nothing");
+  }
+  for (auto it = want.begin(); it != want.end(); ++it)
+    if (it.key() != "block_size" && it.key() != "name" && (!have.contains(it.key()) || have[it.key()] != *it))
+      fail("--resume: --model {} gives {} = {}, the checkpoint {} has {}; a resumed run keeps its model", o.model,
+           it.key(), it->dump(), ckpt, have.contains(it.key()) ? have[it.key()].dump() : "nothing");
+}
+
+// --model trains from random weights; given a directory of trained weights, the user almost
+// certainly meant --init-from.
+void refuse_trained_model_as_model(const TrainOptions& o) {
+  if (o.model.empty() || !o.init_from.empty()) return;
+  std::string weights;
+  try {
+    weights = resolve_weights(o.model);
+  } catch (const Error&) {
+  }
+  if (weights.empty()) return;
+  const bool dir = fs::is_directory(o.model);
+  fail(
+      "--model {}: holds trained weights ({}), but --model starts from random weights; use --init-from {} to "
+      "train from these weights{}",
+      o.model, weights, o.model,
+      dir ? fmt::format(", or --model {} for a fresh model of this shape", (fs::path(o.model) / "config.json").string())
+          : "");
+}
+
+// The options a checkpoint records, and what a resumed run does when the command line differs.
+json run_options(const TrainOptions& o, int64_t T) {
+  return {{"seed", o.seed}, {"batch", o.batch}, {"grad_accum", o.grad_accum}, {"seq_len", T}};
+}
+
+// Notes (stderr) for options changed between a run and its resumption. The seed is kept: the
+// batch order and sampling RNG are restored from the checkpoint, and the validation windows are
+// drawn from the run's seed so that losses stay comparable. Batch, accumulation and length change
+// from the resumed step on.
+void note_resume_changes(const json& saved, const TrainOptions& o, int64_t T, int64_t step, uint64_t& seed) {
+  if (!saved.is_object()) return;
+  if (saved.contains("seed") && saved["seed"].get<uint64_t>() != o.seed) {
+    seed = saved["seed"].get<uint64_t>();
+    std::fprintf(stderr,
+                 "note: --seed %llu differs from the run's seed %llu; a resumed run keeps seed %llu (the batch "
+                 "order, validation windows and samples continue as they were)\n",
+                 (unsigned long long)o.seed, (unsigned long long)seed, (unsigned long long)seed);
+  }
+  const std::pair<const char*, int64_t> changed[] = {{"batch", o.batch}, {"grad_accum", o.grad_accum}, {"seq_len", T}};
+  for (const auto& [key, now] : changed) {
+    if (!saved.contains(key) || saved[key].get<int64_t>() == now) continue;
+    std::string flag = std::string("--") + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    std::fprintf(stderr,
+                 "note: %s %lld differs from the checkpoint's %lld: the weights, optimizer state, learning-rate "
+                 "schedule and data position continue from step %lld, and each step from here on uses %s %lld "
+                 "(the run is no longer identical to one without a break)\n",
+                 flag.c_str(), (long long)now, (long long)saved[key].get<int64_t>(), (long long)step, flag.c_str(),
+                 (long long)now);
+  }
+}
+
+// Test hook: SAMBALM_TEST_FAIL_AT=S throws an Error after step S's update, to exercise the
+// checkpoint saved when a run stops on an error.
+bool inject_failure(int64_t step) {
+  const char* e = std::getenv("SAMBALM_TEST_FAIL_AT");
+  return e && *e && std::strtoll(e, nullptr, 10) == step;
 }
 
 std::string rng_state(const std::mt19937_64& rng) {
@@ -113,19 +231,30 @@ std::string rng_state(const std::mt19937_64& rng) {
 
 }  // namespace
 
-TrainResult train(const TrainOptions& o) {
+TrainResult train(const TrainOptions& opts) {
+  const TrainOptions& o = opts;
   SAMBALM_CHECK(!o.out.empty(), "--out: a run directory is required");
   SAMBALM_CHECK(!o.model.empty() || !o.init_from.empty() || o.resume, "--model or --init-from: which model to train?");
   SAMBALM_CHECK(o.batch > 0, "--batch must be positive, found {}", o.batch);
   SAMBALM_CHECK(o.grad_accum > 0, "--grad-accum must be positive, found {}", o.grad_accum);
   SAMBALM_CHECK(o.steps > 0, "--steps must be positive, found {}", o.steps);
   SAMBALM_CHECK(o.lr >= 0 && std::isfinite(o.lr), "--lr must be a finite non-negative number, found {}", o.lr);
+  SAMBALM_CHECK(!o.min_lr || (*o.min_lr >= 0 && std::isfinite(*o.min_lr)),
+                "--min-lr must be a finite non-negative number, found {}", o.min_lr.value_or(0));
+  SAMBALM_CHECK(o.weight_decay >= 0, "--weight-decay must not be negative, found {}", o.weight_decay);
+  SAMBALM_CHECK(o.grad_clip >= 0, "--grad-clip must not be negative (0: off), found {}", o.grad_clip);
+  SAMBALM_CHECK(o.temperature >= 0, "--temperature must not be negative (0: greedy), found {}", o.temperature);
+  SAMBALM_CHECK(o.seq_len >= 0, "--seq-len must be positive, found {}", o.seq_len);
+  SAMBALM_CHECK(o.eval_batches > 0, "--eval-batches must be positive, found {}", o.eval_batches);
+  for (int64_t L : o.eval_lengths) SAMBALM_CHECK(L > 0, "--eval-lengths: lengths must be positive, found {}", L);
   SAMBALM_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1,
                 "--beta1/--beta2 must be in [0, 1), found {} / {}", o.beta1, o.beta2);
   SAMBALM_CHECK(o.eps > 0, "--eps must be positive, found {}", o.eps);
   SAMBALM_CHECK(o.max_bad_steps > 0, "--max-bad-steps must be positive, found {}", o.max_bad_steps);
   SAMBALM_CHECK(o.final_eval == "sampled" || o.final_eval == "full" || o.final_eval == "none",
                 "--final-eval must be sampled, full or none, found '{}'", o.final_eval);
+  refuse_trained_model_as_model(o);
+  if (!o.init_from.empty()) check_init_from_shape(o, resolve_config(o.init_from, o.model));
 
   // Run directory: created and probed for writing before any work.
   std::error_code ec;
@@ -151,28 +280,44 @@ TrainResult train(const TrainOptions& o) {
     LoadedModel lm = load_model(*resume_from);
     cfg = lm.config;
     params = std::move(lm.params);
-    if (!o.model.empty() && o.init_from.empty()) {
-      const json want = build_config(o).to_json(), have = cfg.to_json();
-      for (auto it = want.begin(); it != want.end(); ++it)
-        if (it.key() != "block_size" && it.key() != "name" && (!have.contains(it.key()) || have[it.key()] != *it))
-          fail("--resume: the checkpoint {} has {} = {}, the command line asks for {}", *resume_from, it.key(),
-               have.contains(it.key()) ? have[it.key()].dump() : "nothing", it->dump());
-    }
   } else if (!o.init_from.empty()) {
     LoadedModel lm = load_model(o.init_from, o.model);
     cfg = lm.config;
     params = std::move(lm.params);
+    if (!o.name.empty()) cfg.name = o.name;
   } else {
-    cfg = build_config(o);
-    params = ParamStore(param_specs(cfg));
-    init_params(cfg, params, o.seed);
+    cfg = build_config(o, std::nullopt);  // the vocabulary follows the data, once it is read
   }
   const int64_t T = o.seq_len > 0 ? o.seq_len : cfg.block_size;
   SAMBALM_CHECK(T > 0, "--seq-len must be positive, found {}", T);
-  cfg.block_size = T;
 
-  // Data.
-  TrainData data(o, T, cfg);
+  // A resumed run keeps its seed (see note_resume_changes): the data is read with it.
+  std::optional<TrainerState> resumed_state;
+  TrainOptions eff = o;
+  if (resume_from) {
+    resumed_state = load_trainer_state(*resume_from, params.size());
+    note_resume_changes(resumed_state->extra.value("options", json()), o, T, resumed_state->step, eff.seed);
+    if (!o.name.empty() && o.name != cfg.name)
+      std::fprintf(stderr, "note: --name %s: a resumed run keeps its model's name %s\n", o.name.c_str(),
+                   cfg.name.c_str());
+  }
+
+  // Data; a fresh model's vocabulary is the data's unless --vocab-size says otherwise.
+  TrainData data(eff, T);
+  if (resume_from) {
+    if (!o.model.empty() && o.init_from.empty()) {
+      ModelConfig want = build_config(o, cfg.vocab_size);  // vocabulary: as given, else the checkpoint's
+      check_resume_shape(o, want, cfg, *resume_from);
+    }
+  } else if (o.init_from.empty()) {
+    cfg = build_config(o, data.vocab_size());
+    data.check_model(cfg);  // before the (possibly large) initialisation
+    params = ParamStore(param_specs(cfg));
+    init_params(cfg, params, o.seed);
+  }
+  cfg.block_size = T;
+  data.check_model(cfg);
+  const std::map<std::string, std::string> tokenizer_files = data.tokenizer_files();
 
   // Optimizer, schedule, model, buffers.
   AdamW opt(params.size(), AdamWOptions{o.beta1, o.beta2, o.eps, o.weight_decay},
@@ -181,12 +326,12 @@ TrainResult train(const TrainOptions& o) {
   Model<float> model(cfg, params.entries());
   std::vector<float> grads(params.size(), 0.0f);
   std::vector<int32_t> x(o.batch * T), y(o.batch * T);
-  std::mt19937_64 rng(o.seed ^ 0x5eed5a3b1e5ULL);
+  std::mt19937_64 rng(eff.seed ^ 0x5eed5a3b1e5ULL);
 
   int64_t step = 0, tokens_seen = 0, bad_in_row = 0;
   double elapsed_before = 0;
-  if (resume_from) {
-    TrainerState st = load_trainer_state(*resume_from, params.size());
+  if (resumed_state) {
+    TrainerState& st = *resumed_state;
     step = st.step;
     opt.t = st.adam_t;
     opt.m() = std::move(st.exp_avg);
@@ -227,6 +372,7 @@ TrainResult train(const TrainOptions& o) {
   auto elapsed = [&] {
     return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - run_t0).count();
   };
+  int64_t saved_step = -1;  // the step of the newest checkpoint this invocation wrote
   auto save = [&](const char* why) {
     TrainerState st;
     st.step = step;
@@ -235,8 +381,13 @@ TrainResult train(const TrainOptions& o) {
     st.exp_avg_sq = opt.v();
     st.data = data.state();
     st.rng = rng_state(rng);
-    st.extra = {{"tokens_seen", tokens_seen}, {"bad_in_row", bad_in_row}, {"elapsed_s", elapsed()}, {"reason", why}};
-    result.checkpoint = save_checkpoint(o.out, cfg, params, st, o.keep_last);
+    st.extra = {{"tokens_seen", tokens_seen},
+                {"bad_in_row", bad_in_row},
+                {"elapsed_s", elapsed()},
+                {"reason", why},
+                {"options", run_options(eff, T)}};
+    result.checkpoint = save_checkpoint(o.out, cfg, params, st, o.keep_last, tokenizer_files);
+    saved_step = step;
     return result.checkpoint;
   };
 
@@ -273,8 +424,12 @@ TrainResult train(const TrainOptions& o) {
   auto sample = [&]() {
     std::vector<int32_t> ctx = data.prompt_ids(o.prompt);
     const size_t n_prompt = ctx.size();
-    auto gen = sample_continuation(model, params.data(), ctx, o.sample_tokens, o.temperature, cfg.vocab_size, T, rng);
-    const std::string text = data.decode(ctx) + data.decode(gen);
+    // Only ids the tokenizer can decode are drawn (the model's vocabulary may be larger).
+    auto gen = sample_continuation(model, params.data(), ctx, o.sample_tokens, o.temperature,
+                                   std::min<int64_t>(cfg.vocab_size, data.sample_vocab()), T, rng);
+    // An untrained model draws control bytes: escaped, so that neither the terminal nor `cat
+    // samples.txt` acts on them.
+    const std::string text = printable_text(data.decode(ctx) + data.decode(gen));
     say(fmt::format("--- sample at step {} ---\n{}\n---", step, text));
     samples_file << fmt::format("=== step {} (prompt: {} tokens, temperature {}) ===\n{}\n", step, n_prompt,
                                 o.temperature, text);
@@ -290,83 +445,120 @@ TrainResult train(const TrainOptions& o) {
 
   const int64_t first_step = step;
   double last_loss = NAN;
-  while (step < o.steps) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const double lr = sched.at(step);
-    std::fill(grads.begin(), grads.end(), 0.0f);
-    double loss = 0;
-    for (int64_t a = 0; a < o.grad_accum; ++a) {
-      data.next_batch(x.data(), y.data(), o.batch);
-      loss += model.forward(params.data(), x.data(), y.data(), o.batch, T, 1.0 / double(o.grad_accum)) /
-              double(o.grad_accum);
-      model.backward(params.data(), grads.data());
-    }
-    ++step;
-    tokens_seen += o.batch * T * o.grad_accum;
-    if (inject_nan(step)) loss = NAN, grads[0] = NAN;
-    const double norm = clip_grad_norm(grads.data(), grads.size(), o.grad_clip);
-    const bool bad = !std::isfinite(loss) || !std::isfinite(norm);
-    if (!bad) {
-      opt.step(params.data(), grads.data(), lr);
-      bad_in_row = 0;
-      last_loss = loss;
-    } else {
-      ++bad_in_row;
-    }
-    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double tps = double(o.batch * T * o.grad_accum) / std::max(dt, 1e-9);
-    json rec = {{"step", step},
-                {"loss", bad ? json(nullptr) : json(loss)},
-                {"lr", lr},
-                {"tokens_per_s", tps},
-                {"grad_norm", std::isfinite(norm) ? json(norm) : json(nullptr)},
-                {"tokens", tokens_seen},
-                {"time_s", elapsed()}};
-    if (bad) {
-      rec["skipped"] = true;
-      say(fmt::format("step {}: loss {} / gradient norm {} is not finite: update skipped ({} in a row, limit {})", step,
-                      loss, norm, bad_in_row, o.max_bad_steps));
-      if (bad_in_row >= o.max_bad_steps) {
-        metrics.append(rec);
+  // An error in the middle of the run (a full disk, an evaluation or sample that fails) saves a
+  // checkpoint before it ends the run, as Ctrl-C does, unless it struck inside a step's update
+  // (then the state is between two steps and the newest checkpoint is the last good one).
+  bool in_update = false;
+  std::string stop_error;  // the run gave up (non-finite losses): no new checkpoint
+  try {
+    while (step < o.steps) {
+      in_update = true;
+      const auto t0 = std::chrono::steady_clock::now();
+      const double lr = sched.at(step);
+      std::fill(grads.begin(), grads.end(), 0.0f);
+      double loss = 0;
+      for (int64_t a = 0; a < o.grad_accum; ++a) {
+        data.next_batch(x.data(), y.data(), o.batch);
+        loss += model.forward(params.data(), x.data(), y.data(), o.batch, T, 1.0 / double(o.grad_accum)) /
+                double(o.grad_accum);
+        model.backward(params.data(), grads.data());
+      }
+      ++step;
+      tokens_seen += o.batch * T * o.grad_accum;
+      if (inject_nan(step)) loss = NAN, grads[0] = NAN;
+      const double norm = clip_grad_norm(grads.data(), grads.size(), o.grad_clip);
+      const bool bad = !std::isfinite(loss) || !std::isfinite(norm);
+      if (!bad) {
+        opt.step(params.data(), grads.data(), lr);
+        bad_in_row = 0;
+        last_loss = loss;
+      } else {
+        ++bad_in_row;
+      }
+      in_update = false;
+      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double tps = double(o.batch * T * o.grad_accum) / std::max(dt, 1e-9);
+      json rec = {{"step", step},
+                  {"loss", bad ? json(nullptr) : json(loss)},
+                  {"lr", lr},
+                  {"tokens_per_s", tps},
+                  {"grad_norm", std::isfinite(norm) ? json(norm) : json(nullptr)},
+                  {"tokens", tokens_seen},
+                  {"time_s", elapsed()}};
+      if (bad) {
+        rec["skipped"] = true;
+        say(fmt::format("step {}: loss {} / gradient norm {} is not finite: update skipped ({} in a row, limit {})",
+                        step, loss, norm, bad_in_row, o.max_bad_steps));
+        if (bad_in_row >= o.max_bad_steps) {
+          metrics.append(rec);
+          auto last = latest_checkpoint(o.out);
+          stop_error = fmt::format(
+              "training stopped at step {}: the loss was NaN/Inf for {} steps in a row (--max-bad-steps {}); "
+              "the last good checkpoint is {}. Try a lower --lr or a smaller --grad-clip.",
+              step, bad_in_row, o.max_bad_steps, last ? *last : std::string("(none saved yet)"));
+          break;
+        }
+      }
+      if (!o.quiet)
+        progress.update(step, fmt::format("loss {:.4f} lr {:.2e} | {} tok/s", bad ? NAN : loss, lr, fmt_si(tps)));
+
+      const bool last = step == o.steps;
+      if ((o.eval_every > 0 && step % o.eval_every == 0) || (last && o.final_eval == "sampled"))
+        result.final_val_loss = evaluate(rec, false);
+      if (last && o.final_eval == "full") result.final_val_loss = evaluate(rec, true);
+      metrics.append(rec);
+      if (o.sample_every > 0 && (step % o.sample_every == 0 || last)) sample();
+      if (inject_failure(step)) fail("test failure injected at step {} (SAMBALM_TEST_FAIL_AT)", step);
+
+      const bool stop_now = g_stop_signal.load() != 0 || (o.stop_after > 0 && step - first_step >= o.stop_after);
+      // No periodic checkpoint on a skipped step: the newest checkpoint stays the last good one.
+      if (last || stop_now || (o.save_every > 0 && step % o.save_every == 0 && !bad)) {
+        const std::string dir = save(last ? "final" : stop_now ? "stopped" : "periodic");
+        if (!last && !stop_now) say(fmt::format("step {}: saved {}", step, dir));
+      }
+      if (stop_now && !last) {
         progress.finish();
-        auto last = latest_checkpoint(o.out);
-        fail(
-            "training stopped at step {}: the loss was NaN/Inf for {} steps in a row (--max-bad-steps {}); "
-            "the last good checkpoint is {}. Try a lower --lr or a smaller --grad-clip.",
-            step, bad_in_row, o.max_bad_steps, last ? *last : std::string("(none saved yet)"));
+        result.interrupted = true;
+        result.signalled = g_stop_signal.load() != 0;
+        say(fmt::format("{} at step {}: checkpoint {} saved; continue with the same command and --resume",
+                        g_stop_signal.load() ? "interrupted" : "stopped (--stop-after)", step, result.checkpoint));
+        break;
       }
     }
-    if (!o.quiet)
-      progress.update(step, fmt::format("loss {:.4f} lr {:.2e} | {} tok/s", bad ? NAN : loss, lr, fmt_si(tps)));
-
-    const bool last = step == o.steps;
-    if ((o.eval_every > 0 && step % o.eval_every == 0) || (last && o.final_eval == "sampled"))
-      result.final_val_loss = evaluate(rec, false);
-    if (last && o.final_eval == "full") result.final_val_loss = evaluate(rec, true);
-    metrics.append(rec);
-    if (o.sample_every > 0 && (step % o.sample_every == 0 || last)) sample();
-
-    const bool stop_now = g_stop_signal.load() != 0 || (o.stop_after > 0 && step - first_step >= o.stop_after);
-    // No periodic checkpoint on a skipped step: the newest checkpoint stays the last good one.
-    if (last || stop_now || (o.save_every > 0 && step % o.save_every == 0 && !bad)) {
-      const std::string dir = save(last ? "final" : stop_now ? "stopped" : "periodic");
-      if (!last && !stop_now) say(fmt::format("step {}: saved {}", step, dir));
+  } catch (const std::exception&) {
+    progress.finish();
+    std::fflush(stdout);
+    if (!in_update && step > first_step && saved_step != step) {
+      try {
+        const std::string dir = save("error");
+        if (step == o.steps)
+          std::fprintf(stderr,
+                       "step %lld (the last): checkpoint %s saved before stopping on the error below; it is a model "
+                       "directory holding the final weights\n",
+                       (long long)step, dir.c_str());
+        else
+          std::fprintf(stderr,
+                       "step %lld: checkpoint %s saved before stopping on the error below; once it is fixed, "
+                       "continue with the same command and --resume\n",
+                       (long long)step, dir.c_str());
+      } catch (const std::exception& e2) {
+        std::fprintf(stderr, "step %lld: no checkpoint could be saved either: %s\n", (long long)step, e2.what());
+      }
+    } else if (saved_step == step && step > first_step) {
+      std::fprintf(stderr, "step %lld: checkpoint %s holds this step; continue with the same command and --resume\n",
+                   (long long)step, result.checkpoint.c_str());
     }
-    if (stop_now && !last) {
-      progress.finish();
-      result.interrupted = true;
-      result.signalled = g_stop_signal.load() != 0;
-      say(fmt::format("{} at step {}: checkpoint {} saved; continue with the same command and --resume",
-                      g_stop_signal.load() ? "interrupted" : "stopped (--stop-after)", step, result.checkpoint));
-      break;
-    }
+    throw;
   }
   progress.finish();
+  if (!stop_error.empty()) fail("{}", stop_error);
   result.steps_done = step;
   result.last_loss = last_loss;
   if (step == o.steps) {
     // The final model also as a plain model directory at RUN/model (what generate/eval take).
-    save_model_dir((fs::path(o.out) / "model").string(), cfg, params);
+    const std::string dir = (fs::path(o.out) / "model").string();
+    save_model_dir(dir, cfg, params);
+    for (const auto& [file, bytes] : tokenizer_files) write_file_atomic((fs::path(dir) / file).string(), bytes);
   }
   return result;
 }
