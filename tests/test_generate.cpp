@@ -284,9 +284,11 @@ TEST(GenerateCli, InteractiveKeepsTheStateBetweenTurns) {
   all.insert(all.end(), p2.begin(), p2.end());
   all.insert(all.end(), r2.ids.begin(), r2.ids.end());
   Session loaded = g.new_session();
-  load_decode_state(dir + "/chat.st", *m.dm, loaded.state, loaded.history);
+  load_decode_state(dir + "/chat.st", *m.dm, loaded.state, loaded.history, &loaded.pending);
   EXPECT_EQ(loaded.history, all);
-  EXPECT_EQ(loaded.state.pos(), int64_t(all.size()));
+  // The last reply's last token is kept pending (not yet fed), as in the live session.
+  EXPECT_EQ(loaded.pending, std::vector<int32_t>{all.back()});
+  EXPECT_EQ(loaded.state.pos(), int64_t(all.size()) - 1);
   auto p3 = g.encode("three \n", false);
   EXPECT_EQ(gen1(g, loaded, p3, o).ids, gen1(g, s, p3, o).ids);
 }
