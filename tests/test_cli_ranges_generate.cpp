@@ -2,8 +2,9 @@
 // is invalid, negative, absurdly large, not a number. Each must be refused with an error line naming
 // the option and its valid range, an exit code in 1..125 (no crash, no core dump), and no work
 // started: the output file the command was asked to write does not exist afterwards.
-#include <filesystem>
 #include <fmt/format.h>
+
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -84,12 +85,18 @@ TEST(CliRanges, GenerateRefusesEveryBadNumber) {
   ASSERT_EQ(test::run_cli(cmd, &out), 0) << out;  // the command itself works and writes the state
   ASSERT_TRUE(std::filesystem::remove(state));
   const std::vector<NumericOption> options = {
-      integer("--batch", "1", "65536"),          integer("--max-tokens", "0", "1073741824"),
-      short_name(integer("--max-tokens", "0", "1073741824"), "-n"),          real("--temperature", "0", "100"),
-      integer("--top-k", "0", "1073741824"),     real("--top-p", "0", "1"),
-      real("--min-p", "0", "1"),                 real("--repetition-penalty", "0.01", "100"),
-      integer("--seed", "0", ""),                integer("--max-prompt", "1", "1073741824"),
-      integer("--chunk", "1", "65536"),          integer("--max-context", "0", "1073741824"),
+      integer("--batch", "1", "65536"),
+      integer("--max-tokens", "0", "1073741824"),
+      short_name(integer("--max-tokens", "0", "1073741824"), "-n"),
+      real("--temperature", "0", "100"),
+      integer("--top-k", "0", "1073741824"),
+      real("--top-p", "0", "1"),
+      real("--min-p", "0", "1"),
+      real("--repetition-penalty", "0.01", "100"),
+      integer("--seed", "0", ""),
+      integer("--max-prompt", "1", "1073741824"),
+      integer("--chunk", "1", "65536"),
+      integer("--max-context", "0", "1073741824"),
       integer("--threads", "1", "1024"),
   };
   for (const auto& o : options)

@@ -192,10 +192,10 @@ TEST(GenerateCli, ThreadsOption) {
   const std::string m = byte_model(dir + "/m");
   std::string out;
   ASSERT_EQ(test::run_cli("generate -m " + m + " --tokenizer bytes -p ab -n 3 -q --threads 1", &out), 0) << out;
-  ASSERT_EQ(test::run_cli("bench -m " + m + " --context 8 --decode-tokens 2 --warmup 0 --threads 1 --json " + dir +
-                              "/b.json",
-                          &out),
-            0)
+  ASSERT_EQ(
+      test::run_cli("bench -m " + m + " --context 8 --decode-tokens 2 --warmup 0 --threads 1 --json " + dir + "/b.json",
+                    &out),
+      0)
       << out;
   EXPECT_EQ(nlohmann::json::parse(read_all(dir + "/b.json"))["threads"], 1);
 }
@@ -230,8 +230,7 @@ TEST(GenerateCli, InteractiveCommandsFailWithoutEndingTheSession) {
 TEST(GenerateCli, CtrlCStopsTheReplyNotTheSession) {
   const std::string dir = test::temp_dir("gen_isig");
   const std::string m = byte_model(dir + "/m");
-  Child c({"generate", "-m", m, "--tokenizer", "bytes", "-i", "-n", "1000000000", "--ignore-eos", "--temperature",
-           "0"},
+  Child c({"generate", "-m", m, "--tokenizer", "bytes", "-i", "-n", "1000000000", "--ignore-eos", "--temperature", "0"},
           dir);
   c.write_in("hello\n");
   ASSERT_TRUE(c.wait_until([&] { return !read_all(c.out).empty(); })) << read_all(c.err);  // replying
@@ -290,7 +289,7 @@ TEST(GenerateCli, FullAttentionCacheIsCheckedBeforeGenerating) {
   EXPECT_EQ(test::run_cli("generate -m " + m + " --tokenizer bytes -p ab -n 100 --ignore-eos", &out), 1) << out;
   EXPECT_NE(out.find("--max-context"), std::string::npos) << out;
   EXPECT_EQ(out.find("prompt tokens"), std::string::npos) << out;  // refused before generating anything
-  EXPECT_EQ(out.rfind("error:", 0), 0u) << out;                      // nothing printed before the error
+  EXPECT_EQ(out.rfind("error:", 0), 0u) << out;                    // nothing printed before the error
   EXPECT_EQ(
       test::run_cli("generate -m " + m + " --tokenizer bytes -p ab -n 100 --ignore-eos --max-context 128 -q", &out), 0)
       << out;

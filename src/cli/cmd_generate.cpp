@@ -55,12 +55,13 @@ void check_memory(const ModelConfig& cfg, int64_t max_context, int64_t batch) {
   const GenerationMemory m = estimate_generation_memory(cfg, max_context, batch);
   const int64_t avail = available_memory_bytes();
   if (avail <= 0 || m.total <= avail) return;
-  fail("generate: {} sequences need about {} for decoding, more than the {} of memory available; lower --batch. "
-       "Each sequence takes {}: its decode state {} (of which {} are attention caches: keys and values of the last "
-       "window positions, or of --max-context for full attention, per attention layer), and {} of logits, "
-       "sampler and scratch rows over the vocabulary",
-       batch, mib(m.total), mib(avail), mib(m.per_sequence), mib(m.state_bytes), mib(m.attention_bytes),
-       mib(m.per_sequence - m.state_bytes));
+  fail(
+      "generate: {} sequences need about {} for decoding, more than the {} of memory available; lower --batch. "
+      "Each sequence takes {}: its decode state {} (of which {} are attention caches: keys and values of the last "
+      "window positions, or of --max-context for full attention, per attention layer), and {} of logits, "
+      "sampler and scratch rows over the vocabulary",
+      batch, mib(m.total), mib(avail), mib(m.per_sequence), mib(m.state_bytes), mib(m.attention_bytes),
+      mib(m.per_sequence - m.state_bytes));
 }
 
 std::vector<int32_t> parse_ids(const std::string& s) {
@@ -301,15 +302,14 @@ Action add(CLI::App& app) {
   sub->add_option("--file,-f", o->prompt_file, "Read the prompt from a file ('-': standard input)");
   sub->add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids, e.g. 1,2,3");
   sub->add_option("--prompts-file", o->prompts_file, "One prompt per line, decoded together as a batch");
-  in_range<int64_t>(sub->add_option("--batch", o->batch, "Decode the prompt as this many sequences together"), 1,
-                    65536)
+  in_range<int64_t>(sub->add_option("--batch", o->batch, "Decode the prompt as this many sequences together"), 1, 65536)
       ->capture_default_str();
   sub->add_flag("--bos", o->bos, "Prepend the tokenizer's BOS token");
   in_range<int64_t>(sub->add_option("--max-tokens,-n", o->gen.max_tokens, "New tokens per sequence"), 0, 1 << 30)
       ->capture_default_str();
   auto sampling = [o](auto) { o->sampling_asked = true; };
-  in_range(sub->add_option("--temperature", o->gen.sampling.temperature, "0 = greedy; > 0 samples (see below)"),
-           0.0, 100.0)
+  in_range(sub->add_option("--temperature", o->gen.sampling.temperature, "0 = greedy; > 0 samples (see below)"), 0.0,
+           100.0)
       ->each(sampling);
   in_range<int64_t>(sub->add_option("--top-k", o->gen.sampling.top_k,
                                     "1 = greedy, 0 = no limit (default: 1, or 0 when sampling is asked for)"),
@@ -318,8 +318,7 @@ Action add(CLI::App& app) {
   in_range(sub->add_option("--top-p", o->gen.sampling.top_p, "Nucleus sampling in (0, 1); 0 or 1 = off"), 0.0, 1.0)
       ->capture_default_str()
       ->each(sampling);
-  in_range(sub->add_option("--min-p", o->gen.sampling.min_p, "Drop tokens below min-p x the top probability"), 0.0,
-           1.0)
+  in_range(sub->add_option("--min-p", o->gen.sampling.min_p, "Drop tokens below min-p x the top probability"), 0.0, 1.0)
       ->capture_default_str()
       ->each(sampling);
   in_range(sub->add_option("--repetition-penalty", o->gen.sampling.repetition_penalty,
@@ -334,8 +333,9 @@ Action add(CLI::App& app) {
       ->capture_default_str();
   in_range<int64_t>(sub->add_option("--chunk", o->chunk, "Prefill chunk in tokens (bounds prefill memory)"), 1, 65536)
       ->capture_default_str();
-  in_range<int64_t>(sub->add_option("--max-context", o->max_context, "Cache size of full-attention layers (0: block_size)"),
-                    0, 1 << 30);
+  in_range<int64_t>(
+      sub->add_option("--max-context", o->max_context, "Cache size of full-attention layers (0: block_size)"), 0,
+      1 << 30);
   in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
   sub->add_flag("--json", o->json, "Print ids, text and timings as JSON");
   sub->add_flag("--interactive,-i", o->interactive, "Chat-style loop keeping the state between turns");

@@ -154,7 +154,8 @@ std::vector<GenerationResult> Generator::run(std::vector<Session*>& sessions,
   const int64_t cache = model_.layout()->max_context;
   if (cache > 0) {
     for (size_t i = 0; i < B; ++i) {
-      const int64_t need = sessions[i]->state.pos() + int64_t(feed[i].size()) + std::max<int64_t>(0, opt.max_tokens - 1);
+      const int64_t need =
+          sessions[i]->state.pos() + int64_t(feed[i].size()) + std::max<int64_t>(0, opt.max_tokens - 1);
       SAMBALM_CHECK(need <= cache,
                     "generate: sequence {} needs {} positions (context {} + prompt {} + {} new tokens), more than the "
                     "full-attention cache of {} positions; raise --max-context (memory grows with it) or lower "

@@ -65,10 +65,10 @@ int64_t peak_rss_bytes();
 // keys and values, full-attention caches of `max_context`), two rows of logits, the sampler's work
 // arrays over the vocabulary and the decode step's scratch rows.
 struct GenerationMemory {
-  int64_t state_bytes = 0;    // one sequence's DecodeState
+  int64_t state_bytes = 0;      // one sequence's DecodeState
   int64_t attention_bytes = 0;  // of which attention rings / caches
-  int64_t per_sequence = 0;   // state + logits + sampler + step scratch, one sequence
-  int64_t total = 0;          // per_sequence x batch (saturating: never overflows)
+  int64_t per_sequence = 0;     // state + logits + sampler + step scratch, one sequence
+  int64_t total = 0;            // per_sequence x batch (saturating: never overflows)
 };
 GenerationMemory estimate_generation_memory(const ModelConfig& cfg, int64_t max_context, int64_t batch);
 // Physical memory available to this process (MemAvailable of /proc/meminfo, else free pages), 0 when unknown.

@@ -83,8 +83,8 @@ void save_decode_state(const std::string& path, const DecodeModel& model, const 
   w.commit();
 }
 
-void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st,
-                       std::vector<int32_t>& tokens, std::vector<int32_t>* pending) {
+void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st, std::vector<int32_t>& tokens,
+                       std::vector<int32_t>* pending) {
   auto f = MappedFile::open(path);
   const uint8_t* p = f->data();
   const size_t size = f->size();

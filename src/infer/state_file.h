@@ -28,7 +28,7 @@ void save_decode_state(const std::string& path, const DecodeModel& model, const 
 // `pending` (when given) with the trailing ids of `tokens` that the state has not consumed.
 // Throws Error naming the file: not a state file, truncated, checksum mismatch, another model,
 // other weights, bad token ids.
-void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st,
-                       std::vector<int32_t>& tokens, std::vector<int32_t>* pending = nullptr);
+void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st, std::vector<int32_t>& tokens,
+                       std::vector<int32_t>* pending = nullptr);
 
 }  // namespace sambalm

@@ -134,9 +134,10 @@ void check_finite_params(const ParamStore& params, const std::string& source) {
     const float* p = params.data() + e.offset;
     for (int64_t i = 0; i < e.numel(); ++i)
       if (!std::isfinite(p[i]))
-        fail("{}: weight '{}' holds a non-finite value ({} at flat index {}); the model cannot produce "
-             "meaningful output",
-             source, e.name, p[i], i);
+        fail(
+            "{}: weight '{}' holds a non-finite value ({} at flat index {}); the model cannot produce "
+            "meaningful output",
+            source, e.name, p[i], i);
   }
 }
 }  // namespace
