@@ -172,7 +172,7 @@ int run(GenOpts& o) {
   if (!o.top_k_given) o.gen.sampling.top_k = o.sampling_asked && o.gen.sampling.temperature > 0 ? 0 : 1;
   o.gen.stop_at_eos = !o.ignore_eos;
   o.gen.interrupt = &g_interrupted;
-  if (o.batch > 1) check_memory(resolve_config(o.model, o.config), o.max_context, o.batch);
+  check_memory(resolve_config(o.model, o.config), o.max_context, o.batch);
   apply_threads(o.threads);
 
   LoadedModel lm = load_model(o.model, o.config);
