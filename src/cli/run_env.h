@@ -30,6 +30,13 @@ namespace sambalm::cli {
 // and executes the same command line again. Call it before reading any input.
 inline void prefer_passive_waiting() {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  // Under valgrind the new image would run outside the tool: keep the policy there.
+  const char* preload = std::getenv("LD_PRELOAD");
+  if (preload && std::strstr(preload, "vgpreload")) return;
+  char exe[4096];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return;
+  exe[n] = '\0';
   std::ifstream in("/proc/self/cmdline", std::ios::binary);
   const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (cmdline.empty() || setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
@@ -38,7 +45,7 @@ inline void prefer_passive_waiting() {
     argv.push_back(const_cast<char*>(cmdline.c_str() + i));
   argv.push_back(nullptr);
   std::fflush(nullptr);
-  execv("/proc/self/exe", argv.data());
+  execv(exe, argv.data());
   // Not reached unless exec failed: carry on with the policy the runtime already has.
 }
 
