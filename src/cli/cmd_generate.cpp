@@ -56,7 +56,7 @@ void check_memory(const ModelConfig& cfg, int64_t max_context, int64_t batch) {
   const int64_t avail = available_memory_bytes();
   if (avail <= 0 || m.total <= avail) return;
   fail(
-      "generate: {} sequences need about {} for decoding, more than the {} of memory available; lower --batch. "
+      "generate: decoding {} sequence(s) needs about {}, more than the {} of memory available; lower --batch. "
       "Each sequence takes {}: its decode state {} (of which {} are attention caches: keys and values of the last "
       "window positions, or of --max-context for full attention, per attention layer), and {} of logits, "
       "sampler and scratch rows over the vocabulary",
