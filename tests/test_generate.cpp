@@ -1,6 +1,7 @@
 // Generation: greedy output agrees with the one-pass forward's argmax, seeds reproduce, stop strings
 // cut the text (streamed pieces included), turns of a conversation continue the same state, and the
 // `sambalm generate` command: JSON output, state files and clear errors for bad input.
+#include <atomic>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -179,6 +180,61 @@ TEST(Generate, BadPromptsAreErrors) {
   EXPECT_THROW(gen1(g, s, {1, 2, 3, 4, 5}, o), Error);
   EXPECT_THROW(gen1(g, s, {1, 256}, o), Error);
   EXPECT_EQ(s.state.pos(), 0);
+}
+
+TEST(Generate, InterruptKeepsWhatWasGenerated) {
+  // The flag (set by the CLI's SIGINT handler) ends every sequence after its current token.
+  ByteModel m;
+  Generator g(*m.dm, m.tok.get());
+  GenerateOptions o;
+  o.sampling.temperature = 0;
+  o.max_tokens = 50;
+  o.stop_at_eos = false;
+  std::atomic<bool> stop{false};
+  o.interrupt = &stop;
+  Session a = g.new_session(), b = g.new_session();
+  std::vector<Session*> ss = {&a, &b};
+  int calls = 0;
+  auto r = g.run(ss, {{1, 2}, {3}}, o, [&](size_t, std::string_view) {
+    if (++calls == 3) stop.store(true);
+  });
+  for (const auto& x : r) {
+    EXPECT_EQ(x.stop_reason, "interrupted");
+    EXPECT_GT(x.ids.size(), 0u);
+    EXPECT_LT(x.ids.size(), 50u);
+  }
+  EXPECT_EQ(a.pending.size(), 1u);  // the last token stays pending, as for any other stop
+}
+
+TEST(Generate, NonFiniteLogitsAreAnError) {
+  ByteModel m;
+  for (auto& e : m.store.entries())
+    if (e.name.rfind("final_norm", 0) == 0) std::fill_n(m.store.data() + e.offset, e.numel(), 1e38f);
+  Generator g(*m.dm, m.tok.get());
+  GenerateOptions o;
+  Session s = g.new_session();
+  EXPECT_THROW(gen1(g, s, {1, 2}, o), Error);
+}
+
+TEST(Generate, FullAttentionCacheIsCheckedFirst) {
+  ByteModel m;
+  m.cfg.local_window = -1;
+  m.cfg.block_size = 16;
+  DecodeModel dm(m.cfg, m.store.entries(), m.store.data());
+  Generator g(dm, m.tok.get());
+  GenerateOptions o;
+  o.max_tokens = 14;  // 3 + 13 fed = 16: fits exactly
+  Session s = g.new_session();
+  EXPECT_EQ(gen1(g, s, {1, 2, 3}, o).ids.size(), 14u);
+  o.max_tokens = 15;
+  Session t = g.new_session();
+  try {
+    gen1(g, t, {1, 2, 3}, o);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--max-context"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(t.state.pos(), 0);  // refused before any work
 }
 
 // ---- The command ------------------------------------------------------------------------------
