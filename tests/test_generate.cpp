@@ -1,6 +1,7 @@
 // Generation: greedy output agrees with the one-pass forward's argmax, seeds reproduce, stop strings
 // cut the text (streamed pieces included), turns of a conversation continue the same state, and the
 // `sambalm generate` command: JSON output, state files and clear errors for bad input.
+#include <atomic>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -182,6 +183,61 @@ TEST(Generate, BadPromptsAreErrors) {
   EXPECT_EQ(s.state.pos(), 0);
 }
 
+TEST(Generate, InterruptKeepsWhatWasGenerated) {
+  // The flag (set by the CLI's SIGINT handler) ends every sequence after its current token.
+  ByteModel m;
+  Generator g(*m.dm, m.tok.get());
+  GenerateOptions o;
+  o.sampling.temperature = 0;
+  o.max_tokens = 50;
+  o.stop_at_eos = false;
+  std::atomic<bool> stop{false};
+  o.interrupt = &stop;
+  Session a = g.new_session(), b = g.new_session();
+  std::vector<Session*> ss = {&a, &b};
+  int calls = 0;
+  auto r = g.run(ss, {{1, 2}, {3}}, o, [&](size_t, std::string_view) {
+    if (++calls == 3) stop.store(true);
+  });
+  for (const auto& x : r) {
+    EXPECT_EQ(x.stop_reason, "interrupted");
+    EXPECT_GT(x.ids.size(), 0u);
+    EXPECT_LT(x.ids.size(), 50u);
+  }
+  EXPECT_EQ(a.pending.size(), 1u);  // the last token stays pending, as for any other stop
+}
+
+TEST(Generate, NonFiniteLogitsAreAnError) {
+  ByteModel m;
+  for (auto& e : m.store.entries())
+    if (e.name.rfind("final_norm", 0) == 0) std::fill_n(m.store.data() + e.offset, e.numel(), 1e38f);
+  Generator g(*m.dm, m.tok.get());
+  GenerateOptions o;
+  Session s = g.new_session();
+  EXPECT_THROW(gen1(g, s, {1, 2}, o), Error);
+}
+
+TEST(Generate, FullAttentionCacheIsCheckedFirst) {
+  ByteModel m;
+  m.cfg.local_window = -1;
+  m.cfg.block_size = 16;
+  DecodeModel dm(m.cfg, m.store.entries(), m.store.data());
+  Generator g(dm, m.tok.get());
+  GenerateOptions o;
+  o.max_tokens = 14;  // 3 + 13 fed = 16: fits exactly
+  Session s = g.new_session();
+  EXPECT_EQ(gen1(g, s, {1, 2, 3}, o).ids.size(), 14u);
+  o.max_tokens = 15;
+  Session t = g.new_session();
+  try {
+    gen1(g, t, {1, 2, 3}, o);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--max-context"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(t.state.pos(), 0);  // refused before any work
+}
+
 // ---- The command ------------------------------------------------------------------------------
 
 TEST(GenerateCli, JsonMatchesTheLibraryAndStatesResume) {
@@ -285,9 +341,11 @@ TEST(GenerateCli, InteractiveKeepsTheStateBetweenTurns) {
   all.insert(all.end(), p2.begin(), p2.end());
   all.insert(all.end(), r2.ids.begin(), r2.ids.end());
   Session loaded = g.new_session();
-  load_decode_state(dir + "/chat.st", *m.dm, loaded.state, loaded.history);
+  load_decode_state(dir + "/chat.st", *m.dm, loaded.state, loaded.history, &loaded.pending);
   EXPECT_EQ(loaded.history, all);
-  EXPECT_EQ(loaded.state.pos(), int64_t(all.size()));
+  // The last reply's last token is kept pending (not yet fed), as in the live session.
+  EXPECT_EQ(loaded.pending, std::vector<int32_t>{all.back()});
+  EXPECT_EQ(loaded.state.pos(), int64_t(all.size()) - 1);
   auto p3 = g.encode("three \n", false);
   EXPECT_EQ(gen1(g, loaded, p3, o).ids, gen1(g, s, p3, o).ids);
 }

@@ -16,11 +16,14 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
 #include "cli/command.h"
+#include "cli/options.h"
+#include "cli/run_env.h"
 #include "core/error.h"
 #include "infer/decode_model.h"
 #include "infer/generator.h"
@@ -33,16 +36,18 @@ namespace {
 
 struct BenchOpts {
   std::string model, config, batches = "1", contexts = "1K", fill = "real", json;
-  int64_t decode_tokens = 32, prefill_tokens = 512, chunk = 512, max_context = 0, warmup = 2;
+  int64_t decode_tokens = 32, prefill_tokens = 512, chunk = 512, max_context = 0, warmup = 2, threads = 0;
   bool bandwidth = false, interleave = false;
 };
 
-// "1,8,32" / "1K,16K,1M" (K = 1024, M = 1048576).
-std::vector<int64_t> parse_list(const std::string& s, const char* what) {
+// "1,8,32" / "1K,16K,1M" (K = 1024, M = 1048576), each in [1, hi].
+std::vector<int64_t> parse_list(const std::string& s, const char* what, int64_t hi) {
   std::vector<int64_t> out;
   std::stringstream ss(s);
   std::string item;
+  const std::string range = fmt::format("a comma-separated list of integers in [1, {}], K = 1024, M = 1048576", hi);
   while (std::getline(ss, item, ',')) {
+    const std::string given = item;
     int64_t mult = 1;
     if (!item.empty() && (item.back() == 'K' || item.back() == 'k')) mult = 1024, item.pop_back();
     if (!item.empty() && (item.back() == 'M' || item.back() == 'm')) mult = 1 << 20, item.pop_back();
@@ -50,15 +55,35 @@ std::vector<int64_t> parse_list(const std::string& s, const char* what) {
     long long v = -1;
     try {
       v = std::stoll(item, &used);
+    } catch (const std::out_of_range&) {
+      fail("{}: must be {}, got {}", what, range, given);
     } catch (const std::exception&) {
       used = 0;
     }
-    SAMBALM_CHECK(used == item.size() && v > 0, "{}: '{}' is not a positive count (e.g. 1,8 or 1K,1M)", what, item);
+    SAMBALM_CHECK(used == item.size() && used > 0, "{}: must be {}; '{}' is not a number", what, range, given);
+    SAMBALM_CHECK(v >= 1 && v <= hi / mult, "{}: must be {}, got {}", what, range, given);
     out.push_back(int64_t(v) * mult);
   }
-  SAMBALM_CHECK(!out.empty(), "{}: empty list", what);
+  SAMBALM_CHECK(!out.empty(), "{}: must be {}, got an empty list", what, range);
   return out;
 }
+
+// A CLI11 check running parse_list at parse time, so a bad list is refused before any work.
+CLI::Validator list_in(const char* what, int64_t hi) {
+  return CLI::Validator(
+      [what, hi](std::string& s) -> std::string {
+        try {
+          parse_list(s, what, hi);
+        } catch (const Error& e) {
+          const std::string m = e.what();
+          return m.substr(m.find(": ") + 2);  // CLI11 prefixes the option's name
+        }
+        return std::string();
+      },
+      fmt::format("LIST in [1, {}]", hi), "LIST");
+}
+
+constexpr int64_t kMaxBatch = 65536, kMaxContext = int64_t(1) << 40;
 
 double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
@@ -151,9 +176,25 @@ class Bench {
 
 int run(const BenchOpts& o) {
   SAMBALM_CHECK(o.fill == "real" || o.fill == "jump", "--fill must be 'real' or 'jump', got '{}'", o.fill);
-  SAMBALM_CHECK(o.decode_tokens > 0, "--decode-tokens must be positive, got {}", o.decode_tokens);
-  SAMBALM_CHECK(o.warmup >= 0 && o.prefill_tokens >= 0, "--warmup and --prefill-tokens must be >= 0");
-  const auto batches = parse_list(o.batches, "--batch"), contexts = parse_list(o.contexts, "--context");
+  const auto batches = parse_list(o.batches, "--batch", kMaxBatch);
+  const auto contexts = parse_list(o.contexts, "--context", kMaxContext);
+  if (!o.json.empty()) check_writable(o.json, "--json");
+  {
+    // Every configuration of one batch size holds its states at once with --interleave.
+    const ModelConfig cfg = resolve_config(o.model, o.config);
+    const int64_t B = *std::max_element(batches.begin(), batches.end());
+    const int64_t copies = o.interleave ? int64_t(contexts.size()) : 1;
+    const GenerationMemory m = estimate_generation_memory(cfg, o.max_context, B);
+    const int64_t need = m.total > std::numeric_limits<int64_t>::max() / copies ? m.total : m.total * copies;
+    const int64_t avail = available_memory_bytes();
+    SAMBALM_CHECK(avail <= 0 || need <= avail,
+                  "bench: batch {}{} needs about {:.1f} MiB of decode states and scratch ({:.1f} MiB per sequence), "
+                  "more than the {:.1f} MiB of memory available; lower --batch{}",
+                  B, copies > 1 ? fmt::format(" x {} interleaved contexts", copies) : "", double(need) / (1 << 20),
+                  double(m.per_sequence) / (1 << 20), double(avail) / (1 << 20),
+                  copies > 1 ? " or give fewer contexts" : "");
+  }
+  apply_threads(o.threads);
   LoadedModel lm = load_model(o.model, o.config);
   const ModelConfig& cfg = lm.config;
   DecodeOptions dopt;
@@ -282,22 +323,39 @@ Action add(CLI::App& app) {
       "--interleave builds the states of all contexts first, then each round times one step of every context\n"
       "(in an order rotated each round): machine noise then falls on all contexts alike, which is how to compare\n"
       "per-token time across contexts on a shared machine. 'min ms' is the fastest step; 'cpu ms' the median\n"
-      "process CPU time of a step (all threads; excludes time the OS gave to other processes).");
+      "process CPU time of a step (all threads; excludes time the OS gave to other processes).\n"
+      "OpenMP's wait policy defaults to passive (threads sleep when idle instead of spinning), which keeps\n"
+      "timings sane on cores shared with other work; set OMP_WAIT_POLICY=active to measure the other way.");
   sub->add_option("--model,-m", o->model, "Preset name, model directory or weights file")->required();
   sub->add_option("--config", o->config, "config.json or preset for a bare weights file");
-  sub->add_option("--batch", o->batches, "Batch sizes, e.g. 1,8,32")->capture_default_str();
-  sub->add_option("--context", o->contexts, "Context lengths, e.g. 1K,16K,128K,1M")->capture_default_str();
-  sub->add_option("--fill", o->fill, "real | jump (see below)")->capture_default_str();
-  sub->add_option("--prefill-tokens", o->prefill_tokens, "Tokens prefilled with --fill jump")->capture_default_str();
-  sub->add_option("--decode-tokens", o->decode_tokens, "Timed decode steps")->capture_default_str();
-  sub->add_option("--warmup", o->warmup, "Untimed decode steps first")->capture_default_str();
-  sub->add_option("--chunk", o->chunk, "Prefill chunk")->capture_default_str();
-  sub->add_option("--max-context", o->max_context, "Cache of full-attention layers (0: block_size)");
+  sub->add_option("--batch", o->batches, "Batch sizes, e.g. 1,8,32")
+      ->check(list_in("--batch", kMaxBatch))
+      ->capture_default_str();
+  sub->add_option("--context", o->contexts, "Context lengths, e.g. 1K,16K,128K,1M")
+      ->check(list_in("--context", kMaxContext))
+      ->capture_default_str();
+  sub->add_option("--fill", o->fill, "real | jump (see below)")
+      ->check(CLI::IsMember({"real", "jump"}))
+      ->capture_default_str();
+  in_range<int64_t>(sub->add_option("--prefill-tokens", o->prefill_tokens, "Tokens prefilled with --fill jump"), 0,
+                    1 << 30)
+      ->capture_default_str();
+  in_range<int64_t>(sub->add_option("--decode-tokens", o->decode_tokens, "Timed decode steps"), 1, 1 << 20)
+      ->capture_default_str();
+  in_range<int64_t>(sub->add_option("--warmup", o->warmup, "Untimed decode steps first"), 0, 1 << 20)
+      ->capture_default_str();
+  in_range<int64_t>(sub->add_option("--chunk", o->chunk, "Prefill chunk"), 1, 65536)->capture_default_str();
+  in_range<int64_t>(sub->add_option("--max-context", o->max_context, "Cache of full-attention layers (0: block_size)"),
+                    0, 1 << 30);
+  in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
   sub->add_flag("--bandwidth", o->bandwidth, "Measure memory bandwidth and show the decode bound");
   sub->add_flag("--interleave", o->interleave,
                 "Hold every context's states at once and time their steps round-robin (see below)");
-  sub->add_option("--json", o->json, "Also write the results as JSON to this file");
-  return [o] { return run(*o); };
+  sub->add_option("--json", o->json, "Also write the results as JSON to this file (checked before the run)");
+  return [o] {
+    prefer_passive_waiting();
+    return run(*o);
+  };
 }
 
 }  // namespace

@@ -2,13 +2,18 @@
 // produced, or as JSON — with the prompt prefilled in chunks and O(1)-per-token decoding. Also a
 // batch of prompts decoded together, an interactive mode that keeps the state between turns, and
 // decode state files to stop and resume a conversation or a document.
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/command.h"
+#include "cli/options.h"
+#include "cli/run_env.h"
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/state_file.h"
@@ -20,10 +25,44 @@ namespace {
 
 struct GenOpts {
   std::string model, config, tokenizer, prompt, prompt_file, prompt_ids, prompts_file, load_state, save_state;
-  int64_t batch = 1, chunk = 512, max_context = 0;
+  int64_t batch = 1, chunk = 512, max_context = 0, threads = 0;
   bool json = false, interactive = false, bos = false, ignore_eos = false, quiet = false;
+  bool top_k_given = false, sampling_asked = false;
   GenerateOptions gen;
 };
+
+// Ctrl-C: the first stops the generation in progress (what was generated is kept and printed); the
+// handler then steps aside, so a second Ctrl-C ends the program at once.
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) {
+  g_interrupted.store(true);
+  std::signal(SIGINT, SIG_DFL);
+}
+// Installed without SA_RESTART: Ctrl-C at the interactive prompt interrupts the read and ends the session.
+void catch_sigint() {
+  g_interrupted.store(false);
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+std::string mib(int64_t bytes) { return fmt::format("{:.1f} MiB", double(bytes) / (1 << 20)); }
+
+// Refuses a batch whose decode states, logits and scratch would not fit in the available memory,
+// before allocating any of it.
+void check_memory(const ModelConfig& cfg, int64_t max_context, int64_t batch) {
+  const GenerationMemory m = estimate_generation_memory(cfg, max_context, batch);
+  const int64_t avail = available_memory_bytes();
+  if (avail <= 0 || m.total <= avail) return;
+  fail(
+      "generate: decoding {} sequence(s) needs about {}, more than the {} of memory available; lower --batch. "
+      "Each sequence takes {}: its decode state {} (of which {} are attention caches: keys and values of the last "
+      "window positions, or of --max-context for full attention, per attention layer), and {} of logits, "
+      "sampler and scratch rows over the vocabulary",
+      batch, mib(m.total), mib(avail), mib(m.per_sequence), mib(m.state_bytes), mib(m.attention_bytes),
+      mib(m.per_sequence - m.state_bytes));
+}
 
 std::vector<int32_t> parse_ids(const std::string& s) {
   std::vector<int32_t> ids;
@@ -59,32 +98,47 @@ nlohmann::json stats_json(const GenerationStats& s) {
           {"peak_rss_bytes", peak_rss_bytes()}};
 }
 
+void print_text(size_t, std::string_view t) {
+  std::fwrite(t.data(), 1, t.size(), stdout);
+  std::fflush(stdout);
+}
+
+// One line per turn. Lines starting with '/' are commands (a line starting with "//" is sent as text,
+// less its first '/'); a failing command or turn is reported and the session goes on.
 void interactive(Generator& g, Session& s, DecodeModel& dm, const GenOpts& o) {
-  std::fprintf(stderr, "interactive: type a line; /reset forgets the context, /save FILE writes the state, /quit\n");
+  std::fprintf(stderr,
+               "interactive: type a line; /reset forgets the context, /save FILE writes the state, /quit ends "
+               "(Ctrl-C stops a reply)\n");
   std::string line;
   for (;;) {
     std::fprintf(stderr, "> ");
+    catch_sigint();  // a Ctrl-C during the last reply made the handler step aside
     if (!std::getline(std::cin, line) || line == "/quit") break;
-    if (line == "/reset") {
-      s.state.reset();
-      s.history.clear();
-      s.pending.clear();
-      continue;
-    }
-    if (line.rfind("/save ", 0) == 0) {
-      g.flush_pending(s);
-      save_decode_state(line.substr(6), dm, s.state, s.history);
-      std::fprintf(stderr, "saved %s (%lld tokens)\n", line.substr(6).c_str(), (long long)s.state.pos());
-      continue;
-    }
     try {
+      if (line.rfind("//", 0) == 0) {
+        line.erase(0, 1);
+      } else if (line == "/reset") {
+        s.state.reset();
+        s.history.clear();
+        s.pending.clear();
+        std::fprintf(stderr, "context cleared\n");
+        continue;
+      } else if (line == "/save" || line.rfind("/save ", 0) == 0) {
+        const size_t a = line.find_first_not_of(' ', 5);
+        SAMBALM_CHECK(a != std::string::npos, "/save needs a file name: /save FILE");
+        const std::string path = line.substr(a);
+        save_decode_state(path, dm, s.state, s.history, s.pending.size());
+        std::fprintf(stderr, "saved %s (%lld tokens)\n", path.c_str(), (long long)s.history.size());
+        continue;
+      } else if (!line.empty() && line[0] == '/') {
+        fail("unknown command '{}' (commands: /reset, /save FILE, /quit; start a line with // to send a '/')",
+             line.substr(0, line.find(' ')));
+      }
       std::vector<Session*> ss = {&s};
-      auto r = g.run(ss, {g.encode(line + "\n", o.bos && s.history.empty())}, o.gen, [](size_t, std::string_view t) {
-        std::fwrite(t.data(), 1, t.size(), stdout);
-        std::fflush(stdout);
-      });
+      auto r = g.run(ss, {g.encode(line + "\n", o.bos && s.history.empty())}, o.gen, print_text);
       std::printf("\n");
       std::fflush(stdout);
+      if (r[0].stop_reason == "interrupted") std::fprintf(stderr, "[reply stopped]\n");
       if (!o.quiet) std::fprintf(stderr, "[%s; context %lld]\n", summary(g.stats()).c_str(), (long long)s.state.pos());
     } catch (const Error& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
@@ -92,21 +146,50 @@ void interactive(Generator& g, Session& s, DecodeModel& dm, const GenOpts& o) {
   }
 }
 
+// Prompt text from a file, or from standard input for "-".
+std::string read_prompt_file(const std::string& path) {
+  if (path != "-") return read_text_file(path);
+  std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  SAMBALM_CHECK(!std::cin.bad(), "-f -: cannot read standard input");
+  return text;
+}
+
 int run(GenOpts& o) {
+  // Everything the command line alone can tell is checked before the model is read.
+  const int sources = !o.prompt.empty() + !o.prompt_file.empty() + !o.prompt_ids.empty() + !o.prompts_file.empty();
+  SAMBALM_CHECK(sources <= 1, "generate: give one of -p, -f, --prompt-ids, --prompts-file (got {})", sources);
+  if (o.interactive) {
+    SAMBALM_CHECK(!o.json, "generate: --json cannot be combined with -i (interactive turns are printed as text)");
+    SAMBALM_CHECK(o.batch == 1 && o.prompts_file.empty(),
+                  "generate: -i runs one conversation; --batch and --prompts-file cannot be combined with it");
+    SAMBALM_CHECK(o.prompt_file != "-", "generate: -i reads the turns from standard input, so -f - cannot be used");
+  }
+  SAMBALM_CHECK(o.save_state.empty() || (o.batch == 1 && o.prompts_file.empty()),
+                "generate: --save-state saves one sequence; it cannot be combined with --batch or --prompts-file");
+  if (!o.save_state.empty()) check_writable(o.save_state, "--save-state");
+  // Sampling is asked for by a temperature, --top-p or --min-p; unless --top-k says otherwise, it then
+  // draws from the whole (filtered) distribution instead of mamba_ssm's greedy default (top-k 1).
+  if (!o.top_k_given) o.gen.sampling.top_k = o.sampling_asked && o.gen.sampling.temperature > 0 ? 0 : 1;
+  o.gen.stop_at_eos = !o.ignore_eos;
+  o.gen.interrupt = &g_interrupted;
+  check_memory(resolve_config(o.model, o.config), o.max_context, o.batch);
+  apply_threads(o.threads);
+
   LoadedModel lm = load_model(o.model, o.config);
+  if (lm.weights_path.empty())
+    std::fprintf(stderr,
+                 "warning: '%s' is a preset or a config, not trained weights: the parameters are random (seed 0), so "
+                 "the text is noise. Pass a model directory or weights file for a trained model.\n",
+                 o.model.c_str());
   std::unique_ptr<Tokenizer> tok;
   const std::string tok_path = o.tokenizer.empty() ? lm.tokenizer_path : o.tokenizer;
   if (!tok_path.empty()) tok = load_tokenizer(tok_path);
   DecodeOptions dopt;
   dopt.chunk = o.chunk;
-  dopt.max_batch = o.batch;
   dopt.max_context = o.max_context;
-  DecodeModel dm(lm.config, lm.params.entries(), lm.params.data(), dopt);
+  DecodeModel dm(lm.config, lm.params.entries(), lm.params.data(), dopt);  // step scratch grows with the batch
   Generator g(dm, tok.get());
-  o.gen.stop_at_eos = !o.ignore_eos;
 
-  const int sources = !o.prompt.empty() + !o.prompt_file.empty() + !o.prompt_ids.empty() + !o.prompts_file.empty();
-  SAMBALM_CHECK(sources <= 1, "generate: give one of -p, -f, --prompt-ids, --prompts-file (got {})", sources);
   std::vector<std::vector<int32_t>> prompts;
   if (!o.prompt_ids.empty()) {
     prompts.push_back(parse_ids(o.prompt_ids));
@@ -117,35 +200,37 @@ int run(GenOpts& o) {
       if (!line.empty()) prompts.push_back(g.encode(line, o.bos));
     SAMBALM_CHECK(!prompts.empty(), "{}: no prompts (one per line expected)", o.prompts_file);
   } else if (!o.prompt_file.empty()) {
-    prompts.push_back(g.encode(read_text_file(o.prompt_file), o.bos));
+    prompts.push_back(g.encode(read_prompt_file(o.prompt_file), o.bos));
   } else if (sources == 1 || !o.interactive) {
     prompts.push_back(o.prompt.empty() && !o.bos ? std::vector<int32_t>{} : g.encode(o.prompt, o.bos));
   }
   if (prompts.size() == 1 && o.batch > 1) prompts.assign(size_t(o.batch), prompts[0]);
   SAMBALM_CHECK(o.load_state.empty() || prompts.size() <= 1, "generate: --load-state resumes one sequence, not {}",
                 prompts.size());
+  if (prompts.size() > 1) check_memory(lm.config, o.max_context, int64_t(prompts.size()));
 
   std::vector<Session> sessions;
   for (size_t i = 0; i < std::max<size_t>(prompts.size(), 1); ++i) sessions.push_back(g.new_session());
-  if (!o.load_state.empty()) load_decode_state(o.load_state, dm, sessions[0].state, sessions[0].history);
+  if (!o.load_state.empty())
+    load_decode_state(o.load_state, dm, sessions[0].state, sessions[0].history, &sessions[0].pending);
 
+  catch_sigint();
+  bool interrupted = false;
   if (o.interactive) {
-    SAMBALM_CHECK(prompts.size() <= 1, "generate: -i runs one conversation, not a batch");
     if (!prompts.empty()) {
       std::vector<Session*> ss = {&sessions[0]};
-      g.run(ss, prompts, o.gen, [](size_t, std::string_view t) { std::fwrite(t.data(), 1, t.size(), stdout); });
+      g.run(ss, prompts, o.gen, print_text);
       std::printf("\n");
     }
     interactive(g, sessions[0], dm, o);
   } else {
     std::vector<Session*> ss;
     for (auto& s : sessions) ss.push_back(&s);
-    const bool stream = !o.json && prompts.size() == 1;
-    auto results = g.run(ss, prompts, o.gen, [&](size_t, std::string_view t) {
-      if (!stream) return;
-      std::fwrite(t.data(), 1, t.size(), stdout);
-      std::fflush(stdout);
+    const bool stream = !o.json && prompts.size() == 1 && tok;
+    auto results = g.run(ss, prompts, o.gen, [&](size_t i, std::string_view t) {
+      if (stream) print_text(i, t);
     });
+    for (const auto& r : results) interrupted |= r.stop_reason == "interrupted";
     if (o.json) {
       nlohmann::json out = nlohmann::json::array();
       for (size_t i = 0; i < results.size(); ++i)
@@ -170,63 +255,97 @@ int run(GenOpts& o) {
     } else {
       for (size_t i = 0; i < results.size(); ++i) std::printf("[%zu] %s\n", i, results[i].text.c_str());
     }
+    std::fflush(stdout);
+    if (interrupted) std::fprintf(stderr, "interrupted (Ctrl-C): the output above is what was generated so far\n");
     if (!o.quiet) std::fprintf(stderr, "%s\n", summary(g.stats()).c_str());
   }
   if (!o.save_state.empty()) {
-    SAMBALM_CHECK(sessions.size() == 1, "generate: --save-state saves one sequence, not {}", sessions.size());
-    g.flush_pending(sessions[0]);
-    save_decode_state(o.save_state, dm, sessions[0].state, sessions[0].history);
+    const Session& s = sessions[0];
+    save_decode_state(o.save_state, dm, s.state, s.history, s.pending.size());
     if (!o.quiet)
       std::fprintf(stderr, "saved decode state to %s (%lld tokens)\n", o.save_state.c_str(),
-                   (long long)sessions[0].state.pos());
+                   (long long)s.history.size());
   }
-  return 0;
+  return interrupted ? 130 : 0;  // 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 }
 
 Action add(CLI::App& app) {
   auto o = std::make_shared<GenOpts>();
-  o->gen.sampling.top_k = 1;  // greedy unless asked, as mamba_ssm's generation benchmark
+  constexpr int64_t kMaxI64 = std::numeric_limits<int64_t>::max();
   auto* sub = app.add_subcommand("generate", "Generate text: chunked prefill, O(1)-per-token decoding, sampling");
   sub->footer(
-      "Sampling follows mamba_ssm: repetition penalty, then greedy if --temperature 0 or --top-k 1 (the default),\n"
-      "else temperature, top-k, top-p, min-p, and a draw (seeded by --seed; sequence i of a batch uses seed + i).\n"
+      "Sampling follows mamba_ssm: repetition penalty, then greedy if --temperature 0 or --top-k 1, else\n"
+      "temperature, top-k, top-p, min-p, and a draw (seeded by --seed; sequence i of a batch uses seed + i).\n"
+      "Greedy is the default; giving --temperature (> 0), --top-p or --min-p samples instead (--top-k then\n"
+      "defaults to 0, no limit; mamba_ssm's script keeps top-k 1 and so stays greedy). An explicit --top-k wins.\n"
       "Generation stops at the tokenizer's EOS (unless --ignore-eos), at a --stop string (cut from the text) or\n"
       "after --max-tokens. Text streams to stdout as it becomes final (whole UTF-8 characters only); the summary\n"
-      "line (prompt/generated tokens, prefill and decode tok/s, peak memory) goes to stderr.\n"
+      "line (prompt/generated tokens, prefill and decode tok/s, peak memory) goes to stderr. Ctrl-C stops the\n"
+      "generation and prints what was generated (valid JSON with --json, stop_reason \"interrupted\"), exit 130.\n"
+      "A preset name (e.g. mamba-130m) or a config .json as --model gives RANDOM weights (a warning says so):\n"
+      "for text, pass a model directory (sambalm train's RUN/model, or sambalm convert's output).\n"
       "Memory: Mamba and sliding-window layers keep O(1) state per sequence; full-attention layers keep a cache\n"
-      "of --max-context positions (default: the model's block_size), and going beyond it is an error.\n"
-      "Interactive (-i): one line per turn, the state kept between turns; /reset, /save FILE, /quit.");
-  sub->add_option("--model,-m", o->model, "Model directory, weights file or preset name")->required();
+      "of --max-context positions (default: the model's block_size): a run that would go beyond it is refused\n"
+      "before it starts. A batch whose decode states would not fit in the available memory is refused too.\n"
+      "--load-state FILE without a prompt continues the text where --save-state left it.\n"
+      "Interactive (-i): one line per turn, the state kept between turns; /reset, /save FILE, /quit; a line\n"
+      "starting with // is sent as text starting with /. Ctrl-C stops a reply, Ctrl-C at the prompt ends.\n"
+      "Threads: OpenMP's wait policy defaults to passive here (threads sleep instead of spinning when idle),\n"
+      "which keeps decoding fast on cores shared with other work; set OMP_WAIT_POLICY to choose otherwise.");
+  sub->add_option("--model,-m", o->model,
+                  "Model directory or weights file; a preset name or config .json gives random weights")
+      ->required();
   sub->add_option("--config", o->config, "config.json or preset for a bare weights file");
   sub->add_option("--tokenizer", o->tokenizer,
                   "tokenizer.json / tokenizer.model / 'bytes' (default: beside the model)");
   sub->add_option("--prompt,-p", o->prompt, "Prompt text");
-  sub->add_option("--file,-f", o->prompt_file, "Read the prompt from a file");
+  sub->add_option("--file,-f", o->prompt_file, "Read the prompt from a file ('-': standard input)");
   sub->add_option("--prompt-ids", o->prompt_ids, "Prompt as token ids, e.g. 1,2,3");
   sub->add_option("--prompts-file", o->prompts_file, "One prompt per line, decoded together as a batch");
-  sub->add_option("--batch", o->batch, "Decode the prompt as this many sequences together")->check(CLI::PositiveNumber);
+  in_range<int64_t>(sub->add_option("--batch", o->batch, "Decode the prompt as this many sequences together"), 1, 65536)
+      ->capture_default_str();
   sub->add_flag("--bos", o->bos, "Prepend the tokenizer's BOS token");
-  sub->add_option("--max-tokens,-n", o->gen.max_tokens, "New tokens per sequence")->capture_default_str();
-  sub->add_option("--temperature", o->gen.sampling.temperature, "0 = greedy")->capture_default_str();
-  sub->add_option("--top-k", o->gen.sampling.top_k, "1 = greedy, 0 = no limit")->capture_default_str();
-  sub->add_option("--top-p", o->gen.sampling.top_p, "Nucleus sampling in (0, 1); 0 or 1 = off")->capture_default_str();
-  sub->add_option("--min-p", o->gen.sampling.min_p, "Drop tokens below min-p x the top probability")
+  in_range<int64_t>(sub->add_option("--max-tokens,-n", o->gen.max_tokens, "New tokens per sequence"), 0, 1 << 30)
       ->capture_default_str();
-  sub->add_option("--repetition-penalty", o->gen.sampling.repetition_penalty, "Penalty on ids already seen (1 = off)")
+  auto sampling = [o](auto) { o->sampling_asked = true; };
+  in_range(sub->add_option("--temperature", o->gen.sampling.temperature, "0 = greedy; > 0 samples (see below)"), 0.0,
+           100.0)
+      ->each(sampling);
+  in_range<int64_t>(sub->add_option("--top-k", o->gen.sampling.top_k,
+                                    "1 = greedy, 0 = no limit (default: 1, or 0 when sampling is asked for)"),
+                    0, 1 << 30)
+      ->each([o](auto) { o->top_k_given = true; });
+  in_range(sub->add_option("--top-p", o->gen.sampling.top_p, "Nucleus sampling in (0, 1); 0 or 1 = off"), 0.0, 1.0)
+      ->capture_default_str()
+      ->each(sampling);
+  in_range(sub->add_option("--min-p", o->gen.sampling.min_p, "Drop tokens below min-p x the top probability"), 0.0, 1.0)
+      ->capture_default_str()
+      ->each(sampling);
+  in_range(sub->add_option("--repetition-penalty", o->gen.sampling.repetition_penalty,
+                           "Penalty on ids already seen (1 = off)"),
+           0.01, 100.0)
       ->capture_default_str();
-  sub->add_option("--seed", o->gen.sampling.seed, "Random seed")->capture_default_str();
+  in_range<int64_t>(sub->add_option("--seed", o->gen.sampling.seed, "Random seed"), 0, kMaxI64)->capture_default_str();
   sub->add_option("--stop", o->gen.stop, "Stop string (repeatable)");
   sub->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at the EOS token");
-  sub->add_option("--max-prompt", o->gen.max_prompt_tokens, "Longest prompt accepted, in tokens")
+  in_range<int64_t>(sub->add_option("--max-prompt", o->gen.max_prompt_tokens, "Longest prompt accepted, in tokens"), 1,
+                    1 << 30)
       ->capture_default_str();
-  sub->add_option("--chunk", o->chunk, "Prefill chunk in tokens (bounds prefill memory)")->capture_default_str();
-  sub->add_option("--max-context", o->max_context, "Cache size of full-attention layers (0: block_size)");
+  in_range<int64_t>(sub->add_option("--chunk", o->chunk, "Prefill chunk in tokens (bounds prefill memory)"), 1, 65536)
+      ->capture_default_str();
+  in_range<int64_t>(
+      sub->add_option("--max-context", o->max_context, "Cache size of full-attention layers (0: block_size)"), 0,
+      1 << 30);
+  in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
   sub->add_flag("--json", o->json, "Print ids, text and timings as JSON");
   sub->add_flag("--interactive,-i", o->interactive, "Chat-style loop keeping the state between turns");
-  sub->add_option("--load-state", o->load_state, "Resume from a decode state file");
+  sub->add_option("--load-state", o->load_state, "Resume from a decode state file (a prompt is optional)");
   sub->add_option("--save-state", o->save_state, "Write the final decode state to a file");
   sub->add_flag("--quiet,-q", o->quiet, "No summary line");
-  return [o] { return run(*o); };
+  return [o] {
+    prefer_passive_waiting();
+    return run(*o);
+  };
 }
 
 }  // namespace

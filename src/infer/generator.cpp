@@ -1,8 +1,12 @@
 #include "infer/generator.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "core/error.h"
@@ -28,6 +32,17 @@ size_t stop_holdback(std::string_view text, const std::vector<std::string>& stop
   return hold;
 }
 
+// Sampling from NaN or Inf logits gives arbitrary ids (garbage text with exit 0); weights that
+// overflow, or a state that went bad, must stop the run instead. One pass over the row: negligible
+// next to the step that read every weight to produce it.
+void check_finite(const float* logits, int64_t n, size_t seq, int64_t pos) {
+  for (int64_t v = 0; v < n; ++v)
+    SAMBALM_CHECK(std::isfinite(logits[v]),
+                  "generate: the model's logits are not finite (logit of id {} is {}) for sequence {} after {} "
+                  "tokens: the weights or the activations overflow, so any text would be garbage",
+                  v, logits[v], seq, pos);
+}
+
 }  // namespace
 
 int64_t peak_rss_bytes() {
@@ -42,6 +57,41 @@ int64_t peak_rss_bytes() {
     }
   }
   return 0;
+}
+
+GenerationMemory estimate_generation_memory(const ModelConfig& cfg, int64_t max_context, int64_t batch) {
+  GenerationMemory m;
+  auto layout = DecodeLayout::make(cfg, max_context > 0 ? max_context : cfg.block_size);
+  m.state_bytes = layout->floats * int64_t(sizeof(float));
+  for (const auto& s : layout->subs)
+    if (s.kind == SublayerKind::Attention) m.attention_bytes += 2 * layout->n_kv * s.cap * layout->head_size * 4;
+  const int64_t V = cfg.padded_vocab_size, d = cfg.n_embd, di = cfg.d_inner(), hs = cfg.head_size;
+  const int64_t H = cfg.n_head, G = cfg.n_query_groups;
+  // The decode step's scratch rows (src/infer/decode_model.cpp, ensure_batch): the residual stream and
+  // its norm, the widest projection three times, the Mamba rows and the attention rows.
+  const int64_t widest = std::max({2 * di, 2 * cfg.intermediate_size, (H + 2 * G) * hs, int64_t(1)});
+  const int64_t scratch = 3 * d + 3 * widest + 6 * di + cfg.mamba_dt_rank() + 2 * cfg.d_state + 2 * (H + G) * hs + hs;
+  // Logits of the last step and of the step before sampling (2 x V floats); the sampler's penalised
+  // logits (float), candidates (float + int32) and probabilities (double) over the vocabulary.
+  m.per_sequence = m.state_bytes + 2 * V * 4 + V * 20 + scratch * 4;
+  const int64_t limit = std::numeric_limits<int64_t>::max();
+  m.total = batch > 0 && m.per_sequence > limit / batch ? limit : m.per_sequence * batch;
+  return m;
+}
+
+int64_t available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("MemAvailable:", 0) == 0) {
+      std::istringstream ss(line.substr(13));
+      int64_t kb = 0;
+      ss >> kb;
+      if (kb > 0) return kb * 1024;
+    }
+  }
+  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? int64_t(pages) * page : 0;
 }
 
 Generator::Generator(DecodeModel& model, const Tokenizer* tok) : model_(model), tok_(tok) {}
@@ -85,6 +135,10 @@ std::vector<GenerationResult> Generator::run(std::vector<Session*>& sessions,
   for (size_t i = 0; i < B; ++i) {
     feed[i] = sessions[i]->pending;
     feed[i].insert(feed[i].end(), prompts[i].begin(), prompts[i].end());
+    SAMBALM_CHECK(!feed[i].empty() || sessions[i]->state.pos() == 0,
+                  "generate: no prompt, and the state of sequence {} has consumed all of its {} tokens (its last "
+                  "logits are not kept): give a prompt to continue from it",
+                  i, sessions[i]->state.pos());
     SAMBALM_CHECK(!feed[i].empty(), "generate: prompt {} is empty (give at least one token; --bos adds one)", i);
     SAMBALM_CHECK(int64_t(prompts[i].size()) <= opt.max_prompt_tokens,
                   "generate: prompt {} has {} tokens, more than the limit of {} (--max-prompt)", i, prompts[i].size(),
@@ -95,12 +149,28 @@ std::vector<GenerationResult> Generator::run(std::vector<Session*>& sessions,
                     n_real);
   }
 
+  // A full-attention cache is checked before any work: failing at token 90 of 100 would waste the
+  // run. The prompt and every generated token but the last (which stays pending) take a position.
+  const int64_t cache = model_.layout()->max_context;
+  if (cache > 0) {
+    for (size_t i = 0; i < B; ++i) {
+      const int64_t need =
+          sessions[i]->state.pos() + int64_t(feed[i].size()) + std::max<int64_t>(0, opt.max_tokens - 1);
+      SAMBALM_CHECK(need <= cache,
+                    "generate: sequence {} needs {} positions (context {} + prompt {} + {} new tokens), more than the "
+                    "full-attention cache of {} positions; raise --max-context (memory grows with it) or lower "
+                    "--max-tokens",
+                    i, need, sessions[i]->state.pos(), feed[i].size(), opt.max_tokens, cache);
+    }
+  }
+
   stats_ = {};
   logits_.resize(B * V);
   double t0 = now_s();
   for (size_t i = 0; i < B; ++i) {
     Session& s = *sessions[i];
     model_.prefill(s.state, feed[i].data(), int64_t(feed[i].size()), nullptr, logits_.data() + i * V);
+    check_finite(logits_.data() + i * V, n_real, i, s.state.pos());
     s.history.insert(s.history.end(), prompts[i].begin(), prompts[i].end());
     s.pending.clear();
     stats_.prompt_tokens += int64_t(feed[i].size());
@@ -157,6 +227,7 @@ std::vector<GenerationResult> Generator::run(std::vector<Session*>& sessions,
       }
       if (stop_reason.empty() && opt.stop_at_eos && id == eos) stop_reason = "eos";
       if (stop_reason.empty() && int64_t(r.ids.size()) >= opt.max_tokens) stop_reason = "max_tokens";
+      if (stop_reason.empty() && opt.interrupt && opt.interrupt->load()) stop_reason = "interrupted";
       if (!stop_reason.empty()) {
         active[i] = false;
         r.stop_reason = std::string(stop_reason);
@@ -180,8 +251,10 @@ std::vector<GenerationResult> Generator::run(std::vector<Session*>& sessions,
     if (batch.empty()) break;
     model_.step(batch.data(), int64_t(batch.size()), batch_tok.data(), step_logits.data());
     ++stats_.decode_steps;
-    for (size_t j = 0; j < batch.size(); ++j)
+    for (size_t j = 0; j < batch.size(); ++j) {
+      check_finite(step_logits.data() + j * V, n_real, batch_idx[j], batch[j]->pos());
       std::copy_n(step_logits.data() + j * V, V, logits_.data() + batch_idx[j] * V);
+    }
   }
   stats_.decode_seconds = now_s() - t0;
   return results;

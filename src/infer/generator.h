@@ -10,6 +10,7 @@
 // Sessions persist, so an interactive conversation continues from its state without re-reading.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -30,6 +31,9 @@ struct GenerateOptions {
   bool stop_at_eos = true;                       // tokenizer's eos (or eos_id below)
   int32_t eos_id = -1;                           // overrides the tokenizer's eos when >= 0
   int64_t max_prompt_tokens = int64_t(1) << 20;  // longer prompts are an error
+  // Set (e.g. by a SIGINT handler) to stop generating: every active sequence ends with stop reason
+  // "interrupted" after the step in progress, keeping what it has generated so far.
+  const std::atomic<bool>* interrupt = nullptr;
 };
 
 struct Session {
@@ -42,7 +46,7 @@ struct Session {
 struct GenerationResult {
   std::vector<int32_t> ids;  // generated ids (including a final eos)
   std::string text;          // their text, cut before a stop string
-  std::string stop_reason;   // "eos", "stop", "max_tokens"
+  std::string stop_reason;   // "eos", "stop", "max_tokens", "interrupted"
   int64_t prompt_tokens = 0;
 };
 
@@ -55,6 +59,20 @@ struct GenerationStats {
 
 // Peak resident set size of this process in bytes (VmHWM), 0 when unknown.
 int64_t peak_rss_bytes();
+
+// Memory that decoding `batch` sequences of `cfg` takes beyond the weights, estimated before any of it
+// is allocated: per sequence its DecodeState (Mamba conv + SSM states, attention rings of `window`
+// keys and values, full-attention caches of `max_context`), two rows of logits, the sampler's work
+// arrays over the vocabulary and the decode step's scratch rows.
+struct GenerationMemory {
+  int64_t state_bytes = 0;      // one sequence's DecodeState
+  int64_t attention_bytes = 0;  // of which attention rings / caches
+  int64_t per_sequence = 0;     // state + logits + sampler + step scratch, one sequence
+  int64_t total = 0;            // per_sequence x batch (saturating: never overflows)
+};
+GenerationMemory estimate_generation_memory(const ModelConfig& cfg, int64_t max_context, int64_t batch);
+// Physical memory available to this process (MemAvailable of /proc/meminfo, else free pages), 0 when unknown.
+int64_t available_memory_bytes();
 
 class Generator {
  public:

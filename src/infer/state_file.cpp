@@ -54,8 +54,9 @@ uint64_t weights_fingerprint(const float* params, int64_t n) {
 }
 
 void save_decode_state(const std::string& path, const DecodeModel& model, const DecodeState& st,
-                       std::span<const int32_t> tokens) {
+                       std::span<const int32_t> tokens, size_t n_pending) {
   SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the decode state belongs to another model", path);
+  SAMBALM_CHECK(n_pending <= tokens.size(), "{}: {} pending ids of {} tokens", path, n_pending, tokens.size());
   nlohmann::json h;
   h["format"] = "sambalm-decode-state";
   h["model"] = model.config().name;
@@ -63,6 +64,7 @@ void save_decode_state(const std::string& path, const DecodeModel& model, const 
   h["weights_hash"] = hex(weights_fingerprint(model.params(), model.param_floats()));
   h["pos"] = st.pos();
   h["n_tokens"] = tokens.size();
+  if (n_pending > 0) h["n_pending"] = n_pending;
   h["state_floats"] = st.floats();
   h["padded_vocab"] = model.vocab();
   h["max_context"] = model.layout()->max_context;
@@ -83,8 +85,8 @@ void save_decode_state(const std::string& path, const DecodeModel& model, const 
   w.commit();
 }
 
-void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st,
-                       std::vector<int32_t>& tokens) {
+void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st, std::vector<int32_t>& tokens,
+                       std::vector<int32_t>* pending) {
   auto f = MappedFile::open(path);
   const uint8_t* p = f->data();
   const size_t size = f->size();
@@ -100,7 +102,7 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
   } catch (const nlohmann::json::exception& e) {
     fail("{}: header is not valid JSON ({})", path, e.what());
   }
-  int64_t pos = 0, n_tokens = 0, floats = 0, vocab = 0, max_context = 0;
+  int64_t pos = 0, n_tokens = 0, floats = 0, vocab = 0, max_context = 0, n_pending = 0;
   std::string name, config_hash, weights_hash;
   try {
     pos = h.at("pos").get<int64_t>();
@@ -111,6 +113,7 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
     name = h.at("model").get<std::string>();
     config_hash = h.at("config_hash").get<std::string>();
     weights_hash = h.at("weights_hash").get<std::string>();
+    n_pending = h.value("n_pending", int64_t(0));  // optional: files without it have none
   } catch (const nlohmann::json::exception& e) {
     fail("{}: header field missing or of the wrong type ({})", path, e.what());
   }
@@ -127,8 +130,8 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
                 "(use the same --max-context)",
                 path, floats, max_context, st.floats(), model.layout()->max_context);
   SAMBALM_CHECK(vocab == model.vocab(), "{}: padded vocabulary {}, model has {}", path, vocab, model.vocab());
-  SAMBALM_CHECK(pos >= 0 && n_tokens >= 0 && n_tokens <= pos, "{}: bad positions (pos {}, n_tokens {})", path, pos,
-                n_tokens);
+  SAMBALM_CHECK(pos >= 0 && n_tokens >= 0 && n_pending >= 0 && n_pending <= n_tokens && n_tokens - n_pending <= pos,
+                "{}: bad positions (pos {}, n_tokens {}, n_pending {})", path, pos, n_tokens, n_pending);
   const size_t body = 16 + size_t(hlen), need = body + size_t(n_tokens) * 4 + size_t(floats) * 4 + 8;
   SAMBALM_CHECK(size == need, "{}: file has {} bytes, the header implies {}", path, size, need);
   uint64_t sum = 0;
@@ -142,6 +145,7 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
   SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
   st.copy_in(p + body + ids.size() * 4);
   st.set_pos(pos);
+  if (pending) pending->assign(ids.end() - n_pending, ids.end());
   tokens = std::move(ids);
 }
 

@@ -19,13 +19,16 @@ namespace sambalm {
 uint64_t config_fingerprint(const ModelConfig& cfg);
 uint64_t weights_fingerprint(const float* params, int64_t n);
 
-// Writes `path` atomically. `tokens` are the ids consumed so far (may be empty).
+// Writes `path` atomically. `tokens` are the ids seen so far (may be empty), oldest first; the last
+// `n_pending` of them were not fed to the state yet (Session::pending: the last generated token, so
+// that continuing without a new prompt starts by feeding it and has logits to sample from).
 void save_decode_state(const std::string& path, const DecodeModel& model, const DecodeState& st,
-                       std::span<const int32_t> tokens);
-// Replaces st (which must come from model.new_state()) and tokens with the file's contents.
+                       std::span<const int32_t> tokens, size_t n_pending = 0);
+// Replaces st (which must come from model.new_state()) and tokens with the file's contents, and
+// `pending` (when given) with the trailing ids of `tokens` that the state has not consumed.
 // Throws Error naming the file: not a state file, truncated, checksum mismatch, another model,
 // other weights, bad token ids.
-void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st,
-                       std::vector<int32_t>& tokens);
+void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st, std::vector<int32_t>& tokens,
+                       std::vector<int32_t>* pending = nullptr);
 
 }  // namespace sambalm
