@@ -221,7 +221,7 @@ TEST(Generate, FullAttentionCacheIsCheckedFirst) {
   ByteModel m;
   m.cfg.local_window = -1;
   m.cfg.block_size = 16;
-  DecodeModel dm(m.cfg, m.store.entries(), m.store.data());
+  DecodeModel dm(m.cfg, m.store.entries(), m.store.data(), DecodeOptions{.slots = 2});
   Generator g(dm, m.tok.get());
   GenerateOptions o;
   o.max_tokens = 14;  // 3 + 13 fed = 16: fits exactly

@@ -106,7 +106,9 @@ TEST(TrainCli, BytesModelGeneratesWithoutTokenizerFlag) {
   ASSERT_EQ(test::run_cli(run_args(data, dir + "/r") + " --tokenizer bytes --steps 2 --eval-every 0", &out), 0) << out;
   for (const std::string& m : {dir + "/r/model", *latest_checkpoint(dir + "/r")}) {
     ASSERT_EQ(test::run_cli("generate -m " + m + " -p 'the model' -n 4 --json", &out), 0) << out;
-    auto j = nlohmann::json::parse(out.substr(out.find('{')), nullptr, false);
+    // The JSON document is one line; the summary line that follows comes from stderr.
+    const size_t at = out.find('{');
+    auto j = nlohmann::json::parse(out.substr(at, out.find('\n', at) - at), nullptr, false);
     ASSERT_FALSE(j.is_discarded()) << out;
     // The prompt was encoded as bytes and the output decoded to text.
     const std::vector<int> want = {116, 104, 101, 32, 109, 111, 100, 101, 108};

@@ -184,21 +184,29 @@ int run(GenOpts& o) {
   std::unique_ptr<Tokenizer> tok;
   const std::string tok_path = o.tokenizer.empty() ? lm.tokenizer_path : o.tokenizer;
   if (!tok_path.empty()) tok = load_tokenizer(tok_path);
+  // The sequences decoded together: one per line of --prompts-file, else --batch copies of the prompt.
+  std::vector<std::string> prompt_lines;
+  if (o.prompt_ids.empty() && !o.prompts_file.empty()) {
+    std::istringstream in(read_text_file(o.prompts_file));
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty()) prompt_lines.push_back(line);
+    SAMBALM_CHECK(!prompt_lines.empty(), "{}: no prompts (one per line expected)", o.prompts_file);
+  }
+  if (prompt_lines.size() > 1) check_memory(lm.config, o.max_context, int64_t(prompt_lines.size()));
   DecodeOptions dopt;
   dopt.chunk = o.chunk;
   dopt.max_context = o.max_context;
-  DecodeModel dm(lm.config, lm.params.entries(), lm.params.data(), dopt);  // step scratch grows with the batch
+  // The pool of decode states and the step's buffers are sized once for that many sequences.
+  dopt.max_batch = dopt.slots = prompt_lines.empty() ? o.batch : static_cast<int64_t>(prompt_lines.size());
+  DecodeModel dm(lm.config, lm.params.entries(), lm.params.data(), dopt);
   Generator g(dm, tok.get());
 
   std::vector<std::vector<int32_t>> prompts;
   if (!o.prompt_ids.empty()) {
     prompts.push_back(parse_ids(o.prompt_ids));
-  } else if (!o.prompts_file.empty()) {
-    std::istringstream in(read_text_file(o.prompts_file));
-    std::string line;
-    while (std::getline(in, line))
-      if (!line.empty()) prompts.push_back(g.encode(line, o.bos));
-    SAMBALM_CHECK(!prompts.empty(), "{}: no prompts (one per line expected)", o.prompts_file);
+  } else if (!prompt_lines.empty()) {
+    for (const auto& line : prompt_lines) prompts.push_back(g.encode(line, o.bos));
   } else if (!o.prompt_file.empty()) {
     prompts.push_back(g.encode(read_prompt_file(o.prompt_file), o.bos));
   } else if (sources == 1 || !o.interactive) {
@@ -207,7 +215,6 @@ int run(GenOpts& o) {
   if (prompts.size() == 1 && o.batch > 1) prompts.assign(size_t(o.batch), prompts[0]);
   SAMBALM_CHECK(o.load_state.empty() || prompts.size() <= 1, "generate: --load-state resumes one sequence, not {}",
                 prompts.size());
-  if (prompts.size() > 1) check_memory(lm.config, o.max_context, int64_t(prompts.size()));
 
   std::vector<Session> sessions;
   for (size_t i = 0; i < std::max<size_t>(prompts.size(), 1); ++i) sessions.push_back(g.new_session());

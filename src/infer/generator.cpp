@@ -67,8 +67,9 @@ GenerationMemory estimate_generation_memory(const ModelConfig& cfg, int64_t max_
     if (s.kind == SublayerKind::Attention) m.attention_bytes += 2 * layout->n_kv * s.cap * layout->head_size * 4;
   const int64_t V = cfg.padded_vocab_size, d = cfg.n_embd, di = cfg.d_inner(), hs = cfg.head_size;
   const int64_t H = cfg.n_head, G = cfg.n_query_groups;
-  // The decode step's scratch rows (src/infer/decode_model.cpp, ensure_batch): the residual stream and
-  // its norm, the widest projection three times, the Mamba rows and the attention rows.
+  // The decode step's buffers per sequence (Model::layout_cached; an upper bound: the sublayer kinds
+  // share one region there, summed here): the residual stream, its norm and the sublayer output, the
+  // widest projection three times, the Mamba rows and the attention rows.
   const int64_t widest = std::max({2 * di, 2 * cfg.intermediate_size, (H + 2 * G) * hs, int64_t(1)});
   const int64_t scratch = 3 * d + 3 * widest + 6 * di + cfg.mamba_dt_rank() + 2 * cfg.d_state + 2 * (H + G) * hs + hs;
   // Logits of the last step and of the step before sampling (2 x V floats); the sampler's penalised

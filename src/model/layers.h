@@ -107,9 +107,11 @@ struct MlpActs {
   T *gate = nullptr, *up = nullptr, *hidden = nullptr;  // w1 xn, w2 xn, silu(gate) * up
 };
 
-// Views for B sequences of L tokens. `lse` only when `with_lse` (the training attention saves it).
+// Views for B sequences of L tokens. `lse` only when `with_lse` (the training attention saves it);
+// chunk_states only when `scan_chunks` (the one-token step of a decode needs none).
 template <typename T>
-void plan_mamba_acts(const Context& ctx, Arena& a, MambaActs<T>& acts, const MambaDims& m, int64_t B, int64_t L);
+void plan_mamba_acts(const Context& ctx, Arena& a, MambaActs<T>& acts, const MambaDims& m, int64_t B, int64_t L,
+                     bool scan_chunks = true);
 template <typename T>
 void plan_attention_acts(const Context& ctx, Arena& a, AttentionActs<T>& acts, const AttentionDims& m, int64_t B, int64_t L,
                          bool with_lse);

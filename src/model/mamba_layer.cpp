@@ -14,7 +14,8 @@ namespace sambalm {
 int64_t scan_chunk_size() { return ops::kSelectiveScanDefaultChunk; }
 
 template <typename T>
-void plan_mamba_acts(const Context& ctx, Arena& ar, MambaActs<T>& a, const MambaDims& m, int64_t B, int64_t L) {
+void plan_mamba_acts(const Context& ctx, Arena& ar, MambaActs<T>& a, const MambaDims& m, int64_t B, int64_t L,
+                     bool scan_chunks) {
   const int64_t BL = B * L;
   a.xz = ar.take<T>(BL * 2 * m.di);
   a.conv_out = ar.take<T>(BL * m.di);
@@ -24,7 +25,8 @@ void plan_mamba_acts(const Context& ctx, Arena& ar, MambaActs<T>& a, const Mamba
   a.dt = ar.take<T>(BL * m.di);
   a.y = ar.take<T>(BL * m.di);
   a.yg = ar.take<T>(BL * m.di);
-  a.chunk_states = ar.take<T>(ops::selective_scan_chunk_states_size(ctx, B, L, m.di, m.N, scan_chunk_size()));
+  a.chunk_states =
+      scan_chunks ? ar.take<T>(ops::selective_scan_chunk_states_size(ctx, B, L, m.di, m.N, scan_chunk_size())) : nullptr;
 }
 
 template <typename T>
@@ -109,7 +111,7 @@ void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const M
 }
 
 #define INSTANTIATE(T)                                                                                              \
-  template void plan_mamba_acts<T>(const Context&, Arena&, MambaActs<T>&, const MambaDims&, int64_t, int64_t);                      \
+  template void plan_mamba_acts<T>(const Context&, Arena&, MambaActs<T>&, const MambaDims&, int64_t, int64_t, bool);                      \
   template void plan_mamba_grads<T>(const Context&, Arena&, MambaGrads<T>&, const MambaDims&, int64_t, int64_t);                    \
   template void mamba_forward<T>(const Context&, T*, const MambaActs<T>&, const T*, const T*, const MambaParams&,   \
                                  const MambaDims&, const T*, int64_t, int64_t, const LayerState<T>*);              \

@@ -135,7 +135,9 @@ void Model<T>::layout_cached(Arena& a, int64_t B, int64_t L) {
   b.mean = cfg_.norm == NormKind::LayerNorm ? a.template take<T>(BL) : nullptr;
   // The sublayers run one at a time: their activations share one region.
   const size_t region = a.mark();
-  if (const SublayerParams* s = first_of(SublayerKind::Mamba)) plan_mamba_acts(ctx_, a, b.mamba, s->mamba_dims, B, L);
+  // One token per sequence runs the one-step scan: no chunk states.
+  if (const SublayerParams* s = first_of(SublayerKind::Mamba))
+    plan_mamba_acts(ctx_, a, b.mamba, s->mamba_dims, B, L, L > 1);
   a.rewind(region);
   if (const SublayerParams* s = first_of(SublayerKind::Attention))
     plan_attention_acts(ctx_, a, b.attn, s->attn_dims, B, L, false);
