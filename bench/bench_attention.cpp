@@ -42,11 +42,12 @@ struct Problem {
     return n * B * H;
   }
   void forward() {
-    sambalm::ops::cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale());
+    sambalm::ops::cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W,
+                                         scale());
   }
   void backward() {
-    sambalm::ops::cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), out.data(), lse.data(), q.data(),
-                                     k.data(), v.data(), B, Tn, H, G, hs, W, scale());
+    sambalm::ops::cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), out.data(), lse.data(),
+                                          q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale());
   }
 };
 

@@ -111,13 +111,13 @@ int main(int argc, char** argv) {
     const float* Cm = bc.data() + N;
     const int64_t ld = 2 * N;
     const double ref = median_ms(reps, [&] {
-      ops::cpu::selective_scan_ref_forward(y.data(), h.data(), u.data(), delta.data(), A.data(), Bm, Cm, ld, Dskip.data(),
-                                      static_cast<const float*>(nullptr), B, L, D, N);
+      ops::cpu::selective_scan_ref_forward(y.data(), h.data(), u.data(), delta.data(), A.data(), Bm, Cm, ld,
+                                           Dskip.data(), static_cast<const float*>(nullptr), B, L, D, N);
     });
     auto fwd = [&](ops::cpu::scan::ForwardMode mode) {
       return median_ms(reps, [&] {
         ops::cpu::scan::forward(mode, y.data(), h.data(), cs.data(), u.data(), delta.data(), A.data(), Bm, Cm, ld,
-                           Dskip.data(), static_cast<const float*>(nullptr), B, L, D, N, chunk);
+                                Dskip.data(), static_cast<const float*>(nullptr), B, L, D, N, chunk);
       });
     };
     const double par = fwd(ops::cpu::scan::ForwardMode::kAuto);
@@ -125,9 +125,9 @@ int main(int argc, char** argv) {
     fwd(ops::cpu::scan::ForwardMode::kAuto);  // chunk_states for the backward
     const double bwd = median_ms(reps, [&] {
       ops::cpu::selective_scan_backward(du.data(), ddelta.data(), dA.data(), dbc.data(), dbc.data() + N, dD.data(),
-                                   static_cast<float*>(nullptr), dy.data(), cs.data(), u.data(), delta.data(), A.data(),
-                                   Bm, Cm, ld, Dskip.data(), static_cast<const float*>(nullptr), B, L, D, N, chunk,
-                                   scratch.data());
+                                        static_cast<float*>(nullptr), dy.data(), cs.data(), u.data(), delta.data(),
+                                        A.data(), Bm, Cm, ld, Dskip.data(), static_cast<const float*>(nullptr), B, L, D,
+                                        N, chunk, scratch.data());
     });
     std::printf("| %lld | %.2f | %.2f | %.1fx | %.2f | %.2f |\n", (long long)L, ref, par, ref / par, split, bwd);
     std::fflush(stdout);

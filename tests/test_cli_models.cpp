@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
 #include "testing.h"

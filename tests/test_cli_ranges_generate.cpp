@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "io/model_dir.h"
 #include "model/weights.h"
 #include "testing.h"
 

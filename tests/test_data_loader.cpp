@@ -5,9 +5,9 @@
 #include <set>
 
 #include "core/error.h"
+#include "io/shards.h"
 #include "testing.h"
 #include "train/data_loader.h"
-#include "train/shards.h"
 
 namespace sambalm {
 namespace {

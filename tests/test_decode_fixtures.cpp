@@ -5,6 +5,7 @@
 #include <random>
 
 #include "infer/decode_model.h"
+#include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "model/weights.h"

@@ -113,8 +113,8 @@ TEST(Matmul, StridedViewsFiniteDifferences) {
   Vec big_in = randn(M * ld_in, 8), w = randn(N * K, 9), b = randn(N, 10), r = randn(M * ld_out, 11);
   Vec out(M * ld_out, 7.0);
   auto loss = [&] {
-    ops::cpu::matmul_forward_strided(out.data() + out_off, ld_out, big_in.data() + in_off, ld_in, w.data(), b.data(), M, K,
-                                N);
+    ops::cpu::matmul_forward_strided(out.data() + out_off, ld_out, big_in.data() + in_off, ld_in, w.data(), b.data(), M,
+                                     K, N);
     double s = 0;
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) s += out[m * ld_out + out_off + n] * r[m * ld_out + out_off + n];
@@ -128,7 +128,7 @@ TEST(Matmul, StridedViewsFiniteDifferences) {
       }
   Vec di = grad_buf(big_in.size()), dw = grad_buf(w.size()), db = grad_buf(b.size());
   ops::cpu::matmul_backward_strided(di.data() + in_off, ld_in, dw.data(), db.data(), r.data() + out_off, ld_out,
-                               big_in.data() + in_off, ld_in, w.data(), M, K, N);
+                                    big_in.data() + in_off, ld_in, w.data(), M, K, N);
   expect_fd("dinp (strided)", big_in, di, loss);
   expect_fd("dweight (strided)", w, dw, loss);
   expect_fd("dbias (strided)", b, db, loss);
@@ -214,7 +214,8 @@ TEST(CrossEntropy, ForwardMatchesLogSumExpAndIgnoresNegativeTargets) {
   Vec logits = randn(n * V, 24, 3.0);
   std::vector<int32_t> tg = {2, -1, 8, 0, -100};
   VecF fl = to_f32(logits), losses(n);
-  const double mean = ops::cpu::cross_entropy_forward_backward<float>(nullptr, losses.data(), fl.data(), tg.data(), n, V, 1);
+  const double mean =
+      ops::cpu::cross_entropy_forward_backward<float>(nullptr, losses.data(), fl.data(), tg.data(), n, V, 1);
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (tg[i] < 0) {
@@ -236,7 +237,8 @@ TEST(CrossEntropy, GradientFiniteDifferencesAndAliasing) {
   std::vector<int32_t> tg = {1, -1, 5, 0};
   const double scale = 0.7;
   auto loss = [&] {
-    return scale * ops::cpu::cross_entropy_forward_backward<double>(nullptr, nullptr, logits.data(), tg.data(), n, V, 1);
+    return scale *
+           ops::cpu::cross_entropy_forward_backward<double>(nullptr, nullptr, logits.data(), tg.data(), n, V, 1);
   };
   // The op writes (not adds) the gradient; shift it onto kGradInit for expect_fd.
   Vec dl(n * V, 123.0);
@@ -281,7 +283,7 @@ TEST(LayerNorm, BackwardFiniteDifferencesWithAndWithoutBias) {
     loss();
     Vec dx = grad_buf(x.size()), dw = grad_buf(w.size()), db = grad_buf(b.size());
     ops::cpu::layernorm_backward(dx.data(), dw.data(), with_bias ? db.data() : nullptr, r.data(), x.data(), w.data(),
-                            mean.data(), rstd.data(), n, C);
+                                 mean.data(), rstd.data(), n, C);
     expect_fd("dx", x, dx, loss);
     expect_fd("dweight", w, dw, loss);
     if (with_bias) expect_fd("dbias", b, db, loss);
@@ -323,7 +325,7 @@ TEST_P(QkvSplitRope, ForwardMatchesClosedFormRotation) {
   if (R > 0) ops::cpu::rope_table(cos.data(), sin.data(), pos0 + Tn, R, 10000.0, 1.0);
   Vec qkv = randn(B * Tn * row, 40), q(B * H * Tn * hs), k(B * G * Tn * hs), v(B * G * Tn * hs);
   ops::cpu::qkv_split_rope_forward(q.data(), k.data(), v.data(), qkv.data(), cos.data(), sin.data(), B, Tn, H, G, hs, R,
-                              pos0);
+                                   pos0);
   // Expected: head `slot` of group g in the token's row, rotated by the closed-form angle.
   auto expect_head = [&](const double* got, int64_t b, int64_t t, int64_t g, int64_t slot, bool rope) {
     const double* x = qkv.data() + (b * Tn + t) * row + (g * (qpk + 2) + slot) * hs;
@@ -356,13 +358,13 @@ TEST_P(QkvSplitRope, BackwardFiniteDifferences) {
   Vec qkv = randn(B * Tn * row, 41), q(B * H * Tn * hs), k(B * G * Tn * hs), v(B * G * Tn * hs);
   Vec rq = randn(q.size(), 42), rk = randn(k.size(), 43), rv = randn(v.size(), 44);
   auto loss = [&] {
-    ops::cpu::qkv_split_rope_forward(q.data(), k.data(), v.data(), qkv.data(), cos.data(), sin.data(), B, Tn, H, G, hs, R,
-                                pos0);
+    ops::cpu::qkv_split_rope_forward(q.data(), k.data(), v.data(), qkv.data(), cos.data(), sin.data(), B, Tn, H, G, hs,
+                                     R, pos0);
     return dot(q, rq) + dot(k, rk) + dot(v, rv);
   };
   Vec dqkv = grad_buf(qkv.size());
-  ops::cpu::qkv_split_rope_backward(dqkv.data(), rq.data(), rk.data(), rv.data(), cos.data(), sin.data(), B, Tn, H, G, hs, R,
-                               pos0);
+  ops::cpu::qkv_split_rope_backward(dqkv.data(), rq.data(), rk.data(), rv.data(), cos.data(), sin.data(), B, Tn, H, G,
+                                    hs, R, pos0);
   expect_fd("dqkv", qkv, dqkv, loss);
 }
 
@@ -397,7 +399,7 @@ TEST_P(Attention, BackwardFiniteDifferences) {
   loss();
   Vec dq = grad_buf(q.size()), dk = grad_buf(k.size()), dv = grad_buf(v.size());
   ops::cpu::attention_backward(dq.data(), dk.data(), dv.data(), r.data(), out.data(), lse.data(), q.data(), k.data(),
-                          v.data(), B, Tn, H, G, hs, W, scale);
+                               v.data(), B, Tn, H, G, hs, W, scale);
   // With window 1 every query sees only itself, so out = v and q, k get no gradient.
   expect_fd("dq", q, dq, loss, 1e-6, W == 1);
   expect_fd("dk", k, dk, loss, 1e-6, W == 1);
@@ -405,8 +407,8 @@ TEST_P(Attention, BackwardFiniteDifferences) {
   // A nullptr gradient is skipped without changing the others.
   loss();  // expect_fd left out/lse at a perturbed point
   Vec dq2 = grad_buf(q.size());
-  ops::cpu::attention_backward(dq2.data(), (double*)nullptr, (double*)nullptr, r.data(), out.data(), lse.data(), q.data(),
-                          k.data(), v.data(), B, Tn, H, G, hs, W, scale);
+  ops::cpu::attention_backward(dq2.data(), (double*)nullptr, (double*)nullptr, r.data(), out.data(), lse.data(),
+                               q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale);
   EXPECT_EQ(dq2, dq);
 }
 
@@ -417,8 +419,8 @@ TEST_P(Attention, ForwardMatchesMaterialisedReference) {
   VecF v = to_f32(randn(B * G * Tn * hs, 56));
   VecF out(B * Tn * H * hs), lse(B * H * Tn), ref(out.size()), ref_lse(lse.size()), scores(Tn * Tn);
   ops::cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale);
-  ops::cpu::attention_ref_forward(ref.data(), ref_lse.data(), scores.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs,
-                             W, scale);
+  ops::cpu::attention_ref_forward(ref.data(), ref_lse.data(), scores.data(), q.data(), k.data(), v.data(), B, Tn, H, G,
+                                  hs, W, scale);
   EXPECT_LT(test::rel_error(out.data(), ref.data(), int64_t(out.size())), 1e-5);
   EXPECT_LT(test::rel_error(lse.data(), ref_lse.data(), int64_t(lse.size())), 1e-5);
 }
@@ -438,10 +440,10 @@ TEST(AttentionLong, ForwardMatchesReferenceAcrossChunks) {
     VecF q = to_f32(randn(s.B * s.H * s.Tn * s.hs, 57, 2.0)), k = to_f32(randn(s.B * s.G * s.Tn * s.hs, 58, 2.0));
     VecF v = to_f32(randn(s.B * s.G * s.Tn * s.hs, 59));
     VecF out(s.B * s.Tn * s.H * s.hs), lse(s.B * s.H * s.Tn), ref(out.size()), ref_lse(lse.size()), scores(s.Tn * s.Tn);
-    ops::cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), s.B, s.Tn, s.H, s.G, s.hs, s.window,
-                           scale);
-    ops::cpu::attention_ref_forward(ref.data(), ref_lse.data(), scores.data(), q.data(), k.data(), v.data(), s.B, s.Tn, s.H,
-                               s.G, s.hs, s.window, scale);
+    ops::cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), s.B, s.Tn, s.H, s.G, s.hs,
+                                s.window, scale);
+    ops::cpu::attention_ref_forward(ref.data(), ref_lse.data(), scores.data(), q.data(), k.data(), v.data(), s.B, s.Tn,
+                                    s.H, s.G, s.hs, s.window, scale);
     EXPECT_LT(test::rel_error(out.data(), ref.data(), int64_t(out.size())), 1e-5) << "T=" << s.Tn;
     EXPECT_LT(test::rel_error(lse.data(), ref_lse.data(), int64_t(lse.size())), 1e-5) << "T=" << s.Tn;
   }
@@ -458,7 +460,7 @@ TEST(AttentionLong, ThreadedBackwardMatchesPlainLoops) {
   ops::cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), B, Tn, H, G, hs, W, scale);
   Vec dq(q.size(), 0.0), dk(k.size(), 0.0), dv(v.size(), 0.0);
   ops::cpu::attention_backward(dq.data(), dk.data(), dv.data(), r.data(), out.data(), lse.data(), q.data(), k.data(),
-                          v.data(), B, Tn, H, G, hs, W, scale);
+                               v.data(), B, Tn, H, G, hs, W, scale);
   Vec eq(q.size(), 0.0), ek(k.size(), 0.0), ev(v.size(), 0.0), P(Tn), dP(Tn);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < H; ++h) {

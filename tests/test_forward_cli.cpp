@@ -4,6 +4,7 @@
 #include <fstream>
 #include <random>
 
+#include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
 #include "testing.h"

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/state_file.h"
+#include "io/model_dir.h"
 #include "model/model.h"
 #include "model/weights.h"
 #include "testing.h"

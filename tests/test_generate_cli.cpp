@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "io/model_dir.h"
 #include "model/weights.h"
 #include "testing.h"
 

@@ -129,8 +129,8 @@ TEST(SelectiveScan, ForwardMatchesReference) {
       ScanInputs<float> in(c.B, c.L, c.D, c.N, c.pad, uint32_t(c.L * 31 + c.D + use_h0));
       const float* h0 = use_h0 ? in.h0.data() : nullptr;
       std::vector<float> y_ref(c.B * c.L * c.D), h_ref(c.B * c.D * c.N);
-      ops::cpu::selective_scan_ref_forward(y_ref.data(), h_ref.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
-                                      in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N);
+      ops::cpu::selective_scan_ref_forward(y_ref.data(), h_ref.data(), in.u.data(), in.delta.data(), in.A.data(),
+                                           in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N);
       const std::vector<double> states = all_states(in, use_h0);
       const int64_t nch = (c.L + c.chunk - 1) / c.chunk;
       ASSERT_EQ(ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk), c.B * (nch + 1) * c.D * c.N);
@@ -139,8 +139,8 @@ TEST(SelectiveScan, ForwardMatchesReference) {
                                         << " chunk=" << c.chunk << " h0=" << use_h0 << " mode=" << int(mode));
         std::vector<float> y(c.B * c.L * c.D, -1.f), h_last(c.B * c.D * c.N, -1.f);
         std::vector<float> cs(ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk), -1.f);
-        ops::cpu::scan::forward(mode, y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
-                           in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N, c.chunk);
+        ops::cpu::scan::forward(mode, y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(),
+                                in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N, c.chunk);
         EXPECT_LT(rel_error(y.data(), y_ref.data(), y.size()), 1e-5);
         EXPECT_LT(rel_error(h_last.data(), h_ref.data(), h_last.size()), 1e-5);
         // chunk_states[b, k] is the state after min(k * chunk, L) steps.
@@ -157,8 +157,8 @@ TEST(SelectiveScan, ForwardMatchesReference) {
       std::vector<float> y2(c.B * c.L * c.D);
       std::vector<float> cs(ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk));
       ops::cpu::selective_scan_forward(y2.data(), static_cast<float*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
-                                  in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N,
-                                  c.chunk);
+                                       in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N,
+                                       c.chunk);
       EXPECT_LT(rel_error(y2.data(), y_ref.data(), y2.size()), 1e-5);
     }
   }
@@ -209,7 +209,7 @@ TEST(SelectiveScan, BackwardMatchesFiniteDifferences) {
       const double* h0 = c.use_h0 ? in.h0.data() : nullptr;
       auto loss = [&] {
         ops::cpu::scan::forward(mode, y.data(), static_cast<double*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
-                           in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, B, L, D, N, chunk);
+                                in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, B, L, D, N, chunk);
         return dot(y, w);
       };
       loss();  // leaves chunk_states of the unperturbed inputs
@@ -219,8 +219,9 @@ TEST(SelectiveScan, BackwardMatchesFiniteDifferences) {
       const auto du0 = du, ddelta0 = ddelta, dA0 = dA, dbc0 = dbc, dD0 = dD, dh00 = dh0;
       std::vector<double> scratch(ops::cpu::selective_scan_backward_scratch_size(B, L, D, N, chunk), NAN);
       ops::cpu::selective_scan_backward(du.data(), ddelta.data(), dA.data(), dbc.data(), dbc.data() + N, dD.data(),
-                                   dh0.data(), w.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
-                                   in.Cm(), in.ld_bc, in.Dskip.data(), h0, B, L, D, N, chunk, scratch.data());
+                                        dh0.data(), w.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(),
+                                        in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, B, L, D, N, chunk,
+                                        scratch.data());
       // The ~1000 forward calls of the differences run on one thread: on a busy 2-core machine each
       // parallel region can cost a context switch, and the threaded forward is checked elsewhere.
       OneThread one_thread;
@@ -265,8 +266,8 @@ TEST(SelectiveScan, BackwardNullGradientsAndDeterminism) {
   auto dy = randn<float>(B * L * D, rng);
   std::vector<float> y(B * L * D), cs(ops::cpu::selective_scan_chunk_states_size(B, L, D, N, chunk));
   ops::cpu::selective_scan_forward(y.data(), static_cast<float*>(nullptr), cs.data(), in.u.data(), in.delta.data(),
-                              in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D, N,
-                              chunk);
+                                   in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D, N,
+                                   chunk);
   std::vector<float> scratch(ops::cpu::selective_scan_backward_scratch_size(B, L, D, N, chunk));
   struct Grads {
     std::vector<float> du, ddelta, dA, dbc, dD, dh0;
@@ -278,10 +279,10 @@ TEST(SelectiveScan, BackwardNullGradientsAndDeterminism) {
     const int keep = omp_get_max_threads();
     omp_set_num_threads(threads);
     ops::cpu::selective_scan_backward(g.du.data(), all ? g.ddelta.data() : nullptr, all ? g.dA.data() : nullptr,
-                                 all ? g.dbc.data() : nullptr, g.dbc.data() + N, all ? g.dD.data() : nullptr,
-                                 all ? g.dh0.data() : nullptr, dy.data(), cs.data(), in.u.data(), in.delta.data(),
-                                 in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D, N,
-                                 chunk, scratch.data());
+                                      all ? g.dbc.data() : nullptr, g.dbc.data() + N, all ? g.dD.data() : nullptr,
+                                      all ? g.dh0.data() : nullptr, dy.data(), cs.data(), in.u.data(), in.delta.data(),
+                                      in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D,
+                                      N, chunk, scratch.data());
     omp_set_num_threads(keep);
     return g;
   };
@@ -306,13 +307,13 @@ TEST(SelectiveScan, BackwardNullGradientsAndDeterminism) {
   std::vector<double> dyd(dy.begin(), dy.end()), yd(y.size()), csd(cs.size()), dud(in.u.size(), 0.0),
       dAd(in.A.size(), 0.0), scr(scratch.size());
   ops::cpu::selective_scan_forward(yd.data(), static_cast<double*>(nullptr), csd.data(), ind.u.data(), ind.delta.data(),
-                              ind.A.data(), ind.Bm(), ind.Cm(), ind.ld_bc, ind.Dskip.data(), ind.h0.data(), B, L, D, N,
-                              chunk);
-  ops::cpu::selective_scan_backward(dud.data(), static_cast<double*>(nullptr), dAd.data(), static_cast<double*>(nullptr),
-                               static_cast<double*>(nullptr), static_cast<double*>(nullptr),
-                               static_cast<double*>(nullptr), dyd.data(), csd.data(), ind.u.data(), ind.delta.data(),
-                               ind.A.data(), ind.Bm(), ind.Cm(), ind.ld_bc, ind.Dskip.data(), ind.h0.data(), B, L, D, N,
-                               chunk, scr.data());
+                                   ind.A.data(), ind.Bm(), ind.Cm(), ind.ld_bc, ind.Dskip.data(), ind.h0.data(), B, L,
+                                   D, N, chunk);
+  ops::cpu::selective_scan_backward(dud.data(), static_cast<double*>(nullptr), dAd.data(),
+                                    static_cast<double*>(nullptr), static_cast<double*>(nullptr),
+                                    static_cast<double*>(nullptr), static_cast<double*>(nullptr), dyd.data(),
+                                    csd.data(), ind.u.data(), ind.delta.data(), ind.A.data(), ind.Bm(), ind.Cm(),
+                                    ind.ld_bc, ind.Dskip.data(), ind.h0.data(), B, L, D, N, chunk, scr.data());
   EXPECT_LT(rel_error_d(std::vector<double>(one.du.begin(), one.du.end()), dud), 1e-5);
   EXPECT_LT(rel_error_d(std::vector<double>(one.dA.begin(), one.dA.end()), dAd), 1e-5);
 }
@@ -371,8 +372,8 @@ TEST(SelectiveScan, StepByStepEqualsForward) {
   const int64_t B = 2, L = 13, D = 19, N = 16, chunk = 4;
   ScanInputs<float> in(B, L, D, N, 2, 7);
   std::vector<float> y(B * L * D), h_last(B * D * N), cs(ops::cpu::selective_scan_chunk_states_size(B, L, D, N, chunk));
-  ops::cpu::selective_scan_forward(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
-                              in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D, N, chunk);
+  ops::cpu::selective_scan_forward(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(),
+                                   in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), in.h0.data(), B, L, D, N, chunk);
   std::vector<float> h = in.h0, ys(B * L * D);
   std::vector<float> ut(B * D), dt(B * D), bct(B * in.ld_bc), yt(B * D);
   for (int64_t t = 0; t < L; ++t) {
@@ -384,7 +385,7 @@ TEST(SelectiveScan, StepByStepEqualsForward) {
       for (int64_t k = 0; k < in.ld_bc; ++k) bct[b * in.ld_bc + k] = in.bc[(b * L + t) * in.ld_bc + k];
     }
     ops::cpu::selective_scan_step(yt.data(), h.data(), ut.data(), dt.data(), in.A.data(), bct.data(), bct.data() + N,
-                             in.ld_bc, in.Dskip.data(), B, D, N);
+                                  in.ld_bc, in.Dskip.data(), B, D, N);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t d = 0; d < D; ++d) ys[(b * L + t) * D + d] = yt[b * D + d];
   }
@@ -396,9 +397,9 @@ TEST(SelectiveScan, PrefillInTwoPartsEqualsOnePass) {
   const int64_t B = 2, L = 40, L1 = 17, D = 24, N = 8, chunk = 6;
   ScanInputs<float> in(B, L, D, N, 0, 11);
   std::vector<float> y(B * L * D), h_last(B * D * N), cs(ops::cpu::selective_scan_chunk_states_size(B, L, D, N, chunk));
-  ops::cpu::selective_scan_forward(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(), in.Bm(),
-                              in.Cm(), in.ld_bc, in.Dskip.data(), static_cast<const float*>(nullptr), B, L, D, N,
-                              chunk);
+  ops::cpu::selective_scan_forward(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(),
+                                   in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), static_cast<const float*>(nullptr), B,
+                                   L, D, N, chunk);
   // Split every [B, L, .] input at time L1 into two contiguous [B, L1, .] and [B, L - L1, .] arrays.
   auto part = [&](const std::vector<float>& v, int64_t width, int64_t t0, int64_t len) {
     std::vector<float> p(B * len * width);
@@ -412,9 +413,9 @@ TEST(SelectiveScan, PrefillInTwoPartsEqualsOnePass) {
     const int64_t t0 = p == 0 ? 0 : L1, len = p == 0 ? L1 : L - L1;
     auto u = part(in.u, D, t0, len), delta = part(in.delta, D, t0, len), bc = part(in.bc, in.ld_bc, t0, len);
     std::vector<float> yp(B * len * D), csp(ops::cpu::selective_scan_chunk_states_size(B, len, D, N, chunk));
-    ops::cpu::selective_scan_forward(yp.data(), p == 0 ? h_mid.data() : h_end.data(), csp.data(), u.data(), delta.data(),
-                                in.A.data(), bc.data(), bc.data() + N, in.ld_bc, in.Dskip.data(),
-                                p == 0 ? static_cast<const float*>(nullptr) : h_mid.data(), B, len, D, N, chunk);
+    ops::cpu::selective_scan_forward(yp.data(), p == 0 ? h_mid.data() : h_end.data(), csp.data(), u.data(),
+                                     delta.data(), in.A.data(), bc.data(), bc.data() + N, in.ld_bc, in.Dskip.data(),
+                                     p == 0 ? static_cast<const float*>(nullptr) : h_mid.data(), B, len, D, N, chunk);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t t = 0; t < len; ++t)
         for (int64_t d = 0; d < D; ++d) y_parts[(b * L + t0 + t) * D + d] = yp[(b * len + t) * D + d];
@@ -466,8 +467,8 @@ TEST(CausalConv1d, ForwardMatchesDirect) {
     // float build agrees as well.
     std::vector<float> xf(x.begin(), x.end()), wf(w.begin(), w.end()), bf(bias.begin(), bias.end()),
         sf(st.begin(), st.end()), of(out.size());
-    ops::cpu::causal_conv1d_forward(of.data(), xf.data(), c.ld_x, wf.data(), bf.data(), c.state ? sf.data() : nullptr, c.B,
-                               c.L, c.D, c.K);
+    ops::cpu::causal_conv1d_forward(of.data(), xf.data(), c.ld_x, wf.data(), bf.data(), c.state ? sf.data() : nullptr,
+                                    c.B, c.L, c.D, c.K);
     EXPECT_LT(rel_error_d(std::vector<double>(of.begin(), of.end()), want), 1e-6);
   }
 }
@@ -485,8 +486,8 @@ TEST(CausalConv1d, GradientsMatchFiniteDifferences) {
   // Gradients start from non-zero values: the backward must add.
   auto dx0 = randn<double>(x.size(), rng), dw0 = randn<double>(w.size(), rng), db0 = randn<double>(D, rng);
   auto dx = dx0, dw = dw0, db = db0;
-  ops::cpu::causal_conv1d_backward(dx.data(), ld, dw.data(), db.data(), wy.data(), x.data(), ld, w.data(), st.data(), B, L,
-                              D, K);
+  ops::cpu::causal_conv1d_backward(dx.data(), ld, dw.data(), db.data(), wy.data(), x.data(), ld, w.data(), st.data(), B,
+                                   L, D, K);
   OneThread one_thread;
   auto check = [&](std::vector<double>& param, const std::vector<double>& g, const std::vector<double>& g0,
                    const char* name) {
@@ -500,8 +501,8 @@ TEST(CausalConv1d, GradientsMatchFiniteDifferences) {
   check(bias, db, db0, "dbias");
   // nullptr gradients are skipped.
   auto dx2 = dx0;
-  ops::cpu::causal_conv1d_backward(dx2.data(), ld, static_cast<double*>(nullptr), static_cast<double*>(nullptr), wy.data(),
-                              x.data(), ld, w.data(), st.data(), B, L, D, K);
+  ops::cpu::causal_conv1d_backward(dx2.data(), ld, static_cast<double*>(nullptr), static_cast<double*>(nullptr),
+                                   wy.data(), x.data(), ld, w.data(), st.data(), B, L, D, K);
   EXPECT_EQ(dx2, dx);
 }
 

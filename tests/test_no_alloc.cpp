@@ -47,7 +47,8 @@ std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint32_t seed) {
 }
 
 ModelConfig cfg_with_window(int64_t window) {
-  return test::small_samba("noalloc", {.d = 32, .groups = 2, .head_size = 8, .mlp = 64, .window = window, .d_state = 8});
+  return test::small_samba("noalloc",
+                           {.d = 32, .groups = 2, .head_size = 8, .mlp = 64, .window = window, .d_state = 8});
 }
 
 }  // namespace

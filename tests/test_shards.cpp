@@ -6,11 +6,11 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/shards.h"
 #include "testing.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data_loader.h"
 #include "train/prepare_data.h"
-#include "train/shards.h"
 
 namespace sambalm {
 namespace {

@@ -53,8 +53,8 @@ TEST(SmallBatchMatmul, MatchesADoubleReferenceOnEveryIsa) {
               }
               for (int64_t n = N; n < ld_out; ++n) ASSERT_EQ(out[m * ld_out + n], 123.0f) << "wrote past N";
             }
-            EXPECT_LT(worst, 1e-5 * std::sqrt(double(K)) + 1e-6) << "path " << path << " M " << M << " K " << K
-                                                                  << " N " << N;
+            EXPECT_LT(worst, 1e-5 * std::sqrt(double(K)) + 1e-6)
+                << "path " << path << " M " << M << " K " << K << " N " << N;
           }
 }
 
@@ -100,8 +100,7 @@ TEST(CachedAttention, RingAtArbitraryPositionsMatchesTheUnrolledReference) {
     // Rows [p0, p0 + L) of sequence s in the op's layouts ([H or G, L, hs] per sequence).
     auto chunk = [&](const std::vector<float>& x, int64_t heads, int64_t p0, int64_t L, float* dst) {
       for (int64_t h = 0; h < heads; ++h)
-        for (int64_t t = 0; t < L; ++t)
-          std::copy_n(x.data() + (h * T + p0 + t) * hs, hs, dst + (h * L + t) * hs);
+        for (int64_t t = 0; t < L; ++t) std::copy_n(x.data() + (h * T + p0 + t) * hs, hs, dst + (h * L + t) * hs);
     };
     auto run = [&](const std::vector<int>& seqs, int64_t L) {
       const int64_t B = static_cast<int64_t>(seqs.size());
@@ -123,8 +122,8 @@ TEST(CachedAttention, RingAtArbitraryPositionsMatchesTheUnrolledReference) {
       for (int64_t b = 0; b < B; ++b) {
         const int s = seqs[b];
         const double err = test::rel_error(out.data() + b * L * H * hs, ref[s].data() + pos[s] * H * hs, L * H * hs);
-        EXPECT_LT(err, 1e-5) << "H " << H << " G " << G << " window " << c.window << " seq " << s << " at "
-                             << pos[s] << " L " << L;
+        EXPECT_LT(err, 1e-5) << "H " << H << " G " << G << " window " << c.window << " seq " << s << " at " << pos[s]
+                             << " L " << L;
         pos[s] += L;
       }
     };

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
 #include "testing.h"

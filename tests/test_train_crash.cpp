@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "io/model_dir.h"
 #include "model/weights.h"
 #include "testing.h"
 #include "train/checkpoint.h"

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
 #include "model/init.h"

@@ -29,6 +29,7 @@
 #include "infer/generator.h"
 #include "infer/membw.h"
 #include "io/file.h"
+#include "io/model_dir.h"
 #include "model/weights.h"
 
 namespace sambalm::cli {

@@ -16,6 +16,7 @@
 #include "cli/config_option.h"
 #include "core/error.h"
 #include "io/file.h"
+#include "io/model_dir.h"
 #include "io/state_dict.h"
 #include "model/weights.h"
 

@@ -19,6 +19,7 @@
 #include "cli/options.h"
 #include "core/error.h"
 #include "io/file.h"
+#include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "model/memory_estimate.h"
 #include "model/model.h"
@@ -142,8 +143,8 @@ int run(const ForwardOpts& o) {
     if (!targets.empty()) {
       const int32_t* tg = targets.data() + r0 * Tn;
       pos_loss.assign(static_cast<size_t>(n), 0.0f);
-      const double mean = ops::cross_entropy_forward_backward(cpu_context(), static_cast<float*>(nullptr), pos_loss.data(),
-                                                              model.logits(), tg, n, V, 1.0);
+      const double mean = ops::cross_entropy_forward_backward(cpu_context(), static_cast<float*>(nullptr),
+                                                              pos_loss.data(), model.logits(), tg, n, V, 1.0);
       int64_t count = 0;
       for (int64_t r = 0; r < b; ++r) {
         double s = 0;

@@ -18,6 +18,7 @@
 #include "infer/generator.h"
 #include "infer/state_file.h"
 #include "io/file.h"
+#include "io/model_dir.h"
 #include "model/weights.h"
 
 namespace sambalm::cli {

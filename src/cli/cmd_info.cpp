@@ -8,6 +8,7 @@
 #include "cli/config_option.h"
 #include "cli/options.h"
 #include "core/error.h"
+#include "io/model_dir.h"
 #include "model/memory_estimate.h"
 #include "model/presets.h"
 #include "model/weights.h"

@@ -74,8 +74,9 @@ Action add(CLI::App& app) {
   opt_optional<int64_t>(sub, "--vocab-size", o->vocab_size,
                         "Vocabulary size (default: the tokenizer's; padded to padding_multiple)", 1, kMaxLength);
 
-  sub->add_option("--data,-d", o->data,
-                  "Training data: a text file (with --tokenizer), a shard directory from `sambalm prepare`, or one token shard")
+  sub->add_option(
+         "--data,-d", o->data,
+         "Training data: a text file (with --tokenizer), a shard directory from `sambalm prepare`, or one token shard")
       ->required();
   sub->add_option("--val-data", o->val_data, "Separate validation data (default: the tail of --data)");
   sub->add_option("--tokenizer,-t", o->tokenizer, "bytes, or a tokenizer.json / tokenizer.model / directory");

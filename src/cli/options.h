@@ -5,8 +5,9 @@
 // absurdly large or non-numeric value gets the same plain message instead of a conversion error.
 #pragma once
 
-#include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -14,8 +15,6 @@
 #include <limits>
 #include <string>
 #include <type_traits>
-
-#include <fmt/format.h>
 
 namespace sambalm::cli {
 
@@ -46,8 +45,7 @@ CLI::Validator number_in(T lo, T hi) {
         errno = 0;
         if constexpr (std::is_integral_v<T>) {
           const long long v = std::strtoll(b, &end, 10);
-          if (s.empty() || end == b || *end != '\0')
-            return fmt::format("must be an integer {}, got '{}'", desc, s);
+          if (s.empty() || end == b || *end != '\0') return fmt::format("must be an integer {}, got '{}'", desc, s);
           if (errno == ERANGE || v < static_cast<long long>(lo) || v > static_cast<long long>(hi))
             return fmt::format("must be an integer {}, got {}", desc, s);
         } else {

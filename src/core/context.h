@@ -14,10 +14,10 @@ enum class Device { CPU, CUDA };
 
 struct Context {
   Device device = Device::CPU;
-  int device_index = 0;     // which GPU (CUDA)
-  void* stream = nullptr;   // cudaStream_t (CUDA); nullptr = synchronous (CPU)
-  void* blas = nullptr;     // cublasLtHandle_t (CUDA); unused on the CPU (OpenBLAS needs none)
-  Arena* scratch = nullptr; // temporaries of ops that need more than their arguments
+  int device_index = 0;      // which GPU (CUDA)
+  void* stream = nullptr;    // cudaStream_t (CUDA); nullptr = synchronous (CPU)
+  void* blas = nullptr;      // cublasLtHandle_t (CUDA); unused on the CPU (OpenBLAS needs none)
+  Arena* scratch = nullptr;  // temporaries of ops that need more than their arguments
 
   std::string name() const;
 };

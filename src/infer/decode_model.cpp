@@ -66,8 +66,8 @@ void DecodeModel::prefill(DecodeState& st, const int32_t* tokens, int64_t n, flo
 
 void DecodeModel::step(DecodeState* const* states, int64_t B, const int32_t* tokens, float* logits) {
   SAMBALM_CHECK(B > 0, "decode step: empty batch");
-  SAMBALM_CHECK(B <= static_cast<int64_t>(step_slots_.size()),
-                "decode step: {} sequences, the pool holds {}", B, step_slots_.size());
+  SAMBALM_CHECK(B <= static_cast<int64_t>(step_slots_.size()), "decode step: {} sequences, the pool holds {}", B,
+                step_slots_.size());
   for (int64_t b = 0; b < B; ++b) {
     SAMBALM_CHECK(states[b]->valid() && states[b]->pool() == pool_.get(),
                   "decode step: state {} belongs to another model", b);

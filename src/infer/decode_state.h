@@ -31,8 +31,8 @@ namespace sambalm {
 struct DecodeLayout {
   struct Sub {
     SublayerKind kind = SublayerKind::MLP;
-    int64_t window = 0;                                     // attention: keys per query incl. itself (<= 0: full)
-    int64_t cap = 0;                                        // attention: ring entries
+    int64_t window = 0;                                      // attention: keys per query incl. itself (<= 0: full)
+    int64_t cap = 0;                                         // attention: ring entries
     int64_t conv_floats = 0, ssm_floats = 0, kv_floats = 0;  // per slot (kv: each of keys and values)
   };
   std::vector<Sub> subs;  // one per residual sublayer, in layout order

@@ -13,8 +13,8 @@
 namespace sambalm {
 
 template <typename T>
-void plan_attention_acts(const Context& ctx, Arena& ar, AttentionActs<T>& a, const AttentionDims& m, int64_t B, int64_t L,
-                         bool with_lse) {
+void plan_attention_acts(const Context& ctx, Arena& ar, AttentionActs<T>& a, const AttentionDims& m, int64_t B,
+                         int64_t L, bool with_lse) {
   const int64_t BL = B * L;
   a.qkv = ar.take<T>(BL * m.qkv());
   a.q = ar.take<T>(BL * m.H * m.hs);
@@ -25,7 +25,8 @@ void plan_attention_acts(const Context& ctx, Arena& ar, AttentionActs<T>& a, con
 }
 
 template <typename T>
-void plan_attention_grads(const Context& ctx, Arena& ar, AttentionGrads<T>& g, const AttentionDims& m, int64_t B, int64_t L) {
+void plan_attention_grads(const Context& ctx, Arena& ar, AttentionGrads<T>& g, const AttentionDims& m, int64_t B,
+                          int64_t L) {
   const int64_t BL = B * L;
   g.datt = ar.take<T>(BL * m.H * m.hs);
   g.dq = ar.take<T>(BL * m.H * m.hs);
@@ -73,14 +74,16 @@ void attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T* dou
                        m.qkv());
 }
 
-#define INSTANTIATE(T)                                                                                             \
-  template void plan_attention_acts<T>(const Context&, Arena&, AttentionActs<T>&, const AttentionDims&, int64_t, int64_t, bool);  \
-  template void plan_attention_grads<T>(const Context&, Arena&, AttentionGrads<T>&, const AttentionDims&, int64_t, int64_t);      \
-  template void attention_forward_layer<T>(const Context&, T*, const AttentionActs<T>&, const T*, const T*,        \
-                                           const AttentionParams&, const AttentionDims&, const T*, const T*,       \
-                                           int64_t, int64_t, int64_t, const LayerState<T>*);                       \
-  template void attention_backward_layer<T>(const Context&, T*, T*, const T*, const AttentionActs<T>&, const T*,   \
-                                            const T*, const AttentionParams&, const AttentionDims&, const T*,      \
+#define INSTANTIATE(T)                                                                                                \
+  template void plan_attention_acts<T>(const Context&, Arena&, AttentionActs<T>&, const AttentionDims&, int64_t,      \
+                                       int64_t, bool);                                                                \
+  template void plan_attention_grads<T>(const Context&, Arena&, AttentionGrads<T>&, const AttentionDims&, int64_t,    \
+                                        int64_t);                                                                     \
+  template void attention_forward_layer<T>(const Context&, T*, const AttentionActs<T>&, const T*, const T*,           \
+                                           const AttentionParams&, const AttentionDims&, const T*, const T*, int64_t, \
+                                           int64_t, int64_t, const LayerState<T>*);                                   \
+  template void attention_backward_layer<T>(const Context&, T*, T*, const T*, const AttentionActs<T>&, const T*,      \
+                                            const T*, const AttentionParams&, const AttentionDims&, const T*,         \
                                             const T*, int64_t, int64_t, const AttentionGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)

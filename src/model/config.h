@@ -35,10 +35,10 @@ struct BlockLayout {
 // 10000000 is refused by validate() instead of making `info` build ten million blocks.
 struct ConfigLimits {
   static constexpr int64_t n_layer = 4096;
-  static constexpr int64_t n_embd = 1 << 17;             // 131072
+  static constexpr int64_t n_embd = 1 << 17;               // 131072
   static constexpr int64_t vocab_size = int64_t(1) << 24;  // 16.7M, also padded_vocab_size
   static constexpr int64_t padding_multiple = 1 << 16;
-  static constexpr int64_t n_head = 1 << 14;             // also n_query_groups
+  static constexpr int64_t n_head = 1 << 14;  // also n_query_groups
   static constexpr int64_t head_size = 1 << 14;
   static constexpr int64_t intermediate_size = 1 << 20;
   static constexpr int64_t block_size = int64_t(1) << 30;  // also local_window

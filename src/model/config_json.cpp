@@ -533,7 +533,7 @@ json ModelConfig::to_mamba_ssm_json() const {
   const bool rounds = padding_multiple > 0 && round_up(vocab_size, padding_multiple) == padded_vocab_size;
   j["vocab_size"] = rounds ? vocab_size : padded_vocab_size;
   j["pad_vocab_size_multiple"] = rounds ? padding_multiple : 1;
-  j["ssm_cfg"] = {{"d_state", d_state},          {"d_conv", d_conv},       {"expand", expand},
+  j["ssm_cfg"] = {{"d_state", d_state},         {"d_conv", d_conv},       {"expand", expand},
                   {"dt_rank", mamba_dt_rank()}, {"conv_bias", conv_bias}, {"bias", proj_bias}};
   j["rms_norm"] = norm == NormKind::RMSNorm;
   j["residual_in_fp32"] = true;

@@ -113,8 +113,8 @@ template <typename T>
 void plan_mamba_acts(const Context& ctx, Arena& a, MambaActs<T>& acts, const MambaDims& m, int64_t B, int64_t L,
                      bool scan_chunks = true);
 template <typename T>
-void plan_attention_acts(const Context& ctx, Arena& a, AttentionActs<T>& acts, const AttentionDims& m, int64_t B, int64_t L,
-                         bool with_lse);
+void plan_attention_acts(const Context& ctx, Arena& a, AttentionActs<T>& acts, const AttentionDims& m, int64_t B,
+                         int64_t L, bool with_lse);
 template <typename T>
 void plan_mlp_acts(const Context& ctx, Arena& a, MlpActs<T>& acts, int64_t hidden, int64_t B, int64_t L);
 
@@ -135,7 +135,8 @@ struct MlpGrads {
 template <typename T>
 void plan_mamba_grads(const Context& ctx, Arena& a, MambaGrads<T>& g, const MambaDims& m, int64_t B, int64_t L);
 template <typename T>
-void plan_attention_grads(const Context& ctx, Arena& a, AttentionGrads<T>& g, const AttentionDims& m, int64_t B, int64_t L);
+void plan_attention_grads(const Context& ctx, Arena& a, AttentionGrads<T>& g, const AttentionDims& m, int64_t B,
+                          int64_t L);
 template <typename T>
 void plan_mlp_grads(const Context& ctx, Arena& a, MlpGrads<T>& g, int64_t hidden, int64_t B, int64_t L);
 

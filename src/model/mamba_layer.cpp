@@ -25,8 +25,9 @@ void plan_mamba_acts(const Context& ctx, Arena& ar, MambaActs<T>& a, const Mamba
   a.dt = ar.take<T>(BL * m.di);
   a.y = ar.take<T>(BL * m.di);
   a.yg = ar.take<T>(BL * m.di);
-  a.chunk_states =
-      scan_chunks ? ar.take<T>(ops::selective_scan_chunk_states_size(ctx, B, L, m.di, m.N, scan_chunk_size())) : nullptr;
+  a.chunk_states = scan_chunks
+                       ? ar.take<T>(ops::selective_scan_chunk_states_size(ctx, B, L, m.di, m.N, scan_chunk_size()))
+                       : nullptr;
 }
 
 template <typename T>
@@ -97,10 +98,10 @@ void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const M
                                scan_chunk_size(), g.scan);
   ops::neg_exp_backward(ctx, p.A_log.at(grads), g.dA, A, di * N);
   ops::softplus_backward(ctx, g.ddt_pre, g.ddt, a.dt_pre, BL * di);
-  ops::matmul_backward_strided(ctx, g.dxdbl, X, p.dt_proj_w.at(grads), p.dt_proj_b.at(grads), g.ddt_pre, di, a.xdbl,
-                               X, p.dt_proj_w.at(params), BL, m.R, di);
-  ops::matmul_backward(ctx, g.dxc, p.x_proj_w.at(grads), static_cast<T*>(nullptr), g.dxdbl, a.xc,
-                       p.x_proj_w.at(params), BL, di, X);
+  ops::matmul_backward_strided(ctx, g.dxdbl, X, p.dt_proj_w.at(grads), p.dt_proj_b.at(grads), g.ddt_pre, di, a.xdbl, X,
+                               p.dt_proj_w.at(params), BL, m.R, di);
+  ops::matmul_backward(ctx, g.dxc, p.x_proj_w.at(grads), static_cast<T*>(nullptr), g.dxdbl, a.xc, p.x_proj_w.at(params),
+                       BL, di, X);
   // dxc now holds d(silu output); map back through silu into d(conv_out), reusing dgated.
   zero(g.dgated, BL * di);
   ops::silu_backward(ctx, g.dgated, g.dxc, a.conv_out, BL * di);
@@ -110,13 +111,13 @@ void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const M
                        m.d, 2 * di);
 }
 
-#define INSTANTIATE(T)                                                                                              \
-  template void plan_mamba_acts<T>(const Context&, Arena&, MambaActs<T>&, const MambaDims&, int64_t, int64_t, bool);                      \
-  template void plan_mamba_grads<T>(const Context&, Arena&, MambaGrads<T>&, const MambaDims&, int64_t, int64_t);                    \
-  template void mamba_forward<T>(const Context&, T*, const MambaActs<T>&, const T*, const T*, const MambaParams&,   \
-                                 const MambaDims&, const T*, int64_t, int64_t, const LayerState<T>*);              \
-  template void mamba_backward<T>(const Context&, T*, T*, const T*, const MambaActs<T>&, const T*, const T*,        \
-                                  const MambaParams&, const MambaDims&, const T*, int64_t, int64_t,                 \
+#define INSTANTIATE(T)                                                                                               \
+  template void plan_mamba_acts<T>(const Context&, Arena&, MambaActs<T>&, const MambaDims&, int64_t, int64_t, bool); \
+  template void plan_mamba_grads<T>(const Context&, Arena&, MambaGrads<T>&, const MambaDims&, int64_t, int64_t);     \
+  template void mamba_forward<T>(const Context&, T*, const MambaActs<T>&, const T*, const T*, const MambaParams&,    \
+                                 const MambaDims&, const T*, int64_t, int64_t, const LayerState<T>*);                \
+  template void mamba_backward<T>(const Context&, T*, T*, const T*, const MambaActs<T>&, const T*, const T*,         \
+                                  const MambaParams&, const MambaDims&, const T*, int64_t, int64_t,                  \
                                   const MambaGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)

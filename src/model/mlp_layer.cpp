@@ -44,12 +44,12 @@ void mlp_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const Mlp
   ops::matmul_backward(ctx, dxn, p.w2.at(grads), p.b2.at(grads), g.dup, xn, p.w2.at(params), BL, d, hidden);
 }
 
-#define INSTANTIATE(T)                                                                                              \
-  template void plan_mlp_acts<T>(const Context&, Arena&, MlpActs<T>&, int64_t, int64_t, int64_t);                                   \
-  template void plan_mlp_grads<T>(const Context&, Arena&, MlpGrads<T>&, int64_t, int64_t, int64_t);                                 \
+#define INSTANTIATE(T)                                                                                               \
+  template void plan_mlp_acts<T>(const Context&, Arena&, MlpActs<T>&, int64_t, int64_t, int64_t);                    \
+  template void plan_mlp_grads<T>(const Context&, Arena&, MlpGrads<T>&, int64_t, int64_t, int64_t);                  \
   template void mlp_forward<T>(const Context&, T*, const MlpActs<T>&, const T*, const T*, const MlpParams&, int64_t, \
-                               int64_t, int64_t, int64_t);                                                          \
-  template void mlp_backward<T>(const Context&, T*, T*, const T*, const MlpActs<T>&, const T*, const T*,            \
+                               int64_t, int64_t, int64_t);                                                           \
+  template void mlp_backward<T>(const Context&, T*, T*, const T*, const MlpActs<T>&, const T*, const T*,             \
                                 const MlpParams&, int64_t, int64_t, int64_t, int64_t, const MlpGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)

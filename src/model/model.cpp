@@ -118,8 +118,8 @@ void Model<T>::ensure_train(int64_t B, int64_t Tn) {
   layout_train(train_arena_, B, Tn);
   train_B_ = B;
   train_T_ = Tn;
-  if (rope_dims_ > 0) ops::rope_table(ctx_, train_.rope_cos, train_.rope_sin, Tn, rope_dims_, cfg_.rope_base,
-                                      cfg_.condense_ratio);
+  if (rope_dims_ > 0)
+    ops::rope_table(ctx_, train_.rope_cos, train_.rope_sin, Tn, rope_dims_, cfg_.rope_base, cfg_.condense_ratio);
 }
 
 template <typename T>
@@ -185,8 +185,8 @@ void Model<T>::refresh_constants(const T* params) {
 // ---- The stack ---------------------------------------------------------------------------------
 
 template <typename T>
-void Model<T>::norm_forward(T* out, T* mean, T* rstd, const T* x, const T* params, const ParamRef& w,
-                            const ParamRef& b, int64_t n) {
+void Model<T>::norm_forward(T* out, T* mean, T* rstd, const T* x, const T* params, const ParamRef& w, const ParamRef& b,
+                            int64_t n) {
   if (cfg_.norm == NormKind::RMSNorm)
     ops::rmsnorm_forward(ctx_, out, rstd, x, w.at(params), n, d_, cfg_.norm_eps);
   else
@@ -229,8 +229,7 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
         break;
       }
       case SublayerKind::Attention:
-        attention_forward_layer(ctx_, f, b.attn, b.xn, params, s.attn, s.attn_dims, cos, sin, cs_batch_rows, B, L,
-                                stp);
+        attention_forward_layer(ctx_, f, b.attn, b.xn, params, s.attn, s.attn_dims, cos, sin, cs_batch_rows, B, L, stp);
         break;
       case SublayerKind::MLP:
         mlp_forward(ctx_, f, b.mlp, b.xn, params, s.mlp, d_, s.spec.mlp_hidden, B, L);
@@ -266,8 +265,8 @@ double Model<T>::forward(const T* params, const int32_t* tokens, const int32_t* 
   for (int64_t i = 0; i < BT; ++i)
     SAMBALM_CHECK(targets[i] < V_, "forward: target id {} at position {} is outside the vocabulary [0, {})", targets[i],
                   i, V_);
-  return ops::cross_entropy_forward_backward(ctx_, train_.dlogits, static_cast<T*>(nullptr), train_.logits, targets,
-                                             BT, V_, loss_scale);
+  return ops::cross_entropy_forward_backward(ctx_, train_.dlogits, static_cast<T*>(nullptr), train_.logits, targets, BT,
+                                             V_, loss_scale);
 }
 
 template <typename T>
@@ -279,8 +278,8 @@ void Model<T>::backward(const T* params, T* grads) {
   ops::matmul_backward(ctx_, train_.dxf, refs_.head.at(grads), static_cast<T*>(nullptr), train_.dlogits, train_.xf,
                        refs_.head.at(params), BT, d_, V_);
   zero(train_.dres, BT * d_);
-  norm_backward(train_.dres, grads, train_.dxf, train_.res.back(), params, refs_.norm_w, refs_.norm_b,
-                train_.xf_mean, train_.xf_rstd, BT);
+  norm_backward(train_.dres, grads, train_.dxf, train_.res.back(), params, refs_.norm_w, refs_.norm_b, train_.xf_mean,
+                train_.xf_rstd, BT);
   for (int64_t k = nsub_ - 1; k >= 0; --k) {
     const SublayerParams& s = refs_.subs[k];
     const SubBuffers& b = train_.subs[k];

@@ -97,8 +97,8 @@ class Model {
   void ensure_cached(int64_t B, int64_t L);
   void norm_forward(T* out, T* mean, T* rstd, const T* x, const T* params, const ParamRef& w, const ParamRef& b,
                     int64_t n);
-  void norm_backward(T* dx, T* grads, const T* dout, const T* x, const T* params, const ParamRef& w,
-                     const ParamRef& b, const T* mean, const T* rstd, int64_t n);
+  void norm_backward(T* dx, T* grads, const T* dout, const T* x, const T* params, const ParamRef& w, const ParamRef& b,
+                     const T* mean, const T* rstd, int64_t n);
   // The stack loop: residual sublayers over res[k] -> res[k+1] (training: one buffer per k; cached:
   // the same buffer updated in place).
   void run_stack(const T* params, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,

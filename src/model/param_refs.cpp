@@ -31,25 +31,25 @@ SublayerParams resolve_sublayer(const ModelConfig& cfg, const Sublayer& spec, co
     case SublayerKind::Mamba:
       p.mamba_dims = {cfg.n_embd, cfg.d_inner(), cfg.d_state, cfg.d_conv, cfg.mamba_dt_rank()};
       p.mamba = {ref("in_proj.weight"),
-              ref("in_proj.bias", false),
-              ref("conv.weight"),
-              ref("conv.bias", false),
-              ref("x_proj.weight"),
-              ref("dt_proj.weight"),
-              ref("dt_proj.bias"),
-              ref("A_log"),
-              ref("D"),
-              ref("out_proj.weight"),
-              ref("out_proj.bias", false)};
+                 ref("in_proj.bias", false),
+                 ref("conv.weight"),
+                 ref("conv.bias", false),
+                 ref("x_proj.weight"),
+                 ref("dt_proj.weight"),
+                 ref("dt_proj.bias"),
+                 ref("A_log"),
+                 ref("D"),
+                 ref("out_proj.weight"),
+                 ref("out_proj.bias", false)};
       break;
     case SublayerKind::Attention:
       p.attn_dims = {cfg.n_embd,    cfg.n_head,  cfg.n_query_groups,
-              cfg.head_size, spec.window, spec.rope ? cfg.rope_n_elem() : 0};
+                     cfg.head_size, spec.window, spec.rope ? cfg.rope_n_elem() : 0};
       p.attn = {ref("qkv.weight"), ref("qkv.bias", false), ref("proj.weight"), ref("proj.bias", false)};
       break;
     case SublayerKind::MLP:
       p.mlp = {ref("w1.weight"),      ref("w1.bias", false), ref("w2.weight"),
-              ref("w2.bias", false), ref("w3.weight"),      ref("w3.bias", false)};
+               ref("w2.bias", false), ref("w3.weight"),      ref("w3.bias", false)};
       break;
   }
   return p;

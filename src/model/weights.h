@@ -1,5 +1,6 @@
 // Weights in and out: name-mapping tables between sambalm's parameter names (params.h) and the
-// state_dict names of the original code, and model directories (config.json + weights).
+// state_dict names of the original code. Model directories (config.json + weights) are read and
+// written by io/model_dir.h.
 //
 // Naming schemes (docs/FORMATS.md "Weight names"):
 //   sambalm    embedding.weight, blocks.{i}.{s}.<param>, final_norm.weight, lm_head.weight
@@ -63,33 +64,5 @@ ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tenso
 // mamba_ssm include lm_head.weight for tied models (as the originals' state_dicts do); hf omits it.
 std::vector<std::pair<std::string, Tensor>> export_params(const ModelConfig& cfg, const ParamStore& params,
                                                           WeightFormat fmt, DType dtype = DType::F32);
-
-struct LoadedModel {
-  ModelConfig config;
-  ParamStore params;
-  std::string dir;             // the model directory ("" for a preset)
-  std::string tokenizer_path;  // tokenizer.json or tokenizer.model found beside the weights, "bytes", or ""
-  std::string weights_path;    // the file the weights came from ("" when randomly initialised)
-};
-
-// `spec` is one of:
-//   - a preset name: random parameters (init_params, seed 0);
-//   - a model directory: config.json + model.safetensors | model.safetensors.index.json (shards) |
-//     pytorch_model.bin | pytorch_model.bin.index.json (shards) | a single *.pth;
-//   - a weights file (.safetensors, .bin, .pth) or a shard index (*.index.json): config from
-//     config.json beside it;
-//   - a config .json file: random parameters (seed 0).
-// `config_override` (a config.json path or a preset name) replaces the config found beside the weights.
-LoadedModel load_model(const std::string& spec, const std::string& config_override = "");
-
-// Just the config of `spec` (as load_model would resolve it), without reading weights.
-ModelConfig resolve_config(const std::string& spec, const std::string& config_override = "");
-// Just the weights path of `spec` (as load_model would resolve it, "" for random parameters: a
-// preset, a config .json, or a name that is no file); throws Error for a directory without weights.
-std::string resolve_weights(const std::string& spec);
-
-// Writes `dir`/config.json (sambalm format) and `dir`/model.safetensors (sambalm names, `dtype`),
-// each atomically; creates `dir` when needed.
-void save_model_dir(const std::string& dir, const ModelConfig& cfg, const ParamStore& params, DType dtype = DType::F32);
 
 }  // namespace sambalm

@@ -11,22 +11,28 @@ namespace sambalm::ops {
 // ---- GEMM (BLAS) --------------------------------------------------------------------------
 // out[M, N] = inp[M, K] @ weight[N, K]^T (+ bias[N]); weight in PyTorch Linear layout.
 template <typename T>
-inline void matmul_forward(const Context& ctx, T* out, const T* inp, const T* weight, const T* bias, int64_t M, int64_t K, int64_t N) {
+inline void matmul_forward(const Context& ctx, T* out, const T* inp, const T* weight, const T* bias, int64_t M,
+                           int64_t K, int64_t N) {
   SAMBALM_OP_DISPATCH(ctx, matmul_forward, out, inp, weight, bias, M, K, N);
 }
 // dinp[M, K] += dout @ weight; dweight[N, K] += dout^T @ inp; dbias[N] += sum_m dout.
 template <typename T>
-inline void matmul_backward(const Context& ctx, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, int64_t M, int64_t K, int64_t N) {
+inline void matmul_backward(const Context& ctx, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                            const T* weight, int64_t M, int64_t K, int64_t N) {
   SAMBALM_OP_DISPATCH(ctx, matmul_backward, dinp, dweight, dbias, dout, inp, weight, M, K, N);
 }
 // Strided variant for views into wider rows: inp row stride ld_inp, out row stride ld_out.
 template <typename T>
-inline void matmul_forward_strided(const Context& ctx, T* out, int64_t ld_out, const T* inp, int64_t ld_inp, const T* weight, const T* bias, int64_t M, int64_t K, int64_t N) {
+inline void matmul_forward_strided(const Context& ctx, T* out, int64_t ld_out, const T* inp, int64_t ld_inp,
+                                   const T* weight, const T* bias, int64_t M, int64_t K, int64_t N) {
   SAMBALM_OP_DISPATCH(ctx, matmul_forward_strided, out, ld_out, inp, ld_inp, weight, bias, M, K, N);
 }
 template <typename T>
-inline void matmul_backward_strided(const Context& ctx, T* dinp, int64_t ld_dinp, T* dweight, T* dbias, const T* dout, int64_t ld_dout, const T* inp, int64_t ld_inp, const T* weight, int64_t M, int64_t K, int64_t N) {
-  SAMBALM_OP_DISPATCH(ctx, matmul_backward_strided, dinp, ld_dinp, dweight, dbias, dout, ld_dout, inp, ld_inp, weight, M, K, N);
+inline void matmul_backward_strided(const Context& ctx, T* dinp, int64_t ld_dinp, T* dweight, T* dbias, const T* dout,
+                                    int64_t ld_dout, const T* inp, int64_t ld_inp, const T* weight, int64_t M,
+                                    int64_t K, int64_t N) {
+  SAMBALM_OP_DISPATCH(ctx, matmul_backward_strided, dinp, ld_dinp, dweight, dbias, dout, ld_dout, inp, ld_inp, weight,
+                      M, K, N);
 }
 
 // ---- Embedding ---------------------------------------------------------------------------
@@ -43,20 +49,24 @@ inline void embedding_backward(const Context& ctx, T* dtable, const T* dout, con
 // ---- Norms -------------------------------------------------------------------------------
 // RMSNorm: out = x * rsqrt(mean(x^2) + eps) * weight. Saves rstd[n] for backward.
 template <typename T>
-inline void rmsnorm_forward(const Context& ctx, T* out, T* rstd, const T* x, const T* weight, int64_t n, int64_t C, double eps) {
+inline void rmsnorm_forward(const Context& ctx, T* out, T* rstd, const T* x, const T* weight, int64_t n, int64_t C,
+                            double eps) {
   SAMBALM_OP_DISPATCH(ctx, rmsnorm_forward, out, rstd, x, weight, n, C, eps);
 }
 template <typename T>
-inline void rmsnorm_backward(const Context& ctx, T* dx, T* dweight, const T* dout, const T* x, const T* weight, const T* rstd, int64_t n, int64_t C) {
+inline void rmsnorm_backward(const Context& ctx, T* dx, T* dweight, const T* dout, const T* x, const T* weight,
+                             const T* rstd, int64_t n, int64_t C) {
   SAMBALM_OP_DISPATCH(ctx, rmsnorm_backward, dx, dweight, dout, x, weight, rstd, n, C);
 }
 // LayerNorm: out = (x - mean) * rstd * weight + bias (bias may be nullptr). Saves mean, rstd.
 template <typename T>
-inline void layernorm_forward(const Context& ctx, T* out, T* mean, T* rstd, const T* x, const T* weight, const T* bias, int64_t n, int64_t C, double eps) {
+inline void layernorm_forward(const Context& ctx, T* out, T* mean, T* rstd, const T* x, const T* weight, const T* bias,
+                              int64_t n, int64_t C, double eps) {
   SAMBALM_OP_DISPATCH(ctx, layernorm_forward, out, mean, rstd, x, weight, bias, n, C, eps);
 }
 template <typename T>
-inline void layernorm_backward(const Context& ctx, T* dx, T* dweight, T* dbias, const T* dout, const T* x, const T* weight, const T* mean, const T* rstd, int64_t n, int64_t C) {
+inline void layernorm_backward(const Context& ctx, T* dx, T* dweight, T* dbias, const T* dout, const T* x,
+                               const T* weight, const T* mean, const T* rstd, int64_t n, int64_t C) {
   SAMBALM_OP_DISPATCH(ctx, layernorm_backward, dx, dweight, dbias, dout, x, weight, mean, rstd, n, C);
 }
 
@@ -79,10 +89,12 @@ inline void swiglu_backward(const Context& ctx, T* da, T* db, const T* dout, con
 // ---- Attention ---------------------------------------------------------------------------
 // RoPE, GPT-NeoX style (rotate halves) over the first rope_dims of each head, base `base`.
 // Table: cos/sin[p, rope_dims/2] for absolute positions p = 0..max_pos-1, angle p * base^(-2i/rope_dims).
-inline void rope_table(const Context& ctx, float* cos, float* sin, int64_t max_pos, int64_t rope_dims, double base, double condense_ratio) {
+inline void rope_table(const Context& ctx, float* cos, float* sin, int64_t max_pos, int64_t rope_dims, double base,
+                       double condense_ratio) {
   SAMBALM_OP_DISPATCH(ctx, rope_table, cos, sin, max_pos, rope_dims, base, condense_ratio);
 }
-inline void rope_table(const Context& ctx, double* cos, double* sin, int64_t max_pos, int64_t rope_dims, double base, double condense_ratio) {
+inline void rope_table(const Context& ctx, double* cos, double* sin, int64_t max_pos, int64_t rope_dims, double base,
+                       double condense_ratio) {
   SAMBALM_OP_DISPATCH(ctx, rope_table, cos, sin, max_pos, rope_dims, base, condense_ratio);
 }
 
@@ -91,13 +103,19 @@ inline void rope_table(const Context& ctx, double* cos, double* sin, int64_t max
 //   q[B, H, T, hs], k[B, G, T, hs], v[B, G, T, hs]
 // and applies RoPE to q and k at absolute positions pos0 + t (rope_dims == 0: no RoPE).
 template <typename T>
-inline void qkv_split_rope_forward(const Context& ctx, T* q, T* k, T* v, const T* qkv, const T* cos, const T* sin, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims, int64_t pos0, int64_t cs_batch_rows = 0) {
-  SAMBALM_OP_DISPATCH(ctx, qkv_split_rope_forward, q, k, v, qkv, cos, sin, B, Tn, H, G, hs, rope_dims, pos0, cs_batch_rows);
+inline void qkv_split_rope_forward(const Context& ctx, T* q, T* k, T* v, const T* qkv, const T* cos, const T* sin,
+                                   int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims,
+                                   int64_t pos0, int64_t cs_batch_rows = 0) {
+  SAMBALM_OP_DISPATCH(ctx, qkv_split_rope_forward, q, k, v, qkv, cos, sin, B, Tn, H, G, hs, rope_dims, pos0,
+                      cs_batch_rows);
 }
 // Backward: dqkv[B, T, (H+2G)*hs] += the gradients of q, k, v mapped back through RoPE and the split.
 template <typename T>
-inline void qkv_split_rope_backward(const Context& ctx, T* dqkv, const T* dq, const T* dk, const T* dv, const T* cos, const T* sin, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims, int64_t pos0, int64_t cs_batch_rows = 0) {
-  SAMBALM_OP_DISPATCH(ctx, qkv_split_rope_backward, dqkv, dq, dk, dv, cos, sin, B, Tn, H, G, hs, rope_dims, pos0, cs_batch_rows);
+inline void qkv_split_rope_backward(const Context& ctx, T* dqkv, const T* dq, const T* dk, const T* dv, const T* cos,
+                                    const T* sin, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs,
+                                    int64_t rope_dims, int64_t pos0, int64_t cs_batch_rows = 0) {
+  SAMBALM_OP_DISPATCH(ctx, qkv_split_rope_backward, dqkv, dq, dk, dv, cos, sin, B, Tn, H, G, hs, rope_dims, pos0,
+                      cs_batch_rows);
 }
 
 // Causal attention with an optional sliding window: query t sees keys s with
@@ -106,18 +124,23 @@ inline void qkv_split_rope_backward(const Context& ctx, T* dqkv, const T* dq, co
 //   out[B, T, H*hs] (token-major, ready for the output projection); lse[B, H, T] = log-sum-exp of the
 //   scaled scores per query (saved for backward).
 template <typename T>
-inline void attention_forward(const Context& ctx, T* out, T* lse, const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {
+inline void attention_forward(const Context& ctx, T* out, T* lse, const T* q, const T* k, const T* v, int64_t B,
+                              int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {
   SAMBALM_OP_DISPATCH(ctx, attention_forward, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);
 }
 // Reference attention (the test oracle for attention_forward): fills the masked score matrix of each
 // (b, h) into the caller's scratch scores[Tn * Tn], then softmax and P.V in double. Same outputs.
 template <typename T>
-inline void attention_ref_forward(const Context& ctx, T* out, T* lse, T* scores, const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {
+inline void attention_ref_forward(const Context& ctx, T* out, T* lse, T* scores, const T* q, const T* k, const T* v,
+                                  int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window,
+                                  double scale) {
   SAMBALM_OP_DISPATCH(ctx, attention_ref_forward, out, lse, scores, q, k, v, B, Tn, H, G, hs, window, scale);
 }
 // dq, dk, dv accumulate. Recomputes probabilities from q, k and lse (FlashAttention-style).
 template <typename T>
-inline void attention_backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out, const T* lse, const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {
+inline void attention_backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out, const T* lse,
+                               const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G,
+                               int64_t hs, int64_t window, double scale) {
   SAMBALM_OP_DISPATCH(ctx, attention_backward, dq, dk, dv, dout, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);
 }
 
@@ -140,8 +163,8 @@ inline void attention_cached_forward(const Context& ctx, T* out, const T* q, con
                                      const T* k_cache, const T* v_cache, const int32_t* slots, const int64_t* pos,
                                      int64_t B, int64_t L, int64_t H, int64_t G, int64_t hs, int64_t cap,
                                      int64_t window, double scale) {
-  SAMBALM_OP_DISPATCH(ctx, attention_cached_forward, out, q, k_new, v_new, k_cache, v_cache, slots, pos, B, L, H, G,
-                      hs, cap, window, scale);
+  SAMBALM_OP_DISPATCH(ctx, attention_cached_forward, out, q, k_new, v_new, k_cache, v_cache, slots, pos, B, L, H, G, hs,
+                      cap, window, scale);
 }
 // Stores the new keys/values (k_new, v_new [B, G, L, hs]) of positions pos[b] + t into the rings of slot
 // slots[b] (entry p % cap); only the last min(L, cap) survive.
@@ -157,7 +180,8 @@ inline void kv_cache_write(const Context& ctx, T* k_cache, T* v_cache, const T* 
 // writes per-position losses to `losses` (may be nullptr). Targets < 0 are ignored (not counted).
 // If dlogits is given, writes (not adds) d(mean loss)/d logits * dloss_scale into it; it may alias logits.
 template <typename T>
-inline double cross_entropy_forward_backward(const Context& ctx, T* dlogits, T* losses, const T* logits, const int32_t* targets, int64_t n, int64_t V, double dloss_scale) {
+inline double cross_entropy_forward_backward(const Context& ctx, T* dlogits, T* losses, const T* logits,
+                                             const int32_t* targets, int64_t n, int64_t V, double dloss_scale) {
   SAMBALM_OP_DISPATCH(ctx, cross_entropy_forward_backward, dlogits, losses, logits, targets, n, V, dloss_scale);
 }
 

@@ -21,15 +21,15 @@ namespace sambalm::ops {
 }  // namespace sambalm::ops
 
 #if SAMBALM_HAVE_CUDA
-#define SAMBALM_OP_DISPATCH(ctx, op, ...)                                 \
-  do {                                                                    \
+#define SAMBALM_OP_DISPATCH(ctx, op, ...)                                    \
+  do {                                                                       \
     if ((ctx).device == ::sambalm::Device::CPU) return cpu::op(__VA_ARGS__); \
-    return cuda::op(ctx, __VA_ARGS__);                                    \
+    return cuda::op(ctx, __VA_ARGS__);                                       \
   } while (0)
 #else
-#define SAMBALM_OP_DISPATCH(ctx, op, ...)                                 \
-  do {                                                                    \
+#define SAMBALM_OP_DISPATCH(ctx, op, ...)                                    \
+  do {                                                                       \
     if ((ctx).device == ::sambalm::Device::CPU) return cpu::op(__VA_ARGS__); \
-    ::sambalm::ops::no_backend(ctx, #op);                                 \
+    ::sambalm::ops::no_backend(ctx, #op);                                    \
   } while (0)
 #endif

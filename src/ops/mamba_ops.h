@@ -13,17 +13,22 @@ namespace sambalm::ops {
 // where xx is x preceded by the K-1 rows of `state` ([B, K-1, D], nullptr = zeros).
 // x and out are [B, L, D] with row stride ld_x / D (x may be a view into in_proj's output).
 template <typename T>
-inline void causal_conv1d_forward(const Context& ctx, T* out, const T* x, int64_t ld_x, const T* w, const T* bias, const T* state, int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots = nullptr) {
+inline void causal_conv1d_forward(const Context& ctx, T* out, const T* x, int64_t ld_x, const T* w, const T* bias,
+                                  const T* state, int64_t B, int64_t L, int64_t D, int64_t K,
+                                  const int32_t* slots = nullptr) {
   SAMBALM_OP_DISPATCH(ctx, causal_conv1d_forward, out, x, ld_x, w, bias, state, B, L, D, K, slots);
 }
 // dx (row stride ld_dx) += ..., dw[D, K] += ..., dbias[D] += ... (state treated as constant).
 template <typename T>
-inline void causal_conv1d_backward(const Context& ctx, T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x, int64_t ld_x, const T* w, const T* state, int64_t B, int64_t L, int64_t D, int64_t K) {
+inline void causal_conv1d_backward(const Context& ctx, T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x,
+                                   int64_t ld_x, const T* w, const T* state, int64_t B, int64_t L, int64_t D,
+                                   int64_t K) {
   SAMBALM_OP_DISPATCH(ctx, causal_conv1d_backward, dx, ld_dx, dw, dbias, dout, x, ld_x, w, state, B, L, D, K);
 }
 // Writes the last K-1 rows of (state ++ x) into new_state[B, K-1, D] (for decoding after a prefill).
 template <typename T>
-inline void causal_conv1d_state_update(const Context& ctx, T* new_state, const T* x, int64_t ld_x, const T* state, int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots = nullptr) {
+inline void causal_conv1d_state_update(const Context& ctx, T* new_state, const T* x, int64_t ld_x, const T* state,
+                                       int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots = nullptr) {
   SAMBALM_OP_DISPATCH(ctx, causal_conv1d_state_update, new_state, x, ld_x, state, B, L, D, K, slots);
 }
 
@@ -47,11 +52,13 @@ inline void softplus_backward(const Context& ctx, T* dx, const T* dout, const T*
 }
 // Gate: out = y * silu(z), z a view with row stride ld_z over rows of D.
 template <typename T>
-inline void silu_gate_forward(const Context& ctx, T* out, const T* y, const T* z, int64_t ld_z, int64_t rows, int64_t D) {
+inline void silu_gate_forward(const Context& ctx, T* out, const T* y, const T* z, int64_t ld_z, int64_t rows,
+                              int64_t D) {
   SAMBALM_OP_DISPATCH(ctx, silu_gate_forward, out, y, z, ld_z, rows, D);
 }
 template <typename T>
-inline void silu_gate_backward(const Context& ctx, T* dy, T* dz, int64_t ld_dz, const T* dout, const T* y, const T* z, int64_t ld_z, int64_t rows, int64_t D) {
+inline void silu_gate_backward(const Context& ctx, T* dy, T* dz, int64_t ld_dz, const T* dout, const T* y, const T* z,
+                               int64_t ld_z, int64_t rows, int64_t D) {
   SAMBALM_OP_DISPATCH(ctx, silu_gate_backward, dy, dz, ld_dz, dout, y, z, ld_z, rows, D);
 }
 
@@ -74,7 +81,9 @@ inline void neg_exp_backward(const Context& ctx, T* dA_log, const T* dA, const T
 // output). A: [D, N] (already -exp(A_log)). h0: initial state [B, D, N] or nullptr (zeros).
 // h_last: final state [B, D, N] or nullptr.
 template <typename T>
-inline void selective_scan_ref_forward(const Context& ctx, T* y, T* h_last, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D, int64_t N) {
+inline void selective_scan_ref_forward(const Context& ctx, T* y, T* h_last, const T* u, const T* delta, const T* A,
+                                       const T* Bm, const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B,
+                                       int64_t L, int64_t D, int64_t N) {
   SAMBALM_OP_DISPATCH(ctx, selective_scan_ref_forward, y, h_last, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L, D, N);
 }
 
@@ -82,14 +91,19 @@ inline void selective_scan_ref_forward(const Context& ctx, T* y, T* h_last, cons
 // from a zero state, then chunk-boundary states are carried across chunks and each chunk's outputs
 // corrected. `chunk_states` is scratch [B, ceil(L/chunk) + 1, D, N] that the backward reuses.
 template <typename T>
-inline void selective_scan_forward(const Context& ctx, T* y, T* h_last, T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk, const int32_t* slots = nullptr) {
-  SAMBALM_OP_DISPATCH(ctx, selective_scan_forward, y, h_last, chunk_states, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L, D, N, chunk, slots);
+inline void selective_scan_forward(const Context& ctx, T* y, T* h_last, T* chunk_states, const T* u, const T* delta,
+                                   const T* A, const T* Bm, const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0,
+                                   int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk,
+                                   const int32_t* slots = nullptr) {
+  SAMBALM_OP_DISPATCH(ctx, selective_scan_forward, y, h_last, chunk_states, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L,
+                      D, N, chunk, slots);
 }
 // Chunk length to pass when there is no reason to choose: in the CPU backward, shorter chunks mean
 // more synchronisation and longer ones more scratch; 64 measured best of 16/64/256 (docs/BENCHMARKS.md).
 inline constexpr int64_t kSelectiveScanDefaultChunk = 64;
 // Size of the chunk_states scratch in elements.
-inline int64_t selective_scan_chunk_states_size(const Context& ctx, int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk) {
+inline int64_t selective_scan_chunk_states_size(const Context& ctx, int64_t B, int64_t L, int64_t D, int64_t N,
+                                                int64_t chunk) {
   SAMBALM_OP_DISPATCH(ctx, selective_scan_chunk_states_size, B, L, D, N, chunk);
 }
 
@@ -97,16 +111,23 @@ inline int64_t selective_scan_chunk_states_size(const Context& ctx, int64_t B, i
 // du, ddelta [B, L, D]; dA [D, N]; dBm, dCm [B, L, N] with row stride ld_bc; dDskip [D]; dh0 [B, D, N]
 // (nullable). All accumulate. `scratch` holds selective_scan_backward_scratch_size elements.
 template <typename T>
-inline void selective_scan_backward(const Context& ctx, T* du, T* ddelta, T* dA, T* dBm, T* dCm, T* dDskip, T* dh0, const T* dy, const T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk, T* scratch) {
-  SAMBALM_OP_DISPATCH(ctx, selective_scan_backward, du, ddelta, dA, dBm, dCm, dDskip, dh0, dy, chunk_states, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L, D, N, chunk, scratch);
+inline void selective_scan_backward(const Context& ctx, T* du, T* ddelta, T* dA, T* dBm, T* dCm, T* dDskip, T* dh0,
+                                    const T* dy, const T* chunk_states, const T* u, const T* delta, const T* A,
+                                    const T* Bm, const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B,
+                                    int64_t L, int64_t D, int64_t N, int64_t chunk, T* scratch) {
+  SAMBALM_OP_DISPATCH(ctx, selective_scan_backward, du, ddelta, dA, dBm, dCm, dDskip, dh0, dy, chunk_states, u, delta,
+                      A, Bm, Cm, ld_bc, Dskip, h0, B, L, D, N, chunk, scratch);
 }
-inline int64_t selective_scan_backward_scratch_size(const Context& ctx, int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk) {
+inline int64_t selective_scan_backward_scratch_size(const Context& ctx, int64_t B, int64_t L, int64_t D, int64_t N,
+                                                    int64_t chunk) {
   SAMBALM_OP_DISPATCH(ctx, selective_scan_backward_scratch_size, B, L, D, N, chunk);
 }
 
 // One decoding step for a batch of sequences (L = 1), updating h in place: h [B, D, N].
 template <typename T>
-inline void selective_scan_step(const Context& ctx, T* y, T* h, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, int64_t ld_bc, const T* Dskip, int64_t B, int64_t D, int64_t N, const int32_t* slots = nullptr) {
+inline void selective_scan_step(const Context& ctx, T* y, T* h, const T* u, const T* delta, const T* A, const T* Bm,
+                                const T* Cm, int64_t ld_bc, const T* Dskip, int64_t B, int64_t D, int64_t N,
+                                const int32_t* slots = nullptr) {
   SAMBALM_OP_DISPATCH(ctx, selective_scan_step, y, h, u, delta, A, Bm, Cm, ld_bc, Dskip, B, D, N, slots);
 }
 

@@ -60,7 +60,8 @@ double clip_grad_norm(float* g, size_t n, double max_norm) {
   const double norm = grad_global_norm(g, n);
   if (max_norm <= 0 || !std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) ops::scale_inplace(cpu_context(), g, static_cast<int64_t>(n), static_cast<double>(static_cast<float>(coef)));
+  if (coef < 1.0)
+    ops::scale_inplace(cpu_context(), g, static_cast<int64_t>(n), static_cast<double>(static_cast<float>(coef)));
   return norm;
 }
 

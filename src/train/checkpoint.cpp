@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "model/weights.h"
 

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
-#include "train/shards.h"
+#include "io/shards.h"
 
 namespace sambalm {
 

@@ -15,8 +15,8 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/shards.h"
 #include "tokenizer/unicode.h"
-#include "train/shards.h"
 
 namespace sambalm {
 

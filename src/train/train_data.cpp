@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
-#include "train/shards.h"
+#include "io/shards.h"
 
 namespace fs = std::filesystem;
 

@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "infer/decode_model.h"
+#include "infer/sampler.h"
 
 namespace sambalm {
 
@@ -29,38 +31,30 @@ double eval_windows(Model<float>& model, const float* params, const std::vector<
   return sum / static_cast<double>(n);
 }
 
-std::vector<int32_t> sample_continuation(Model<float>& model, const float* params, std::vector<int32_t> context,
-                                         int64_t n, double temperature, int64_t vocab, int64_t max_ctx,
-                                         std::mt19937_64& rng) {
+std::vector<int32_t> sample_continuation(const ModelConfig& cfg, const std::vector<ParamEntry>& entries,
+                                         const float* params, const std::vector<int32_t>& context, int64_t n,
+                                         double temperature, int64_t vocab, uint64_t seed) {
   SAMBALM_CHECK(!context.empty(), "sample: the prompt must hold at least one token");
-  const int64_t V = model.config().padded_vocab_size;
+  const int64_t V = cfg.padded_vocab_size;
   vocab = std::min(vocab, V);
-  std::vector<int32_t> out;
-  std::vector<double> p(vocab);
+  DecodeOptions dopt;
+  dopt.max_context = static_cast<int64_t>(context.size()) + n;  // full-attention layers' cache
+  DecodeModel dm(cfg, entries, params, dopt);
+  DecodeState st = dm.new_state();
+  std::vector<float> logits(static_cast<size_t>(V));
+  dm.prefill(st, context.data(), static_cast<int64_t>(context.size()), nullptr, logits.data());
+  SamplingParams sp;
+  sp.temperature = std::max(0.0, temperature);
+  sp.top_k = temperature > 0 ? 0 : 1;
+  sp.seed = seed;
+  Sampler sampler(sp);
+  std::vector<int32_t> history = context, out;
+  DecodeState* batch = &st;
   for (int64_t k = 0; k < n; ++k) {
-    const int64_t T = std::min<int64_t>(static_cast<int64_t>(context.size()), max_ctx);
-    const int32_t* ids = context.data() + context.size() - T;
-    model.forward(params, ids, nullptr, 1, T);
-    const float* logits = model.logits() + (T - 1) * V;
-    int32_t next = 0;
-    if (temperature <= 0) {
-      next = static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
-    } else {
-      // softmax(logits / temperature), drawn by inverse CDF with one uniform number.
-      const double mx = *std::max_element(logits, logits + vocab);
-      double total = 0;
-      for (int64_t v = 0; v < vocab; ++v) total += p[v] = std::exp((logits[v] - mx) / temperature);
-      double u = std::uniform_real_distribution<double>(0.0, total)(rng);
-      next = static_cast<int32_t>(vocab - 1);
-      for (int64_t v = 0; v < vocab; ++v) {
-        if ((u -= p[v]) < 0) {
-          next = static_cast<int32_t>(v);
-          break;
-        }
-      }
-    }
-    context.push_back(next);
+    const int32_t next = sampler.sample(logits.data(), vocab, history);
+    history.push_back(next);
     out.push_back(next);
+    if (k + 1 < n) dm.step(&batch, 1, &next, logits.data());
   }
   return out;
 }

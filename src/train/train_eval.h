@@ -19,12 +19,12 @@ namespace sambalm {
 double eval_windows(Model<float>& model, const float* params, const std::vector<int32_t>& windows, int64_t L,
                     int64_t batch);
 
-// Continues `context` by n tokens: each new token is drawn from softmax(logits / temperature) of
-// the last position (temperature <= 0: argmax), re-running the forward pass on the last `max_ctx`
-// tokens each time (O(n * max_ctx), fine for short samples of small models). Ids >= vocab (the
+// Continues `context` by n tokens through the decoding path (chunked prefill, then one decode step
+// per token, constant memory) and the generator's sampler: softmax(logits / temperature) of the last
+// position (temperature <= 0: argmax), drawn with `seed`. Ids >= vocab (ids the tokenizer lacks, the
 // padding rows of the head) are never drawn.
-std::vector<int32_t> sample_continuation(Model<float>& model, const float* params, std::vector<int32_t> context,
-                                         int64_t n, double temperature, int64_t vocab, int64_t max_ctx,
-                                         std::mt19937_64& rng);
+std::vector<int32_t> sample_continuation(const ModelConfig& cfg, const std::vector<ParamEntry>& entries,
+                                         const float* params, const std::vector<int32_t>& context, int64_t n,
+                                         double temperature, int64_t vocab, uint64_t seed);
 
 }  // namespace sambalm

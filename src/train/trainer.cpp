@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/model_dir.h"
 #include "model/init.h"
 #include "model/model.h"
 #include "model/weights.h"
@@ -425,8 +426,8 @@ TrainResult train(const TrainOptions& opts) {
     std::vector<int32_t> ctx = data.prompt_ids(o.prompt);
     const size_t n_prompt = ctx.size();
     // Only ids the tokenizer can decode are drawn (the model's vocabulary may be larger).
-    auto gen = sample_continuation(model, params.data(), ctx, o.sample_tokens, o.temperature,
-                                   std::min<int64_t>(cfg.vocab_size, data.sample_vocab()), T, rng);
+    auto gen = sample_continuation(cfg, params.entries(), params.data(), ctx, o.sample_tokens, o.temperature,
+                                   std::min<int64_t>(cfg.vocab_size, data.sample_vocab()), rng());
     // An untrained model draws control bytes: escaped, so that neither the terminal nor `cat
     // samples.txt` acts on them.
     const std::string text = printable_text(data.decode(ctx) + data.decode(gen));

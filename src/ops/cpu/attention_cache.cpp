@@ -110,10 +110,10 @@ void kv_cache_write(T* k_cache, T* v_cache, const T* k_new, const T* v_new, cons
   }
 }
 
-#define SAMBALM_INSTANTIATE(T)                                                                                  \
+#define SAMBALM_INSTANTIATE(T)                                                                                    \
   template void attention_cached_forward<T>(T*, const T*, const T*, const T*, const T*, const T*, const int32_t*, \
-                                            const int64_t*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,  \
-                                            int64_t, double);                                                      \
+                                            const int64_t*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
+                                            int64_t, double);                                                     \
   template void kv_cache_write<T>(T*, T*, const T*, const T*, const int32_t*, const int64_t*, int64_t, int64_t,   \
                                   int64_t, int64_t, int64_t);
 SAMBALM_INSTANTIATE(float)

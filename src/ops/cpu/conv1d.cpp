@@ -106,11 +106,11 @@ void causal_conv1d_state_update(T* new_state, const T* x, int64_t ld_x, const T*
   }
 }
 
-#define SAMBALM_INSTANTIATE(T)                                                                                  \
-  template void causal_conv1d_forward<T>(T*, const T*, int64_t, const T*, const T*, const T*, int64_t, int64_t, \
-                                         int64_t, int64_t, const int32_t*);                                                     \
-  template void causal_conv1d_backward<T>(T*, int64_t, T*, T*, const T*, const T*, int64_t, const T*, const T*, \
-                                          int64_t, int64_t, int64_t, int64_t);                                  \
+#define SAMBALM_INSTANTIATE(T)                                                                                     \
+  template void causal_conv1d_forward<T>(T*, const T*, int64_t, const T*, const T*, const T*, int64_t, int64_t,    \
+                                         int64_t, int64_t, const int32_t*);                                        \
+  template void causal_conv1d_backward<T>(T*, int64_t, T*, T*, const T*, const T*, int64_t, const T*, const T*,    \
+                                          int64_t, int64_t, int64_t, int64_t);                                     \
   template void causal_conv1d_state_update<T>(T*, const T*, int64_t, const T*, int64_t, int64_t, int64_t, int64_t, \
                                               const int32_t*);
 SAMBALM_INSTANTIATE(float)

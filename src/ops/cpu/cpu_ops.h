@@ -10,8 +10,8 @@ namespace sambalm::ops::cpu {
 template <typename T>
 void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int64_t M, int64_t K, int64_t N);
 template <typename T>
-void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, int64_t M,
-                     int64_t K, int64_t N);
+void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, int64_t M, int64_t K,
+                     int64_t N);
 template <typename T>
 void matmul_forward_strided(T* out, int64_t ld_out, const T* inp, int64_t ld_inp, const T* weight, const T* bias,
                             int64_t M, int64_t K, int64_t N);
@@ -44,14 +44,14 @@ void rope_table(double* cos, double* sin, int64_t max_pos, int64_t rope_dims, do
 template <typename T>
 void qkv_split_rope_forward(T* q, T* k, T* v, const T* qkv, const T* cos, const T* sin, int64_t B, int64_t Tn,
                             int64_t H, int64_t G, int64_t hs, int64_t rope_dims, int64_t pos0,
-                             int64_t cs_batch_rows = 0);
+                            int64_t cs_batch_rows = 0);
 template <typename T>
 void qkv_split_rope_backward(T* dqkv, const T* dq, const T* dk, const T* dv, const T* cos, const T* sin, int64_t B,
                              int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims, int64_t pos0,
                              int64_t cs_batch_rows = 0);
 template <typename T>
-void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H,
-                       int64_t G, int64_t hs, int64_t window, double scale);
+void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G,
+                       int64_t hs, int64_t window, double scale);
 template <typename T>
 void attention_ref_forward(T* out, T* lse, T* scores, const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
                            int64_t H, int64_t G, int64_t hs, int64_t window, double scale);
@@ -69,8 +69,8 @@ template <typename T>
 void causal_conv1d_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x, int64_t ld_x, const T* w,
                             const T* state, int64_t B, int64_t L, int64_t D, int64_t K);
 template <typename T>
-void causal_conv1d_state_update(T* new_state, const T* x, int64_t ld_x, const T* state, int64_t B, int64_t L,
-                                int64_t D, int64_t K, const int32_t* slots = nullptr);
+void causal_conv1d_state_update(T* new_state, const T* x, int64_t ld_x, const T* state, int64_t B, int64_t L, int64_t D,
+                                int64_t K, const int32_t* slots = nullptr);
 template <typename T>
 void silu_forward(T* out, const T* x, int64_t n);
 template <typename T>
@@ -94,9 +94,9 @@ void selective_scan_forward(T* y, T* h_last, T* chunk_states, const T* u, const 
 int64_t selective_scan_chunk_states_size(int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk);
 template <typename T>
 void selective_scan_backward(T* du, T* ddelta, T* dA, T* dBm, T* dCm, T* dDskip, T* dh0, const T* dy,
-                             const T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm,
-                             const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L,
-                             int64_t D, int64_t N, int64_t chunk, T* scratch);
+                             const T* chunk_states, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm,
+                             int64_t ld_bc, const T* Dskip, const T* h0, int64_t B, int64_t L, int64_t D, int64_t N,
+                             int64_t chunk, T* scratch);
 int64_t selective_scan_backward_scratch_size(int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk);
 template <typename T>
 void selective_scan_step(T* y, T* h, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, int64_t ld_bc,

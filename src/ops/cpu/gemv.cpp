@@ -38,7 +38,8 @@ void gemv_linear(Isa isa, float* out, int64_t ld_out, const float* in, int64_t l
 #endif
   const int64_t blocks = (N + kGemvBlock - 1) / kGemvBlock;
 #pragma omp parallel for schedule(static) if (N * K > (1 << 16))
-  for (int64_t i = 0; i < blocks; ++i) rows(out, ld_out, in, ld_in, M, W, i * kGemvBlock, std::min(N, (i + 1) * kGemvBlock), K);
+  for (int64_t i = 0; i < blocks; ++i)
+    rows(out, ld_out, in, ld_in, M, W, i * kGemvBlock, std::min(N, (i + 1) * kGemvBlock), K);
   if (bias)
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) out[m * ld_out + n] += bias[n];

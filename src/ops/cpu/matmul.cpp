@@ -5,7 +5,8 @@
 //   dweight[N, K] += dout^T[N, M] @ inp[M, K]
 //   dbias[N]      += sum_m dout[m, :]
 // Up to kGemvMaxRows rows the forward is our register-tiled GEMV instead (gemv.h: decoding reads each
-// weight once for the whole batch). OpenBLAS threads the GEMMs itself, so nothing here may run inside an OpenMP parallel region.
+// weight once for the whole batch). OpenBLAS threads the GEMMs itself, so nothing here may run inside an OpenMP
+// parallel region.
 #include <cblas.h>
 
 #include <cstdint>

@@ -113,7 +113,8 @@ void qkv_split_rope_forward(T* q, T* k, T* v, const T* qkv, const T* cos, const 
 
 template <typename T>
 void qkv_split_rope_backward(T* dqkv, const T* dq, const T* dk, const T* dv, const T* cos, const T* sin, int64_t B,
-                             int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims, int64_t pos0, int64_t cs_batch_rows) {
+                             int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims, int64_t pos0,
+                             int64_t cs_batch_rows) {
   if (!dqkv) return;
   const int64_t qpk = H / G, row = (H + 2 * G) * hs, half = rope_dims / 2;
 #pragma omp parallel for collapse(2) schedule(static) if (B * Tn * row > (1 << 15))
@@ -141,9 +142,9 @@ void qkv_split_rope_backward(T* dqkv, const T* dq, const T* dk, const T* dv, con
 }
 
 #define SAMBALM_INSTANTIATE(T)                                                                                     \
-  template void rope_at_positions<T>(T*, T*, const int64_t*, int64_t, int64_t, int64_t, double, double);            \
+  template void rope_at_positions<T>(T*, T*, const int64_t*, int64_t, int64_t, int64_t, double, double);           \
   template void qkv_split_rope_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,     \
-                                          int64_t, int64_t, int64_t, int64_t, int64_t);                                     \
+                                          int64_t, int64_t, int64_t, int64_t, int64_t);                            \
   template void qkv_split_rope_backward<T>(T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, \
                                            int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
 SAMBALM_INSTANTIATE(float)

@@ -39,7 +39,7 @@ struct Kernels {
                  const T* Dskip, int64_t len, int64_t nd, int64_t D, int64_t N);
   void (*scan_no_y)(T* h, T* y, const T* u, const T* delta, const T* A, const T* Bm, const T* Cm, int64_t ld_bc,
                     const T* Dskip, int64_t len, int64_t nd, int64_t D, int64_t N);
-  T (*backward_channel)
+  T(*backward_channel)
   (T* g, T* dAd, T* dB_p, T* dC_p, T* hs, T* as, T* du, T* ddelta, const T* dy, const T* u, const T* delta, const T* Ad,
    const T* Bm, const T* Cm, int64_t ld_bc, T Dd, const T* h_start, int64_t len, int64_t D, int64_t N);
 };

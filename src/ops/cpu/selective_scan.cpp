@@ -20,8 +20,8 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "ops/cpu/scan_internal.h"
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/scan_internal.h"
 
 namespace sambalm::ops::cpu {
 
@@ -160,7 +160,7 @@ void selective_scan_forward(T* y, T* h_last, T* chunk_states, const T* u, const 
                                  int64_t, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t,        \
                                  const int32_t*);                                                                 \
   template void selective_scan_forward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int64_t,  \
-                                          const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
+                                          const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t,        \
                                           const int32_t*);
 SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)

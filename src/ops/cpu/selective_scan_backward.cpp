@@ -23,8 +23,8 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "ops/cpu/scan_internal.h"
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/scan_internal.h"
 
 namespace sambalm::ops::cpu {
 

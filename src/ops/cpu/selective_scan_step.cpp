@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "ops/cpu/scan_internal.h"
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/scan_internal.h"
 
 namespace sambalm::ops::cpu {
 
@@ -21,8 +21,8 @@ void selective_scan_step(T* y, T* h, const T* u, const T* delta, const T* A, con
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t blk = 0; blk < nblk; ++blk) {
       const int64_t d0 = blk * scan::kBlock, nd = std::min(scan::kBlock, D - d0);
-      K.scan_y(h + ((slots ? slots[b] : b) * D + d0) * N, y + b * D + d0, u + b * D + d0, delta + b * D + d0, A + d0 * N, Bm + b * ld_bc,
-               Cm + b * ld_bc, ld_bc, Dskip + d0, 1, nd, D, N);
+      K.scan_y(h + ((slots ? slots[b] : b) * D + d0) * N, y + b * D + d0, u + b * D + d0, delta + b * D + d0,
+               A + d0 * N, Bm + b * ld_bc, Cm + b * ld_bc, ld_bc, Dskip + d0, 1, nd, D, N);
     }
   }
 }

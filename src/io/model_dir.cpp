@@ -1,5 +1,7 @@
 // Model directories: resolving a model spec (preset, directory, weights file, config file) into a
 // config and parameters, and writing sambalm's own directory format.
+#include "io/model_dir.h"
+
 #include <fmt/ranges.h>
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 // Token shard files: writer (streaming, atomic) and memory-mapped reader.
-#include "train/shards.h"
+#include "io/shards.h"
 
 #include <fcntl.h>
 #include <unistd.h>
