@@ -4,6 +4,7 @@
 // and AdamW / the gradient norm against their formulas written out here.
 #include <cmath>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "ops/cpu/gemv.h"
@@ -206,4 +207,25 @@ TEST(OptimOps, SumOfSquaresAndScale) {
   auto y = x;
   ops::scale_inplace(cpu_context(), y.data(), n, 0.25);
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(y[i], x[i] * 0.25f);
+}
+
+// A compute type narrower than its statistics (as bf16 beside fp32 on the GPU): the op signatures take
+// the statistics in stat_t<T>, and the CPU, which computes in one precision, refuses the call.
+struct NarrowValue {
+  float v;
+};
+template <>
+struct sambalm::precision<NarrowValue> {
+  using stat = float;
+};
+
+TEST(OpPrecision, StatisticsHaveTheirOwnTypeAndTheCpuRefusesMixedCalls) {
+  static_assert(std::is_same_v<stat_t<float>, float> && std::is_same_v<stat_t<double>, double>);
+  static_assert(std::is_same_v<stat_t<NarrowValue>, float>);
+  NarrowValue out[4]{}, x[4]{}, w[4]{};
+  float rstd[1]{};
+  EXPECT_THROW(ops::rmsnorm_forward(cpu_context(), out, rstd, x, w, int64_t(1), int64_t(4), 1e-5), Error);
+  float y[4]{}, xf[4] = {1, 2, 3, 4}, wf[4] = {1, 1, 1, 1};
+  ops::rmsnorm_forward(cpu_context(), y, rstd, xf, wf, int64_t(1), int64_t(4), 1e-5);
+  EXPECT_NEAR(rstd[0], 1.0 / std::sqrt(7.5 + 1e-5), 1e-6);
 }

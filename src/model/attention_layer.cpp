@@ -21,7 +21,7 @@ void plan_attention_acts(const Context& ctx, Arena& ar, AttentionActs<T>& a, con
   a.k = ar.take<T>(BL * m.G * m.hs);
   a.v = ar.take<T>(BL * m.G * m.hs);
   a.att = ar.take<T>(BL * m.H * m.hs);
-  a.lse = with_lse ? ar.take<T>(BL * m.H) : nullptr;
+  a.lse = with_lse ? ar.take<stat_t<T>>(BL * m.H) : nullptr;
 }
 
 template <typename T>

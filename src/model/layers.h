@@ -20,6 +20,7 @@
 
 #include "core/arena.h"
 #include "core/context.h"
+#include "core/precision.h"
 #include "model/config.h"
 #include "model/params.h"
 
@@ -84,7 +85,7 @@ struct LayerState {
   const int32_t* slots = nullptr;  // [B]
   const int64_t* pos = nullptr;    // [B]
   T* conv = nullptr;               // Mamba: [S, K-1, di]
-  T* ssm = nullptr;                // Mamba: [S, di, N]
+  stat_t<T>* ssm = nullptr;        // Mamba: [S, di, N]
   T* keys = nullptr;               // attention: [S, G, cap, hs]
   T* values = nullptr;             // attention: [S, G, cap, hs]
   int64_t cap = 0;                 // attention: ring entries per slot
@@ -96,11 +97,13 @@ int64_t scan_chunk_size();
 template <typename T>
 struct MambaActs {
   T *xz = nullptr, *conv_out = nullptr, *xc = nullptr, *xdbl = nullptr, *dt_pre = nullptr, *dt = nullptr, *y = nullptr,
-    *yg = nullptr, *chunk_states = nullptr;
+    *yg = nullptr;
+  stat_t<T>* chunk_states = nullptr;
 };
 template <typename T>
 struct AttentionActs {
-  T *qkv = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *lse = nullptr;
+  T *qkv = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr;
+  stat_t<T>* lse = nullptr;
 };
 template <typename T>
 struct MlpActs {
@@ -122,7 +125,8 @@ void plan_mlp_acts(const Context& ctx, Arena& a, MlpActs<T>& acts, int64_t hidde
 template <typename T>
 struct MambaGrads {
   T *dgated = nullptr, *dy = nullptr, *dxz = nullptr, *dxc = nullptr, *ddt = nullptr, *dxdbl = nullptr,
-    *ddt_pre = nullptr, *dA = nullptr, *scan = nullptr;
+    *ddt_pre = nullptr;
+  stat_t<T>*dA = nullptr, *scan = nullptr;
 };
 template <typename T>
 struct AttentionGrads {
@@ -146,12 +150,12 @@ void plan_mlp_grads(const Context& ctx, Arena& a, MlpGrads<T>& g, int64_t hidden
 // final states (L == 1 runs the one-step scan).
 template <typename T>
 void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* xn, const T* params,
-                   const MambaParams& p, const MambaDims& m, const T* A, int64_t B, int64_t L,
+                   const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
                    const LayerState<T>* st = nullptr);
 // Training only (no state). dA is scratch [di, N] for the scan's dA before it maps onto dA_log.
 template <typename T>
 void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MambaActs<T>& a, const T* xn,
-                    const T* params, const MambaParams& p, const MambaDims& m, const T* A, int64_t B, int64_t L,
+                    const T* params, const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
                     const MambaGrads<T>& g);
 
 // cos/sin: RoPE rows; row of (b, t) is (b * cs_batch_rows + t) (cs_batch_rows = 0: one table from

@@ -40,13 +40,13 @@ void plan_mamba_grads(const Context& ctx, Arena& ar, MambaGrads<T>& g, const Mam
   g.ddt = ar.take<T>(BL * m.di);
   g.dxdbl = ar.take<T>(BL * m.xdbl());
   g.ddt_pre = ar.take<T>(BL * m.di);
-  g.dA = ar.take<T>(m.di * m.N);
-  g.scan = ar.take<T>(ops::selective_scan_backward_scratch_size(ctx, B, L, m.di, m.N, scan_chunk_size()));
+  g.dA = ar.take<stat_t<T>>(m.di * m.N);
+  g.scan = ar.take<stat_t<T>>(ops::selective_scan_backward_scratch_size(ctx, B, L, m.di, m.N, scan_chunk_size()));
 }
 
 template <typename T>
 void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* xn, const T* params,
-                   const MambaParams& p, const MambaDims& m, const T* A, int64_t B, int64_t L,
+                   const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
                    const LayerState<T>* st) {
   const int64_t BL = B * L, di = m.di, X = m.xdbl();
   const int32_t* slots = st ? st->slots : nullptr;
@@ -66,9 +66,9 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
     ops::selective_scan_step(ctx, a.y, st->ssm, a.xc, a.dt, A, Bm, Cm, X, p.D.at(params), B, di, m.N, slots);
   } else {
     // The SSM state is read (h0) before the final state overwrites it (h_last) block by block.
-    ops::selective_scan_forward(ctx, a.y, st ? st->ssm : static_cast<T*>(nullptr), a.chunk_states, a.xc, a.dt, A, Bm,
-                                Cm, X, p.D.at(params), st ? st->ssm : static_cast<const T*>(nullptr), B, L, di, m.N,
-                                scan_chunk_size(), slots);
+    ops::selective_scan_forward(ctx, a.y, st ? st->ssm : static_cast<stat_t<T>*>(nullptr), a.chunk_states, a.xc, a.dt,
+                                A, Bm, Cm, X, p.D.at(params), st ? st->ssm : static_cast<const stat_t<T>*>(nullptr), B,
+                                L, di, m.N, scan_chunk_size(), slots);
   }
   ops::silu_gate_forward(ctx, a.yg, a.y, a.xz + di, 2 * di, BL, di);
   ops::matmul_forward(ctx, out, a.yg, p.out_proj_w.at(params), p.out_proj_b.at(params), BL, di, m.d);
@@ -76,7 +76,7 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
 
 template <typename T>
 void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MambaActs<T>& a, const T* xn,
-                    const T* params, const MambaParams& p, const MambaDims& m, const T* A, int64_t B, int64_t L,
+                    const T* params, const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
                     const MambaGrads<T>& g) {
   const int64_t BL = B * L, di = m.di, X = m.xdbl(), N = m.N;
   auto zero = [](T* x, int64_t n) { std::fill(x, x + n, T(0)); };
@@ -93,8 +93,8 @@ void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const M
                        p.out_proj_w.at(params), BL, di, m.d);
   ops::silu_gate_backward(ctx, g.dy, g.dxz + di, 2 * di, g.dgated, a.y, a.xz + di, 2 * di, BL, di);
   ops::selective_scan_backward(ctx, g.dxc, g.ddt, g.dA, g.dxdbl + m.R, g.dxdbl + m.R + N, p.D.at(grads),
-                               static_cast<T*>(nullptr), g.dy, a.chunk_states, a.xc, a.dt, A, a.xdbl + m.R,
-                               a.xdbl + m.R + N, X, p.D.at(params), static_cast<const T*>(nullptr), B, L, di, N,
+                               static_cast<stat_t<T>*>(nullptr), g.dy, a.chunk_states, a.xc, a.dt, A, a.xdbl + m.R,
+                               a.xdbl + m.R + N, X, p.D.at(params), static_cast<const stat_t<T>*>(nullptr), B, L, di, N,
                                scan_chunk_size(), g.scan);
   ops::neg_exp_backward(ctx, p.A_log.at(grads), g.dA, A, di * N);
   ops::softplus_backward(ctx, g.ddt_pre, g.ddt, a.dt_pre, BL * di);
@@ -115,9 +115,9 @@ void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const M
   template void plan_mamba_acts<T>(const Context&, Arena&, MambaActs<T>&, const MambaDims&, int64_t, int64_t, bool); \
   template void plan_mamba_grads<T>(const Context&, Arena&, MambaGrads<T>&, const MambaDims&, int64_t, int64_t);     \
   template void mamba_forward<T>(const Context&, T*, const MambaActs<T>&, const T*, const T*, const MambaParams&,    \
-                                 const MambaDims&, const T*, int64_t, int64_t, const LayerState<T>*);                \
+                                 const MambaDims&, const stat_t<T>*, int64_t, int64_t, const LayerState<T>*);        \
   template void mamba_backward<T>(const Context&, T*, T*, const T*, const MambaActs<T>&, const T*, const T*,         \
-                                  const MambaParams&, const MambaDims&, const T*, int64_t, int64_t,                  \
+                                  const MambaParams&, const MambaDims&, const stat_t<T>*, int64_t, int64_t,          \
                                   const MambaGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)

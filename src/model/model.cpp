@@ -30,7 +30,8 @@ Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, 
   auto layout_constants = [&](Arena& a) {
     for (int64_t k = 0; k < nsub_; ++k) {
       const auto& s = refs_.subs[k];
-      if (s.spec.kind == SublayerKind::Mamba) cached_A_[k] = a.template take<T>(s.mamba_dims.di * s.mamba_dims.N);
+      if (s.spec.kind == SublayerKind::Mamba)
+        cached_A_[k] = a.template take<stat_t<T>>(s.mamba_dims.di * s.mamba_dims.N);
     }
   };
   Arena count;
@@ -69,12 +70,12 @@ void Model<T>::layout_train(Arena& a, int64_t B, int64_t Tn) {
     const SublayerParams& s = refs_.subs[k];
     SubBuffers& b = train_.subs[k];
     b.xn = a.template take<T>(BT * d_);
-    b.rstd = a.template take<T>(BT);
-    b.mean = ln ? a.template take<T>(BT) : nullptr;
+    b.rstd = a.template take<stat_t<T>>(BT);
+    b.mean = ln ? a.template take<stat_t<T>>(BT) : nullptr;
     switch (s.spec.kind) {
       case SublayerKind::Mamba:
         plan_mamba_acts(ctx_, a, b.mamba, s.mamba_dims, B, Tn);
-        train_.A[k] = a.template take<T>(s.mamba_dims.di * s.mamba_dims.N);
+        train_.A[k] = a.template take<stat_t<T>>(s.mamba_dims.di * s.mamba_dims.N);
         break;
       case SublayerKind::Attention:
         plan_attention_acts(ctx_, a, b.attn, s.attn_dims, B, Tn, true);
@@ -85,8 +86,8 @@ void Model<T>::layout_train(Arena& a, int64_t B, int64_t Tn) {
     }
   }
   train_.xf = a.template take<T>(BT * d_);
-  train_.xf_rstd = a.template take<T>(BT);
-  train_.xf_mean = ln ? a.template take<T>(BT) : nullptr;
+  train_.xf_rstd = a.template take<stat_t<T>>(BT);
+  train_.xf_mean = ln ? a.template take<stat_t<T>>(BT) : nullptr;
   train_.logits = a.template take<T>(BT * V_);
   train_.dlogits = a.template take<T>(BT * V_);
   train_.rope_cos = a.template take<T>(Tn * std::max<int64_t>(1, rope_dims_ / 2));
@@ -131,8 +132,8 @@ void Model<T>::layout_cached(Arena& a, int64_t B, int64_t L) {
   cached_.rope_sin = a.template take<T>(BL * std::max<int64_t>(1, rope_dims_ / 2));
   SubBuffers& b = cached_.shared;
   b.xn = a.template take<T>(BL * d_);
-  b.rstd = a.template take<T>(BL);
-  b.mean = cfg_.norm == NormKind::LayerNorm ? a.template take<T>(BL) : nullptr;
+  b.rstd = a.template take<stat_t<T>>(BL);
+  b.mean = cfg_.norm == NormKind::LayerNorm ? a.template take<stat_t<T>>(BL) : nullptr;
   // The sublayers run one at a time: their activations share one region.
   const size_t region = a.mark();
   // One token per sequence runs the one-step scan: no chunk states.
@@ -185,8 +186,8 @@ void Model<T>::refresh_constants(const T* params) {
 // ---- The stack ---------------------------------------------------------------------------------
 
 template <typename T>
-void Model<T>::norm_forward(T* out, T* mean, T* rstd, const T* x, const T* params, const ParamRef& w, const ParamRef& b,
-                            int64_t n) {
+void Model<T>::norm_forward(T* out, stat_t<T>* mean, stat_t<T>* rstd, const T* x, const T* params, const ParamRef& w,
+                            const ParamRef& b, int64_t n) {
   if (cfg_.norm == NormKind::RMSNorm)
     ops::rmsnorm_forward(ctx_, out, rstd, x, w.at(params), n, d_, cfg_.norm_eps);
   else
@@ -195,7 +196,7 @@ void Model<T>::norm_forward(T* out, T* mean, T* rstd, const T* x, const T* param
 
 template <typename T>
 void Model<T>::norm_backward(T* dx, T* grads, const T* dout, const T* x, const T* params, const ParamRef& w,
-                             const ParamRef& b, const T* mean, const T* rstd, int64_t n) {
+                             const ParamRef& b, const stat_t<T>* mean, const stat_t<T>* rstd, int64_t n) {
   if (cfg_.norm == NormKind::RMSNorm)
     ops::rmsnorm_backward(ctx_, dx, w.at(grads), dout, x, w.at(params), rstd, n, d_);
   else
@@ -223,7 +224,7 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
     switch (s.spec.kind) {
       case SublayerKind::Mamba: {
         const MambaDims& m = s.mamba_dims;
-        T* A = training ? train_.A[k] : cached_A_[k];
+        stat_t<T>* A = training ? train_.A[k] : cached_A_[k];
         if (training) ops::neg_exp_forward(ctx_, A, s.mamba.A_log.at(params), m.di * m.N);
         mamba_forward(ctx_, f, b.mamba, b.xn, params, s.mamba, m, A, B, L, stp);
         break;

@@ -69,7 +69,8 @@ class Model {
 
  private:
   struct SubBuffers {
-    T *xn = nullptr, *mean = nullptr, *rstd = nullptr;  // normed input and its statistics
+    T* xn = nullptr;                            // normed input
+    stat_t<T>*mean = nullptr, *rstd = nullptr;  // and its statistics
     MambaActs<T> mamba;
     AttentionActs<T> attn;
     MlpActs<T> mlp;
@@ -78,9 +79,10 @@ class Model {
     int32_t* tokens = nullptr;
     std::vector<T*> res;  // nsub + 1 residual streams
     std::vector<SubBuffers> subs;
-    T *xf = nullptr, *xf_mean = nullptr, *xf_rstd = nullptr, *logits = nullptr, *dlogits = nullptr;
+    T *xf = nullptr, *logits = nullptr, *dlogits = nullptr;
+    stat_t<T>*xf_mean = nullptr, *xf_rstd = nullptr;
     T *dres = nullptr, *dxn = nullptr, *dxf = nullptr, *rope_cos = nullptr, *rope_sin = nullptr;
-    std::vector<T*> A;  // per sublayer (Mamba only)
+    std::vector<stat_t<T>*> A;  // per sublayer (Mamba only)
     MambaGrads<T> mamba_grads;
     AttentionGrads<T> attn_grads;
     MlpGrads<T> mlp_grads;
@@ -95,10 +97,10 @@ class Model {
   void layout_cached(Arena& a, int64_t B, int64_t L);
   void ensure_train(int64_t B, int64_t Tn);
   void ensure_cached(int64_t B, int64_t L);
-  void norm_forward(T* out, T* mean, T* rstd, const T* x, const T* params, const ParamRef& w, const ParamRef& b,
-                    int64_t n);
+  void norm_forward(T* out, stat_t<T>* mean, stat_t<T>* rstd, const T* x, const T* params, const ParamRef& w,
+                    const ParamRef& b, int64_t n);
   void norm_backward(T* dx, T* grads, const T* dout, const T* x, const T* params, const ParamRef& w, const ParamRef& b,
-                     const T* mean, const T* rstd, int64_t n);
+                     const stat_t<T>* mean, const stat_t<T>* rstd, int64_t n);
   // The stack loop: residual sublayers over res[k] -> res[k+1] (training: one buffer per k; cached:
   // the same buffer updated in place).
   void run_stack(const T* params, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,
@@ -118,7 +120,7 @@ class Model {
   int64_t infer_B_ = -1, infer_L_ = -1;
   CachedBuffers cached_;
   Arena constants_arena_;
-  std::vector<T*> cached_A_;  // per sublayer (Mamba only), for forward_cached
+  std::vector<stat_t<T>*> cached_A_;  // per sublayer (Mamba only), for forward_cached
   bool constants_ready_ = false;
 };
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "core/precision.h"
 #include "ops/dispatch.h"
 
 namespace sambalm::ops {
@@ -49,24 +50,24 @@ inline void embedding_backward(const Context& ctx, T* dtable, const T* dout, con
 // ---- Norms -------------------------------------------------------------------------------
 // RMSNorm: out = x * rsqrt(mean(x^2) + eps) * weight. Saves rstd[n] for backward.
 template <typename T>
-inline void rmsnorm_forward(const Context& ctx, T* out, T* rstd, const T* x, const T* weight, int64_t n, int64_t C,
-                            double eps) {
+inline void rmsnorm_forward(const Context& ctx, T* out, stat_t<T>* rstd, const T* x, const T* weight, int64_t n,
+                            int64_t C, double eps) {
   SAMBALM_OP_DISPATCH(ctx, rmsnorm_forward, out, rstd, x, weight, n, C, eps);
 }
 template <typename T>
 inline void rmsnorm_backward(const Context& ctx, T* dx, T* dweight, const T* dout, const T* x, const T* weight,
-                             const T* rstd, int64_t n, int64_t C) {
+                             const stat_t<T>* rstd, int64_t n, int64_t C) {
   SAMBALM_OP_DISPATCH(ctx, rmsnorm_backward, dx, dweight, dout, x, weight, rstd, n, C);
 }
 // LayerNorm: out = (x - mean) * rstd * weight + bias (bias may be nullptr). Saves mean, rstd.
 template <typename T>
-inline void layernorm_forward(const Context& ctx, T* out, T* mean, T* rstd, const T* x, const T* weight, const T* bias,
-                              int64_t n, int64_t C, double eps) {
+inline void layernorm_forward(const Context& ctx, T* out, stat_t<T>* mean, stat_t<T>* rstd, const T* x, const T* weight,
+                              const T* bias, int64_t n, int64_t C, double eps) {
   SAMBALM_OP_DISPATCH(ctx, layernorm_forward, out, mean, rstd, x, weight, bias, n, C, eps);
 }
 template <typename T>
 inline void layernorm_backward(const Context& ctx, T* dx, T* dweight, T* dbias, const T* dout, const T* x,
-                               const T* weight, const T* mean, const T* rstd, int64_t n, int64_t C) {
+                               const T* weight, const stat_t<T>* mean, const stat_t<T>* rstd, int64_t n, int64_t C) {
   SAMBALM_OP_DISPATCH(ctx, layernorm_backward, dx, dweight, dbias, dout, x, weight, mean, rstd, n, C);
 }
 
@@ -124,23 +125,23 @@ inline void qkv_split_rope_backward(const Context& ctx, T* dqkv, const T* dq, co
 //   out[B, T, H*hs] (token-major, ready for the output projection); lse[B, H, T] = log-sum-exp of the
 //   scaled scores per query (saved for backward).
 template <typename T>
-inline void attention_forward(const Context& ctx, T* out, T* lse, const T* q, const T* k, const T* v, int64_t B,
+inline void attention_forward(const Context& ctx, T* out, stat_t<T>* lse, const T* q, const T* k, const T* v, int64_t B,
                               int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {
   SAMBALM_OP_DISPATCH(ctx, attention_forward, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);
 }
 // Reference attention (the test oracle for attention_forward): fills the masked score matrix of each
 // (b, h) into the caller's scratch scores[Tn * Tn], then softmax and P.V in double. Same outputs.
 template <typename T>
-inline void attention_ref_forward(const Context& ctx, T* out, T* lse, T* scores, const T* q, const T* k, const T* v,
-                                  int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window,
+inline void attention_ref_forward(const Context& ctx, T* out, stat_t<T>* lse, T* scores, const T* q, const T* k,
+                                  const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window,
                                   double scale) {
   SAMBALM_OP_DISPATCH(ctx, attention_ref_forward, out, lse, scores, q, k, v, B, Tn, H, G, hs, window, scale);
 }
 // dq, dk, dv accumulate. Recomputes probabilities from q, k and lse (FlashAttention-style).
 template <typename T>
-inline void attention_backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out, const T* lse,
-                               const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G,
-                               int64_t hs, int64_t window, double scale) {
+inline void attention_backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out,
+                               const stat_t<T>* lse, const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
+                               int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {
   SAMBALM_OP_DISPATCH(ctx, attention_backward, dq, dk, dv, dout, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);
 }
 
@@ -180,7 +181,7 @@ inline void kv_cache_write(const Context& ctx, T* k_cache, T* v_cache, const T* 
 // writes per-position losses to `losses` (may be nullptr). Targets < 0 are ignored (not counted).
 // If dlogits is given, writes (not adds) d(mean loss)/d logits * dloss_scale into it; it may alias logits.
 template <typename T>
-inline double cross_entropy_forward_backward(const Context& ctx, T* dlogits, T* losses, const T* logits,
+inline double cross_entropy_forward_backward(const Context& ctx, T* dlogits, stat_t<T>* losses, const T* logits,
                                              const int32_t* targets, int64_t n, int64_t V, double dloss_scale) {
   SAMBALM_OP_DISPATCH(ctx, cross_entropy_forward_backward, dlogits, losses, logits, targets, n, V, dloss_scale);
 }

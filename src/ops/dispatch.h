@@ -20,16 +20,25 @@ namespace sambalm::ops {
 
 }  // namespace sambalm::ops
 
+// The CPU computes in one precision (float or double): an instantiation whose arguments differ in
+// element type (a narrower compute type beside fp32 statistics, core/precision.h) has no CPU body.
+#define SAMBALM_OP_CPU(ctx, op, ...)                  \
+  if ((ctx).device == ::sambalm::Device::CPU) {       \
+    if constexpr (requires { cpu::op(__VA_ARGS__); }) \
+      return cpu::op(__VA_ARGS__);                    \
+    else                                              \
+      ::sambalm::ops::no_backend(ctx, #op);           \
+  }
 #if SAMBALM_HAVE_CUDA
-#define SAMBALM_OP_DISPATCH(ctx, op, ...)                                    \
-  do {                                                                       \
-    if ((ctx).device == ::sambalm::Device::CPU) return cpu::op(__VA_ARGS__); \
-    return cuda::op(ctx, __VA_ARGS__);                                       \
+#define SAMBALM_OP_DISPATCH(ctx, op, ...) \
+  do {                                    \
+    SAMBALM_OP_CPU(ctx, op, __VA_ARGS__)  \
+    return cuda::op(ctx, __VA_ARGS__);    \
   } while (0)
 #else
-#define SAMBALM_OP_DISPATCH(ctx, op, ...)                                    \
-  do {                                                                       \
-    if ((ctx).device == ::sambalm::Device::CPU) return cpu::op(__VA_ARGS__); \
-    ::sambalm::ops::no_backend(ctx, #op);                                    \
+#define SAMBALM_OP_DISPATCH(ctx, op, ...) \
+  do {                                    \
+    SAMBALM_OP_CPU(ctx, op, __VA_ARGS__)  \
+    ::sambalm::ops::no_backend(ctx, #op); \
   } while (0)
 #endif

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "core/precision.h"
 #include "ops/dispatch.h"
 
 namespace sambalm::ops {
@@ -63,7 +64,8 @@ inline void silu_gate_backward(const Context& ctx, T* dy, T* dz, int64_t ld_dz, 
 }
 
 // ---- State matrix --------------------------------------------------------------------------
-// A = -exp(A_log) (A_log [D, N], the parameter); backward: dA_log += dA * A.
+// A = -exp(A_log) (A_log [D, N], the parameter); backward: dA_log += dA * A. All in the statistics
+// type (precision.h): A_log, A and their gradients stay fp32 whatever the compute type.
 template <typename T>
 inline void neg_exp_forward(const Context& ctx, T* A, const T* A_log, int64_t n) {
   SAMBALM_OP_DISPATCH(ctx, neg_exp_forward, A, A_log, n);
@@ -81,9 +83,10 @@ inline void neg_exp_backward(const Context& ctx, T* dA_log, const T* dA, const T
 // output). A: [D, N] (already -exp(A_log)). h0: initial state [B, D, N] or nullptr (zeros).
 // h_last: final state [B, D, N] or nullptr.
 template <typename T>
-inline void selective_scan_ref_forward(const Context& ctx, T* y, T* h_last, const T* u, const T* delta, const T* A,
-                                       const T* Bm, const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B,
-                                       int64_t L, int64_t D, int64_t N) {
+inline void selective_scan_ref_forward(const Context& ctx, T* y, stat_t<T>* h_last, const T* u, const T* delta,
+                                       const stat_t<T>* A, const T* Bm, const T* Cm, int64_t ld_bc,
+                                       const stat_t<T>* Dskip, const stat_t<T>* h0, int64_t B, int64_t L, int64_t D,
+                                       int64_t N) {
   SAMBALM_OP_DISPATCH(ctx, selective_scan_ref_forward, y, h_last, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L, D, N);
 }
 
@@ -91,10 +94,10 @@ inline void selective_scan_ref_forward(const Context& ctx, T* y, T* h_last, cons
 // from a zero state, then chunk-boundary states are carried across chunks and each chunk's outputs
 // corrected. `chunk_states` is scratch [B, ceil(L/chunk) + 1, D, N] that the backward reuses.
 template <typename T>
-inline void selective_scan_forward(const Context& ctx, T* y, T* h_last, T* chunk_states, const T* u, const T* delta,
-                                   const T* A, const T* Bm, const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0,
-                                   int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk,
-                                   const int32_t* slots = nullptr) {
+inline void selective_scan_forward(const Context& ctx, T* y, stat_t<T>* h_last, stat_t<T>* chunk_states, const T* u,
+                                   const T* delta, const stat_t<T>* A, const T* Bm, const T* Cm, int64_t ld_bc,
+                                   const stat_t<T>* Dskip, const stat_t<T>* h0, int64_t B, int64_t L, int64_t D,
+                                   int64_t N, int64_t chunk, const int32_t* slots = nullptr) {
   SAMBALM_OP_DISPATCH(ctx, selective_scan_forward, y, h_last, chunk_states, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L,
                       D, N, chunk, slots);
 }
@@ -111,10 +114,11 @@ inline int64_t selective_scan_chunk_states_size(const Context& ctx, int64_t B, i
 // du, ddelta [B, L, D]; dA [D, N]; dBm, dCm [B, L, N] with row stride ld_bc; dDskip [D]; dh0 [B, D, N]
 // (nullable). All accumulate. `scratch` holds selective_scan_backward_scratch_size elements.
 template <typename T>
-inline void selective_scan_backward(const Context& ctx, T* du, T* ddelta, T* dA, T* dBm, T* dCm, T* dDskip, T* dh0,
-                                    const T* dy, const T* chunk_states, const T* u, const T* delta, const T* A,
-                                    const T* Bm, const T* Cm, int64_t ld_bc, const T* Dskip, const T* h0, int64_t B,
-                                    int64_t L, int64_t D, int64_t N, int64_t chunk, T* scratch) {
+inline void selective_scan_backward(const Context& ctx, T* du, T* ddelta, stat_t<T>* dA, T* dBm, T* dCm,
+                                    stat_t<T>* dDskip, stat_t<T>* dh0, const T* dy, const stat_t<T>* chunk_states,
+                                    const T* u, const T* delta, const stat_t<T>* A, const T* Bm, const T* Cm,
+                                    int64_t ld_bc, const stat_t<T>* Dskip, const stat_t<T>* h0, int64_t B, int64_t L,
+                                    int64_t D, int64_t N, int64_t chunk, stat_t<T>* scratch) {
   SAMBALM_OP_DISPATCH(ctx, selective_scan_backward, du, ddelta, dA, dBm, dCm, dDskip, dh0, dy, chunk_states, u, delta,
                       A, Bm, Cm, ld_bc, Dskip, h0, B, L, D, N, chunk, scratch);
 }
@@ -125,9 +129,9 @@ inline int64_t selective_scan_backward_scratch_size(const Context& ctx, int64_t 
 
 // One decoding step for a batch of sequences (L = 1), updating h in place: h [B, D, N].
 template <typename T>
-inline void selective_scan_step(const Context& ctx, T* y, T* h, const T* u, const T* delta, const T* A, const T* Bm,
-                                const T* Cm, int64_t ld_bc, const T* Dskip, int64_t B, int64_t D, int64_t N,
-                                const int32_t* slots = nullptr) {
+inline void selective_scan_step(const Context& ctx, T* y, stat_t<T>* h, const T* u, const T* delta, const stat_t<T>* A,
+                                const T* Bm, const T* Cm, int64_t ld_bc, const stat_t<T>* Dskip, int64_t B, int64_t D,
+                                int64_t N, const int32_t* slots = nullptr) {
   SAMBALM_OP_DISPATCH(ctx, selective_scan_step, y, h, u, delta, A, Bm, Cm, ld_bc, Dskip, B, D, N, slots);
 }
 

@@ -1,0 +1,17 @@
+// Element types by role. An op's arguments may differ in type where precision differs: the compute
+// type T (float or double on the CPU; bf16 on the GPU) is what weights, activations and GEMM
+// operands use, and stat_t<T> is the type of what stays in fp32 whatever T is — norm statistics,
+// softmax log-sum-exps, the selective scan's state and chunk states, A = -exp(A_log) and the skip D.
+// On the CPU both are T; a backend whose compute type is narrower specialises `precision`.
+#pragma once
+
+namespace sambalm {
+
+template <typename T>
+struct precision {
+  using stat = T;
+};
+template <typename T>
+using stat_t = typename precision<T>::stat;
+
+}  // namespace sambalm
