@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <new>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "core/error.h"
@@ -209,6 +210,24 @@ TEST(DecodeState, BadFilesAreRefused) {
   write_all(dir + "/junk.state", "hello world, not a state");
   expect_error([&] { load(dir + "/junk.state", *f.dm); }, "not a sambalm decode state");
   EXPECT_THROW(load(dir + "/missing.state", *f.dm), Error);
+
+  // A token count whose byte size wraps around (2^62 tokens * 4 bytes = 2^64 = 0): the file has no
+  // token bytes and the rest is exact, so only a count checked before it is multiplied refuses it
+  // (it used to pass and size the ids vector from it).
+  {
+    uint32_t hlen = 0;
+    std::memcpy(&hlen, good.data() + 12, 4);
+    nlohmann::json h = nlohmann::json::parse(good.substr(16, hlen));
+    h["n_tokens"] = int64_t(1) << 62;
+    h["pos"] = int64_t(1) << 62;
+    const std::string hs = h.dump();
+    const uint32_t n = uint32_t(hs.size());
+    std::string wrap = good.substr(0, 12) + std::string(reinterpret_cast<const char*>(&n), 4) + hs +
+                       good.substr(16 + hlen + 3 * 4);  // the state and the checksum, no token ids
+    reseal(wrap);
+    write_all(dir + "/wrap.state", wrap);
+    expect_error([&] { load(dir + "/wrap.state", *f.dm); }, "bytes");
+  }
 
   // The good file still loads.
   load(path, *f.dm);

@@ -83,9 +83,16 @@ void save_decode_state(const std::string& path, const DecodeModel& model, const 
 
 void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st,
                        std::vector<int32_t>& tokens) {
+  SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
   auto f = MappedFile::open(path);
-  const uint8_t* p = f->data();
-  const size_t size = f->size();
+  const DecodeStateTarget want{model.config().name, config_fingerprint(model.config()),
+                               weights_fingerprint(model.params(), model.param_floats()), st.floats(),
+                               model.layout()->max_context, model.vocab()};
+  st.set_pos(parse_decode_state(f->data(), f->size(), path, want, st.data(), tokens));
+}
+
+int64_t parse_decode_state(const uint8_t* p, size_t size, const std::string& path, const DecodeStateTarget& want,
+                           float* state, std::vector<int32_t>& tokens) {
   SAMBALM_CHECK(size >= 16 && std::memcmp(p, kMagic, 8) == 0, "{}: not a sambalm decode state file (bad magic)", path);
   uint32_t version = 0, hlen = 0;
   std::memcpy(&version, p + 8, 4);
@@ -112,35 +119,38 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
   } catch (const nlohmann::json::exception& e) {
     fail("{}: header field missing or of the wrong type ({})", path, e.what());
   }
-  const std::string want_config = hex(config_fingerprint(model.config()));
+  const std::string want_config = hex(want.config_hash);
   SAMBALM_CHECK(config_hash == want_config,
                 "{}: state of another model: written for '{}' (config hash {}), this model is '{}' (config hash {})",
-                path, name, config_hash, model.config().name, want_config);
-  const std::string want_weights = hex(weights_fingerprint(model.params(), model.param_floats()));
+                path, name, config_hash, want.model_name, want_config);
+  const std::string want_weights = hex(want.weights_hash);
   SAMBALM_CHECK(weights_hash == want_weights,
                 "{}: state of the same architecture but other weights (weights hash {}, this model's {})", path,
                 weights_hash, want_weights);
-  SAMBALM_CHECK(floats == st.floats() && max_context == model.layout()->max_context,
+  SAMBALM_CHECK(floats == want.floats && max_context == want.max_context,
                 "{}: state has {} floats for max context {}, this model's state has {} for max context {} "
                 "(use the same --max-context)",
-                path, floats, max_context, st.floats(), model.layout()->max_context);
-  SAMBALM_CHECK(vocab == model.vocab(), "{}: padded vocabulary {}, model has {}", path, vocab, model.vocab());
+                path, floats, max_context, want.floats, want.max_context);
+  SAMBALM_CHECK(vocab == want.padded_vocab, "{}: padded vocabulary {}, model has {}", path, vocab, want.padded_vocab);
   SAMBALM_CHECK(pos >= 0 && n_tokens >= 0 && n_tokens <= pos, "{}: bad positions (pos {}, n_tokens {})", path, pos,
                 n_tokens);
-  const size_t body = 16 + size_t(hlen), need = body + size_t(n_tokens) * 4 + size_t(floats) * 4 + 8;
-  SAMBALM_CHECK(size == need, "{}: file has {} bytes, the header implies {}", path, size, need);
+  // The token count is compared with what the file can hold before it is multiplied: n_tokens * 4
+  // could wrap around (2^62 tokens "fit" in 0 bytes) and the ids vector would then be sized from it.
+  const size_t body = 16 + size_t(hlen), room = size - body - 8;
+  SAMBALM_CHECK(uint64_t(n_tokens) <= room / 4 && uint64_t(floats) <= room / 4 &&
+                    size_t(n_tokens) * 4 + size_t(floats) * 4 == room,
+                "{}: file has {} bytes, the header implies {} tokens and {} state floats", path, size, n_tokens, floats);
   uint64_t sum = 0;
-  std::memcpy(&sum, p + need - 8, 8);
-  SAMBALM_CHECK(fnv1a(kFnvBasis, p, need - 8) == sum, "{}: checksum mismatch (file damaged)", path);
+  std::memcpy(&sum, p + size - 8, 8);
+  SAMBALM_CHECK(fnv1a(kFnvBasis, p, size - 8) == sum, "{}: checksum mismatch (file damaged)", path);
   std::vector<int32_t> ids(static_cast<size_t>(n_tokens));
   std::memcpy(ids.data(), p + body, ids.size() * 4);
   for (int64_t i = 0; i < n_tokens; ++i)
-    SAMBALM_CHECK(ids[i] >= 0 && ids[i] < model.vocab(),
-                  "{}: token {} has id {}, outside the model's vocabulary [0, {})", path, i, ids[i], model.vocab());
-  SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
-  std::memcpy(st.data(), p + body + ids.size() * 4, size_t(floats) * 4);
-  st.set_pos(pos);
+    SAMBALM_CHECK(ids[i] >= 0 && ids[i] < want.padded_vocab,
+                  "{}: token {} has id {}, outside the model's vocabulary [0, {})", path, i, ids[i], want.padded_vocab);
+  std::memcpy(state, p + body + ids.size() * 4, size_t(floats) * 4);
   tokens = std::move(ids);
+  return pos;
 }
 
 }  // namespace sambalm
