@@ -145,6 +145,22 @@ TEST(DecodeState, FileRoundTripResumesExactly) {
   }
 }
 
+// A state saved with no token ids (a prefix fed without recording it, or a continued state) loads.
+TEST(DecodeState, FileWithNoTokensLoads) {
+  Fixture f(samba_cfg());
+  const std::string path = test::temp_dir("state_empty") + "/s.state";
+  DecodeState a = f.dm->new_state();
+  std::vector<int32_t> ids = {1, 2, 3, 4};
+  f.dm->prefill(a, ids.data(), 4, nullptr, nullptr);
+  save_decode_state(path, *f.dm, a, {});
+  DecodeState b = f.dm->new_state();
+  std::vector<int32_t> toks = {9};
+  load_decode_state(path, *f.dm, b, toks);
+  EXPECT_EQ(b.pos(), 4);
+  EXPECT_TRUE(toks.empty());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), size_t(a.bytes())), 0);
+}
+
 namespace {
 std::string read_all(const std::string& p) {
   std::ifstream in(p, std::ios::binary);

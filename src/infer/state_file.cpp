@@ -144,7 +144,7 @@ int64_t parse_decode_state(const uint8_t* p, size_t size, const std::string& pat
   std::memcpy(&sum, p + size - 8, 8);
   SAMBALM_CHECK(fnv1a(kFnvBasis, p, size - 8) == sum, "{}: checksum mismatch (file damaged)", path);
   std::vector<int32_t> ids(static_cast<size_t>(n_tokens));
-  std::memcpy(ids.data(), p + body, ids.size() * 4);
+  if (!ids.empty()) std::memcpy(ids.data(), p + body, ids.size() * 4);  // data() of an empty vector may be null
   for (int64_t i = 0; i < n_tokens; ++i)
     SAMBALM_CHECK(ids[i] >= 0 && ids[i] < want.padded_vocab,
                   "{}: token {} has id {}, outside the model's vocabulary [0, {})", path, i, ids[i], want.padded_vocab);
