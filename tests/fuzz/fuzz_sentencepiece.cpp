@@ -1,12 +1,13 @@
 // libFuzzer target: a tokenizer.model (SentencePiece ModelProto) through the libsentencepiece
 // wrapper (src/tokenizer/sentencepiece_tokenizer.cpp). A corrupt model must be an Error, never a
 // crash; a model that loads encodes and decodes a short text and looks up every id.
-// The input is written to a file because the wrapper loads by path, as the program does.
+// The input is written to a file ($TMPDIR or /tmp) because the wrapper loads by path, as the program does.
 #include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -14,7 +15,8 @@
 #include "tokenizer/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = "/tmp/sambalm-fuzz-" + std::to_string(getpid()) + ".model";
+  static const std::string path =
+      (std::filesystem::temp_directory_path() / ("sambalm-fuzz-" + std::to_string(getpid()) + ".model")).string();
   FILE* f = std::fopen(path.c_str(), "wb");
   if (!f || std::fwrite(data, 1, size, f) != size || std::fclose(f) != 0) __builtin_trap();
   std::unique_ptr<sambalm::Tokenizer> tok;

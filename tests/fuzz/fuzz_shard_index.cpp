@@ -39,7 +39,8 @@ std::string safetensors(std::initializer_list<const char*> names) {
 }
 
 std::string make_dir() {
-  const std::string dir = "/tmp/sambalm-fuzz-index-" + std::to_string(getpid());
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("sambalm-fuzz-index-" + std::to_string(getpid()))).string();
   std::filesystem::create_directories(dir);
   write(dir + "/model-00001-of-00002.safetensors", safetensors({"a", "b"}));
   write(dir + "/model-00002-of-00002.safetensors", safetensors({"c"}));

@@ -7,8 +7,8 @@ and the .pkl samples. OUT_DIR/fuzz_safetensors: small safetensors files written 
 metadata, empty and 0-d tensors). Only reads files; nothing is unpickled.
 The other targets' seeds are small valid files too, written here, plus the fixtures where they are
 small: fuzz_tokenizer_json (byte-level BPE tokenizer.json files of 256 byte tokens and a few merges,
-each pre-tokenizer kind), fuzz_sentencepiece (the fixture's tokenizer.model and two tiny models
-encoded here), fuzz_shards (uint16 and uint32 token shards), fuzz_shard_index (indexes over the two
+each pre-tokenizer kind), fuzz_sentencepiece (the fixture's tokenizer.model, the models with
+character maps of tests/data/sentencepiece and two tiny models encoded here), fuzz_shards (uint16 and uint32 token shards), fuzz_shard_index (indexes over the two
 shards that fuzz_shard_index.cpp writes), fuzz_config_json (the fixtures' config.json files and one
 of each format), fuzz_state_file (state files for the tiny model of fuzz_state_file.cpp).
 """
@@ -127,6 +127,11 @@ def sentencepiece_seeds(fixtures, out):
     sp = os.path.join(fixtures, "sp_tiny", "tokenizer.model")
     if os.path.exists(sp):
         shutil.copy(sp, os.path.join(out, "fixture.model"))
+    # Models with precompiled character maps (normalizer and denormalizer), from tests/data.
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sentencepiece")
+    for name in sorted(os.listdir(data)) if os.path.isdir(data) else []:
+        if name.endswith(".model"):
+            shutil.copy(os.path.join(data, name), os.path.join(out, name))
     # sentencepiece_model.proto: ModelProto.pieces = 1 (piece 1, score 2, type 3: NORMAL 1, UNKNOWN 2,
     # CONTROL 3, BYTE 6), trainer_spec = 2 (model_type 3: UNIGRAM 1, BPE 2; vocab_size 4;
     # byte_fallback 35), normalizer_spec = 3 (name 1, add_dummy_prefix 3, remove_extra_whitespaces 4).
