@@ -309,6 +309,13 @@ TEST(Config, AbsurdSizesAreRefused) {
   refuse(ms, "vocab_size", std::numeric_limits<int64_t>::max(), {"vocab_size", "2^31"});
   refuse(ms, "vocab_size", std::numeric_limits<uint64_t>::max(), {"vocab_size", "2^31"});
   refuse(ms, "n_layer", 5000, {"n_layer", "5000", "at most 4096"});
+  // A value nested 200,000 deep where a number belongs: summarised in the message (dumping it
+  // recursed once per level, overflowing the stack).
+  // (Read from a file: copying such a value recurses too.)
+  const std::string deep = test::temp_dir("cfg_deep") + "/config.json";
+  write_file_atomic(
+      deep, "{\"format\": \"sambalm\", \"n_layer\": " + std::string(200000, '[') + std::string(200000, ']') + "}");
+  expect_error([&] { ModelConfig::from_json_file(deep); }, {deep, "n_layer", "[... 1 items]", "array"});
   // The largest real models stay well inside the limits.
   EXPECT_NO_THROW(ModelConfig::from_json(ModelConfig::from_preset("mamba-2.8b").to_json(), "m.json"));
 }

@@ -329,7 +329,7 @@ TEST(TokenizerErrors, UnsupportedPartsAreNamed) {
 // A length-delimited protobuf field (appended to a message, it merges into it).
 std::string proto_field(int number, const std::string& bytes) {
   std::string out(1, char(number << 3 | 2));
-  for (size_t n = bytes.size(); ; n >>= 7) {
+  for (size_t n = bytes.size();; n >>= 7) {
     out += char((n & 0x7F) | (n >= 0x80 ? 0x80 : 0));
     if (n < 0x80) break;
   }
@@ -343,13 +343,20 @@ TEST(TokenizerErrors, SentencePieceCorruptCharsMap) {
   REQUIRE_FIXTURES();
   const std::string base = read_text_file(test::fixtures_dir() + "/sp_tiny/tokenizer.model");
   const std::string dir = test::temp_dir("sp_charsmap");
-  const std::string far_trie("\x04\0\0\0" "abcd" "x\0", 10);  // one unit whose children lie far outside
-  const std::string long_trie("\x40\0\0\0" "abcd", 8);         // a trie larger than the map
+  const std::string far_trie(
+      "\x04\0\0\0"
+      "abcd"
+      "x\0",
+      10);  // one unit whose children lie far outside
+  const std::string long_trie(
+      "\x40\0\0\0"
+      "abcd",
+      8);  // a trie larger than the map
   int k = 0;
   for (int spec : {3, 5})
     for (const std::string& map : {far_trie, long_trie}) {
-      const std::string path = write_file(dir, "bad" + std::to_string(k++) + ".model",
-                                          base + proto_field(spec, proto_field(2, map)));
+      const std::string path =
+          write_file(dir, "bad" + std::to_string(k++) + ".model", base + proto_field(spec, proto_field(2, map)));
       expect_error(
           [&] {
             auto tok = load_tokenizer(path);
@@ -364,7 +371,9 @@ TEST(TokenizerErrors, SentencePieceCorruptCharsMap) {
 TEST(Tokenizer, SentencePieceCharsMapsLoad) {
   const std::string data = std::string(SAMBALM_SOURCE_DIR) + "/tests/data/sentencepiece";
   auto rules = load_tokenizer(data + "/rules.model");
-  EXPECT_EQ(rules->encode("\xef\xbc\xa1" "B \xef\xac\x81ne"), rules->encode("ab fine"));
+  EXPECT_EQ(rules->encode("\xef\xbc\xa1"
+                          "B \xef\xac\x81ne"),
+            rules->encode("ab fine"));
   auto denorm = load_tokenizer(data + "/denorm_rules.model");
   EXPECT_EQ(denorm->decode(denorm->encode("AB")), "ab");
 }
@@ -384,6 +393,20 @@ TEST(TokenizerErrors, SparseVocabularyIds) {
   json holes = j;
   holes["model"]["vocab"]["near"] = int(holes["model"]["vocab"].size()) + 100;
   EXPECT_EQ(parse_hf_tokenizer(holes.dump(), "my/tokenizer.json")->vocab_size(), int(j["model"]["vocab"].size()) + 101);
+}
+
+// Nesting is bounded while parsing: Sequence parts are read recursively, and error messages dump
+// parts of the file; 200,000 levels of either overflowed the stack.
+TEST(TokenizerErrors, DeepNesting) {
+  const std::string model = "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"normalizer\": ";
+  const int d = 200000;
+  std::string seq;
+  for (int i = 0; i < d; ++i) seq += "{\"type\": \"Sequence\", \"normalizers\": [";
+  seq += "null";
+  for (int i = 0; i < d; ++i) seq += "]}";
+  for (const std::string& normalizer : {std::string(d, '[') + std::string(d, ']'), seq})
+    expect_error([&] { parse_hf_tokenizer(model + normalizer + "}", "my/tokenizer.json"); },
+                 {"my/tokenizer.json", "nested more than 64 levels"});
 }
 
 TEST(Tokenizer, TemplateProcessingGivesBosEos) {

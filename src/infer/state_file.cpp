@@ -85,9 +85,12 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
                        std::vector<int32_t>& tokens) {
   SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
   auto f = MappedFile::open(path);
-  const DecodeStateTarget want{model.config().name, config_fingerprint(model.config()),
-                               weights_fingerprint(model.params(), model.param_floats()), st.floats(),
-                               model.layout()->max_context, model.vocab()};
+  const DecodeStateTarget want{model.config().name,
+                               config_fingerprint(model.config()),
+                               weights_fingerprint(model.params(), model.param_floats()),
+                               st.floats(),
+                               model.layout()->max_context,
+                               model.vocab()};
   st.set_pos(parse_decode_state(f->data(), f->size(), path, want, st.data(), tokens));
 }
 
@@ -139,7 +142,8 @@ int64_t parse_decode_state(const uint8_t* p, size_t size, const std::string& pat
   const size_t body = 16 + size_t(hlen), room = size - body - 8;
   SAMBALM_CHECK(uint64_t(n_tokens) <= room / 4 && uint64_t(floats) <= room / 4 &&
                     size_t(n_tokens) * 4 + size_t(floats) * 4 == room,
-                "{}: file has {} bytes, the header implies {} tokens and {} state floats", path, size, n_tokens, floats);
+                "{}: file has {} bytes, the header implies {} tokens and {} state floats", path, size, n_tokens,
+                floats);
   uint64_t sum = 0;
   std::memcpy(&sum, p + size - 8, 8);
   SAMBALM_CHECK(fnv1a(kFnvBasis, p, size - 8) == sum, "{}: checksum mismatch (file damaged)", path);

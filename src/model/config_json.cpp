@@ -5,6 +5,7 @@
 //   lit_gpt Config             "n_embd"
 // Missing fields take the defaults of the original dataclass (not ours), so a config.json written
 // by the original code means what it meant there.
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -78,8 +79,13 @@ class Fields {
   }
   const std::string& source() const { return source_; }
 
+  // Dumps a scalar or a flat array/object; a deeper one is summarised, since dumping recurses once
+  // per level of nesting and a file can nest millions of levels deep.
   static std::string describe(const json& v) {
-    std::string s = v.dump();
+    const bool flat = std::none_of(v.begin(), v.end(), [](const json& e) { return e.is_structured(); });
+    std::string s =
+        flat ? v.dump()
+             : (v.is_array() ? fmt::format("[... {} items]", v.size()) : fmt::format("{{... {} keys}}", v.size()));
     if (s.size() > 40) s = s.substr(0, 37) + "...";
     return fmt::format("{} ({})", s, v.type_name());
   }
@@ -416,11 +422,13 @@ void check_limits(const ModelConfig& c, const std::string& source) {
   for (const Limit& l : limits)
     SAMBALM_CHECK(l.value <= l.max, "{}: {} = {} is larger than sambalm supports (at most {})", source, l.field,
                   l.value, l.max);
-  for (auto [field, v] : {std::pair{"rotary_percentage", c.rotary_percentage}, {"rope_base", c.rope_base},
-                          {"condense_ratio", c.condense_ratio}, {"norm_eps", c.norm_eps}})
+  for (auto [field, v] : {std::pair{"rotary_percentage", c.rotary_percentage},
+                          {"rope_base", c.rope_base},
+                          {"condense_ratio", c.condense_ratio},
+                          {"norm_eps", c.norm_eps}})
     SAMBALM_CHECK(std::isfinite(v), "{}: {} must be a finite number, found {}", source, field, v);
-  SAMBALM_CHECK(c.rotary_percentage >= 0 && c.rotary_percentage <= 1, "{}: rotary_percentage must be in [0, 1], found {}",
-                source, c.rotary_percentage);
+  SAMBALM_CHECK(c.rotary_percentage >= 0 && c.rotary_percentage <= 1,
+                "{}: rotary_percentage must be in [0, 1], found {}", source, c.rotary_percentage);
 }
 
 }  // namespace

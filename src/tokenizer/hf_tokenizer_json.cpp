@@ -225,9 +225,17 @@ std::unique_ptr<Tokenizer> parse(const json& root, const std::string& src) {
 }  // namespace
 
 std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view text, const std::string& source) {
+  // Real files nest a few levels; a deeper one is refused while parsing, since both the Sequence
+  // parts below and the dumps in error messages recurse once per level.
+  constexpr int kMaxDepth = 64;
+  json::parser_callback_t depth_limit = [&](int depth, json::parse_event_t, json&) {
+    SAMBALM_CHECK(depth <= kMaxDepth, "{}: malformed tokenizer.json: nested more than {} levels deep", source,
+                  kMaxDepth);
+    return true;
+  };
   json root;
   try {
-    root = json::parse(text);
+    root = json::parse(text, depth_limit);
   } catch (const json::exception& e) {
     fail("{}: malformed tokenizer.json: {}", source, e.what());
   }

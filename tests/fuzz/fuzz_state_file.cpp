@@ -41,8 +41,8 @@ std::shared_ptr<const sambalm::DecodeLayout> tiny_layout() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const auto layout = tiny_layout();
   static sambalm::DecodeState st(layout);
-  const sambalm::DecodeStateTarget want{"fuzz_samba", kConfigHash, kWeightsHash, layout->floats,
-                                        layout->max_context, kVocab};
+  const sambalm::DecodeStateTarget want{"fuzz_samba",   kConfigHash,         kWeightsHash,
+                                        layout->floats, layout->max_context, kVocab};
   std::vector<uint8_t> file(data, data + size);
   if (size >= 8) {
     uint64_t h = 0xcbf29ce484222325ull;

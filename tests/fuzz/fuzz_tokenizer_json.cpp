@@ -14,8 +14,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::unique_ptr<sambalm::Tokenizer> tok;
   try {
-    tok = sambalm::parse_hf_tokenizer(std::string_view(reinterpret_cast<const char*>(data), size),
-                                      "fuzz/tokenizer.json");
+    tok =
+        sambalm::parse_hf_tokenizer(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz/tokenizer.json");
   } catch (const sambalm::Error&) {
     return 0;
   }
