@@ -366,6 +366,18 @@ TEST(TokenizerErrors, SentencePieceCorruptCharsMap) {
     }
 }
 
+// A piece holding a NUL byte: libsentencepiece's unigram trie keys pieces by C string and threw an
+// exception of its own (an empty key) that ended the program. Refused at load now.
+TEST(TokenizerErrors, SentencePieceNulPiece) {
+  REQUIRE_FIXTURES();
+  const std::string base = read_text_file(test::fixtures_dir() + "/sp_tiny/tokenizer.model");
+  const std::string dir = test::temp_dir("sp_nul");
+  const std::string nul_piece = proto_field(1, proto_field(1, std::string(1, '\0')));
+  const std::string unigram = proto_field(2, std::string("\x18\x01", 2));  // trainer_spec.model_type = UNIGRAM
+  const std::string path = write_file(dir, "nul.model", base + nul_piece + unigram);
+  expect_error([&] { load_tokenizer(path); }, {path, "NUL"});
+}
+
 // Valid maps pass the checks and work: normalization rules (A->a, B->b, U+FF21->a, U+FB01->fi)
 // used by encode, and the same rules used by decode.
 TEST(Tokenizer, SentencePieceCharsMapsLoad) {

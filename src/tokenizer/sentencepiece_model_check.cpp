@@ -132,10 +132,23 @@ void check_charsmap(std::string_view blob, const std::string& path, const char* 
 
 void check_sentencepiece_model(std::string_view bytes, const std::string& path) {
   Wire model(bytes, path);
+  size_t pieces = 0;
   while (!model.done()) {
     std::string_view spec_bytes;
     bool delimited = false;
     const uint32_t number = model.field(spec_bytes, delimited);
+    if (delimited && number == 1) {  // pieces: libsentencepiece keys its tries by C string
+      Wire w(spec_bytes, path);
+      while (!w.done()) {
+        std::string_view piece;
+        bool d = false;
+        if (w.field(piece, d) == 1 && d)
+          SAMBALM_CHECK(!piece.empty() && piece.find('\0') == std::string_view::npos,
+                        "{}: not a valid SentencePiece model (piece {} is empty or holds a NUL byte)", path, pieces);
+      }
+      ++pieces;
+      continue;
+    }
     if (!delimited || (number != 3 && number != 5)) continue;
     const char* spec = number == 3 ? "normalizer_spec" : "denormalizer_spec";
     Wire w(spec_bytes, path);

@@ -15,8 +15,12 @@
 
 namespace sambalm {
 
-// Throws Error naming `path` when the protobuf wire format is malformed or a precompiled_charsmap
-// of normalizer_spec (field 3) or denormalizer_spec (field 5) fails the checks above.
+// It also refuses a piece that is empty or holds a NUL byte: the library keys its tries by C string
+// and throws an exception of its own (or aborts) on an empty key.
+//
+// Throws Error naming `path` when the protobuf wire format is malformed, a piece (field 1) is empty
+// or holds a NUL byte, or a precompiled_charsmap of normalizer_spec (field 3) or denormalizer_spec
+// (field 5) fails the checks above.
 void check_sentencepiece_model(std::string_view bytes, const std::string& path);
 
 }  // namespace sambalm

@@ -23,7 +23,12 @@ class SentencePieceTokenizer final : public Tokenizer {
     // corrupt one gets wrong (sentencepiece_model_check.h).
     const std::string bytes = read_text_file(path);
     check_sentencepiece_model(bytes, path);
-    auto status = sp_.LoadFromSerializedProto(bytes);
+    sentencepiece::util::Status status;
+    try {
+      status = sp_.LoadFromSerializedProto(bytes);
+    } catch (const std::exception& e) {  // the library's tries throw their own exceptions
+      fail("{}: not a valid SentencePiece model ({})", path, e.what());
+    }
     SAMBALM_CHECK(status.ok(), "{}: not a valid SentencePiece model ({})", path, status.ToString());
     vocab_ = sp_.GetPieceSize();
     SAMBALM_CHECK(vocab_ > 0, "{}: SentencePiece model has an empty vocabulary", path);
