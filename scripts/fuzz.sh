@@ -34,7 +34,7 @@ for t in "${TARGETS[@]}"; do
   log="$BUILD/artifacts/$t.log"
   if "$BUILD/$t" -max_total_time="$SECS" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="$BUILD/artifacts/$t-" "$WORK/$t" > "$log" 2>&1; then
-    grep -E "^#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss_mb" "$log" || tail -n 3 "$log"
+    grep -E "^#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb" "$log" || tail -n 3 "$log"
   else
     echo "$t FAILED (log: $log)"
     tail -n 40 "$log"
