@@ -2,6 +2,7 @@
 // every format, and the consistency checks.
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -285,6 +286,38 @@ TEST(Config, UnknownFormatAndWrongTypes) {
   auto dir = test::temp_dir("cfg");
   write_file_atomic(dir + "/bad.json", "{not json");
   expect_error([&] { ModelConfig::from_json_file(dir + "/bad.json"); }, {"bad.json", "JSON"});
+}
+
+// Sizes in a config.json are bounded where they are read: an absurd one is refused, naming the key,
+// instead of overflowing 64-bit counts (2 * 2^62) or building per-layer tables for 10^5 layers.
+TEST(Config, AbsurdSizesAreRefused) {
+  REQUIRE_FIXTURES();
+  json own = ModelConfig::from_preset("Samba_421M").to_json();
+  json hf = json::parse(read_text_file(test::fixtures_dir() + "/hf_mamba_tiny/config.json"));
+  json ms = json::parse(read_text_file(test::fixtures_dir() + "/mamba_tiny/config.json"));
+  auto refuse = [](json j, const char* key, json value, std::initializer_list<std::string> parts) {
+    j[key] = value;
+    expect_error([&] { ModelConfig::from_json(j, "my/config.json"); }, parts);
+  };
+  refuse(own, "n_layer", 100000, {"my/config.json", "n_layer", "100000", "at most 4096"});
+  refuse(own, "n_embd", int64_t(1) << 40, {"my/config.json", "n_embd", "2^31"});
+  refuse(own, "n_layer", 1e300, {"my/config.json", "n_layer", "2^31"});
+  refuse(own, "intermediate_size", int64_t(1) << 30, {"intermediate_size", "at most"});
+  refuse(own, "rope_base", std::numeric_limits<double>::infinity(), {"rope_base", "finite"});
+  refuse(hf, "hidden_size", int64_t(1) << 62, {"my/config.json", "hidden_size", "2^31"});
+  refuse(hf, "time_step_rank", int64_t(1) << 40, {"time_step_rank", "2^31"});
+  refuse(ms, "vocab_size", std::numeric_limits<int64_t>::max(), {"vocab_size", "2^31"});
+  refuse(ms, "vocab_size", std::numeric_limits<uint64_t>::max(), {"vocab_size", "2^31"});
+  refuse(ms, "n_layer", 5000, {"n_layer", "5000", "at most 4096"});
+  // A value nested 200,000 deep where a number belongs: summarised in the message (dumping it
+  // recursed once per level, overflowing the stack).
+  // (Read from a file: copying such a value recurses too.)
+  const std::string deep = test::temp_dir("cfg_deep") + "/config.json";
+  write_file_atomic(
+      deep, "{\"format\": \"sambalm\", \"n_layer\": " + std::string(200000, '[') + std::string(200000, ']') + "}");
+  expect_error([&] { ModelConfig::from_json_file(deep); }, {deep, "n_layer", "[... 1 items]", "array"});
+  // The largest real models stay well inside the limits.
+  EXPECT_NO_THROW(ModelConfig::from_json(ModelConfig::from_preset("mamba-2.8b").to_json(), "m.json"));
 }
 
 TEST(Config, InconsistentConfigsAreRejected) {

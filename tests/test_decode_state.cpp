@@ -8,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <new>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "core/error.h"
@@ -132,6 +133,22 @@ TEST(DecodeState, FileRoundTripResumesExactly) {
   }
 }
 
+// A state saved with no token ids (a prefix fed without recording it, or a continued state) loads.
+TEST(DecodeState, FileWithNoTokensLoads) {
+  Fixture f(samba_cfg());
+  const std::string path = test::temp_dir("state_empty") + "/s.state";
+  DecodeState a = f.dm->new_state();
+  std::vector<int32_t> ids = {1, 2, 3, 4};
+  f.dm->prefill(a, ids.data(), 4, nullptr, nullptr);
+  save_decode_state(path, *f.dm, a, {});
+  DecodeState b = f.dm->new_state();
+  std::vector<int32_t> toks = {9};
+  load_decode_state(path, *f.dm, b, toks);
+  EXPECT_EQ(b.pos(), 4);
+  EXPECT_TRUE(toks.empty());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), size_t(a.bytes())), 0);
+}
+
 namespace {
 std::string read_all(const std::string& p) {
   std::ifstream in(p, std::ios::binary);
@@ -197,6 +214,24 @@ TEST(DecodeState, BadFilesAreRefused) {
   write_all(dir + "/junk.state", "hello world, not a state");
   expect_error([&] { load(dir + "/junk.state", *f.dm); }, "not a sambalm decode state");
   EXPECT_THROW(load(dir + "/missing.state", *f.dm), Error);
+
+  // A token count whose byte size wraps around (2^62 tokens * 4 bytes = 2^64 = 0): the file has no
+  // token bytes and the rest is exact, so only a count checked before it is multiplied refuses it
+  // (it used to pass and size the ids vector from it).
+  {
+    uint32_t hlen = 0;
+    std::memcpy(&hlen, good.data() + 12, 4);
+    nlohmann::json h = nlohmann::json::parse(good.substr(16, hlen));
+    h["n_tokens"] = int64_t(1) << 62;
+    h["pos"] = int64_t(1) << 62;
+    const std::string hs = h.dump();
+    const uint32_t n = uint32_t(hs.size());
+    std::string wrap = good.substr(0, 12) + std::string(reinterpret_cast<const char*>(&n), 4) + hs +
+                       good.substr(16 + hlen + 3 * 4);  // the state and the checksum, no token ids
+    reseal(wrap);
+    write_all(dir + "/wrap.state", wrap);
+    expect_error([&] { load(dir + "/wrap.state", *f.dm); }, "bytes");
+  }
 
   // The good file still loads.
   load(path, *f.dm);

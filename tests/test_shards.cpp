@@ -1,5 +1,6 @@
 // Token shards and `sambalm prepare`: format round trip, validation errors, prepared shards equal to
 // encoding the text directly, determinism, JSON Lines and directories, the CLI.
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -97,6 +98,14 @@ TEST(Shards, BadFilesAreClearErrors) {
   std::string width = bytes;
   width[12] = 3;
   expect_error([&] { Shard::open(write_file(dir + "/width.bin", width)); }, {"width.bin", "3 bytes"});
+  // A token at or above the header's vocabulary size (1000): refused when read, naming the shard.
+  std::string high = bytes;
+  const uint16_t big = 1000;
+  std::memcpy(high.data() + kShardHeaderBytes + 2 * 37, &big, 2);
+  Shard h = Shard::open(write_file(dir + "/high.bin", high));
+  std::vector<int32_t> out(100);
+  EXPECT_NO_THROW(h.read(0, 37, out.data()));
+  expect_error([&] { h.read(30, 10, out.data()); }, {"high.bin", "token 37 is 1000", "[0, 1000)"});
   expect_error([&] { Shard::open(dir + "/missing.bin"); }, {"missing.bin"});
   expect_error([&] { list_shards(dir, "train"); }, {dir, "train"});
 }

@@ -326,6 +326,101 @@ TEST(TokenizerErrors, UnsupportedPartsAreNamed) {
   refuse([](json& j) { j["pre_tokenizer"] = nullptr; }, {"ByteLevel"});
 }
 
+// A length-delimited protobuf field (appended to a message, it merges into it).
+std::string proto_field(int number, const std::string& bytes) {
+  std::string out(1, char(number << 3 | 2));
+  for (size_t n = bytes.size();; n >>= 7) {
+    out += char((n & 0x7F) | (n >= 0x80 ? 0x80 : 0));
+    if (n < 0x80) break;
+  }
+  return out + bytes;
+}
+
+// libsentencepiece walks a model's precompiled character maps without bounds checks: a corrupt one
+// (in normalizer_spec, used by encode, or denormalizer_spec, used by decode) made it read outside
+// the file's memory and crash. It is refused at load now, naming the part.
+TEST(TokenizerErrors, SentencePieceCorruptCharsMap) {
+  REQUIRE_FIXTURES();
+  const std::string base = read_text_file(test::fixtures_dir() + "/sp_tiny/tokenizer.model");
+  const std::string dir = test::temp_dir("sp_charsmap");
+  const std::string far_trie(
+      "\x04\0\0\0"
+      "abcd"
+      "x\0",
+      10);  // one unit whose children lie far outside
+  const std::string long_trie(
+      "\x40\0\0\0"
+      "abcd",
+      8);  // a trie larger than the map
+  int k = 0;
+  for (int spec : {3, 5})
+    for (const std::string& map : {far_trie, long_trie}) {
+      const std::string path =
+          write_file(dir, "bad" + std::to_string(k++) + ".model", base + proto_field(spec, proto_field(2, map)));
+      expect_error(
+          [&] {
+            auto tok = load_tokenizer(path);
+            tok->decode(tok->encode("hello world"));
+          },
+          {path, spec == 3 ? "normalizer_spec.precompiled_charsmap" : "denormalizer_spec.precompiled_charsmap"});
+    }
+}
+
+// A piece holding a NUL byte: libsentencepiece's unigram trie keys pieces by C string and threw an
+// exception of its own (an empty key) that ended the program. Refused at load now.
+TEST(TokenizerErrors, SentencePieceNulPiece) {
+  REQUIRE_FIXTURES();
+  const std::string base = read_text_file(test::fixtures_dir() + "/sp_tiny/tokenizer.model");
+  const std::string dir = test::temp_dir("sp_nul");
+  const std::string nul_piece = proto_field(1, proto_field(1, std::string(1, '\0')));
+  const std::string unigram = proto_field(2, std::string("\x18\x01", 2));  // trainer_spec.model_type = UNIGRAM
+  const std::string path = write_file(dir, "nul.model", base + nul_piece + unigram);
+  expect_error([&] { load_tokenizer(path); }, {path, "NUL"});
+}
+
+// Valid maps pass the checks and work: normalization rules (A->a, B->b, U+FF21->a, U+FB01->fi)
+// used by encode, and the same rules used by decode.
+TEST(Tokenizer, SentencePieceCharsMapsLoad) {
+  const std::string data = std::string(SAMBALM_SOURCE_DIR) + "/tests/data/sentencepiece";
+  auto rules = load_tokenizer(data + "/rules.model");
+  EXPECT_EQ(rules->encode("\xef\xbc\xa1"
+                          "B \xef\xac\x81ne"),
+            rules->encode("ab fine"));
+  auto denorm = load_tokenizer(data + "/denorm_rules.model");
+  EXPECT_EQ(denorm->decode(denorm->encode("AB")), "ab");
+}
+
+// Token ids in tokenizer.json size the id tables: sparse ids (a few tokens, one of them with id 5M)
+// are refused instead of allocating tables for millions of ids the file does not have.
+TEST(TokenizerErrors, SparseVocabularyIds) {
+  REQUIRE_FIXTURES();
+  json j = json::parse(read_text_file(test::fixtures_dir() + "/bpe_tiny/tokenizer.json"));
+  json big = j;
+  big["model"]["vocab"]["far"] = 5000000;
+  expect_error([&] { parse_hf_tokenizer(big.dump(), "my/tokenizer.json"); }, {"my/tokenizer.json", "5000000"});
+  json added = j;
+  added["added_tokens"].push_back({{"id", 5000000}, {"content", "<far>"}, {"special", true}});
+  expect_error([&] { parse_hf_tokenizer(added.dump(), "my/tokenizer.json"); }, {"my/tokenizer.json", "<far>"});
+  // A few unused ids are fine (some tokenizers leave holes).
+  json holes = j;
+  holes["model"]["vocab"]["near"] = int(holes["model"]["vocab"].size()) + 100;
+  EXPECT_EQ(parse_hf_tokenizer(holes.dump(), "my/tokenizer.json")->vocab_size(), int(j["model"]["vocab"].size()) + 101);
+}
+
+// Nesting is bounded while parsing: Sequence parts are read recursively, and error messages dump
+// parts of the file; 200,000 levels of either overflowed the stack.
+TEST(TokenizerErrors, DeepNesting) {
+  const std::string model = "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, \"normalizer\": ";
+  const int d = 200000;
+  std::string seq;
+  for (int i = 0; i < d; ++i) seq += "{\"type\": \"Sequence\", \"normalizers\": [";
+  seq += "null";
+  for (int i = 0; i < d; ++i) seq += "]}";
+  for (const std::string& normalizer : {std::string(d, '[') + std::string(d, ']'), seq})
+    expect_error([&] { parse_hf_tokenizer(model + normalizer + "}", "my/tokenizer.json"); },
+                 {"my/tokenizer.json", "nested more than 64 levels"});
+}
+
 TEST(Tokenizer, TemplateProcessingGivesBosEos) {
   REQUIRE_FIXTURES();
   json j = json::parse(read_text_file(test::fixtures_dir() + "/bpe_tiny/tokenizer.json"));

@@ -388,6 +388,10 @@ TEST(ShardedCheckpoint, BadIndexesAreClearErrors) {
   fails({index, "'weight_map' must be an object", "array"});
   with_text("{\"weight_map\": {}}");
   fails({index, "empty"});
+  // Nested 200,000 deep: the message summarises it (dumping it recursed once per level, overflowing
+  // the stack).
+  with_text("{\"weight_map\": " + std::string(200000, '[') + std::string(200000, ']') + "}");
+  fails({index, "'weight_map' must be an object", "[... 1 items]", "array"});
   with_text("{\"weight_map\": {\"" + first + "\": 1}}");
   fails({index, first, "must be a shard file name", "number"});
   with_text("{\"metadata\": 3, \"weight_map\": {\"" + first + "\": \"" + shard1 + "\"}}");

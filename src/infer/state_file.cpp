@@ -87,9 +87,26 @@ void save_decode_state(const std::string& path, const DecodeModel& model, const 
 
 void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st, std::vector<int32_t>& tokens,
                        std::vector<int32_t>* pending) {
+  SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
   auto f = MappedFile::open(path);
-  const uint8_t* p = f->data();
-  const size_t size = f->size();
+  const DecodeStateTarget want{model.config().name,
+                               config_fingerprint(model.config()),
+                               weights_fingerprint(model.params(), model.param_floats()),
+                               st.floats(),
+                               model.layout()->max_context,
+                               model.vocab()};
+  std::vector<float> state(static_cast<size_t>(st.floats()));
+  std::vector<int32_t> ids;
+  int64_t n_pending = 0;
+  const int64_t pos = parse_decode_state(f->data(), f->size(), path, want, state.data(), ids, &n_pending);
+  st.copy_in(state.data());
+  st.set_pos(pos);
+  if (pending) pending->assign(ids.end() - n_pending, ids.end());
+  tokens = std::move(ids);
+}
+
+int64_t parse_decode_state(const uint8_t* p, size_t size, const std::string& path, const DecodeStateTarget& want,
+                           float* state, std::vector<int32_t>& tokens, int64_t* n_pending_out) {
   SAMBALM_CHECK(size >= 16 && std::memcmp(p, kMagic, 8) == 0, "{}: not a sambalm decode state file (bad magic)", path);
   uint32_t version = 0, hlen = 0;
   std::memcpy(&version, p + 8, 4);
@@ -110,43 +127,47 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
     floats = h.at("state_floats").get<int64_t>();
     vocab = h.at("padded_vocab").get<int64_t>();
     max_context = h.at("max_context").get<int64_t>();
+    n_pending = h.value("n_pending", int64_t(0));  // optional: files without it have none
     name = h.at("model").get<std::string>();
     config_hash = h.at("config_hash").get<std::string>();
     weights_hash = h.at("weights_hash").get<std::string>();
-    n_pending = h.value("n_pending", int64_t(0));  // optional: files without it have none
   } catch (const nlohmann::json::exception& e) {
     fail("{}: header field missing or of the wrong type ({})", path, e.what());
   }
-  const std::string want_config = hex(config_fingerprint(model.config()));
+  const std::string want_config = hex(want.config_hash);
   SAMBALM_CHECK(config_hash == want_config,
                 "{}: state of another model: written for '{}' (config hash {}), this model is '{}' (config hash {})",
-                path, name, config_hash, model.config().name, want_config);
-  const std::string want_weights = hex(weights_fingerprint(model.params(), model.param_floats()));
+                path, name, config_hash, want.model_name, want_config);
+  const std::string want_weights = hex(want.weights_hash);
   SAMBALM_CHECK(weights_hash == want_weights,
                 "{}: state of the same architecture but other weights (weights hash {}, this model's {})", path,
                 weights_hash, want_weights);
-  SAMBALM_CHECK(floats == st.floats() && max_context == model.layout()->max_context,
+  SAMBALM_CHECK(floats == want.floats && max_context == want.max_context,
                 "{}: state has {} floats for max context {}, this model's state has {} for max context {} "
                 "(use the same --max-context)",
-                path, floats, max_context, st.floats(), model.layout()->max_context);
-  SAMBALM_CHECK(vocab == model.vocab(), "{}: padded vocabulary {}, model has {}", path, vocab, model.vocab());
+                path, floats, max_context, want.floats, want.max_context);
+  SAMBALM_CHECK(vocab == want.padded_vocab, "{}: padded vocabulary {}, model has {}", path, vocab, want.padded_vocab);
   SAMBALM_CHECK(pos >= 0 && n_tokens >= 0 && n_pending >= 0 && n_pending <= n_tokens && n_tokens - n_pending <= pos,
                 "{}: bad positions (pos {}, n_tokens {}, n_pending {})", path, pos, n_tokens, n_pending);
-  const size_t body = 16 + size_t(hlen), need = body + size_t(n_tokens) * 4 + size_t(floats) * 4 + 8;
-  SAMBALM_CHECK(size == need, "{}: file has {} bytes, the header implies {}", path, size, need);
+  // The token count is compared with what the file can hold before it is multiplied: n_tokens * 4
+  // could wrap around (2^62 tokens "fit" in 0 bytes) and the ids vector would then be sized from it.
+  const size_t body = 16 + size_t(hlen), room = size - body - 8;
+  SAMBALM_CHECK(uint64_t(n_tokens) <= room / 4 && uint64_t(floats) <= room / 4 &&
+                    size_t(n_tokens) * 4 + size_t(floats) * 4 == room,
+                "{}: file has {} bytes, the header implies {} tokens and {} state floats", path, size, n_tokens,
+                floats);
   uint64_t sum = 0;
-  std::memcpy(&sum, p + need - 8, 8);
-  SAMBALM_CHECK(fnv1a(kFnvBasis, p, need - 8) == sum, "{}: checksum mismatch (file damaged)", path);
+  std::memcpy(&sum, p + size - 8, 8);
+  SAMBALM_CHECK(fnv1a(kFnvBasis, p, size - 8) == sum, "{}: checksum mismatch (file damaged)", path);
   std::vector<int32_t> ids(static_cast<size_t>(n_tokens));
-  std::memcpy(ids.data(), p + body, ids.size() * 4);
+  if (!ids.empty()) std::memcpy(ids.data(), p + body, ids.size() * 4);  // data() of an empty vector may be null
   for (int64_t i = 0; i < n_tokens; ++i)
-    SAMBALM_CHECK(ids[i] >= 0 && ids[i] < model.vocab(),
-                  "{}: token {} has id {}, outside the model's vocabulary [0, {})", path, i, ids[i], model.vocab());
-  SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
-  st.copy_in(p + body + ids.size() * 4);
-  st.set_pos(pos);
-  if (pending) pending->assign(ids.end() - n_pending, ids.end());
+    SAMBALM_CHECK(ids[i] >= 0 && ids[i] < want.padded_vocab,
+                  "{}: token {} has id {}, outside the model's vocabulary [0, {})", path, i, ids[i], want.padded_vocab);
+  std::memcpy(state, p + body + ids.size() * 4, size_t(floats) * 4);
   tokens = std::move(ids);
+  if (n_pending_out) *n_pending_out = n_pending;
+  return pos;
 }
 
 }  // namespace sambalm

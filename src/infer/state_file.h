@@ -31,4 +31,18 @@ void save_decode_state(const std::string& path, const DecodeModel& model, const 
 void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st, std::vector<int32_t>& tokens,
                        std::vector<int32_t>* pending = nullptr);
 
+// What a state file must match to be loaded into a model's state (load_decode_state takes it from
+// the model): the model's name (for messages), its fingerprints and its state's sizes.
+struct DecodeStateTarget {
+  std::string model_name;
+  uint64_t config_hash = 0, weights_hash = 0;
+  int64_t floats = 0, max_context = 0, padded_vocab = 0;
+};
+// The parser behind load_decode_state, on a state file's bytes (`path` names it in errors): checks
+// them against `want`, then copies the state into `state` (want.floats floats, in DecodeState::copy_out
+// order) and the token ids into `tokens`, sets *n_pending_out (when given) to how many trailing ids the
+// state has not consumed, and returns the position. Nothing is written when it throws.
+int64_t parse_decode_state(const uint8_t* p, size_t size, const std::string& path, const DecodeStateTarget& want,
+                           float* state, std::vector<int32_t>& tokens, int64_t* n_pending_out = nullptr);
+
 }  // namespace sambalm

@@ -1,5 +1,6 @@
 #include "io/shard_index.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -17,8 +18,13 @@ namespace {
 // Real indexes are a few MB at most (one line per tensor); anything far larger is not an index.
 constexpr uintmax_t kMaxIndexBytes = uintmax_t{64} << 20;
 
+// Dumps a scalar or a flat array/object; a deeper one is summarised, since dumping recurses once per
+// level of nesting and a file can nest millions of levels deep.
 std::string describe(const json& v) {
-  std::string s = v.dump();
+  const bool flat = std::none_of(v.begin(), v.end(), [](const json& e) { return e.is_structured(); });
+  std::string s =
+      flat ? v.dump()
+           : (v.is_array() ? fmt::format("[... {} items]", v.size()) : fmt::format("{{... {} keys}}", v.size()));
   if (s.size() > 40) s = s.substr(0, 37) + "...";
   return fmt::format("{} ({})", s, v.type_name());
 }

@@ -140,6 +140,11 @@ void Shard::read(int64_t offset, int64_t n, int32_t* out) const {
   } else {
     std::memcpy(out, tokens_ + offset * 4, size_t(n) * 4);
   }
+  // The header promises every token is below its vocabulary size; a damaged shard is named here
+  // rather than by whatever later indexes a table with the id.
+  for (int64_t i = 0; i < n; ++i)
+    SAMBALM_CHECK(out[i] >= 0 && out[i] < vocab_size_, "{}: token {} is {}, outside the shard's vocabulary [0, {})",
+                  path_, offset + i, out[i], vocab_size_);
 }
 
 std::string shard_path(const std::string& dir, const std::string& split, int index) {

@@ -64,7 +64,8 @@ class Shard {
   std::optional<int32_t> eos_id() const { return eos_; }
   int token_bytes() const { return token_bytes_; }
   int32_t at(int64_t i) const;
-  // Copies tokens [offset, offset + n) into out (widened to int32).
+  // Copies tokens [offset, offset + n) into out (widened to int32). Throws Error naming the shard
+  // for a token outside [0, vocab_size()).
   void read(int64_t offset, int64_t n, int32_t* out) const;
 
  private:

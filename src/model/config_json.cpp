@@ -5,6 +5,7 @@
 //   lit_gpt Config             "n_embd"
 // Missing fields take the defaults of the original dataclass (not ours), so a config.json written
 // by the original code means what it meant there.
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -20,6 +21,8 @@ using nlohmann::json;
 
 namespace {
 
+constexpr int64_t kMaxInteger = int64_t(1) << 31;
+
 // Typed access to one JSON object with errors that name the file and the key.
 class Fields {
  public:
@@ -28,13 +31,24 @@ class Fields {
   bool has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
   const json& at(const char* key) const { return j_.at(key); }
 
+  // Integers are at most 2^31 in magnitude (kMaxInteger), so that sums and products of two of them,
+  // formed while reading, cannot overflow; check_limits() then bounds each size on its own.
   int64_t integer(const char* key, int64_t def) const {
     if (!has(key)) return def;
     const json& v = j_.at(key);
-    if (v.is_number_integer()) return v.get<int64_t>();
+    int64_t n = 0;
+    if (v.is_number_unsigned())
+      n = v.get<uint64_t>() > uint64_t(kMaxInteger) ? kMaxInteger + 1 : int64_t(v.get<uint64_t>());
+    else if (v.is_number_integer())
+      n = v.get<int64_t>();
     // Python writes 1.0 for some int fields that went through arithmetic; accept integral floats.
-    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return int64_t(v.get<double>());
-    fail("{}: key '{}' must be an integer, found {}", source_, key, describe(v));
+    else if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
+      n = std::fabs(v.get<double>()) <= double(kMaxInteger) ? int64_t(v.get<double>()) : kMaxInteger + 1;
+    else
+      fail("{}: key '{}' must be an integer, found {}", source_, key, describe(v));
+    SAMBALM_CHECK(n >= -kMaxInteger && n <= kMaxInteger, "{}: key '{}' is {}, outside [-2^31, 2^31]", source_, key,
+                  describe(v));
+    return n;
   }
   double number(const char* key, double def) const {
     if (!has(key)) return def;
@@ -61,12 +75,17 @@ class Fields {
     if (v.is_string() && v.get<std::string>() == "auto") return 0;
     SAMBALM_CHECK(v.is_number_integer() && v.get<int64_t>() > 0,
                   "{}: key '{}' must be \"auto\" or a positive integer, found {}", source_, key, describe(v));
-    return v.get<int64_t>();
+    return integer(key, 0);
   }
   const std::string& source() const { return source_; }
 
+  // Dumps a scalar or a flat array/object; a deeper one is summarised, since dumping recurses once
+  // per level of nesting and a file can nest millions of levels deep.
   static std::string describe(const json& v) {
-    std::string s = v.dump();
+    const bool flat = std::none_of(v.begin(), v.end(), [](const json& e) { return e.is_structured(); });
+    std::string s =
+        flat ? v.dump()
+             : (v.is_array() ? fmt::format("[... {} items]", v.size()) : fmt::format("{{... {} keys}}", v.size()));
     if (s.size() > 40) s = s.substr(0, 37) + "...";
     return fmt::format("{} ({})", s, v.type_name());
   }
@@ -387,6 +406,38 @@ ModelConfig read_sambalm(const json& j, const Fields& f) {
   return c;
 }
 
+// Sizes a config file may give: far above any real model, low enough that no count formed from
+// them (parameters, elements of a tensor, state floats) overflows 64 bits and that the per-layer
+// tables stay small; reading a config must not cost more than the config is worth.
+void check_limits(const ModelConfig& c, const std::string& source) {
+  struct Limit {
+    const char* field;
+    int64_t value, max;
+  };
+  const Limit limits[] = {{"n_layer", c.n_layer, 4096},
+                          {"n_embd", c.n_embd, int64_t(1) << 18},
+                          {"n_head", c.n_head, 4096},
+                          {"n_query_groups", c.n_query_groups, 4096},
+                          {"head_size", c.head_size, 4096},
+                          {"intermediate_size", c.intermediate_size, int64_t(1) << 20},
+                          {"vocab_size", c.vocab_size, int64_t(1) << 26},
+                          {"padded_vocab_size", c.padded_vocab_size, int64_t(1) << 26},
+                          {"d_state", c.d_state, 4096},
+                          {"d_conv", c.d_conv, 256},
+                          {"expand", c.expand, 64},
+                          {"dt_rank", c.dt_rank, int64_t(1) << 18}};
+  for (const Limit& l : limits)
+    SAMBALM_CHECK(l.value <= l.max, "{}: {} = {} is larger than sambalm supports (at most {})", source, l.field,
+                  l.value, l.max);
+  for (auto [field, v] : {std::pair{"rotary_percentage", c.rotary_percentage},
+                          {"rope_base", c.rope_base},
+                          {"condense_ratio", c.condense_ratio},
+                          {"norm_eps", c.norm_eps}})
+    SAMBALM_CHECK(std::isfinite(v), "{}: {} must be a finite number, found {}", source, field, v);
+  SAMBALM_CHECK(c.rotary_percentage >= 0 && c.rotary_percentage <= 1,
+                "{}: rotary_percentage must be in [0, 1], found {}", source, c.rotary_percentage);
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
@@ -410,6 +461,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& source) {
         "\"mamba\")",
         source);
   }
+  check_limits(c, source);
   try {
     c.validate();
   } catch (const Error& e) {

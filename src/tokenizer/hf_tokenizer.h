@@ -67,7 +67,8 @@ class HfTokenizer final : public Tokenizer {
   std::optional<int32_t> eos_id() const override { return eos_; }
   void encode(std::string_view text, std::vector<int32_t>& out) const override;
   // Any bytes, no normalisation: invalid UTF-8 bytes are pre-tokenized as punctuation and map to
-  // their byte-level tokens, so decode(encode_bytes(b)) == b.
+  // their byte-level tokens, so decode(encode_bytes(b)) == b (unless ByteLevel's add_prefix_space
+  // adds a leading space, or an added token's lstrip/rstrip swallows whitespace beside it).
   void encode_bytes(std::string_view bytes, std::vector<int32_t>& out) const;
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const override;
   std::string id_to_token(int32_t id) const override;

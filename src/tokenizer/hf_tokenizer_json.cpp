@@ -174,6 +174,18 @@ std::unique_ptr<Tokenizer> parse(const json& root, const std::string& src) {
     }
   }
 
+  // The id tables are sized by the largest id: an id far beyond the number of tokens would make a
+  // small file allocate gigabytes. A few unused ids are fine (some tokenizers leave holes).
+  const int64_t n_tokens = int64_t(bpe->vocab().size() + added.size()), id_limit = 2 * n_tokens + 1024;
+  for (const auto& [token, id] : bpe->vocab())
+    SAMBALM_CHECK(id < id_limit,
+                  "{}: model.vocab['{}'] has id {}, far beyond the {} tokens of the file (ids below {} are supported)",
+                  src, token, id, n_tokens, id_limit);
+  for (const auto& a : added)
+    SAMBALM_CHECK(a.id < id_limit,
+                  "{}: added_tokens: '{}' has id {}, far beyond the {} tokens of the file (ids below {} are supported)",
+                  src, a.content, a.id, n_tokens, id_limit);
+
   bool nfc = parse_normalizer(root.value("normalizer", json()), src, "normalizer");
   std::vector<PreTokStep> steps;
   bool byte_level = false;
@@ -213,9 +225,17 @@ std::unique_ptr<Tokenizer> parse(const json& root, const std::string& src) {
 }  // namespace
 
 std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view text, const std::string& source) {
+  // Real files nest a few levels; a deeper one is refused while parsing, since both the Sequence
+  // parts below and the dumps in error messages recurse once per level.
+  constexpr int kMaxDepth = 64;
+  json::parser_callback_t depth_limit = [&](int depth, json::parse_event_t, json&) {
+    SAMBALM_CHECK(depth <= kMaxDepth, "{}: malformed tokenizer.json: nested more than {} levels deep", source,
+                  kMaxDepth);
+    return true;
+  };
   json root;
   try {
-    root = json::parse(text);
+    root = json::parse(text, depth_limit);
   } catch (const json::exception& e) {
     fail("{}: malformed tokenizer.json: {}", source, e.what());
   }

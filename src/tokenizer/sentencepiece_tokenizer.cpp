@@ -7,6 +7,8 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/file.h"
+#include "tokenizer/sentencepiece_model_check.h"
 #include "tokenizer/tokenizer.h"
 
 namespace sambalm {
@@ -17,7 +19,16 @@ class SentencePieceTokenizer final : public Tokenizer {
   explicit SentencePieceTokenizer(const std::string& path) : source_(path) {
     std::error_code ec;
     SAMBALM_CHECK(std::filesystem::is_regular_file(path, ec), "{}: no such SentencePiece model file", path);
-    auto status = sp_.Load(path);
+    // Read here and checked before libsentencepiece sees it: it trusts parts of the file that a
+    // corrupt one gets wrong (sentencepiece_model_check.h).
+    const std::string bytes = read_text_file(path);
+    check_sentencepiece_model(bytes, path);
+    sentencepiece::util::Status status;
+    try {
+      status = sp_.LoadFromSerializedProto(bytes);
+    } catch (const std::exception& e) {  // the library's tries throw their own exceptions
+      fail("{}: not a valid SentencePiece model ({})", path, e.what());
+    }
     SAMBALM_CHECK(status.ok(), "{}: not a valid SentencePiece model ({})", path, status.ToString());
     vocab_ = sp_.GetPieceSize();
     SAMBALM_CHECK(vocab_ > 0, "{}: SentencePiece model has an empty vocabulary", path);

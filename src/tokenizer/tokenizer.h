@@ -5,7 +5,8 @@
 //                  Mamba, GPT-4o-style split regexes), implemented in this directory.
 // Text is UTF-8. `encode` refuses text that is not valid UTF-8 (an Error naming the byte offset),
 // except the bytes tokenizer, which takes any bytes. The byte-level BPE tokenizer also offers
-// `encode_bytes`: any byte string, no normalisation, and decode(encode_bytes(b)) == b exactly.
+// `encode_bytes`: any byte string, no normalisation, and decode(encode_bytes(b)) == b exactly (for
+// tokenizers that add no prefix space and have no whitespace-stripping added tokens).
 // `decode` returns the exact bytes the tokens stand for (no replacement of invalid UTF-8), so byte
 // tokens round-trip. All methods are const and safe to call from several threads at once.
 #pragma once
