@@ -1,4 +1,4 @@
-// libFuzzer target: the token shard reader (src/train/shards.cpp) on arbitrary bytes: header checks
+// libFuzzer target: the token shard reader (src/io/shards.cpp) on arbitrary bytes: header checks
 // (magic, version, token width, vocabulary, length), then every token read back in chunks, as the
 // data loader reads them; each must be below the vocabulary size or the read refused. The input is
 // written to a file ($TMPDIR or /tmp): shards are memory-mapped by path.
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "train/shards.h"
+#include "io/shards.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path =

@@ -40,7 +40,7 @@ std::shared_ptr<const sambalm::DecodeLayout> tiny_layout() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const auto layout = tiny_layout();
-  static sambalm::DecodeState st(layout);
+  static std::vector<float> state(static_cast<size_t>(layout->floats));
   const sambalm::DecodeStateTarget want{"fuzz_samba",   kConfigHash,         kWeightsHash,
                                         layout->floats, layout->max_context, kVocab};
   std::vector<uint8_t> file(data, data + size);
@@ -51,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   std::vector<int32_t> tokens;
   try {
-    const int64_t pos = sambalm::parse_decode_state(file.data(), file.size(), "fuzz.state", want, st.data(), tokens);
+    const int64_t pos = sambalm::parse_decode_state(file.data(), file.size(), "fuzz.state", want, state.data(), tokens);
     if (pos < int64_t(tokens.size())) __builtin_trap();
     for (int32_t t : tokens)
       if (t < 0 || t >= kVocab) __builtin_trap();

@@ -149,7 +149,7 @@ def sentencepiece_seeds(fixtures, out):
 
 
 def shard_seeds(out):
-    """Token shards (train/shards.h): uint16 with an EOS, uint32 without, and an empty one."""
+    """Token shards (io/shards.h): uint16 with an EOS, uint32 without, and an empty one."""
     os.makedirs(out, exist_ok=True)
     for i, (width, vocab, eos, n) in enumerate([(2, 300, 0, 40), (4, 70000, -1, 12), (2, 256, 1, 0)]):
         tokens = [(k * 7919) % vocab for k in range(n)]
