@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The main job, start to finish on the CPU: install what is missing, build, fetch the corpus, train a
-# small character-level Samba for a few minutes, then show its validation bits per byte, a generated
-# sample and where the loss plot is.
+# The main job, start to finish on the CPU: install what is missing, build, make the corpus (from an
+# installed Debian package, scripts/get_corpus.sh), train a small character-level Samba for a few
+# minutes, then show its validation bits per byte, a generated sample and where the loss plot is.
 #
 # Usage: scripts/demo.sh [RUN_DIR]            (default runs/demo)
 # Env:   DEMO_STEPS (default 300), DEMO_THREADS (default: all cores), SAMBALM_BUILD (default build)
@@ -58,7 +58,7 @@ print(f"validation: {last['val_bpb']:.3f} bits per byte (loss {last['val_loss']:
       f"from {first['val_bpb']:.3f} at step {first['step']}")
 PY
 echo "--- a sample from the trained model (sambalm generate, temperature 0.8) ---"
-"$SAMBALM" generate --model "$RUN/model" --tokenizer bytes --prompt "The Python " --max-tokens 300 \
+"$SAMBALM" generate --model "$RUN/model" --prompt "The Python " --max-tokens 300 \
   --temperature 0.8 --top-k 0 --seed 1 --quiet || true
 echo
 echo "---"

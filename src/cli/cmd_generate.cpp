@@ -136,7 +136,7 @@ void interactive(Generator& g, Session& s, DecodeModel& dm, const GenOpts& o) {
              line.substr(0, line.find(' ')));
       }
       std::vector<Session*> ss = {&s};
-      auto r = g.run(ss, {g.encode(line + "\n", o.bos && s.history.empty())}, o.gen, print_text);
+      auto r = g.run(ss, {g.encode(line + "\n", o.bos && s.history.empty(), "the turn")}, o.gen, print_text);
       std::printf("\n");
       std::fflush(stdout);
       if (r[0].stop_reason == "interrupted") std::fprintf(stderr, "[reply stopped]\n");
@@ -207,11 +207,13 @@ int run(GenOpts& o) {
   if (!o.prompt_ids.empty()) {
     prompts.push_back(parse_ids(o.prompt_ids));
   } else if (!prompt_lines.empty()) {
-    for (const auto& line : prompt_lines) prompts.push_back(g.encode(line, o.bos));
+    for (size_t i = 0; i < prompt_lines.size(); ++i)
+      prompts.push_back(g.encode(prompt_lines[i], o.bos, fmt::format("{} prompt {}", o.prompts_file, i + 1)));
   } else if (!o.prompt_file.empty()) {
-    prompts.push_back(g.encode(read_prompt_file(o.prompt_file), o.bos));
+    prompts.push_back(g.encode(read_prompt_file(o.prompt_file), o.bos,
+                               o.prompt_file == "-" ? std::string("standard input") : o.prompt_file));
   } else if (sources == 1 || !o.interactive) {
-    prompts.push_back(o.prompt.empty() && !o.bos ? std::vector<int32_t>{} : g.encode(o.prompt, o.bos));
+    prompts.push_back(o.prompt.empty() && !o.bos ? std::vector<int32_t>{} : g.encode(o.prompt, o.bos, "--prompt"));
   }
   if (prompts.size() == 1 && o.batch > 1) prompts.assign(size_t(o.batch), prompts[0]);
   SAMBALM_CHECK(o.load_state.empty() || prompts.size() <= 1, "generate: --load-state resumes one sequence, not {}",

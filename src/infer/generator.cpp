@@ -97,7 +97,7 @@ int64_t available_memory_bytes() {
 
 Generator::Generator(DecodeModel& model, const Tokenizer* tok) : model_(model), tok_(tok) {}
 
-std::vector<int32_t> Generator::encode(std::string_view text, bool add_bos) const {
+std::vector<int32_t> Generator::encode(std::string_view text, bool add_bos, const std::string& input) const {
   SAMBALM_CHECK(tok_ != nullptr, "generate: a text prompt needs a tokenizer (none found; pass --tokenizer)");
   std::vector<int32_t> ids;
   if (add_bos) {
@@ -105,7 +105,7 @@ std::vector<int32_t> Generator::encode(std::string_view text, bool add_bos) cons
                   tok_->source());
     ids.push_back(*tok_->bos_id());
   }
-  tok_->encode(text, ids);
+  encode_input(*tok_, text, input, ids);
   return ids;
 }
 

@@ -82,7 +82,8 @@ class Generator {
 
   Session new_session() const { return Session(model_.new_state()); }
   // Prompt ids of a text (Error: empty or too long is checked in run()).
-  std::vector<int32_t> encode(std::string_view text, bool add_bos) const;
+  // `input` names the text in errors (e.g. invalid UTF-8 at a byte offset of it).
+  std::vector<int32_t> encode(std::string_view text, bool add_bos, const std::string& input = "the prompt") const;
 
   // Feeds prompts[i] to sessions[i] (after its pending ids) and generates for all of them.
   std::vector<GenerationResult> run(std::vector<Session*>& sessions, const std::vector<std::vector<int32_t>>& prompts,

@@ -110,7 +110,7 @@ void Model<T>::layout_train(Arena& a, int64_t B, int64_t Tn) {
 
 // Lays out the training buffers for (B, Tn): re-plans (one allocation) only when they outgrow the arena.
 template <typename T>
-void Model<T>::ensure_train(int64_t B, int64_t Tn) {
+void Model<T>::use_train_layout(int64_t B, int64_t Tn) {
   if (B == train_B_ && Tn == train_T_) return;
   Arena count;
   layout_train(count, B, Tn);
@@ -162,7 +162,7 @@ void Model<T>::plan_cached(const std::vector<std::pair<int64_t, int64_t>>& shape
 }
 
 template <typename T>
-void Model<T>::ensure_cached(int64_t B, int64_t L) {
+void Model<T>::use_cached_layout(int64_t B, int64_t L) {
   if (B == infer_B_ && L == infer_L_) return;
   Arena count;
   layout_cached(count, B, L);
@@ -252,7 +252,7 @@ double Model<T>::forward(const T* params, const int32_t* tokens, const int32_t* 
   for (int64_t i = 0; i < BT; ++i)
     SAMBALM_CHECK(tokens[i] >= 0 && tokens[i] < V_,
                   "forward: token id {} at position {} is outside the vocabulary [0, {})", tokens[i], i, V_);
-  ensure_train(B, Tn);
+  use_train_layout(B, Tn);
   B_ = B;
   T_ = Tn;
   std::copy(tokens, tokens + BT, train_.tokens);
@@ -313,7 +313,7 @@ void Model<T>::forward_cached(const T* params, const int32_t* tokens, int64_t B,
   SAMBALM_CHECK(constants_ready_, "forward_cached: refresh_constants() was not called");
   SAMBALM_CHECK(static_cast<int64_t>(layers.size()) == nsub_, "forward_cached: {} layer states for {} sublayers",
                 layers.size(), nsub_);
-  ensure_cached(B, L);
+  use_cached_layout(B, L);
   const int64_t BL = B * L;
   ops::embedding_forward(ctx_, cached_.x, tokens, refs_.embed.at(params), BL, d_);
   if (rope_dims_ > 0)

@@ -95,8 +95,8 @@ class Model {
   const SublayerParams* first_of(SublayerKind kind) const;
   void layout_train(Arena& a, int64_t B, int64_t Tn);
   void layout_cached(Arena& a, int64_t B, int64_t L);
-  void ensure_train(int64_t B, int64_t Tn);
-  void ensure_cached(int64_t B, int64_t L);
+  void use_train_layout(int64_t B, int64_t Tn);
+  void use_cached_layout(int64_t B, int64_t L);
   void norm_forward(T* out, stat_t<T>* mean, stat_t<T>* rstd, const T* x, const T* params, const ParamRef& w,
                     const ParamRef& b, int64_t n);
   void norm_backward(T* dx, T* grads, const T* dout, const T* x, const T* params, const ParamRef& w, const ParamRef& b,

@@ -27,7 +27,7 @@ TokenSource tokenize_text(const std::string& path, const Tokenizer& tok, const s
   SAMBALM_CHECK(fs::is_regular_file(path), "{} {}: no such file", option, path);
   auto f = MappedFile::open(path);
   std::vector<int32_t> ids;
-  tok.encode(std::string_view(reinterpret_cast<const char*>(f->data()), f->size()), ids);
+  encode_input(tok, std::string_view(reinterpret_cast<const char*>(f->data()), f->size()), option + " " + path, ids);
   return TokenSource::memory(std::move(ids), tok.vocab_size(), path + " (" + tok.kind() + " tokens)");
 }
 
