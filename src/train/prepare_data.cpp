@@ -117,6 +117,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
       fs::remove(path, ec);
     }
     void write(const void* p, size_t n) {
+      if (n == 0) return;  // an empty document's ids: data() of an empty vector may be null
       SAMBALM_CHECK(std::fwrite(p, 1, n, f) == n, "{}: write failed (disk full?)", path);
     }
   } stream{tmp_path, std::fopen(tmp_path.c_str(), "wb")};
