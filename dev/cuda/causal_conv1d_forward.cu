@@ -1,0 +1,306 @@
+// Causal depthwise conv1d + bias + SiLU forward, bf16 activations, fp32 weights: development file.
+//
+// The math (the project's causal_conv1d_forward followed by silu_forward, fused):
+//   out[b, t, d] = silu(bias[d] + sum_{j<K} w[d, j] * xx[b, t - (K-1) + j, d])
+// where xx is x preceded by the K-1 rows of `state` ([B, K-1, D]; zeros when absent).
+// x: [B, L] rows of stride ld_x (a view into the in_proj output in the model); out: [B, L, D] dense;
+// w: [D, K]; bias: [D]. silu(v) = v / (1 + exp(-v)).
+//
+// Build: nvcc -O3 -arch=sm_90 -std=c++20 -o causal_conv1d_forward causal_conv1d_forward.cu
+// Run:   ./causal_conv1d_forward [version] [--check-only]
+//
+// Versions:
+//   1  one thread per output element, K scalar loads (neighbouring steps share them through L1).
+//   2  one thread per 8 channels x 16 steps: 16-byte loads of the K-1+16 rows it needs, all issued
+//      before the first use, the K-tap window slides in registers; 16-byte stores.
+//   3  as 2 with 8 steps a thread (fewer registers, more threads in flight; the halo rows re-read by
+//      the next thread mostly come from L2) and streaming stores (the output is not read again here).
+//   4  as 2 with streaming stores. (32 steps a thread needs over 255 registers: spills.)
+#include <string>
+
+#include "common.h"
+
+struct ConvParams {
+  bf16* out;
+  const bf16* x;
+  int64_t ld_x;
+  const float* w;
+  const float* bias;
+  const bf16* state;  // nullable
+  int B, L, D, K;
+  bool vec_x, vec_out, vec_state;
+};
+
+// =================================================================================================
+// CPU reference, double accumulation.
+// =================================================================================================
+struct ConvHost {
+  int B, L, D, K;
+  int64_t ld_x;
+  std::vector<float> x, w, bias, state;
+  bool use_state;
+};
+
+static void conv_reference(const ConvHost& s, std::vector<double>& out) {
+  out.assign(size_t(s.B) * s.L * s.D, 0.0);
+  for (int b = 0; b < s.B; ++b)
+    for (int t = 0; t < s.L; ++t)
+      for (int d = 0; d < s.D; ++d) {
+        double acc = s.bias[d];
+        for (int j = 0; j < s.K; ++j) {
+          const int r = t - (s.K - 1) + j;  // x row; negative rows come from the state
+          double xv = 0;
+          if (r >= 0) xv = s.x[(size_t(b) * s.L + r) * s.ld_x + d];
+          else if (s.use_state) xv = s.state[(size_t(b) * (s.K - 1) + (s.K - 1) + r) * s.D + d];
+          acc += double(s.w[size_t(d) * s.K + j]) * xv;
+        }
+        out[(size_t(b) * s.L + t) * s.D + d] = acc / (1.0 + std::exp(-acc));
+      }
+}
+
+__device__ __forceinline__ float silu_f(float v) { return __fdividef(v, 1.f + __expf(-v)); }
+
+// =================================================================================================
+// Version 1: one thread per output element.
+// =================================================================================================
+template <int K>
+__global__ void conv_v1_kernel(ConvParams p) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= int64_t(p.B) * p.L * p.D) return;
+  const int d = idx % p.D;
+  const int t = (idx / p.D) % p.L;
+  const int b = idx / (int64_t(p.D) * p.L);
+  float acc = p.bias[d];
+#pragma unroll
+  for (int j = 0; j < K; ++j) {
+    const int r = t - (K - 1) + j;
+    float xv = 0.f;
+    if (r >= 0) xv = __bfloat162float(p.x[(int64_t(b) * p.L + r) * p.ld_x + d]);
+    else if (p.state) xv = __bfloat162float(p.state[(int64_t(b) * (K - 1) + (K - 1) + r) * p.D + d]);
+    acc = fmaf(p.w[d * K + j], xv, acc);
+  }
+  p.out[idx] = __float2bfloat16(silu_f(acc));
+}
+
+// =================================================================================================
+// Versions 2-3: 8 channels x TT steps a thread.
+// =================================================================================================
+__device__ __forceinline__ uint4 load8(const bf16* ptr, int nvalid, bool vec) {
+  uint4 v = make_uint4(0, 0, 0, 0);
+  if (nvalid <= 0) return v;
+  if (vec && nvalid >= 8) return __ldg(reinterpret_cast<const uint4*>(ptr));
+  uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const uint16_t* q = reinterpret_cast<const uint16_t*>(ptr);
+#pragma unroll
+  for (int k = 0; k < 8; ++k)
+    if (k < nvalid) tmp[k] = q[k];
+  memcpy(&v, tmp, 16);
+  return v;
+}
+
+template <int K, int TT, bool STREAM>
+__global__ void __launch_bounds__(128) conv_tiled_kernel(ConvParams p) {
+  const int nc8 = (p.D + 7) / 8, ntb = (p.L + TT - 1) / TT;
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= int64_t(p.B) * ntb * nc8) return;
+  const int c8 = idx % nc8;
+  const int tb = (idx / nc8) % ntb;
+  const int b = idx / (int64_t(nc8) * ntb);
+  const int ch = c8 * 8, t0 = tb * TT, nvalid = p.D - ch;
+
+  float w[K][8], bias[8];
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const bool ok = k < nvalid;
+    bias[k] = ok ? p.bias[ch + k] : 0.f;
+#pragma unroll
+    for (int j = 0; j < K; ++j) w[j][k] = ok ? p.w[(ch + k) * K + j] : 0.f;
+  }
+
+  // Rows t0-(K-1) .. t0+TT-1 of xx, all loads in flight before the first use.
+  uint4 rows[TT + K - 1];
+#pragma unroll
+  for (int i = 0; i < TT + K - 1; ++i) {
+    const int r = t0 - (K - 1) + i;
+    if (r >= 0) {
+      rows[i] = r < p.L ? load8(p.x + (int64_t(b) * p.L + r) * p.ld_x + ch, nvalid, p.vec_x) : make_uint4(0, 0, 0, 0);
+    } else {
+      rows[i] = p.state ? load8(p.state + (int64_t(b) * (K - 1) + (K - 1) + r) * p.D + ch, nvalid, p.vec_state)
+                        : make_uint4(0, 0, 0, 0);
+    }
+  }
+
+#pragma unroll
+  for (int s = 0; s < TT; ++s) {
+    const int t = t0 + s;
+    if (t >= p.L) break;
+    float acc[8];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) acc[k] = bias[k];
+#pragma unroll
+    for (int j = 0; j < K; ++j) {
+      float f[8];
+      unpack8(rows[s + j], f);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) acc[k] = fmaf(w[j][k], f[k], acc[k]);
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) acc[k] = silu_f(acc[k]);
+    const uint4 packed = pack8(acc);
+    bf16* dst = p.out + (int64_t(b) * p.L + t) * p.D + ch;
+    if (p.vec_out && nvalid >= 8) {
+      if constexpr (STREAM) __stcs(reinterpret_cast<uint4*>(dst), packed);
+      else *reinterpret_cast<uint4*>(dst) = packed;
+    } else {
+      uint16_t tmp[8];
+      memcpy(tmp, &packed, 16);
+      for (int k = 0; k < 8 && k < nvalid; ++k) reinterpret_cast<uint16_t*>(dst)[k] = tmp[k];
+    }
+  }
+}
+
+// =================================================================================================
+// Launchers
+// =================================================================================================
+constexpr int kNumVersions = 4;
+
+template <int K>
+static void run_version_k(int version, const ConvParams& p) {
+  const int64_t nc8 = (p.D + 7) / 8;
+  switch (version) {
+    case 1: {
+      const int64_t n = int64_t(p.B) * p.L * p.D;
+      conv_v1_kernel<K><<<(n + 255) / 256, 256>>>(p);
+      break;
+    }
+    case 2: {
+      const int64_t n = int64_t(p.B) * ((p.L + 15) / 16) * nc8;
+      conv_tiled_kernel<K, 16, false><<<(n + 127) / 128, 128>>>(p);
+      break;
+    }
+    case 3: {
+      const int64_t n = int64_t(p.B) * ((p.L + 7) / 8) * nc8;
+      conv_tiled_kernel<K, 8, true><<<(n + 127) / 128, 128>>>(p);
+      break;
+    }
+    case 4: {
+      const int64_t n = int64_t(p.B) * ((p.L + 15) / 16) * nc8;
+      conv_tiled_kernel<K, 16, true><<<(n + 127) / 128, 128>>>(p);
+      break;
+    }
+    default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
+  }
+  CUDA_CHECK_LAUNCH();
+}
+
+static void run_version(int version, ConvParams p) {
+  p.vec_x = p.ld_x % 8 == 0 && aligned16(p.x);
+  p.vec_out = p.D % 8 == 0 && aligned16(p.out);
+  p.vec_state = p.D % 8 == 0 && aligned16(p.state);
+  switch (p.K) {
+    case 2: run_version_k<2>(version, p); break;
+    case 3: run_version_k<3>(version, p); break;
+    case 4: run_version_k<4>(version, p); break;
+    default: std::fprintf(stderr, "K=%d not built (2..4)\n", p.K); std::exit(2);
+  }
+}
+
+// =================================================================================================
+// Check and timing
+// =================================================================================================
+static ConvHost make_host_problem(int B, int L, int D, int K, int64_t ld_x, bool use_state, uint64_t seed) {
+  HostRng rng(seed);
+  ConvHost s;
+  s.B = B, s.L = L, s.D = D, s.K = K, s.ld_x = ld_x, s.use_state = use_state;
+  s.x = host_random_bf(size_t(B) * L * ld_x, rng, -2.f, 2.f);
+  s.w = host_random_f(size_t(D) * K, rng, -0.7f, 0.7f);
+  s.bias = host_random_f(D, rng, -0.5f, 0.5f);
+  s.state = use_state ? host_random_bf(size_t(B) * (K - 1) * D, rng, -2.f, 2.f) : std::vector<float>();
+  return s;
+}
+
+static bool check_version(int version, const ConvHost& s, const char* label) {
+  std::vector<double> ref;
+  conv_reference(s, ref);
+  bf16* x = device_upload_bf(s.x);
+  float* w = device_upload_f(s.w);
+  float* bias = device_upload_f(s.bias);
+  bf16* state = s.use_state ? device_upload_bf(s.state) : nullptr;
+  const size_t n = size_t(s.B) * s.L * s.D;
+  bf16* out = device_alloc<bf16>(n);
+  device_poison_bf16(out, n);
+  ConvParams p{};
+  p.out = out, p.x = x, p.ld_x = s.ld_x, p.w = w, p.bias = bias, p.state = state;
+  p.B = s.B, p.L = s.L, p.D = s.D, p.K = s.K;
+  run_version(version, p);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const ErrorReport e = compare(device_download_bf(out, n), ref);
+  const bool ok = e.ok(1e-2);
+  std::printf("check v%d %-40s out rel %.2e max abs %.2e (nonfinite %zu)  %s\n", version, label, e.rel_l2, e.max_abs,
+              e.nonfinite, ok ? "OK" : "FAIL");
+  for (void* ptr : {(void*)x, (void*)w, (void*)bias, (void*)state, (void*)out})
+    if (ptr) CUDA_CHECK(cudaFree(ptr));
+  return ok;
+}
+
+static unsigned check_all(int version) {
+  const ConvHost s1 = make_host_problem(2, 333, 97, 4, 2 * 97 + 3, true, 7);  // odd: scalar paths, state
+  const ConvHost s2 = make_host_problem(1, 1000, 256, 4, 2 * 256, false, 8);  // aligned view, 16-byte paths
+  const ConvHost s3 = make_host_problem(3, 45, 64, 4, 64, true, 9);           // aligned with state, L < tile
+  const ConvHost s4 = make_host_problem(2, 77, 40, 3, 40, true, 10);          // K = 3
+  unsigned passed = 0;  // bit v: version v passed every check
+  for (int v = 1; v <= kNumVersions; ++v) {
+    if (version && v != version) continue;
+    bool ok = check_version(v, s1, "B2 L333 D97 K4 state, odd stride");
+    ok &= check_version(v, s2, "B1 L1000 D256 K4 view (ld 2D)");
+    ok &= check_version(v, s3, "B3 L45 D64 K4 state");
+    ok &= check_version(v, s4, "B2 L77 D40 K3 state");
+    if (ok) passed |= 1u << v;
+  }
+  return passed;
+}
+
+int main(int argc, char** argv) {
+  int version = 0;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--check-only") check_only = true;
+    else version = std::atoi(a.c_str());
+  }
+  CUDA_CHECK(cudaSetDevice(0));
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s, %d SMs, sm_%d%d\n", prop.name, prop.multiProcessorCount, prop.major, prop.minor);
+  const unsigned passed = check_all(version);
+  const unsigned wanted = version ? 1u << version : ((1u << (kNumVersions + 1)) - 2);
+  const bool ok = passed == wanted;
+  std::printf("checks: %s\n", ok ? "all passed" : "FAILED (failing versions are not timed)");
+  if (check_only) return ok ? 0 : 1;
+
+  const int B = 4, L = 4096, D = 3072, K = 4;
+  const size_t n = size_t(B) * L * D;
+  bf16* x = device_alloc<bf16>(n);
+  bf16* out = device_alloc<bf16>(n);
+  device_fill_uniform_bf16(x, n, 11, -2.f, 2.f);
+  HostRng rng(12);
+  float* w = device_upload_f(host_random_f(size_t(D) * K, rng, -0.7f, 0.7f));
+  float* bias = device_upload_f(host_random_f(D, rng, -0.5f, 0.5f));
+  ConvParams p{};
+  p.out = out, p.x = x, p.ld_x = D, p.w = w, p.bias = bias, p.state = nullptr;
+  p.B = B, p.L = L, p.D = D, p.K = K;
+  for (int v = 1; v <= kNumVersions; ++v) {
+    if (!(passed >> v & 1)) continue;
+    device_poison_bf16(out, n);
+    const float ms = time_median_ms([&] { run_version(v, p); });
+    std::vector<bf16> probe(4096);
+    CUDA_CHECK(cudaMemcpy(probe.data(), out + n - probe.size(), probe.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
+    size_t bad = 0;
+    for (auto xx : probe) bad += !std::isfinite(host_bf2f(xx));
+    std::printf("time  v%d B%d L%d D%d W%d  median %.4f ms  %.2f TB/s (x read once + out written)%s\n", v, B, L, D, K,
+                ms, 2.0 * n * sizeof(bf16) / ms * 1e-9, bad ? "  UNWRITTEN OUTPUT" : "");
+    std::printf("RESULT|causal_conv1d_fwd|B%d L%d D%d W%d|v%d|%.4f\n", B, L, D, K, v, ms);
+  }
+  for (void* ptr : {(void*)x, (void*)out, (void*)w, (void*)bias}) CUDA_CHECK(cudaFree(ptr));
+  return ok ? 0 : 1;
+}
