@@ -319,10 +319,10 @@ TEST(TokenizerErrors, UnsupportedPartsAreNamed) {
       [](json& j) {
         j["pre_tokenizer"] = {{"type", "Sequence"},
                               {"pretokenizers",
-                               {{{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}}, {"behavior", "Isolated"}},
+                               {{{"type", "Split"}, {"pattern", {{"Regex", "\\w+("}}}, {"behavior", "Isolated"}},
                                 {{"type", "ByteLevel"}, {"use_regex", false}}}}};
       },
-      {"pre_tokenizer.pretokenizers[0]", "\\w+"});
+      {"pre_tokenizer.pretokenizers[0]", "\\w+(", "does not compile"});
   refuse([](json& j) { j["pre_tokenizer"] = nullptr; }, {"ByteLevel"});
 }
 

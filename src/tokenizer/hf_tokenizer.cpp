@@ -84,6 +84,9 @@ HfTokenizer::HfTokenizer(std::string source, std::vector<AddedToken> added, bool
   bool has_split = false, prefix = false;
   for (const auto& s : steps_) (s.kind == PreTokStep::kSplit ? has_split : prefix) = true;
   can_split_ = has_split && !prefix;
+  // The cut rule of document_pieces holds for the known patterns only.
+  for (const auto& s : steps_)
+    if (s.regex && !pretok::pattern_from_regex(s.regex->regex())) can_split_ = false;
   for (const auto& a : added_)
     if (a.lstrip || a.rstrip || a.content.find('\n') != std::string::npos) can_split_ = false;
   for (int32_t id = 0; id < vocab_size_; ++id)
@@ -146,7 +149,10 @@ void HfTokenizer::encode_pretokenized(std::string_view text, std::vector<int32_t
     next.clear();
     uint32_t begin = 0;
     for (uint32_t e : ends) {
-      pretok::split(s.pattern, cps, begin, e, next);
+      if (s.regex)
+        s.regex->split(cps, begin, e, next);
+      else
+        pretok::split(s.pattern, cps, begin, e, next);
       begin = e;
     }
     ends.swap(next);

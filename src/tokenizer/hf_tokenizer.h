@@ -3,9 +3,11 @@
 //                  single_word honoured); `normalized: false` ones in the raw text first, then
 //                  `normalized: true` ones in each normalised piece between them (as HF does).
 //   normalizer     null, NFC, or a Sequence of those.
-//   pre_tokenizer  ByteLevel (add_prefix_space, use_regex: the GPT-2 split), Split with one of the
-//                  known regexes of pretokenize.h (behavior Isolated, invert false), or a Sequence of
-//                  them; a ByteLevel step must be present (it maps bytes to the BPE alphabet).
+//   pre_tokenizer  ByteLevel (add_prefix_space, use_regex: the GPT-2 split), Split with a Regex
+//                  pattern (behavior Isolated, invert false), or a Sequence of them; a ByteLevel step
+//                  must be present (it maps bytes to the BPE alphabet). The known regexes of
+//                  pretokenize.h run on hand-written matchers, any other through PCRE2
+//                  (split_regex.h); a regex PCRE2 cannot compile is refused.
 //   model          BPE (vocab, merges as "a b" strings or [a, b] pairs, unk_token, fuse_unk,
 //                  ignore_merges; no dropout, no continuing_subword_prefix/end_of_word_suffix, no
 //                  byte_fallback).
@@ -21,6 +23,7 @@
 
 #include "tokenizer/bpe.h"
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/split_regex.h"
 #include "tokenizer/tokenizer.h"
 
 namespace sambalm {
@@ -49,11 +52,21 @@ class AddedTokenMatcher {
   size_t count_ = 0;
 };
 
-// One pre-tokenizer step: split pieces with a pattern, or give the segment a leading space.
+// One pre-tokenizer step: split pieces with a pattern, or give the segment a leading space. A split
+// runs `regex` (the general path) when set, else the hand-written matcher of `pattern`.
 struct PreTokStep {
   enum Kind { kSplit, kPrefixSpace } kind;
   pretok::Pattern pattern;
+  std::shared_ptr<const pretok::SplitRegex> regex;
 };
+
+struct HfTokenizerOptions {
+  // Run every split regex through PCRE2, the known ones too (the tests compare both paths).
+  bool regex_engine_only = false;
+};
+std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view json_text, const std::string& source,
+                                              const HfTokenizerOptions& options);
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path, const HfTokenizerOptions& options);
 
 class HfTokenizer final : public Tokenizer {
  public:
@@ -76,7 +89,8 @@ class HfTokenizer final : public Tokenizer {
   bool is_special(int32_t id) const override;
   // Cuts just after a '\n' between a non-space ASCII character and an ASCII letter, where every
   // supported split pattern ends a piece whatever follows, NFC cannot compose across, and no added
-  // token can span (none holds '\n' or strips whitespace). Only when a split pattern runs and no
+  // token can span (none holds '\n' or strips whitespace). Only when a split pattern runs, every
+  // split regex is one of the known patterns (an arbitrary regex may join across '\n') and no
   // leading space is added.
   std::vector<std::pair<size_t, size_t>> document_pieces(std::string_view text, size_t target) const override;
   const BpeModel& model() const { return *model_; }

@@ -33,13 +33,22 @@ bool parse_normalizer(const json& j, const std::string& src, const std::string& 
   fail("{}: {}: type '{}' is not supported (supported: NFC, Sequence)", src, part, t);
 }
 
+// A split step: the hand-written matcher when the regex is a known one (unless options say
+// otherwise), else PCRE2.
+PreTokStep split_step(const std::string& regex, const std::string& where, const HfTokenizerOptions& options) {
+  auto p = pretok::pattern_from_regex(regex);
+  PreTokStep step{PreTokStep::kSplit, p.value_or(pretok::Pattern::kGpt2), nullptr};
+  if (!p || options.regex_engine_only) step.regex = std::make_shared<const pretok::SplitRegex>(regex, where);
+  return step;
+}
+
 void parse_pre_tokenizer(const json& j, const std::string& src, const std::string& part, std::vector<PreTokStep>& steps,
-                         bool& byte_level) {
+                         bool& byte_level, const HfTokenizerOptions& options) {
   std::string t = type_of(j, src, part);
   if (t == "Sequence") {
     const json& list = j.at("pretokenizers");
     for (size_t i = 0; i < list.size(); ++i)
-      parse_pre_tokenizer(list[i], src, fmt::format("{}.pretokenizers[{}]", part, i), steps, byte_level);
+      parse_pre_tokenizer(list[i], src, fmt::format("{}.pretokenizers[{}]", part, i), steps, byte_level, options);
     return;
   }
   if (t == "ByteLevel") {
@@ -48,26 +57,23 @@ void parse_pre_tokenizer(const json& j, const std::string& src, const std::strin
     if (j.value("add_prefix_space", false)) {
       SAMBALM_CHECK(steps.empty(), "{}: {}: ByteLevel add_prefix_space after another pre-tokenizer is not supported",
                     src, part);
-      steps.push_back({PreTokStep::kPrefixSpace, pretok::Pattern::kGpt2});
+      steps.push_back({PreTokStep::kPrefixSpace, pretok::Pattern::kGpt2, nullptr});
     }
-    if (j.value("use_regex", true)) steps.push_back({PreTokStep::kSplit, pretok::Pattern::kGpt2});
+    if (j.value("use_regex", true))
+      steps.push_back(split_step(pretok::pattern_regex(pretok::Pattern::kGpt2), src + ": " + part, options));
     return;
   }
   if (t == "Split") {
     SAMBALM_CHECK(!byte_level, "{}: {}: a Split after the ByteLevel step is not supported", src, part);
     const json& pat = j.at("pattern");
-    SAMBALM_CHECK(pat.is_object() && pat.contains("Regex"), "{}: {}: only a Regex pattern is supported, found {}", src,
-                  part, pat.dump().substr(0, 80));
+    SAMBALM_CHECK(pat.is_object() && pat.contains("Regex") && pat["Regex"].is_string(),
+                  "{}: {}: only a Regex pattern is supported, found {}", src, part, pat.dump().substr(0, 80));
     std::string re = pat["Regex"].get<std::string>();
-    auto p = pretok::pattern_from_regex(re);
-    SAMBALM_CHECK(p.has_value(),
-                  "{}: {}: the split regex '{}' is not one sambalm implements (GPT-2, cl100k, Qwen2, o200k)", src, part,
-                  re);
     std::string behavior = j.value("behavior", "Isolated");
     SAMBALM_CHECK(behavior == "Isolated", "{}: {}: behavior '{}' is not supported (supported: Isolated)", src, part,
                   behavior);
     SAMBALM_CHECK(!j.value("invert", false), "{}: {}: invert: true is not supported", src, part);
-    steps.push_back({PreTokStep::kSplit, *p});
+    steps.push_back(split_step(re, src + ": " + part, options));
     return;
   }
   fail("{}: {}: type '{}' is not supported (supported: ByteLevel, Split, Sequence)", src, part, t);
@@ -111,7 +117,7 @@ std::optional<int32_t> config_token(const json& cfg, const char* key, const HfTo
   return tok.token_to_id(content);
 }
 
-std::unique_ptr<Tokenizer> parse(const json& root, const std::string& src) {
+std::unique_ptr<Tokenizer> parse(const json& root, const std::string& src, const HfTokenizerOptions& options) {
   SAMBALM_CHECK(root.is_object(), "{}: expected a JSON object at the top level", src);
   SAMBALM_CHECK(root.contains("model"), "{}: no 'model' section", src);
   const json& model = root["model"];
@@ -190,7 +196,7 @@ std::unique_ptr<Tokenizer> parse(const json& root, const std::string& src) {
   std::vector<PreTokStep> steps;
   bool byte_level = false;
   const json& pre = root.value("pre_tokenizer", json());
-  if (!pre.is_null()) parse_pre_tokenizer(pre, src, "pre_tokenizer", steps, byte_level);
+  if (!pre.is_null()) parse_pre_tokenizer(pre, src, "pre_tokenizer", steps, byte_level, options);
   SAMBALM_CHECK(byte_level, "{}: pre_tokenizer: no ByteLevel step (only byte-level BPE tokenizers are supported)", src);
   const json& dec = root.value("decoder", json());
   SAMBALM_CHECK(!dec.is_null(), "{}: decoder: null is not supported (supported: ByteLevel)", src);
@@ -225,6 +231,11 @@ std::unique_ptr<Tokenizer> parse(const json& root, const std::string& src) {
 }  // namespace
 
 std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view text, const std::string& source) {
+  return parse_hf_tokenizer(text, source, HfTokenizerOptions{});
+}
+
+std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view text, const std::string& source,
+                                              const HfTokenizerOptions& options) {
   // Real files nest a few levels; a deeper one is refused while parsing, since both the Sequence
   // parts below and the dumps in error messages recurse once per level.
   constexpr int kMaxDepth = 64;
@@ -240,16 +251,18 @@ std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view text, const std::
     fail("{}: malformed tokenizer.json: {}", source, e.what());
   }
   try {
-    return parse(root, source);
+    return parse(root, source, options);
   } catch (const json::exception& e) {
     fail("{}: malformed tokenizer.json: {}", source, e.what());
   }
 }
 
-std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path) {
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path) { return load_hf_tokenizer(path, {}); }
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path, const HfTokenizerOptions& options) {
   std::error_code ec;
   SAMBALM_CHECK(std::filesystem::is_regular_file(path, ec), "{}: no such tokenizer.json file", path);
-  return parse_hf_tokenizer(read_text_file(path), path);
+  return parse_hf_tokenizer(read_text_file(path), path, options);
 }
 
 }  // namespace sambalm

@@ -80,8 +80,10 @@ struct Matcher {
     while (other(i)) ++i;
     return i;
   }
-  static uint32_t lower(uint32_t ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
-  // Length of 's|'t|'re|'ve|'m|'ll|'d at i (0 if none), ASCII case-insensitive when `fold`.
+  // Simple case folding as (?i) applies it to these letters: ASCII, and U+017F LATIN SMALL LETTER
+  // LONG S, which folds to 's' (Oniguruma, Rust's regex and PCRE2 all match it).
+  static uint32_t lower(uint32_t ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch == 0x17F ? 's' : ch; }
+  // Length of 's|'t|'re|'ve|'m|'ll|'d at i (0 if none), case-insensitive when `fold`.
   uint32_t contraction(uint32_t i, bool fold) const {
     if (i + 1 >= n || c[i] != '\'') return 0;
     uint32_t a = fold ? lower(c[i + 1]) : c[i + 1];
