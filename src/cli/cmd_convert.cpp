@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -160,7 +161,14 @@ int run(const ConvertOpts& o) {
   fs::create_directories(o.out, ec);
   SAMBALM_CHECK(!ec && fs::is_directory(o.out), "{}: cannot create the output directory: {}", o.out, ec.message());
   std::vector<OutTensor> out;
+  std::deque<std::vector<float>> gathered;  // packed tensors (SambaY's Wqkv, fused MLP w1), assembled here
   for (const auto& w : weight_names(cfg, to)) {
+    if (!w.packed.empty()) {
+      gathered.emplace_back(static_cast<size_t>(shape_numel(w.external_shape)));
+      gather_external(w, params, gathered.back().data());
+      out.push_back({w.external, w.external_shape, gathered.back().data()});
+      continue;
+    }
     const ParamEntry& e = params.entry(w.native);
     SAMBALM_CHECK(e.numel() == shape_numel(w.external_shape), "parameter '{}' has {} values, expected {}", w.native,
                   e.numel(), shape_numel(w.external_shape));

@@ -28,7 +28,7 @@ struct ParamBreakdown {
   int64_t head = 0;       // untied LM head
   int64_t mamba = 0;      // Mamba mixers
   int64_t attention = 0;  // attention projections
-  int64_t mlp = 0;        // SwiGLU MLPs (including abl_mamba MLPs in Mamba slots)
+  int64_t mlp = 0;        // SwiGLU MLPs (including abl_mamba MLPs in Mamba slots) and SambaY GMUs
   int64_t norms = 0;      // every norm, final norm included
   int64_t total = 0;
 };
