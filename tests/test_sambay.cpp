@@ -14,6 +14,7 @@
 #include "io/state_dict.h"
 #include "model/model.h"
 #include "model/weights.h"
+#include "ops/ops.h"
 #include "testing.h"
 
 using namespace sambalm;
@@ -290,6 +291,148 @@ TEST(SambaYGradcheck, MoreHeadsPerKvGroupUntiedNoAttentionBias) {
   c.tied_embeddings = false;
   c.local_window = 20;  // wider than the sequence
   gradcheck(c, 1, 7, 4);
+}
+
+// ---- The ops ---------------------------------------------------------------------------------------
+
+namespace {
+
+struct DiffShape {
+  int64_t B, Tn, H, G, hd, window;
+};
+
+// q, k, v as views into one fused [q | k | v] row per token (the layer's layout), random values.
+struct DiffInputs {
+  DiffShape s;
+  int64_t W;
+  std::vector<double> qkv;
+  double lambda;
+  DiffInputs(const DiffShape& sh, uint64_t seed) : s(sh), W((sh.H + 2 * sh.G) * sh.hd) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> nd(0.0, 0.7);
+    qkv.resize(size_t(s.B * s.Tn * W));
+    for (auto& x : qkv) x = nd(rng);
+    lambda = 0.37;
+  }
+  const double* q() const { return qkv.data(); }
+  const double* k() const { return qkv.data() + s.H * s.hd; }
+  const double* v() const { return qkv.data() + (s.H + s.G) * s.hd; }
+};
+
+// The oracle: the standard attention op run on each half of the heads. Half c of the queries (heads
+// c, c+2, ...) against half c of the key/value heads is ordinary GQA; P1 and P2 times the even and
+// the odd value heads give the four hd-wide pieces of a = P1 V - lambda P2 V.
+std::vector<double> diff_attention_by_halves(const DiffInputs& in) {
+  const auto& s = in.s;
+  const int64_t Hh = s.H / 2, Gh = s.G / 2, hd = s.hd;
+  auto gather = [&](const double* base, int64_t heads, int64_t parity) {
+    std::vector<double> out(size_t(s.B * heads * s.Tn * hd));  // [B, heads, T, hd]
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t h = 0; h < heads; ++h)
+        for (int64_t t = 0; t < s.Tn; ++t)
+          for (int64_t i = 0; i < hd; ++i)
+            out[((b * heads + h) * s.Tn + t) * hd + i] = base[(b * s.Tn + t) * in.W + (2 * h + parity) * hd + i];
+    return out;
+  };
+  std::vector<double> a(size_t(s.B * s.Tn * s.H * hd), 0.0);
+  const double scale = 1.0 / std::sqrt(double(hd));
+  for (int64_t c = 0; c < 2; ++c) {
+    auto q = gather(in.q(), Hh, c), k = gather(in.k(), Gh, c);
+    const double sign = c == 0 ? 1.0 : -in.lambda;
+    for (int64_t vpar = 0; vpar < 2; ++vpar) {
+      auto v = gather(in.v(), Gh, vpar);
+      std::vector<double> o(size_t(s.B * s.Tn * Hh * hd)), lse(size_t(s.B * Hh * s.Tn));
+      ops::attention_forward(cpu_context(), o.data(), lse.data(), q.data(), k.data(), v.data(), s.B, s.Tn, Hh, Gh, hd,
+                             s.window, scale);
+      for (int64_t b = 0; b < s.B; ++b)
+        for (int64_t t = 0; t < s.Tn; ++t)
+          for (int64_t m = 0; m < Hh; ++m)
+            for (int64_t i = 0; i < hd; ++i)
+              a[((b * s.Tn + t) * s.H + 2 * m) * hd + vpar * hd + i] += sign * o[((b * s.Tn + t) * Hh + m) * hd + i];
+    }
+  }
+  return a;
+}
+
+}  // namespace
+
+TEST(SambaYOps, DiffAttentionEqualsStandardAttentionPerHalf) {
+  for (DiffShape sh : {DiffShape{2, 9, 4, 2, 3, 4}, DiffShape{1, 7, 8, 2, 2, 0}, DiffShape{1, 6, 4, 4, 5, 1}}) {
+    DiffInputs in(sh, 3);
+    std::vector<double> out(size_t(sh.B * sh.Tn * sh.H * sh.hd)), lse(size_t(sh.B * sh.Tn * sh.H));
+    ops::diff_attention_forward(cpu_context(), out.data(), lse.data(), in.q(), in.W, in.k(), in.v(), in.W, &in.lambda,
+                                sh.B, sh.Tn, sh.H, sh.G, sh.hd, sh.window, 1.0 / std::sqrt(double(sh.hd)));
+    auto want = diff_attention_by_halves(in);
+    double worst = 0;
+    for (size_t i = 0; i < out.size(); ++i) worst = std::max(worst, std::fabs(out[i] - want[i]));
+    EXPECT_LT(worst, 1e-12) << "H " << sh.H << " G " << sh.G << " window " << sh.window;
+  }
+}
+
+// d/d(q, k, v, lambda) of sum(w * out) by central differences, against diff_attention_backward.
+TEST(SambaYOps, DiffAttentionBackwardFiniteDifferences) {
+  const DiffShape sh{2, 7, 4, 2, 3, 3};
+  DiffInputs in(sh, 5);
+  const int64_t n_out = sh.B * sh.Tn * sh.H * sh.hd;
+  std::vector<double> w(static_cast<size_t>(n_out));
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  for (auto& x : w) x = nd(rng);
+  const double scale = 1.0 / std::sqrt(double(sh.hd));
+  auto objective = [&](const DiffInputs& x) {
+    std::vector<double> out(static_cast<size_t>(n_out));
+    ops::diff_attention_forward(cpu_context(), out.data(), static_cast<double*>(nullptr), x.q(), x.W, x.k(), x.v(), x.W,
+                                &x.lambda, sh.B, sh.Tn, sh.H, sh.G, sh.hd, sh.window, scale);
+    double l = 0;
+    for (int64_t i = 0; i < n_out; ++i) l += w[size_t(i)] * out[size_t(i)];
+    return l;
+  };
+  std::vector<double> out(static_cast<size_t>(n_out)), lse(size_t(sh.B * sh.Tn * sh.H));
+  ops::diff_attention_forward(cpu_context(), out.data(), lse.data(), in.q(), in.W, in.k(), in.v(), in.W, &in.lambda,
+                              sh.B, sh.Tn, sh.H, sh.G, sh.hd, sh.window, scale);
+  std::vector<double> dqkv(in.qkv.size(), 0.0);
+  double dlambda = 0;
+  ops::diff_attention_backward(cpu_context(), dqkv.data(), dqkv.data() + sh.H * sh.hd,
+                               dqkv.data() + (sh.H + sh.G) * sh.hd, &dlambda, w.data(), lse.data(), in.q(), in.W,
+                               in.k(), in.v(), in.W, &in.lambda, sh.B, sh.Tn, sh.H, sh.G, sh.hd, sh.window, scale);
+  const double eps = 1e-6;
+  for (size_t i = 0; i < in.qkv.size(); ++i) {
+    DiffInputs p = in, m = in;
+    p.qkv[i] += eps;
+    m.qkv[i] -= eps;
+    const double fd = (objective(p) - objective(m)) / (2 * eps);
+    EXPECT_NEAR(dqkv[i], fd, 1e-7 * std::max(1.0, std::fabs(fd))) << "element " << i;
+  }
+  DiffInputs p = in, m = in;
+  p.lambda += eps;
+  m.lambda -= eps;
+  EXPECT_NEAR(dlambda, (objective(p) - objective(m)) / (2 * eps), 1e-7);
+}
+
+TEST(SambaYOps, DiffLambdaForwardBackward) {
+  const int64_t hd = 5;
+  std::vector<double> v(4 * hd);
+  std::mt19937_64 rng(2);
+  std::normal_distribution<double> nd(0.0, 0.3);
+  for (auto& x : v) x = nd(rng);
+  auto lambda_of = [&](const std::vector<double>& x) {
+    double l = 0;
+    ops::diff_lambda_forward(cpu_context(), &l, x.data(), x.data() + hd, x.data() + 2 * hd, x.data() + 3 * hd, hd, 0.2);
+    return l;
+  };
+  double d1 = 0, d2 = 0;
+  for (int64_t i = 0; i < hd; ++i) d1 += v[i] * v[hd + i], d2 += v[2 * hd + i] * v[3 * hd + i];
+  EXPECT_NEAR(lambda_of(v), std::exp(d1) - std::exp(d2) + 0.2, 1e-15);
+  std::vector<double> g(4 * hd, 0.0);
+  const double dl = 1.5;
+  ops::diff_lambda_backward(cpu_context(), g.data(), g.data() + hd, g.data() + 2 * hd, g.data() + 3 * hd, &dl, v.data(),
+                            v.data() + hd, v.data() + 2 * hd, v.data() + 3 * hd, hd);
+  for (size_t i = 0; i < v.size(); ++i) {
+    auto p = v, m = v;
+    p[i] += 1e-6;
+    m[i] -= 1e-6;
+    EXPECT_NEAR(g[i], dl * (lambda_of(p) - lambda_of(m)) / 2e-6, 1e-8) << i;
+  }
 }
 
 // ---- Refusals ------------------------------------------------------------------------------------
