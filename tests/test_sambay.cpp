@@ -4,6 +4,7 @@
 // (bad configs, decoding, which is not built yet).
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -272,6 +273,34 @@ TEST(SambaYParity, LayoutsRoundTrip) {
       EXPECT_EQ(0, std::memcmp(t.raw(), want.raw(), size_t(t.numel()) * sizeof(float))) << name;
     }
   }
+}
+
+// Through the command line: the lit_gpt checkpoint converted to Hugging Face names (and a Phi4Flash
+// config.json), then `sambalm forward` on the result gives the original logits.
+TEST(SambaYParity, ConvertLitToHfThenForward) {
+  REQUIRE_FIXTURES();
+  const std::string tmp = test::temp_dir("sambay_conv");
+  const std::string src = tmp + "/lit";
+  std::filesystem::create_directories(src);
+  std::filesystem::copy_file(sambay_dir() + "/lit_config.json", src + "/config.json");
+  std::filesystem::copy_file(sambay_dir() + "/lit_model.safetensors", src + "/model.safetensors");
+  std::string log;
+  ASSERT_EQ(test::run_cli("convert " + src + " --out " + tmp + "/hf --to hf", &log), 0) << log;
+  auto cfg = nlohmann::json::parse(read_text_file(tmp + "/hf/config.json"));
+  EXPECT_EQ(cfg.at("model_type"), "phi4flash");
+  auto written = read_state_dict(tmp + "/hf/model.safetensors");
+  auto original = read_state_dict(sambay_dir() + "/model.safetensors");
+  EXPECT_EQ(written.size(), original.size());
+  ASSERT_EQ(test::run_cli("forward --model " + tmp + "/hf --inputs " + sambay_dir() + "/expected.safetensors --out " +
+                              tmp + "/out.safetensors --acts",
+                          &log),
+            0)
+      << log;
+  auto got = read_safetensors(tmp + "/out.safetensors");
+  auto expected = read_safetensors(sambay_dir() + "/expected.safetensors");
+  EXPECT_LT(test::rel_error(got.get("logits"), expected.get("logits")), 1e-4);
+  EXPECT_LT(test::rel_error(got.get("loss"), expected.get("loss")), 1e-4);
+  EXPECT_LT(test::rel_error(got.get("act.7"), expected.get("act.7")), 1e-4);
 }
 
 // ---- Gradients of the new layers (float64 finite differences) ------------------------------------

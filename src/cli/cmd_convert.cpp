@@ -176,8 +176,8 @@ int run(const ConvertOpts& o) {
   }
   const std::string weights_out = (fs::path(o.out) / "model.safetensors").string();
   write_streaming(weights_out, out, dtype);
-  // With hf names the directory is a transformers model: a MambaConfig beside the weights; with
-  // mamba_ssm names, the MambaConfig that MambaLMHeadModel.from_pretrained reads. Otherwise the config
+  // With hf names the directory is a transformers model: a MambaConfig (for SambaY a Phi4FlashConfig) beside the
+  // weights; with mamba_ssm names, the MambaConfig that MambaLMHeadModel.from_pretrained reads. Otherwise the config
   // travels in sambalm's format, so the directory loads as a model. sambalm reads all three.
   nlohmann::json config_json = cfg.to_json();
   if (to == WeightFormat::HF) {
@@ -189,7 +189,7 @@ int run(const ConvertOpts& o) {
   write_file_atomic((fs::path(o.out) / "config.json").string(), config_json.dump(2) + "\n");
   std::printf("read %s (%s, %zu tensors)\nwrote %s (%zu tensors, %s names, %s) and config.json (%s)\n", src.c_str(),
               kind.c_str(), n_in, weights_out.c_str(), out.size(), weight_format_name(to), dtype_name(dtype),
-              to == WeightFormat::HF         ? "Hugging Face MambaConfig"
+              to == WeightFormat::HF ? (cfg.sambay ? "Hugging Face Phi4FlashConfig" : "Hugging Face MambaConfig")
               : to == WeightFormat::MambaSsm ? "mamba_ssm MambaConfig"
                                              : "sambalm format");
   copy_tokenizer_files(fs::path(src).parent_path(), o.out);

@@ -137,7 +137,7 @@ struct ModelConfig {
   // A Hugging Face config.json for transformers' MambaForCausalLM (docs/FORMATS.md), which
   // from_json reads back as this config except for the vocabulary: HF has no padding, so
   // `vocab_size` is the embedding's padded_vocab_size rows. Throws Error unless this is a pure Mamba
-  // model with RMSNorm (the only kind MambaForCausalLM can hold).
+  // model with RMSNorm (the only kind MambaForCausalLM can hold) or SambaY (then a Phi4Flash config).
   nlohmann::json to_hf_json() const;
   // The MambaConfig config.json that state-spaces mamba_ssm's MambaLMHeadModel.from_pretrained reads
   // (d_model, n_layer, vocab_size, ssm_cfg, rms_norm, residual_in_fp32, fused_add_norm,

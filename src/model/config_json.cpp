@@ -635,6 +635,39 @@ json ModelConfig::to_json() const {
 }
 
 json ModelConfig::to_hf_json() const {
+  if (sambay) {
+    // Phi4FlashConfig: what read_hf_phi4flash reads back as this config (the padded vocabulary is
+    // the embedding's rows). Its attention biases are fixed (Wqkv and out_proj have them).
+    SAMBALM_CHECK(attn_bias && attn_out_bias && head_size * n_head == n_embd,
+                  "'{}' cannot be written as a Hugging Face Phi4Flash config: it needs attention biases and "
+                  "head_size * n_head == n_embd",
+                  name);
+    json j;
+    j["architectures"] = {"Phi4FlashForCausalLM"};
+    j["model_type"] = "phi4flash";
+    j["_name_or_path"] = name;
+    j["vocab_size"] = padded_vocab_size;
+    j["hidden_size"] = n_embd;
+    j["intermediate_size"] = intermediate_size;
+    j["num_hidden_layers"] = n_layer;
+    j["num_attention_heads"] = n_head;
+    j["num_key_value_heads"] = n_query_groups;
+    j["hidden_act"] = "silu";
+    j["layer_norm_eps"] = norm_eps;
+    j["max_position_embeddings"] = block_size;
+    j["sliding_window"] = local_window;
+    j["mb_per_layer"] = 2;
+    j["mamba_d_state"] = d_state;
+    j["mamba_d_conv"] = d_conv;
+    j["mamba_expand"] = expand;
+    j["mamba_dt_rank"] = mamba_dt_rank();
+    j["mamba_conv_bias"] = conv_bias;
+    j["mamba_proj_bias"] = proj_bias;
+    j["mlp_bias"] = false;
+    j["lm_head_bias"] = false;
+    j["tie_word_embeddings"] = tied_embeddings;
+    return j;
+  }
   SAMBALM_CHECK(mamba, "'{}' is not a pure Mamba model: a Hugging Face MambaConfig cannot describe it", name);
   SAMBALM_CHECK(norm == NormKind::RMSNorm, "'{}' uses LayerNorm: Hugging Face MambaForCausalLM has RMSNorm only", name);
   json j;
