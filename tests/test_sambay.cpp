@@ -2,6 +2,8 @@
 // original code on fixtures/sambay_tiny from both weight layouts (logits, loss, each block's output,
 // every gradient), finite-difference gradient checks of the new layers in float64, and the refusals
 // (bad configs, decoding, which is not built yet).
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -421,9 +423,11 @@ TEST(SambaYOps, DiffAttentionBackwardFiniteDifferences) {
                               sh.B, sh.Tn, sh.H, sh.G, sh.hd, sh.window, scale);
   std::vector<double> dqkv(in.qkv.size(), 0.0);
   double dlambda = 0;
+  std::vector<double> parts(static_cast<size_t>(sh.B * sh.G / 2));
   ops::diff_attention_backward(cpu_context(), dqkv.data(), dqkv.data() + sh.H * sh.hd,
-                               dqkv.data() + (sh.H + sh.G) * sh.hd, &dlambda, w.data(), lse.data(), in.q(), in.W,
-                               in.k(), in.v(), in.W, &in.lambda, sh.B, sh.Tn, sh.H, sh.G, sh.hd, sh.window, scale);
+                               dqkv.data() + (sh.H + sh.G) * sh.hd, &dlambda, parts.data(), w.data(), lse.data(),
+                               in.q(), in.W, in.k(), in.v(), in.W, &in.lambda, sh.B, sh.Tn, sh.H, sh.G, sh.hd,
+                               sh.window, scale);
   const double eps = 1e-6;
   for (size_t i = 0; i < in.qkv.size(); ++i) {
     DiffInputs p = in, m = in;
@@ -436,6 +440,45 @@ TEST(SambaYOps, DiffAttentionBackwardFiniteDifferences) {
   p.lambda += eps;
   m.lambda -= eps;
   EXPECT_NEAR(dlambda, (objective(p) - objective(m)) / (2 * eps), 1e-7);
+}
+
+// Above the size where the ops go parallel: the same bits on 1, 2 and 3 threads (the backward sums
+// dlambda's per-task shares in a fixed order).
+TEST(SambaYOps, DiffAttentionSameResultOnAnyThreadCount) {
+  const int64_t B = 2, Tn = 40, H = 8, G = 4, hd = 16, W = (H + 2 * G) * hd, window = 12;
+  std::mt19937_64 rng(4);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> qkv(static_cast<size_t>(B * Tn * W)), dout(static_cast<size_t>(B * Tn * H * hd));
+  for (auto& x : qkv) x = nd(rng);
+  for (auto& x : dout) x = nd(rng);
+  const float lambda = 0.3f;
+  struct Result {
+    std::vector<float> out, lse, dqkv;
+    float dlambda = 0;
+  };
+  auto run = [&](int threads) {
+    Result r{std::vector<float>(dout.size()), std::vector<float>(static_cast<size_t>(B * Tn * H)),
+             std::vector<float>(qkv.size())};
+    std::vector<float> parts(static_cast<size_t>(B * G / 2));
+    const int keep = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    const float* q = qkv.data();
+    ops::diff_attention_forward(cpu_context(), r.out.data(), r.lse.data(), q, W, q + H * hd, q + (H + G) * hd, W,
+                                &lambda, B, Tn, H, G, hd, window, 0.25);
+    ops::diff_attention_backward(cpu_context(), r.dqkv.data(), r.dqkv.data() + H * hd, r.dqkv.data() + (H + G) * hd,
+                                 &r.dlambda, parts.data(), dout.data(), r.lse.data(), q, W, q + H * hd,
+                                 q + (H + G) * hd, W, &lambda, B, Tn, H, G, hd, window, 0.25);
+    omp_set_num_threads(keep);
+    return r;
+  };
+  const Result one = run(1);
+  for (int threads : {2, 3}) {
+    const Result r = run(threads);
+    EXPECT_EQ(r.out, one.out) << threads;
+    EXPECT_EQ(r.lse, one.lse) << threads;
+    EXPECT_EQ(r.dqkv, one.dqkv) << threads;
+    EXPECT_EQ(r.dlambda, one.dlambda) << threads;
+  }
 }
 
 TEST(SambaYOps, DiffLambdaForwardBackward) {

@@ -177,8 +177,8 @@ struct MlpGrads {
 };
 template <typename T>
 struct DiffAttentionGrads {
-  T *dan = nullptr, *da = nullptr, *dqkv = nullptr;  // [BL, H*hd], [BL, H*hd], [BL, (H+2G)*hd]
-  stat_t<T>* dlambda = nullptr;                      // [1]
+  T *dan = nullptr, *da = nullptr, *dqkv = nullptr;       // [BL, H*hd], [BL, H*hd], [BL, (H+2G)*hd]
+  stat_t<T>*dlambda = nullptr, *dlambda_parts = nullptr;  // [1], [B * G/2]
 };
 template <typename T>
 struct GmuGrads {

@@ -41,6 +41,7 @@ void plan_diff_attention_grads(const Context& ctx, Arena& ar, DiffAttentionGrads
   g.da = ar.take<T>(BL * m.H * m.hd);
   g.dqkv = ar.take<T>(BL * m.shared_width());  // large enough for self and cross
   g.dlambda = ar.take<stat_t<T>>(1);
+  g.dlambda_parts = ar.take<stat_t<T>>(B * m.G / 2);
 }
 
 template <typename T>
@@ -94,8 +95,8 @@ void diff_attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T
   const T* kvsrc = m.cross ? shared_qkv : a.qkv;
   T* dkv = m.cross ? dshared_qkv : g.dqkv;
   const int64_t ldkv = m.cross ? m.shared_width() : W;
-  ops::diff_attention_backward(ctx, g.dqkv, dkv + q, dkv + q + kv, g.dlambda, g.da, a.lse, a.qkv, W, kvsrc + q,
-                               kvsrc + q + kv, ldkv, a.lambda, B, L, m.H, m.G, m.hd, m.window,
+  ops::diff_attention_backward(ctx, g.dqkv, dkv + q, dkv + q + kv, g.dlambda, g.dlambda_parts, g.da, a.lse, a.qkv, W,
+                               kvsrc + q, kvsrc + q + kv, ldkv, a.lambda, B, L, m.H, m.G, m.hd, m.window,
                                1.0 / std::sqrt(double(m.hd)));
   ops::diff_lambda_backward(ctx, p.lq1.at(grads), p.lk1.at(grads), p.lq2.at(grads), p.lk2.at(grads), g.dlambda,
                             p.lq1.at(params), p.lk1.at(params), p.lq2.at(params), p.lk2.at(params), m.hd);

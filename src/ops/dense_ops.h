@@ -202,14 +202,16 @@ inline void diff_attention_forward(const Context& ctx, T* out, stat_t<T>* lse, c
   SAMBALM_OP_DISPATCH(ctx, diff_attention_forward, out, lse, q, ldq, k, v, ldkv, lambda, B, Tn, H, G, hd, window,
                       scale);
 }
-// dq (rows ldq apart), dk, dv (rows ldkv apart) and dlambda[0] accumulate.
+// dq (rows ldq apart), dk, dv (rows ldkv apart) and dlambda[0] accumulate. dlambda_parts: scratch of
+// B * G/2 values (per-task shares of dlambda, summed in a fixed order).
 template <typename T>
-inline void diff_attention_backward(const Context& ctx, T* dq, T* dk, T* dv, stat_t<T>* dlambda, const T* dout,
-                                    const stat_t<T>* lse, const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv,
-                                    const stat_t<T>* lambda, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hd,
-                                    int64_t window, double scale) {
-  SAMBALM_OP_DISPATCH(ctx, diff_attention_backward, dq, dk, dv, dlambda, dout, lse, q, ldq, k, v, ldkv, lambda, B, Tn,
-                      H, G, hd, window, scale);
+inline void diff_attention_backward(const Context& ctx, T* dq, T* dk, T* dv, stat_t<T>* dlambda,
+                                    stat_t<T>* dlambda_parts, const T* dout, const stat_t<T>* lse, const T* q,
+                                    int64_t ldq, const T* k, const T* v, int64_t ldkv, const stat_t<T>* lambda,
+                                    int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hd, int64_t window,
+                                    double scale) {
+  SAMBALM_OP_DISPATCH(ctx, diff_attention_backward, dq, dk, dv, dlambda, dlambda_parts, dout, lse, q, ldq, k, v, ldkv,
+                      lambda, B, Tn, H, G, hd, window, scale);
 }
 
 // ---- Loss --------------------------------------------------------------------------------

@@ -70,9 +70,9 @@ void diff_attention_forward(T* out, T* lse, const T* q, int64_t ldq, const T* k,
                             const T* lambda, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hd, int64_t window,
                             double scale);
 template <typename T>
-void diff_attention_backward(T* dq, T* dk, T* dv, T* dlambda, const T* dout, const T* lse, const T* q, int64_t ldq,
-                             const T* k, const T* v, int64_t ldkv, const T* lambda, int64_t B, int64_t Tn, int64_t H,
-                             int64_t G, int64_t hd, int64_t window, double scale);
+void diff_attention_backward(T* dq, T* dk, T* dv, T* dlambda, T* dlambda_parts, const T* dout, const T* lse, const T* q,
+                             int64_t ldq, const T* k, const T* v, int64_t ldkv, const T* lambda, int64_t B, int64_t Tn,
+                             int64_t H, int64_t G, int64_t hd, int64_t window, double scale);
 template <typename T>
 double cross_entropy_forward_backward(T* dlogits, T* losses, const T* logits, const int32_t* targets, int64_t n,
                                       int64_t V, double dloss_scale);

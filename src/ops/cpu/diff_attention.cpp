@@ -22,8 +22,10 @@
 //
 // q rows are ldq apart (the fused [q | k | v] projection or a q-only one), k and v rows ldkv apart:
 // query head h of token (b, t) is q[(b*T + t) * ldq + h*hd], kv head g of (b, s) is
-// k[(b*T + s) * ldkv + g*hd]. lse is [B, T, H]. The forward runs one (b, pair m) per task; the
-// backward runs serially (dk, dv and dlambda accumulate across every pair), in a fixed order.
+// k[(b*T + s) * ldkv + g*hd]. lse is [B, T, H]. The forward runs one (b, pair m) per task. The
+// backward runs one (b, kv pair j) per task: the query pairs m with m / (H/G) == j are the only
+// readers of kv heads 2j and 2j+1, so dk/dv never race; each task's share of dlambda goes to
+// dlambda_parts[b * G/2 + j], summed in that order afterwards (the same result on any thread count).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -114,68 +116,75 @@ void diff_attention_forward(T* out, T* lse, const T* q, int64_t ldq, const T* k,
 }
 
 template <typename T>
-void diff_attention_backward(T* dq, T* dk, T* dv, T* dlambda, const T* dout, const T* lse, const T* q, int64_t ldq,
-                             const T* k, const T* v, int64_t ldkv, const T* lambda, int64_t B, int64_t Tn, int64_t H,
-                             int64_t G, int64_t hd, int64_t window, double scale) {
-  const int64_t pairs = H / 2, per_kv = H / G;
+void diff_attention_backward(T* dq, T* dk, T* dv, T* dlambda, T* dlambda_parts, const T* dout, const T* lse, const T* q,
+                             int64_t ldq, const T* k, const T* v, int64_t ldkv, const T* lambda, int64_t B, int64_t Tn,
+                             int64_t H, int64_t G, int64_t hd, int64_t window, double scale) {
+  const int64_t per_kv = H / G, kv_pairs = G / 2;
   const double lam = double(lambda[0]);
-  double dlam = 0;
+#pragma omp parallel for collapse(2) schedule(dynamic) if (B * H * Tn * Tn * hd > (int64_t(1) << 16))
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t m = 0; m < pairs; ++m) {
-      const int64_t h1 = 2 * m, h2 = h1 + 1, g1 = 2 * (m / per_kv), g2 = g1 + 1;
-      for (int64_t t = 0; t < Tn; ++t) {
-        const int64_t row = b * Tn + t;
-        const T *q1 = q + row * ldq + h1 * hd, *q2 = q + row * ldq + h2 * hd;
-        T *dq1 = dq + row * ldq + h1 * hd, *dq2 = dq + row * ldq + h2 * hd;
-        const T* da = dout + row * H * hd + h1 * hd;
-        const double lse1 = double(lse[row * H + h1]), lse2 = double(lse[row * H + h2]);
-        const int64_t lo = first_key(t, window);
-        auto probs = [&](int64_t s, double& p1, double& p2, double& u) {
-          const T* krow = k + (b * Tn + s) * ldkv;
-          const T* vrow = v + (b * Tn + s) * ldkv;
-          p1 = std::exp(scale * dotd(q1, krow + g1 * hd, hd) - lse1);
-          p2 = std::exp(scale * dotd(q2, krow + g2 * hd, hd) - lse2);
-          u = dotd(da, vrow + g1 * hd, hd) + dotd(da + hd, vrow + g2 * hd, hd);
-        };
-        double D1 = 0, S2 = 0;
-        for (int64_t s = lo; s <= t; ++s) {
-          double p1, p2, u;
-          probs(s, p1, p2, u);
-          D1 += p1 * u;
-          S2 += p2 * u;
-        }
-        dlam -= S2;
-        for (int64_t s = lo; s <= t; ++s) {
-          double p1, p2, u;
-          probs(s, p1, p2, u);
-          const double ds1 = scale * p1 * (u - D1), ds2 = -scale * lam * p2 * (u - S2);
-          const int64_t srow = (b * Tn + s) * ldkv;
-          const T *k1 = k + srow + g1 * hd, *k2 = k + srow + g2 * hd;
-          T *dk1 = dk + srow + g1 * hd, *dk2 = dk + srow + g2 * hd;
-          T *dv1 = dv + srow + g1 * hd, *dv2 = dv + srow + g2 * hd;
-          const T w = T(p1 - lam * p2);
-          for (int64_t i = 0; i < hd; ++i) {
-            dq1[i] += T(ds1 * double(k1[i]));
-            dq2[i] += T(ds2 * double(k2[i]));
-            dk1[i] += T(ds1 * double(q1[i]));
-            dk2[i] += T(ds2 * double(q2[i]));
-            dv1[i] += w * da[i];
-            dv2[i] += w * da[hd + i];
+    for (int64_t j = 0; j < kv_pairs; ++j) {
+      double dlam = 0;
+      const int64_t g1 = 2 * j, g2 = g1 + 1;
+      for (int64_t m = j * per_kv; m < (j + 1) * per_kv; ++m) {
+        const int64_t h1 = 2 * m, h2 = h1 + 1;
+        for (int64_t t = 0; t < Tn; ++t) {
+          const int64_t row = b * Tn + t;
+          const T *q1 = q + row * ldq + h1 * hd, *q2 = q + row * ldq + h2 * hd;
+          T *dq1 = dq + row * ldq + h1 * hd, *dq2 = dq + row * ldq + h2 * hd;
+          const T* da = dout + row * H * hd + h1 * hd;
+          const double lse1 = double(lse[row * H + h1]), lse2 = double(lse[row * H + h2]);
+          const int64_t lo = first_key(t, window);
+          auto probs = [&](int64_t s, double& p1, double& p2, double& u) {
+            const T* krow = k + (b * Tn + s) * ldkv;
+            const T* vrow = v + (b * Tn + s) * ldkv;
+            p1 = std::exp(scale * dotd(q1, krow + g1 * hd, hd) - lse1);
+            p2 = std::exp(scale * dotd(q2, krow + g2 * hd, hd) - lse2);
+            u = dotd(da, vrow + g1 * hd, hd) + dotd(da + hd, vrow + g2 * hd, hd);
+          };
+          double D1 = 0, S2 = 0;
+          for (int64_t s = lo; s <= t; ++s) {
+            double p1, p2, u;
+            probs(s, p1, p2, u);
+            D1 += p1 * u;
+            S2 += p2 * u;
+          }
+          dlam -= S2;
+          for (int64_t s = lo; s <= t; ++s) {
+            double p1, p2, u;
+            probs(s, p1, p2, u);
+            const double ds1 = scale * p1 * (u - D1), ds2 = -scale * lam * p2 * (u - S2);
+            const int64_t srow = (b * Tn + s) * ldkv;
+            const T *k1 = k + srow + g1 * hd, *k2 = k + srow + g2 * hd;
+            T *dk1 = dk + srow + g1 * hd, *dk2 = dk + srow + g2 * hd;
+            T *dv1 = dv + srow + g1 * hd, *dv2 = dv + srow + g2 * hd;
+            const T w = T(p1 - lam * p2);
+            for (int64_t i = 0; i < hd; ++i) {
+              dq1[i] += T(ds1 * double(k1[i]));
+              dq2[i] += T(ds2 * double(k2[i]));
+              dk1[i] += T(ds1 * double(q1[i]));
+              dk2[i] += T(ds2 * double(q2[i]));
+              dv1[i] += w * da[i];
+              dv2[i] += w * da[hd + i];
+            }
           }
         }
       }
+      dlambda_parts[b * kv_pairs + j] = T(dlam);
     }
-  dlambda[0] += T(dlam);
+  double total = 0;
+  for (int64_t i = 0; i < B * kv_pairs; ++i) total += double(dlambda_parts[i]);
+  dlambda[0] += T(total);
 }
 
-#define SAMBALM_INSTANTIATE(T)                                                                                        \
-  template void diff_lambda_forward<T>(T*, const T*, const T*, const T*, const T*, int64_t, double);                  \
-  template void diff_lambda_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int64_t);   \
-  template void diff_attention_forward<T>(T*, T*, const T*, int64_t, const T*, const T*, int64_t, const T*, int64_t,  \
-                                          int64_t, int64_t, int64_t, int64_t, int64_t, double);                       \
-  template void diff_attention_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, int64_t, const T*, const T*, \
-                                           int64_t, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,   \
-                                           double);
+#define SAMBALM_INSTANTIATE(T)                                                                                       \
+  template void diff_lambda_forward<T>(T*, const T*, const T*, const T*, const T*, int64_t, double);                 \
+  template void diff_lambda_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int64_t);  \
+  template void diff_attention_forward<T>(T*, T*, const T*, int64_t, const T*, const T*, int64_t, const T*, int64_t, \
+                                          int64_t, int64_t, int64_t, int64_t, int64_t, double);                      \
+  template void diff_attention_backward<T>(T*, T*, T*, T*, T*, const T*, const T*, const T*, int64_t, const T*,      \
+                                           const T*, int64_t, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, \
+                                           int64_t, double);
 SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)
 #undef SAMBALM_INSTANTIATE
