@@ -207,6 +207,13 @@ TEST(SambaYConfig, PresetParameterCountAndRoles) {
     EXPECT_NE(out.find(role), std::string::npos) << role << "\n" << out;
   EXPECT_NE(out.find("blocks 16\n"), std::string::npos) << out;  // the memory layer
   EXPECT_NE(out.find("blocks 17\n"), std::string::npos) << out;  // the shared-KV layer
+  // Decode state: 9 Mamba layers' conv + SSM states, 8 windows of 512 keys/values, one shared cache
+  // of the whole context (20 kv heads of 64, fp32); the cross-decoder keeps nothing.
+  ASSERT_EQ(test::run_cli("info phi4miniflash_d32 --json --context 32768", &out), 0) << out;
+  auto j = nlohmann::json::parse(out);
+  const int64_t kv_per_pos = 2 * 20 * 64 * 4;
+  EXPECT_EQ(j["inference"]["decode_attention_bytes_per_seq"].get<int64_t>(), kv_per_pos * (8 * 512 + 32768));
+  EXPECT_EQ(j["inference"]["decode_mamba_bytes_per_seq"].get<int64_t>(), 9 * 4 * (3 * 5120 + 5120 * 16));
 }
 
 TEST(SambaYConfig, BadConfigsNameTheField) {

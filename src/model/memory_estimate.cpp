@@ -117,7 +117,13 @@ MemoryEstimate estimate_memory(const ModelConfig& cfg, int64_t batch, int64_t se
           break;
         case SublayerKind::DiffAttention:
         case SublayerKind::CrossAttention: {
-          // Training activations only: decoding SambaY is not built yet, so no decode state is counted.
+          // SambaY's decode state (what its decoding will keep): a key/value window per self-decoder
+          // attention layer and one full cache for the shared-KV layer; cross-attention reads that one.
+          if (s.kind == SublayerKind::DiffAttention) {
+            const int64_t cap = s.shares_kv ? m.context : s.window;
+            const int64_t kv = state.mul(state.mul(8, cfg.n_query_groups), cfg.head_size, cap);
+            m.decode_attention_per_seq = state.add(m.decode_attention_per_seq, kv);
+          }
           const int64_t qkv = model.mul(model.add(cfg.n_head, model.mul(2, cfg.n_query_groups)), cfg.head_size);
           act_per_token = model.add(act_per_token, model.add(model.add(qkv, model.mul(2 * cfg.n_head, cfg.head_size)),
                                                              model.mul(2, cfg.n_head)));
