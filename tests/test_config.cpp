@@ -49,9 +49,10 @@ TEST(Config, KnownParamCountsWithoutReferenceData) {
 
 TEST(Config, PresetTableHasEveryName) {
   auto names = ModelConfig::preset_names();
-  EXPECT_EQ(names.size(), 52u);
+  EXPECT_EQ(names.size(), 53u);  // 46 lit_gpt, 6 mamba_ssm, ArchScale's phi4miniflash_d32
   EXPECT_NE(find_preset("LLaMA_443M_full_mamba_1,5"), nullptr);
   EXPECT_NE(find_preset("mamba-2.8b-slimpj"), nullptr);
+  EXPECT_NE(find_preset("phi4miniflash_d32"), nullptr);
 }
 
 TEST(Config, LitGptPresetsMatchOriginal) {
@@ -425,7 +426,7 @@ TEST(InfoCommand, ListAndJson) {
   std::string out;
   ASSERT_EQ(test::run_cli("info --list --json", &out), 0) << out;
   json list = json::parse(out);
-  ASSERT_EQ(list.size(), 52u);
+  ASSERT_EQ(list.size(), 53u);
   int refused = 0;
   for (const auto& p : list) refused += p["supported"] ? 0 : 1;
   EXPECT_EQ(refused, 7);

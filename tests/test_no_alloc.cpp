@@ -51,10 +51,7 @@ ModelConfig cfg_with_window(int64_t window) {
                            {.d = 32, .groups = 2, .head_size = 8, .mlp = 64, .window = window, .d_state = 8});
 }
 
-}  // namespace
-
-TEST(NoAllocation, ThreeTrainingStepsAfterTheFirst) {
-  const ModelConfig cfg = cfg_with_window(8);
+void expect_training_allocates_nothing(const ModelConfig& cfg) {
   ParamStore store(param_specs(cfg));
   test::fill_random_params(store, 1);
   const int64_t B = 2, Tn = 40;
@@ -78,6 +75,30 @@ TEST(NoAllocation, ThreeTrainingStepsAfterTheFirst) {
     EXPECT_EQ(c.news(), 0) << "allocations in 3 training steps";
   }
   EXPECT_LT(last, first);  // the steps did train
+}
+
+}  // namespace
+
+TEST(NoAllocation, ThreeTrainingStepsAfterTheFirst) { expect_training_allocates_nothing(cfg_with_window(8)); }
+
+// SambaY's mixers (differential attention, cross-attention on the shared KV, GMU on the memory) too.
+TEST(NoAllocation, ThreeSambaYTrainingStepsAfterTheFirst) {
+  ModelConfig c;
+  c.name = "noalloc_sambay";
+  c.sambay = true;
+  c.n_layer = 8;
+  c.n_embd = 32;
+  c.n_head = 4;
+  c.n_query_groups = 2;
+  c.head_size = 8;
+  c.intermediate_size = 64;
+  c.vocab_size = 50;
+  c.padded_vocab_size = 64;
+  c.local_window = 8;
+  c.nope = true;
+  c.norm = NormKind::LayerNorm;
+  c.d_state = 8;
+  expect_training_allocates_nothing(c);
 }
 
 TEST(NoAllocation, PrefillAndDecodeWithSequencesJoiningAndLeaving) {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -160,7 +161,14 @@ int run(const ConvertOpts& o) {
   fs::create_directories(o.out, ec);
   SAMBALM_CHECK(!ec && fs::is_directory(o.out), "{}: cannot create the output directory: {}", o.out, ec.message());
   std::vector<OutTensor> out;
+  std::deque<std::vector<float>> gathered;  // packed tensors (SambaY's Wqkv, fused MLP w1), assembled here
   for (const auto& w : weight_names(cfg, to)) {
+    if (!w.packed.empty()) {
+      gathered.emplace_back(static_cast<size_t>(shape_numel(w.external_shape)));
+      gather_external(w, params, gathered.back().data());
+      out.push_back({w.external, w.external_shape, gathered.back().data()});
+      continue;
+    }
     const ParamEntry& e = params.entry(w.native);
     SAMBALM_CHECK(e.numel() == shape_numel(w.external_shape), "parameter '{}' has {} values, expected {}", w.native,
                   e.numel(), shape_numel(w.external_shape));
@@ -168,8 +176,8 @@ int run(const ConvertOpts& o) {
   }
   const std::string weights_out = (fs::path(o.out) / "model.safetensors").string();
   write_streaming(weights_out, out, dtype);
-  // With hf names the directory is a transformers model: a MambaConfig beside the weights; with
-  // mamba_ssm names, the MambaConfig that MambaLMHeadModel.from_pretrained reads. Otherwise the config
+  // With hf names the directory is a transformers model: a MambaConfig (for SambaY a Phi4FlashConfig) beside the
+  // weights; with mamba_ssm names, the MambaConfig that MambaLMHeadModel.from_pretrained reads. Otherwise the config
   // travels in sambalm's format, so the directory loads as a model. sambalm reads all three.
   nlohmann::json config_json = cfg.to_json();
   if (to == WeightFormat::HF) {
@@ -181,7 +189,7 @@ int run(const ConvertOpts& o) {
   write_file_atomic((fs::path(o.out) / "config.json").string(), config_json.dump(2) + "\n");
   std::printf("read %s (%s, %zu tensors)\nwrote %s (%zu tensors, %s names, %s) and config.json (%s)\n", src.c_str(),
               kind.c_str(), n_in, weights_out.c_str(), out.size(), weight_format_name(to), dtype_name(dtype),
-              to == WeightFormat::HF         ? "Hugging Face MambaConfig"
+              to == WeightFormat::HF ? (cfg.sambay ? "Hugging Face Phi4FlashConfig" : "Hugging Face MambaConfig")
               : to == WeightFormat::MambaSsm ? "mamba_ssm MambaConfig"
                                              : "sambalm format");
   copy_tokenizer_files(fs::path(src).parent_path(), o.out);

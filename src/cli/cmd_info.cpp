@@ -101,7 +101,7 @@ int show(const InfoOpts& o) {
   const bool any_full = [&] {
     for (const auto& b : cfg.layout())
       for (const auto& s : b.sublayers)
-        if (s.kind == SublayerKind::Attention && s.window <= 0) return true;
+        if ((s.kind == SublayerKind::Attention && s.window <= 0) || s.shares_kv) return true;
     return false;
   }();
 

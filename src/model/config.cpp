@@ -49,6 +49,32 @@ Sublayer attention_sublayer(const ModelConfig& c, int64_t i, const std::string& 
 
 bool attn_pos_set(const ModelConfig& c) { return c.has_attn_layer_pos || !c.attn_layer_pos.empty(); }
 
+// SambaY's mixer of block i of L (ArchScale lit_gpt/model.py with yoco, gmu_yoco, use_da, nope):
+// the self-decoder alternates Mamba (even) and sliding-window attention (odd) below L/2; block L/2 is
+// the Mamba layer whose scan output is the memory; L/2 + 1 full attention whose keys/values are shared;
+// above, the cross-decoder alternates GMU (even) and cross-attention (odd).
+Sublayer sambay_mixer(const ModelConfig& c, int64_t i) {
+  Sublayer s;
+  s.lit_norm = "norm_1";
+  s.lit_module = "attn";
+  s.rope = false;
+  s.lambda_init = 0.8 - 0.6 * std::exp(-0.3 * static_cast<double>(i));
+  const int64_t half = c.n_layer / 2;
+  if (i < half) {
+    s.kind = i % 2 == 0 ? SublayerKind::Mamba : SublayerKind::DiffAttention;
+    if (s.kind == SublayerKind::DiffAttention) s.window = c.local_window;
+  } else if (i == half) {
+    s.kind = SublayerKind::Mamba;
+    s.keeps_memory = true;
+  } else if (i == half + 1) {
+    s.kind = SublayerKind::DiffAttention;
+    s.shares_kv = true;
+  } else {
+    s.kind = i % 2 == 0 ? SublayerKind::Gmu : SublayerKind::CrossAttention;
+  }
+  return s;
+}
+
 }  // namespace
 
 int64_t ModelConfig::rope_n_elem() const {
@@ -57,6 +83,7 @@ int64_t ModelConfig::rope_n_elem() const {
 }
 
 bool ModelConfig::has_attention() const {
+  if (sambay) return true;
   for (const auto& b : layout())
     for (const auto& s : b.sublayers)
       if (s.kind == SublayerKind::Attention) return true;
@@ -67,6 +94,11 @@ std::vector<BlockLayout> ModelConfig::layout() const {
   std::vector<BlockLayout> blocks(static_cast<size_t>(std::max<int64_t>(n_layer, 0)));
   for (int64_t i = 0; i < n_layer; ++i) {
     auto& subs = blocks[static_cast<size_t>(i)].sublayers;
+    if (sambay) {
+      subs.push_back(sambay_mixer(*this, i));
+      subs.push_back(mlp_sublayer(intermediate_size, "norm_2", "mlp"));
+      continue;
+    }
     if (mamba) {
       // mamba_ssm MambaLMHeadModel / lit_gpt MBlock: fused add + norm, then the Mamba mixer.
       subs.push_back(mamba_sublayer("norm", "mixer"));
@@ -110,7 +142,18 @@ std::vector<std::string> ModelConfig::block_strings() const {
         case SublayerKind::MLP:
           s += fmt::format("mlp{}", sub.mlp_hidden);
           break;
+        case SublayerKind::DiffAttention:
+          s += sub.shares_kv ? "diffattn_shared_kv"
+                             : (sub.window > 0 ? fmt::format("diffswa{}", sub.window) : "diffattn");
+          break;
+        case SublayerKind::CrossAttention:
+          s += "cross_diffattn";
+          break;
+        case SublayerKind::Gmu:
+          s += "gmu";
+          break;
       }
+      if (sub.keeps_memory) s += "_memory";
     }
     out.push_back(s);
   }
@@ -120,13 +163,17 @@ std::vector<std::string> ModelConfig::block_strings() const {
 std::string ModelConfig::layer_pattern() const {
   // One code per block for its mixers (the trailing standard MLP is implied): M Mamba, S sliding
   // window attention, A full attention, F the MLP in an abl_mamba Mamba slot; "MS" for
-  // mamba_swa_mlp blocks. Then the shortest repeating period: "(M S)x6", or the plain list.
+  // mamba_swa_mlp blocks. SambaY: m the memory Mamba, D differential SWA, K the shared-KV differential
+  // attention, G a GMU, X cross-attention. Then the shortest repeating period: "(M S)x6", or the plain list.
   std::vector<std::string> codes;
   for (const auto& b : layout()) {
     std::string c;
     for (const auto& sub : b.sublayers) {
       if (sub.kind == SublayerKind::MLP && sub.lit_module == "mlp") continue;
-      if (sub.kind == SublayerKind::Mamba) c += "M";
+      if (sub.kind == SublayerKind::Mamba) c += sub.keeps_memory ? "m" : "M";
+      if (sub.kind == SublayerKind::DiffAttention) c += sub.shares_kv ? "K" : (sub.window > 0 ? "D" : "A");
+      if (sub.kind == SublayerKind::CrossAttention) c += "X";
+      if (sub.kind == SublayerKind::Gmu) c += "G";
       if (sub.kind == SublayerKind::Attention) c += sub.window > 0 ? "S" : "A";
       if (sub.kind == SublayerKind::MLP) c += "F";
     }
@@ -184,11 +231,26 @@ void ModelConfig::validate() const {
                 padded_vocab_size, vocab_size);
   SAMBALM_CHECK(norm_eps > 0 && std::isfinite(norm_eps), "{}: norm_eps must be positive, found {}", c, norm_eps);
 
+  if (sambay) {
+    // Differential attention pairs heads (2m, 2m+1) and key/value heads likewise; the roles need
+    // L/2 + 2 to be even and a GMU/cross-attention pair per two blocks.
+    SAMBALM_CHECK(n_layer % 4 == 0, "{}: n_layer ({}) must be a multiple of 4 for SambaY (num_hidden_layers)", c,
+                  n_layer);
+    SAMBALM_CHECK(n_head > 0 && n_head % 2 == 0,
+                  "{}: n_head ({}) must be even for differential attention (num_attention_heads)", c, n_head);
+    SAMBALM_CHECK(n_query_groups > 0 && n_query_groups % 2 == 0,
+                  "{}: n_query_groups ({}) must be even for differential attention (num_key_value_heads)", c,
+                  n_query_groups);
+    SAMBALM_CHECK(local_window > 0, "{}: local_window must be a positive window for SambaY, found {}", c, local_window);
+    SAMBALM_CHECK(norm == NormKind::LayerNorm, "{}: SambaY uses LayerNorm", c);
+    SAMBALM_CHECK(!mamba && !mamba_swa_mlp && !abl_mamba && mlp,
+                  "{}: SambaY cannot be combined with mamba, mamba_swa_mlp or abl_mamba, and needs its MLP", c);
+  }
   bool any_mamba = false, any_attn = false, any_mlp = false;
   for (const auto& b : layout())
     for (const auto& s : b.sublayers) {
       any_mamba |= s.kind == SublayerKind::Mamba;
-      any_attn |= s.kind == SublayerKind::Attention;
+      any_attn |= s.kind == SublayerKind::Attention || s.kind == SublayerKind::DiffAttention;
       any_mlp |= s.kind == SublayerKind::MLP && s.lit_module == "mlp";
     }
 

@@ -12,14 +12,21 @@
 namespace sambalm {
 
 enum class NormKind { RMSNorm, LayerNorm };
-enum class SublayerKind { Mamba, Attention, MLP };
+// SambaY (microsoft/ArchScale) adds three mixers: differential attention over its own keys/values
+// (DiffAttention), differential cross-attention over the keys/values of the one full-attention
+// layer (CrossAttention, YOCO), and the gated memory unit (Gmu) reading the memory of the last
+// self-decoder Mamba layer.
+enum class SublayerKind { Mamba, Attention, MLP, DiffAttention, CrossAttention, Gmu };
 
 // One residual sublayer: x = x + f(norm(x)).
 struct Sublayer {
   SublayerKind kind;
-  int64_t mlp_hidden = 0;  // MLP: hidden size (intermediate_size, or 2*n_embd in abl_mamba slots)
-  int64_t window = 0;      // Attention: keys seen per query including itself; <= 0 = full causal
-  bool rope = true;        // Attention: RoPE on q, k
+  int64_t mlp_hidden = 0;     // MLP: hidden size (intermediate_size, or 2*n_embd in abl_mamba slots)
+  int64_t window = 0;         // Attention: keys seen per query including itself; <= 0 = full causal
+  bool rope = true;           // Attention: RoPE on q, k
+  bool keeps_memory = false;  // Mamba (SambaY block L/2): its scan output y is the GMUs' memory
+  bool shares_kv = false;     // DiffAttention (SambaY block L/2+1): its keys/values serve the cross-attention
+  double lambda_init = 0;     // DiffAttention, CrossAttention: 0.8 - 0.6 exp(-0.3 * block index)
   // Name of this sublayer's norm and module in the original lit_gpt state_dict, e.g.
   // ("norm_1", "attn"), ("norm_2", "mlp"), ("norm_m", "mamba"), ("norm_attn", "attn").
   std::string lit_norm, lit_module;
@@ -51,6 +58,11 @@ struct ConfigLimits {
 struct ModelConfig {
   std::string name;    // preset name or a label
   bool mamba = false;  // pure Mamba LM path (mamba_ssm MambaLMHeadModel / lit_gpt mamba=true)
+  // SambaY (ArchScale yoco + gmu_yoco + use_da, Phi-4-mini-flash): block roles fixed by the index
+  // (layout()), LayerNorm, no position encoding, differential attention, MLP w1 fused as [gate | up].
+  bool sambay = false;
+  bool attn_bias = true;      // SambaY: q and v projections have biases (never k)
+  bool attn_out_bias = true;  // SambaY: the attention output projection has a bias
 
   int64_t n_layer = 0;
   int64_t n_embd = 0;
@@ -108,10 +120,15 @@ struct ModelConfig {
   // Total number of parameters (param_specs summed; a tied head counts once).
   int64_t num_params() const;
 
-  // Named presets: the 46 lit_gpt names and the 6 state-spaces Mamba names.
+  // The block index of SambaY's memory Mamba layer (L/2) and of its shared-KV attention (L/2 + 1).
+  int64_t sambay_memory_block() const { return n_layer / 2; }
+  int64_t sambay_kv_block() const { return n_layer / 2 + 1; }
+
+  // Named presets: the 46 lit_gpt names, the 6 state-spaces Mamba names and phi4miniflash_d32.
   static ModelConfig from_preset(const std::string& name);
   static std::vector<std::string> preset_names();
-  // A config.json in lit_gpt, mamba_ssm or Hugging Face MambaConfig format (auto-detected);
+  // A config.json in lit_gpt (also ArchScale's SambaY fields), mamba_ssm, Hugging Face MambaConfig or
+  // Hugging Face Phi4Flash format (auto-detected);
   // `source` names the file in errors.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& source);
   static ModelConfig from_json_file(const std::string& path);
@@ -120,7 +137,7 @@ struct ModelConfig {
   // A Hugging Face config.json for transformers' MambaForCausalLM (docs/FORMATS.md), which
   // from_json reads back as this config except for the vocabulary: HF has no padding, so
   // `vocab_size` is the embedding's padded_vocab_size rows. Throws Error unless this is a pure Mamba
-  // model with RMSNorm (the only kind MambaForCausalLM can hold).
+  // model with RMSNorm (the only kind MambaForCausalLM can hold) or SambaY (then a Phi4Flash config).
   nlohmann::json to_hf_json() const;
   // The MambaConfig config.json that state-spaces mamba_ssm's MambaLMHeadModel.from_pretrained reads
   // (d_model, n_layer, vocab_size, ssm_cfg, rms_norm, residual_in_fp32, fused_add_norm,

@@ -181,7 +181,104 @@ std::string lit_gpt_refusal(const Fields& f) {
   return "";
 }
 
+// ArchScale's lit_gpt Config with yoco + gmu_yoco: SambaY (fixtures README "sambay_tiny"). Only the
+// Phi-4-mini-flash family of flags is built; any other ArchScale variant is refused by name.
+ModelConfig read_archscale_sambay(const Fields& f) {
+  auto require = [&](const char* key, bool want, bool def) {
+    SAMBALM_CHECK(f.boolean(key, def) == want, "{}: key '{}' must be {} for a SambaY model (yoco), found {}",
+                  f.source(), key, want, !want);
+  };
+  require("gmu_yoco", true, false);
+  require("use_da", true, false);
+  require("nope", true, false);
+  for (const char* k :
+       {"moe",         "qk_norm",  "attn_norm",  "sc_attn",  "sink_attn",   "gated_attn", "da_const_lamb",
+        "use_sigmoid", "relu2",    "mlp_relu2",  "gmu_attn", "gmu_mlp",     "yoco_nope",  "yoco_window",
+        "post_norm",   "ffn_norm", "jamba_norm", "lc",       "scale_embed", "mup"})
+    require(k, false, false);
+  require("mlp", true, true);
+  std::string rnn = f.string("rnn_type", "mamba");
+  SAMBALM_CHECK(rnn == "mamba", "{}: key 'rnn_type' is \"{}\": SambaY is built with \"mamba\" only", f.source(), rnn);
+  for (const char* k : {"rnn_per_layer", "gmu_per_layer"})
+    SAMBALM_CHECK(f.integer(k, 2) == 2, "{}: key '{}' must be 2 for SambaY, found {}", f.source(), k, f.integer(k, 2));
+  std::string norm = f.string("_norm_class", "LayerNorm");
+  SAMBALM_CHECK(norm == "LayerNorm", "{}: key '_norm_class' must be \"LayerNorm\" for SambaY, found \"{}\"", f.source(),
+                norm);
+  ModelConfig c;
+  c.sambay = true;
+  c.name = f.string("name", "sambay");
+  c.n_layer = f.integer("n_layer", 16);
+  c.n_embd = f.integer("n_embd", 4096);
+  c.n_head = f.integer("n_head", 32);
+  SAMBALM_CHECK(c.n_head > 0, "{}: key 'n_head' must be positive, found {}", f.source(), c.n_head);
+  c.head_size = f.has("head_dim") ? f.integer("head_dim", 0) : c.n_embd / c.n_head;
+  c.n_query_groups = f.has("n_query_groups") ? f.integer("n_query_groups", 0) : c.n_head;
+  c.vocab_size = f.integer("vocab_size", 50254);
+  c.padding_multiple = f.integer("padding_multiple", 512);
+  SAMBALM_CHECK(c.padding_multiple > 0, "{}: key 'padding_multiple' must be positive, found {}", f.source(),
+                c.padding_multiple);
+  c.padded_vocab_size =
+      f.has("padded_vocab_size") ? f.integer("padded_vocab_size", 0) : round_up(c.vocab_size, c.padding_multiple);
+  c.block_size = f.integer("block_size", 4096);
+  c.norm_eps = f.number("norm_eps", 1e-5);
+  c.norm = NormKind::LayerNorm;
+  SAMBALM_CHECK(f.has("intermediate_size"), "{}: key 'intermediate_size' is missing", f.source());
+  c.intermediate_size = f.integer("intermediate_size", 0);
+  c.local_window = f.integer("local_window", -1);
+  c.nope = true;
+  c.bias = false;
+  SAMBALM_CHECK(!f.boolean("bias", false), "{}: key 'bias' must be false for SambaY (its MLP and Mamba have none)",
+                f.source());
+  c.attn_bias = f.boolean("attn_bias", false);
+  c.attn_out_bias = f.boolean("attn_out_bias", false);
+  c.tied_embeddings = f.boolean("tied_embed", true);
+  c.mamba_init = true;
+  return c;
+}
+
+// Hugging Face Phi4Flash config.json (model_type "phi4flash", Phi-4-mini-flash-reasoning).
+ModelConfig read_hf_phi4flash(const Fields& f) {
+  ModelConfig c;
+  c.sambay = true;
+  c.name = f.string("_name_or_path", "phi4flash");
+  c.n_layer = f.integer("num_hidden_layers", 32);
+  c.n_embd = f.integer("hidden_size", 2560);
+  c.n_head = f.integer("num_attention_heads", 40);
+  SAMBALM_CHECK(c.n_head > 0, "{}: key 'num_attention_heads' must be positive, found {}", f.source(), c.n_head);
+  c.head_size = c.n_embd / c.n_head;
+  c.n_query_groups = f.integer("num_key_value_heads", c.n_head);
+  c.intermediate_size = f.integer("intermediate_size", 4 * c.n_embd);
+  // The embedding has exactly vocab_size rows (already padded in the published model).
+  c.vocab_size = f.integer("vocab_size", 200064);
+  c.padded_vocab_size = c.vocab_size;
+  c.padding_multiple = 1;
+  c.block_size = f.integer("max_position_embeddings", 4096);
+  c.norm = NormKind::LayerNorm;
+  c.norm_eps = f.number("layer_norm_eps", 1e-5);
+  c.local_window = f.integer("sliding_window", 512);
+  c.nope = true;
+  c.bias = false;
+  c.attn_bias = true;  // Wqkv and out_proj are Linear layers with biases
+  c.attn_out_bias = true;
+  c.tied_embeddings = f.boolean("tie_word_embeddings", true);
+  c.mamba_init = true;
+  SAMBALM_CHECK(f.integer("mb_per_layer", 2) == 2, "{}: key 'mb_per_layer' must be 2, found {}", f.source(),
+                f.integer("mb_per_layer", 2));
+  c.d_state = f.integer("mamba_d_state", 16);
+  c.d_conv = f.integer("mamba_d_conv", 4);
+  c.expand = f.integer("mamba_expand", 2);
+  c.dt_rank = f.has("mamba_dt_rank") ? f.auto_or_integer("mamba_dt_rank") : 0;
+  c.conv_bias = f.boolean("mamba_conv_bias", true);
+  c.proj_bias = f.boolean("mamba_proj_bias", false);
+  for (const char* k : {"mlp_bias", "lm_head_bias"})
+    SAMBALM_CHECK(!f.boolean(k, false), "{}: key '{}' must be false (Phi4Flash has no such bias)", f.source(), k);
+  std::string act = f.string("hidden_act", "silu");
+  SAMBALM_CHECK(act == "silu", "{}: key 'hidden_act' must be \"silu\", found \"{}\"", f.source(), act);
+  return c;
+}
+
 ModelConfig read_lit_gpt(const Fields& f) {
+  if (f.boolean("yoco", false)) return read_archscale_sambay(f);
   std::string why = lit_gpt_refusal(f);
   SAMBALM_CHECK(why.empty(), "{}: unsupported lit_gpt model: {}", f.source(), why);
   ModelConfig c;
@@ -283,8 +380,9 @@ ModelConfig read_mamba_ssm(const Fields& f) {
 
 ModelConfig read_hf_mamba(const Fields& f) {
   std::string type = f.string("model_type", "mamba");
-  SAMBALM_CHECK(type == "mamba", "{}: Hugging Face model_type '{}' is not supported (only \"mamba\")", f.source(),
-                type);
+  if (type == "phi4flash") return read_hf_phi4flash(f);
+  SAMBALM_CHECK(type == "mamba", "{}: Hugging Face model_type '{}' is not supported (only \"mamba\" and \"phi4flash\")",
+                f.source(), type);
   ModelConfig c;
   c.name = f.string("_name_or_path", "hf-mamba");
   c.mamba = true;
@@ -321,6 +419,9 @@ ModelConfig read_sambalm(const json& j, const Fields& f) {
                                               "version",
                                               "name",
                                               "mamba",
+                                              "sambay",
+                                              "attn_bias",
+                                              "attn_out_bias",
                                               "n_layer",
                                               "n_embd",
                                               "n_head",
@@ -362,6 +463,9 @@ ModelConfig read_sambalm(const json& j, const Fields& f) {
   const ModelConfig d;
   c.name = f.string("name", "");
   c.mamba = f.boolean("mamba", d.mamba);
+  c.sambay = f.boolean("sambay", d.sambay);
+  c.attn_bias = f.boolean("attn_bias", d.attn_bias);
+  c.attn_out_bias = f.boolean("attn_out_bias", d.attn_out_bias);
   c.n_layer = f.integer("n_layer", 0);
   c.n_embd = f.integer("n_embd", 0);
   c.n_head = f.integer("n_head", 0);
@@ -487,6 +591,11 @@ json ModelConfig::to_json() const {
   j["version"] = 1;
   j["name"] = name;
   j["mamba"] = mamba;
+  if (sambay) {
+    j["sambay"] = true;
+    j["attn_bias"] = attn_bias;
+    j["attn_out_bias"] = attn_out_bias;
+  }
   j["n_layer"] = n_layer;
   j["n_embd"] = n_embd;
   j["vocab_size"] = vocab_size;
@@ -526,6 +635,39 @@ json ModelConfig::to_json() const {
 }
 
 json ModelConfig::to_hf_json() const {
+  if (sambay) {
+    // Phi4FlashConfig: what read_hf_phi4flash reads back as this config (the padded vocabulary is
+    // the embedding's rows). Its attention biases are fixed (Wqkv and out_proj have them).
+    SAMBALM_CHECK(attn_bias && attn_out_bias && head_size * n_head == n_embd,
+                  "'{}' cannot be written as a Hugging Face Phi4Flash config: it needs attention biases and "
+                  "head_size * n_head == n_embd",
+                  name);
+    json j;
+    j["architectures"] = {"Phi4FlashForCausalLM"};
+    j["model_type"] = "phi4flash";
+    j["_name_or_path"] = name;
+    j["vocab_size"] = padded_vocab_size;
+    j["hidden_size"] = n_embd;
+    j["intermediate_size"] = intermediate_size;
+    j["num_hidden_layers"] = n_layer;
+    j["num_attention_heads"] = n_head;
+    j["num_key_value_heads"] = n_query_groups;
+    j["hidden_act"] = "silu";
+    j["layer_norm_eps"] = norm_eps;
+    j["max_position_embeddings"] = block_size;
+    j["sliding_window"] = local_window;
+    j["mb_per_layer"] = 2;
+    j["mamba_d_state"] = d_state;
+    j["mamba_d_conv"] = d_conv;
+    j["mamba_expand"] = expand;
+    j["mamba_dt_rank"] = mamba_dt_rank();
+    j["mamba_conv_bias"] = conv_bias;
+    j["mamba_proj_bias"] = proj_bias;
+    j["mlp_bias"] = false;
+    j["lm_head_bias"] = false;
+    j["tie_word_embeddings"] = tied_embeddings;
+    return j;
+  }
   SAMBALM_CHECK(mamba, "'{}' is not a pure Mamba model: a Hugging Face MambaConfig cannot describe it", name);
   SAMBALM_CHECK(norm == NormKind::RMSNorm, "'{}' uses LayerNorm: Hugging Face MambaForCausalLM has RMSNorm only", name);
   json j;

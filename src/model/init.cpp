@@ -169,6 +169,22 @@ void init_params(const ModelConfig& cfg, ParamStore& params, uint64_t seed) {
           linear(p + "qkv.weight", p + "qkv.bias");
           out_proj(p + "proj.weight", p + "proj.bias");
           break;
+        case SublayerKind::DiffAttention:
+        case SublayerKind::CrossAttention:
+          // ArchScale GPT.reset_parameters: Linear weights N(0, 0.02), biases 0, lambdas N(0, 0.1).
+          for (const char* w : {"q_proj", "k_proj", "v_proj"})
+            if (in.has(p + w + ".weight")) in.normal(p + w + ".weight", 0.02);
+          in.zero_if(p + "q_proj.bias");
+          in.zero_if(p + "v_proj.bias");
+          for (const char* l : {"lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2"}) in.normal(p + l, 0.1);
+          in.constant(p + "subln.weight", 1.0f);
+          in.normal(p + "proj.weight", 0.02);
+          in.zero_if(p + "proj.bias");
+          break;
+        case SublayerKind::Gmu:
+          in.normal(p + "in_proj.weight", 0.02);
+          in.normal(p + "out_proj.weight", 0.02);
+          break;
         case SublayerKind::MLP:
           linear(p + "w1.weight", p + "w1.bias");
           linear(p + "w2.weight", p + "w2.bias");

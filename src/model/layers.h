@@ -1,4 +1,5 @@
-// The three mixers of the block stack — Mamba, (sliding-window) attention, SwiGLU MLP — each written
+// The mixers of the block stack — Mamba, (sliding-window) attention, SwiGLU MLP, and SambaY's
+// differential (cross-)attention and gated memory unit — each written
 // once as an explicit forward/backward pair (DESIGN.md: no autograd) for any number of new tokens
 // L >= 1 of B sequences, with optional recurrent state in and out:
 //   * training forward: no state; the activations saved are what the backward reads;
@@ -48,6 +49,24 @@ struct MlpParams {
   ParamRef w1, b1, w2, b2, w3, b3;
 };
 
+// SambaY differential attention: self (own q, k, v over the window or the full causal range) or
+// cross (own q; the keys/values of the shared-KV layer, full causal).
+struct DiffAttentionDims {
+  int64_t d, H, G, hd, window;
+  double lambda_init;
+  bool cross;
+  int64_t width() const { return cross ? H * hd : (H + 2 * G) * hd; }  // its projection: [q | k | v] or [q]
+  int64_t shared_width() const { return (H + 2 * G) * hd; }            // the shared-KV layer's projection
+};
+
+struct DiffAttentionParams {
+  ParamRef q_w, k_w, v_w, q_b, v_b, lq1, lk1, lq2, lk2, subln, proj_w, proj_b;
+};
+
+struct GmuParams {
+  ParamRef in_w, out_w;
+};
+
 // Where one residual sublayer's parameters sit in the flat buffer, and its sizes: resolved once
 // from the parameter layout.
 struct SublayerParams {
@@ -58,6 +77,10 @@ struct SublayerParams {
   AttentionParams attn;
   AttentionDims attn_dims{};
   MlpParams mlp;
+  DiffAttentionParams dattn;
+  DiffAttentionDims dattn_dims{};
+  GmuParams gmu;
+  int64_t gmu_inner = 0;  // GMU: the memory's width (d_inner)
 };
 
 using ParamOffsets = std::map<std::string, int64_t>;
@@ -109,6 +132,17 @@ template <typename T>
 struct MlpActs {
   T *gate = nullptr, *up = nullptr, *hidden = nullptr;  // w1 xn, w2 xn, silu(gate) * up
 };
+template <typename T>
+struct DiffAttentionActs {
+  T* qkv = nullptr;  // the projection [BL, width()]
+  T* a = nullptr;    // differential attention before the sub-norm [BL, H*hd]
+  T* an = nullptr;   // (1 - lambda_init) * subln(a): the output projection's input [BL, H*hd]
+  stat_t<T>*lse = nullptr, *rstd = nullptr, *lambda = nullptr;  // [BL, H], [BL * H/2], [1]
+};
+template <typename T>
+struct GmuActs {
+  T *gate = nullptr, *hidden = nullptr;  // in_proj xn, silu(gate) * memory
+};
 
 // Views for B sequences of L tokens. `lse` only when `with_lse` (the training attention saves it);
 // chunk_states only when `scan_chunks` (the one-token step of a decode needs none).
@@ -120,6 +154,11 @@ void plan_attention_acts(const Context& ctx, Arena& a, AttentionActs<T>& acts, c
                          int64_t L, bool with_lse);
 template <typename T>
 void plan_mlp_acts(const Context& ctx, Arena& a, MlpActs<T>& acts, int64_t hidden, int64_t B, int64_t L);
+template <typename T>
+void plan_diff_attention_acts(const Context& ctx, Arena& a, DiffAttentionActs<T>& acts, const DiffAttentionDims& m,
+                              int64_t B, int64_t L);
+template <typename T>
+void plan_gmu_acts(const Context& ctx, Arena& a, GmuActs<T>& acts, int64_t di, int64_t B, int64_t L);
 
 // ---- Backward scratch: each layer's gradient temporaries (the three share one region) ----------
 template <typename T>
@@ -137,6 +176,20 @@ struct MlpGrads {
   T *dhidden = nullptr, *dgate = nullptr, *dup = nullptr;
 };
 template <typename T>
+struct DiffAttentionGrads {
+  T *dan = nullptr, *da = nullptr, *dqkv = nullptr;       // [BL, H*hd], [BL, H*hd], [BL, (H+2G)*hd]
+  stat_t<T>*dlambda = nullptr, *dlambda_parts = nullptr;  // [1], [B * G/2]
+};
+template <typename T>
+struct GmuGrads {
+  T *dhidden = nullptr, *dgate = nullptr;
+};
+template <typename T>
+void plan_diff_attention_grads(const Context& ctx, Arena& a, DiffAttentionGrads<T>& g, const DiffAttentionDims& m,
+                               int64_t B, int64_t L);
+template <typename T>
+void plan_gmu_grads(const Context& ctx, Arena& a, GmuGrads<T>& g, int64_t di, int64_t B, int64_t L);
+template <typename T>
 void plan_mamba_grads(const Context& ctx, Arena& a, MambaGrads<T>& g, const MambaDims& m, int64_t B, int64_t L);
 template <typename T>
 void plan_attention_grads(const Context& ctx, Arena& a, AttentionGrads<T>& g, const AttentionDims& m, int64_t B,
@@ -153,10 +206,12 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
                    const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
                    const LayerState<T>* st = nullptr);
 // Training only (no state). dA is scratch [di, N] for the scan's dA before it maps onto dA_log.
+// dy_extra [BL, di] (may be nullptr): a gradient of the scan output y from elsewhere — SambaY's GMUs
+// read the y of the memory layer (a.y) as their memory.
 template <typename T>
 void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MambaActs<T>& a, const T* xn,
                     const T* params, const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
-                    const MambaGrads<T>& g);
+                    const MambaGrads<T>& g, const T* dy_extra = nullptr);
 
 // cos/sin: RoPE rows; row of (b, t) is (b * cs_batch_rows + t) (cs_batch_rows = 0: one table from
 // position 0 shared by the batch, as in training). With `st`: the new keys/values join each sequence's
@@ -177,5 +232,32 @@ template <typename T>
 void mlp_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MlpActs<T>& a, const T* xn,
                   const T* params, const MlpParams& p, int64_t d, int64_t hidden, int64_t B, int64_t L,
                   const MlpGrads<T>& g);
+
+// SambaY differential attention (training; no state). Self: q, k, v from xn; `shared_qkv` unused in
+// the forward. Cross: q from xn, keys/values from `shared_qkv` [BL, shared_width()] (the shared-KV
+// layer's projection, a.qkv of that layer).
+//   a   = diff_attention(q, k, v, lambda)      (ops::diff_attention_forward)
+//   out = proj((1 - lambda_init) * RMSNorm_2hd(a) * subln)
+template <typename T>
+void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentionActs<T>& a, const T* xn,
+                                  const T* params, const DiffAttentionParams& p, const DiffAttentionDims& m, int64_t B,
+                                  int64_t L, const T* shared_qkv);
+// Cross: dk, dv are added into dshared_qkv [BL, shared_width()]. Self: dshared_qkv (may be nullptr) is
+// the gradient the cross-attention layers gathered for this layer's keys/values, added to its own.
+template <typename T>
+void diff_attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T* dout, const DiffAttentionActs<T>& a,
+                                   const T* xn, const T* params, const DiffAttentionParams& p,
+                                   const DiffAttentionDims& m, int64_t B, int64_t L, const DiffAttentionGrads<T>& g,
+                                   const T* shared_qkv, T* dshared_qkv);
+
+// Gated memory unit: out = out_proj(silu(in_proj(xn)) * memory), memory [BL, di].
+template <typename T>
+void gmu_forward(const Context& ctx, T* out, const GmuActs<T>& a, const T* xn, const T* params, const GmuParams& p,
+                 const T* memory, int64_t d, int64_t di, int64_t B, int64_t L);
+// dmemory [BL, di] accumulates (every GMU reads the same memory).
+template <typename T>
+void gmu_backward(const Context& ctx, T* dxn, T* grads, T* dmemory, const T* dout, const GmuActs<T>& a, const T* xn,
+                  const T* params, const GmuParams& p, const T* memory, int64_t d, int64_t di, int64_t B, int64_t L,
+                  const GmuGrads<T>& g);
 
 }  // namespace sambalm

@@ -77,7 +77,7 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
 template <typename T>
 void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MambaActs<T>& a, const T* xn,
                     const T* params, const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
-                    const MambaGrads<T>& g) {
+                    const MambaGrads<T>& g, const T* dy_extra) {
   const int64_t BL = B * L, di = m.di, X = m.xdbl(), N = m.N;
   auto zero = [](T* x, int64_t n) { std::fill(x, x + n, T(0)); };
   zero(g.dgated, BL * di);
@@ -88,6 +88,7 @@ void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const M
   zero(g.dxdbl, BL * X);
   zero(g.ddt_pre, BL * di);
   zero(g.dA, di * N);
+  if (dy_extra) ops::add_inplace(ctx, g.dy, dy_extra, BL * di);
 
   ops::matmul_backward(ctx, g.dgated, p.out_proj_w.at(grads), p.out_proj_b.at(grads), dout, a.yg,
                        p.out_proj_w.at(params), BL, di, m.d);
@@ -118,7 +119,7 @@ void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const M
                                  const MambaDims&, const stat_t<T>*, int64_t, int64_t, const LayerState<T>*);        \
   template void mamba_backward<T>(const Context&, T*, T*, const T*, const MambaActs<T>&, const T*, const T*,         \
                                   const MambaParams&, const MambaDims&, const stat_t<T>*, int64_t, int64_t,          \
-                                  const MambaGrads<T>&);
+                                  const MambaGrads<T>&, const T*);
 INSTANTIATE(float)
 INSTANTIATE(double)
 

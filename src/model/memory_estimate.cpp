@@ -33,9 +33,12 @@ ParamBreakdown param_breakdown(const ModelConfig& cfg) {
           b.mamba += n;
           break;
         case SublayerKind::Attention:
+        case SublayerKind::DiffAttention:
+        case SublayerKind::CrossAttention:
           b.attention += n;
           break;
         case SublayerKind::MLP:
+        case SublayerKind::Gmu:
           b.mlp += n;
           break;
       }
@@ -111,6 +114,23 @@ MemoryEstimate estimate_memory(const ModelConfig& cfg, int64_t batch, int64_t se
         }
         case SublayerKind::MLP:
           act_per_token = model.add(act_per_token, model.mul(3, s.mlp_hidden));
+          break;
+        case SublayerKind::DiffAttention:
+        case SublayerKind::CrossAttention: {
+          // SambaY's decode state (what its decoding will keep): a key/value window per self-decoder
+          // attention layer and one full cache for the shared-KV layer; cross-attention reads that one.
+          if (s.kind == SublayerKind::DiffAttention) {
+            const int64_t cap = s.shares_kv ? m.context : s.window;
+            const int64_t kv = state.mul(state.mul(8, cfg.n_query_groups), cfg.head_size, cap);
+            m.decode_attention_per_seq = state.add(m.decode_attention_per_seq, kv);
+          }
+          const int64_t qkv = model.mul(model.add(cfg.n_head, model.mul(2, cfg.n_query_groups)), cfg.head_size);
+          act_per_token = model.add(act_per_token, model.add(model.add(qkv, model.mul(2 * cfg.n_head, cfg.head_size)),
+                                                             model.mul(2, cfg.n_head)));
+          break;
+        }
+        case SublayerKind::Gmu:
+          act_per_token = model.add(act_per_token, model.mul(2, di));
           break;
       }
     }

@@ -6,12 +6,16 @@
 //   weights            4 P (fp32), 2 P (bf16)
 //   decode state / seq 4 * sum over sublayers of: Mamba (d_conv - 1) * d_inner + d_inner * d_state;
 //                      attention 2 * n_query_groups * head_size * cap, cap = window (sliding) or
-//                      the context length (full attention)
+//                      the context length (full attention); SambaY: the same for its self-decoder
+//                      attention (window) and its one shared-KV layer (context), nothing for the
+//                      cross-decoder (GMU, cross-attention)
 //   training           weights 4P + gradients 4P + AdamW moments 8P + activations, with
 //   activations        4 * B * T * (2d + 2V + sum over sublayers of (2d + saved(kind)))
 //                      saved(Mamba) = 9 d_inner + dt_rank + 2 d_state + d_inner * d_state / 64
 //                      saved(attention) = 2 (n_head + 2 n_query_groups) head_size + n_head head_size + n_head
 //                      saved(MLP) = 3 hidden
+//                      saved(SambaY attention) = (n_head + 2 n_query_groups) head_size + 2 n_head head_size
+//                                                + 2 n_head; saved(GMU) = 2 d_inner
 //                      (the residual stream and normed input per sublayer; each mixer's saved
 //                      intermediates; final norm, logits and their gradient). An estimate: the
 //                      trainer's scratch buffers and allocator overhead come on top.
@@ -28,7 +32,7 @@ struct ParamBreakdown {
   int64_t head = 0;       // untied LM head
   int64_t mamba = 0;      // Mamba mixers
   int64_t attention = 0;  // attention projections
-  int64_t mlp = 0;        // SwiGLU MLPs (including abl_mamba MLPs in Mamba slots)
+  int64_t mlp = 0;        // SwiGLU MLPs (including abl_mamba MLPs in Mamba slots) and SambaY GMUs
   int64_t norms = 0;      // every norm, final norm included
   int64_t total = 0;
 };

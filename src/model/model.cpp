@@ -21,6 +21,12 @@ Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, 
     if (s.spec.kind == SublayerKind::Attention) rope_dims_ = std::max(rope_dims_, s.attn_dims.rope_dims);
     if (s.spec.kind == SublayerKind::MLP) max_mlp_hidden_ = std::max(max_mlp_hidden_, s.spec.mlp_hidden);
   }
+  for (int64_t k = 0; k < nsub_; ++k) {
+    if (refs_.subs[k].spec.keeps_memory) memory_sub_ = k;
+    if (refs_.subs[k].spec.shares_kv) shared_kv_sub_ = k;
+  }
+  SAMBALM_CHECK(!cfg_.sambay || (memory_sub_ >= 0 && shared_kv_sub_ >= 0 && memory_sub_ < shared_kv_sub_),
+                "model: a SambaY layout needs its memory Mamba layer before its shared-KV layer");
   // Sized once: the layouts below only assign pointers.
   train_.res.assign(static_cast<size_t>(nsub_ + 1), nullptr);
   train_.subs.assign(static_cast<size_t>(nsub_), SubBuffers{});
@@ -83,6 +89,13 @@ void Model<T>::layout_train(Arena& a, int64_t B, int64_t Tn) {
       case SublayerKind::MLP:
         plan_mlp_acts(ctx_, a, b.mlp, s.spec.mlp_hidden, B, Tn);
         break;
+      case SublayerKind::DiffAttention:
+      case SublayerKind::CrossAttention:
+        plan_diff_attention_acts(ctx_, a, b.dattn, s.dattn_dims, B, Tn);
+        break;
+      case SublayerKind::Gmu:
+        plan_gmu_acts(ctx_, a, b.gmu, s.gmu_inner, B, Tn);
+        break;
     }
   }
   train_.xf = a.template take<T>(BT * d_);
@@ -97,6 +110,10 @@ void Model<T>::layout_train(Arena& a, int64_t B, int64_t Tn) {
   train_.dres = a.template take<T>(BT * d_);
   train_.dxn = a.template take<T>(BT * d_);
   train_.dxf = a.template take<T>(BT * d_);
+  if (memory_sub_ >= 0) {
+    train_.dmemory = a.template take<T>(BT * refs_.subs[memory_sub_].mamba_dims.di);
+    train_.dshared_qkv = a.template take<T>(BT * refs_.subs[shared_kv_sub_].dattn_dims.shared_width());
+  }
   // Every Mamba (attention) sublayer has the same sizes; MLPs may differ: the largest hidden width.
   const size_t region = a.mark();
   if (const SublayerParams* s = first_of(SublayerKind::Mamba))
@@ -106,6 +123,12 @@ void Model<T>::layout_train(Arena& a, int64_t B, int64_t Tn) {
     plan_attention_grads(ctx_, a, train_.attn_grads, s->attn_dims, B, Tn);
   a.rewind(region);
   if (max_mlp_hidden_ > 0) plan_mlp_grads(ctx_, a, train_.mlp_grads, max_mlp_hidden_, B, Tn);
+  a.rewind(region);
+  if (shared_kv_sub_ >= 0)
+    plan_diff_attention_grads(ctx_, a, train_.dattn_grads, refs_.subs[shared_kv_sub_].dattn_dims, B, Tn);
+  a.rewind(region);
+  if (const SublayerParams* s = first_of(SublayerKind::Gmu))
+    plan_gmu_grads(ctx_, a, train_.gmu_grads, s->gmu_inner, B, Tn);
 }
 
 // Lays out the training buffers for (B, Tn): re-plans (one allocation) only when they outgrow the arena.
@@ -147,7 +170,14 @@ void Model<T>::layout_cached(Arena& a, int64_t B, int64_t L) {
 }
 
 template <typename T>
+void Model<T>::check_decodable(const char* what) const {
+  SAMBALM_CHECK(!cfg_.sambay, "{}: decoding SambaY models is not built yet ('{}' is {})", what, cfg_.name,
+                cfg_.layer_pattern());
+}
+
+template <typename T>
 void Model<T>::plan_cached(const std::vector<std::pair<int64_t, int64_t>>& shapes) {
+  check_decodable("plan_cached");
   size_t need = 0;
   for (auto [B, L] : shapes) {
     SAMBALM_CHECK(B > 0 && L > 0, "model: cannot plan for {} sequences of {} tokens", B, L);
@@ -235,6 +265,16 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
       case SublayerKind::MLP:
         mlp_forward(ctx_, f, b.mlp, b.xn, params, s.mlp, d_, s.spec.mlp_hidden, B, L);
         break;
+      // SambaY: training only (forward_cached refuses SambaY before reaching here). The memory is the
+      // memory layer's saved scan output, the shared keys/values the shared-KV layer's saved projection.
+      case SublayerKind::DiffAttention:
+      case SublayerKind::CrossAttention:
+        diff_attention_forward_layer(ctx_, f, b.dattn, b.xn, params, s.dattn, s.dattn_dims, B, L,
+                                     s.dattn_dims.cross ? train_.subs[shared_kv_sub_].dattn.qkv : nullptr);
+        break;
+      case SublayerKind::Gmu:
+        gmu_forward(ctx_, f, b.gmu, b.xn, params, s.gmu, train_.subs[memory_sub_].mamba.y, d_, s.gmu_inner, B, L);
+        break;
     }
     // x_{k+1} = x_k + f: training keeps every x_k (a buffer per k), the cached path updates x in place.
     if (training)
@@ -279,6 +319,10 @@ void Model<T>::backward(const T* params, T* grads) {
   ops::matmul_backward(ctx_, train_.dxf, refs_.head.at(grads), static_cast<T*>(nullptr), train_.dlogits, train_.xf,
                        refs_.head.at(params), BT, d_, V_);
   zero(train_.dres, BT * d_);
+  if (train_.dmemory) {
+    zero(train_.dmemory, BT * refs_.subs[memory_sub_].mamba_dims.di);
+    zero(train_.dshared_qkv, BT * refs_.subs[shared_kv_sub_].dattn_dims.shared_width());
+  }
   norm_backward(train_.dres, grads, train_.dxf, train_.res.back(), params, refs_.norm_w, refs_.norm_b, train_.xf_mean,
                 train_.xf_rstd, BT);
   for (int64_t k = nsub_ - 1; k >= 0; --k) {
@@ -288,7 +332,7 @@ void Model<T>::backward(const T* params, T* grads) {
     switch (s.spec.kind) {
       case SublayerKind::Mamba:
         mamba_backward(ctx_, train_.dxn, grads, train_.dres, b.mamba, b.xn, params, s.mamba, s.mamba_dims, train_.A[k],
-                       B_, T_, train_.mamba_grads);
+                       B_, T_, train_.mamba_grads, s.spec.keeps_memory ? train_.dmemory : nullptr);
         break;
       case SublayerKind::Attention:
         attention_backward_layer(ctx_, train_.dxn, grads, train_.dres, b.attn, b.xn, params, s.attn, s.attn_dims,
@@ -297,6 +341,21 @@ void Model<T>::backward(const T* params, T* grads) {
       case SublayerKind::MLP:
         mlp_backward(ctx_, train_.dxn, grads, train_.dres, b.mlp, b.xn, params, s.mlp, d_, s.spec.mlp_hidden, B_, T_,
                      train_.mlp_grads);
+        break;
+      // The cross-decoder runs after the memory and shared-KV layers, so in reverse its gradients for
+      // them are complete when those layers' backwards read them.
+      case SublayerKind::DiffAttention:
+      case SublayerKind::CrossAttention: {
+        const bool cross = s.dattn_dims.cross;
+        diff_attention_backward_layer(ctx_, train_.dxn, grads, train_.dres, b.dattn, b.xn, params, s.dattn,
+                                      s.dattn_dims, B_, T_, train_.dattn_grads,
+                                      cross ? train_.subs[shared_kv_sub_].dattn.qkv : nullptr,
+                                      cross || s.spec.shares_kv ? train_.dshared_qkv : nullptr);
+        break;
+      }
+      case SublayerKind::Gmu:
+        gmu_backward(ctx_, train_.dxn, grads, train_.dmemory, train_.dres, b.gmu, b.xn, params, s.gmu,
+                     train_.subs[memory_sub_].mamba.y, d_, s.gmu_inner, B_, T_, train_.gmu_grads);
         break;
     }
     // res_{k+1} = res_k + f(norm(res_k)): the residual passes dres through; the norm adds its part.
@@ -309,6 +368,7 @@ template <typename T>
 void Model<T>::forward_cached(const T* params, const int32_t* tokens, int64_t B, int64_t L, const int32_t* slots,
                               const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits,
                               bool all_logits) {
+  check_decodable("forward_cached");
   SAMBALM_CHECK(B > 0 && L > 0, "forward_cached: empty batch ({} x {})", B, L);
   SAMBALM_CHECK(constants_ready_, "forward_cached: refresh_constants() was not called");
   SAMBALM_CHECK(static_cast<int64_t>(layers.size()) == nsub_, "forward_cached: {} layer states for {} sublayers",

@@ -55,6 +55,7 @@ class Model {
 
   // ---- Prefill and decoding -----------------------------------------------------------------
   // Sizes the inference buffers for calls of up to these shapes (each pair: B sequences of L tokens).
+  // Prefill and decoding of SambaY are not built yet: plan_cached and forward_cached throw Error.
   void plan_cached(const std::vector<std::pair<int64_t, int64_t>>& shapes);
   // A = -exp(A_log) of every Mamba sublayer for forward_cached; call again after the parameters change.
   void refresh_constants(const T* params);
@@ -74,6 +75,8 @@ class Model {
     MambaActs<T> mamba;
     AttentionActs<T> attn;
     MlpActs<T> mlp;
+    DiffAttentionActs<T> dattn;
+    GmuActs<T> gmu;
   };
   struct TrainBuffers {
     int32_t* tokens = nullptr;
@@ -86,6 +89,11 @@ class Model {
     MambaGrads<T> mamba_grads;
     AttentionGrads<T> attn_grads;
     MlpGrads<T> mlp_grads;
+    DiffAttentionGrads<T> dattn_grads;
+    GmuGrads<T> gmu_grads;
+    // SambaY: d(memory) gathered from the GMUs for the memory Mamba layer, and d(shared projection)
+    // gathered from the cross-attention layers for the shared-KV layer.
+    T *dmemory = nullptr, *dshared_qkv = nullptr;
   };
   struct CachedBuffers {
     T *x = nullptr, *out = nullptr, *rope_cos = nullptr, *rope_sin = nullptr;
@@ -93,6 +101,7 @@ class Model {
   };
 
   const SublayerParams* first_of(SublayerKind kind) const;
+  void check_decodable(const char* what) const;
   void layout_train(Arena& a, int64_t B, int64_t Tn);
   void layout_cached(Arena& a, int64_t B, int64_t L);
   void use_train_layout(int64_t B, int64_t Tn);
@@ -110,6 +119,7 @@ class Model {
   Context ctx_;
   ModelParams refs_;
   int64_t d_ = 0, V_ = 0, rope_dims_ = 0, nsub_ = 0, max_mlp_hidden_ = 0;
+  int64_t memory_sub_ = -1, shared_kv_sub_ = -1;  // SambaY: the sublayers that keep the memory / the shared KV
   int64_t B_ = 0, T_ = 0;
   bool have_targets_ = false;
 

@@ -47,6 +47,29 @@ SublayerParams resolve_sublayer(const ModelConfig& cfg, const Sublayer& spec, co
                      cfg.head_size, spec.window, spec.rope ? cfg.rope_n_elem() : 0};
       p.attn = {ref("qkv.weight"), ref("qkv.bias", false), ref("proj.weight"), ref("proj.bias", false)};
       break;
+    case SublayerKind::DiffAttention:
+    case SublayerKind::CrossAttention: {
+      const bool cross = spec.kind == SublayerKind::CrossAttention;
+      p.dattn_dims = {cfg.n_embd,       cfg.n_head, cfg.n_query_groups, cfg.head_size, cross ? 0 : spec.window,
+                      spec.lambda_init, cross};
+      p.dattn = {ref("q_proj.weight"),
+                 cross ? ParamRef{} : ref("k_proj.weight"),
+                 cross ? ParamRef{} : ref("v_proj.weight"),
+                 ref("q_proj.bias", false),
+                 ref("v_proj.bias", false),
+                 ref("lambda_q1"),
+                 ref("lambda_k1"),
+                 ref("lambda_q2"),
+                 ref("lambda_k2"),
+                 ref("subln.weight"),
+                 ref("proj.weight"),
+                 ref("proj.bias", false)};
+      break;
+    }
+    case SublayerKind::Gmu:
+      p.gmu = {ref("in_proj.weight"), ref("out_proj.weight")};
+      p.gmu_inner = cfg.d_inner();
+      break;
     case SublayerKind::MLP:
       p.mlp = {ref("w1.weight"),      ref("w1.bias", false), ref("w2.weight"),
                ref("w2.bias", false), ref("w3.weight"),      ref("w3.bias", false)};

@@ -51,6 +51,25 @@ void add_mlp(std::vector<ParamSpec>& out, const ModelConfig& c, const std::strin
   if (c.bias) add(out, p + "w3.bias", {c.n_embd});
 }
 
+// Differential attention (self: q, k, v; cross: q only). q, k, v weights are consecutive, so together
+// they are the fused [q | k | v] projection; k never has a bias (it would cancel in the softmax).
+void add_diff_attention(std::vector<ParamSpec>& out, const ModelConfig& c, const std::string& p, bool cross) {
+  const int64_t hd = c.head_size, q = c.n_head * hd, kv = c.n_query_groups * hd;
+  add(out, p + "q_proj.weight", {q, c.n_embd});
+  if (!cross) {
+    add(out, p + "k_proj.weight", {kv, c.n_embd});
+    add(out, p + "v_proj.weight", {kv, c.n_embd});
+  }
+  if (c.attn_bias) {
+    add(out, p + "q_proj.bias", {q});
+    if (!cross) add(out, p + "v_proj.bias", {kv});
+  }
+  for (const char* l : {"lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2"}) add(out, p + l, {hd});
+  add(out, p + "subln.weight", {2 * hd});
+  add(out, p + "proj.weight", {c.n_embd, q});
+  if (c.attn_out_bias) add(out, p + "proj.bias", {c.n_embd});
+}
+
 }  // namespace
 
 std::vector<ParamSpec> param_specs(const ModelConfig& cfg) {
@@ -71,6 +90,14 @@ std::vector<ParamSpec> param_specs(const ModelConfig& cfg) {
           break;
         case SublayerKind::MLP:
           add_mlp(out, cfg, p, sub.mlp_hidden);
+          break;
+        case SublayerKind::DiffAttention:
+        case SublayerKind::CrossAttention:
+          add_diff_attention(out, cfg, p, sub.kind == SublayerKind::CrossAttention);
+          break;
+        case SublayerKind::Gmu:
+          add(out, p + "in_proj.weight", {cfg.d_inner(), cfg.n_embd});
+          add(out, p + "out_proj.weight", {cfg.n_embd, cfg.d_inner()});
           break;
       }
     }

@@ -11,6 +11,11 @@
 //     Attention: qkv.weight [(n_head + 2*n_query_groups) * head_size, d] (lit_gpt grouped layout)
 //                (+ qkv.bias), proj.weight [d, n_head * head_size] (+ proj.bias)
 //     MLP:       w1.weight [hidden, d], w2.weight [hidden, d], w3.weight [d, hidden] (+ biases)
+//     SambaY differential attention (DiffAttention; CrossAttention has only q_proj and proj):
+//                q_proj.weight [H*hs, d], k_proj.weight [G*hs, d], v_proj.weight [G*hs, d]
+//                (+ q_proj.bias, v_proj.bias), lambda_q1, lambda_k1, lambda_q2, lambda_k2 [hs],
+//                subln.weight [2*hs], proj.weight [d, H*hs] (+ proj.bias)
+//     SambaY GMU: in_proj.weight [di, d], out_proj.weight [d, di]
 //   final_norm.weight [d] (+ final_norm.bias)
 //   lm_head.weight [padded_vocab, d]   only when the head is not tied to the embedding
 #pragma once

@@ -11,7 +11,7 @@ namespace sambalm {
 
 struct PresetEntry {
   const char* name;
-  const char* family;       // "lit_gpt" (microsoft/Samba) or "mamba_ssm" (state-spaces/mamba)
+  const char* family;       // "lit_gpt" (microsoft/Samba), "mamba_ssm" (state-spaces/mamba), "archscale" (SambaY)
   int64_t param_count;      // unique parameters of the original model
   const char* hf_repo;      // published checkpoint, when there is one
   const char* config_json;  // the original config fields, compact JSON

@@ -67,6 +67,10 @@ std::vector<std::pair<std::string, std::string>> module_params(const ModelConfig
         if (c.bias) p.push_back({std::string(w) + ".bias", std::string("swiglu.") + w + ".bias"});
       }
       break;
+    case SublayerKind::DiffAttention:
+    case SublayerKind::CrossAttention:
+    case SublayerKind::Gmu:
+      break;  // SambaY only: sambay_weight_names
   }
   return p;
 }
@@ -75,6 +79,97 @@ void add_norm(std::vector<WeightName>& out, const ModelConfig& c, const std::str
               const std::string& external) {
   out.push_back({native + "weight", external + "weight", {c.n_embd}});
   if (c.norm == NormKind::LayerNorm) out.push_back({native + "bias", external + "bias", {c.n_embd}});
+}
+
+// SambaY in lit_gpt (ArchScale) or Hugging Face Phi4Flash names (fixtures README "sambay_tiny").
+std::vector<WeightName> sambay_weight_names(const ModelConfig& cfg, WeightFormat fmt,
+                                            const std::map<std::string, Shape>& shapes) {
+  const bool hf = fmt == WeightFormat::HF;
+  std::vector<WeightName> out;
+  auto numel = [&](const std::string& n) { return shape_numel(shapes.at(n)); };
+  auto one = [&](const std::string& native, const std::string& ext) {
+    Shape sh = shapes.at(native);
+    if (native.size() >= 11 && native.compare(native.size() - 11, 11, "conv.weight") == 0) sh = {sh[0], 1, sh[1]};
+    out.push_back({native, ext, sh});
+  };
+  // Pieces packed along the first dimension; the external shape is the first piece's with the rows summed.
+  auto packed = [&](const std::string& ext, std::vector<WeightName::Piece> pieces, const Shape& first) {
+    int64_t total = 0;
+    for (const auto& p : pieces) total += p.numel;
+    const int64_t row = first.size() > 1 ? first[1] : 1;
+    Shape sh = first;
+    sh[0] = total / row;
+    WeightName w{pieces.front().native, ext, sh};
+    w.packed = std::move(pieces);
+    out.push_back(std::move(w));
+  };
+  const Shape emb = shapes.at("embedding.weight");
+  if (!hf && cfg.tied_embeddings) out.push_back({"embedding.weight", "lm_head.weight", emb, true});
+  if (!cfg.tied_embeddings) one("lm_head.weight", "lm_head.weight");
+  one("embedding.weight", hf ? "model.embed_tokens.weight" : "transformer.wte.weight");
+  const auto blocks = cfg.layout();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const std::string ext = (hf ? "model.layers." : "transformer.h.") + std::to_string(i) + ".";
+    for (size_t s = 0; s < blocks[i].sublayers.size(); ++s) {
+      const Sublayer& sub = blocks[i].sublayers[s];
+      const std::string nat = fmt::format("blocks.{}.{}.", i, s);
+      const std::string norm = hf ? (s == 0 ? "input_layernorm." : "post_attention_layernorm.") : sub.lit_norm + ".";
+      one(nat + "norm.weight", ext + norm + "weight");
+      one(nat + "norm.bias", ext + norm + "bias");
+      const std::string m = ext + sub.lit_module + ".";
+      switch (sub.kind) {
+        case SublayerKind::Mamba:
+          for (const auto& [n, e] : module_params(cfg, sub)) one(nat + n, m + e);
+          break;
+        case SublayerKind::MLP:
+          packed(m + (hf ? "fc1.weight" : "w1.weight"),
+                 {{nat + "w1.weight", numel(nat + "w1.weight")}, {nat + "w2.weight", numel(nat + "w2.weight")}},
+                 shapes.at(nat + "w1.weight"));
+          one(nat + "w3.weight", m + (hf ? "fc2.weight" : "w3.weight"));
+          break;
+        case SublayerKind::Gmu:
+          one(nat + "in_proj.weight", m + (hf ? "in_proj.weight" : "gmu.in_proj.weight"));
+          one(nat + "out_proj.weight", m + (hf ? "out_proj.weight" : "gmu.out_proj.weight"));
+          break;
+        case SublayerKind::DiffAttention:
+        case SublayerKind::CrossAttention: {
+          const bool cross = sub.kind == SublayerKind::CrossAttention;
+          if (hf) {
+            std::vector<WeightName::Piece> w{{nat + "q_proj.weight", numel(nat + "q_proj.weight")}};
+            if (!cross) {
+              w.push_back({nat + "k_proj.weight", numel(nat + "k_proj.weight")});
+              w.push_back({nat + "v_proj.weight", numel(nat + "v_proj.weight")});
+            }
+            packed(m + "Wqkv.weight", w, shapes.at(nat + "q_proj.weight"));
+            if (cfg.attn_bias) {
+              std::vector<WeightName::Piece> b{{nat + "q_proj.bias", numel(nat + "q_proj.bias")}};
+              if (!cross) {
+                b.push_back({"", numel(nat + "v_proj.bias")});  // the key bias, absent in the original
+                b.push_back({nat + "v_proj.bias", numel(nat + "v_proj.bias")});
+              }
+              packed(m + "Wqkv.bias", b, shapes.at(nat + "q_proj.bias"));
+            }
+          } else {
+            for (const char* p : {"q_proj.weight", "q_proj.bias", "k_proj.weight", "v_proj.weight", "v_proj.bias"})
+              if (shapes.count(nat + p)) one(nat + p, m + p);
+          }
+          const std::string da = m + (hf ? "inner_cross_attn." : "da.");
+          for (const char* l : {"lambda_q1", "lambda_k1", "lambda_q2", "lambda_k2", "subln.weight"})
+            one(nat + l, da + l);
+          const std::string proj = m + (hf ? "out_proj." : "proj.");
+          one(nat + "proj.weight", proj + "weight");
+          if (cfg.attn_out_bias) one(nat + "proj.bias", proj + "bias");
+          break;
+        }
+        case SublayerKind::Attention:
+          fail("a SambaY layout has no standard attention sublayer");
+      }
+    }
+  }
+  const std::string fn = hf ? "model.final_layernorm." : "transformer.ln_f.";
+  one("final_norm.weight", fn + "weight");
+  one("final_norm.bias", fn + "bias");
+  return out;
 }
 
 }  // namespace
@@ -90,6 +185,10 @@ std::vector<WeightName> weight_names(const ModelConfig& cfg, WeightFormat fmt) {
     return out;
   }
   const char* fname = weight_format_name(fmt);
+  if (cfg.sambay) {
+    SAMBALM_CHECK(fmt != WeightFormat::MambaSsm, "mamba_ssm weight names cannot hold the SambaY model '{}'", cfg.name);
+    return sambay_weight_names(cfg, fmt, shapes);
+  }
   if (fmt == WeightFormat::MambaSsm || fmt == WeightFormat::HF)
     SAMBALM_CHECK(cfg.mamba, "{} weight names exist only for pure Mamba models; '{}' is {}", fname, cfg.name,
                   cfg.layer_pattern());
@@ -159,6 +258,7 @@ WeightFormat detect_weight_format(const std::map<std::string, Tensor>& sd, const
   if (sd.count("transformer.wte.weight")) return WeightFormat::LitGpt;
   if (sd.count("backbone.embedding.weight")) return WeightFormat::MambaSsm;
   if (sd.count("backbone.embeddings.weight")) return WeightFormat::HF;
+  if (sd.count("model.embed_tokens.weight")) return WeightFormat::HF;  // Phi4Flash (SambaY)
   std::vector<std::string> some;
   for (const auto& [k, v] : sd) {
     if (some.size() == 5) break;
@@ -166,7 +266,8 @@ WeightFormat detect_weight_format(const std::map<std::string, Tensor>& sd, const
   }
   fail(
       "{}: cannot tell the weight naming scheme: no embedding.weight (sambalm), transformer.wte.weight "
-      "(lit_gpt), backbone.embedding.weight (mamba_ssm) or backbone.embeddings.weight (hf) among its {} "
+      "(lit_gpt), backbone.embedding.weight (mamba_ssm), backbone.embeddings.weight or model.embed_tokens.weight (hf) "
+      "among its {} "
       "tensors (first: {})",
       source, sd.size(), fmt::join(some, ", "));
 }
@@ -230,6 +331,19 @@ ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tenso
       aliases.push_back(&w);
       continue;
     }
+    if (!w.packed.empty()) {
+      std::vector<float> all(static_cast<size_t>(t.numel()));
+      convert_to_f32(t.dtype(), t.raw(), all.data(), all.size());
+      if (on_converted) on_converted(t.raw(), all.size() * dtype_size(t.dtype()));
+      size_t at = 0;
+      for (const auto& piece : w.packed) {
+        if (!piece.native.empty())
+          std::copy(all.begin() + static_cast<long>(at), all.begin() + static_cast<long>(at + piece.numel),
+                    store.get(piece.native));
+        at += static_cast<size_t>(piece.numel);
+      }
+      continue;
+    }
     const size_t n = static_cast<size_t>(t.numel()), es = dtype_size(t.dtype());
     const size_t span = on_converted ? (size_t{64} << 20) / es : n;
     for (size_t i = 0; i < n; i += span) {
@@ -259,11 +373,37 @@ ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tenso
   return store;
 }
 
+void gather_external(const WeightName& w, const ParamStore& params, float* out) {
+  if (w.packed.empty()) {
+    const ParamEntry& e = params.entry(w.native);
+    SAMBALM_CHECK(e.numel() == shape_numel(w.external_shape), "parameter '{}' has {} values, expected {}", w.native,
+                  e.numel(), shape_numel(w.external_shape));
+    std::memcpy(out, params.get(w.native), static_cast<size_t>(e.numel()) * sizeof(float));
+    return;
+  }
+  int64_t at = 0;
+  for (const auto& piece : w.packed) {
+    if (piece.native.empty())
+      std::fill(out + at, out + at + piece.numel, 0.0f);
+    else
+      std::memcpy(out + at, params.get(piece.native), static_cast<size_t>(piece.numel) * sizeof(float));
+    at += piece.numel;
+  }
+  SAMBALM_CHECK(at == shape_numel(w.external_shape), "weight '{}': pieces hold {} values, expected {}", w.external, at,
+                shape_numel(w.external_shape));
+}
+
 std::vector<std::pair<std::string, Tensor>> export_params(const ModelConfig& cfg, const ParamStore& params,
                                                           WeightFormat fmt, DType dtype) {
   SAMBALM_CHECK(is_float(dtype), "cannot export weights as {}: expected F32, BF16, F16 or F64", dtype_name(dtype));
   std::vector<std::pair<std::string, Tensor>> out;
   for (const auto& w : weight_names(cfg, fmt)) {
+    if (!w.packed.empty()) {
+      Tensor t = Tensor::empty(DType::F32, w.external_shape);
+      gather_external(w, params, t.data<float>());
+      out.emplace_back(w.external, dtype == DType::F32 ? t : t.to_dtype(dtype));
+      continue;
+    }
     const ParamEntry& e = params.entry(w.native);
     SAMBALM_CHECK(e.numel() == shape_numel(w.external_shape), "parameter '{}' has {} values, expected {}", w.native,
                   e.numel(), shape_numel(w.external_shape));

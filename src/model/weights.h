@@ -9,7 +9,9 @@
 //   mamba_ssm  state-spaces MambaLMHeadModel: backbone.embedding.weight, backbone.layers.{i}.norm.weight,
 //              backbone.layers.{i}.mixer.<param>, backbone.norm_f.weight, lm_head.weight
 //   hf         transformers MambaForCausalLM: backbone.embeddings.weight, backbone.layers.{i}.{norm,mixer}...,
-//              backbone.norm_f.weight, lm_head.weight only when untied
+//              backbone.norm_f.weight, lm_head.weight only when untied; for SambaY the Phi4Flash names
+//              model.embed_tokens.weight, model.layers.{i}.{input_layernorm,attn,...}, model.final_layernorm
+//              (fixtures README "sambay_tiny")
 // The Mamba depthwise conv weight is [d_inner, 1, d_conv] in the originals and [d_inner, d_conv] here.
 #pragma once
 
@@ -38,6 +40,16 @@ struct WeightName {
   std::string external;     // name in the state_dict of `fmt`
   Shape external_shape;     // shape there (differs from the native one only for the conv weight)
   bool tied_alias = false;  // lm_head.weight that is the embedding (tied models, lit_gpt/mamba_ssm)
+  // An external tensor that packs several native parameters along its first dimension (SambaY's MLP
+  // `w1` = [gate | up] = native w1, w2; Phi4Flash's `Wqkv` = [q | k | v]): the pieces in order, each
+  // a native name and its element count. A piece with an empty name is rows sambalm does not keep
+  // (Wqkv's key bias: zero in the original, and a key bias cancels in the softmax): ignored when
+  // loading, written as zeros. Empty: the tensor is `native` alone.
+  struct Piece {
+    std::string native;
+    int64_t numel;
+  };
+  std::vector<Piece> packed = {};
 };
 
 // The full table for a model in a scheme, in the original state_dict's order. Throws Error when
@@ -62,6 +74,10 @@ ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tenso
 
 // The parameters under the names of `fmt`, converted to `dtype` (F32, BF16, F16, F64). lit_gpt and
 // mamba_ssm include lm_head.weight for tied models (as the originals' state_dicts do); hf omits it.
+// The values of an external tensor, gathered from the parameter buffer (packed pieces concatenated,
+// unkept pieces zero): `out` must hold shape_numel(w.external_shape) floats.
+void gather_external(const WeightName& w, const ParamStore& params, float* out);
+
 std::vector<std::pair<std::string, Tensor>> export_params(const ModelConfig& cfg, const ParamStore& params,
                                                           WeightFormat fmt, DType dtype = DType::F32);
 

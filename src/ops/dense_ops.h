@@ -176,6 +176,44 @@ inline void kv_cache_write(const Context& ctx, T* k_cache, T* v_cache, const T* 
   SAMBALM_OP_DISPATCH(ctx, kv_cache_write, k_cache, v_cache, k_new, v_new, slots, pos, B, L, G, hs, cap);
 }
 
+// ---- Differential attention (SambaY) ------------------------------------------------------------
+// lambda[0] = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init (the four vectors of hd values).
+template <typename T>
+inline void diff_lambda_forward(const Context& ctx, stat_t<T>* lambda, const T* lq1, const T* lk1, const T* lq2,
+                                const T* lk2, int64_t hd, double lambda_init) {
+  SAMBALM_OP_DISPATCH(ctx, diff_lambda_forward, lambda, lq1, lk1, lq2, lk2, hd, lambda_init);
+}
+// d(lq1, lk1, lq2, lk2) += the gradient of lambda times dlambda[0].
+template <typename T>
+inline void diff_lambda_backward(const Context& ctx, T* dlq1, T* dlk1, T* dlq2, T* dlk2, const stat_t<T>* dlambda,
+                                 const T* lq1, const T* lk1, const T* lq2, const T* lk2, int64_t hd) {
+  SAMBALM_OP_DISPATCH(ctx, diff_lambda_backward, dlq1, dlk1, dlq2, dlk2, dlambda, lq1, lk1, lq2, lk2, hd);
+}
+// Differential attention before its sub-norm (math in cpu/diff_attention.cpp): heads paired (2m, 2m+1),
+// query head 2m reads kv head 2 (m / (H/G)) and 2m+1 the next one; per pair
+//   a = softmax(q_2m K_even^T) [V_even | V_odd] - lambda softmax(q_2m+1 K_odd^T) [V_even | V_odd]
+// written at out[B, T, H*hd] columns 2m*hd .. 2m*hd + 2hd; causal with the sliding window
+// (t - window < s <= t; window <= 0: full causal). q rows ldq apart, k and v rows ldkv apart (views into
+// a fused projection). lse[B, T, H] (may be nullptr) for the backward.
+template <typename T>
+inline void diff_attention_forward(const Context& ctx, T* out, stat_t<T>* lse, const T* q, int64_t ldq, const T* k,
+                                   const T* v, int64_t ldkv, const stat_t<T>* lambda, int64_t B, int64_t Tn, int64_t H,
+                                   int64_t G, int64_t hd, int64_t window, double scale) {
+  SAMBALM_OP_DISPATCH(ctx, diff_attention_forward, out, lse, q, ldq, k, v, ldkv, lambda, B, Tn, H, G, hd, window,
+                      scale);
+}
+// dq (rows ldq apart), dk, dv (rows ldkv apart) and dlambda[0] accumulate. dlambda_parts: scratch of
+// B * G/2 values (per-task shares of dlambda, summed in a fixed order).
+template <typename T>
+inline void diff_attention_backward(const Context& ctx, T* dq, T* dk, T* dv, stat_t<T>* dlambda,
+                                    stat_t<T>* dlambda_parts, const T* dout, const stat_t<T>* lse, const T* q,
+                                    int64_t ldq, const T* k, const T* v, int64_t ldkv, const stat_t<T>* lambda,
+                                    int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hd, int64_t window,
+                                    double scale) {
+  SAMBALM_OP_DISPATCH(ctx, diff_attention_backward, dq, dk, dv, dlambda, dlambda_parts, dout, lse, q, ldq, k, v, ldkv,
+                      lambda, B, Tn, H, G, hd, window, scale);
+}
+
 // ---- Loss --------------------------------------------------------------------------------
 // Mean cross-entropy over n positions and the whole padded vocabulary V: returns the mean loss and
 // writes per-position losses to `losses` (may be nullptr). Targets < 0 are ignored (not counted).

@@ -60,6 +60,20 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const 
                         const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window,
                         double scale);
 template <typename T>
+void diff_lambda_forward(T* lambda, const T* lq1, const T* lk1, const T* lq2, const T* lk2, int64_t hd,
+                         double lambda_init);
+template <typename T>
+void diff_lambda_backward(T* dlq1, T* dlk1, T* dlq2, T* dlk2, const T* dlambda, const T* lq1, const T* lk1,
+                          const T* lq2, const T* lk2, int64_t hd);
+template <typename T>
+void diff_attention_forward(T* out, T* lse, const T* q, int64_t ldq, const T* k, const T* v, int64_t ldkv,
+                            const T* lambda, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hd, int64_t window,
+                            double scale);
+template <typename T>
+void diff_attention_backward(T* dq, T* dk, T* dv, T* dlambda, T* dlambda_parts, const T* dout, const T* lse, const T* q,
+                             int64_t ldq, const T* k, const T* v, int64_t ldkv, const T* lambda, int64_t B, int64_t Tn,
+                             int64_t H, int64_t G, int64_t hd, int64_t window, double scale);
+template <typename T>
 double cross_entropy_forward_backward(T* dlogits, T* losses, const T* logits, const int32_t* targets, int64_t n,
                                       int64_t V, double dloss_scale);
 template <typename T>
