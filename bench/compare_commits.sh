@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side speed of an earlier commit and the working tree, on this machine, in one run.
 #
-# Builds BASE in a temporary worktree (build-base/) and the working tree (build/), then takes every
+# Builds BASE in a worktree (build-base/src, built in build-base/out) and the working tree (build/), then takes every
 # measurement below with both programs, alternating which goes first, for ROUNDS rounds, and prints a
 # Markdown table of the medians with the ratio new/base (higher is better for tokens/s, the ratio is
 # inverted for milliseconds so that > 1 always means the new tree is faster).
@@ -20,9 +20,13 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(dirname "$ROOT")}
-WT=$(mktemp -d)
-trap 'git -C "$ROOT" worktree remove --force "$WT" >/dev/null 2>&1 || true; rm -rf "$WT"' EXIT
+# The base tree lives in build-base/src (ignored by git, reused between runs so the compiler cache hits).
+WT=$ROOT/build-base/src
+git -C "$ROOT" worktree remove --force "$WT" > /dev/null 2>&1 || rm -rf "$WT"
+git -C "$ROOT" worktree prune
+mkdir -p "$ROOT/build-base"
 git -C "$ROOT" worktree add -q --detach "$WT" "$BASE"
+trap 'git -C "$ROOT" worktree remove --force "$WT" > /dev/null 2>&1 || true' EXIT
 base_sha=$(git -C "$WT" rev-parse --short HEAD)
 new_sha=$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src bench || echo "+changes")
 
@@ -31,7 +35,7 @@ build() {  # src_dir build_dir
   cmake --build "$2" -j "${JOBS:-$(nproc)}" --target sambalm-cli bench_model > /dev/null
 }
 echo "building $BASE ($base_sha) and the working tree ($new_sha)" >&2
-build "$WT" "$ROOT/build-base"
+build "$WT" "$ROOT/build-base/out"
 build "$ROOT" "$ROOT/build"
 
 OUT=$(mktemp -d)
@@ -41,7 +45,7 @@ measure() {
   case $kind in
     dec1_m130) "$dir/sambalm" bench -m mamba-130m --batch 1 --context 1K --fill jump --warmup 4 --decode-tokens 48 --json "$j" > /dev/null ;;
     dec1_s421) "$dir/sambalm" bench -m Samba_421M --batch 1 --context 1K --fill jump --warmup 2 --decode-tokens 24 --json "$j" > /dev/null ;;
-    dec32_m130) "$dir/sambalm" bench -m mamba-130m --batch 32 --context 1K --fill jump --warmup 2 --decode-tokens 16 --json "$j" > /dev/null ;;
+    dec32_m130) "$dir/sambalm" bench -m mamba-130m --batch 32 --context 1K --fill jump --warmup 4 --decode-tokens 48 --json "$j" > /dev/null ;;
     dec32_s421) "$dir/sambalm" bench -m Samba_421M --batch 32 --context 1K --fill jump --warmup 1 --decode-tokens 8 --json "$j" > /dev/null ;;
     pre4k_s421) "$dir/sambalm" bench -m Samba_421M --batch 1 --context 4K --fill real --warmup 0 --decode-tokens 1 --json "$j" > /dev/null ;;
     train) "$dir/bench_model" --iters 5 | sed -n 's/.*step \([0-9.]*\) ms.*/\1/p'; return ;;
@@ -57,9 +61,9 @@ declare -A A B
 for r in $(seq 1 "$ROUNDS"); do
   for k in "${KINDS[@]}"; do
     if (( r % 2 )); then
-      a=$(measure "$k" "$ROOT/build-base"); b=$(measure "$k" "$ROOT/build")
+      a=$(measure "$k" "$ROOT/build-base/out"); b=$(measure "$k" "$ROOT/build")
     else
-      b=$(measure "$k" "$ROOT/build"); a=$(measure "$k" "$ROOT/build-base")
+      b=$(measure "$k" "$ROOT/build"); a=$(measure "$k" "$ROOT/build-base/out")
     fi
     A[$k]+="$a "; B[$k]+="$b "
     echo "round $r $k base $a new $b" >&2
