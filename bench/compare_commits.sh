@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side speed of an earlier commit and the working tree, on this machine, in one run.
 #
-# Builds BASE in a worktree (build-base/src, built in build-base/out) and the working tree (build/), then takes every
+# Builds BASE in a worktree (build-base/src, built in build-base/out) and the working tree (in
+# build-base/new), then takes every
 # measurement below with both programs, alternating which goes first, for ROUNDS rounds, and prints a
 # Markdown table of the medians with the ratio new/base (higher is better for tokens/s, the ratio is
 # inverted for milliseconds so that > 1 always means the new tree is faster).
@@ -36,7 +37,7 @@ build() {  # src_dir build_dir
 }
 echo "building $BASE ($base_sha) and the working tree ($new_sha)" >&2
 build "$WT" "$ROOT/build-base/out"
-build "$ROOT" "$ROOT/build"
+build "$ROOT" "$ROOT/build-base/new"
 
 OUT=$(mktemp -d)
 # measure KIND BIN_DIR -> prints one number
@@ -61,9 +62,9 @@ declare -A A B
 for r in $(seq 1 "$ROUNDS"); do
   for k in "${KINDS[@]}"; do
     if (( r % 2 )); then
-      a=$(measure "$k" "$ROOT/build-base/out"); b=$(measure "$k" "$ROOT/build")
+      a=$(measure "$k" "$ROOT/build-base/out"); b=$(measure "$k" "$ROOT/build-base/new")
     else
-      b=$(measure "$k" "$ROOT/build"); a=$(measure "$k" "$ROOT/build-base/out")
+      b=$(measure "$k" "$ROOT/build-base/new"); a=$(measure "$k" "$ROOT/build-base/out")
     fi
     A[$k]+="$a "; B[$k]+="$b "
     echo "round $r $k base $a new $b" >&2

@@ -69,29 +69,37 @@ void attention_cached_forward(T* out, const T* q, const T* k_new, const T* v_new
   const int64_t qpk = H / G;
   const T sc = T(scale);
   const int64_t keys = window > 0 ? std::min<int64_t>(window, 1024) : 1024;  // work estimate only
-#pragma omp parallel for collapse(3) schedule(dynamic, 4) if (B * H * L * keys * hs > (1 << 17))
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t h = 0; h < H; ++h) {
-      for (int64_t t = 0; t < L; ++t) {
-        const int64_t p0 = pos[b], p = p0 + t, lo = window > 0 ? std::max<int64_t>(0, p - window + 1) : 0;
-        const int64_t g = h / qpk;
-        const T* kn = k_new + (b * G + g) * L * hs;
-        const T* vn = v_new + (b * G + g) * L * hs;
-        const int64_t ring = (int64_t(slots[b]) * G + g) * cap * hs;
-        const T* kr = k_cache + ring;
-        const T* vr = v_cache + ring;
-        attend_one(
-            out + (b * L + t) * H * hs + h * hs, q + ((b * H + h) * L + t) * hs, p + 1 - lo, hs, sc,
-            [&](int64_t j) {
-              const int64_t s = lo + j;
-              return s >= p0 ? kn + (s - p0) * hs : kr + (s % cap) * hs;
-            },
-            [&](int64_t j) {
-              const int64_t s = lo + j;
-              return s >= p0 ? vn + (s - p0) * hs : vr + (s % cap) * hs;
-            });
-      }
-    }
+  const int64_t tasks = B * H * L;
+  const bool parallel = tasks * keys * hs > (1 << 17);
+  // Query t of sequence b, head h: one online-softmax pass over the keys it sees.
+  auto one = [&](int64_t i) {
+    const int64_t t = i % L, h = (i / L) % H, b = i / (L * H);
+    const int64_t p0 = pos[b], p = p0 + t, lo = window > 0 ? std::max<int64_t>(0, p - window + 1) : 0;
+    const int64_t g = h / qpk;
+    const T* kn = k_new + (b * G + g) * L * hs;
+    const T* vn = v_new + (b * G + g) * L * hs;
+    const int64_t ring = (int64_t(slots[b]) * G + g) * cap * hs;
+    const T* kr = k_cache + ring;
+    const T* vr = v_cache + ring;
+    attend_one(
+        out + (b * L + t) * H * hs + h * hs, q + ((b * H + h) * L + t) * hs, p + 1 - lo, hs, sc,
+        [&](int64_t j) {
+          const int64_t s = lo + j;
+          return s >= p0 ? kn + (s - p0) * hs : kr + (s % cap) * hs;
+        },
+        [&](int64_t j) {
+          const int64_t s = lo + j;
+          return s >= p0 ? vn + (s - p0) * hs : vr + (s % cap) * hs;
+        });
+  };
+  // A decode step has few (sequence, head) tasks of equal cost: split them evenly. A prefill chunk has
+  // many, whose cost grows along the chunk until the window is full: hand them out in small pieces.
+  if (tasks <= 256) {
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t i = 0; i < tasks; ++i) one(i);
+  } else {
+#pragma omp parallel for schedule(dynamic, 4) if (parallel)
+    for (int64_t i = 0; i < tasks; ++i) one(i);
   }
 }
 
