@@ -93,6 +93,8 @@ void causal_conv1d_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout
 template <typename T>
 void causal_conv1d_state_update(T* new_state, const T* x, int64_t ld_x, const T* state, int64_t B, int64_t L, int64_t D,
                                 int64_t K, const int32_t* slots) {
+  // Sequences are independent (each reads and writes only its own slot's rows).
+#pragma omp parallel for schedule(static) if (B * (K - 1) * D >= kParallelWork)
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t i = 0; i < K - 1; ++i) {
       const T* src = xx_row(x, ld_x, state, b, L + i, L, D, K, 0, slots);
