@@ -32,7 +32,7 @@ base_sha=$(git -C "$WT" rev-parse --short HEAD)
 new_sha=$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src bench || echo "+changes")
 
 build() {  # src_dir build_dir
-  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAMBALM_TESTS=OFF > /dev/null
+  cmake -S "$1" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAMBALM_TESTS=OFF -DSAMBALM_CUDA=OFF > /dev/null
   cmake --build "$2" -j "${JOBS:-$(nproc)}" --target sambalm-cli bench_model > /dev/null
 }
 echo "building $BASE ($base_sha) and the working tree ($new_sha)" >&2

@@ -17,7 +17,7 @@ FIXTURES=${SAMBALM_FIXTURES:-$PWD/../shared/fixtures}
 BUILD=build-fuzz
 export CCACHE_DIR=${CCACHE_DIR:-$PWD/.cache/ccache}
 
-CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAMBALM_FUZZ=ON \
+CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAMBALM_FUZZ=ON -DSAMBALM_CUDA=OFF \
   -DSAMBALM_TESTS=OFF -DSAMBALM_BENCH=OFF > /dev/null
 TARGETS=()
 for f in tests/fuzz/fuzz_*.cpp; do TARGETS+=("$(basename "$f" .cpp)"); done

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# GPU check of the CUDA development kernels (dev/cuda/), to run on a machine with an NVIDIA GPU:
-#   1. builds each development file with nvcc for sm_90 (CUDA_ARCH overrides),
+# GPU check, to run on a machine with an NVIDIA GPU:
+#   0. builds the library with the CUDA backend (CMake, sm_90) and runs the GPU tests (ctest label
+#      gpu: each CUDA op against the CPU op / a double reference), then the same tests under
+#      compute-sanitizer memcheck,
+#   1. builds each development file of dev/cuda/ with nvcc for sm_90 (CUDA_ARCH overrides),
 #   2. runs each file's correctness checks against its CPU reference, then its timings at the
 #      issue's shapes (median of CUDA-event timings after warm-ups),
 #   3. runs the checks (small shapes) under compute-sanitizer memcheck and racecheck,
 #   4. prints a compact table last: kernel, shape, version, median ms, peer ms, target ms.
-# Logs go to $OUT when set, else ./gpu_out. Exit status: non-zero if a build, a check or a sanitizer
+# Logs: $OUT/gpu_logs.tgz and $OUT/summary.md when OUT is set, else ./gpu_out. Exit status: non-zero if a build, a check or a sanitizer
 # run failed.
 #
 #   scripts/gpu_check.sh                 everything
@@ -13,7 +16,14 @@
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-LOG_DIR=${OUT:-$ROOT/gpu_out}
+# Under $OUT (a machine that sends back only a few files) the logs travel as one archive,
+# gpu_logs.tgz, beside summary.md; elsewhere they stay in ./gpu_out.
+if [ -n "${OUT:-}" ]; then
+  LOG_DIR=$(mktemp -d)
+  trap 'tar czf "$OUT/gpu_logs.tgz" -C "$LOG_DIR" . 2>/dev/null; cp "$LOG_DIR/summary.md" "$OUT/" 2>/dev/null' EXIT
+else
+  LOG_DIR=$ROOT/gpu_out
+fi
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-cuda-dev}
 ARCH=${CUDA_ARCH:-sm_90}
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
@@ -30,6 +40,31 @@ status=0
   "$NVCC" --version | tail -n 2
 } >"$LOG_DIR/env.txt" 2>&1
 cat "$LOG_DIR/env.txt"
+
+# ---- the library's GPU tests ----
+if [ "${SKIP_LIBRARY:-0}" != 1 ]; then
+  LIB_BUILD=${LIB_BUILD:-$ROOT/build-gpu}
+  echo "== library build (CUDA backend, sm_${ARCH#sm_})"
+  if cmake -S "$ROOT" -B "$LIB_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAMBALM_CUDA=ON \
+      -DCMAKE_CUDA_ARCHITECTURES="${ARCH#sm_}" -DSAMBALM_BENCH=OFF >"$LOG_DIR/lib_build.log" 2>&1 &&
+     cmake --build "$LIB_BUILD" -j "$(nproc)" >>"$LOG_DIR/lib_build.log" 2>&1; then
+    echo "== GPU tests (ctest -L gpu)"
+    ctest --test-dir "$LIB_BUILD" -L gpu --output-on-failure --timeout 600 2>&1 | tee "$LOG_DIR/gpu_tests.log" | tail -n 30
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
+      for t in "$LIB_BUILD"/gpu_test_*; do
+        [ -x "$t" ] || continue
+        rc=0
+        timeout "$SANITIZER_TIMEOUT" "$SANITIZER" --tool memcheck --error-exitcode 3 "$t" >>"$LOG_DIR/gpu_tests_sanitizer.log" 2>&1 || rc=$?
+        echo "sanitizer memcheck $(basename "$t"): rc=$rc $(grep -E "ERROR SUMMARY" "$LOG_DIR/gpu_tests_sanitizer.log" | tail -n 1)"
+        [ $rc -eq 0 ] || status=1
+      done
+    fi
+  else
+    echo "LIBRARY BUILD FAILED; see lib_build.log"; tail -n 40 "$LOG_DIR/lib_build.log"
+    status=1
+  fi
+fi
 
 # ---- build (in parallel; each file is one translation unit) ----
 : >"$LOG_DIR/build.log"

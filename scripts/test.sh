@@ -17,7 +17,7 @@ ctest --test-dir build -L cpu --output-on-failure -j "$JOBS" --timeout 900
 if [ "${1:-}" = "--fast" ]; then exit 0; fi
 
 echo "== build (ASan + UBSan)"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSAMBALM_SANITIZE=address,undefined \
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSAMBALM_SANITIZE=address,undefined -DSAMBALM_CUDA=OFF \
   -DSAMBALM_BENCH=OFF -DCMAKE_CXX_FLAGS="-O1" >/dev/null
 cmake --build build-asan -j "$JOBS"
 echo "== tests (ASan + UBSan)"

@@ -14,6 +14,18 @@ Arena::Arena(size_t bytes) : capacity_(bytes) {
   base_.reset(static_cast<std::byte*>(p));
 }
 
-void Arena::Free::operator()(std::byte* p) const { std::free(p); }
+Arena Arena::adopt(std::byte* base, size_t bytes, void (*release)(void*)) {
+  Arena a;
+  a.base_ = std::unique_ptr<std::byte[], Free>(base, Free{release});
+  a.capacity_ = bytes;
+  return a;
+}
+
+void Arena::Free::operator()(std::byte* p) const {
+  if (release)
+    release(p);
+  else
+    std::free(p);
+}
 
 }  // namespace sambalm

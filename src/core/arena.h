@@ -24,6 +24,9 @@ class Arena {
 
   Arena() = default;  // counting: takes return nullptr and only add up
   explicit Arena(size_t bytes);
+  // Adopts `bytes` of memory allocated elsewhere (device memory: src/ops/cuda/runtime.h), released
+  // with `release` when the arena goes.
+  static Arena adopt(std::byte* base, size_t bytes, void (*release)(void*));
   Arena(Arena&&) noexcept = default;
   Arena& operator=(Arena&&) noexcept = default;
 
@@ -51,6 +54,9 @@ class Arena {
 
  private:
   struct Free {
+    Free() noexcept : release(nullptr) {}
+    explicit Free(void (*r)(void*)) noexcept : release(r) {}
+    void (*release)(void*);  // nullptr: std::free
     void operator()(std::byte* p) const;
   };
   std::unique_ptr<std::byte[], Free> base_;

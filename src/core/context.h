@@ -4,6 +4,7 @@
 // synchronously on the calling thread's OpenMP pool.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace sambalm {
@@ -17,6 +18,8 @@ struct Context {
   int device_index = 0;      // which GPU (CUDA)
   void* stream = nullptr;    // cudaStream_t (CUDA); nullptr = synchronous (CPU)
   void* blas = nullptr;      // cublasLtHandle_t (CUDA); unused on the CPU (OpenBLAS needs none)
+  void* blas_workspace = nullptr;  // device memory cuBLASLt may use for split-K and the like (CUDA)
+  size_t blas_workspace_bytes = 0;
   Arena* scratch = nullptr;  // temporaries of ops that need more than their arguments
 
   std::string name() const;

@@ -26,7 +26,7 @@ void plan_mamba_acts(const Context& ctx, Arena& ar, MambaActs<T>& a, const Mamba
   a.y = ar.take<T>(BL * m.di);
   a.yg = ar.take<T>(BL * m.di);
   a.chunk_states = scan_chunks
-                       ? ar.take<T>(ops::selective_scan_chunk_states_size(ctx, B, L, m.di, m.N, scan_chunk_size()))
+                       ? ar.take<T>(ops::selective_scan_chunk_states_size<T>(ctx, B, L, m.di, m.N, scan_chunk_size()))
                        : nullptr;
 }
 
@@ -41,7 +41,7 @@ void plan_mamba_grads(const Context& ctx, Arena& ar, MambaGrads<T>& g, const Mam
   g.dxdbl = ar.take<T>(BL * m.xdbl());
   g.ddt_pre = ar.take<T>(BL * m.di);
   g.dA = ar.take<stat_t<T>>(m.di * m.N);
-  g.scan = ar.take<stat_t<T>>(ops::selective_scan_backward_scratch_size(ctx, B, L, m.di, m.N, scan_chunk_size()));
+  g.scan = ar.take<stat_t<T>>(ops::selective_scan_backward_scratch_size<T>(ctx, B, L, m.di, m.N, scan_chunk_size()));
 }
 
 template <typename T>

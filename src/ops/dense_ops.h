@@ -90,11 +90,8 @@ inline void swiglu_backward(const Context& ctx, T* da, T* db, const T* dout, con
 // ---- Attention ---------------------------------------------------------------------------
 // RoPE, GPT-NeoX style (rotate halves) over the first rope_dims of each head, base `base`.
 // Table: cos/sin[p, rope_dims/2] for absolute positions p = 0..max_pos-1, angle p * base^(-2i/rope_dims).
-inline void rope_table(const Context& ctx, float* cos, float* sin, int64_t max_pos, int64_t rope_dims, double base,
-                       double condense_ratio) {
-  SAMBALM_OP_DISPATCH(ctx, rope_table, cos, sin, max_pos, rope_dims, base, condense_ratio);
-}
-inline void rope_table(const Context& ctx, double* cos, double* sin, int64_t max_pos, int64_t rope_dims, double base,
+template <typename T>
+inline void rope_table(const Context& ctx, T* cos, T* sin, int64_t max_pos, int64_t rope_dims, double base,
                        double condense_ratio) {
   SAMBALM_OP_DISPATCH(ctx, rope_table, cos, sin, max_pos, rope_dims, base, condense_ratio);
 }

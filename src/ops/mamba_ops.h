@@ -104,7 +104,8 @@ inline void selective_scan_forward(const Context& ctx, T* y, stat_t<T>* h_last, 
 // Chunk length to pass when there is no reason to choose: in the CPU backward, shorter chunks mean
 // more synchronisation and longer ones more scratch; 64 measured best of 16/64/256 (docs/BENCHMARKS.md).
 inline constexpr int64_t kSelectiveScanDefaultChunk = 64;
-// Size of the chunk_states scratch in elements.
+// Size of the chunk_states scratch in elements (of stat_t<T>; the backend decides the layout).
+template <typename T>
 inline int64_t selective_scan_chunk_states_size(const Context& ctx, int64_t B, int64_t L, int64_t D, int64_t N,
                                                 int64_t chunk) {
   SAMBALM_OP_DISPATCH(ctx, selective_scan_chunk_states_size, B, L, D, N, chunk);
@@ -122,6 +123,7 @@ inline void selective_scan_backward(const Context& ctx, T* du, T* ddelta, stat_t
   SAMBALM_OP_DISPATCH(ctx, selective_scan_backward, du, ddelta, dA, dBm, dCm, dDskip, dh0, dy, chunk_states, u, delta,
                       A, Bm, Cm, ld_bc, Dskip, h0, B, L, D, N, chunk, scratch);
 }
+template <typename T>
 inline int64_t selective_scan_backward_scratch_size(const Context& ctx, int64_t B, int64_t L, int64_t D, int64_t N,
                                                     int64_t chunk) {
   SAMBALM_OP_DISPATCH(ctx, selective_scan_backward_scratch_size, B, L, D, N, chunk);
