@@ -59,7 +59,7 @@ void attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T* dou
                               const T* xn, const T* params, const AttentionParams& p, const AttentionDims& m,
                               const T* cos, const T* sin, int64_t B, int64_t L, const AttentionGrads<T>& g) {
   const int64_t BL = B * L;
-  auto zero = [](T* x, int64_t n) { std::fill(x, x + n, T(0)); };
+  auto zero = [&](T* x, int64_t n) { ops::fill_zero(ctx, x, n); };
   zero(g.datt, BL * m.H * m.hs);
   zero(g.dq, BL * m.H * m.hs);
   zero(g.dk, BL * m.G * m.hs);

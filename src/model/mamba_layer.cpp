@@ -79,7 +79,7 @@ void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const M
                     const T* params, const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
                     const MambaGrads<T>& g, const T* dy_extra) {
   const int64_t BL = B * L, di = m.di, X = m.xdbl(), N = m.N;
-  auto zero = [](T* x, int64_t n) { std::fill(x, x + n, T(0)); };
+  auto zero = [&](T* x, int64_t n) { ops::fill_zero(ctx, x, n); };
   zero(g.dgated, BL * di);
   zero(g.dy, BL * di);
   zero(g.dxz, BL * 2 * di);

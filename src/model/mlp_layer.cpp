@@ -35,9 +35,9 @@ void mlp_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const Mlp
                   const T* params, const MlpParams& p, int64_t d, int64_t hidden, int64_t B, int64_t L,
                   const MlpGrads<T>& g) {
   const int64_t BL = B * L;
-  std::fill(g.dhidden, g.dhidden + BL * hidden, T(0));
-  std::fill(g.dgate, g.dgate + BL * hidden, T(0));
-  std::fill(g.dup, g.dup + BL * hidden, T(0));
+  ops::fill_zero(ctx, g.dhidden, BL * hidden);
+  ops::fill_zero(ctx, g.dgate, BL * hidden);
+  ops::fill_zero(ctx, g.dup, BL * hidden);
   ops::matmul_backward(ctx, g.dhidden, p.w3.at(grads), p.b3.at(grads), dout, a.hidden, p.w3.at(params), BL, hidden, d);
   ops::swiglu_backward(ctx, g.dgate, g.dup, g.dhidden, a.gate, a.up, BL * hidden);
   ops::matmul_backward(ctx, dxn, p.w1.at(grads), p.b1.at(grads), g.dgate, xn, p.w1.at(params), BL, d, hidden);

@@ -42,7 +42,7 @@ Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, 
   };
   Arena count;
   layout_constants(count);
-  constants_arena_ = Arena(count.bytes());
+  constants_arena_ = ops::arena_on(ctx_, count.bytes());
   layout_constants(constants_arena_);
 }
 
@@ -71,6 +71,7 @@ void Model<T>::layout_train(Arena& a, int64_t B, int64_t Tn) {
   const int64_t BT = B * Tn;
   const bool ln = cfg_.norm == NormKind::LayerNorm;
   train_.tokens = a.template take<int32_t>(BT);
+  train_.targets = a.template take<int32_t>(BT);
   for (auto& r : train_.res) r = a.template take<T>(BT * d_);
   for (int64_t k = 0; k < nsub_; ++k) {
     const SublayerParams& s = refs_.subs[k];
@@ -137,7 +138,7 @@ void Model<T>::use_train_layout(int64_t B, int64_t Tn) {
   if (B == train_B_ && Tn == train_T_) return;
   Arena count;
   layout_train(count, B, Tn);
-  if (count.bytes() > train_arena_.capacity()) train_arena_ = Arena(count.bytes());
+  if (count.bytes() > train_arena_.capacity()) train_arena_ = ops::arena_on(ctx_, count.bytes());
   train_arena_.reset();
   layout_train(train_arena_, B, Tn);
   train_B_ = B;
@@ -186,7 +187,7 @@ void Model<T>::plan_cached(const std::vector<std::pair<int64_t, int64_t>>& shape
     need = std::max(need, count.bytes());
   }
   if (need > infer_arena_.capacity()) {
-    infer_arena_ = Arena(need);
+    infer_arena_ = ops::arena_on(ctx_, need);
     infer_B_ = infer_L_ = -1;
   }
 }
@@ -196,7 +197,7 @@ void Model<T>::use_cached_layout(int64_t B, int64_t L) {
   if (B == infer_B_ && L == infer_L_) return;
   Arena count;
   layout_cached(count, B, L);
-  if (count.bytes() > infer_arena_.capacity()) infer_arena_ = Arena(count.bytes());
+  if (count.bytes() > infer_arena_.capacity()) infer_arena_ = ops::arena_on(ctx_, count.bytes());
   infer_arena_.reset();
   layout_cached(infer_arena_, B, L);
   infer_B_ = B;
@@ -295,8 +296,8 @@ double Model<T>::forward(const T* params, const int32_t* tokens, const int32_t* 
   use_train_layout(B, Tn);
   B_ = B;
   T_ = Tn;
-  std::copy(tokens, tokens + BT, train_.tokens);
-  ops::embedding_forward(ctx_, train_.res[0], tokens, refs_.embed.at(params), BT, d_);
+  ops::upload(ctx_, train_.tokens, tokens, sizeof(int32_t) * BT);
+  ops::embedding_forward(ctx_, train_.res[0], train_.tokens, refs_.embed.at(params), BT, d_);
   run_stack(params, B, Tn, train_.rope_cos, train_.rope_sin, 0, nullptr, nullptr, nullptr);
   norm_forward(train_.xf, train_.xf_mean, train_.xf_rstd, train_.res.back(), params, refs_.norm_w, refs_.norm_b, BT);
   ops::matmul_forward(ctx_, train_.logits, train_.xf, refs_.head.at(params), static_cast<const T*>(nullptr), BT, d_,
@@ -306,15 +307,16 @@ double Model<T>::forward(const T* params, const int32_t* tokens, const int32_t* 
   for (int64_t i = 0; i < BT; ++i)
     SAMBALM_CHECK(targets[i] < V_, "forward: target id {} at position {} is outside the vocabulary [0, {})", targets[i],
                   i, V_);
-  return ops::cross_entropy_forward_backward(ctx_, train_.dlogits, static_cast<T*>(nullptr), train_.logits, targets, BT,
-                                             V_, loss_scale);
+  ops::upload(ctx_, train_.targets, targets, sizeof(int32_t) * BT);
+  return ops::cross_entropy_forward_backward(ctx_, train_.dlogits, static_cast<T*>(nullptr), train_.logits,
+                                             train_.targets, BT, V_, loss_scale);
 }
 
 template <typename T>
 void Model<T>::backward(const T* params, T* grads) {
   SAMBALM_CHECK(have_targets_, "backward: the last forward had no targets");
   const int64_t BT = B_ * T_;
-  auto zero = [](T* x, int64_t n) { std::fill(x, x + n, T(0)); };
+  auto zero = [&](T* x, int64_t n) { ops::fill_zero(ctx_, x, n); };
   zero(train_.dxf, BT * d_);
   ops::matmul_backward(ctx_, train_.dxf, refs_.head.at(grads), static_cast<T*>(nullptr), train_.dlogits, train_.xf,
                        refs_.head.at(params), BT, d_, V_);

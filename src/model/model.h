@@ -48,6 +48,7 @@ class Model {
   // Adds d(loss * loss_scale)/d(params) into grads (caller zeroes it). Requires a forward with targets.
   void backward(const T* params, T* grads);
 
+  // In the context's memory (ops::download copies them to the host).
   const T* logits() const { return train_.logits; }  // [B*Tn, padded_vocab]
   const T* block_output(int64_t block) const;        // residual after block i, [B*Tn, d]
   int64_t batch() const { return B_; }
@@ -79,7 +80,7 @@ class Model {
     GmuActs<T> gmu;
   };
   struct TrainBuffers {
-    int32_t* tokens = nullptr;
+    int32_t *tokens = nullptr, *targets = nullptr;  // in the context's memory
     std::vector<T*> res;  // nsub + 1 residual streams
     std::vector<SubBuffers> subs;
     T *xf = nullptr, *logits = nullptr, *dlogits = nullptr;

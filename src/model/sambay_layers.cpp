@@ -84,9 +84,9 @@ void diff_attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T
                                    const DiffAttentionDims& m, int64_t B, int64_t L, const DiffAttentionGrads<T>& g,
                                    const T* shared_qkv, T* dshared_qkv) {
   const int64_t BL = B * L, W = m.width(), q = m.H * m.hd, kv = m.G * m.hd;
-  std::fill(g.dan, g.dan + BL * q, T(0));
-  std::fill(g.da, g.da + BL * q, T(0));
-  std::fill(g.dqkv, g.dqkv + BL * W, T(0));
+  ops::fill_zero(ctx, g.dan, BL * q);
+  ops::fill_zero(ctx, g.da, BL * q);
+  ops::fill_zero(ctx, g.dqkv, BL * W);
   g.dlambda[0] = 0;
   ops::matmul_backward(ctx, g.dan, p.proj_w.at(grads), p.proj_b.at(grads), dout, a.an, p.proj_w.at(params), BL, q, m.d);
   ops::scale_inplace(ctx, g.dan, BL * q, 1.0 - m.lambda_init);
@@ -125,8 +125,8 @@ void gmu_backward(const Context& ctx, T* dxn, T* grads, T* dmemory, const T* dou
                   const T* params, const GmuParams& p, const T* memory, int64_t d, int64_t di, int64_t B, int64_t L,
                   const GmuGrads<T>& g) {
   const int64_t BL = B * L;
-  std::fill(g.dhidden, g.dhidden + BL * di, T(0));
-  std::fill(g.dgate, g.dgate + BL * di, T(0));
+  ops::fill_zero(ctx, g.dhidden, BL * di);
+  ops::fill_zero(ctx, g.dgate, BL * di);
   ops::matmul_backward(ctx, g.dhidden, p.out_w.at(grads), static_cast<T*>(nullptr), dout, a.hidden, p.out_w.at(params),
                        BL, di, d);
   ops::swiglu_backward(ctx, g.dgate, dmemory, g.dhidden, a.gate, memory, BL * di);

@@ -1,0 +1,31 @@
+// Memory on the context's device: planned arenas, zero fills, and the copies between host and device
+// (on the CPU the "device" is the host and the copies are memcpy). The model and the trainer use these
+// instead of std::fill / std::copy on buffers that may live on a GPU.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/arena.h"
+#include "core/context.h"
+
+namespace sambalm::ops {
+
+// A zero-filled arena of `bytes` in the context's memory (host memory, or the GPU's).
+Arena arena_on(const Context& ctx, size_t bytes);
+// Host -> device and device -> host; both return when the copy is done (the download waits for the
+// work queued before it). On the CPU: memcpy.
+void upload(const Context& ctx, void* dst, const void* src, size_t bytes);
+void download(const Context& ctx, void* dst, const void* src, size_t bytes);
+// Sets `bytes` bytes to zero (queued on the context's stream on a GPU).
+void zero_bytes(const Context& ctx, void* dst, size_t bytes);
+// Waits for the work queued on the context (no-op on the CPU).
+void synchronize(const Context& ctx);
+
+// x[0..n) = 0 for float, double and bf16 (whose zero is all-zero bits).
+template <typename T>
+inline void fill_zero(const Context& ctx, T* x, int64_t n) {
+  zero_bytes(ctx, x, static_cast<size_t>(n) * sizeof(T));
+}
+
+}  // namespace sambalm::ops
