@@ -57,6 +57,7 @@ struct Loaded {
   std::unique_ptr<DecodeModel> dm;
 };
 
+// max_context < 0: no decoding driver (only the model's tokenizer is wanted).
 Loaded load(const CommonOpts& o, int64_t max_context) {
   apply_threads(o.threads);
   Loaded l;
@@ -66,6 +67,7 @@ Loaded load(const CommonOpts& o, int64_t max_context) {
                  o.model.c_str());
   const std::string tok_path = o.tokenizer.empty() ? l.lm.tokenizer_path : o.tokenizer;
   if (!tok_path.empty()) l.tok = load_tokenizer(tok_path);
+  if (max_context < 0) return l;
   DecodeOptions d;
   d.chunk = o.chunk;
   d.max_context = max_context;
@@ -170,7 +172,8 @@ int run_passkey(const PasskeyOpts& o) {
   const auto depths = parse_number_list(o.depths, "--depths", 0.0, 1.0);
   const int64_t max_len = *std::max_element(lengths.begin(), lengths.end());
   if (!o.write_data.empty()) check_writable(o.write_data, "--write-data");
-  Loaded l = load(o.c, max_len + 64);  // the prompt and the answer's few tokens
+  // The prompt and the answer's few tokens; writing data needs only the tokenizer.
+  Loaded l = load(o.c, o.write_data.empty() ? max_len + 64 : -1);
   const Tokenizer& tok = need_tokenizer(l, "passkey");
   if (!o.write_data.empty()) {
     write_passkey_data(o.write_data, tok, lengths, depths, o.trials, uint64_t(o.seed));
