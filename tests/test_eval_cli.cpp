@@ -345,8 +345,8 @@ TEST(EvalMcCli, BadInputIsAClearError) {
   } cases[] = {
       {"--tasks " + dir + "/missing.jsonl", "missing.jsonl", 1},
       {"--tasks " + write("empty.jsonl", "\n\n"), "no task items", 1},
-      {"--tasks " + write("bad.jsonl", good + "\n" + good + "\n{\"context\": oops}\n"), "bad.jsonl:3: not valid JSON",
-       1},
+      {"--tasks " + write("bad.jsonl", good + "\n" + good + "\n{\"context\": oops}\n"),
+       "bad.jsonl:3: not valid JSON (at column 13)", 1},
       {"--tasks " + write("label.jsonl", good + "\n" + R"({"context": "x", "choices": ["c", "d"], "label": 2})"),
        "label.jsonl:2: label 2 is out of range", 1},
       {"--tasks " + write("neg.jsonl", R"({"context": "x", "choices": ["c", "d"], "label": -1})"),

@@ -41,8 +41,8 @@ std::vector<McItem> read_mc_tasks(const std::string& path) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}:{}: not valid JSON ({})", path, lineno, e.what());
+    } catch (const nlohmann::json::parse_error& e) {
+      fail("{}:{}: not valid JSON (at column {})", path, lineno, e.byte);
     }
     SAMBALM_CHECK(j.is_object(), "{}:{}: expected a JSON object {{\"context\", \"choices\", \"label\"}}", path, lineno);
     McItem it;
