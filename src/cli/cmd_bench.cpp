@@ -22,6 +22,7 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "cli/list_options.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
 #include "core/error.h"
@@ -40,49 +41,6 @@ struct BenchOpts {
   int64_t decode_tokens = 32, prefill_tokens = 512, chunk = 512, max_context = 0, warmup = 2, threads = 0;
   bool bandwidth = false, interleave = false;
 };
-
-// "1,8,32" / "1K,16K,1M" (K = 1024, M = 1048576), each in [1, hi].
-std::vector<int64_t> parse_list(const std::string& s, const char* what, int64_t hi) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  const std::string range = fmt::format("a comma-separated list of integers in [1, {}], K = 1024, M = 1048576", hi);
-  while (std::getline(ss, item, ',')) {
-    const std::string given = item;
-    int64_t mult = 1;
-    if (!item.empty() && (item.back() == 'K' || item.back() == 'k')) mult = 1024, item.pop_back();
-    if (!item.empty() && (item.back() == 'M' || item.back() == 'm')) mult = 1 << 20, item.pop_back();
-    size_t used = 0;
-    long long v = -1;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::out_of_range&) {
-      fail("{}: must be {}, got {}", what, range, given);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    SAMBALM_CHECK(used == item.size() && used > 0, "{}: must be {}; '{}' is not a number", what, range, given);
-    SAMBALM_CHECK(v >= 1 && v <= hi / mult, "{}: must be {}, got {}", what, range, given);
-    out.push_back(int64_t(v) * mult);
-  }
-  SAMBALM_CHECK(!out.empty(), "{}: must be {}, got an empty list", what, range);
-  return out;
-}
-
-// A CLI11 check running parse_list at parse time, so a bad list is refused before any work.
-CLI::Validator list_in(const char* what, int64_t hi) {
-  return CLI::Validator(
-      [what, hi](std::string& s) -> std::string {
-        try {
-          parse_list(s, what, hi);
-        } catch (const Error& e) {
-          const std::string m = e.what();
-          return m.substr(m.find(": ") + 2);  // CLI11 prefixes the option's name
-        }
-        return std::string();
-      },
-      fmt::format("LIST in [1, {}]", hi), "LIST");
-}
 
 constexpr int64_t kMaxBatch = 65536, kMaxContext = int64_t(1) << 40;
 
@@ -177,8 +135,8 @@ class Bench {
 
 int run(const BenchOpts& o) {
   SAMBALM_CHECK(o.fill == "real" || o.fill == "jump", "--fill must be 'real' or 'jump', got '{}'", o.fill);
-  const auto batches = parse_list(o.batches, "--batch", kMaxBatch);
-  const auto contexts = parse_list(o.contexts, "--context", kMaxContext);
+  const auto batches = parse_int_list(o.batches, "--batch", 1, kMaxBatch);
+  const auto contexts = parse_int_list(o.contexts, "--context", 1, kMaxContext);
   if (!o.json.empty()) check_writable(o.json, "--json");
   {
     // Every configuration of one batch size holds its states at once with --interleave.
@@ -330,10 +288,10 @@ Action add(CLI::App& app) {
   sub->add_option("--model,-m", o->model, "Preset name, model directory or weights file")->required();
   sub->add_option("--config", o->config, "config.json or preset for a bare weights file");
   sub->add_option("--batch", o->batches, "Batch sizes, e.g. 1,8,32")
-      ->check(list_in("--batch", kMaxBatch))
+      ->check(int_list_in("--batch", 1, kMaxBatch))
       ->capture_default_str();
   sub->add_option("--context", o->contexts, "Context lengths, e.g. 1K,16K,128K,1M")
-      ->check(list_in("--context", kMaxContext))
+      ->check(int_list_in("--context", 1, kMaxContext))
       ->capture_default_str();
   sub->add_option("--fill", o->fill, "real | jump (see below)")
       ->check(CLI::IsMember({"real", "jump"}))
