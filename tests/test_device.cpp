@@ -4,6 +4,9 @@
 
 #include "core/error.h"
 #include "ops/device.h"
+#include "testing.h"
+
+#include <filesystem>
 
 namespace sambalm {
 namespace {
@@ -49,6 +52,33 @@ TEST(Device, CudaWithoutAGpuOrOutOfRangeIsAClearError) {
     else
       EXPECT_NE(msg.find("this machine has"), std::string::npos) << msg;
   }
+}
+
+}  // namespace
+}  // namespace sambalm
+
+namespace sambalm {
+namespace {
+
+// The command line: `forward --device cuda` on a machine without a GPU (or a build without the CUDA
+// backend) fails before writing anything, saying to use the CPU.
+TEST(Device, ForwardOnAMissingGpuIsAClearErrorAndWritesNothing) {
+  if (cuda_available()) GTEST_SKIP() << "a GPU is visible";
+  REQUIRE_FIXTURES();
+  const std::string dir = test::fixtures_dir() + "/samba_tiny";
+  const std::string out = test::temp_dir("devfwd") + "/out.safetensors";
+  std::string log;
+  EXPECT_NE(test::run_cli("forward --model " + dir + " --inputs " + dir + "/expected.safetensors --out " + out +
+                              " --device cuda",
+                          &log),
+            0);
+  EXPECT_NE(log.find("use --device cpu"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_NE(test::run_cli("forward --model " + dir + " --inputs " + dir + "/expected.safetensors --out " + out +
+                              " --device tpu",
+                          &log),
+            0);
+  EXPECT_NE(log.find("--device tpu: expected cpu, cuda, cuda:N"), std::string::npos) << log;
 }
 
 }  // namespace

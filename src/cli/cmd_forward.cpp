@@ -24,6 +24,7 @@
 #include "model/memory_estimate.h"
 #include "model/model.h"
 #include "model/weights.h"
+#include "ops/device.h"
 #include "ops/ops.h"
 
 namespace sambalm::cli {
@@ -34,7 +35,7 @@ constexpr int64_t kAutoBatchBytes = int64_t(1) << 30;
 constexpr int64_t kMaxBatchSize = 1 << 20;
 
 struct ForwardOpts {
-  std::string model, config, inputs, out;
+  std::string model, config, inputs, out, device = "auto";
   int64_t batch_size = 0;  // 0 = automatic
   bool acts = false, no_logits = false, row_losses = false;
 };
@@ -95,6 +96,15 @@ int64_t auto_batch_size(const ModelConfig& cfg, int64_t Tn, int64_t B) {
   return std::clamp<int64_t>(kAutoBatchBytes / std::max<int64_t>(per_row, 1), 1, B);
 }
 
+// n floats of the model's memory readable on the host: the model's own buffer on the CPU, else a copy
+// into `host`.
+const float* host_view(const Context& ctx, const float* p, int64_t n, std::vector<float>& host) {
+  if (ctx.device == Device::CPU) return p;
+  host.resize(static_cast<size_t>(n));
+  ops::download(ctx, host.data(), p, sizeof(float) * host.size());
+  return host.data();
+}
+
 int run(const ForwardOpts& o) {
   check_config_option(o.model, o.config, "--model");
   LoadedModel lm = load_model(o.model, o.config);
@@ -129,22 +139,27 @@ int run(const ForwardOpts& o) {
   if (o.row_losses) decl.push_back({"row_losses", {B}});
   if (o.acts)
     for (int64_t i = 0; i < L; ++i) decl.push_back({"act." + std::to_string(i), {B, Tn, d}});
+  // The device is opened before the output file exists, so a bad --device leaves no file behind.
+  Backend backend(parse_device(o.device));
+  const Context& ctx = backend.context();
+  const ops::Mirror<float> params(ctx, lm.params.data(), static_cast<int64_t>(lm.params.size()));
   F32SafetensorsStream out(o.out, decl);
-
-  Model<float> model(lm.config, lm.params.entries());
+  Model<float> model(lm.config, lm.params.entries(), ctx);
+  std::vector<float> logits, act;  // one micro-batch on the host (GPU runs)
   std::vector<float> pos_loss, row_loss(static_cast<size_t>(B));
   std::vector<std::vector<float>> acts(o.acts ? static_cast<size_t>(L) : 0);
   double loss_sum = 0;
   int64_t loss_count = 0;
   for (int64_t r0 = 0; r0 < B; r0 += mb) {
     const int64_t b = std::min(mb, B - r0), n = b * Tn;
-    model.forward(lm.params.data(), ids.data() + r0 * Tn, nullptr, b, Tn);
-    if (!o.no_logits) out.write(model.logits(), static_cast<size_t>(n * V));
+    model.forward(params.get(), ids.data() + r0 * Tn, nullptr, b, Tn);
+    const float* lg = host_view(ctx, model.logits(), n * V, logits);
+    if (!o.no_logits) out.write(lg, static_cast<size_t>(n * V));
     if (!targets.empty()) {
       const int32_t* tg = targets.data() + r0 * Tn;
       pos_loss.assign(static_cast<size_t>(n), 0.0f);
       const double mean = ops::cross_entropy_forward_backward(cpu_context(), static_cast<float*>(nullptr),
-                                                              pos_loss.data(), model.logits(), tg, n, V, 1.0);
+                                                              pos_loss.data(), lg, tg, n, V, 1.0);
       int64_t count = 0;
       for (int64_t r = 0; r < b; ++r) {
         double s = 0;
@@ -157,9 +172,10 @@ int run(const ForwardOpts& o) {
       loss_sum += mean * double(count);
       loss_count += count;
     }
-    for (int64_t i = 0; i < L && o.acts; ++i)
-      acts[static_cast<size_t>(i)].insert(acts[static_cast<size_t>(i)].end(), model.block_output(i),
-                                          model.block_output(i) + n * d);
+    for (int64_t i = 0; i < L && o.acts; ++i) {
+      const float* a = host_view(ctx, model.block_output(i), n * d, act);
+      acts[static_cast<size_t>(i)].insert(acts[static_cast<size_t>(i)].end(), a, a + n * d);
+    }
   }
   // PyTorch's cross_entropy(ignore_index=-1) with every target ignored is 0/0 = NaN: so is ours.
   const float loss = loss_count ? float(loss_sum / double(loss_count)) : std::numeric_limits<float>::quiet_NaN();
@@ -203,6 +219,10 @@ Action add(CLI::App& app) {
   sub->add_flag("--no-logits", o->no_logits, "Do not write logits (scoring: loss and --row-losses only)");
   sub->add_flag("--row-losses", o->row_losses, "Also write each row's mean loss (row_losses, [B]); needs targets");
   sub->add_flag("--acts", o->acts, "Also write each block's output (act.<i>)");
+  sub->add_option("--device", o->device,
+                  "cpu, cuda, cuda:N, or auto (the first GPU when this build has the CUDA backend and one is "
+                  "visible, else the CPU); the GPU runs in fp32 here")
+      ->capture_default_str();
   return [o] { return run(*o); };
 }
 

@@ -142,6 +142,11 @@ Action add(CLI::App& app) {
   auto threads = std::make_shared<int>(0);
   in_range(sub->add_option("--threads", *threads, "OpenMP threads (0: all cores)"), 0, 4096)->capture_default_str();
   sub->add_flag("--quiet,-q", o->quiet, "No progress output");
+  o->device = "auto";
+  sub->add_option("--device", o->device,
+                  "cpu, cuda, cuda:N, or auto (the first GPU when this build has the CUDA backend and one is "
+                  "visible, else the CPU); the GPU trains in fp32 here")
+      ->capture_default_str();
   return [o, threads] {
     if (*threads > 0) omp_set_num_threads(*threads);
     TrainResult r = train(*o);

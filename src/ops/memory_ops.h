@@ -28,4 +28,35 @@ inline void fill_zero(const Context& ctx, T* x, int64_t n) {
   zero_bytes(ctx, x, static_cast<size_t>(n) * sizeof(T));
 }
 
+// A copy of a host array in the context's memory: on the CPU the host array itself (no copy), on a
+// GPU a device allocation uploaded once. get() is what ops take; pull() copies it back to the host.
+template <typename T>
+class Mirror {
+ public:
+  Mirror(const Context& ctx, T* host, int64_t n) : ctx_(ctx), host_(host), n_(n) {
+    if (ctx.device == Device::CPU) return;
+    arena_ = arena_on(ctx, sizeof(T) * static_cast<size_t>(n));
+    device_ = arena_.template take<T>(n);
+    upload(ctx, device_, host, sizeof(T) * static_cast<size_t>(n));
+  }
+  T* get() const { return ctx_.device == Device::CPU ? host_ : device_; }
+  int64_t size() const { return n_; }
+  const Context& context() const { return ctx_; }
+  // Host <- device (no-op on the CPU, where they are one array).
+  void pull() const {
+    if (ctx_.device != Device::CPU) download(ctx_, host_, device_, sizeof(T) * static_cast<size_t>(n_));
+  }
+  // Device <- host (after the host copy changed).
+  void push() const {
+    if (ctx_.device != Device::CPU) upload(ctx_, device_, host_, sizeof(T) * static_cast<size_t>(n_));
+  }
+
+ private:
+  Context ctx_;
+  T* host_;
+  int64_t n_;
+  Arena arena_;
+  T* device_ = nullptr;
+};
+
 }  // namespace sambalm::ops

@@ -1,5 +1,6 @@
 #include "train/adamw.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/context.h"
@@ -32,8 +33,13 @@ std::vector<DecayRange> decay_ranges(const std::vector<ParamEntry>& entries, boo
   return out;
 }
 
-AdamW::AdamW(size_t n, AdamWOptions opts, std::vector<DecayRange> ranges)
-    : opts_(opts), ranges_(std::move(ranges)), m_(n, 0.0f), v_(n, 0.0f) {
+AdamW::AdamW(size_t n, AdamWOptions opts, std::vector<DecayRange> ranges, const Context& ctx)
+    : opts_(opts),
+      ranges_(std::move(ranges)),
+      m_(n, 0.0f),
+      v_(n, 0.0f),
+      dm_(ctx, m_.data(), static_cast<int64_t>(n)),
+      dv_(ctx, v_.data(), static_cast<int64_t>(n)) {
   if (ranges_.empty()) ranges_.push_back({0, n, true});
   for (const auto& r : ranges_)
     SAMBALM_CHECK(r.offset + r.size <= n, "AdamW: range [{}, {}) outside the buffer of {} parameters", r.offset,
@@ -42,26 +48,44 @@ AdamW::AdamW(size_t n, AdamWOptions opts, std::vector<DecayRange> ranges)
 
 void AdamW::step(float* params, const float* grads, double lr) {
   ++t;
-  const Context& ctx = cpu_context();
+  const Context& ctx = dm_.context();
   for (const auto& r : ranges_) {
     const int64_t lo = static_cast<int64_t>(r.offset), n = static_cast<int64_t>(r.size);
-    ops::adamw_update(ctx, params + lo, grads + lo, m_.data() + lo, v_.data() + lo, n, lr, opts_.beta1, opts_.beta2,
+    ops::adamw_update(ctx, params + lo, grads + lo, dm_.get() + lo, dv_.get() + lo, n, lr, opts_.beta1, opts_.beta2,
                       opts_.eps, r.decay ? opts_.weight_decay : 0.0, t);
   }
 }
 
-double grad_global_norm(const float* g, size_t n) {
+const std::vector<float>& AdamW::m() const {
+  dm_.pull();
+  return m_;
+}
+
+const std::vector<float>& AdamW::v() const {
+  dv_.pull();
+  return v_;
+}
+
+void AdamW::set_moments(const std::vector<float>& m, const std::vector<float>& v) {
+  SAMBALM_CHECK(m.size() == m_.size() && v.size() == v_.size(),
+                "AdamW: moments of {} / {} values for {} parameters", m.size(), v.size(), m_.size());
+  std::copy(m.begin(), m.end(), m_.begin());
+  std::copy(v.begin(), v.end(), v_.begin());
+  dm_.push();
+  dv_.push();
+}
+
+double grad_global_norm(const float* g, size_t n, const Context& ctx) {
   double s = 0.0;
-  ops::sum_squares(cpu_context(), &s, g, static_cast<int64_t>(n));
+  ops::sum_squares(ctx, &s, g, static_cast<int64_t>(n));
   return std::sqrt(s);
 }
 
-double clip_grad_norm(float* g, size_t n, double max_norm) {
-  const double norm = grad_global_norm(g, n);
+double clip_grad_norm(float* g, size_t n, double max_norm, const Context& ctx) {
+  const double norm = grad_global_norm(g, n, ctx);
   if (max_norm <= 0 || !std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0)
-    ops::scale_inplace(cpu_context(), g, static_cast<int64_t>(n), static_cast<double>(static_cast<float>(coef)));
+  if (coef < 1.0) ops::scale_inplace(ctx, g, static_cast<int64_t>(n), static_cast<double>(static_cast<float>(coef)));
   return norm;
 }
 

@@ -17,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "core/context.h"
 #include "model/params.h"
+#include "ops/memory_ops.h"
 
 namespace sambalm {
 
@@ -40,30 +42,34 @@ struct DecayRange {
 std::vector<DecayRange> decay_ranges(const std::vector<ParamEntry>& entries, bool all);
 bool param_decays(const ParamEntry& e);  // the rule used when all = false
 
+// The moments live in the context's memory (on a GPU: a device copy of the host vectors, which
+// m()/v() bring back up to date).
 class AdamW {
  public:
-  AdamW(size_t n, AdamWOptions opts, std::vector<DecayRange> ranges = {});
+  AdamW(size_t n, AdamWOptions opts, std::vector<DecayRange> ranges = {}, const Context& ctx = cpu_context());
 
-  // One update of `params` from `grads` at learning rate lr; advances t.
+  // One update of `params` from `grads` (both in the context's memory) at learning rate lr; advances t.
   void step(float* params, const float* grads, double lr);
 
   const AdamWOptions& options() const { return opts_; }
   size_t size() const { return m_.size(); }
   int64_t t = 0;  // number of updates done (torch's state['step'])
-  std::vector<float>& m() { return m_; }
-  std::vector<float>& v() { return v_; }
-  const std::vector<float>& m() const { return m_; }
-  const std::vector<float>& v() const { return v_; }
+  // The moments on the host, current (copied back from the device first).
+  const std::vector<float>& m() const;
+  const std::vector<float>& v() const;
+  // Replaces the moments (a resumed run); sizes must match.
+  void set_moments(const std::vector<float>& m, const std::vector<float>& v);
 
  private:
   AdamWOptions opts_;
   std::vector<DecayRange> ranges_;
   std::vector<float> m_, v_;
+  ops::Mirror<float> dm_, dv_;
 };
 
-// L2 norm over all n gradients (accumulated in double).
-double grad_global_norm(const float* g, size_t n);
+// L2 norm over all n gradients (accumulated in double), in the context's memory.
+double grad_global_norm(const float* g, size_t n, const Context& ctx = cpu_context());
 // Scales g in place when its norm exceeds max_norm (max_norm <= 0: never). Returns the norm before.
-double clip_grad_norm(float* g, size_t n, double max_norm);
+double clip_grad_norm(float* g, size_t n, double max_norm, const Context& ctx = cpu_context());
 
 }  // namespace sambalm

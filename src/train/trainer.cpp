@@ -23,6 +23,8 @@
 #include "model/init.h"
 #include "model/model.h"
 #include "model/weights.h"
+#include "ops/device.h"
+#include "ops/memory_ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
@@ -321,11 +323,18 @@ TrainResult train(const TrainOptions& opts) {
   const std::map<std::string, std::string> tokenizer_files = data.tokenizer_files();
 
   // Optimizer, schedule, model, buffers.
+  // The device holds the parameters, gradients and moments; the host copy of the parameters is
+  // brought up to date (pull) before a checkpoint, a sample or the final model is written.
+  Backend backend(parse_device(o.device));
+  const Context& ctx = backend.context();
+  const int64_t n_params = static_cast<int64_t>(params.size());
+  const ops::Mirror<float> dparams(ctx, params.data(), n_params);
   AdamW opt(params.size(), AdamWOptions{o.beta1, o.beta2, o.eps, o.weight_decay},
-            decay_ranges(params.entries(), o.decay_all));
+            decay_ranges(params.entries(), o.decay_all), ctx);
   LrSchedule sched{o.lr, o.min_lr.value_or(o.lr / 10), o.warmup.value_or(o.steps / 10), o.steps, true};
-  Model<float> model(cfg, params.entries());
+  Model<float> model(cfg, params.entries(), ctx);
   std::vector<float> grads(params.size(), 0.0f);
+  const ops::Mirror<float> dgrads(ctx, grads.data(), n_params);
   std::vector<int32_t> x(o.batch * T), y(o.batch * T);
   std::mt19937_64 rng(eff.seed ^ 0x5eed5a3b1e5ULL);
 
@@ -335,8 +344,7 @@ TrainResult train(const TrainOptions& opts) {
     TrainerState& st = *resumed_state;
     step = st.step;
     opt.t = st.adam_t;
-    opt.m() = std::move(st.exp_avg);
-    opt.v() = std::move(st.exp_avg_sq);
+    opt.set_moments(st.exp_avg, st.exp_avg_sq);
     data.restore(st.data);
     std::istringstream(st.rng) >> rng;
     tokens_seen = st.extra.value("tokens_seen", int64_t{0});
@@ -375,6 +383,7 @@ TrainResult train(const TrainOptions& opts) {
   };
   int64_t saved_step = -1;  // the step of the newest checkpoint this invocation wrote
   auto save = [&](const char* why) {
+    dparams.pull();
     TrainerState st;
     st.step = step;
     st.adam_t = opt.t;
@@ -404,7 +413,7 @@ TrainResult train(const TrainOptions& opts) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string pre = full ? "full_val" : "val";
     auto windows = [&](int64_t L) { return full ? data.full_val_windows(L) : data.val_windows(L); };
-    const double loss = eval_windows(model, params.data(), windows(T), T, o.batch);
+    const double loss = eval_windows(model, dparams.get(), windows(T), T, o.batch);
     rec[pre + "_loss"] = loss;
     rec[pre + "_ppl"] = std::exp(loss);
     rec[pre + (data.is_bytes() ? "_bpb" : "_bpt")] = loss * bits;
@@ -412,7 +421,7 @@ TrainResult train(const TrainOptions& opts) {
                                    full ? "full validation" : "val", loss, std::exp(loss), bits_name, loss * bits);
     for (int64_t L : o.eval_lengths) {
       if (L == T) continue;
-      const double l = eval_windows(model, params.data(), windows(L), L, std::max<int64_t>(1, o.batch * T / L));
+      const double l = eval_windows(model, dparams.get(), windows(L), L, std::max<int64_t>(1, o.batch * T / L));
       rec[fmt::format("{}_loss_{}", pre, L)] = l;
       line += fmt::format(" | @{} {:.4f}", L, l);
     }
@@ -423,14 +432,16 @@ TrainResult train(const TrainOptions& opts) {
   };
 
   auto sample = [&]() {
-    std::vector<int32_t> ctx = data.prompt_ids(o.prompt);
-    const size_t n_prompt = ctx.size();
-    // Only ids the tokenizer can decode are drawn (the model's vocabulary may be larger).
-    auto gen = sample_continuation(cfg, params.entries(), params.data(), ctx, o.sample_tokens, o.temperature,
+    std::vector<int32_t> prompt = data.prompt_ids(o.prompt);
+    const size_t n_prompt = prompt.size();
+    // Only ids the tokenizer can decode are drawn (the model's vocabulary may be larger). Sampling
+    // decodes on the CPU from the host copy of the parameters.
+    dparams.pull();
+    auto gen = sample_continuation(cfg, params.entries(), params.data(), prompt, o.sample_tokens, o.temperature,
                                    std::min<int64_t>(cfg.vocab_size, data.sample_vocab()), rng());
     // An untrained model draws control bytes: escaped, so that neither the terminal nor `cat
     // samples.txt` acts on them.
-    const std::string text = printable_text(data.decode(ctx) + data.decode(gen));
+    const std::string text = printable_text(data.decode(prompt) + data.decode(gen));
     say(fmt::format("--- sample at step {} ---\n{}\n---", step, text));
     samples_file << fmt::format("=== step {} (prompt: {} tokens, temperature {}) ===\n{}\n", step, n_prompt,
                                 o.temperature, text);
@@ -456,21 +467,25 @@ TrainResult train(const TrainOptions& opts) {
       in_update = true;
       const auto t0 = std::chrono::steady_clock::now();
       const double lr = sched.at(step);
-      std::fill(grads.begin(), grads.end(), 0.0f);
+      ops::fill_zero(ctx, dgrads.get(), n_params);
       double loss = 0;
       for (int64_t a = 0; a < o.grad_accum; ++a) {
         data.next_batch(x.data(), y.data(), o.batch);
-        loss += model.forward(params.data(), x.data(), y.data(), o.batch, T, 1.0 / double(o.grad_accum)) /
+        loss += model.forward(dparams.get(), x.data(), y.data(), o.batch, T, 1.0 / double(o.grad_accum)) /
                 double(o.grad_accum);
-        model.backward(params.data(), grads.data());
+        model.backward(dparams.get(), dgrads.get());
       }
       ++step;
       tokens_seen += o.batch * T * o.grad_accum;
-      if (inject_nan(step)) loss = NAN, grads[0] = NAN;
-      const double norm = clip_grad_norm(grads.data(), grads.size(), o.grad_clip);
+      if (inject_nan(step)) {
+        const float nan = NAN;
+        loss = NAN;
+        ops::upload(ctx, dgrads.get(), &nan, sizeof(float));
+      }
+      const double norm = clip_grad_norm(dgrads.get(), grads.size(), o.grad_clip, ctx);
       const bool bad = !std::isfinite(loss) || !std::isfinite(norm);
       if (!bad) {
-        opt.step(params.data(), grads.data(), lr);
+        opt.step(dparams.get(), dgrads.get(), lr);
         bad_in_row = 0;
         last_loss = loss;
       } else {
@@ -558,6 +573,7 @@ TrainResult train(const TrainOptions& opts) {
   if (step == o.steps) {
     // The final model also as a plain model directory at RUN/model (what generate/eval take).
     const std::string dir = (fs::path(o.out) / "model").string();
+    dparams.pull();
     save_model_dir(dir, cfg, params);
     for (const auto& [file, bytes] : tokenizer_files) write_file_atomic((fs::path(dir) / file).string(), bytes);
   }

@@ -22,6 +22,7 @@ struct TrainOptions {
   // Model: a preset name or config.json (fresh init), or --init-from a model directory (fine-tune).
   std::string model, init_from;
   std::string name;  // the model's name (default: the preset's, + "-custom" when overridden)
+  std::string device = "cpu";  // --device: cpu, cuda, cuda:N, auto (ops/device.h)
   std::optional<int64_t> n_layer, n_embd, n_head, n_query_groups, intermediate_size, local_window, vocab_size;
 
   // Data: token shards, or a raw text file with tokenizer "bytes" (or a tokenizer path).
