@@ -46,7 +46,9 @@ Scheduler::~Scheduler() {
 bool Scheduler::submit(const std::vector<std::shared_ptr<Job>>& jobs) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (int64_t(queue_.size() + jobs.size()) > opt_.max_queue) return false;
+    // Jobs that free slots will take at once do not count against the queue's bound.
+    const int64_t free = model_.pool().slots() - live_count_.load();
+    if (int64_t(queue_.size() + jobs.size()) > opt_.max_queue + std::max<int64_t>(free, 0)) return false;
     for (const auto& j : jobs) queue_.push_back(j);
     metrics_.queue_depth = int64_t(queue_.size());
   }
@@ -80,11 +82,11 @@ void Scheduler::loop() {
       finish(*l->job, "", "cancelled");
       return true;
     });
-    metrics_.live_sequences = int64_t(live.size());
+    metrics_.live_sequences = live_count_ = int64_t(live.size());
     if (live.empty()) continue;
     prefill(live);
     decode(live);
-    metrics_.live_sequences = int64_t(live.size());
+    metrics_.live_sequences = live_count_ = int64_t(live.size());
   }
   for (auto& l : live) finish(*l->job, "", "the server is shutting down");
 }
@@ -111,6 +113,7 @@ void Scheduler::admit(std::vector<std::unique_ptr<Live>>& live) {
     }
     live.push_back(std::move(l));
   }
+  live_count_ = int64_t(live.size());
   metrics_.queue_depth = int64_t(queue_.size());
 }
 

@@ -12,6 +12,7 @@
 // HTTP threads only submit jobs and read what the scheduler writes into them.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -65,6 +66,7 @@ class Scheduler {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   bool stop_ = false;
+  std::atomic<int64_t> live_count_{0};  // jobs holding a slot (written by the scheduler thread)
   std::thread thread_;
 };
 
