@@ -72,7 +72,7 @@ int run(const ServeOpts& o) {
   hopt.limits.model_ids = {model_name(o), o.model};
   hopt.limits.max_tokens = o.max_tokens;
   hopt.limits.max_prompt_tokens = o.max_prompt_tokens;
-  hopt.limits.max_prompts = std::max<int64_t>(1, o.max_queue);
+  hopt.limits.max_prompts = o.max_batch + o.max_queue;
   hopt.limits.vocab = sampling_vocab(lm.config, dm.vocab(), tok.get());
   hopt.limits.max_context = dm.layout()->max_context;
 

@@ -96,8 +96,6 @@ void parse_prompts(const json& body, const Tokenizer* tok, const ApiLimits& limi
   } else if (p.is_array() && !p.empty() && p[0].is_number_integer()) {
     add_ids(p);
   } else if (p.is_array() && !p.empty()) {
-    if (int64_t(p.size()) > limits.max_prompts)
-      throw bad("prompt", fmt::format("{} prompts in one request, more than the limit of {}", p.size(), limits.max_prompts));
     for (const auto& e : p) {
       if (e.is_string() && p[0].is_string())
         add_text(e.get<std::string>());
@@ -108,6 +106,10 @@ void parse_prompts(const json& body, const Tokenizer* tok, const ApiLimits& limi
                                         "of lists of token ids; found {} in a list starting with {}",
                                         type_name(e), type_name(p[0])));
     }
+    if (int64_t(p.size()) > limits.max_prompts)
+      throw bad("prompt", fmt::format("{} prompts in one request, more than the server can hold at once ({}: "
+                                      "--max-batch + --max-queue)",
+                                      p.size(), limits.max_prompts));
   } else {
     throw bad("prompt", fmt::format("'prompt' must be a non-empty string, list of strings, list of token ids or list "
                                     "of lists of token ids, got {}",
