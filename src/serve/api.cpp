@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "serve/chat_format.h"
+#include "tokenizer/unicode.h"
 
 namespace sambalm::serve {
 
@@ -226,7 +227,13 @@ json error_body(const std::string& message, const std::string& type, const std::
 
 std::string token_string(const Tokenizer* tok, int32_t id) {
   if (!tok || id < 0 || id >= tok->vocab_size()) return fmt::format("<{}>", id);
-  return tok->decode(std::vector<int32_t>{id});
+  const std::string s = tok->decode(std::vector<int32_t>{id});
+  if (unicode::find_invalid_utf8(s) == std::string::npos) return s;
+  // Part of a character (a byte token): "bytes:\xNN..." as OpenAI writes such tokens, so that
+  // different bytes stay different keys of top_logprobs.
+  std::string out = "bytes:";
+  for (unsigned char c : s) out += fmt::format("\\x{:02x}", c);
+  return out;
 }
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }

@@ -63,7 +63,7 @@ nlohmann::json stream_chunk(const ApiRequest& req, const Tokenizer* tok, const s
                             const std::string& model, const std::string& text, const std::vector<TokenInfo>& tokens,
                             const std::string& finish_reason, bool first, size_t text_offset);
 
-// What to show for a token in logprobs (its text; invalid UTF-8 replaced when the JSON is written).
+// What to show for a token in logprobs: its text, or "bytes:\xNN..." when that is not valid UTF-8.
 std::string token_string(const Tokenizer* tok, int32_t id);
 // json::dump that never throws on invalid UTF-8 (replaced by U+FFFD).
 std::string dump(const nlohmann::json& j);
