@@ -180,3 +180,33 @@ TEST(ServeErrors, FullServerAnswers429) {
 }
 
 }  // namespace
+
+namespace {
+
+// The command line: every numeric option is range-checked before the model is read, and a port in
+// use is an error naming it.
+TEST(ServeCli, NumericOptionsAreRangeChecked) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--port 70000", "--port: must be an integer in [0, 65535]"},
+      {"--max-batch 0", "--max-batch: must be an integer in [1, 4096]"},
+      {"--max-queue -1", "--max-queue: must be an integer in [0, 65536]"},
+      {"--max-prompt-tokens 0", "--max-prompt-tokens: must be an integer"},
+      {"--max-tokens abc", "--max-tokens: must be an integer"},
+      {"--max-body-bytes 10", "--max-body-bytes: must be an integer in [1024"},
+      {"--chunk 0", "--chunk: must be an integer in [1, 65536]"},
+      {"--threads 0", "--threads: must be an integer in [1, 1024]"}};
+  for (const auto& [args, msg] : bad) {
+    std::string out;
+    EXPECT_NE(test::run_cli("serve --model /nonexistent " + args, &out), 0) << args;
+    EXPECT_NE(out.find(msg), std::string::npos) << args << ": " << out;
+  }
+  ASSERT_GT(server().port, 0) << server().log();
+  std::string out;
+  EXPECT_EQ(test::run_cli("serve --model " + test::serve_model_dir("serve_port") + " --port " +
+                              std::to_string(server().port),
+                          &out),
+            1);
+  EXPECT_NE(out.find("cannot listen on 127.0.0.1:" + std::to_string(server().port)), std::string::npos) << out;
+}
+
+}  // namespace

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdio>
@@ -98,6 +99,12 @@ Server::Server(Scheduler& scheduler, const Tokenizer* tok, Metrics& metrics, con
   const size_t threads = size_t(std::max<int64_t>(opt_.http_threads, 2));
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(size_t(opt_.max_body_bytes));
+  // httplib's default also sets SO_REUSEPORT, with which a second server binds a port already in use
+  // and the two share its connections; a port in use must be an error instead.
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   install_routes();
 }
 
