@@ -2,13 +2,12 @@
 // process on 127.0.0.1 (--port 0, the port read from its stdout), and JSON requests to it.
 #pragma once
 
+#include <fcntl.h>
 #include <httplib.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fcntl.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -108,8 +107,10 @@ struct ServeProcess {
     while ((at = res->body.find("data: ", at)) != std::string::npos) {
       const size_t end = res->body.find("\n\n", at);
       const std::string data = res->body.substr(at + 6, end - at - 6);
-      if (data == "[DONE]") *done = true;
-      else events.push_back(nlohmann::json::parse(data, nullptr, false));
+      if (data == "[DONE]")
+        *done = true;
+      else
+        events.push_back(nlohmann::json::parse(data, nullptr, false));
       at = end;
     }
     return events;

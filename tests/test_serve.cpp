@@ -51,10 +51,10 @@ TEST(Serve, EchoLogprobsEqualLogSoftmaxOfForward) {
   std::copy(ids.begin(), ids.end(), in.data<int64_t>());
   write_safetensors(dir + "/in.safetensors", {{"input_ids", in}});
   std::string out;
-  ASSERT_EQ(test::run_cli("forward -m " + shared_case().model + " -i " + dir + "/in.safetensors -o " + dir +
-                              "/out.safetensors",
-                          &out),
-            0)
+  ASSERT_EQ(
+      test::run_cli(
+          "forward -m " + shared_case().model + " -i " + dir + "/in.safetensors -o " + dir + "/out.safetensors", &out),
+      0)
       << out;
   auto f = read_safetensors(dir + "/out.safetensors");
   const float* logits = f.get("logits").data<float>();
@@ -62,8 +62,8 @@ TEST(Serve, EchoLogprobsEqualLogSoftmaxOfForward) {
   test::ServeProcess s(shared_case().model, {"--chunk", "3"});
   ASSERT_GT(s.port, 0) << s.log();
   // As lm-eval's local-completions scores a text: echo, no new tokens, one alternative per token.
-  auto [status, r] = s.post("/v1/completions",
-                            json{{"prompt", ids}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 1}, {"temperature", 0}});
+  auto [status, r] = s.post(
+      "/v1/completions", json{{"prompt", ids}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 1}, {"temperature", 0}});
   ASSERT_EQ(status, 200) << r.dump();
   const json& lp = r["choices"][0]["logprobs"];
   ASSERT_EQ(lp["token_logprobs"].size(), size_t(T)) << r.dump();
@@ -153,11 +153,11 @@ TEST(Serve, ConcurrentRequestsEqualTheirSequentialAnswers) {
 TEST(Serve, ChatRendersThePlainFormat) {
   test::ServeProcess s(shared_case().model, {});
   ASSERT_GT(s.port, 0) << s.log();
-  auto [cs, chat] = s.post("/v1/chat/completions",
-                           json{{"messages", {{{"role", "system"}, {"content", "Be brief."}},
-                                              {{"role", "user"}, {"content", "Hi"}}}},
-                                {"max_tokens", 16},
-                                {"temperature", 0}});
+  auto [cs, chat] =
+      s.post("/v1/chat/completions",
+             json{{"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}}},
+                  {"max_tokens", 16},
+                  {"temperature", 0}});
   ASSERT_EQ(cs, 200) << chat.dump();
   EXPECT_EQ(chat["object"], "chat.completion");
   EXPECT_EQ(chat["choices"][0]["message"]["role"], "assistant");

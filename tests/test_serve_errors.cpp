@@ -16,8 +16,8 @@ namespace {
 // Limits: prompts of 32 tokens, bodies of 4096 bytes, max_tokens 100000, one slot and no queue.
 test::ServeProcess& server() {
   static const std::string model = test::serve_model_dir("serve_errors");
-  static test::ServeProcess s(model, {"--max-prompt-tokens", "32", "--max-body-bytes", "4096", "--max-tokens",
-                                      "100000", "--max-batch", "1", "--max-queue", "0"});
+  static test::ServeProcess s(model, {"--max-prompt-tokens", "32", "--max-body-bytes", "4096", "--max-tokens", "100000",
+                                      "--max-batch", "1", "--max-queue", "0"});
   return s;
 }
 
@@ -202,10 +202,10 @@ TEST(ServeCli, NumericOptionsAreRangeChecked) {
   }
   ASSERT_GT(server().port, 0) << server().log();
   std::string out;
-  EXPECT_EQ(test::run_cli("serve --model " + test::serve_model_dir("serve_port") + " --port " +
-                              std::to_string(server().port),
-                          &out),
-            1);
+  EXPECT_EQ(
+      test::run_cli("serve --model " + test::serve_model_dir("serve_port") + " --port " + std::to_string(server().port),
+                    &out),
+      1);
   EXPECT_NE(out.find("cannot listen on 127.0.0.1:" + std::to_string(server().port)), std::string::npos) << out;
 }
 

@@ -13,8 +13,9 @@ TEST(ServeOpenAI, OfficialPythonClientWorks) {
   const std::string model = test::serve_model_dir("serve_openai");
   test::ServeProcess s(model, {"--model-name", "tiny-bytes"});
   ASSERT_GT(s.port, 0) << s.log();
-  const std::string cmd = "python3 " SAMBALM_SOURCE_DIR "/tests/serve_openai_client.py http://127.0.0.1:" +
-                          std::to_string(s.port) + "/v1 tiny-bytes 2>&1";
+  const std::string cmd =
+      "python3 " SAMBALM_SOURCE_DIR "/tests/serve_openai_client.py http://127.0.0.1:" + std::to_string(s.port) +
+      "/v1 tiny-bytes 2>&1";
   std::string out;
   FILE* p = popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);

@@ -81,8 +81,7 @@ int run(const ServeOpts& o) {
   const int port = server.bind();
   std::printf("%d\n", port);
   std::fflush(stdout);
-  std::fprintf(stderr,
-               "serve: http://%s:%d/v1 model '%s' (%s), %lld slots, queue %lld, chat format %s; Ctrl-C stops\n",
+  std::fprintf(stderr, "serve: http://%s:%d/v1 model '%s' (%s), %lld slots, queue %lld, chat format %s; Ctrl-C stops\n",
                o.host.c_str(), port, hopt.limits.model_ids[0].c_str(), lm.config.name.c_str(), (long long)o.max_batch,
                (long long)o.max_queue, serve::chat_format_name(tok.get()).c_str());
   std::thread([&server, stop_signals] {
@@ -113,10 +112,12 @@ Action add(CLI::App& app) {
       "(then 429). A streaming client that disconnects frees its slot at once.\n"
       "The chosen port is printed on stdout (one line; useful with --port 0); one line per request goes to stderr.\n"
       "Example: sambalm serve -m run/model --port 8080 &\n"
-      "  curl http://127.0.0.1:8080/v1/completions -d '{\"prompt\": \"Once\", \"max_tokens\": 20, \"temperature\": 0}'");
+      "  curl http://127.0.0.1:8080/v1/completions -d '{\"prompt\": \"Once\", \"max_tokens\": 20, \"temperature\": "
+      "0}'");
   sub->add_option("--model,-m", o->model, "Model directory or weights file")->required();
   sub->add_option("--config", o->config, "config.json or preset for a bare weights file");
-  sub->add_option("--tokenizer", o->tokenizer, "tokenizer.json / tokenizer.model / 'bytes' (default: beside the model)");
+  sub->add_option("--tokenizer", o->tokenizer,
+                  "tokenizer.json / tokenizer.model / 'bytes' (default: beside the model)");
   sub->add_option("--model-name", o->name, "Name clients give as \"model\" (default: the directory's name)");
   sub->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   in_range<int64_t>(sub->add_option("--port", o->port, "TCP port (0: any free port)"), 0, 65535)->capture_default_str();

@@ -73,8 +73,8 @@ std::vector<int32_t> token_ids(const json& arr, const std::string& param, int64_
 }
 
 // The prompts of a completions request, as ids, with their texts.
-void parse_prompts(const json& body, const Tokenizer* tok, const ApiLimits& limits, std::vector<std::vector<int32_t>>& ids,
-                   std::vector<std::string>& texts) {
+void parse_prompts(const json& body, const Tokenizer* tok, const ApiLimits& limits,
+                   std::vector<std::vector<int32_t>>& ids, std::vector<std::string>& texts) {
   if (!given(body, "prompt")) throw bad("prompt", "'prompt' is required");
   const json& p = body.at("prompt");
   auto add_text = [&](const std::string& s) {
@@ -131,14 +131,14 @@ std::vector<ChatMessage> parse_messages(const json& body) {
       throw bad(where + ".role", fmt::format("{}.role must be a string", where));
     ChatMessage msg{e["role"].get<std::string>(), {}};
     if (msg.role != "system" && msg.role != "user" && msg.role != "assistant")
-      throw bad(where + ".role",
-                fmt::format("{}.role '{}' is not one of system, user, assistant", where, msg.role));
+      throw bad(where + ".role", fmt::format("{}.role '{}' is not one of system, user, assistant", where, msg.role));
     const json c = e.value("content", json());
     if (c.is_string()) {
       msg.content = c.get<std::string>();
     } else if (c.is_array()) {  // content parts: only text is understood
       for (const auto& part : c) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+            !part["text"].is_string())
           throw bad(where + ".content", fmt::format("{}.content: only text parts are supported", where));
         msg.content += part["text"].get<std::string>();
       }
@@ -260,8 +260,7 @@ ApiRequest parse_request(const std::string& text, bool chat, const Tokenizer* to
   if (integer(body, "n", 1, 1, 1, " (one choice per prompt)") != 1) throw bad("n", "n must be 1");
   if (given(body, "best_of")) integer(body, "best_of", 1, 1, 1, " (one choice per prompt)");
   for (const char* k : {"presence_penalty", "frequency_penalty"})
-    if (number(body, k, 0, -2, 2) != 0)
-      throw bad(k, fmt::format("'{}' is not supported (use repetition_penalty)", k));
+    if (number(body, k, 0, -2, 2) != 0) throw bad(k, fmt::format("'{}' is not supported (use repetition_penalty)", k));
   req.stream = boolean(body, "stream", false);
 
   GenerateOptions gen;
@@ -283,7 +282,8 @@ ApiRequest parse_request(const std::string& text, bool chat, const Tokenizer* to
   if (chat) {
     if (boolean(body, "logprobs", false)) req.logprobs = int(integer(body, "top_logprobs", 0, 0, kMaxLogprobs));
     ChatPrompt cp = render_chat(parse_messages(body), tok);
-    if (!tok) throw bad("messages", "this model has no tokenizer, so it cannot chat; use /v1/completions with token ids");
+    if (!tok)
+      throw bad("messages", "this model has no tokenizer, so it cannot chat; use /v1/completions with token ids");
     std::vector<int32_t> ids;
     try {
       encode_input(*tok, cp.text, "the messages", ids);
@@ -378,7 +378,8 @@ json stream_chunk(const ApiRequest& req, const Tokenizer* tok, const std::string
     c["logprobs"] = req.logprobs >= 0 && !tokens.empty() ? chat_logprobs(tokens, tok) : json(nullptr);
   } else {
     c["text"] = text;
-    c["logprobs"] = req.logprobs >= 0 && !tokens.empty() ? completion_logprobs(tokens, tok, text_offset) : json(nullptr);
+    c["logprobs"] =
+        req.logprobs >= 0 && !tokens.empty() ? completion_logprobs(tokens, tok, text_offset) : json(nullptr);
   }
   return {{"id", id},
           {"object", req.chat ? "chat.completion.chunk" : "text_completion"},

@@ -55,8 +55,8 @@ ApiRequest parse_request(const std::string& body, bool chat, const Tokenizer* to
                          uint64_t seed);
 
 // The whole response of a request whose jobs have all finished without error.
-nlohmann::json completion_response(const ApiRequest& req, const Tokenizer* tok, const std::string& id,
-                                   int64_t created, const std::string& model);
+nlohmann::json completion_response(const ApiRequest& req, const Tokenizer* tok, const std::string& id, int64_t created,
+                                   const std::string& model);
 // One streamed chunk: `text` with the tokens it carries (prompt tokens first when echoed);
 // finish_reason "" for null. Chat: `first` adds the assistant role to the delta.
 nlohmann::json stream_chunk(const ApiRequest& req, const Tokenizer* tok, const std::string& id, int64_t created,

@@ -30,7 +30,7 @@ struct Job {
   // Inputs, fixed before submission.
   std::vector<int32_t> prompt;
   GenerateOptions gen;
-  int top_logprobs = -1;       // >= 0: report logprobs with that many alternatives; -1: no logprobs
+  int top_logprobs = -1;         // >= 0: report logprobs with that many alternatives; -1: no logprobs
   bool prompt_logprobs = false;  // also for the prompt's tokens (echo)
 
   // Outputs.

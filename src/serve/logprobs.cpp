@@ -20,9 +20,8 @@ TokenInfo token_logprobs(const float* logits, int64_t n, int32_t id, int top) {
   if (k > 0) {
     std::vector<int32_t> ids(static_cast<size_t>(n));
     for (int64_t v = 0; v < n; ++v) ids[v] = int32_t(v);
-    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
     for (int64_t i = 0; i < k; ++i) t.top.emplace_back(ids[i], float(double(logits[ids[i]]) - lse));
   }
   return t;

@@ -168,8 +168,8 @@ void Scheduler::prefill(std::vector<std::unique_ptr<Live>>& live) {
         model_.prefill(l.state, ids, n, chunk_logits_.data(), last.data());
         // Row r predicts prompt token prefilled + r + 1.
         for (int64_t r = 0; r < n && l.prefilled + r + 1 < job.prompt.size(); ++r)
-          l.prompt_info.push_back(token_logprobs(chunk_logits_.data() + r * V, n_real_,
-                                                 job.prompt[l.prefilled + r + 1], std::max(job.top_logprobs, 0)));
+          l.prompt_info.push_back(token_logprobs(chunk_logits_.data() + r * V, n_real_, job.prompt[l.prefilled + r + 1],
+                                                 std::max(job.top_logprobs, 0)));
       } else {
         model_.prefill(l.state, ids, n, nullptr, last.data());
       }

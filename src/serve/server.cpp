@@ -52,9 +52,8 @@ bool stream_step(StreamState& s, const Tokenizer* tok, httplib::DataSink& sink) 
   bool finished = false;
   {
     std::unique_lock<std::mutex> lock(j.mu);
-    j.cv.wait_for(lock, std::chrono::milliseconds(100), [&] {
-      return !j.tokens.empty() || j.finished || (s.req.echo && j.prompt_done && !s.echo_sent);
-    });
+    j.cv.wait_for(lock, std::chrono::milliseconds(100),
+                  [&] { return !j.tokens.empty() || j.finished || (s.req.echo && j.prompt_done && !s.echo_sent); });
     if (s.req.echo && j.prompt_done && !s.echo_sent) {
       text = s.req.prompt_texts[0];
       if (s.req.logprobs >= 0) tokens = j.prompt_info;
@@ -116,8 +115,8 @@ int Server::bind() {
     port = http_->bind_to_any_port(opt_.host);
     SAMBALM_CHECK(port > 0, "serve: cannot listen on {} (any port)", opt_.host);
   } else {
-    SAMBALM_CHECK(http_->bind_to_port(opt_.host, port), "serve: cannot listen on {}:{} (in use, or not an address here)",
-                  opt_.host, port);
+    SAMBALM_CHECK(http_->bind_to_port(opt_.host, port),
+                  "serve: cannot listen on {}:{} (in use, or not an address here)", opt_.host, port);
   }
   return port;
 }
