@@ -95,6 +95,72 @@ int64_t available_memory_bytes() {
   return pages > 0 && page > 0 ? int64_t(pages) * page : 0;
 }
 
+int64_t sampling_vocab(const ModelConfig& cfg, int64_t padded_vocab, const Tokenizer* tok) {
+  // Padding rows of the head are never sampled (mamba_ssm slices logits to the real vocabulary).
+  int64_t n = cfg.vocab_size > 0 ? std::min<int64_t>(cfg.vocab_size, padded_vocab) : padded_vocab;
+  if (tok) n = std::min<int64_t>(n, std::max<int64_t>(tok->vocab_size(), 1));
+  return n;
+}
+
+int32_t end_id(const GenerateOptions& opt, const Tokenizer* tok) {
+  return opt.eos_id >= 0 ? opt.eos_id : (tok && tok->eos_id() ? *tok->eos_id() : -1);
+}
+
+SequenceDecoder::SequenceDecoder(const Tokenizer* tok, const GenerateOptions& opt, const SamplingParams& sampling,
+                                 int32_t eos)
+    : tok_(tok),
+      stop_(opt.stop),
+      stop_at_eos_(opt.stop_at_eos),
+      eos_(eos),
+      max_tokens_(opt.max_tokens),
+      interrupt_(opt.interrupt),
+      sampler_(sampling) {
+  for (const auto& s : stop_) {
+    SAMBALM_CHECK(!s.empty(), "generate: empty stop string");
+    max_stop_ = std::max(max_stop_, s.size());
+  }
+  if (tok_) decoder_ = std::make_unique<StreamDecoder>(*tok_);
+  if (max_tokens_ <= 0) result_.stop_reason = "max_tokens";
+}
+
+std::string_view SequenceDecoder::next(const float* logits, int64_t n, std::vector<int32_t>& history) {
+  SAMBALM_CHECK(!done(), "generate: the sequence has ended ({})", result_.stop_reason);
+  const int32_t id = sampler_.sample(logits, n, history);
+  result_.ids.push_back(id);
+  history.push_back(id);
+  std::string_view stop_reason;
+  size_t cut = std::string::npos;
+  if (tok_) {
+    const size_t before = text_.size();
+    text_ += decoder_->push(id);
+    if (!stop_.empty() && text_.size() > before) {
+      const size_t from = before >= max_stop_ ? before - max_stop_ + 1 : 0;
+      for (const auto& st : stop_) {
+        const size_t at = text_.find(st, from);
+        if (at != std::string::npos && at < cut) cut = at;
+      }
+      if (cut != std::string::npos) stop_reason = "stop";
+    }
+  }
+  if (stop_reason.empty() && stop_at_eos_ && id == eos_) stop_reason = "eos";
+  if (stop_reason.empty() && int64_t(result_.ids.size()) >= max_tokens_) stop_reason = "max_tokens";
+  if (stop_reason.empty() && interrupt_ && interrupt_->load()) stop_reason = "interrupted";
+  if (!stop_reason.empty()) {
+    result_.stop_reason = std::string(stop_reason);
+    if (tok_ && cut == std::string::npos) text_ += decoder_->flush();
+    if (cut != std::string::npos) text_.resize(std::max(cut, shown_));
+    result_.text = text_;
+    const size_t from = shown_;
+    shown_ = text_.size();
+    return std::string_view(text_).substr(from);
+  }
+  const size_t safe = text_.size() - stop_holdback(text_, stop_);
+  if (safe <= shown_) return {};
+  const size_t from = shown_;
+  shown_ = safe;
+  return std::string_view(text_).substr(from, safe - from);
+}
+
 Generator::Generator(DecodeModel& model, const Tokenizer* tok) : model_(model), tok_(tok) {}
 
 std::vector<int32_t> Generator::encode(std::string_view text, bool add_bos, const std::string& input) const {
@@ -125,11 +191,8 @@ std::vector<GenerationResult> Generator::run(std::vector<Session*>& sessions,
   for (const auto& s : opt.stop) SAMBALM_CHECK(!s.empty(), "generate: empty stop string");
   const size_t B = sessions.size();
   const int64_t V = model_.vocab();
-  const ModelConfig& cfg = model_.config();
-  // Padding rows of the head are never sampled (mamba_ssm slices logits to the real vocabulary).
-  int64_t n_real = cfg.vocab_size > 0 ? std::min<int64_t>(cfg.vocab_size, V) : V;
-  if (tok_) n_real = std::min<int64_t>(n_real, std::max<int64_t>(tok_->vocab_size(), 1));
-  const int32_t eos = opt.eos_id >= 0 ? opt.eos_id : (tok_ && tok_->eos_id() ? *tok_->eos_id() : -1);
+  const int64_t n_real = sampling_vocab(model_.config(), V, tok_);
+  const int32_t eos = end_id(opt, tok_);
 
   // Validate every prompt before touching any state.
   std::vector<std::vector<int32_t>> feed(B);
@@ -178,22 +241,14 @@ std::vector<GenerationResult> Generator::run(std::vector<Session*>& sessions,
   }
   stats_.prefill_seconds = now_s() - t0;
 
-  std::vector<GenerationResult> results(B);
-  std::vector<Sampler> samplers;
-  std::vector<std::unique_ptr<StreamDecoder>> decoders;
-  std::vector<std::string> text(B);
-  std::vector<size_t> shown(B, 0);
-  std::vector<bool> active(B, opt.max_tokens > 0);
+  std::vector<SequenceDecoder> seqs;
+  seqs.reserve(B);
   for (size_t i = 0; i < B; ++i) {
     SamplingParams sp = opt.sampling;
     sp.seed += i;
-    samplers.emplace_back(sp);
-    if (tok_) decoders.push_back(std::make_unique<StreamDecoder>(*tok_));
-    results[i].prompt_tokens = int64_t(prompts[i].size());
-    if (opt.max_tokens == 0) results[i].stop_reason = "max_tokens";
+    seqs.emplace_back(tok_, opt, sp, eos);
+    seqs.back().result().prompt_tokens = int64_t(prompts[i].size());
   }
-  size_t max_stop = 0;
-  for (const auto& s : opt.stop) max_stop = std::max(max_stop, s.size());
 
   std::vector<DecodeState*> batch;
   std::vector<int32_t> batch_tok;
@@ -205,46 +260,16 @@ std::vector<GenerationResult> Generator::run(std::vector<Session*>& sessions,
     batch_tok.clear();
     batch_idx.clear();
     for (size_t i = 0; i < B; ++i) {
-      if (!active[i]) continue;
+      if (seqs[i].done()) continue;
       Session& s = *sessions[i];
-      GenerationResult& r = results[i];
-      const int32_t id = samplers[i].sample(logits_.data() + i * V, n_real, s.history);
-      r.ids.push_back(id);
-      s.history.push_back(id);
+      const std::string_view shown = seqs[i].next(logits_.data() + i * V, n_real, s.history);
       ++stats_.generated_tokens;
-      std::string_view stop_reason;
-      size_t cut = std::string::npos;
-      if (tok_) {
-        const size_t before = text[i].size();
-        text[i] += decoders[i]->push(id);
-        if (!opt.stop.empty() && text[i].size() > before) {
-          const size_t from = before >= max_stop ? before - max_stop + 1 : 0;
-          for (const auto& st : opt.stop) {
-            const size_t at = text[i].find(st, from);
-            if (at != std::string::npos && at < cut) cut = at;
-          }
-          if (cut != std::string::npos) stop_reason = "stop";
-        }
-      }
-      if (stop_reason.empty() && opt.stop_at_eos && id == eos) stop_reason = "eos";
-      if (stop_reason.empty() && int64_t(r.ids.size()) >= opt.max_tokens) stop_reason = "max_tokens";
-      if (stop_reason.empty() && opt.interrupt && opt.interrupt->load()) stop_reason = "interrupted";
-      if (!stop_reason.empty()) {
-        active[i] = false;
-        r.stop_reason = std::string(stop_reason);
-        s.pending.push_back(id);  // a later turn feeds it first
-        if (tok_ && cut == std::string::npos) text[i] += decoders[i]->flush();
-        if (cut != std::string::npos) text[i].resize(cut);
-        if (on_text && text[i].size() > shown[i]) on_text(i, std::string_view(text[i]).substr(shown[i]));
-        shown[i] = text[i].size();
-        r.text = text[i];
+      if (on_text && !shown.empty()) on_text(i, shown);
+      if (seqs[i].done()) {
+        s.pending.push_back(seqs[i].result().ids.back());  // a later turn feeds it first
         continue;
       }
-      if (on_text) {
-        const size_t safe = text[i].size() - stop_holdback(text[i], opt.stop);
-        if (safe > shown[i]) on_text(i, std::string_view(text[i]).substr(shown[i], safe - shown[i]));
-        shown[i] = std::max(shown[i], safe);
-      }
+      const int32_t id = seqs[i].result().ids.back();
       batch.push_back(&s.state);
       batch_tok.push_back(id);
       batch_idx.push_back(i);
@@ -258,6 +283,8 @@ std::vector<GenerationResult> Generator::run(std::vector<Session*>& sessions,
     }
   }
   stats_.decode_seconds = now_s() - t0;
+  std::vector<GenerationResult> results;
+  for (auto& q : seqs) results.push_back(std::move(q.result()));
   return results;
 }
 

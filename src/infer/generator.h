@@ -74,6 +74,43 @@ GenerationMemory estimate_generation_memory(const ModelConfig& cfg, int64_t max_
 // Physical memory available to this process (MemAvailable of /proc/meminfo, else free pages), 0 when unknown.
 int64_t available_memory_bytes();
 
+// One sequence's sampling and stopping, token by token: what Generator::run does for each sequence of
+// its batch, and what the server does for each request between the decode steps it shares with others.
+// Holds the sampler, the incremental text and the stop checks (a stop string in the text, eos, max
+// tokens, an interrupt); text that could still become a stop string is held back until it cannot.
+class SequenceDecoder {
+ public:
+  // `sampling` is the sequence's own (its seed included); `eos` < 0: none. `tok` may be null.
+  SequenceDecoder(const Tokenizer* tok, const GenerateOptions& opt, const SamplingParams& sampling, int32_t eos);
+  // Samples the next id from logits[0..n) given `history` (the ids seen so far; the new id is appended
+  // to it and to result().ids) and returns the text that became final with it (possibly none). After
+  // it, done() tells whether the sequence ended (result().stop_reason set, result().text complete).
+  std::string_view next(const float* logits, int64_t n, std::vector<int32_t>& history);
+  bool done() const { return !result_.stop_reason.empty(); }
+  const GenerationResult& result() const { return result_; }
+  GenerationResult& result() { return result_; }
+
+ private:
+  const Tokenizer* tok_;
+  std::vector<std::string> stop_;
+  size_t max_stop_ = 0;
+  bool stop_at_eos_;
+  int32_t eos_;
+  int64_t max_tokens_;
+  const std::atomic<bool>* interrupt_;
+  Sampler sampler_;
+  std::unique_ptr<StreamDecoder> decoder_;
+  std::string text_;
+  size_t shown_ = 0;
+  GenerationResult result_;
+};
+
+// The ids a model may produce: its real vocabulary (not the padding rows of the head), bounded by the
+// tokenizer's when there is one.
+int64_t sampling_vocab(const ModelConfig& cfg, int64_t padded_vocab, const Tokenizer* tok);
+// The id that ends a sequence: opt.eos_id when >= 0, else the tokenizer's eos, else -1.
+int32_t end_id(const GenerateOptions& opt, const Tokenizer* tok);
+
 class Generator {
  public:
   using TextCallback = std::function<void(size_t seq, std::string_view text)>;
