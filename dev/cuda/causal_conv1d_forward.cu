@@ -16,6 +16,20 @@
 //   3  as 2 with 8 steps a thread (fewer registers, more threads in flight; the halo rows re-read by
 //      the next thread mostly come from L2) and streaming stores (the output is not read again here).
 //   4  as 2 with streaming stores. (32 steps a thread needs over 255 registers: spills.)
+// Versions 2-4 reach about half the copy bandwidth: at ~200 registers only ~8 warps fit an SM, every
+// thread loads its whole tile, then computes, then stores, and exits, so the memory system idles
+// between a wave's loads and its stores, and 3 of every 19 rows read are halo re-reads.
+// Versions 5-7 stream instead: a block owns 1024 channels (128 threads x 8) of one sequence and a run
+// of T steps (the grid is sized from the occupancy so that about one wave of blocks covers B x L x D,
+// T >= 64, so the halo is < 5% of the reads); each thread walks its 8 channels down the run, keeps the
+// last K-1 inputs in registers and has the next rows' loads in flight while it computes and stores
+// the current one, so every input row is read once and the memory stays busy.
+//   5  the next PF = 8 rows prefetched into registers (the loop unrolled by 8; ~100 registers).
+//   6  the next S-1 = 7 rows in flight as cp.async 16-byte copies into a per-thread ring of S = 8
+//      slots in shared memory (slot-major, so a warp's 16-byte accesses are conflict-free); a thread
+//      reads back only what it copied itself, so no block barrier is needed; few registers.
+//   7  as 6 with S = 16 (more bytes in flight per thread, fewer blocks per SM).
+// Versions 5-7 use silu(v) = h + h tanh(h), h = v/2: one special-function op (tanh.approx) a value.
 #include <string>
 
 #include "common.h"
@@ -160,9 +174,239 @@ __global__ void __launch_bounds__(128) conv_tiled_kernel(ConvParams p) {
 }
 
 // =================================================================================================
+// Versions 5-7: a thread streams 8 channels down a run of T steps.
+// =================================================================================================
+constexpr int kStreamThreads = 128;  // threads of a block, side by side over channels
+constexpr int kStreamMinSteps = 64;  // shortest run: keeps the halo re-reads under 5%
+
+__device__ __forceinline__ float silu_tanh(float v) {
+  const float h = 0.5f * v;
+  return fmaf(h, tanh_approx(h), h);
+}
+
+// Row r of xx (r < 0: the state, or zeros; r >= L: zeros) at channels ch..ch+7.
+template <int K>
+__device__ __forceinline__ uint4 load_xx_row(const ConvParams& p, int b, int r, int ch, int nvalid) {
+  if (r >= p.L) return make_uint4(0, 0, 0, 0);
+  if (r >= 0) return load8(p.x + (int64_t(b) * p.L + r) * p.ld_x + ch, nvalid, p.vec_x);
+  if (!p.state) return make_uint4(0, 0, 0, 0);
+  return load8(p.state + (int64_t(b) * (K - 1) + (K - 1) + r) * p.D + ch, nvalid, p.vec_state);
+}
+
+__device__ __forceinline__ void store8_stream(bf16* dst, const uint4& packed, int nvalid, bool vec) {
+  if (vec && nvalid >= 8) {
+    __stcs(reinterpret_cast<uint4*>(dst), packed);
+  } else {
+    uint16_t tmp[8];
+    memcpy(tmp, &packed, 16);
+    for (int k = 0; k < 8 && k < nvalid; ++k) reinterpret_cast<uint16_t*>(dst)[k] = tmp[k];
+  }
+}
+
+// VEC: the whole problem is in aligned 16-byte vectors (D % 8 == 0, ld_x % 8 == 0, aligned
+// pointers), so the kernels carry no scalar paths (fewer registers); otherwise the general kernel.
+template <bool VEC>
+__device__ __forceinline__ uint4 load_x8(const bf16* ptr, int nvalid) {
+  if constexpr (VEC) return __ldg(reinterpret_cast<const uint4*>(ptr));
+  else return load8(ptr, nvalid, false);
+}
+
+// Which (sequence, channel strip, run of steps) a block owns; the runs of one strip are neighbours
+// in blockIdx.x.
+struct StreamTile {
+  int b, ch, nvalid, t0, t1;
+  bool active;
+};
+__device__ __forceinline__ StreamTile stream_tile(const ConvParams& p, int T, int nchunks) {
+  const int nc8 = (p.D + 7) / 8;
+  const int nstrips = (nc8 + kStreamThreads - 1) / kStreamThreads;
+  const int chunk = blockIdx.x % nchunks;
+  const int strip = (blockIdx.x / nchunks) % nstrips;
+  StreamTile tile;
+  tile.b = blockIdx.x / (nchunks * nstrips);
+  const int c8 = strip * kStreamThreads + threadIdx.x;
+  tile.ch = c8 * 8;
+  tile.nvalid = p.D - tile.ch;
+  tile.t0 = chunk * T;
+  tile.t1 = min(p.L, tile.t0 + T);
+  tile.active = c8 < nc8 && tile.t0 < tile.t1;
+  return tile;
+}
+
+// The per-step work shared by versions 5-7: out row t from the K-1 previous inputs (win, fp32) and
+// the current one (cur), then slide the window.
+template <int K, bool VEC>
+struct StreamStep {
+  float w[K][8], bias[8], win[K - 1][8];
+
+  __device__ __forceinline__ void init(const ConvParams& p, const StreamTile& tile) {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const bool ok = k < tile.nvalid;
+      bias[k] = ok ? p.bias[tile.ch + k] : 0.f;
+#pragma unroll
+      for (int j = 0; j < K; ++j) w[j][k] = ok ? p.w[(tile.ch + k) * K + j] : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < K - 1; ++j)
+      unpack8(load_xx_row<K>(p, tile.b, tile.t0 - (K - 1) + j, tile.ch, tile.nvalid), win[j]);
+  }
+
+  __device__ __forceinline__ void step(const ConvParams& p, const StreamTile& tile, int t, const uint4& cur) {
+    float f[8], acc[8];
+    unpack8(cur, f);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      float a = fmaf(w[K - 1][k], f[k], bias[k]);
+#pragma unroll
+      for (int j = 0; j < K - 1; ++j) a = fmaf(w[j][k], win[j][k], a);
+      acc[k] = silu_tanh(a);
+    }
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+#pragma unroll
+      for (int j = 0; j + 1 < K - 1; ++j) win[j][k] = win[j + 1][k];
+      win[K - 2][k] = f[k];
+    }
+    bf16* dst = p.out + (int64_t(tile.b) * p.L + t) * p.D + tile.ch;
+    if constexpr (VEC) __stcs(reinterpret_cast<uint4*>(dst), pack8(acc));
+    else store8_stream(dst, pack8(acc), tile.nvalid, p.vec_out);
+  }
+};
+
+// Version 5: the next PF rows in registers.
+template <int K, int PF, bool VEC>
+__global__ void __launch_bounds__(kStreamThreads) conv_stream_reg_kernel(ConvParams p, int T, int nchunks) {
+  const StreamTile tile = stream_tile(p, T, nchunks);
+  if (!tile.active) return;
+  StreamStep<K, VEC> st;
+  st.init(p, tile);
+  const bf16* xb = p.x + int64_t(tile.b) * p.L * p.ld_x + tile.ch;
+  uint4 buf[PF];
+#pragma unroll
+  for (int i = 0; i < PF; ++i) {
+    const int t = tile.t0 + i;
+    buf[i] = t < tile.t1 ? load_x8<VEC>(xb + int64_t(t) * p.ld_x, tile.nvalid) : make_uint4(0, 0, 0, 0);
+  }
+  for (int tb = tile.t0; tb < tile.t1; tb += PF) {
+#pragma unroll
+    for (int i = 0; i < PF; ++i) {
+      const int t = tb + i;
+      if (t >= tile.t1) break;
+      const uint4 cur = buf[i];
+      const int tn = t + PF;  // refill the slot just emptied: PF rows ahead
+      buf[i] = tn < tile.t1 ? load_x8<VEC>(xb + int64_t(tn) * p.ld_x, tile.nvalid) : make_uint4(0, 0, 0, 0);
+      st.step(p, tile, t, cur);
+    }
+  }
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Versions 6-7: the next S-1 rows in flight as cp.async copies into a per-thread ring of S slots.
+// Row t0+i lives in slot i % S; a copy group is committed for every row (empty past the run's end),
+// so after the prologue's S-1 groups and i more, wait_group(S-2) means rows up to t0+i have landed.
+// A lane whose 8 channels are not one aligned 16-byte vector (odd stride, the last partial vector)
+// loads synchronously and stores into its slot itself.
+template <int K, int S, bool VEC>
+__global__ void __launch_bounds__(kStreamThreads) conv_stream_async_kernel(ConvParams p, int T, int nchunks) {
+  static_assert((S & (S - 1)) == 0 && S >= 2, "S: a power of two");
+  extern __shared__ uint4 ring[];  // [S][kStreamThreads]
+  const StreamTile tile = stream_tile(p, T, nchunks);
+  if (!tile.active) return;
+  StreamStep<K, VEC> st;
+  st.init(p, tile);
+  const bf16* xb = p.x + int64_t(tile.b) * p.L * p.ld_x + tile.ch;
+  const bool async_ok = VEC || (p.vec_x && tile.nvalid >= 8);
+  uint4* my = ring + threadIdx.x;
+  auto issue = [&](int t, int slot) {
+    if (t >= tile.t1) return;
+    const bf16* src = xb + int64_t(t) * p.ld_x;
+    if (async_ok) cp_async16(my + slot * kStreamThreads, src);
+    else my[slot * kStreamThreads] = load8(src, tile.nvalid, false);
+  };
+#pragma unroll
+  for (int s = 0; s < S - 1; ++s) {
+    issue(tile.t0 + s, s);
+    cp_async_commit();
+  }
+  const int n = tile.t1 - tile.t0;
+#pragma unroll 2
+  for (int i = 0; i < n; ++i) {
+    cp_async_wait<S - 2>();
+    const uint4 cur = my[(i & (S - 1)) * kStreamThreads];
+    issue(tile.t0 + i + S - 1, (i + S - 1) & (S - 1));  // the slot read one step ago
+    cp_async_commit();
+    st.step(p, tile, tile.t0 + i, cur);
+  }
+  cp_async_wait<0>();  // nothing left in flight at exit (the last groups are empty)
+}
+
+// Grid of versions 5-7: B x strips x runs, with the run length T chosen so that the grid is about one
+// wave at the kernel's occupancy (runs no shorter than kStreamMinSteps).
+template <typename Kernel>
+static void launch_stream(Kernel kernel, const ConvParams& p, size_t smem, int blocks_per_sm) {
+  static const int num_sms = [] {
+    int dev = 0, n = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n;
+  }();
+  const int nc8 = (p.D + 7) / 8;
+  const int64_t strips = int64_t(p.B) * ((nc8 + kStreamThreads - 1) / kStreamThreads);
+  const int64_t wave = int64_t(num_sms) * blocks_per_sm;
+  const int64_t max_chunks = (p.L + kStreamMinSteps - 1) / kStreamMinSteps;
+  const int64_t want = std::clamp<int64_t>(wave / strips, 1, std::max<int64_t>(max_chunks, 1));
+  const int T = int((p.L + want - 1) / want);
+  const int nchunks = (p.L + T - 1) / T;
+  kernel<<<unsigned(strips * nchunks), kStreamThreads, smem>>>(p, T, nchunks);
+}
+
+template <typename Kernel>
+static int occupancy(Kernel kernel, size_t smem) {
+  int n = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kStreamThreads, smem));
+  return std::max(n, 1);
+}
+
+static bool all_vec(const ConvParams& p) { return p.vec_x && p.vec_out && p.D % 8 == 0 && (!p.state || p.vec_state); }
+
+template <int K, int PF, bool VEC>
+static void run_stream_reg_t(const ConvParams& p) {
+  static const int occ = occupancy(conv_stream_reg_kernel<K, PF, VEC>, 0);
+  launch_stream(conv_stream_reg_kernel<K, PF, VEC>, p, 0, occ);
+}
+template <int K>
+static void run_stream_reg(const ConvParams& p) {
+  if (all_vec(p)) run_stream_reg_t<K, 8, true>(p);
+  else run_stream_reg_t<K, 8, false>(p);
+}
+
+template <int K, int S, bool VEC>
+static void run_stream_async_t(const ConvParams& p) {
+  constexpr size_t smem = size_t(S) * kStreamThreads * sizeof(uint4);
+  static_assert(smem <= 48 * 1024, "over the default dynamic shared-memory limit");
+  static const int occ = occupancy(conv_stream_async_kernel<K, S, VEC>, smem);
+  launch_stream(conv_stream_async_kernel<K, S, VEC>, p, smem, occ);
+}
+template <int K, int S>
+static void run_stream_async(const ConvParams& p) {
+  if (all_vec(p)) run_stream_async_t<K, S, true>(p);
+  else run_stream_async_t<K, S, false>(p);
+}
+
+// =================================================================================================
 // Launchers
 // =================================================================================================
-constexpr int kNumVersions = 4;
+constexpr int kNumVersions = 7;
 
 template <int K>
 static void run_version_k(int version, const ConvParams& p) {
@@ -188,6 +432,9 @@ static void run_version_k(int version, const ConvParams& p) {
       conv_tiled_kernel<K, 16, true><<<(n + 127) / 128, 128>>>(p);
       break;
     }
+    case 5: run_stream_reg<K>(p); break;
+    case 6: run_stream_async<K, 8>(p); break;
+    case 7: run_stream_async<K, 16>(p); break;
     default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
   }
   CUDA_CHECK_LAUNCH();
@@ -248,6 +495,9 @@ static unsigned check_all(int version) {
   const ConvHost s2 = make_host_problem(1, 1000, 256, 4, 2 * 256, false, 8);  // aligned view, 16-byte paths
   const ConvHost s3 = make_host_problem(3, 45, 64, 4, 64, true, 9);           // aligned with state, L < tile
   const ConvHost s4 = make_host_problem(2, 77, 40, 3, 40, true, 10);          // K = 3
+  const ConvHost s5 = make_host_problem(2, 2, 72, 4, 72, true, 13);           // L < K-1: window spans state
+  const ConvHost s6 = make_host_problem(1, 300, 1096, 4, 1096, false, 14);    // 2 strips of 1024 channels
+  const ConvHost s7 = make_host_problem(2, 200, 61, 3, 67, true, 15);         // K = 3, odd D and stride
   unsigned passed = 0;  // bit v: version v passed every check
   for (int v = 1; v <= kNumVersions; ++v) {
     if (version && v != version) continue;
@@ -255,6 +505,9 @@ static unsigned check_all(int version) {
     ok &= check_version(v, s2, "B1 L1000 D256 K4 view (ld 2D)");
     ok &= check_version(v, s3, "B3 L45 D64 K4 state");
     ok &= check_version(v, s4, "B2 L77 D40 K3 state");
+    ok &= check_version(v, s5, "B2 L2 D72 K4 state");
+    ok &= check_version(v, s6, "B1 L300 D1096 K4");
+    ok &= check_version(v, s7, "B2 L200 D61 K3 state, odd stride");
     if (ok) passed |= 1u << v;
   }
   return passed;
