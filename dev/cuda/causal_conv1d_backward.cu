@@ -34,6 +34,8 @@
 //      block writes one partial row; a second small kernel sums the partial rows in a fixed order
 //      (deterministic, no atomics).
 //   3  as 2 with a 16-slot ring (more rows in flight, fewer blocks per SM).
+//   4  as 3 with 4 channels a lane (8-byte accesses, a warp on 128 channels): about half the
+//      registers (the weights, window and dweight sums are per channel), so twice the warps per SM.
 #define CAUSAL_CONV1D_FORWARD_NO_MAIN
 #include "causal_conv1d_forward.cu"
 
@@ -50,7 +52,7 @@ struct BwdParams {
   const bf16* state;    // [B, K-1, D]; nullable
   int64_t ld_x, ld_dx;
   int B, L, D, K;
-  bool vec;             // every access an aligned 16-byte vector (see bwd_all_vec)
+  bool vec;             // every access of a lane's channels one aligned vector (see bwd_all_vec)
 };
 
 // =================================================================================================
@@ -210,64 +212,53 @@ __global__ void conv_bwd_v1_dw_kernel(BwdParams p) {
 }
 
 // =================================================================================================
-// Versions 2-3: streaming, one pass, partial sums of dweight/dbias per block.
+// Versions 2-4: streaming, one pass, partial sums of dweight/dbias per block.
 // =================================================================================================
 constexpr int kBwdThreads = 128;
 constexpr int kBwdWarps = kBwdThreads / 32;  // warps of a block: consecutive runs, the same channels
-constexpr int kBwdChannels = 256;            // channels of a block: 32 lanes x 8
 constexpr int kBwdMinSteps = 64;             // shortest run when the grid is sized (halo < 5%)
 
-// Row r of xx at channels ch..ch+7 (r < 0: the state or zeros), as 8 packed bf16.
-template <int K>
-__device__ __forceinline__ uint4 bwd_xx_row(const BwdParams& p, int b, int r, int ch, int nvalid) {
-  if (r >= 0) return load8(p.x + (int64_t(b) * p.L + r) * p.ld_x + ch, nvalid, p.vec);
-  if (!p.state) return make_uint4(0, 0, 0, 0);
-  return load8(p.state + (int64_t(b) * (K - 1) + (K - 1) + r) * p.D + ch, nvalid, p.vec);
+// Row r of xx at channels ch..ch+V-1 (r < 0: the state or zeros), as V packed bf16.
+template <int K, int V>
+__device__ __forceinline__ bfvec<V> bwd_xx_row(const BwdParams& p, int b, int r, int ch, int nvalid) {
+  if (r >= 0) return loadv<V>(p.x + (int64_t(b) * p.L + r) * p.ld_x + ch, nvalid, p.vec);
+  if (!p.state) return zerov<V>();
+  return loadv<V>(p.state + (int64_t(b) * (K - 1) + (K - 1) + r) * p.D + ch, nvalid, p.vec);
 }
 
-__device__ __forceinline__ void store8_any(bf16* dst, const uint4& packed, int nvalid, bool vec) {
-  if (vec && nvalid >= 8) {
-    __stcs(reinterpret_cast<uint4*>(dst), packed);
-  } else {
-    uint16_t tmp[8];
-    memcpy(tmp, &packed, 16);
-    for (int k = 0; k < 8 && k < nvalid; ++k) reinterpret_cast<uint16_t*>(dst)[k] = tmp[k];
-  }
-}
-
-// Grid: blockIdx.x = (b * nstrips + strip) * nbc + bc; warp w of the block runs chunk bc * 4 + w,
-// steps [chunk * T, min(L, chunk * T + T)). Partial row of the block: b * nbc + bc, laid out
-// [K+1][D] (rows k < K: dweight[:, k]; row K: dbias).
-template <int K, int S, bool VEC>
+// Grid: blockIdx.x = (b * nstrips + strip) * nbc + bc, a strip being 32 x V channels; warp w of the
+// block runs chunk bc * 4 + w, steps [chunk * T, min(L, chunk * T + T)). Partial row of the block:
+// b * nbc + bc, laid out [K+1][D] (rows k < K: dweight[:, k]; row K: dbias).
+template <int K, int S, int V, bool VEC>
 __global__ void __launch_bounds__(kBwdThreads) conv_bwd_stream_kernel(BwdParams p, int T, int nbc) {
   static_assert((S & (S - 1)) == 0 && S >= 2, "S: a power of two");
-  static_assert(size_t(kBwdWarps) * (K + 1) * kBwdChannels * sizeof(float) <=
-                    size_t(2) * S * kBwdThreads * sizeof(uint4),
+  constexpr int CH = 32 * V;  // channels of a block
+  static_assert(size_t(kBwdWarps) * (K + 1) * CH * sizeof(float) <= size_t(2) * S * kBwdThreads * sizeof(bfvec<V>),
                 "the reduction reuses the rings");
-  extern __shared__ uint4 smem[];  // rings: x [S][kBwdThreads], then dout [S][kBwdThreads]
+  extern __shared__ uint4 smem[];  // rings: x [S][kBwdThreads], then dout [S][kBwdThreads] (V-wide)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int nc8 = (p.D + 7) / 8;
-  const int nstrips = (p.D + kBwdChannels - 1) / kBwdChannels;
+  const int ncv = (p.D + V - 1) / V;
+  const int nstrips = (p.D + CH - 1) / CH;
   const int bc = blockIdx.x % nbc;
   const int strip = (blockIdx.x / nbc) % nstrips;
   const int b = blockIdx.x / (nbc * nstrips);
-  const int c8 = strip * (kBwdChannels / 8) + lane;
-  const int ch = c8 * 8, nvalid = p.D - ch;
+  const int cv = strip * 32 + lane;
+  const int ch = cv * V, nvalid = p.D - ch;
   const int t0 = (bc * kBwdWarps + warp) * T, t1 = min(p.L, t0 + T);
-  const bool active = c8 < nc8 && t0 < t1;
+  const bool active = cv < ncv && t0 < t1;
 
-  float dw[K][8], db[8];
+  float dw[K][V], db[V];
 #pragma unroll
-  for (int k = 0; k < 8; ++k) {
+  for (int k = 0; k < V; ++k) {
     db[k] = 0.f;
 #pragma unroll
     for (int j = 0; j < K; ++j) dw[j][k] = 0.f;
   }
 
   if (active) {
-    float w[K][8], bias[8];
+    float w[K][V], bias[V];
 #pragma unroll
-    for (int k = 0; k < 8; ++k) {
+    for (int k = 0; k < V; ++k) {
       const bool ok = k < nvalid;
       bias[k] = ok ? p.bias[ch + k] : 0.f;
 #pragma unroll
@@ -276,30 +267,30 @@ __global__ void __launch_bounds__(kBwdThreads) conv_bwd_stream_kernel(BwdParams 
     // xwin[i]: xx row t-(K-1)+i (bf16 is exact, so kept packed); gwin[i]: g at step t-(K-1)+i,
     // zero before the run (those only feed dxx rows below t0, which this run does not write, or
     // rows of the state, where g before step 0 is zero indeed).
-    uint4 xwin[K - 1];
-    float gwin[K - 1][8];
+    bfvec<V> xwin[K - 1];
+    float gwin[K - 1][V];
 #pragma unroll
     for (int i = 0; i < K - 1; ++i) {
-      xwin[i] = bwd_xx_row<K>(p, b, t0 - (K - 1) + i, ch, nvalid);
+      xwin[i] = bwd_xx_row<K, V>(p, b, t0 - (K - 1) + i, ch, nvalid);
 #pragma unroll
-      for (int k = 0; k < 8; ++k) gwin[i][k] = 0.f;
+      for (int k = 0; k < V; ++k) gwin[i][k] = 0.f;
     }
-    const int tend = t1 + K - 1;          // steps t0 .. tend-1: g up to t1+K-2 finishes dx up to t1-1
-    const int tload = min(p.L, tend);     // rows of x and dout that exist
+    const int tend = t1 + K - 1;       // steps t0 .. tend-1: g up to t1+K-2 finishes dx up to t1-1
+    const int tload = min(p.L, tend);  // rows of x and dout that exist
     const bf16* xb = p.x + int64_t(b) * p.L * p.ld_x + ch;
     const bf16* gb = p.dout + int64_t(b) * p.L * p.D + ch;
-    uint4* ring_x = smem + threadIdx.x;
-    uint4* ring_g = smem + S * kBwdThreads + threadIdx.x;
+    bfvec<V>* ring_x = reinterpret_cast<bfvec<V>*>(smem) + threadIdx.x;
+    bfvec<V>* ring_g = reinterpret_cast<bfvec<V>*>(smem) + S * kBwdThreads + threadIdx.x;
     auto issue = [&](int t, int slot) {
       if (t >= tload) return;
       const bf16* sx = xb + int64_t(t) * p.ld_x;
       const bf16* sg = gb + int64_t(t) * p.D;
       if (VEC) {
-        cp_async16(ring_x + slot * kBwdThreads, sx);
-        cp_async16(ring_g + slot * kBwdThreads, sg);
+        cp_async_v<V>(ring_x + slot * kBwdThreads, sx);
+        cp_async_v<V>(ring_g + slot * kBwdThreads, sg);
       } else {
-        ring_x[slot * kBwdThreads] = load8(sx, nvalid, false);
-        ring_g[slot * kBwdThreads] = load8(sg, nvalid, false);
+        ring_x[slot * kBwdThreads] = loadv<V>(sx, nvalid, false);
+        ring_g[slot * kBwdThreads] = loadv<V>(sg, nvalid, false);
       }
     };
 #pragma unroll
@@ -311,19 +302,19 @@ __global__ void __launch_bounds__(kBwdThreads) conv_bwd_stream_kernel(BwdParams 
       const int i = t - t0;
       cp_async_wait<S - 2>();
       const bool in = t < p.L;
-      const uint4 xr = in ? ring_x[(i & (S - 1)) * kBwdThreads] : make_uint4(0, 0, 0, 0);
-      const uint4 gr = in ? ring_g[(i & (S - 1)) * kBwdThreads] : make_uint4(0, 0, 0, 0);
+      const bfvec<V> xr = in ? ring_x[(i & (S - 1)) * kBwdThreads] : zerov<V>();
+      const bfvec<V> gr = in ? ring_g[(i & (S - 1)) * kBwdThreads] : zerov<V>();
       issue(t + S - 1, (i + S - 1) & (S - 1));  // the slot read one step ago
       cp_async_commit();
 
-      float xf[K][8], dy[8];
+      float xf[K][V], dy[V];
 #pragma unroll
-      for (int j = 0; j < K - 1; ++j) unpack8(xwin[j], xf[j]);
-      unpack8(xr, xf[K - 1]);
-      unpack8(gr, dy);
-      float g[8], dxv[8];
+      for (int j = 0; j < K - 1; ++j) unpackv<V>(xwin[j], xf[j]);
+      unpackv<V>(xr, xf[K - 1]);
+      unpackv<V>(gr, dy);
+      float g[V], dxv[V];
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
+      for (int k = 0; k < V; ++k) {
         float v = bias[k];
 #pragma unroll
         for (int j = 0; j < K; ++j) v = fmaf(w[j][k], xf[j][k], v);
@@ -331,7 +322,7 @@ __global__ void __launch_bounds__(kBwdThreads) conv_bwd_stream_kernel(BwdParams 
       }
       if (t < t1) {
 #pragma unroll
-        for (int k = 0; k < 8; ++k) {
+        for (int k = 0; k < V; ++k) {
           db[k] += g[k];
 #pragma unroll
           for (int j = 0; j < K; ++j) dw[j][k] = fmaf(g[k], xf[j][k], dw[j][k]);
@@ -339,7 +330,7 @@ __global__ void __launch_bounds__(kBwdThreads) conv_bwd_stream_kernel(BwdParams 
       }
       // dxx[t-(K-1)] = sum_j w[j] g[t-j]; g[t-j] = gwin[K-1-j] for j >= 1.
 #pragma unroll
-      for (int k = 0; k < 8; ++k) {
+      for (int k = 0; k < V; ++k) {
         float a = w[0][k] * g[k];
 #pragma unroll
         for (int j = 1; j < K; ++j) a = fmaf(w[j][k], gwin[K - 1 - j][k], a);
@@ -349,17 +340,17 @@ __global__ void __launch_bounds__(kBwdThreads) conv_bwd_stream_kernel(BwdParams 
       for (int j = 0; j + 1 < K - 1; ++j) {
         xwin[j] = xwin[j + 1];
 #pragma unroll
-        for (int k = 0; k < 8; ++k) gwin[j][k] = gwin[j + 1][k];
+        for (int k = 0; k < V; ++k) gwin[j][k] = gwin[j + 1][k];
       }
       xwin[K - 2] = xr;
 #pragma unroll
-      for (int k = 0; k < 8; ++k) gwin[K - 2][k] = g[k];
+      for (int k = 0; k < V; ++k) gwin[K - 2][k] = g[k];
 
       const int r = t - (K - 1);
       if (r >= t0) {
-        store8_any(p.dx + (int64_t(b) * p.L + r) * p.ld_dx + ch, pack8(dxv), nvalid, VEC);
+        storev_stream<V>(p.dx + (int64_t(b) * p.L + r) * p.ld_dx + ch, packv<V>(dxv), nvalid, VEC);
       } else if (r < 0 && t0 == 0 && p.state && p.d_state) {
-        store8_any(p.d_state + (int64_t(b) * (K - 1) + (K - 1) + r) * p.D + ch, pack8(dxv), nvalid, VEC);
+        storev_stream<V>(p.d_state + (int64_t(b) * (K - 1) + (K - 1) + r) * p.D + ch, packv<V>(dxv), nvalid, VEC);
       }
     }
     cp_async_wait<0>();
@@ -367,22 +358,22 @@ __global__ void __launch_bounds__(kBwdThreads) conv_bwd_stream_kernel(BwdParams 
 
   // Sum dweight/dbias over the block's warps (the rings are free now), then one partial row.
   __syncthreads();
-  float* red = reinterpret_cast<float*>(smem);  // [kBwdWarps][K+1][kBwdChannels]
+  float* red = reinterpret_cast<float*>(smem);  // [kBwdWarps][K+1][CH]
 #pragma unroll
-  for (int k = 0; k < 8; ++k) {
+  for (int k = 0; k < V; ++k) {
 #pragma unroll
-    for (int j = 0; j < K; ++j) red[(warp * (K + 1) + j) * kBwdChannels + lane * 8 + k] = dw[j][k];
-    red[(warp * (K + 1) + K) * kBwdChannels + lane * 8 + k] = db[k];
+    for (int j = 0; j < K; ++j) red[(warp * (K + 1) + j) * CH + lane * V + k] = dw[j][k];
+    red[(warp * (K + 1) + K) * CH + lane * V + k] = db[k];
   }
   __syncthreads();
   float* part = p.partial + int64_t(b * nbc + bc) * (K + 1) * p.D;
-  for (int e = threadIdx.x; e < (K + 1) * kBwdChannels; e += kBwdThreads) {
-    const int j = e / kBwdChannels, c = e % kBwdChannels;
-    const int d = strip * kBwdChannels + c;
+  for (int e = threadIdx.x; e < (K + 1) * CH; e += kBwdThreads) {
+    const int j = e / CH, c = e % CH;
+    const int d = strip * CH + c;
     if (d >= p.D) continue;
     float sum = 0.f;
 #pragma unroll
-    for (int q = 0; q < kBwdWarps; ++q) sum += red[(q * (K + 1) + j) * kBwdChannels + c];
+    for (int q = 0; q < kBwdWarps; ++q) sum += red[(q * (K + 1) + j) * CH + c];
     part[int64_t(j) * p.D + d] = sum;
   }
 }
@@ -409,18 +400,18 @@ __global__ void conv_bwd_reduce_kernel(BwdParams p, int rows) {
   else p.dbias[d] = sum;
 }
 
-// Grid of versions 2-3 and the size of the partial workspace (floats).
+// Grid of versions 2-4 (channels: of a block) and the size of the partial workspace (floats).
 struct BwdGrid {
   int T, nbc, blocks, rows;
 };
-static BwdGrid bwd_grid(int B, int L, int D, int blocks_per_sm) {
+static BwdGrid bwd_grid(int B, int L, int D, int channels, int blocks_per_sm) {
   static const int num_sms = [] {
     int dev = 0, n = 0;
     CUDA_CHECK(cudaGetDevice(&dev));
     CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
     return n;
   }();
-  const int64_t strips = int64_t(B) * ((D + kBwdChannels - 1) / kBwdChannels);
+  const int64_t strips = int64_t(B) * ((D + channels - 1) / channels);
   const int64_t wave = int64_t(num_sms) * blocks_per_sm;
   const int64_t max_nbc = std::max<int64_t>(1, (L + kBwdWarps * kBwdMinSteps - 1) / (kBwdWarps * kBwdMinSteps));
   const int nbc = int(std::clamp<int64_t>(wave / strips, 1, max_nbc));
@@ -437,17 +428,17 @@ static size_t bwd_partial_floats(int B, int L, int D, int K) {
   return size_t(B) * nbc_max * (K + 1) * D;
 }
 
-template <int K, int S, bool VEC>
+template <int K, int S, int V, bool VEC>
 static void run_bwd_stream_t(const BwdParams& p) {
-  constexpr size_t smem = size_t(2) * S * kBwdThreads * sizeof(uint4);
-  void (*kernel)(BwdParams, int, int) = conv_bwd_stream_kernel<K, S, VEC>;
+  constexpr size_t smem = size_t(2) * S * kBwdThreads * sizeof(bfvec<V>);
+  void (*kernel)(BwdParams, int, int) = conv_bwd_stream_kernel<K, S, V, VEC>;
   static const int occ = [&] {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     int n = 0;
     CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kBwdThreads, smem));
     return std::max(n, 1);
   }();
-  const BwdGrid g = bwd_grid(p.B, p.L, p.D, occ);
+  const BwdGrid g = bwd_grid(p.B, p.L, p.D, 32 * V, occ);
   kernel<<<g.blocks, kBwdThreads, smem>>>(p, g.T, g.nbc);
   CUDA_CHECK_LAUNCH();
   const int n = (K + 1) * p.D;
@@ -455,15 +446,24 @@ static void run_bwd_stream_t(const BwdParams& p) {
   CUDA_CHECK_LAUNCH();
 }
 
+// vec: every access of V channels is one aligned V-wide vector.
+static bool bwd_all_vec(const BwdParams& p, int V) {
+  const uintptr_t mask = uintptr_t(2 * V - 1);
+  auto al = [&](const void* q) { return (reinterpret_cast<uintptr_t>(q) & mask) == 0; };
+  return p.D % V == 0 && p.ld_x % V == 0 && p.ld_dx % V == 0 && al(p.x) && al(p.dx) && al(p.dout) &&
+         (!p.state || al(p.state)) && (!p.d_state || al(p.d_state));
+}
+template <int K, int S, int V>
+static void run_bwd_stream(BwdParams p) {
+  p.vec = bwd_all_vec(p, V);
+  if (p.vec) run_bwd_stream_t<K, S, V, true>(p);
+  else run_bwd_stream_t<K, S, V, false>(p);
+}
+
 // =================================================================================================
 // Launchers
 // =================================================================================================
-constexpr int kNumBwdVersions = 3;
-
-static bool bwd_all_vec(const BwdParams& p) {
-  return p.D % 8 == 0 && p.ld_x % 8 == 0 && p.ld_dx % 8 == 0 && aligned16(p.x) && aligned16(p.dx) &&
-         aligned16(p.dout) && (!p.state || aligned16(p.state)) && (!p.d_state || aligned16(p.d_state));
-}
+constexpr int kNumBwdVersions = 4;
 
 template <int K>
 static void run_bwd_version_k(int version, const BwdParams& p) {
@@ -476,20 +476,14 @@ static void run_bwd_version_k(int version, const BwdParams& p) {
       CUDA_CHECK_LAUNCH();
       break;
     }
-    case 2:
-      if (p.vec) run_bwd_stream_t<K, 8, true>(p);
-      else run_bwd_stream_t<K, 8, false>(p);
-      break;
-    case 3:
-      if (p.vec) run_bwd_stream_t<K, 16, true>(p);
-      else run_bwd_stream_t<K, 16, false>(p);
-      break;
+    case 2: run_bwd_stream<K, 8, 8>(p); break;
+    case 3: run_bwd_stream<K, 16, 8>(p); break;
+    case 4: run_bwd_stream<K, 16, 4>(p); break;
     default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
   }
 }
 
-static void run_bwd_version(int version, BwdParams p) {
-  p.vec = bwd_all_vec(p);
+static void run_bwd_version(int version, const BwdParams& p) {
   switch (p.K) {
     case 2: run_bwd_version_k<2>(version, p); break;
     case 3: run_bwd_version_k<3>(version, p); break;
