@@ -2,10 +2,11 @@
 # Runs a dev/cuda file's checks on the CPU, for machines without a GPU: the file is rewritten into
 # plain C++ (to_host.py), built with g++ against host_emulation.h and AddressSanitizer, and run.
 # Blocks run one after another; a block's threads run as coroutines that switch at __syncthreads, in
-# a shuffled order; cp.async copies are synchronous; device memory is host memory, so a kernel's
-# out-of-bounds access is an AddressSanitizer error. Not emulated: warp intrinsics (shuffles, votes),
-# atomics, streams, timing. EMU_SMS and EMU_OCC set the multiprocessor count and the occupancy the
-# launchers see (defaults 132 and 3), to try other grid shapes.
+# a shuffled order; cp.async copies land at the latest moment their wait_group allows; device memory
+# is host memory, so a kernel's out-of-bounds access is an AddressSanitizer error. Not emulated:
+# warp intrinsics (shuffles, votes), atomics, streams, timing. EMU_SMS and EMU_OCC set the
+# multiprocessor count and the occupancy the launchers see (defaults 132 and 3), to try other grid
+# shapes.
 #
 #   dev/cuda/host_emu/check_on_cpu.sh causal_conv1d_backward [version]
 set -euo pipefail

@@ -37,7 +37,15 @@ inline float __fdividef(float a, float b) { return a / b; }
 inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
 
 namespace emu {
-struct Thread { ucontext_t ctx; bool done = false, at_barrier = false; uint3 tid; };
+// cp.async: copies wait in their thread's groups and land only when cp_wait must complete them (the
+// latest legal moment), so a read of a slot before its wait sees stale data.
+struct Copy { void* dst; const void* src; size_t n; };
+struct Thread {
+  ucontext_t ctx;
+  bool done = false, at_barrier = false;
+  uint3 tid;
+  std::vector<std::vector<Copy>> groups{1};  // committed groups, then the open one (last)
+};
 inline ucontext_t sched;
 inline std::vector<Thread> threads;
 inline int cur = 0;
@@ -55,6 +63,15 @@ inline void syncthreads() {
   ++barriers;
   threads[cur].at_barrier = true;
   swapcontext(&threads[cur].ctx, &sched);
+}
+inline void cp_async(void* dst, const void* src, size_t n) { threads[cur].groups.back().push_back({dst, src, n}); }
+inline void cp_commit() { threads[cur].groups.emplace_back(); }
+inline void cp_wait(size_t pending) {
+  auto& g = threads[cur].groups;
+  while (g.size() - 1 > pending) {
+    for (const Copy& c : g.front()) std::memcpy(c.dst, c.src, c.n);
+    g.erase(g.begin());
+  }
 }
 template <class F>
 void launch(F f, dim3 grid, dim3 block, size_t smem = 0) {

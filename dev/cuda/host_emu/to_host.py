@@ -21,12 +21,12 @@ for name in sorted(os.listdir(src)):
     s = s.replace('asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = exp2f(x);')
     s = s.replace('asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = log2f(x);')
     s = s.replace('asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));', 'y = tanhf(x);')
-    # cp.async of V bf16 (causal_conv1d_forward.cu's cp_async_v): a synchronous copy.
+    # cp.async of V bf16 (causal_conv1d_forward.cu's cp_async_v): deferred until its wait_group.
     s = re.sub(r'  const unsigned s = static_cast<unsigned>\(__cvta_generic_to_shared\(smem\)\);\n'
                r'  if constexpr \(V == 8\) asm volatile\("cp\.async\.cg[^\n]*\n  else asm volatile\("cp\.async\.ca[^\n]*',
-               '  std::memcpy(smem, gmem, 2 * V);', s)
-    s = s.replace('asm volatile("cp.async.commit_group;\\n" ::: "memory");', '')
-    s = s.replace('asm volatile("cp.async.wait_group %0;\\n" ::"n"(N) : "memory");', '')
+               '  emu::cp_async(smem, gmem, 2 * V);', s)
+    s = s.replace('asm volatile("cp.async.commit_group;\\n" ::: "memory");', 'emu::cp_commit();')
+    s = s.replace('asm volatile("cp.async.wait_group %0;\\n" ::"n"(N) : "memory");', 'emu::cp_wait(N);')
     s = re.sub(r'extern __shared__ uint4 (\w+)\[\];',
                r'uint4* \1 = reinterpret_cast<uint4*>(emu::dyn_smem.data());', s)
     s = s.replace('<<<1024, 256>>>', '<<<4, 64>>>')
