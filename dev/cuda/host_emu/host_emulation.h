@@ -1,0 +1,159 @@
+// Host emulation of the CUDA features the dev/cuda files use, to run their checks on a machine
+// without a GPU (see check_on_cpu.sh): blocks run one after another, the threads of a block as
+// coroutines that switch at __syncthreads (in a shuffled order), device memory is host memory.
+#pragma once
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <ucontext.h>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <vector>
+#undef __global__
+#define __global__
+#undef __device__
+#define __device__
+#undef __host__
+#define __host__
+#undef __forceinline__
+#define __forceinline__ inline
+#undef __launch_bounds__
+#define __launch_bounds__(...)
+
+inline uint3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline uint4 __ldg(const uint4* p) { return *p; }
+inline void __stcs(uint4* p, uint4 v) { *p = v; }
+inline uint2 __ldg(const uint2* p) { return *p; }
+inline void __stcs(uint2* p, uint2 v) { *p = v; }
+inline float __expf(float x) { return expf(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+
+namespace emu {
+// cp.async: copies wait in their thread's groups and land only when cp_wait must complete them (the
+// latest legal moment), so a read of a slot before its wait sees stale data.
+struct Copy { void* dst; const void* src; size_t n; };
+struct Thread {
+  ucontext_t ctx;
+  bool done = false, at_barrier = false;
+  uint3 tid;
+  std::vector<std::vector<Copy>> groups{1};  // committed groups, then the open one (last)
+};
+inline ucontext_t sched;
+inline std::vector<Thread> threads;
+inline int cur = 0;
+inline std::function<void()> body;
+inline std::vector<std::vector<char>> stacks;
+inline std::vector<unsigned char> dyn_smem;
+inline std::mt19937 rng(12345);
+inline long launches = 0, barriers = 0;
+inline void trampoline() {
+  body();
+  threads[cur].done = true;
+  swapcontext(&threads[cur].ctx, &sched);
+}
+inline void syncthreads() {
+  ++barriers;
+  threads[cur].at_barrier = true;
+  swapcontext(&threads[cur].ctx, &sched);
+}
+inline void cp_async(void* dst, const void* src, size_t n) { threads[cur].groups.back().push_back({dst, src, n}); }
+inline void cp_commit() { threads[cur].groups.emplace_back(); }
+inline void cp_wait(size_t pending) {
+  auto& g = threads[cur].groups;
+  while (g.size() - 1 > pending) {
+    for (const Copy& c : g.front()) std::memcpy(c.dst, c.src, c.n);
+    g.erase(g.begin());
+  }
+}
+template <class F>
+void launch(F f, dim3 grid, dim3 block, size_t smem = 0) {
+  ++launches;
+  body = f;
+  gridDim = grid;
+  blockDim = block;
+  const int n = block.x * block.y * block.z;
+  constexpr size_t kStack = 512 * 1024;
+  if ((int)stacks.size() < n) stacks.resize(n, std::vector<char>(kStack));
+  std::vector<int> order(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
+  for (unsigned bz = 0; bz < grid.z; ++bz)
+    for (unsigned by = 0; by < grid.y; ++by)
+      for (unsigned bx = 0; bx < grid.x; ++bx) {
+        blockIdx = make_uint3(bx, by, bz);
+        dyn_smem.assign(std::max<size_t>(smem, 16), 0xA5);
+        threads.assign(n, Thread{});
+        for (int i = 0; i < n; ++i) {
+          Thread& t = threads[i];
+          t.tid = make_uint3(i % block.x, (i / block.x) % block.y, i / (block.x * block.y));
+          getcontext(&t.ctx);
+          t.ctx.uc_stack.ss_sp = stacks[i].data();
+          t.ctx.uc_stack.ss_size = kStack;
+          t.ctx.uc_link = nullptr;
+          makecontext(&t.ctx, trampoline, 0);
+        }
+        for (;;) {
+          std::shuffle(order.begin(), order.end(), rng);
+          int alive = 0, waiting = 0;
+          for (int i : order) {
+            Thread& t = threads[i];
+            if (t.done) continue;
+            cur = i;
+            threadIdx = t.tid;
+            t.at_barrier = false;
+            swapcontext(&sched, &t.ctx);
+            if (!threads[i].done) ++alive, waiting += threads[i].at_barrier;
+          }
+          if (!alive) break;
+          if (waiting != alive) { std::fprintf(stderr, "emu: thread suspended outside a barrier\n"); std::abort(); }
+          int done = 0;
+          for (auto& t : threads) done += t.done;
+          if (done) { std::fprintf(stderr, "emu: barrier with %d exited threads (kernel %ld)\n", done, launches); }
+        }
+      }
+}
+}  // namespace emu
+#define __syncthreads() emu::syncthreads()
+
+extern "C" {
+cudaError_t cudaMalloc(void** p, size_t n) { *p = std::malloc(n); return cudaSuccess; }
+cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
+cudaError_t cudaMemcpy(void* d, const void* s, size_t n, enum cudaMemcpyKind) { std::memcpy(d, s, n); return cudaSuccess; }
+cudaError_t cudaMemset(void* d, int v, size_t n) { std::memset(d, v, n); return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaGetLastError(void) { return cudaSuccess; }
+const char* cudaGetErrorString(cudaError_t) { return "emu error"; }
+cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp* p, int) {
+  std::memset(p, 0, sizeof(*p));
+  std::strcpy(p->name, "host emulation");
+  p->multiProcessorCount = 132, p->major = 9, p->minor = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* v, enum cudaDeviceAttr, int) {
+  const char* e = std::getenv("EMU_SMS");
+  *v = e ? std::atoi(e) : 132;
+  return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttribute(const void*, enum cudaFuncAttribute, int) { return cudaSuccess; }
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(int* n, const void*, int, size_t, unsigned) {
+  const char* e = std::getenv("EMU_OCC");
+  *n = e ? std::atoi(e) : 3;
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t* e) { *e = nullptr; return cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) { *ms = 1.f; return cudaSuccess; }
+}
+template <class T>
+cudaError_t cudaFuncSetAttribute(T*, enum cudaFuncAttribute, int) { return cudaSuccess; }
