@@ -42,10 +42,24 @@ status=0
 cat "$LOG_DIR/env.txt"
 
 # ---- the library's GPU tests ----
+# On a GPU machine without the Debian packages of scripts/setup.sh (and without apt), DEPS_DEBS names a
+# folder of those .deb files (`apt-get download` them on a Debian 12 machine): they are unpacked into a
+# private prefix that the build and the tests use; nothing is installed system-wide.
+CMAKE_EXTRA=()
+if [ -n "${DEPS_DEBS:-}" ]; then
+  PREFIX=$(mktemp -d)
+  for f in "$DEPS_DEBS"/*.deb; do dpkg -x "$f" "$PREFIX"; done
+  multiarch=$PREFIX/usr/lib/x86_64-linux-gnu
+  export PKG_CONFIG_SYSROOT_DIR=$PREFIX PKG_CONFIG_LIBDIR=$multiarch/pkgconfig:$PREFIX/usr/share/pkgconfig
+  export LD_LIBRARY_PATH=$multiarch/openblas-openmp:$multiarch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  CMAKE_EXTRA=(-DCMAKE_PREFIX_PATH="$PREFIX/usr")
+  command -v pkg-config >/dev/null || CMAKE_EXTRA+=(-DPKG_CONFIG_EXECUTABLE="$PREFIX/usr/bin/pkgconf")
+  echo "dependencies: $(ls "$DEPS_DEBS"/*.deb | wc -l) packages unpacked into $PREFIX"
+fi
 if [ "${SKIP_LIBRARY:-0}" != 1 ]; then
   LIB_BUILD=${LIB_BUILD:-$ROOT/build-gpu}
   echo "== library build (CUDA backend, sm_${ARCH#sm_})"
-  if cmake -S "$ROOT" -B "$LIB_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAMBALM_CUDA=ON \
+  if cmake -S "$ROOT" -B "$LIB_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSAMBALM_CUDA=ON "${CMAKE_EXTRA[@]}" \
       -DCMAKE_CUDA_ARCHITECTURES="${ARCH#sm_}" -DSAMBALM_BENCH=OFF >"$LOG_DIR/lib_build.log" 2>&1 &&
      cmake --build "$LIB_BUILD" -j "$(nproc)" >>"$LOG_DIR/lib_build.log" 2>&1; then
     echo "== GPU tests (ctest -L gpu)"
