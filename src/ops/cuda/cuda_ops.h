@@ -98,3 +98,6 @@ int64_t selective_scan_backward_scratch_size(const Context& ctx, int64_t B, int6
                                              int64_t chunk);
 
 }  // namespace sambalm::ops::cuda
+
+// The bodies of each area, declared beside their kernels.
+#include "ops/cuda/dense_cuda.h"  // elementwise, embedding, norms, RoPE, KV cache, cross-entropy, optimizer
