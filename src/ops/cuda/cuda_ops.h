@@ -100,4 +100,5 @@ int64_t selective_scan_backward_scratch_size(const Context& ctx, int64_t B, int6
 }  // namespace sambalm::ops::cuda
 
 // The bodies of each area, declared beside their kernels.
+#include "ops/cuda/attention_cuda.h"
 #include "ops/cuda/mamba_cuda.h"
