@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -42,6 +43,19 @@ void expect_close(const DeviceBuffer<T>& got, const std::vector<float>& want, do
   const auto g = to_float(got.download());
   ASSERT_EQ(g.size(), want.size()) << what;
   EXPECT_LT(rel_error(g, widen(want)), tol) << what;
+}
+
+// ||got - want|| / max(||want||, floor * sqrt(n)): a relative error that stays meaningful where the
+// expected values are (near) zero, e.g. gradients that cancel exactly.
+inline double rel_error_floor(const std::vector<float>& got, const std::vector<float>& want, double floor) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    const double d = double(got[i]) - want[i];
+    num += d * d;
+    den += double(want[i]) * want[i];
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), floor * std::sqrt(double(want.size())));
 }
 
 // Tolerances: fp32 matches the CPU to rounding; bf16 rounds inputs, outputs and accumulations.
