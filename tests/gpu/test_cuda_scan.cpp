@@ -3,7 +3,7 @@
 // reference forward, the decode step (state in place, through slots) and the backward (every
 // gradient accumulating into random values; Bm/Cm and dBm/dCm as strided views into one x_proj-like
 // row). Odd shapes: B=2, L=333, D=97, N=16 and 8, chunks that do not divide L (64, 50) or exceed it,
-// h0 present and absent. fp32 within 1e-4, bf16 within 2e-2 (relative L2).
+// h0 present and absent; both forward strategies (one pass, split over the sequence). fp32 within 1e-4, bf16 within 2e-2 (relative L2).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -24,7 +24,9 @@ struct ScanCase {
 const ScanCase kCases[] = {
     {2, 333, 97, 16, 64, true}, {2, 333, 97, 16, 50, false}, {2, 333, 97, 8, 1000, true},
     {1, 40, 33, 16, 7, true},   {3, 5, 130, 16, 64, false},  {2, 64, 20, 40, 16, true},  // N = 40: N not a multiple of 4
+    {8, 70, 2113, 16, 16, true},  // enough channel blocks to fill the GPU: the one-pass kernel with 5 chunk states
 };
+// The small cases with 4 chunks or more take the forward's split over the sequence (3 passes).
 
 // One problem's inputs (float values the GPU sees: bf16-rounded for T = bf16; A, Dskip, h0 stay fp32).
 struct ScanInputs {

@@ -14,7 +14,13 @@
 // once per tile, not once per channel), y is summed over the four threads with two shuffles and
 // written in a tile epilogue with the D skip. bf16 uses exp2 on the special-function unit with A
 // pre-scaled by log2(e); fp32 (--precision fp32) uses expf, to match the CPU to rounding.
-// Not yet ported: v6's split over the sequence for grids that B x D/32 cannot fill (B1, very long L).
+// When B x D/32 blocks cannot fill the GPU (one sequence, long L), v6's split over the sequence, on
+// the op's own chunks (the recurrence is linear in h: h_end = exp(A sum_chunk delta) h_start + E_c,
+// E_c the chunk's end state from zero):
+//   pass 1 (block per channel block x chunk): E_c into chunk_states[c + 1] (chunk 0 from h0: its true
+//          end state); pass 2 (thread per channel): carry the true states across the chunks in
+//          order, and h_last; pass 3 (block per channel block x chunk): rescan each chunk from its
+//          true entering state, writing y. About twice the exponentials of the one-pass kernel.
 #include <cuda_bf16.h>
 
 #include "ops/cuda/check.cuh"
@@ -54,8 +60,15 @@ struct ScanArgs {
   int TT;  // steps per tile
 };
 
+// How a block covers the sequence (see the file comment).
+enum Mode : int {
+  kWhole = 0,      // the whole sequence, writing y and every chunk-boundary state on the way
+  kChunkEnds = 1,  // split pass 1: chunk blockIdx.y from zero (chunk 0 from h0), its end state only
+  kChunkOut = 2,   // split pass 3: chunk blockIdx.y from its true entering state, y only
+};
+
 // NPL states per thread (N <= 4 NPL); FAST: exp2 on the SFU (bf16), else expf (fp32).
-template <typename D, int NPL, bool FAST>
+template <typename D, int NPL, bool FAST, int MODE>
 __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
   extern __shared__ float smem[];
   const int TT = p.TT;
@@ -67,7 +80,10 @@ __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
   float* s_B = s_y + TT * kChan;       // [TT][N]
   float* s_C = s_B + TT * N;           // [TT][N]
 
-  const int64_t b = blockIdx.y, c0 = int64_t(blockIdx.x) * kChan;
+  const int64_t b = blockIdx.z, c0 = int64_t(blockIdx.x) * kChan, chunk_id = blockIdx.y;
+  const int64_t t_begin = MODE == kWhole ? 0 : chunk_id * p.chunk;
+  const int64_t t_end = MODE == kWhole || t_begin + p.chunk > p.L ? p.L : t_begin + p.chunk;
+  constexpr bool kWithY = MODE != kChunkEnds;
   const int tid = threadIdx.x, cl = tid / kLanes, sub = tid % kLanes;
   const int64_t d = c0 + cl;
   const bool dvalid = d < p.Dn;
@@ -79,7 +95,10 @@ __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
     const int64_t n = sub * NPL + k;
     const bool ok = dvalid && n < N;
     A2[k] = ok ? p.A[d * N + n] * (FAST ? kLog2e : 1.f) : 0.f;
-    h[k] = ok && p.h0 ? p.h0[(sb * p.Dn + d) * N + n] : 0.f;
+    if (MODE == kChunkOut)
+      h[k] = ok ? p.chunk_states[((b * (p.nch + 1) + chunk_id) * p.Dn + d) * N + n] : 0.f;
+    else
+      h[k] = ok && p.h0 && t_begin == 0 ? p.h0[(sb * p.Dn + d) * N + n] : 0.f;
   }
   auto save_state = [&](int64_t entry) {
     if (!dvalid) return;
@@ -88,10 +107,11 @@ __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
     for (int k = 0; k < NPL; ++k)
       if (sub * NPL + k < N) dst[sub * NPL + k] = h[k];
   };
-  if (p.chunk_states) save_state(0);
+  if (MODE == kWhole && p.chunk_states) save_state(0);
+  if (MODE == kChunkEnds && chunk_id == 0) save_state(0);
 
-  for (int64_t t0 = 0; t0 < p.L; t0 += TT) {
-    const int steps = static_cast<int>(p.L - t0 < TT ? p.L - t0 : TT);
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += TT) {
+    const int steps = static_cast<int>(t_end - t0 < TT ? t_end - t0 : TT);
     __syncthreads();  // the previous tile's epilogue is done with shared memory
     for (int e = tid; e < TT * kChan; e += kThreads) {
       const int r = e / kChan, c = e % kChan;
@@ -119,17 +139,20 @@ __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
         if (n < N) {
           const float a = FAST ? ex2_approx(dl * A2[k]) : expf(dl * A2[k]);
           h[k] = fmaf(a, h[k], du * Bt[n]);
-          acc = fmaf(Ct[n], h[k], acc);
+          if (kWithY) acc = fmaf(Ct[n], h[k], acc);
         }
       }
-      acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-      acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-      if (sub == 0) s_y[s * kChan + cl] = acc;
-      if (p.chunk_states) {
+      if (kWithY) {
+        acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+        acc += __shfl_xor_sync(0xffffffffu, acc, 2);
+        if (sub == 0) s_y[s * kChan + cl] = acc;
+      }
+      if (MODE == kWhole && p.chunk_states) {
         const int64_t t = t0 + s;
         if ((t + 1) % p.chunk == 0 || t + 1 == p.L) save_state(t / p.chunk + 1);
       }
     }
+    if (!kWithY) continue;
     __syncthreads();
     for (int e = tid; e < steps * kChan; e += kThreads) {
       const int r = e / kChan, c = e % kChan;
@@ -137,11 +160,52 @@ __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
       if (ch < p.Dn) p.y[(b * p.L + t0 + r) * p.Dn + ch] = from_f32<D>(fmaf(p.Dskip[ch], s_u[e], s_y[e]));
     }
   }
-  if (p.h_last && dvalid) {
+  if (MODE == kChunkEnds) {
+    save_state(chunk_id + 1);  // E_c (chunk 0: already the true state, from h0)
+    return;
+  }
+  if (p.h_last && dvalid && t_end == p.L) {
 #pragma unroll
     for (int k = 0; k < NPL; ++k)
       if (sub * NPL + k < N) p.h_last[(sb * p.Dn + d) * N + sub * NPL + k] = h[k];
   }
+}
+
+// Split pass 2: one thread per (b, d) carries the state across the chunks in order,
+//   entry c + 1 <- exp(A * sum_{t in chunk c} delta_t) * entry c + E_c      (c = 1 .. nch-1)
+// (entry c + 1 holds E_c on entry; entries 0 and 1 are already true states).
+template <typename D, bool FAST>
+__global__ void scan_carry_kernel(ScanArgs<D> p) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= p.B * p.Dn) return;
+  const int64_t d = idx % p.Dn, b = idx / p.Dn, N = p.N;
+  for (int64_t c = 1; c < p.nch; ++c) {
+    const int64_t t0 = c * p.chunk, t1 = t0 + p.chunk < p.L ? t0 + p.chunk : p.L;
+    float sum_dt = 0.f;
+    for (int64_t t = t0; t < t1; ++t) sum_dt += to_f32(p.delta[(b * p.L + t) * p.Dn + d]);
+    const float* prev = p.chunk_states + ((b * (p.nch + 1) + c) * p.Dn + d) * N;
+    float* next = p.chunk_states + ((b * (p.nch + 1) + c + 1) * p.Dn + d) * N;
+    for (int64_t n = 0; n < N; ++n) {
+      const float x = sum_dt * p.A[d * N + n];
+      next[n] = fmaf(FAST ? ex2_approx(x * kLog2e) : expf(x), prev[n], next[n]);
+    }
+  }
+  if (p.h_last) {
+    const int64_t sb = p.slots ? p.slots[b] : b;
+    const float* last = p.chunk_states + ((b * (p.nch + 1) + p.nch) * p.Dn + d) * N;
+    for (int64_t n = 0; n < N; ++n) p.h_last[(sb * p.Dn + d) * N + n] = last[n];
+  }
+}
+
+// Whether to split the sequence: when the (channel block, sequence) blocks cannot fill the GPU and
+// there are chunks to spread the work over. The split costs a second round of exponentials.
+template <typename D>
+bool split_pays(const ScanArgs<D>& a) {
+  if (!a.chunk_states || a.nch < 4 || a.nch > 65535) return false;  // grid.y holds the chunks
+  int device = 0, sms = 0;
+  SAMBALM_CUDA_CHECK(cudaGetDevice(&device));
+  SAMBALM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return a.B * ((a.Dn + kChan - 1) / kChan) < 2 * int64_t(sms);
 }
 
 template <typename D, int NPL>
@@ -149,8 +213,22 @@ void launch_npl(const Context& ctx, ScanArgs<D> a) {
   constexpr bool kFast = sizeof(D) == 2;
   a.TT = NPL <= 16 ? 32 : 8;
   const size_t smem = sizeof(float) * a.TT * (4 * kChan + 2 * a.N);
-  const dim3 grid(blocks_for(a.Dn, kChan), static_cast<unsigned>(a.B));
-  scan_forward_kernel<D, NPL, kFast><<<grid, kThreads, smem, stream_of(ctx)>>>(a);
+  const unsigned dblocks = blocks_for(a.Dn, kChan), nb = static_cast<unsigned>(a.B);
+  if (!split_pays(a)) {
+    scan_forward_kernel<D, NPL, kFast, kWhole><<<dim3(dblocks, 1, nb), kThreads, smem, stream_of(ctx)>>>(a);
+    SAMBALM_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  // The h_last of pass 3 would be written by the last chunk's blocks; pass 2 writes it instead, so
+  // pass 3 may run with h_last cleared (h_last may alias h0, which pass 1 has read by then).
+  const dim3 grid(dblocks, static_cast<unsigned>(a.nch), nb);
+  ScanArgs<D> no_last = a;
+  no_last.h_last = nullptr;
+  scan_forward_kernel<D, NPL, kFast, kChunkEnds><<<grid, kThreads, smem, stream_of(ctx)>>>(no_last);
+  SAMBALM_CUDA_LAUNCH_CHECK();
+  scan_carry_kernel<D, kFast><<<blocks_for(a.B * a.Dn, 128), 128, 0, stream_of(ctx)>>>(a);
+  SAMBALM_CUDA_LAUNCH_CHECK();
+  scan_forward_kernel<D, NPL, kFast, kChunkOut><<<grid, kThreads, smem, stream_of(ctx)>>>(no_last);
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 
