@@ -89,9 +89,9 @@ SAMBALM_CUDA_MATMUL_DECL(bf16)
 void bias_grad_accumulate(const Context& ctx, float* dbias, const float* dout, int64_t ld, int64_t M, int64_t N);
 void bias_grad_accumulate(const Context& ctx, bf16* dbias, const bf16* dout, int64_t ld, int64_t M, int64_t N);
 
-// ---- Selective scan scratch sizes (elements of float). The GPU scan keeps the CPU's layouts: the
-// fp32 state at every chunk boundary (selective_scan_forward's chunk_states) and the backward's
-// per-chunk scratch, so a saved forward means the same thing on either device.
+// ---- Selective scan scratch sizes (elements of float). chunk_states keeps the CPU's layout (the fp32
+// state at every chunk boundary), so a saved forward means the same thing on either device; the
+// backward's scratch has the GPU kernel's own layout (mamba_cuda.h).
 int64_t selective_scan_chunk_states_size(const Context& ctx, int64_t B, int64_t L, int64_t D, int64_t N,
                                          int64_t chunk);
 int64_t selective_scan_backward_scratch_size(const Context& ctx, int64_t B, int64_t L, int64_t D, int64_t N,
@@ -100,4 +100,6 @@ int64_t selective_scan_backward_scratch_size(const Context& ctx, int64_t B, int6
 }  // namespace sambalm::ops::cuda
 
 // The bodies of each area, declared beside their kernels.
+#include "ops/cuda/attention_cuda.h"
 #include "ops/cuda/dense_cuda.h"  // elementwise, embedding, norms, RoPE, KV cache, cross-entropy, optimizer
+#include "ops/cuda/mamba_cuda.h"

@@ -1,15 +1,28 @@
+// Host side of the CUDA Mamba ops: scratch sizes and the errors the .cu files cannot format.
+#include "core/error.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cuda/cuda_ops.h"
 
 namespace sambalm::ops::cuda {
 
+// Same layout as the CPU's ([B, nchunks + 1, D, N]), so a saved forward means the same on either device.
 int64_t selective_scan_chunk_states_size(const Context&, int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk) {
   return cpu::selective_scan_chunk_states_size(B, L, D, N, chunk);
 }
 
+// The GPU backward's own layout (mamba_cuda.h, CudaScanBackwardScratch).
 int64_t selective_scan_backward_scratch_size(const Context&, int64_t B, int64_t L, int64_t D, int64_t N,
                                              int64_t chunk) {
-  return cpu::selective_scan_backward_scratch_size(B, L, D, N, chunk);
+  SAMBALM_CHECK(chunk > 0, "selective scan: chunk must be positive, got {}", chunk);
+  return CudaScanBackwardScratch(B, L, D, N, chunk).total;
+}
+
+void raise_unsupported(const char* op, const char* what, int64_t value, int64_t limit) {
+  fail("{}: {} = {}, the CUDA kernel supports at most {}", op, what, value, limit);
+}
+
+void raise_not_positive(const char* op, const char* what, int64_t value) {
+  fail("{}: {} must be positive, got {}", op, what, value);
 }
 
 }  // namespace sambalm::ops::cuda

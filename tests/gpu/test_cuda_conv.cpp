@@ -1,0 +1,140 @@
+// The CUDA causal depthwise conv1d against the CPU op (ops::cpu::, float, on the same values) on odd
+// shapes: strided input rows, K-1 rows of state or none, states picked through slots, L shorter than
+// the state, K on the tiled (2..4) and the generic path. Forward output NaN-poisoned (every element
+// must be written); the backward accumulates into random dx (strided) / dw / dbias; the state update
+// into a poisoned buffer and in place. fp32 within 1e-5, bf16 within 2e-2 (relative L2).
+#include <gtest/gtest.h>
+
+#include "mixer_testing.h"
+#include "ops/mamba_ops.h"
+
+namespace sambalm {
+namespace {
+
+using namespace testing_gpu;
+
+struct ConvCase {
+  int64_t B, L, D, K, ld_x;
+  bool state;
+  bool slots;
+};
+const ConvCase kCases[] = {
+    {2, 333, 97, 4, 2 * 97 + 3, true, false},  // odd everything, state
+    {2, 333, 97, 4, 97, false, false},         // no state, dense rows
+    {1, 100, 256, 4, 2 * 256, true, true},     // aligned view: the 16-byte paths; state through slots
+    {3, 2, 40, 4, 40, true, true},             // L < K-1: outputs read mostly state rows
+    {2, 77, 40, 3, 43, true, false},           // K = 3
+    {2, 50, 33, 6, 35, true, false},           // K = 6: the generic kernel
+    {2, 17, 9, 1, 9, false, false},            // K = 1: no state rows at all
+};
+constexpr int64_t kSlots = 4;
+const std::vector<int32_t> kSlotIds = {3, 1, 2};
+
+template <typename T>
+double conv_tol() {
+  return std::is_same_v<T, float> ? 1e-5 : 2e-2;
+}
+
+template <typename T>
+void check_forward(const ConvCase& c) {
+  const auto x = seen<T>(random_vector(c.B * c.L * c.ld_x, 1)), w = seen<T>(random_vector(c.D * c.K, 2, 0.7f)),
+             bias = seen<T>(random_vector(c.D, 3, 0.5f));
+  const int64_t state_rows = (c.slots ? kSlots : c.B) * (c.K - 1) * c.D;
+  const auto state = seen<T>(random_vector(state_rows + 1, 4));  // +1: never empty
+  const std::vector<int32_t> slots(kSlotIds.begin(), kSlotIds.begin() + c.B);
+  std::vector<float> want(c.B * c.L * c.D);
+  ops::cpu::causal_conv1d_forward<float>(want.data(), x.data(), c.ld_x, w.data(), bias.data(),
+                                         c.state ? state.data() : nullptr, c.B, c.L, c.D, c.K,
+                                         c.slots ? slots.data() : nullptr);
+  DeviceBuffer<T> d_x(as<T>(x)), d_w(as<T>(w)), d_bias(as<T>(bias)), d_state(as<T>(state));
+  DeviceBuffer<T> d_out(as<T>(nans(want.size())));
+  DeviceBuffer<int32_t> d_slots(slots);
+  ops::causal_conv1d_forward(gpu(), d_out.get(), d_x.get(), c.ld_x, d_w.get(), d_bias.get(),
+                             c.state ? d_state.get() : nullptr, c.B, c.L, c.D, c.K,
+                             c.slots ? d_slots.get() : nullptr);
+  expect_close(d_out, want, conv_tol<T>(),
+               "forward B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " D" + std::to_string(c.D) + " K" +
+                   std::to_string(c.K) + " state " + std::to_string(c.state) + " slots " + std::to_string(c.slots));
+}
+
+template <typename T>
+void check_backward(const ConvCase& c, bool all_grads) {
+  const int64_t ld_dx = c.D + 5;
+  const auto x = seen<T>(random_vector(c.B * c.L * c.ld_x, 5)), w = seen<T>(random_vector(c.D * c.K, 6, 0.7f)),
+             dout = seen<T>(random_vector(c.B * c.L * c.D, 7));
+  const auto state = seen<T>(random_vector(c.B * (c.K - 1) * c.D + 1, 8));
+  auto dx = seen<T>(random_vector(c.B * c.L * ld_dx, 9)), dw = seen<T>(random_vector(c.D * c.K, 10)),
+       dbias = seen<T>(random_vector(c.D, 11));
+  DeviceBuffer<T> d_x(as<T>(x)), d_w(as<T>(w)), d_dout(as<T>(dout)), d_state(as<T>(state));
+  DeviceBuffer<T> d_dx(as<T>(dx)), d_dw(as<T>(dw)), d_dbias(as<T>(dbias));
+  const T* st = c.state ? d_state.get() : nullptr;
+  ops::causal_conv1d_backward(gpu(), d_dx.get(), ld_dx, all_grads ? d_dw.get() : nullptr,
+                              all_grads ? d_dbias.get() : nullptr, d_dout.get(), d_x.get(), c.ld_x, d_w.get(), st, c.B,
+                              c.L, c.D, c.K);
+  const std::vector<float> dw0 = dw, dbias0 = dbias;
+  ops::cpu::causal_conv1d_backward<float>(dx.data(), ld_dx, dw.data(), dbias.data(), dout.data(), x.data(), c.ld_x,
+                                          w.data(), c.state ? state.data() : nullptr, c.B, c.L, c.D, c.K);
+  const std::string tag = " B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " D" + std::to_string(c.D) +
+                          " K" + std::to_string(c.K) + " state " + std::to_string(c.state);
+  expect_close(d_dx, dx, conv_tol<T>(), "dx" + tag);
+  expect_close(d_dw, all_grads ? dw : dw0, conv_tol<T>(), "dw" + tag);
+  expect_close(d_dbias, all_grads ? dbias : dbias0, conv_tol<T>(), "dbias" + tag);
+}
+
+template <typename T>
+void check_state_update(const ConvCase& c, bool in_place) {
+  const int64_t rows = (c.slots ? kSlots : c.B) * (c.K - 1) * c.D;
+  const auto x = seen<T>(random_vector(c.B * c.L * c.ld_x, 12));
+  const auto state = seen<T>(random_vector(rows, 13));
+  const std::vector<int32_t> slots(kSlotIds.begin(), kSlotIds.begin() + c.B);
+  const int32_t* sl = c.slots ? slots.data() : nullptr;
+  // Rows of slots no sequence uses keep what they had: start the out-of-place buffer as a copy of state
+  // there, NaN where the op must write.
+  std::vector<float> want = state;
+  ops::cpu::causal_conv1d_state_update<float>(want.data(), x.data(), c.ld_x, want.data(), c.B, c.L, c.D, c.K, sl);
+  std::vector<float> init = state;
+  for (int64_t b = 0; b < c.B; ++b) {
+    const int64_t sb = c.slots ? slots[b] : b;
+    for (int64_t i = 0; i < (c.K - 1) * c.D; ++i) init[sb * (c.K - 1) * c.D + i] = NAN;
+  }
+  DeviceBuffer<T> d_x(as<T>(x)), d_state(as<T>(state)), d_new(as<T>(in_place ? state : init));
+  DeviceBuffer<int32_t> d_slots(slots);
+  ops::causal_conv1d_state_update(gpu(), d_new.get(), d_x.get(), c.ld_x, in_place ? d_new.get() : d_state.get(), c.B,
+                                  c.L, c.D, c.K, c.slots ? d_slots.get() : nullptr);
+  // Exact: a copy.
+  const auto got = to_float(d_new.download());
+  ASSERT_EQ(got.size(), want.size());
+  int64_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) bad += !(got[i] == want[i]);
+  EXPECT_EQ(bad, 0) << "state update L" << c.L << " K" << c.K << " slots " << c.slots << " in place " << in_place;
+}
+
+TEST(CudaConv, ForwardFp32) {
+  SAMBALM_REQUIRE_GPU();
+  for (const auto& c : kCases) check_forward<float>(c);
+}
+TEST(CudaConv, ForwardBf16) {
+  SAMBALM_REQUIRE_GPU();
+  for (const auto& c : kCases) check_forward<bf16>(c);
+}
+TEST(CudaConv, BackwardFp32) {
+  SAMBALM_REQUIRE_GPU();
+  for (const auto& c : kCases)
+    for (bool all : {true, false}) check_backward<float>(c, all);
+}
+TEST(CudaConv, BackwardBf16) {
+  SAMBALM_REQUIRE_GPU();
+  for (const auto& c : kCases)
+    for (bool all : {true, false}) check_backward<bf16>(c, all);
+}
+TEST(CudaConv, StateUpdate) {
+  SAMBALM_REQUIRE_GPU();
+  for (const auto& c : kCases)
+    for (bool in_place : {false, true}) {
+      check_state_update<float>(c, in_place);
+      check_state_update<bf16>(c, in_place);
+    }
+}
+
+}  // namespace
+}  // namespace sambalm
