@@ -75,14 +75,20 @@ void AdamW::set_moments(const std::vector<float>& m, const std::vector<float>& v
   dv_.push();
 }
 
-double grad_global_norm(const float* g, size_t n, const Context& ctx) {
+double grad_global_norm(const float* g, size_t n, const Context& ctx, double* scratch) {
   double s = 0.0;
-  ops::sum_squares(ctx, &s, g, static_cast<int64_t>(n));
+  if (ctx.device == Device::CPU) {
+    ops::sum_squares(ctx, &s, g, static_cast<int64_t>(n));
+  } else {
+    SAMBALM_CHECK(scratch != nullptr, "grad_global_norm on {}: no device scratch for the sum", ctx.name());
+    ops::sum_squares(ctx, scratch, g, static_cast<int64_t>(n));
+    ops::download(ctx, &s, scratch, sizeof(double));
+  }
   return std::sqrt(s);
 }
 
-double clip_grad_norm(float* g, size_t n, double max_norm, const Context& ctx) {
-  const double norm = grad_global_norm(g, n, ctx);
+double clip_grad_norm(float* g, size_t n, double max_norm, const Context& ctx, double* scratch) {
+  const double norm = grad_global_norm(g, n, ctx, scratch);
   if (max_norm <= 0 || !std::isfinite(norm)) return norm;
   const double coef = max_norm / (norm + 1e-6);
   if (coef < 1.0) ops::scale_inplace(ctx, g, static_cast<int64_t>(n), static_cast<double>(static_cast<float>(coef)));

@@ -67,9 +67,11 @@ class AdamW {
   ops::Mirror<float> dm_, dv_;
 };
 
-// L2 norm over all n gradients (accumulated in double), in the context's memory.
-double grad_global_norm(const float* g, size_t n, const Context& ctx = cpu_context());
+// L2 norm over all n gradients (accumulated in double), in the context's memory. On a GPU the sum
+// lands in `scratch` (one double of device memory) and comes back to the host.
+double grad_global_norm(const float* g, size_t n, const Context& ctx = cpu_context(), double* scratch = nullptr);
 // Scales g in place when its norm exceeds max_norm (max_norm <= 0: never). Returns the norm before.
-double clip_grad_norm(float* g, size_t n, double max_norm, const Context& ctx = cpu_context());
+double clip_grad_norm(float* g, size_t n, double max_norm, const Context& ctx = cpu_context(),
+                      double* scratch = nullptr);
 
 }  // namespace sambalm

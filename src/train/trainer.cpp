@@ -335,6 +335,8 @@ TrainResult train(const TrainOptions& opts) {
   Model<float> model(cfg, params.entries(), ctx);
   std::vector<float> grads(params.size(), 0.0f);
   const ops::Mirror<float> dgrads(ctx, grads.data(), n_params);
+  double norm_host = 0;
+  const ops::Mirror<double> norm_scratch(ctx, &norm_host, 1);  // the gradient norm's sum on the device
   std::vector<int32_t> x(o.batch * T), y(o.batch * T);
   std::mt19937_64 rng(eff.seed ^ 0x5eed5a3b1e5ULL);
 
@@ -482,7 +484,7 @@ TrainResult train(const TrainOptions& opts) {
         loss = NAN;
         ops::upload(ctx, dgrads.get(), &nan, sizeof(float));
       }
-      const double norm = clip_grad_norm(dgrads.get(), grads.size(), o.grad_clip, ctx);
+      const double norm = clip_grad_norm(dgrads.get(), grads.size(), o.grad_clip, ctx, norm_scratch.get());
       const bool bad = !std::isfinite(loss) || !std::isfinite(norm);
       if (!bad) {
         opt.step(dparams.get(), dgrads.get(), lr);
