@@ -44,6 +44,7 @@
 // Run:   ./selective_scan_backward            check every version, then time every version
 //        ./selective_scan_backward 2          check and time version 2 only
 //        ./selective_scan_backward --check-only [version]   (for compute-sanitizer)
+//        ./selective_scan_backward --chunks 8 4            force versions 4-5's chunk count
 //
 // Versions (backward; the forward used for the checkpoints is the forward file's v4/v6 with
 // checkpoint writes added):
@@ -54,8 +55,14 @@
 //      through shared memory (16-byte loads into registers while the previous tile is processed),
 //      h_t of the tile in shared memory, dBm/dCm of the tile reduced over the block's channels in
 //      shared memory and added with one (vector) atomic per element per block.
-//   3  as 2 with 16-step tiles (checkpoints every 16 steps): a third of the shared memory, twice the
+//   3  as 2 with 16-step tiles (checkpoints every 16 steps): half the shared memory, twice the
 //      blocks per SM, twice the checkpoint bytes.
+//   4  as 2, chunked over L when (b, d) alone cannot fill the GPU: pass 1 runs each chunk but the
+//      first backwards from a zero carry and keeps the carry a g at its start and its sum of delta;
+//      pass 2 carries across chunks (carry_{c-1} = exp(A sum delta_c) carry_c + local_c); pass 3 is
+//      version 2 on every chunk from its true carry. Pass 1 costs one more exponential per element
+//      on all but the first chunk, so the chunk count comes from a cost model (--chunks N forces it).
+//   5  as 4 with version 3's 16-step tiles.
 //
 // Thresholds (relative L2 against the double-precision reference): du, ddt, dz (bf16) 1e-2; dA,
 // dDskip, ddt_bias, dBm, dCm (fp32 sums) 5e-3; dh0 2e-3; the forward's out 1e-2, h_last and the
@@ -128,6 +135,10 @@ struct BwdParams {
   int ck_len, nck;
   int B, L, D;
   bool vec_x, vec_z, vec_bc, vec_dbc;
+  // chunking over L (versions 4, 5); nchunks == 1 otherwise
+  int chunk_len, nchunks;
+  float* chunk_G;     // [B, nchunks, D, N]: pass 1 writes each chunk's carry from zero, pass 2 the true carry
+  float* chunk_dsum;  // [B, nchunks, D]: sum of delta over the chunk
 };
 
 // =================================================================================================
@@ -736,18 +747,23 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
   float(*s_B)[kN] = reinterpret_cast<float(*)[kN]>(smem + S::kH + 5 * S::kRow);
   float(*s_C)[kN] = reinterpret_cast<float(*)[kN]>(smem + S::kH + 5 * S::kRow + S::kBC);
 
-  const int b = blockIdx.z, c0 = blockIdx.x * kTileC;
+  const int b = blockIdx.z, chunk = blockIdx.y, c0 = blockIdx.x * kTileC;
   const int tid = threadIdx.x, cl = tid / LANES, sub = tid % LANES;
   const int d = c0 + cl;
   const bool dvalid = d < p.D;
   const int64_t brow = int64_t(b) * p.L;
+  const int t_begin = chunk * p.chunk_len;  // chunk_len: a multiple of TT
+  const int t_end = min(p.L, t_begin + p.chunk_len);
 
   float A2[SPL], Ar[SPL], G[SPL], dAacc[SPL];
 #pragma unroll
   for (int k = 0; k < SPL; ++k) {
     Ar[k] = dvalid ? p.A[d * kN + sub * SPL + k] : 0.f;
     A2[k] = Ar[k] * kLog2e;
-    G[k] = 0.f;
+    // the carry a_{t_end} g_{t_end} from the chunks after this one (pass 2), zero after the end
+    G[k] = dvalid && chunk + 1 < p.nchunks
+               ? p.chunk_G[((int64_t(b) * p.nchunks + chunk) * p.D + d) * kN + sub * SPL + k]
+               : 0.f;
     dAacc[k] = 0.f;
   }
   const float Dd = dvalid ? p.Dskip[d] : 0.f;
@@ -760,7 +776,7 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
     for (int j = 0; j < XPT; ++j) {
       const int q = tid + j * NT, r = q >> 2, c8 = (q & 3) * 8;
       const int t = t0 + r, ch = c0 + c8;
-      const bool ok = q < XCH && t < p.L;
+      const bool ok = q < XCH && t < t_end;
       const int64_t row = brow + t;
       r_u[j] = load8(p.u + row * p.D + ch, ok, p.D - ch, p.vec_x);
       r_dt[j] = load8(p.dt + row * p.D + ch, ok, p.D - ch, p.vec_x);
@@ -774,7 +790,7 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
         const bool isC = i >= BCH;
         const int ii = isC ? i - BCH : i, r = ii >> 1, n8 = (ii & 1) * 8;
         const int t = t0 + r;
-        r_bc[j] = load8((isC ? p.Cm : p.Bm) + (brow + t) * p.ld_bc + n8, t < p.L, 8, p.vec_bc);
+        r_bc[j] = load8((isC ? p.Cm : p.Bm) + (brow + t) * p.ld_bc + n8, t < t_end, 8, p.vec_bc);
       }
     }
     r_ck = dvalid ? *reinterpret_cast<const float4*>(p.ckpt + ((int64_t(b) * p.nck + t0 / TT) * p.D + d) * kN +
@@ -786,7 +802,7 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
     for (int j = 0; j < XPT; ++j) {
       const int q = tid + j * NT, r = q >> 2, c8 = (q & 3) * 8;
       if (q >= XCH) continue;
-      const bool ok = t0 + r < p.L;
+      const bool ok = t0 + r < t_end;
       float fu[8], fdt[8], fz[8], fgo[8], dl[8], dy[8];
       unpack8(r_u[j], fu);
       unpack8(r_dt[j], fdt);
@@ -845,14 +861,14 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
         acc.w = fmaf(wt, hv.w, acc.w);
       }
       const int t = t0 + s;
-      if (t < p.L) atomic_add4(dst_base + (brow + t) * p.ld_dbc + n4, acc, p.vec_dbc);
+      if (t < t_end) atomic_add4(dst_base + (brow + t) * p.ld_dbc + n4, acc, p.vec_dbc);
     }
   };
 
-  const int ntiles = (p.L + TT - 1) / TT;
-  load_tile((ntiles - 1) * TT);
+  const int ntiles = (t_end - t_begin + TT - 1) / TT;
+  load_tile(t_begin + (ntiles - 1) * TT);
   for (int it = ntiles - 1; it >= 0; --it) {
-    const int t0 = it * TT;
+    const int t0 = t_begin + it * TT;
     __syncthreads();  // the previous tile's epilogue is done with shared memory
     store_tile(t0);
     float h[SPL] = {r_ck.x, r_ck.y, r_ck.z, r_ck.w};
@@ -889,7 +905,7 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
     for (int j = 0; j < XPT; ++j) {
       const int q = tid + j * NT, r = q >> 2, c8 = (q & 3) * 8;
       const int t = t0 + r, ch = c0 + c8;
-      if (q >= XCH || t >= p.L || ch >= p.D) continue;
+      if (q >= XCH || t >= t_end || ch >= p.D) continue;
       float fz[8], fgo[8], o[8];
       unpack8(*reinterpret_cast<const uint4*>(&s_z[r][c8]), fz);
       unpack8(*reinterpret_cast<const uint4*>(&s_dout[r][c8]), fgo);
@@ -956,7 +972,7 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
     for (int j = 0; j < XPT; ++j) {
       const int q = tid + j * NT, r = q >> 2, c8 = (q & 3) * 8;
       const int t = t0 + r, ch = c0 + c8;
-      if (q >= XCH || t >= p.L || ch >= p.D) continue;
+      if (q >= XCH || t >= t_end || ch >= p.D) continue;
       store8(p.du + (brow + t) * p.D + ch, *reinterpret_cast<const uint4*>(&s_duo[r][c8]), p.D - ch, p.vec_x);
       store8(p.ddt + (brow + t) * p.D + ch, *reinterpret_cast<const uint4*>(&s_ddto[r][c8]), p.D - ch, p.vec_x);
     }
@@ -969,7 +985,7 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
   dbacc += __shfl_xor_sync(0xffffffffu, dbacc, 1);
   dbacc += __shfl_xor_sync(0xffffffffu, dbacc, 2);
   if (!dvalid) return;
-  if (p.h0)
+  if (p.h0 && chunk == 0)
     *reinterpret_cast<float4*>(p.dh0 + (int64_t(b) * p.D + d) * kN + sub * SPL) = make_float4(G[0], G[1], G[2], G[3]);
   atomic_add4(p.dA + d * kN + sub * SPL, make_float4(dAacc[0], dAacc[1], dAacc[2], dAacc[3]), true);
   if (sub == 0) {
@@ -978,29 +994,213 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
   }
 }
 
+// Pass 1 of versions 4-5: for every chunk but the first, the carry a g at its start when nothing
+// flows in from its end (g_t = dy_t Cm_t + a_{t+1} g_{t+1}, reversed over the chunk from zero), and
+// the chunk's sum of delta. One exponential per (t, d, n); no states, no u, no B.
+template <int TT>
+__global__ void __launch_bounds__(kTileC* kLanes) bwd_chunk_local_kernel(BwdParams p) {
+  constexpr int LANES = kLanes;
+  constexpr int NT = kTileC * LANES;
+  constexpr int SPL = kN / LANES;
+  constexpr int XCH = TT * kTileC / 8;
+  constexpr int XPT = (XCH + NT - 1) / NT;
+  constexpr int CCH = TT * kN / 8;
+  constexpr int CPT = (CCH + NT - 1) / NT;
+  __shared__ __align__(16) float s_delta[TT][kTileC];
+  __shared__ __align__(16) float s_dy[TT][kTileC];
+  __shared__ __align__(16) float s_C[TT][kN];
+
+  const int b = blockIdx.z, chunk = blockIdx.y + 1, c0 = blockIdx.x * kTileC;
+  const int tid = threadIdx.x, cl = tid / LANES, sub = tid % LANES;
+  const int d = c0 + cl;
+  const bool dvalid = d < p.D;
+  const int64_t brow = int64_t(b) * p.L;
+  const int t_begin = chunk * p.chunk_len;
+  const int t_end = min(p.L, t_begin + p.chunk_len);
+
+  float A2[SPL], G[SPL];
+#pragma unroll
+  for (int k = 0; k < SPL; ++k) {
+    A2[k] = dvalid ? p.A[d * kN + sub * SPL + k] * kLog2e : 0.f;
+    G[k] = 0.f;
+  }
+  float dsum = 0.f;
+
+  uint4 r_dt[XPT], r_z[XPT], r_go[XPT], r_c[CPT];
+  auto load_tile = [&](int t0) {
+#pragma unroll
+    for (int j = 0; j < XPT; ++j) {
+      const int q = tid + j * NT, r = q >> 2, c8 = (q & 3) * 8;
+      const int t = t0 + r, ch = c0 + c8;
+      const bool ok = q < XCH && t < t_end;
+      const int64_t row = brow + t;
+      r_dt[j] = load8(p.dt + row * p.D + ch, ok, p.D - ch, p.vec_x);
+      r_go[j] = load8(p.dout + row * p.D + ch, ok, p.D - ch, p.vec_x);
+      r_z[j] = load8(p.z + row * p.ld_z + ch, ok, p.D - ch, p.vec_z);
+    }
+#pragma unroll
+    for (int j = 0; j < CPT; ++j) {
+      const int i = tid + j * NT, r = i >> 1, n8 = (i & 1) * 8;
+      const int t = t0 + r;
+      r_c[j] = load8(p.Cm + (brow + t) * p.ld_bc + n8, i < CCH && t < t_end, 8, p.vec_bc);
+    }
+  };
+  auto store_tile = [&](int t0) {
+#pragma unroll
+    for (int j = 0; j < XPT; ++j) {
+      const int q = tid + j * NT, r = q >> 2, c8 = (q & 3) * 8;
+      if (q >= XCH) continue;
+      const bool ok = t0 + r < t_end;
+      float fdt[8], fz[8], fgo[8], dl[8], dy[8];
+      unpack8(r_dt[j], fdt);
+      unpack8(r_z[j], fz);
+      unpack8(r_go[j], fgo);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const int ch = c0 + c8 + k;
+        const float bias = ch < p.D ? __ldg(p.dt_bias + ch) : 0.f;
+        dl[k] = ok ? softplus_fast(fdt[k] + bias) : 0.f;
+        dy[k] = fgo[k] * silu_fast(fz[k]);
+      }
+      float4* sd = reinterpret_cast<float4*>(&s_delta[r][c8]);
+      sd[0] = make_float4(dl[0], dl[1], dl[2], dl[3]);
+      sd[1] = make_float4(dl[4], dl[5], dl[6], dl[7]);
+      float4* sy = reinterpret_cast<float4*>(&s_dy[r][c8]);
+      sy[0] = make_float4(dy[0], dy[1], dy[2], dy[3]);
+      sy[1] = make_float4(dy[4], dy[5], dy[6], dy[7]);
+    }
+#pragma unroll
+    for (int j = 0; j < CPT; ++j) {
+      const int i = tid + j * NT, r = i >> 1, n8 = (i & 1) * 8;
+      if (i >= CCH) continue;
+      float f[8];
+      unpack8(r_c[j], f);
+      reinterpret_cast<float4*>(&s_C[r][n8])[0] = make_float4(f[0], f[1], f[2], f[3]);
+      reinterpret_cast<float4*>(&s_C[r][n8])[1] = make_float4(f[4], f[5], f[6], f[7]);
+    }
+  };
+
+  const int ntiles = (t_end - t_begin + TT - 1) / TT;
+  load_tile(t_begin + (ntiles - 1) * TT);
+  for (int it = ntiles - 1; it >= 0; --it) {
+    const int t0 = t_begin + it * TT;
+    __syncthreads();
+    store_tile(t0);
+    __syncthreads();
+    if (it > 0) load_tile(t0 - TT);
+#pragma unroll 4
+    for (int s = TT - 1; s >= 0; --s) {
+      const float dl = s_delta[s][cl], dyv = s_dy[s][cl];
+      const float4 c4 = *reinterpret_cast<const float4*>(&s_C[s][sub * SPL]);
+      const float cv[SPL] = {c4.x, c4.y, c4.z, c4.w};
+#pragma unroll
+      for (int k = 0; k < SPL; ++k) G[k] = ex2_approx(dl * A2[k]) * fmaf(dyv, cv[k], G[k]);
+      dsum += dl;
+    }
+  }
+  if (!dvalid) return;
+  const int64_t base = (int64_t(b) * p.nchunks + chunk) * p.D + d;
+  *reinterpret_cast<float4*>(p.chunk_G + base * kN + sub * SPL) = make_float4(G[0], G[1], G[2], G[3]);
+  if (sub == 0) p.chunk_dsum[base] = dsum;
+}
+
+// Pass 2 of versions 4-5: one thread per (b, d, n) walks the chunks from last to first.
+//   carry into the end of chunk nchunks-1 = 0; carry into the end of chunk c-1 = exp(A dsum_c) carry_c + local_c
+// chunk_G[c] holds local_c on entry (c >= 1) and the carry into the end of chunk c on exit.
+__global__ void bwd_chunk_carry_kernel(BwdParams p) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= int64_t(p.B) * p.D * kN) return;
+  const int n = idx % kN;
+  const int d = (idx / kN) % p.D;
+  const int b = idx / (int64_t(kN) * p.D);
+  const float A2 = p.A[d * kN + n] * kLog2e;
+  float gc = 0.f;
+  for (int c = p.nchunks - 1; c >= 1; --c) {
+    const int64_t base = (int64_t(b) * p.nchunks + c) * p.D + d;
+    const float local = p.chunk_G[base * kN + n];
+    p.chunk_G[base * kN + n] = gc;
+    gc = fmaf(ex2_approx(A2 * p.chunk_dsum[base]), gc, local);
+  }
+  p.chunk_G[(int64_t(b) * p.nchunks * p.D + d) * kN + n] = gc;
+}
+
 // =================================================================================================
 // Launchers
 // =================================================================================================
-constexpr int kNumVersions = 3;
+constexpr int kNumVersions = 5;
 
 // The checkpoint interval each version needs from the forward.
-static int version_ck(int version) { return version == 3 ? 16 : 32; }
+static int version_ck(int version) { return version == 3 || version == 5 ? 16 : 32; }
+static int version_tt(int version) { return version_ck(version); }
 
+struct BwdWorkspace {
+  float* chunk_G = nullptr;
+  float* chunk_dsum = nullptr;
+  size_t capacity_chunks = 0;
+  ~BwdWorkspace() {
+    if (chunk_G) cudaFree(chunk_G);
+    if (chunk_dsum) cudaFree(chunk_dsum);
+  }
+};
+
+static int g_force_bwd_chunks = 0;  // --chunks N (versions 4, 5)
+
+// The chunk count for versions 4-5, from the forward's kind of model: the time of each pass is (waves
+// of blocks) x (steps per chunk); a wave is the blocks that fit on the GPU at once (shared memory
+// bounds v4 to 2 blocks per SM, v5 to 4); pass 1 costs about 0.4 of pass 3 (one exponential
+// instead of two and much less else) and fits 6 blocks per SM.
+static int pick_bwd_chunks(int tt, int B, int L, int D, int num_sms) {
+  const double slots3 = double(num_sms) * (tt == 32 ? 2 : 4), slots1 = double(num_sms) * 6;
+  const int base = B * ((D + kTileC - 1) / kTileC);
+  int best = 1;
+  double best_cost = 1e300;
+  for (int c = 1; c <= 64; ++c) {
+    const int len = ((L + c - 1) / c + tt - 1) / tt * tt;
+    const int nch = (L + len - 1) / len;
+    if (nch != c) continue;
+    const double cost = double(len) * (std::ceil(base * nch / slots3) + 0.4 * std::ceil(base * (nch - 1) / slots1));
+    if (cost < best_cost * 0.97) best_cost = cost, best = c;
+  }
+  return best;
+}
+
+// nchunks 1: one pass. More: pass 1 (local carries), pass 2 (true carries), pass 3 (everything).
 template <int TT>
-static void launch_bwd_tiled(const BwdParams& p) {
+static void launch_bwd_tiled(BwdParams p, BwdWorkspace& ws, int nchunks) {
   static bool configured = false;
   if (!configured) {
     CUDA_CHECK(cudaFuncSetAttribute(bwd_tiled_kernel<TT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     int(BwdSmem<TT>::kBytes)));
     configured = true;
   }
-  dim3 grid((p.D + kTileC - 1) / kTileC, 1, p.B);
+  const int len = ((p.L + nchunks - 1) / nchunks + TT - 1) / TT * TT;
+  p.chunk_len = len;
+  p.nchunks = (p.L + len - 1) / len;
+  if (p.nchunks > 1) {
+    const size_t need = size_t(p.B) * p.nchunks;
+    if (need > ws.capacity_chunks) {
+      if (ws.chunk_G) CUDA_CHECK(cudaFree(ws.chunk_G));
+      if (ws.chunk_dsum) CUDA_CHECK(cudaFree(ws.chunk_dsum));
+      ws.chunk_G = device_alloc<float>(need * p.D * kN);
+      ws.chunk_dsum = device_alloc<float>(need * p.D);
+      ws.capacity_chunks = need;
+    }
+    p.chunk_G = ws.chunk_G;
+    p.chunk_dsum = ws.chunk_dsum;
+    dim3 grid1((p.D + kTileC - 1) / kTileC, p.nchunks - 1, p.B);
+    bwd_chunk_local_kernel<TT><<<grid1, kTileC * kLanes>>>(p);
+    CUDA_CHECK_LAUNCH();
+    const int64_t n2 = int64_t(p.B) * p.D * kN;
+    bwd_chunk_carry_kernel<<<(n2 + 255) / 256, 256>>>(p);
+    CUDA_CHECK_LAUNCH();
+  }
+  dim3 grid((p.D + kTileC - 1) / kTileC, p.nchunks, p.B);
   bwd_tiled_kernel<TT><<<grid, kTileC * kLanes, BwdSmem<TT>::kBytes>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
 // Zeroes the reduced outputs (the model would accumulate into gradient buffers) and runs the version.
-static void run_backward(int version, BwdParams p) {
+static void run_backward(int version, BwdParams p, BwdWorkspace& ws, int num_sms) {
   p.vec_x = p.D % 8 == 0 && aligned16(p.u) && aligned16(p.dt) && aligned16(p.dout) && aligned16(p.du) &&
             aligned16(p.ddt);
   p.vec_z = p.ld_z % 8 == 0 && p.ld_dz % 8 == 0 && aligned16(p.z) && aligned16(p.dz);
@@ -1030,13 +1230,20 @@ static void run_backward(int version, BwdParams p) {
     }
     case 2:
     case 3:
+    case 4:
+    case 5: {
       if (p.ck_len != version_ck(version)) {
         std::fprintf(stderr, "v%d needs checkpoints every %d steps, got %d\n", version, version_ck(version), p.ck_len);
         std::exit(2);
       }
-      if (version == 2) launch_bwd_tiled<32>(p);
-      else launch_bwd_tiled<16>(p);
+      const int tt = version_tt(version);
+      const int nch = version <= 3 ? 1
+                      : g_force_bwd_chunks > 0 ? g_force_bwd_chunks
+                                               : pick_bwd_chunks(tt, p.B, p.L, p.D, num_sms);
+      if (tt == 32) launch_bwd_tiled<32>(p, ws, nch);
+      else launch_bwd_tiled<16>(p, ws, nch);
       break;
+    }
     default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
   }
 }
@@ -1115,7 +1322,8 @@ static bool report(const char* name, const ErrorReport& e, double tol, bool& all
   return ok;
 }
 
-static bool check_version(int version, int num_sms, const ScanHost& s, const Layout& lay, const char* label) {
+static bool check_version(int version, int num_sms, const ScanHost& s, const Layout& lay, const char* label,
+                          int force_chunks = 0) {
   const int ck = version_ck(version);
   const RefProblem rp = to_ref(s);
   std::vector<double> ref_out, ref_hl, ref_ck;
@@ -1169,10 +1377,17 @@ static bool check_version(int version, int num_sms, const ScanHost& s, const Lay
   bp.dout = dout, bp.u = u, bp.dt = dt, bp.z = z, bp.ld_z = s.ld_z, bp.Bm = bc + s.b_off, bp.Cm = bc + s.c_off;
   bp.ld_bc = s.ld_bc, bp.A = A, bp.Dskip = Dskip, bp.dt_bias = dt_bias, bp.h0 = h0, bp.ckpt = ckpt, bp.ck_len = ck;
   bp.B = B, bp.L = L, bp.D = D;
-  run_backward(version, bp);
+  BwdWorkspace bws;
+  const int saved = g_force_bwd_chunks;
+  g_force_bwd_chunks = force_chunks;
+  run_backward(version, bp, bws, num_sms);
+  g_force_bwd_chunks = saved;
   CUDA_CHECK(cudaDeviceSynchronize());
 
-  std::printf("check v%d %s\n", version, label);
+  std::printf("check v%d %s", version, label);
+  if (version >= 4)
+    std::printf(" (%d chunks)", force_chunks ? force_chunks : pick_bwd_chunks(version_tt(version), B, L, D, num_sms));
+  std::printf("\n");
   bool ok = true;
   report("out", compare(device_download_bf(out, BLD), ref_out), 1e-2, ok);
   report("h_last", compare(device_download_f(h_last, size_t(B) * D * kN), ref_hl), 1e-3, ok);
@@ -1212,6 +1427,10 @@ static unsigned check_all(int version, int num_sms) {
     bool ok = check_version(v, num_sms, s1, l1, "B2 L333 D97 h0, odd strides and offsets");
     ok &= check_version(v, num_sms, s2, l2, "B1 L1000 D256 aligned views");
     ok &= check_version(v, num_sms, s3, l3, "B3 L13 D40 h0");
+    if (v >= 4) {  // chunk counts forced: carries across 3 and 7 chunks, partial last chunk
+      ok &= check_version(v, num_sms, s1, l1, "B2 L333 D97 h0, odd strides", 3);
+      ok &= check_version(v, num_sms, s2, l2, "B1 L1000 D256 aligned", 7);
+    }
     if (ok) passed |= 1u << v;
   }
   return passed;
@@ -1265,6 +1484,7 @@ static void time_shape(int B, int L, int D, unsigned passed, int num_sms, std::v
   bp.A = A, bp.Dskip = Dskip, bp.dt_bias = dt_bias, bp.h0 = nullptr, bp.ckpt = ckpt;
   bp.B = B, bp.L = L, bp.D = D;
   FwdWorkspace ws;
+  BwdWorkspace bws;
   char shape[64];
   std::snprintf(shape, sizeof shape, "B%d L%d D%d N%d", B, L, D, kN);
 
@@ -1280,19 +1500,22 @@ static void time_shape(int B, int L, int D, unsigned passed, int num_sms, std::v
     fp.ck_len = bp.ck_len = version_ck(v);
     run_forward(fp, ws, num_sms);
     device_poison_bf16(du, n);
-    const float ms_b = time_median_ms([&] { run_backward(v, bp); });
+    const float ms_b = time_median_ms([&] { run_backward(v, bp, bws, num_sms); });
     std::vector<bf16> probe(4096);
     CUDA_CHECK(cudaMemcpy(probe.data(), du, probe.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
     size_t bad = 0;
     for (auto x : probe) bad += !std::isfinite(host_bf2f(x));
     const float ms_fb = time_median_ms([&] {
       run_forward(fp, ws, num_sms);
-      run_backward(v, bp);
+      run_backward(v, bp, bws, num_sms);
     });
     const double exps = double(n) * kN * 2;
     std::printf("time  v%d bwd     %-22s median %8.3f ms   %6.1f G exp2/s  %s\n", v, shape, ms_b, exps / ms_b * 1e-6,
                 bad ? "UNWRITTEN OUTPUT" : "");
     std::printf("time  v%d fwd+bwd %-22s median %8.3f ms\n", v, shape, ms_fb);
+    if (v >= 4)
+      std::printf("      v%d backward chunks at this shape: %d\n", v,
+                  g_force_bwd_chunks > 0 ? g_force_bwd_chunks : pick_bwd_chunks(version_tt(v), B, L, D, num_sms));
     rows.push_back({"selective_scan_bwd", shape, "v" + std::to_string(v), ms_b});
     rows.push_back({"selective_scan_fwd_bwd", shape, "v" + std::to_string(v), ms_fb});
   }
@@ -1308,6 +1531,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--check-only") check_only = true;
+    else if (a == "--chunks" && i + 1 < argc) g_force_bwd_chunks = std::atoi(argv[++i]);
     else version = std::atoi(a.c_str());
   }
   int dev = 0;
