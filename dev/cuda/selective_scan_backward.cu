@@ -63,6 +63,9 @@
 //      version 2 on every chunk from its true carry. Pass 1 costs one more exponential per element
 //      on all but the first chunk, so the chunk count comes from a cost model (--chunks N forces it).
 //   5  as 4 with version 3's 16-step tiles.
+//   6  as 3 with the dBm/dCm channel sums spread over every thread (two threads per (t, 4 states),
+//      each summing every other channel, one shuffle) and two accumulators per thread.
+//   7  as 5 with version 6's channel sums.
 //
 // Thresholds (relative L2 against the double-precision reference): du, ddt, dz (bf16) 1e-2; dA,
 // dDskip, ddt_bias, dBm, dCm (fp32 sums) 5e-3; dh0 2e-3; the forward's out 1e-2, h_last and the
@@ -720,7 +723,7 @@ struct BwdSmem {
   static constexpr size_t kBytes = size_t(kFloats) * 4;
 };
 
-template <int TT>
+template <int TT, bool SPLIT>
 __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) {
   constexpr int LANES = kLanes;
   constexpr int NT = kTileC * LANES;
@@ -847,21 +850,55 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
   // one vector atomic per (t, 4 states). Channels are visited in a rotated order (cl + s) so that
   // the threads of a quarter warp hit different banks.
   auto channel_sum = [&](int t0, float* dst_base, bool weighted) {
-    for (int w = tid; w < TT * 4; w += NT) {
-      const int s = w >> 2, n4 = (w & 3) * 4;
-      float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 8
-      for (int i = 0; i < kTileC; ++i) {
-        const int c = (i + s) & (kTileC - 1);
-        const float4 hv = *reinterpret_cast<const float4*>(&s_h[s + 1][c][n4]);
-        const float wt = weighted ? s_dy[s][c] : 1.f;
-        acc.x = fmaf(wt, hv.x, acc.x);
-        acc.y = fmaf(wt, hv.y, acc.y);
-        acc.z = fmaf(wt, hv.z, acc.z);
-        acc.w = fmaf(wt, hv.w, acc.w);
+    if constexpr (SPLIT) {
+      // Versions 6-7: every thread busy (with 16-step tiles, two threads per (t, 4 states), each
+      // summing every other channel, then one shuffle) and two accumulators for shorter chains.
+      constexpr int ITEMS = TT * 4;
+      constexpr int NS = ITEMS >= NT ? 1 : NT / ITEMS;
+      static_assert(ITEMS * NS % NT == 0 && kTileC % (2 * NS) == 0, "items split evenly");
+      for (int idx = tid; idx < ITEMS * NS; idx += NT) {
+        const int w = idx / NS, part = idx % NS;
+        const int s = w >> 2, n4 = (w & 3) * 4;
+        float4 a0 = make_float4(0.f, 0.f, 0.f, 0.f), a1 = a0;
+#pragma unroll
+        for (int j = 0; j < kTileC / (2 * NS); ++j) {
+          const int i = part + j * 2 * NS;
+          const int ca = (i + s) & (kTileC - 1), cb = (i + NS + s) & (kTileC - 1);
+          const float4 ha = *reinterpret_cast<const float4*>(&s_h[s + 1][ca][n4]);
+          const float4 hb = *reinterpret_cast<const float4*>(&s_h[s + 1][cb][n4]);
+          const float wa = weighted ? s_dy[s][ca] : 1.f, wb = weighted ? s_dy[s][cb] : 1.f;
+          a0.x = fmaf(wa, ha.x, a0.x), a0.y = fmaf(wa, ha.y, a0.y), a0.z = fmaf(wa, ha.z, a0.z);
+          a0.w = fmaf(wa, ha.w, a0.w);
+          a1.x = fmaf(wb, hb.x, a1.x), a1.y = fmaf(wb, hb.y, a1.y), a1.z = fmaf(wb, hb.z, a1.z);
+          a1.w = fmaf(wb, hb.w, a1.w);
+        }
+        float4 acc = make_float4(a0.x + a1.x, a0.y + a1.y, a0.z + a1.z, a0.w + a1.w);
+        if constexpr (NS == 2) {  // the two parts of an item are neighbouring lanes
+          acc.x += __shfl_xor_sync(0xffffffffu, acc.x, 1);
+          acc.y += __shfl_xor_sync(0xffffffffu, acc.y, 1);
+          acc.z += __shfl_xor_sync(0xffffffffu, acc.z, 1);
+          acc.w += __shfl_xor_sync(0xffffffffu, acc.w, 1);
+        }
+        const int t = t0 + s;
+        if (part == 0 && t < t_end) atomic_add4(dst_base + (brow + t) * p.ld_dbc + n4, acc, p.vec_dbc);
       }
-      const int t = t0 + s;
-      if (t < t_end) atomic_add4(dst_base + (brow + t) * p.ld_dbc + n4, acc, p.vec_dbc);
+    } else {
+      for (int w = tid; w < TT * 4; w += NT) {
+        const int s = w >> 2, n4 = (w & 3) * 4;
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 8
+        for (int i = 0; i < kTileC; ++i) {
+          const int c = (i + s) & (kTileC - 1);
+          const float4 hv = *reinterpret_cast<const float4*>(&s_h[s + 1][c][n4]);
+          const float wt = weighted ? s_dy[s][c] : 1.f;
+          acc.x = fmaf(wt, hv.x, acc.x);
+          acc.y = fmaf(wt, hv.y, acc.y);
+          acc.z = fmaf(wt, hv.z, acc.z);
+          acc.w = fmaf(wt, hv.w, acc.w);
+        }
+        const int t = t0 + s;
+        if (t < t_end) atomic_add4(dst_base + (brow + t) * p.ld_dbc + n4, acc, p.vec_dbc);
+      }
     }
   };
 
@@ -1127,10 +1164,11 @@ __global__ void bwd_chunk_carry_kernel(BwdParams p) {
 // =================================================================================================
 // Launchers
 // =================================================================================================
-constexpr int kNumVersions = 5;
+constexpr int kNumVersions = 7;
 
 // The checkpoint interval each version needs from the forward.
-static int version_ck(int version) { return version == 3 || version == 5 ? 16 : 32; }
+static int version_ck(int version) { return version <= 2 || version == 4 ? 32 : 16; }
+static bool version_chunked(int version) { return version == 4 || version == 5 || version == 7; }
 static int version_tt(int version) { return version_ck(version); }
 
 struct BwdWorkspace {
@@ -1165,11 +1203,11 @@ static int pick_bwd_chunks(int tt, int B, int L, int D, int num_sms) {
 }
 
 // nchunks 1: one pass. More: pass 1 (local carries), pass 2 (true carries), pass 3 (everything).
-template <int TT>
+template <int TT, bool SPLIT>
 static void launch_bwd_tiled(BwdParams p, BwdWorkspace& ws, int nchunks) {
   static bool configured = false;
   if (!configured) {
-    CUDA_CHECK(cudaFuncSetAttribute(bwd_tiled_kernel<TT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CUDA_CHECK(cudaFuncSetAttribute(bwd_tiled_kernel<TT, SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     int(BwdSmem<TT>::kBytes)));
     configured = true;
   }
@@ -1195,7 +1233,7 @@ static void launch_bwd_tiled(BwdParams p, BwdWorkspace& ws, int nchunks) {
     CUDA_CHECK_LAUNCH();
   }
   dim3 grid((p.D + kTileC - 1) / kTileC, p.nchunks, p.B);
-  bwd_tiled_kernel<TT><<<grid, kTileC * kLanes, BwdSmem<TT>::kBytes>>>(p);
+  bwd_tiled_kernel<TT, SPLIT><<<grid, kTileC * kLanes, BwdSmem<TT>::kBytes>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -1231,17 +1269,20 @@ static void run_backward(int version, BwdParams p, BwdWorkspace& ws, int num_sms
     case 2:
     case 3:
     case 4:
-    case 5: {
+    case 5:
+    case 6:
+    case 7: {
       if (p.ck_len != version_ck(version)) {
         std::fprintf(stderr, "v%d needs checkpoints every %d steps, got %d\n", version, version_ck(version), p.ck_len);
         std::exit(2);
       }
       const int tt = version_tt(version);
-      const int nch = version <= 3 ? 1
+      const int nch = !version_chunked(version) ? 1
                       : g_force_bwd_chunks > 0 ? g_force_bwd_chunks
                                                : pick_bwd_chunks(tt, p.B, p.L, p.D, num_sms);
-      if (tt == 32) launch_bwd_tiled<32>(p, ws, nch);
-      else launch_bwd_tiled<16>(p, ws, nch);
+      if (version >= 6) launch_bwd_tiled<16, true>(p, ws, nch);
+      else if (tt == 32) launch_bwd_tiled<32, false>(p, ws, nch);
+      else launch_bwd_tiled<16, false>(p, ws, nch);
       break;
     }
     default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
@@ -1385,7 +1426,7 @@ static bool check_version(int version, int num_sms, const ScanHost& s, const Lay
   CUDA_CHECK(cudaDeviceSynchronize());
 
   std::printf("check v%d %s", version, label);
-  if (version >= 4)
+  if (version_chunked(version))
     std::printf(" (%d chunks)", force_chunks ? force_chunks : pick_bwd_chunks(version_tt(version), B, L, D, num_sms));
   std::printf("\n");
   bool ok = true;
@@ -1427,7 +1468,7 @@ static unsigned check_all(int version, int num_sms) {
     bool ok = check_version(v, num_sms, s1, l1, "B2 L333 D97 h0, odd strides and offsets");
     ok &= check_version(v, num_sms, s2, l2, "B1 L1000 D256 aligned views");
     ok &= check_version(v, num_sms, s3, l3, "B3 L13 D40 h0");
-    if (v >= 4) {  // chunk counts forced: carries across 3 and 7 chunks, partial last chunk
+    if (version_chunked(v)) {  // chunk counts forced: carries across 3 and 7 chunks, partial last chunk
       ok &= check_version(v, num_sms, s1, l1, "B2 L333 D97 h0, odd strides", 3);
       ok &= check_version(v, num_sms, s2, l2, "B1 L1000 D256 aligned", 7);
     }
@@ -1513,7 +1554,7 @@ static void time_shape(int B, int L, int D, unsigned passed, int num_sms, std::v
     std::printf("time  v%d bwd     %-22s median %8.3f ms   %6.1f G exp2/s  %s\n", v, shape, ms_b, exps / ms_b * 1e-6,
                 bad ? "UNWRITTEN OUTPUT" : "");
     std::printf("time  v%d fwd+bwd %-22s median %8.3f ms\n", v, shape, ms_fb);
-    if (v >= 4)
+    if (version_chunked(v))
       std::printf("      v%d backward chunks at this shape: %d\n", v,
                   g_force_bwd_chunks > 0 ? g_force_bwd_chunks : pick_bwd_chunks(version_tt(v), B, L, D, num_sms));
     rows.push_back({"selective_scan_bwd", shape, "v" + std::to_string(v), ms_b});
