@@ -110,17 +110,17 @@ struct FwdParams {
 
 struct BwdParams {
   // outputs
-  bf16* du;      // [B, L, D]
-  bf16* ddt;     // [B, L, D]
-  bf16* dz;      // [B, L] rows of stride ld_dz
+  bf16* du;   // [B, L, D]
+  bf16* ddt;  // [B, L, D]
+  bf16* dz;   // [B, L] rows of stride ld_dz
   int64_t ld_dz;
-  float* dA;     // [D, N]   (+=)
-  float* dDskip; // [D]      (+=)
+  float* dA;        // [D, N]   (+=)
+  float* dDskip;    // [D]      (+=)
   float* ddt_bias;  // [D]   (+=)
-  float* dBm;    // [B, L] rows of stride ld_dbc (+=)
+  float* dBm;       // [B, L] rows of stride ld_dbc (+=)
   float* dCm;
   int64_t ld_dbc;
-  float* dh0;    // [B, D, N], written when h0 != nullptr
+  float* dh0;  // [B, D, N], written when h0 != nullptr
   // inputs
   const bf16* dout;  // [B, L, D]
   const bf16* u;
@@ -503,8 +503,8 @@ __global__ void __launch_bounds__(kTileC* kLanes) fwd_tiled_kernel(FwdParams p) 
     for (int s0 = 0; s0 < TT; s0 += LANES) {
       if (!STATES_ONLY && t0 + s0 == next_ck) {  // the state before step next_ck
         if (p.ckpt && dvalid && next_ck < t_end)
-          *reinterpret_cast<float4*>(p.ckpt + ((int64_t(b) * p.nck + next_ck / p.ck_len) * p.D + d) * kN +
-                                     sub * SPL) = make_float4(h[0], h[1], h[2], h[3]);
+          *reinterpret_cast<float4*>(p.ckpt + ((int64_t(b) * p.nck + next_ck / p.ck_len) * p.D + d) * kN + sub * SPL) =
+              make_float4(h[0], h[1], h[2], h[3]);
         next_ck += p.ck_len;
       }
       float yp[LANES];
@@ -796,9 +796,9 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
         r_bc[j] = load8((isC ? p.Cm : p.Bm) + (brow + t) * p.ld_bc + n8, t < t_end, 8, p.vec_bc);
       }
     }
-    r_ck = dvalid ? *reinterpret_cast<const float4*>(p.ckpt + ((int64_t(b) * p.nck + t0 / TT) * p.D + d) * kN +
-                                                     sub * SPL)
-                  : make_float4(0.f, 0.f, 0.f, 0.f);
+    r_ck = dvalid
+               ? *reinterpret_cast<const float4*>(p.ckpt + ((int64_t(b) * p.nck + t0 / TT) * p.D + d) * kN + sub * SPL)
+               : make_float4(0.f, 0.f, 0.f, 0.f);
   };
   auto store_tile = [&](int t0) {
 #pragma unroll
@@ -911,7 +911,6 @@ __global__ void __launch_bounds__(kTileC* kLanes) bwd_tiled_kernel(BwdParams p) 
     float h[SPL] = {r_ck.x, r_ck.y, r_ck.z, r_ck.w};
     __syncthreads();
     if (it > 0) load_tile(t0 - TT);  // in flight during the passes below
-
     // (2) rescan
 #pragma unroll 2
     for (int s0 = 0; s0 < TT; s0 += LANES) {
@@ -1239,8 +1238,8 @@ static void launch_bwd_tiled(BwdParams p, BwdWorkspace& ws, int nchunks) {
 
 // Zeroes the reduced outputs (the model would accumulate into gradient buffers) and runs the version.
 static void run_backward(int version, BwdParams p, BwdWorkspace& ws, int num_sms) {
-  p.vec_x = p.D % 8 == 0 && aligned16(p.u) && aligned16(p.dt) && aligned16(p.dout) && aligned16(p.du) &&
-            aligned16(p.ddt);
+  p.vec_x =
+      p.D % 8 == 0 && aligned16(p.u) && aligned16(p.dt) && aligned16(p.dout) && aligned16(p.du) && aligned16(p.ddt);
   p.vec_z = p.ld_z % 8 == 0 && p.ld_dz % 8 == 0 && aligned16(p.z) && aligned16(p.dz);
   p.vec_bc = p.ld_bc % 8 == 0 && aligned16(p.Bm) && aligned16(p.Cm);
   p.vec_dbc = p.ld_dbc % 4 == 0 && aligned16(p.dBm) && aligned16(p.dCm);
@@ -1278,14 +1277,19 @@ static void run_backward(int version, BwdParams p, BwdWorkspace& ws, int num_sms
       }
       const int tt = version_tt(version);
       const int nch = !version_chunked(version) ? 1
-                      : g_force_bwd_chunks > 0 ? g_force_bwd_chunks
-                                               : pick_bwd_chunks(tt, p.B, p.L, p.D, num_sms);
-      if (version >= 6) launch_bwd_tiled<16, true>(p, ws, nch);
-      else if (tt == 32) launch_bwd_tiled<32, false>(p, ws, nch);
-      else launch_bwd_tiled<16, false>(p, ws, nch);
+                      : g_force_bwd_chunks > 0  ? g_force_bwd_chunks
+                                                : pick_bwd_chunks(tt, p.B, p.L, p.D, num_sms);
+      if (version >= 6)
+        launch_bwd_tiled<16, true>(p, ws, nch);
+      else if (tt == 32)
+        launch_bwd_tiled<32, false>(p, ws, nch);
+      else
+        launch_bwd_tiled<16, false>(p, ws, nch);
       break;
     }
-    default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
+    default:
+      std::fprintf(stderr, "no version %d\n", version);
+      std::exit(2);
   }
 }
 
@@ -1399,8 +1403,12 @@ static bool check_version(int version, int num_sms, const ScanHost& s, const Lay
   device_poison_bf16(du, BLD);
   device_poison_bf16(ddt, BLD);
   device_poison_bf16(dz, rows * lay.ld_dz);
-  for (auto [ptr, n] : {std::pair<float*, size_t>{h_last, size_t(B) * D * kN}, {ckpt, size_t(B) * nck * D * kN},
-                        {dA, size_t(D) * kN}, {dD, size_t(D)}, {dbias, size_t(D)}, {dbc, rows * lay.ld_dbc},
+  for (auto [ptr, n] : {std::pair<float*, size_t>{h_last, size_t(B) * D * kN},
+                        {ckpt, size_t(B) * nck * D * kN},
+                        {dA, size_t(D) * kN},
+                        {dD, size_t(D)},
+                        {dbias, size_t(D)},
+                        {dbc, rows * lay.ld_dbc},
                         {dh0, size_t(B) * D * kN}})
     CUDA_CHECK(cudaMemset(ptr, 0xff, n * sizeof(float)));
 
@@ -1444,9 +1452,9 @@ static bool check_version(int version, int num_sms, const ScanHost& s, const Lay
   report("dCm", compare(gather_cols(hdbc, rows, lay.ld_dbc, lay.dc_off, kN), rg.dCm), 5e-3, ok);
   if (s.use_h0) report("dh0", compare(device_download_f(dh0, size_t(B) * D * kN), rg.dh0), 2e-3, ok);
   std::printf("  => %s\n", ok ? "OK" : "FAIL");
-  for (void* ptr : {(void*)u, (void*)dt, (void*)z, (void*)bc, (void*)dout, (void*)A, (void*)Dskip, (void*)dt_bias,
-                    (void*)h0, (void*)out, (void*)h_last, (void*)ckpt, (void*)du, (void*)ddt, (void*)dz, (void*)dA,
-                    (void*)dD, (void*)dbias, (void*)dbc, (void*)dh0})
+  for (void* ptr : {(void*)u,       (void*)dt, (void*)z,   (void*)bc,     (void*)dout, (void*)A,  (void*)Dskip,
+                    (void*)dt_bias, (void*)h0, (void*)out, (void*)h_last, (void*)ckpt, (void*)du, (void*)ddt,
+                    (void*)dz,      (void*)dA, (void*)dD,  (void*)dbias,  (void*)dbc,  (void*)dh0})
     if (ptr) CUDA_CHECK(cudaFree(ptr));
   return ok;
 }
@@ -1560,9 +1568,9 @@ static void time_shape(int B, int L, int D, unsigned passed, int num_sms, std::v
     rows.push_back({"selective_scan_bwd", shape, "v" + std::to_string(v), ms_b});
     rows.push_back({"selective_scan_fwd_bwd", shape, "v" + std::to_string(v), ms_fb});
   }
-  for (void* ptr : {(void*)u, (void*)dt, (void*)z, (void*)dout, (void*)out, (void*)du, (void*)ddt, (void*)dz,
-                    (void*)bc, (void*)dbc, (void*)dA, (void*)dD, (void*)dbias, (void*)ckpt, (void*)A, (void*)Dskip,
-                    (void*)dt_bias})
+  for (void* ptr :
+       {(void*)u, (void*)dt, (void*)z, (void*)dout, (void*)out, (void*)du, (void*)ddt, (void*)dz, (void*)bc, (void*)dbc,
+        (void*)dA, (void*)dD, (void*)dbias, (void*)ckpt, (void*)A, (void*)Dskip, (void*)dt_bias})
     CUDA_CHECK(cudaFree(ptr));
 }
 
@@ -1571,9 +1579,12 @@ int main(int argc, char** argv) {
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--check-only") check_only = true;
-    else if (a == "--chunks" && i + 1 < argc) g_force_bwd_chunks = std::atoi(argv[++i]);
-    else version = std::atoi(a.c_str());
+    if (a == "--check-only")
+      check_only = true;
+    else if (a == "--chunks" && i + 1 < argc)
+      g_force_bwd_chunks = std::atoi(argv[++i]);
+    else
+      version = std::atoi(a.c_str());
   }
   int dev = 0;
   CUDA_CHECK(cudaSetDevice(dev));
