@@ -30,7 +30,7 @@ NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 SANITIZER=${SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
 SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-240}
 # GPU_KERNELS="a b" runs only those development files.
-read -r -a KERNELS <<<"${GPU_KERNELS:-selective_scan_forward causal_conv1d_forward causal_conv1d_backward}"
+read -r -a KERNELS <<<"${GPU_KERNELS:-selective_scan_forward selective_scan_backward causal_conv1d_forward causal_conv1d_backward}"
 mkdir -p "$LOG_DIR" "$BUILD_DIR"
 status=0
 
@@ -145,6 +145,7 @@ fi
     # no peer figure for the conv backward: the target column holds the copy floor (bytes / 3.0 TB/s)
     if ($2 == "causal_conv1d_bwd" && $3 ~ /^B4 L4096 D3072 W4/) { target = "floor 0.101" }
     if ($2 == "causal_conv1d_fwd_bwd" && $3 ~ /^B4 L4096 D3072 W4/) { target = "floor 0.168" }
+    if ($2 == "selective_scan_fwd_bwd" && $3 ~ /^B4 L4096 D3072/) { peer = "4.59"; target = "2.3" }
     printf "| %s | %s | %s | %.3f | %s | %s |\n", $2, $3, $4, $5, peer, target }'
 } | tee "$LOG_DIR/summary.md"
 echo "status: $status (logs in $LOG_DIR)"
