@@ -22,8 +22,8 @@ struct AttnCase {
   int64_t B, T, H, G, hs, window;
 };
 const AttnCase kCases[] = {
-    {2, 77, 6, 2, 40, 0},   {2, 77, 6, 2, 40, 16}, {2, 77, 6, 2, 40, 200}, {2, 77, 6, 2, 40, 1},
-    {1, 45, 6, 6, 24, 10},  {2, 33, 4, 1, 128, 0}, {1, 50, 2, 2, 64, 7},
+    {2, 77, 6, 2, 40, 0},  {2, 77, 6, 2, 40, 16}, {2, 77, 6, 2, 40, 200}, {2, 77, 6, 2, 40, 1},
+    {1, 45, 6, 6, 24, 10}, {2, 33, 4, 1, 128, 0}, {1, 50, 2, 2, 64, 7},
 };
 
 std::string tag(const AttnCase& c) {
@@ -35,7 +35,8 @@ template <typename T>
 void check(const AttnCase& c) {
   const int64_t nq = c.B * c.H * c.T * c.hs, nkv = c.B * c.G * c.T * c.hs;
   const double scale = 1.0 / std::sqrt(double(c.hs));
-  const auto q = seen<T>(random_vector(nq, 51)), k = seen<T>(random_vector(nkv, 52)), v = seen<T>(random_vector(nkv, 53));
+  const auto q = seen<T>(random_vector(nq, 51)), k = seen<T>(random_vector(nkv, 52)),
+             v = seen<T>(random_vector(nkv, 53));
   std::vector<float> out(nq), lse(c.B * c.H * c.T);
   ops::cpu::attention_forward<float>(out.data(), lse.data(), q.data(), k.data(), v.data(), c.B, c.T, c.H, c.G, c.hs,
                                      c.window, scale);
@@ -48,7 +49,8 @@ void check(const AttnCase& c) {
     // lse: compared absolutely (it is a log; relative L2 over values near 0 would be meaningless).
     const auto got = d_lse.download();
     double worst = 0;
-    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::isfinite(got[i]) ? std::abs(double(got[i]) - lse[i]) : INFINITY);
+    for (size_t i = 0; i < got.size(); ++i)
+      worst = std::max(worst, std::isfinite(got[i]) ? std::abs(double(got[i]) - lse[i]) : INFINITY);
     EXPECT_LT(worst, (std::is_same_v<T, float> ? 1e-4 : 2e-2)) << "lse" << tag(c);
   }
 
@@ -104,8 +106,8 @@ void check_partial_backward() {
   DeviceBuffer<float> d_dq(std::vector<float>(nq, 0.f)), d_dk(std::vector<float>(nkv, 0.f)),
       d_dv(std::vector<float>(nkv, 0.f));
   ops::attention_backward(gpu(), d_dq.get(), static_cast<float*>(nullptr), static_cast<float*>(nullptr), d_dout.get(),
-                          d_out.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), c.B, c.T, c.H, c.G, c.hs,
-                          c.window, scale);
+                          d_out.get(), d_lse.get(), d_q.get(), d_k.get(), d_v.get(), c.B, c.T, c.H, c.G, c.hs, c.window,
+                          scale);
   expect_close(d_dq, dq, 1e-4, "dq only");
   ops::attention_backward(gpu(), static_cast<float*>(nullptr), d_dk.get(), d_dv.get(), d_dout.get(), d_out.get(),
                           d_lse.get(), d_q.get(), d_k.get(), d_v.get(), c.B, c.T, c.H, c.G, c.hs, c.window, scale);

@@ -50,8 +50,7 @@ void check_forward(const ConvCase& c) {
   DeviceBuffer<T> d_out(as<T>(nans(want.size())));
   DeviceBuffer<int32_t> d_slots(slots);
   ops::causal_conv1d_forward(gpu(), d_out.get(), d_x.get(), c.ld_x, d_w.get(), d_bias.get(),
-                             c.state ? d_state.get() : nullptr, c.B, c.L, c.D, c.K,
-                             c.slots ? d_slots.get() : nullptr);
+                             c.state ? d_state.get() : nullptr, c.B, c.L, c.D, c.K, c.slots ? d_slots.get() : nullptr);
   expect_close(d_out, want, conv_tol<T>(),
                "forward B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " D" + std::to_string(c.D) + " K" +
                    std::to_string(c.K) + " state " + std::to_string(c.state) + " slots " + std::to_string(c.slots));
@@ -74,8 +73,8 @@ void check_backward(const ConvCase& c, bool all_grads) {
   const std::vector<float> dw0 = dw, dbias0 = dbias;
   ops::cpu::causal_conv1d_backward<float>(dx.data(), ld_dx, dw.data(), dbias.data(), dout.data(), x.data(), c.ld_x,
                                           w.data(), c.state ? state.data() : nullptr, c.B, c.L, c.D, c.K);
-  const std::string tag = " B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " D" + std::to_string(c.D) +
-                          " K" + std::to_string(c.K) + " state " + std::to_string(c.state);
+  const std::string tag = " B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " D" + std::to_string(c.D) + " K" +
+                          std::to_string(c.K) + " state " + std::to_string(c.state);
   expect_close(d_dx, dx, conv_tol<T>(), "dx" + tag);
   expect_close(d_dw, all_grads ? dw : dw0, conv_tol<T>(), "dw" + tag);
   expect_close(d_dbias, all_grads ? dbias : dbias0, conv_tol<T>(), "dbias" + tag);

@@ -3,7 +3,8 @@
 // reference forward, the decode step (state in place, through slots) and the backward (every
 // gradient accumulating into random values; Bm/Cm and dBm/dCm as strided views into one x_proj-like
 // row). Odd shapes: B=2, L=333, D=97, N=16 and 8, chunks that do not divide L (64, 50) or exceed it,
-// h0 present and absent; both forward strategies (one pass, split over the sequence). fp32 within 1e-4, bf16 within 2e-2 (relative L2).
+// h0 present and absent; both forward strategies (one pass, split over the sequence). fp32 within 1e-4, bf16 within
+// 2e-2 (relative L2).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,8 +23,8 @@ struct ScanCase {
   bool h0;
 };
 const ScanCase kCases[] = {
-    {2, 333, 97, 16, 64, true}, {2, 333, 97, 16, 50, false}, {2, 333, 97, 8, 1000, true},
-    {1, 40, 33, 16, 7, true},   {3, 5, 130, 16, 64, false},  {2, 64, 20, 40, 16, true},  // N = 40: N not a multiple of 4
+    {2, 333, 97, 16, 64, true},  {2, 333, 97, 16, 50, false}, {2, 333, 97, 8, 1000, true}, {1, 40, 33, 16, 7, true},
+    {3, 5, 130, 16, 64, false},  {2, 64, 20, 40, 16, true},  // N = 40: N not a multiple of 4
     {8, 70, 2113, 16, 16, true},  // enough channel blocks to fill the GPU: the one-pass kernel with 5 chunk states
 };
 // The small cases with 4 chunks or more take the forward's split over the sequence (3 passes).
@@ -61,9 +62,9 @@ void check_forward(const ScanCase& c) {
   const ScanInputs in(c, !std::is_same_v<T, float>);
   const int64_t ncs = ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk);
   std::vector<float> y(c.B * c.L * c.D), h_last(c.B * c.D * c.N), cs(ncs);
-  ops::cpu::selective_scan_forward<float>(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(),
-                                          in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(),
-                                          c.h0 ? in.h0.data() : nullptr, c.B, c.L, c.D, c.N, c.chunk);
+  ops::cpu::selective_scan_forward<float>(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(),
+                                          in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), c.h0 ? in.h0.data() : nullptr,
+                                          c.B, c.L, c.D, c.N, c.chunk);
   ASSERT_EQ(ops::selective_scan_chunk_states_size<T>(gpu(), c.B, c.L, c.D, c.N, c.chunk), ncs);
   DeviceBuffer<T> d_u(as<T>(in.u)), d_delta(as<T>(in.delta)), d_bc(as<T>(in.bc)), d_y(as<T>(nans(y.size())));
   DeviceBuffer<float> d_A(in.A), d_D(in.Dskip), d_h0(in.h0), d_hl(nans(h_last.size())), d_cs(nans(ncs));
@@ -157,24 +158,23 @@ void check_backward(const ScanCase& c, bool all_grads) {
   DeviceBuffer<float> d_dA(dA), d_dD(dD), d_dh0(dh0);
   const int64_t scratch_n = ops::cuda::selective_scan_backward_scratch_size(gpu(), c.B, c.L, c.D, c.N, c.chunk);
   DeviceBuffer<float> d_scratch(nans(scratch_n));  // the backward must not rely on zeroed scratch
-  ops::selective_scan_backward(gpu(), d_du.get(), d_ddelta.get(), d_dA.get(), all_grads ? d_dbc.get() + in.b_off : nullptr,
-                               all_grads ? d_dbc.get() + in.c_off : nullptr, d_dD.get(), all_grads ? d_dh0.get() : nullptr,
-                               d_dy.get(), d_cs.get(), d_u.get(), d_delta.get(), d_A.get(), d_bc.get() + in.b_off,
-                               d_bc.get() + in.c_off, in.ld_bc, d_D.get(), c.h0 ? d_h0.get() : nullptr, c.B, c.L, c.D,
-                               c.N, c.chunk, d_scratch.get());
+  ops::selective_scan_backward(
+      gpu(), d_du.get(), d_ddelta.get(), d_dA.get(), all_grads ? d_dbc.get() + in.b_off : nullptr,
+      all_grads ? d_dbc.get() + in.c_off : nullptr, d_dD.get(), all_grads ? d_dh0.get() : nullptr, d_dy.get(),
+      d_cs.get(), d_u.get(), d_delta.get(), d_A.get(), d_bc.get() + in.b_off, d_bc.get() + in.c_off, in.ld_bc,
+      d_D.get(), c.h0 ? d_h0.get() : nullptr, c.B, c.L, c.D, c.N, c.chunk, d_scratch.get());
 
   // CPU, on the same values.
   std::vector<float> y(BLD), cs(ncs),
       scratch(ops::cpu::selective_scan_backward_scratch_size(c.B, c.L, c.D, c.N, c.chunk));
   const float* h0 = c.h0 ? in.h0.data() : nullptr;
   ops::cpu::selective_scan_forward<float>(y.data(), nullptr, cs.data(), in.u.data(), in.delta.data(), in.A.data(),
-                                          in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N,
-                                          c.chunk);
-  ops::cpu::selective_scan_backward<float>(du.data(), ddelta.data(), dA.data(), all_grads ? dbc.data() + in.b_off : nullptr,
-                                           all_grads ? dbc.data() + in.c_off : nullptr, dD.data(),
-                                           all_grads ? dh0.data() : nullptr, dy.data(), cs.data(), in.u.data(),
-                                           in.delta.data(), in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(),
-                                           h0, c.B, c.L, c.D, c.N, c.chunk, scratch.data());
+                                          in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N, c.chunk);
+  ops::cpu::selective_scan_backward<float>(
+      du.data(), ddelta.data(), dA.data(), all_grads ? dbc.data() + in.b_off : nullptr,
+      all_grads ? dbc.data() + in.c_off : nullptr, dD.data(), all_grads ? dh0.data() : nullptr, dy.data(), cs.data(),
+      in.u.data(), in.delta.data(), in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), h0, c.B, c.L, c.D, c.N,
+      c.chunk, scratch.data());
   const std::string t = tag(c) + " all grads " + std::to_string(all_grads);
   expect_close(d_du, du, tol<T>(), "du" + t);
   expect_close(d_ddelta, ddelta, tol<T>(), "ddelta" + t);

@@ -57,8 +57,8 @@ __device__ __forceinline__ void axpy_row(float (&acc)[PER], float alpha, const D
 
 // Online softmax over keys j = 0 .. n-1 (key(j), value(j) give the rows): acc = sum P v, returns lse.
 template <int PER, typename D, typename KeyRow, typename ValueRow>
-__device__ float attend(float (&acc)[PER], const float (&q)[PER], int64_t n, int64_t hs, float sc, int lane,
-                        KeyRow key, ValueRow value) {
+__device__ float attend(float (&acc)[PER], const float (&q)[PER], int64_t n, int64_t hs, float sc, int lane, KeyRow key,
+                        ValueRow value) {
 #pragma unroll
   for (int i = 0; i < PER; ++i) acc[i] = 0.f;
   float m = -INFINITY, l = 0.f;
@@ -225,10 +225,18 @@ int per_lane(const char* op, int64_t hs) {
 // Runs LAUNCH (a macro of PER) with PER = per_lane(op, hs) as a constant.
 #define SAMBALM_BY_PER(op, hs, LAUNCH) \
   switch (per_lane(op, hs)) {          \
-    case 1: LAUNCH(1); break;          \
-    case 2: LAUNCH(2); break;          \
-    case 4: LAUNCH(4); break;          \
-    default: LAUNCH(8); break;         \
+    case 1:                            \
+      LAUNCH(1);                       \
+      break;                           \
+    case 2:                            \
+      LAUNCH(2);                       \
+      break;                           \
+    case 4:                            \
+      LAUNCH(4);                       \
+      break;                           \
+    default:                           \
+      LAUNCH(8);                       \
+      break;                           \
   }
 
 template <typename T>
@@ -236,8 +244,8 @@ void forward(const Context& ctx, T* out, float* lse, const T* q, const T* k, con
              int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {
   if (B == 0 || Tn == 0 || H == 0 || hs == 0) return;
   using D = device_t<T>;
-#define LAUNCH(PER)                                                                                     \
-  attention_forward_kernel<PER, D><<<blocks_for(B * H * Tn, kWarps), 32 * kWarps, 0, stream_of(ctx)>>>( \
+#define LAUNCH(PER)                                                                                   \
+  attention_forward_kernel<PER, D><<<blocks_for(B* H* Tn, kWarps), 32 * kWarps, 0, stream_of(ctx)>>>( \
       dev(out), lse, dev(q), dev(k), dev(v), B, Tn, H, G, hs, window, static_cast<float>(scale))
   SAMBALM_BY_PER("attention_forward", hs, LAUNCH)
 #undef LAUNCH
@@ -252,16 +260,16 @@ void backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* o
   using D = device_t<T>;
   const float sc = static_cast<float>(scale);
   if (dq) {
-#define LAUNCH(PER)                                                                                \
-  attention_dq_kernel<PER, D><<<blocks_for(B * H * Tn, kWarps), 32 * kWarps, 0, stream_of(ctx)>>>( \
+#define LAUNCH(PER)                                                                              \
+  attention_dq_kernel<PER, D><<<blocks_for(B* H* Tn, kWarps), 32 * kWarps, 0, stream_of(ctx)>>>( \
       dev(dq), dev(dout), dev(out), lse, dev(q), dev(k), dev(v), B, Tn, H, G, hs, window, sc)
     SAMBALM_BY_PER("attention_backward", hs, LAUNCH)
 #undef LAUNCH
     SAMBALM_CUDA_LAUNCH_CHECK();
   }
   if (dk || dv) {
-#define LAUNCH(PER)                                                                                 \
-  attention_dkv_kernel<PER, D><<<blocks_for(B * G * Tn, kWarps), 32 * kWarps, 0, stream_of(ctx)>>>( \
+#define LAUNCH(PER)                                                                               \
+  attention_dkv_kernel<PER, D><<<blocks_for(B* G* Tn, kWarps), 32 * kWarps, 0, stream_of(ctx)>>>( \
       dev(dk), dev(dv), dev(dout), dev(out), lse, dev(q), dev(k), dev(v), B, Tn, H, G, hs, window, sc)
     SAMBALM_BY_PER("attention_backward", hs, LAUNCH)
 #undef LAUNCH
@@ -275,8 +283,8 @@ void cached_forward(const Context& ctx, T* out, const T* q, const T* k_new, cons
                     int64_t G, int64_t hs, int64_t cap, int64_t window, double scale) {
   if (B == 0 || L == 0 || H == 0 || hs == 0) return;
   using D = device_t<T>;
-#define LAUNCH(PER)                                                                                    \
-  attention_cached_kernel<PER, D><<<blocks_for(B * H * L, kWarps), 32 * kWarps, 0, stream_of(ctx)>>>( \
+#define LAUNCH(PER)                                                                                                  \
+  attention_cached_kernel<PER, D><<<blocks_for(B* H* L, kWarps), 32 * kWarps, 0, stream_of(ctx)>>>(                  \
       dev(out), dev(q), dev(k_new), dev(v_new), dev(k_cache), dev(v_cache), slots, pos, B, L, H, G, hs, cap, window, \
       static_cast<float>(scale))
   SAMBALM_BY_PER("attention_cached_forward", hs, LAUNCH)
@@ -287,21 +295,21 @@ void cached_forward(const Context& ctx, T* out, const T* q, const T* k_new, cons
 
 }  // namespace
 
-#define SAMBALM_CUDA_ATTENTION_DEF(T)                                                                                 \
-  void attention_forward(const Context& ctx, T* out, float* lse, const T* q, const T* k, const T* v, int64_t B,      \
-                         int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {                \
-    forward(ctx, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);                                                  \
-  }                                                                                                                   \
-  void attention_backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out, const float* lse,    \
-                          const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G,            \
-                          int64_t hs, int64_t window, double scale) {                                                 \
-    backward(ctx, dq, dk, dv, dout, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);                               \
-  }                                                                                                                   \
-  void attention_cached_forward(const Context& ctx, T* out, const T* q, const T* k_new, const T* v_new,              \
-                                const T* k_cache, const T* v_cache, const int32_t* slots, const int64_t* pos,         \
-                                int64_t B, int64_t L, int64_t H, int64_t G, int64_t hs, int64_t cap, int64_t window,  \
-                                double scale) {                                                                       \
-    cached_forward(ctx, out, q, k_new, v_new, k_cache, v_cache, slots, pos, B, L, H, G, hs, cap, window, scale);      \
+#define SAMBALM_CUDA_ATTENTION_DEF(T)                                                                                  \
+  void attention_forward(const Context& ctx, T* out, float* lse, const T* q, const T* k, const T* v, int64_t B,        \
+                         int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {                 \
+    forward(ctx, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);                                                   \
+  }                                                                                                                    \
+  void attention_backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out, const float* lse,      \
+                          const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, \
+                          int64_t window, double scale) {                                                              \
+    backward(ctx, dq, dk, dv, dout, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);                                \
+  }                                                                                                                    \
+  void attention_cached_forward(const Context& ctx, T* out, const T* q, const T* k_new, const T* v_new,                \
+                                const T* k_cache, const T* v_cache, const int32_t* slots, const int64_t* pos,          \
+                                int64_t B, int64_t L, int64_t H, int64_t G, int64_t hs, int64_t cap, int64_t window,   \
+                                double scale) {                                                                        \
+    cached_forward(ctx, out, q, k_new, v_new, k_cache, v_cache, slots, pos, B, L, H, G, hs, cap, window, scale);       \
   }
 SAMBALM_CUDA_ATTENTION_DEF(float)
 SAMBALM_CUDA_ATTENTION_DEF(bf16)

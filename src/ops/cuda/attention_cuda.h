@@ -12,15 +12,15 @@
 
 namespace sambalm::ops::cuda {
 
-#define SAMBALM_CUDA_ATTENTION_DECL(T, S)                                                                            \
-  void attention_forward(const Context& ctx, T* out, S* lse, const T* q, const T* k, const T* v, int64_t B,          \
-                         int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window, double scale);                \
-  void attention_backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out, const S* lse,        \
-                          const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G,           \
-                          int64_t hs, int64_t window, double scale);                                                 \
-  void attention_cached_forward(const Context& ctx, T* out, const T* q, const T* k_new, const T* v_new,              \
-                                const T* k_cache, const T* v_cache, const int32_t* slots, const int64_t* pos,        \
-                                int64_t B, int64_t L, int64_t H, int64_t G, int64_t hs, int64_t cap, int64_t window, \
+#define SAMBALM_CUDA_ATTENTION_DECL(T, S)                                                                              \
+  void attention_forward(const Context& ctx, T* out, S* lse, const T* q, const T* k, const T* v, int64_t B,            \
+                         int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window, double scale);                  \
+  void attention_backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out, const S* lse,          \
+                          const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, \
+                          int64_t window, double scale);                                                               \
+  void attention_cached_forward(const Context& ctx, T* out, const T* q, const T* k_new, const T* v_new,                \
+                                const T* k_cache, const T* v_cache, const int32_t* slots, const int64_t* pos,          \
+                                int64_t B, int64_t L, int64_t H, int64_t G, int64_t hs, int64_t cap, int64_t window,   \
                                 double scale);
 SAMBALM_CUDA_ATTENTION_DECL(float, float)
 SAMBALM_CUDA_ATTENTION_DECL(bf16, float)

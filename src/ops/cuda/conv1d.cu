@@ -254,8 +254,8 @@ void launch_tiled(const Context& ctx, const ConvArgs<D>& a) {
 }
 
 template <typename T>
-void forward(const Context& ctx, T* out, const T* x, int64_t ld_x, const T* w, const T* bias, const T* state,
-             int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots) {
+void forward(const Context& ctx, T* out, const T* x, int64_t ld_x, const T* w, const T* bias, const T* state, int64_t B,
+             int64_t L, int64_t D, int64_t K, const int32_t* slots) {
   if (B == 0 || L == 0 || D == 0) return;
   using Dv = device_t<T>;
   ConvArgs<Dv> a{dev(out), dev(x), ld_x, dev(w), dev(bias), dev(state), slots, B, L, D, K, false, false};
@@ -263,10 +263,17 @@ void forward(const Context& ctx, T* out, const T* x, int64_t ld_x, const T* w, c
   a.vec_x = ld_x % 8 == 0 && aligned16(x);
   a.vec_state = D % 8 == 0 && aligned16(state);
   switch (K) {
-    case 2: launch_tiled<Dv, 2>(ctx, a); break;
-    case 3: launch_tiled<Dv, 3>(ctx, a); break;
-    case 4: launch_tiled<Dv, 4>(ctx, a); break;
-    default: conv_forward_simple<Dv><<<blocks_for(B * L * D, 256), 256, 0, stream_of(ctx)>>>(a);
+    case 2:
+      launch_tiled<Dv, 2>(ctx, a);
+      break;
+    case 3:
+      launch_tiled<Dv, 3>(ctx, a);
+      break;
+    case 4:
+      launch_tiled<Dv, 4>(ctx, a);
+      break;
+    default:
+      conv_forward_simple<Dv><<<blocks_for(B * L * D, 256), 256, 0, stream_of(ctx)>>>(a);
   }
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
@@ -277,8 +284,8 @@ void backward(const Context& ctx, T* dx, int64_t ld_dx, T* dw, T* dbias, const T
   if (B == 0 || L == 0 || D == 0) return;
   if (K > kCudaConvMaxK && (dw || dbias)) raise_unsupported("causal_conv1d_backward", "K", K, kCudaConvMaxK);
   if (dx) {
-    conv_backward_dx<<<blocks_for(B * L * D, 256), 256, 0, stream_of(ctx)>>>(dev(dx), ld_dx, dev(dout), dev(w), B, L,
-                                                                              D, K);
+    conv_backward_dx<<<blocks_for(B * L * D, 256), 256, 0, stream_of(ctx)>>>(dev(dx), ld_dx, dev(dout), dev(w), B, L, D,
+                                                                             K);
     SAMBALM_CUDA_LAUNCH_CHECK();
   }
   if (dw || dbias) {
@@ -293,25 +300,25 @@ template <typename T>
 void state_update(const Context& ctx, T* new_state, const T* x, int64_t ld_x, const T* state, int64_t B, int64_t L,
                   int64_t D, int64_t K, const int32_t* slots) {
   if (B == 0 || D == 0 || K <= 1) return;
-  conv_state_update<<<blocks_for(B * D, 256), 256, 0, stream_of(ctx)>>>(dev(new_state), dev(x), ld_x, dev(state),
-                                                                        slots, B, L, D, K);
+  conv_state_update<<<blocks_for(B * D, 256), 256, 0, stream_of(ctx)>>>(dev(new_state), dev(x), ld_x, dev(state), slots,
+                                                                        B, L, D, K);
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 
 }  // namespace
 
-#define SAMBALM_CUDA_CONV_DEF(T)                                                                                     \
-  void causal_conv1d_forward(const Context& ctx, T* out, const T* x, int64_t ld_x, const T* w, const T* bias,        \
-                             const T* state, int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots) {     \
-    forward(ctx, out, x, ld_x, w, bias, state, B, L, D, K, slots);                                                   \
-  }                                                                                                                  \
-  void causal_conv1d_backward(const Context& ctx, T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x,  \
+#define SAMBALM_CUDA_CONV_DEF(T)                                                                                      \
+  void causal_conv1d_forward(const Context& ctx, T* out, const T* x, int64_t ld_x, const T* w, const T* bias,         \
+                             const T* state, int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots) {      \
+    forward(ctx, out, x, ld_x, w, bias, state, B, L, D, K, slots);                                                    \
+  }                                                                                                                   \
+  void causal_conv1d_backward(const Context& ctx, T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x,   \
                               int64_t ld_x, const T* w, const T* state, int64_t B, int64_t L, int64_t D, int64_t K) { \
-    backward(ctx, dx, ld_dx, dw, dbias, dout, x, ld_x, w, state, B, L, D, K);                                        \
-  }                                                                                                                  \
-  void causal_conv1d_state_update(const Context& ctx, T* new_state, const T* x, int64_t ld_x, const T* state,        \
-                                  int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots) {                \
-    state_update(ctx, new_state, x, ld_x, state, B, L, D, K, slots);                                                 \
+    backward(ctx, dx, ld_dx, dw, dbias, dout, x, ld_x, w, state, B, L, D, K);                                         \
+  }                                                                                                                   \
+  void causal_conv1d_state_update(const Context& ctx, T* new_state, const T* x, int64_t ld_x, const T* state,         \
+                                  int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots) {                 \
+    state_update(ctx, new_state, x, ld_x, state, B, L, D, K, slots);                                                  \
   }
 SAMBALM_CUDA_CONV_DEF(float)
 SAMBALM_CUDA_CONV_DEF(bf16)

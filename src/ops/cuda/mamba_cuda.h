@@ -37,8 +37,8 @@ SAMBALM_CUDA_MAMBA_DECL(bf16, float)
 #undef SAMBALM_CUDA_MAMBA_DECL
 
 // Limits of these kernels (checked on the host; beyond them the op throws naming the limit).
-inline constexpr int64_t kCudaConvMaxK = 8;      // conv taps held in registers
-inline constexpr int64_t kCudaScanMaxN = 256;    // scan states a thread holds (d_state is 16 in practice)
+inline constexpr int64_t kCudaConvMaxK = 8;    // conv taps held in registers
+inline constexpr int64_t kCudaScanMaxN = 256;  // scan states a thread holds (d_state is 16 in practice)
 
 // The CUDA backward's scratch (elements of float; selective_scan_backward_scratch_size): the states
 // h_t of the chunk being differentiated, [clen, N, B*D] (clen = min(chunk, L); channel fastest, so a

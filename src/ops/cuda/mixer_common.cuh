@@ -48,9 +48,7 @@ __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
 
 // *p += v with one rounding to the storage type (the caller owns *p: no other thread touches it).
 __device__ __forceinline__ void add_f32(float* p, float v) { *p += v; }
-__device__ __forceinline__ void add_f32(__nv_bfloat16* p, float v) {
-  *p = __float2bfloat16(__bfloat162float(*p) + v);
-}
+__device__ __forceinline__ void add_f32(__nv_bfloat16* p, float v) { *p = __float2bfloat16(__bfloat162float(*p) + v); }
 
 // Sum over the 32 lanes of a warp; every lane gets the total (all lanes must call it).
 __device__ __forceinline__ float warp_sum(float v) {
@@ -59,6 +57,8 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-inline unsigned blocks_for(int64_t n, int64_t per_block) { return static_cast<unsigned>((n + per_block - 1) / per_block); }
+inline unsigned blocks_for(int64_t n, int64_t per_block) {
+  return static_cast<unsigned>((n + per_block - 1) / per_block);
+}
 
 }  // namespace sambalm::ops::cuda

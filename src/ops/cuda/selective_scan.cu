@@ -31,8 +31,8 @@ namespace sambalm::ops::cuda {
 
 namespace {
 
-constexpr int kLanes = 4;   // threads per channel
-constexpr int kChan = 32;   // channels per block
+constexpr int kLanes = 4;  // threads per channel
+constexpr int kChan = 32;  // channels per block
 constexpr int kThreads = kChan * kLanes;
 constexpr float kLog2e = 1.4426950408889634f;
 
@@ -73,7 +73,7 @@ __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
   extern __shared__ float smem[];
   const int TT = p.TT;
   const int64_t N = p.N;
-  float* s_delta = smem;              // [TT][kChan]
+  float* s_delta = smem;               // [TT][kChan]
   float* s_du = s_delta + TT * kChan;  // [TT][kChan]
   float* s_u = s_du + TT * kChan;      // [TT][kChan]
   float* s_y = s_u + TT * kChan;       // [TT][kChan]
@@ -240,8 +240,9 @@ void scan_forward(const Context& ctx, const char* op, T* y, float* h_last, float
   if (B == 0 || D == 0) return;
   using Dv = device_t<T>;
   const int64_t nch = chunk > 0 ? (L + chunk - 1) / chunk : 0;
-  ScanArgs<Dv> a{dev(y), h_last, chunk_states, dev(u), dev(delta), A, dev(Bm), dev(Cm), ld_bc, Dskip, h0, slots,
-                 B, L, D, N, chunk > 0 ? chunk : 1, nch, 0};
+  ScanArgs<Dv> a{
+      dev(y), h_last, chunk_states,          dev(u), dev(delta), A, dev(Bm), dev(Cm), ld_bc, Dskip, h0, slots, B, L,
+      D,      N,      chunk > 0 ? chunk : 1, nch,    0};
   if (N <= 4)
     launch_npl<Dv, 1>(ctx, a);
   else if (N <= 16)
@@ -256,26 +257,26 @@ void scan_forward(const Context& ctx, const char* op, T* y, float* h_last, float
 
 }  // namespace
 
-#define SAMBALM_CUDA_SCAN_FWD_DEF(T)                                                                                  \
-  void selective_scan_ref_forward(const Context& ctx, T* y, float* h_last, const T* u, const T* delta,               \
-                                  const float* A, const T* Bm, const T* Cm, int64_t ld_bc, const float* Dskip,        \
-                                  const float* h0, int64_t B, int64_t L, int64_t D, int64_t N) {                      \
-    scan_forward(ctx, "selective_scan_ref_forward", y, h_last, nullptr, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L,  \
-                 D, N, 0, nullptr);                                                                                   \
-  }                                                                                                                   \
-  void selective_scan_forward(const Context& ctx, T* y, float* h_last, float* chunk_states, const T* u,              \
-                              const T* delta, const float* A, const T* Bm, const T* Cm, int64_t ld_bc,                \
-                              const float* Dskip, const float* h0, int64_t B, int64_t L, int64_t D, int64_t N,        \
-                              int64_t chunk, const int32_t* slots) {                                                  \
-    if (chunk <= 0) raise_not_positive("selective_scan_forward", "chunk", chunk);                                   \
-    scan_forward(ctx, "selective_scan_forward", y, h_last, chunk_states, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L, \
-                 D, N, chunk, slots);                                                                                 \
-  }                                                                                                                   \
-  void selective_scan_step(const Context& ctx, T* y, float* h, const T* u, const T* delta, const float* A,           \
-                           const T* Bm, const T* Cm, int64_t ld_bc, const float* Dskip, int64_t B, int64_t D,         \
-                           int64_t N, const int32_t* slots) {                                                         \
-    scan_forward(ctx, "selective_scan_step", y, h, nullptr, u, delta, A, Bm, Cm, ld_bc, Dskip, h, B, 1, D, N, 0,      \
-                 slots);                                                                                              \
+#define SAMBALM_CUDA_SCAN_FWD_DEF(T)                                                                                   \
+  void selective_scan_ref_forward(const Context& ctx, T* y, float* h_last, const T* u, const T* delta, const float* A, \
+                                  const T* Bm, const T* Cm, int64_t ld_bc, const float* Dskip, const float* h0,        \
+                                  int64_t B, int64_t L, int64_t D, int64_t N) {                                        \
+    scan_forward(ctx, "selective_scan_ref_forward", y, h_last, nullptr, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L,   \
+                 D, N, 0, nullptr);                                                                                    \
+  }                                                                                                                    \
+  void selective_scan_forward(const Context& ctx, T* y, float* h_last, float* chunk_states, const T* u,                \
+                              const T* delta, const float* A, const T* Bm, const T* Cm, int64_t ld_bc,                 \
+                              const float* Dskip, const float* h0, int64_t B, int64_t L, int64_t D, int64_t N,         \
+                              int64_t chunk, const int32_t* slots) {                                                   \
+    if (chunk <= 0) raise_not_positive("selective_scan_forward", "chunk", chunk);                                      \
+    scan_forward(ctx, "selective_scan_forward", y, h_last, chunk_states, u, delta, A, Bm, Cm, ld_bc, Dskip, h0, B, L,  \
+                 D, N, chunk, slots);                                                                                  \
+  }                                                                                                                    \
+  void selective_scan_step(const Context& ctx, T* y, float* h, const T* u, const T* delta, const float* A,             \
+                           const T* Bm, const T* Cm, int64_t ld_bc, const float* Dskip, int64_t B, int64_t D,          \
+                           int64_t N, const int32_t* slots) {                                                          \
+    scan_forward(ctx, "selective_scan_step", y, h, nullptr, u, delta, A, Bm, Cm, ld_bc, Dskip, h, B, 1, D, N, 0,       \
+                 slots);                                                                                               \
   }
 SAMBALM_CUDA_SCAN_FWD_DEF(float)
 SAMBALM_CUDA_SCAN_FWD_DEF(bf16)

@@ -35,13 +35,13 @@ __device__ __forceinline__ float ex2_approx(float x) {
 
 template <typename D>
 struct ScanBwdArgs {
-  D* du;           // nullable
-  D* ddelta;       // nullable
-  float* dA;       // nullable
-  float* dbc;      // [B, L, 2N] fp32 accumulators, nullable (no dBm and no dCm)
-  float* dDskip;   // nullable
-  float* dh0;      // nullable
-  float* hs;       // [clen, N, B*D] scratch
+  D* du;          // nullable
+  D* ddelta;      // nullable
+  float* dA;      // nullable
+  float* dbc;     // [B, L, 2N] fp32 accumulators, nullable (no dBm and no dCm)
+  float* dDskip;  // nullable
+  float* dh0;     // nullable
+  float* hs;      // [clen, N, B*D] scratch
   const D* dy;
   const float* chunk_states;
   const D* u;
@@ -174,8 +174,28 @@ void scan_backward(const Context& ctx, T* du, T* ddelta, float* dA, T* dBm, T* d
   const CudaScanBackwardScratch s(B, L, D, N, chunk);
   float* dbc = (dBm || dCm) ? scratch + s.dbc : nullptr;
   if (dbc) SAMBALM_CUDA_CHECK(cudaMemsetAsync(dbc, 0, sizeof(float) * B * L * 2 * N, stream_of(ctx)));
-  const ScanBwdArgs<Dv> a{dev(du), dev(ddelta), dA, dbc, dDskip, dh0, scratch + s.hs, dev(dy), chunk_states, dev(u),
-                          dev(delta), A, dev(Bm), dev(Cm), ld_bc, Dskip, B, L, D, N, chunk, (L + chunk - 1) / chunk};
+  const ScanBwdArgs<Dv> a{dev(du),
+                          dev(ddelta),
+                          dA,
+                          dbc,
+                          dDskip,
+                          dh0,
+                          scratch + s.hs,
+                          dev(dy),
+                          chunk_states,
+                          dev(u),
+                          dev(delta),
+                          A,
+                          dev(Bm),
+                          dev(Cm),
+                          ld_bc,
+                          Dskip,
+                          B,
+                          L,
+                          D,
+                          N,
+                          chunk,
+                          (L + chunk - 1) / chunk};
   if (N <= 8)
     launch_maxn<Dv, 8>(ctx, a);
   else if (N <= 16)
@@ -195,7 +215,7 @@ void scan_backward(const Context& ctx, T* du, T* ddelta, float* dA, T* dBm, T* d
 }  // namespace
 
 #define SAMBALM_CUDA_SCAN_BWD_DEF(T)                                                                                  \
-  void selective_scan_backward(const Context& ctx, T* du, T* ddelta, float* dA, T* dBm, T* dCm, float* dDskip,       \
+  void selective_scan_backward(const Context& ctx, T* du, T* ddelta, float* dA, T* dBm, T* dCm, float* dDskip,        \
                                float* dh0, const T* dy, const float* chunk_states, const T* u, const T* delta,        \
                                const float* A, const T* Bm, const T* Cm, int64_t ld_bc, const float* Dskip,           \
                                const float* /*h0: entry 0 of chunk_states*/, int64_t B, int64_t L, int64_t D,         \
