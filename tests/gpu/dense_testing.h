@@ -41,7 +41,9 @@ template <typename T>
 std::vector<float> random_for(size_t n, uint32_t seed, float scale = 1.f) {
   return prep<T>(random_vector(n, seed, scale));
 }
-inline std::vector<float> nan_vector(size_t n) { return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()); }
+inline std::vector<float> nan_vector(size_t n) {
+  return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
+}
 inline std::vector<double> to_double(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
 
 template <typename T>

@@ -37,7 +37,8 @@ TYPED_TEST(CudaDense, AddInplace) {
     auto want = to_double(y0);
     const auto xd = to_double(x);
     ops::cpu::add_inplace(want.data(), xd.data(), n);
-    expect_close(fetch(d_y), want, elem_tol<T>(), std::string("add_inplace ") + type_name<T>() + " n=" + std::to_string(n));
+    expect_close(fetch(d_y), want, elem_tol<T>(),
+                 std::string("add_inplace ") + type_name<T>() + " n=" + std::to_string(n));
   }
 }
 
@@ -271,7 +272,10 @@ struct QkvShape {
 };
 // GQA, MQA, MHA; no RoPE, partial RoPE, full RoPE; one table for all sequences or one per sequence.
 const QkvShape kQkvShapes[] = {
-    {2, 7, 4, 2, 10, 6, 3, 0}, {1, 5, 3, 1, 8, 8, 0, 0}, {3, 4, 2, 2, 6, 0, 0, 0}, {2, 9, 6, 3, 16, 16, 2, 13},
+    {2, 7, 4, 2, 10, 6, 3, 0},
+    {1, 5, 3, 1, 8, 8, 0, 0},
+    {3, 4, 2, 2, 6, 0, 0, 0},
+    {2, 9, 6, 3, 16, 16, 2, 13},
 };
 
 TYPED_TEST(CudaDense, QkvSplitRope) {
@@ -281,7 +285,8 @@ TYPED_TEST(CudaDense, QkvSplitRope) {
     const int64_t row = (s.H + 2 * s.G) * s.hs, half = s.rope_dims / 2;
     const int64_t table_rows = (s.B - 1) * s.cs_batch_rows + s.pos0 + s.Tn;
     const int64_t nq = s.B * s.H * s.Tn * s.hs, nk = s.B * s.G * s.Tn * s.hs;
-    const auto qkv = random_for<T>(s.B * s.Tn * row, 23), cosv = random_for<T>(std::max<int64_t>(1, table_rows * half), 24);
+    const auto qkv = random_for<T>(s.B * s.Tn * row, 23),
+               cosv = random_for<T>(std::max<int64_t>(1, table_rows * half), 24);
     const auto sinv = random_for<T>(std::max<int64_t>(1, table_rows * half), 25);
     const auto dq = random_for<T>(nq, 26), dk = random_for<T>(nk, 27), dv = random_for<T>(nk, 28);
     const auto dqkv0 = random_for<T>(s.B * s.Tn * row, 29);
@@ -298,8 +303,8 @@ TYPED_TEST(CudaDense, QkvSplitRope) {
     auto d_dqkv2 = upload<T>(dqkv0);
     ops::qkv_split_rope_forward(gpu(), d_q.get(), d_k.get(), d_v.get(), d_qkv.get(), d_cos.get(), d_sin.get(), s.B,
                                 s.Tn, s.H, s.G, s.hs, s.rope_dims, s.pos0, s.cs_batch_rows);
-    ops::qkv_split_rope_backward(gpu(), d_dqkv.get(), d_dq.get(), d_dk.get(), d_dv.get(), d_cos.get(), d_sin.get(),
-                                 s.B, s.Tn, s.H, s.G, s.hs, s.rope_dims, s.pos0, s.cs_batch_rows);
+    ops::qkv_split_rope_backward(gpu(), d_dqkv.get(), d_dq.get(), d_dk.get(), d_dv.get(), d_cos.get(), d_sin.get(), s.B,
+                                 s.Tn, s.H, s.G, s.hs, s.rope_dims, s.pos0, s.cs_batch_rows);
     ops::qkv_split_rope_backward(gpu(), d_dqkv2.get(), d_dq.get(), static_cast<T*>(nullptr), d_dv.get(), d_cos.get(),
                                  d_sin.get(), s.B, s.Tn, s.H, s.G, s.hs, s.rope_dims, s.pos0, s.cs_batch_rows);
     const auto qkvd = to_double(qkv), cd = to_double(cosv), sd = to_double(sinv);
@@ -373,8 +378,8 @@ void check_cross_entropy(int64_t n, int64_t V, bool some_ignored, bool all_ignor
       ops::cross_entropy_forward_backward(gpu(), dl, d_losses.get(), d_logits.get(), d_targets.get(), n, V, scale);
   const auto ld = to_double(logits);
   std::vector<double> dlogits(n * V), losses(n);
-  const double want = ops::cpu::cross_entropy_forward_backward(dlogits.data(), losses.data(), ld.data(), targets.data(),
-                                                               n, V, scale);
+  const double want =
+      ops::cpu::cross_entropy_forward_backward(dlogits.data(), losses.data(), ld.data(), targets.data(), n, V, scale);
   const std::string tag = std::string("cross_entropy ") + type_name<T>() + " n=" + std::to_string(n) +
                           " V=" + std::to_string(V) + (some_ignored ? " some ignored" : "") +
                           (all_ignored ? " all ignored" : "") + (alias ? " in place" : "");
@@ -396,7 +401,7 @@ TYPED_TEST(CudaDense, CrossEntropy) {
       check_cross_entropy<T>(n, V, false, false, false);
       check_cross_entropy<T>(n, V, true, false, false);
     }
-  check_cross_entropy<T>(7, 129, false, true, false);  // nothing counted: mean 0, zero gradients
+  check_cross_entropy<T>(7, 129, false, true, false);   // nothing counted: mean 0, zero gradients
   check_cross_entropy<T>(37, 1537, true, false, true);  // dlogits written over the logits
   check_cross_entropy<T>(2051, 7, true, false, false);  // more rows than blocks: each block takes several
 }

@@ -139,12 +139,12 @@ TYPED_TEST(CudaNorms, LayernormBackward) {
     auto d_dw = upload<T>(dw0);
     auto d_db = upload<T>(db0);
     DeviceBuffer<float> d_mean(mean), d_rstd(rstd);
-    ops::layernorm_backward(gpu(), d_dx.get(), d_dw.get(), d_db.get(), d_dout.get(), d_x.get(), d_w.get(),
-                            d_mean.get(), d_rstd.get(), s.n, s.C);
+    ops::layernorm_backward(gpu(), d_dx.get(), d_dw.get(), d_db.get(), d_dout.get(), d_x.get(), d_w.get(), d_mean.get(),
+                            d_rstd.get(), s.n, s.C);
     std::vector<double> dx = to_double(dx0), dw = to_double(dw0), db = to_double(db0);
     const auto md = to_double(mean), rd = to_double(rstd);
-    ops::cpu::layernorm_backward(dx.data(), dw.data(), db.data(), gd.data(), xd.data(), wd.data(), md.data(),
-                                 rd.data(), s.n, s.C);
+    ops::cpu::layernorm_backward(dx.data(), dw.data(), db.data(), gd.data(), xd.data(), wd.data(), md.data(), rd.data(),
+                                 s.n, s.C);
     const auto tag = shape_tag("layernorm_backward", type_name<T>(), s);
     expect_close(fetch(d_dx), dx, elem_tol<T>(), tag + " dx");
     expect_close(fetch(d_dw), dw, reduce_tol<T>(), tag + " dweight");

@@ -77,7 +77,8 @@ TYPED_TEST(CudaOptimTyped, ScaleInplace) {
     ops::scale_inplace(gpu(), d_x.get(), n, 0.3125);
     auto want = to_double(x);
     ops::cpu::scale_inplace(want.data(), n, 0.3125);
-    expect_close(fetch(d_x), want, elem_tol<T>(), std::string("scale_inplace ") + type_name<T>() + " n=" + std::to_string(n));
+    expect_close(fetch(d_x), want, elem_tol<T>(),
+                 std::string("scale_inplace ") + type_name<T>() + " n=" + std::to_string(n));
   }
 }
 

@@ -43,8 +43,8 @@ __global__ void ce_count_kernel(const int32_t* targets, int64_t n) {
 }
 
 template <typename S>
-__global__ void ce_rows_kernel(S* dlogits, float* losses, const S* logits, const int32_t* targets, int64_t n,
-                               int64_t V, double dloss_scale) {
+__global__ void ce_rows_kernel(S* dlogits, float* losses, const S* logits, const int32_t* targets, int64_t n, int64_t V,
+                               double dloss_scale) {
   __shared__ float shared[33];
   const long long count = ce_totals.count;
   const double gscale = count > 0 ? dloss_scale / static_cast<double>(count) : 0.0;

@@ -32,7 +32,7 @@ inline __nv_bfloat16* dev(bf16* p) { return reinterpret_cast<__nv_bfloat16*>(p);
 inline const __nv_bfloat16* dev(const bf16* p) { return reinterpret_cast<const __nv_bfloat16*>(p); }
 
 // ---- launch shapes ------------------------------------------------------------------------------
-constexpr int kThreads = 256;      // elementwise kernels and row kernels
+constexpr int kThreads = 256;         // elementwise kernels and row kernels
 constexpr int64_t kMaxBlocks = 8192;  // grid-stride loops cover the rest
 
 // Blocks for a grid-stride loop over n items (n > 0), kThreads each.

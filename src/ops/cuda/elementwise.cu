@@ -118,46 +118,46 @@ __global__ void scale_kernel(S* x, int64_t n, float c) {
 
 }  // namespace
 
-#define SAMBALM_LAUNCH_1D(kernel, n, ...)                                                     \
-  do {                                                                                        \
-    if ((n) <= 0) return;                                                                     \
-    kernel<<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(__VA_ARGS__);                      \
-    SAMBALM_CUDA_LAUNCH_CHECK();                                                              \
+#define SAMBALM_LAUNCH_1D(kernel, n, ...)                                \
+  do {                                                                   \
+    if ((n) <= 0) return;                                                \
+    kernel<<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(__VA_ARGS__); \
+    SAMBALM_CUDA_LAUNCH_CHECK();                                         \
   } while (0)
 
 #define SAMBALM_CUDA_ELEMENTWISE_DEF(T)                                                                               \
-  void add_inplace(const Context& ctx, T* y, const T* x, int64_t n) {                                                \
+  void add_inplace(const Context& ctx, T* y, const T* x, int64_t n) {                                                 \
     SAMBALM_LAUNCH_1D(add_inplace_kernel, n, dev(y), dev(x), n);                                                      \
   }                                                                                                                   \
-  void swiglu_forward(const Context& ctx, T* out, const T* a, const T* b, int64_t n) {                               \
+  void swiglu_forward(const Context& ctx, T* out, const T* a, const T* b, int64_t n) {                                \
     SAMBALM_LAUNCH_1D(swiglu_forward_kernel, n, dev(out), dev(a), dev(b), n);                                         \
   }                                                                                                                   \
-  void swiglu_backward(const Context& ctx, T* da, T* db, const T* dout, const T* a, const T* b, int64_t n) {         \
+  void swiglu_backward(const Context& ctx, T* da, T* db, const T* dout, const T* a, const T* b, int64_t n) {          \
     if (!da && !db) return;                                                                                           \
     SAMBALM_LAUNCH_1D(swiglu_backward_kernel, n, dev(da), dev(db), dev(dout), dev(a), dev(b), n);                     \
   }                                                                                                                   \
-  void silu_forward(const Context& ctx, T* out, const T* x, int64_t n) {                                             \
+  void silu_forward(const Context& ctx, T* out, const T* x, int64_t n) {                                              \
     SAMBALM_LAUNCH_1D(silu_forward_kernel, n, dev(out), dev(x), n);                                                   \
   }                                                                                                                   \
-  void silu_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n) {                              \
+  void silu_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n) {                               \
     SAMBALM_LAUNCH_1D(silu_backward_kernel, n, dev(dx), dev(dout), dev(x), n);                                        \
   }                                                                                                                   \
-  void softplus_forward(const Context& ctx, T* out, const T* x, int64_t n) {                                         \
+  void softplus_forward(const Context& ctx, T* out, const T* x, int64_t n) {                                          \
     SAMBALM_LAUNCH_1D(softplus_forward_kernel, n, dev(out), dev(x), n);                                               \
   }                                                                                                                   \
-  void softplus_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n) {                          \
+  void softplus_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n) {                           \
     SAMBALM_LAUNCH_1D(softplus_backward_kernel, n, dev(dx), dev(dout), dev(x), n);                                    \
   }                                                                                                                   \
   void silu_gate_forward(const Context& ctx, T* out, const T* y, const T* z, int64_t ld_z, int64_t rows, int64_t D) { \
     SAMBALM_LAUNCH_1D(silu_gate_forward_kernel, rows* D, dev(out), dev(y), dev(z), ld_z, rows, D);                    \
   }                                                                                                                   \
-  void silu_gate_backward(const Context& ctx, T* dy, T* dz, int64_t ld_dz, const T* dout, const T* y, const T* z,    \
+  void silu_gate_backward(const Context& ctx, T* dy, T* dz, int64_t ld_dz, const T* dout, const T* y, const T* z,     \
                           int64_t ld_z, int64_t rows, int64_t D) {                                                    \
     if (!dy && !dz) return;                                                                                           \
     SAMBALM_LAUNCH_1D(silu_gate_backward_kernel, rows* D, dev(dy), dev(dz), ld_dz, dev(dout), dev(y), dev(z), ld_z,   \
                       rows, D);                                                                                       \
   }                                                                                                                   \
-  void scale_inplace(const Context& ctx, T* x, int64_t n, double s) {                                                \
+  void scale_inplace(const Context& ctx, T* x, int64_t n, double s) {                                                 \
     SAMBALM_LAUNCH_1D(scale_kernel, n, dev(x), n, static_cast<float>(s));                                             \
   }
 SAMBALM_CUDA_ELEMENTWISE_DEF(float)

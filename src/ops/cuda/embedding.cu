@@ -69,7 +69,7 @@ void embedding_backward_impl(const Context& ctx, S* dtable, const S* dout, const
   if (buckets > n) buckets = n;
   const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(buckets));
   embedding_backward_kernel<<<grid, kColsPerBlock, 0, stream_of(ctx)>>>(dtable, dout, ids, n, C,
-                                                                         static_cast<int>(buckets));
+                                                                        static_cast<int>(buckets));
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 

@@ -182,8 +182,7 @@ template <typename S>
 void layernorm_forward_impl(const Context& ctx, S* out, float* mean, float* rstd, const S* x, const S* weight,
                             const S* bias, int64_t n, int64_t C, double eps) {
   if (n <= 0 || C <= 0) return;
-  layernorm_forward_kernel<<<row_blocks(n), kThreads, 0, stream_of(ctx)>>>(out, mean, rstd, x, weight, bias, n, C,
-                                                                           eps);
+  layernorm_forward_kernel<<<row_blocks(n), kThreads, 0, stream_of(ctx)>>>(out, mean, rstd, x, weight, bias, n, C, eps);
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 
@@ -192,8 +191,7 @@ void layernorm_backward_impl(const Context& ctx, S* dx, S* dweight, S* dbias, co
                              const S* weight, const float* mean, const float* rstd, int64_t n, int64_t C) {
   if (n <= 0 || C <= 0) return;
   if (dx) {
-    layernorm_backward_dx_kernel<<<row_blocks(n), kThreads, 0, stream_of(ctx)>>>(dx, dout, x, weight, mean, rstd, n,
-                                                                                 C);
+    layernorm_backward_dx_kernel<<<row_blocks(n), kThreads, 0, stream_of(ctx)>>>(dx, dout, x, weight, mean, rstd, n, C);
     SAMBALM_CUDA_LAUNCH_CHECK();
   }
   param_grads(ctx, dweight, dbias, dout, x, mean, rstd, n, C);
@@ -201,23 +199,22 @@ void layernorm_backward_impl(const Context& ctx, S* dx, S* dweight, S* dbias, co
 
 }  // namespace
 
-#define SAMBALM_CUDA_NORMS_DEF(T)                                                                                  \
-  void rmsnorm_forward(const Context& ctx, T* out, float* rstd, const T* x, const T* weight, int64_t n, int64_t C, \
-                       double eps) {                                                                               \
-    rmsnorm_forward_impl(ctx, dev(out), rstd, dev(x), dev(weight), n, C, eps);                                     \
-  }                                                                                                                \
-  void rmsnorm_backward(const Context& ctx, T* dx, T* dweight, const T* dout, const T* x, const T* weight,         \
-                        const float* rstd, int64_t n, int64_t C) {                                                 \
-    rmsnorm_backward_impl(ctx, dev(dx), dev(dweight), dev(dout), dev(x), dev(weight), rstd, n, C);                 \
-  }                                                                                                                \
-  void layernorm_forward(const Context& ctx, T* out, float* mean, float* rstd, const T* x, const T* weight,        \
-                         const T* bias, int64_t n, int64_t C, double eps) {                                        \
-    layernorm_forward_impl(ctx, dev(out), mean, rstd, dev(x), dev(weight), dev(bias), n, C, eps);                  \
-  }                                                                                                                \
-  void layernorm_backward(const Context& ctx, T* dx, T* dweight, T* dbias, const T* dout, const T* x,              \
-                          const T* weight, const float* mean, const float* rstd, int64_t n, int64_t C) {           \
-    layernorm_backward_impl(ctx, dev(dx), dev(dweight), dev(dbias), dev(dout), dev(x), dev(weight), mean, rstd, n, \
-                            C);                                                                                    \
+#define SAMBALM_CUDA_NORMS_DEF(T)                                                                                      \
+  void rmsnorm_forward(const Context& ctx, T* out, float* rstd, const T* x, const T* weight, int64_t n, int64_t C,     \
+                       double eps) {                                                                                   \
+    rmsnorm_forward_impl(ctx, dev(out), rstd, dev(x), dev(weight), n, C, eps);                                         \
+  }                                                                                                                    \
+  void rmsnorm_backward(const Context& ctx, T* dx, T* dweight, const T* dout, const T* x, const T* weight,             \
+                        const float* rstd, int64_t n, int64_t C) {                                                     \
+    rmsnorm_backward_impl(ctx, dev(dx), dev(dweight), dev(dout), dev(x), dev(weight), rstd, n, C);                     \
+  }                                                                                                                    \
+  void layernorm_forward(const Context& ctx, T* out, float* mean, float* rstd, const T* x, const T* weight,            \
+                         const T* bias, int64_t n, int64_t C, double eps) {                                            \
+    layernorm_forward_impl(ctx, dev(out), mean, rstd, dev(x), dev(weight), dev(bias), n, C, eps);                      \
+  }                                                                                                                    \
+  void layernorm_backward(const Context& ctx, T* dx, T* dweight, T* dbias, const T* dout, const T* x, const T* weight, \
+                          const float* mean, const float* rstd, int64_t n, int64_t C) {                                \
+    layernorm_backward_impl(ctx, dev(dx), dev(dweight), dev(dbias), dev(dout), dev(x), dev(weight), mean, rstd, n, C); \
   }
 SAMBALM_CUDA_NORMS_DEF(float)
 SAMBALM_CUDA_NORMS_DEF(bf16)

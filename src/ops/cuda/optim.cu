@@ -1,10 +1,10 @@
 // Optimizer ops (CUDA): AdamW on fp32 parameters and moments, and the sum of squares behind global
 // gradient-norm clipping (scale_inplace, x *= s, is with the elementwise ops in elementwise.cu).
+#include <cmath>
+
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/dense_common.cuh"
-
-#include <cmath>
 
 namespace sambalm::ops::cuda {
 

@@ -67,8 +67,8 @@ __device__ __forceinline__ QkvSlot qkv_slot(int64_t head, int64_t b, int64_t t, 
 // rows (b * cs_batch_rows + pos0 + t). One thread per qkv element.
 template <typename S>
 __global__ void qkv_split_rope_forward_kernel(S* q, S* k, S* v, const S* qkv, const S* cos, const S* sin, int64_t B,
-                                              int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t half,
-                                              int64_t pos0, int64_t cs_batch_rows) {
+                                              int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t half, int64_t pos0,
+                                              int64_t cs_batch_rows) {
   const int64_t heads = H + 2 * G, row_len = heads * hs, total = B * Tn * row_len;
   for (int64_t idx = global_index(); idx < total; idx += grid_stride()) {
     const int64_t bt = idx / row_len, in_row = idx - bt * row_len, head = in_row / hs, e = in_row - head * hs;
@@ -202,31 +202,31 @@ void kv_cache_write_impl(const Context& ctx, S* k_cache, S* v_cache, const S* k_
 
 }  // namespace
 
-#define SAMBALM_CUDA_ROPE_DEF(T)                                                                                      \
-  void rope_table(const Context& ctx, T* cos, T* sin, int64_t max_pos, int64_t rope_dims, double base,               \
-                  double condense_ratio) {                                                                            \
-    rope_table_impl(ctx, dev(cos), dev(sin), max_pos, rope_dims, base, condense_ratio);                               \
-  }                                                                                                                   \
-  void rope_at_positions(const Context& ctx, T* cos, T* sin, const int64_t* pos, int64_t B, int64_t L,               \
-                         int64_t rope_dims, double base, double condense_ratio) {                                     \
-    rope_at_positions_impl(ctx, dev(cos), dev(sin), pos, B, L, rope_dims, base, condense_ratio);                      \
-  }                                                                                                                   \
-  void qkv_split_rope_forward(const Context& ctx, T* q, T* k, T* v, const T* qkv, const T* cos, const T* sin,        \
-                              int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims,            \
-                              int64_t pos0, int64_t cs_batch_rows) {                                                  \
-    qkv_forward_impl(ctx, dev(q), dev(k), dev(v), dev(qkv), dev(cos), dev(sin), B, Tn, H, G, hs, rope_dims, pos0,     \
-                     cs_batch_rows);                                                                                  \
-  }                                                                                                                   \
-  void qkv_split_rope_backward(const Context& ctx, T* dqkv, const T* dq, const T* dk, const T* dv, const T* cos,     \
-                               const T* sin, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs,                \
-                               int64_t rope_dims, int64_t pos0, int64_t cs_batch_rows) {                              \
-    qkv_backward_impl(ctx, dev(dqkv), dev(dq), dev(dk), dev(dv), dev(cos), dev(sin), B, Tn, H, G, hs, rope_dims,      \
-                      pos0, cs_batch_rows);                                                                           \
-  }                                                                                                                   \
-  void kv_cache_write(const Context& ctx, T* k_cache, T* v_cache, const T* k_new, const T* v_new,                    \
-                      const int32_t* slots, const int64_t* pos, int64_t B, int64_t L, int64_t G, int64_t hs,         \
-                      int64_t cap) {                                                                                  \
-    kv_cache_write_impl(ctx, dev(k_cache), dev(v_cache), dev(k_new), dev(v_new), slots, pos, B, L, G, hs, cap);       \
+#define SAMBALM_CUDA_ROPE_DEF(T)                                                                                       \
+  void rope_table(const Context& ctx, T* cos, T* sin, int64_t max_pos, int64_t rope_dims, double base,                 \
+                  double condense_ratio) {                                                                             \
+    rope_table_impl(ctx, dev(cos), dev(sin), max_pos, rope_dims, base, condense_ratio);                                \
+  }                                                                                                                    \
+  void rope_at_positions(const Context& ctx, T* cos, T* sin, const int64_t* pos, int64_t B, int64_t L,                 \
+                         int64_t rope_dims, double base, double condense_ratio) {                                      \
+    rope_at_positions_impl(ctx, dev(cos), dev(sin), pos, B, L, rope_dims, base, condense_ratio);                       \
+  }                                                                                                                    \
+  void qkv_split_rope_forward(const Context& ctx, T* q, T* k, T* v, const T* qkv, const T* cos, const T* sin,          \
+                              int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims,              \
+                              int64_t pos0, int64_t cs_batch_rows) {                                                   \
+    qkv_forward_impl(ctx, dev(q), dev(k), dev(v), dev(qkv), dev(cos), dev(sin), B, Tn, H, G, hs, rope_dims, pos0,      \
+                     cs_batch_rows);                                                                                   \
+  }                                                                                                                    \
+  void qkv_split_rope_backward(const Context& ctx, T* dqkv, const T* dq, const T* dk, const T* dv, const T* cos,       \
+                               const T* sin, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs,                  \
+                               int64_t rope_dims, int64_t pos0, int64_t cs_batch_rows) {                               \
+    qkv_backward_impl(ctx, dev(dqkv), dev(dq), dev(dk), dev(dv), dev(cos), dev(sin), B, Tn, H, G, hs, rope_dims, pos0, \
+                      cs_batch_rows);                                                                                  \
+  }                                                                                                                    \
+  void kv_cache_write(const Context& ctx, T* k_cache, T* v_cache, const T* k_new, const T* v_new,                      \
+                      const int32_t* slots, const int64_t* pos, int64_t B, int64_t L, int64_t G, int64_t hs,           \
+                      int64_t cap) {                                                                                   \
+    kv_cache_write_impl(ctx, dev(k_cache), dev(v_cache), dev(k_new), dev(v_new), slots, pos, B, L, G, hs, cap);        \
   }
 SAMBALM_CUDA_ROPE_DEF(float)
 SAMBALM_CUDA_ROPE_DEF(bf16)
