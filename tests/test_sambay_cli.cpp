@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "io/model_dir.h"
@@ -83,6 +84,23 @@ TEST(SambaYCli, GenerateGreedyIsTheForwardArgmaxChain) {
         << out;
     EXPECT_EQ(generated_ids(out), want) << "chunk " << chunk << ": " << out;
   }
+  // The fixture's weights settle on one token; random ones of a larger scale give a varied chain.
+  ModelConfig c = m.config;
+  c.name = "sambay_random";
+  c.local_window = 3;
+  ParamStore store(param_specs(c));
+  test::fill_random_params(store, 21);
+  const std::string dir = test::temp_dir("sambay_generate");
+  save_model_dir(dir + "/m", c, store);
+  LoadedModel r = load_model(dir + "/m");
+  const auto chain = forward_greedy(r, {7, 1, 90}, 14);
+  EXPECT_GE(std::set<int32_t>(chain.begin(), chain.end()).size(), 4u) << join(chain);
+  ASSERT_EQ(test::run_cli("generate -m " + dir + "/m --tokenizer bytes --prompt-ids 7,1,90 -n 14 --seed 7 " +
+                              "--ignore-eos --json -q --chunk 2",
+                          &out),
+            0)
+      << out;
+  EXPECT_EQ(generated_ids(out), chain) << out;
   // Sampling with a fixed seed is reproducible.
   std::string a, b;
   const std::string sample = "generate -m " + sambay_dir() + " --tokenizer bytes --prompt-ids " + join(prompt) +
