@@ -120,8 +120,19 @@ TEST(SambaYCli, BenchRuns) {
             0)
       << out;
   auto j = nlohmann::json::parse(read_text_file(dir + "/b.json"));
-  EXPECT_NE(j.dump().find("decode"), std::string::npos) << j.dump();
+  EXPECT_NE(j.dump().find("decode_tok_s"), std::string::npos) << j.dump();
+  EXPECT_NE(j.dump().find("\"cross_decoder\":\"last\""), std::string::npos) << j.dump();  // dump(): compact
   EXPECT_NE(out.find("phi4flash"), std::string::npos) << out;
+  // The prefill without the cross-decoder skip, for comparison.
+  ASSERT_EQ(test::run_cli("bench -m " + sambay_dir() + " --context 40 --decode-tokens 2 --cross-decoder all --json " +
+                              dir + "/all.json",
+                          &out),
+            0)
+      << out;
+  EXPECT_NE(nlohmann::json::parse(read_text_file(dir + "/all.json")).dump().find("\"cross_decoder\":\"all\""),
+            std::string::npos);
+  EXPECT_NE(test::run_cli("bench -m " + sambay_dir() + " --context 40 --cross-decoder some", &out), 0) << out;
+  EXPECT_NE(out.find("--cross-decoder"), std::string::npos) << out;
 }
 
 TEST(SambaYCli, TrainLowersTheLossSamplesAndTheModelGenerates) {

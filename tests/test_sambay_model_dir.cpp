@@ -40,8 +40,8 @@ void write_model_dir(const std::string& dir, DType dtype, int n_shards,
   nlohmann::json weight_map = nlohmann::json::object();
   const size_t n = all.size();
   for (int s = 0; s < n_shards; ++s) {
-    const std::string shard = "model-0000" + std::to_string(s + 1) + "-of-0000" + std::to_string(n_shards) +
-                              ".safetensors";
+    const std::string shard =
+        "model-0000" + std::to_string(s + 1) + "-of-0000" + std::to_string(n_shards) + ".safetensors";
     std::vector<std::pair<std::string, Tensor>> part(all.begin() + long(n * s / n_shards),
                                                      all.begin() + long(n * (s + 1) / n_shards));
     for (const auto& [name, t] : part) weight_map[name] = shard;

@@ -8,6 +8,10 @@
 //         A decode step's work and memory depend only on the window and the state sizes, never on
 //         how far the position is, so this measures decoding at 1M tokens without a 1M-token prefill;
 //         the keys in the ring buffers then come from earlier positions (fine for timing, not for text).
+//         Full-attention caches (SambaY's shared one too) are read up to the position, zero-filled past
+//         the prefilled tokens: the same work as a real context of that length.
+// The prefill asks for the last token's logits, as a generation does: SambaY's cross-decoder then runs
+// on that token alone (--cross-decoder all runs it on every token, to measure what that saves).
 #include <fmt/format.h>
 #include <omp.h>
 
@@ -36,7 +40,7 @@ namespace sambalm::cli {
 namespace {
 
 struct BenchOpts {
-  std::string model, config, batches = "1", contexts = "1K", fill = "real", json;
+  std::string model, config, batches = "1", contexts = "1K", fill = "real", json, cross_decoder = "last";
   int64_t decode_tokens = 32, prefill_tokens = 512, chunk = 512, max_context = 0, warmup = 2, threads = 0;
   bool bandwidth = false, interleave = false;
 };
@@ -131,14 +135,15 @@ class Bench {
     for (int64_t b = 0; b < B; ++b) c.states.push_back(dm_.new_state());
     c.filled = o_.fill == "real" ? ctx : std::min(ctx, o_.prefill_tokens);
     std::vector<int32_t> prompt(size_t(std::max<int64_t>(1, std::min<int64_t>(c.filled, 1 << 16))));
+    last_.resize(size_t(dm_.vocab()));
     const double t0 = now_s();
     for (auto& st : c.states) {
       // Prefill in pieces of at most 64K ids so a 1M-token context needs no 1M-token prompt buffer.
       for (int64_t done = 0; done < c.filled;) {
         const int64_t n = std::min<int64_t>(c.filled - done, int64_t(prompt.size()));
         for (int64_t i = 0; i < n; ++i) prompt[size_t(i)] = int32_t(rng_() % uint32_t(V_));
-        dm_.prefill(st, prompt.data(), n, nullptr, nullptr);
         done += n;
+        dm_.prefill(st, prompt.data(), n, nullptr, done == c.filled ? last_.data() : nullptr);
       }
     }
     c.prefill_s = now_s() - t0;
@@ -172,7 +177,7 @@ class Bench {
   std::mt19937 rng_{0};
   std::vector<DecodeState*> ptrs_;
   std::vector<int32_t> tok_;
-  std::vector<float> logits_;
+  std::vector<float> logits_, last_;
 };
 
 int run(const BenchOpts& o) {
@@ -205,6 +210,7 @@ int run(const BenchOpts& o) {
   // Interleaved, every context's states live at once; otherwise one context's at a time.
   dopt.slots = dopt.max_batch * (o.interleave ? static_cast<int64_t>(contexts.size()) : 1);
   DecodeModel dm(cfg, lm.params.entries(), lm.params.data(), dopt);
+  dm.set_cross_decoder_skip(o.cross_decoder == "last");
   const double wbytes = double(dm.weight_bytes_per_token());
   Bandwidth bw;
   if (o.bandwidth) bw = measure_bandwidth();
@@ -245,6 +251,7 @@ int run(const BenchOpts& o) {
                     {"interleaved", o.interleave},
                     {"prefilled_tokens", c.filled},
                     {"prefill_tok_s", prefill_tps},
+                    {"cross_decoder", cfg.sambay ? o.cross_decoder : "-"},
                     {"step_ms_median", med},
                     {"step_ms_mean", mean},
                     {"step_ms_min", mn},
@@ -320,7 +327,11 @@ Action add(CLI::App& app) {
       "(median read time vs mean step time), measured in place so that both see the machine alike; the\n"
       "bandwidth of a 512 MiB buffer is printed beside it. A preset name gives random weights.\n"
       "--fill jump prefills --prefill-tokens and then moves the position to the context length (decode cost\n"
-      "does not depend on the position), so 1M-token contexts can be timed without a 1M-token prefill.\n"
+      "does not depend on the position, except through full-attention caches, which are read up to it\n"
+      "either way), so 1M-token contexts can be timed without a 1M-token prefill.\n"
+      "The prefill asks for the last token's logits, as generate does; for SambaY the cross-decoder then runs\n"
+      "on that token only (--cross-decoder last), or on every prompt token with --cross-decoder all, which\n"
+      "shows what skipping it saves. 'state MiB' is one sequence's decode state (sized by --max-context).\n"
       "--interleave builds the states of all contexts first, then each round times one step of every context\n"
       "(in an order rotated each round): machine noise then falls on all contexts alike, which is how to compare\n"
       "per-token time across contexts on a shared machine. 'min ms' is the fastest step; 'cpu ms' the median\n"
@@ -340,6 +351,10 @@ Action add(CLI::App& app) {
       ->capture_default_str();
   in_range<int64_t>(sub->add_option("--prefill-tokens", o->prefill_tokens, "Tokens prefilled with --fill jump"), 0,
                     1 << 30)
+      ->capture_default_str();
+  sub->add_option("--cross-decoder", o->cross_decoder,
+                  "SambaY prefill: last (the cross-decoder on the last token only) | all (on every token)")
+      ->check(CLI::IsMember({"last", "all"}))
       ->capture_default_str();
   in_range<int64_t>(sub->add_option("--decode-tokens", o->decode_tokens, "Timed decode steps"), 1, 1 << 20)
       ->capture_default_str();
