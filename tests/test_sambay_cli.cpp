@@ -131,6 +131,19 @@ TEST(SambaYCli, BenchRuns) {
       << out;
   EXPECT_NE(nlohmann::json::parse(read_text_file(dir + "/all.json")).dump().find("\"cross_decoder\":\"all\""),
             std::string::npos);
+  // Both ways in one process: the prefill without the skip is timed too and the saving printed.
+  ASSERT_EQ(test::run_cli("bench -m " + sambay_dir() + " --context 40 --decode-tokens 2 --cross-decoder both --json " +
+                              dir + "/both.json",
+                          &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("skipping it saves"), std::string::npos) << out;
+  auto both = nlohmann::json::parse(read_text_file(dir + "/both.json"));
+  EXPECT_GT(both.at("rows").at(0).at("prefill_all_tok_s").get<double>(), 0.0) << both.dump();
+  // A context the shared cache cannot hold is refused before any work, naming the option to change.
+  EXPECT_EQ(test::run_cli("bench -m " + sambay_dir() + " --context 40 --max-context 41 --decode-tokens 2", &out), 1)
+      << out;
+  EXPECT_NE(out.find("raise --max-context"), std::string::npos) << out;
   EXPECT_NE(test::run_cli("bench -m " + sambay_dir() + " --context 40 --cross-decoder some", &out), 0) << out;
   EXPECT_NE(out.find("--cross-decoder"), std::string::npos) << out;
 }

@@ -117,6 +117,7 @@ double median(std::vector<double> v) {
 struct Config {
   int64_t batch = 1, context = 0, filled = 0;
   double prefill_s = 0;
+  double prefill_all_s = -1;  // --cross-decoder both: the same prefill with the cross-decoder on every token
   std::vector<DecodeState> states;
   std::vector<double> step_ms, cpu_ms;  // wall / process CPU time (all threads) per timed step
   std::vector<double> read_ms;          // --bandwidth: reading the weight bytes once, right after each step
@@ -148,6 +149,20 @@ class Bench {
     }
     c.prefill_s = now_s() - t0;
     for (auto& st : c.states) st.set_pos(ctx);
+    return c;
+  }
+
+  // prepare(), and with --cross-decoder both (SambaY) first the same prefill without the skip, timed
+  // and thrown away, so both prefills see the machine in about the same state.
+  Config prepare_compared(int64_t B, int64_t ctx, bool compare) {
+    double all_s = -1;
+    if (compare) {
+      dm_.set_cross_decoder_skip(false);
+      all_s = prepare(B, ctx).prefill_s;
+      dm_.set_cross_decoder_skip(true);
+    }
+    Config c = prepare(B, ctx);
+    c.prefill_all_s = all_s;
     return c;
   }
 
@@ -191,6 +206,14 @@ int run(const BenchOpts& o) {
     const int64_t B = *std::max_element(batches.begin(), batches.end());
     const int64_t copies = o.interleave ? int64_t(contexts.size()) : 1;
     const GenerationMemory m = estimate_generation_memory(cfg, o.max_context, B);
+    // A full-attention cache (SambaY's shared one too) must hold the context and the steps: say so
+    // before minutes of loading and prefilling, not at the first step past it.
+    const int64_t cache = DecodeLayout::make(cfg, o.max_context > 0 ? o.max_context : cfg.block_size)->max_context;
+    const int64_t longest = *std::max_element(contexts.begin(), contexts.end());
+    SAMBALM_CHECK(cache <= 0 || longest + o.warmup + o.decode_tokens <= cache,
+                  "bench: context {} + {} warm-up + {} decode steps exceed the full-attention cache of {} positions: "
+                  "raise --max-context",
+                  longest, o.warmup, o.decode_tokens, cache);
     const int64_t need = m.total > std::numeric_limits<int64_t>::max() / copies ? m.total : m.total * copies;
     const int64_t avail = available_memory_bytes();
     SAMBALM_CHECK(avail <= 0 || need <= avail,
@@ -210,7 +233,8 @@ int run(const BenchOpts& o) {
   // Interleaved, every context's states live at once; otherwise one context's at a time.
   dopt.slots = dopt.max_batch * (o.interleave ? static_cast<int64_t>(contexts.size()) : 1);
   DecodeModel dm(cfg, lm.params.entries(), lm.params.data(), dopt);
-  dm.set_cross_decoder_skip(o.cross_decoder == "last");
+  dm.set_cross_decoder_skip(o.cross_decoder != "all");
+  const bool compare = cfg.sambay && o.cross_decoder == "both";
   const double wbytes = double(dm.weight_bytes_per_token());
   Bandwidth bw;
   if (o.bandwidth) bw = measure_bandwidth();
@@ -244,6 +268,10 @@ int run(const BenchOpts& o) {
                 (long long)c.context, o.fill.c_str(), prefill_tps, med, mn, cpu_med, tps,
                 bound > 0 && c.batch == 1 ? fmt::format("{:.0f}%", 100 * tps / bound).c_str() : "-", state_mib,
                 double(c.peak_rss) / (1 << 20));
+    const double prefill_all_tps = c.prefill_all_s > 0 ? double(c.batch * c.filled) / c.prefill_all_s : 0.0;
+    if (c.prefill_all_s > 0)
+      std::printf("%6s cross-decoder on every prompt token: prefill %.1f t/s; skipping it saves %.1f%% of the time\n",
+                  "", prefill_all_tps, 100 * (1 - c.prefill_s / c.prefill_all_s));
     std::fflush(stdout);
     rows.push_back({{"batch", c.batch},
                     {"context", c.context},
@@ -252,6 +280,7 @@ int run(const BenchOpts& o) {
                     {"prefilled_tokens", c.filled},
                     {"prefill_tok_s", prefill_tps},
                     {"cross_decoder", cfg.sambay ? o.cross_decoder : "-"},
+                    {"prefill_all_tok_s", prefill_all_tps},
                     {"step_ms_median", med},
                     {"step_ms_mean", mean},
                     {"step_ms_min", mn},
@@ -269,7 +298,7 @@ int run(const BenchOpts& o) {
     if (!o.interleave) {
       for (int64_t ctx : contexts) {
         reset_peak_rss();
-        Config c = bench.prepare(B, ctx);
+        Config c = bench.prepare_compared(B, ctx, compare);
         for (int64_t i = 0; i < o.warmup + o.decode_tokens; ++i) bench.step(c, i >= o.warmup);
         c.peak_rss = peak_rss_bytes();
         c.rss = current_rss_bytes();
@@ -282,7 +311,7 @@ int run(const BenchOpts& o) {
     // all contexts alike instead of on whichever one happened to run during them.
     reset_peak_rss();
     std::vector<Config> cs;
-    for (int64_t ctx : contexts) cs.push_back(bench.prepare(B, ctx));
+    for (int64_t ctx : contexts) cs.push_back(bench.prepare_compared(B, ctx, compare));
     const size_t n = cs.size();
     for (int64_t r = 0; r < o.warmup + o.decode_tokens; ++r)
       for (size_t k = 0; k < n; ++k) bench.step(cs[(size_t(r) + k) % n], r >= o.warmup);
@@ -330,8 +359,9 @@ Action add(CLI::App& app) {
       "does not depend on the position, except through full-attention caches, which are read up to it\n"
       "either way), so 1M-token contexts can be timed without a 1M-token prefill.\n"
       "The prefill asks for the last token's logits, as generate does; for SambaY the cross-decoder then runs\n"
-      "on that token only (--cross-decoder last), or on every prompt token with --cross-decoder all, which\n"
-      "shows what skipping it saves. 'state MiB' is one sequence's decode state (sized by --max-context).\n"
+      "on that token only (--cross-decoder last), or on every prompt token with --cross-decoder all; 'both'\n"
+      "times the prefill both ways (without the skip first) and prints what the skip saves.\n"
+      "'state MiB' is one sequence's decode state (sized by --max-context).\n"
       "--interleave builds the states of all contexts first, then each round times one step of every context\n"
       "(in an order rotated each round): machine noise then falls on all contexts alike, which is how to compare\n"
       "per-token time across contexts on a shared machine. 'min ms' is the fastest step; 'cpu ms' the median\n"
@@ -353,8 +383,8 @@ Action add(CLI::App& app) {
                     1 << 30)
       ->capture_default_str();
   sub->add_option("--cross-decoder", o->cross_decoder,
-                  "SambaY prefill: last (the cross-decoder on the last token only) | all (on every token)")
-      ->check(CLI::IsMember({"last", "all"}))
+                  "SambaY prefill: last (the cross-decoder on the last token only) | all (on every token) | both")
+      ->check(CLI::IsMember({"last", "all", "both"}))
       ->capture_default_str();
   in_range<int64_t>(sub->add_option("--decode-tokens", o->decode_tokens, "Timed decode steps"), 1, 1 << 20)
       ->capture_default_str();
