@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "infer/decode_model.h"
 #include "io/state_dict.h"
+#include "model/memory_estimate.h"
 #include "model/model.h"
 #include "model/params.h"
 #include "model/weights.h"
@@ -253,5 +254,20 @@ TEST(SambaYDecode, PrefillBeyondTheSharedCacheIsRefused) {
     ADD_FAILURE() << "a prompt longer than the shared cache was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("max context"), std::string::npos) << e.what();
+  }
+}
+
+// The decode state of the Phi-4-mini-flash shape, per sequence, in float32 (docs/BENCHMARKS.md):
+//   9 Mamba layers (8 self-decoder + the memory layer) x ((d_conv - 1) + d_state) x d_inner
+// + 8 sliding-window layers x 2 x kv_heads x window x head_dim
+// + 2 x kv_heads x head_dim x context                       (the shared-KV layer: the one that grows)
+// and `info`'s estimate says the same.
+TEST(SambaYDecode, PhiFourMiniFlashStateFormula) {
+  const ModelConfig c = ModelConfig::from_preset("phi4miniflash_d32");
+  const int64_t di = 2 * 2560, kv = 20, hd = 64, window = 512;
+  for (int64_t ctx : {1024, 16384, 65536}) {
+    const int64_t floats = 9 * (3 + 16) * di + 8 * 2 * kv * window * hd + 2 * kv * hd * ctx;
+    EXPECT_EQ(DecodeLayout::make(c, ctx)->floats, floats) << ctx;
+    EXPECT_EQ(estimate_memory(c, 1, 0, ctx).decode_per_seq, 4 * floats) << ctx;
   }
 }
