@@ -9,9 +9,11 @@
 // new tokens when s >= pos[b] (row b*L + s - pos[b] of k_new/v_new, rows ldkv apart: a view into the
 // fused projection, or the shared-KV layer's one for cross-attention) and from the ring of slot
 // slots[b] otherwise (entry s % cap of [S, G, cap, hd]).
-// Two passes over the keys: the first finds each half's log-sum-exp (online: running max m, sum l
-// rescaled by exp(m - m') when the max grows), the second adds the exactly normalised weights times
-// the values into the output row. No buffer per query, whatever the head size.
+// Online softmax per half: running max m, sum l and weighted value sum acc, rescaled by exp(m - m')
+// when the max grows; a = acc1 / l1 - lambda acc2 / l2. Head sizes up to kOnePassMaxHd do it in one
+// pass over the keys (each key and value read once: decoding at long context is bound by reading the
+// shared cache); larger ones in two (log-sum-exps first, then the normalised weights into the output
+// row), which needs no buffer whatever the head size.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -30,6 +32,10 @@ inline T dot(const T* a, const T* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
 }
+
+// Head sizes up to this take the one-pass path (two 2*hd accumulators on the stack); larger ones the
+// two-pass path, which needs none.
+constexpr int64_t kOnePassMaxHd = 256;
 
 }  // namespace
 
@@ -55,6 +61,49 @@ void diff_attention_cached_forward(T* out, const T* q, int64_t ldq, const T* k_n
     auto row = [&](const T* fresh, const T* cache, int64_t s, int64_t g) {
       return s >= p0 ? fresh + (b * L + s - p0) * ldkv + g * hd : cache + ring + (g * cap + s % cap) * hd;
     };
+    T* o = out + (b * L + t) * H * hd + h1 * hd;  // 2 hd values: heads h1 and h2
+    if (hd <= kOnePassMaxHd) {
+      // One pass: each half's weighted value sum on the stack, rescaled when its running max grows.
+      T acc1[2 * kOnePassMaxHd], acc2[2 * kOnePassMaxHd];
+      std::fill(acc1, acc1 + 2 * hd, T(0));
+      std::fill(acc2, acc2 + 2 * hd, T(0));
+      double m1 = -std::numeric_limits<double>::infinity(), m2 = m1, l1 = 0, l2 = 0;
+      for (int64_t s = lo; s <= p; ++s) {
+        const double s1 = double(sc * dot(q1, row(k_new, k_cache, s, g1), hd));
+        const double s2 = double(sc * dot(q2, row(k_new, k_cache, s, g2), hd));
+        if (s1 > m1) {
+          const double c = std::exp(m1 - s1);  // 0 on the first key
+          l1 *= c;
+          for (int64_t i = 0; i < 2 * hd; ++i) acc1[i] *= T(c);
+          m1 = s1;
+        }
+        if (s2 > m2) {
+          const double c = std::exp(m2 - s2);
+          l2 *= c;
+          for (int64_t i = 0; i < 2 * hd; ++i) acc2[i] *= T(c);
+          m2 = s2;
+        }
+        const double e1 = std::exp(s1 - m1), e2 = std::exp(s2 - m2);
+        l1 += e1;
+        l2 += e2;
+        const T p1 = T(e1), p2 = T(e2);
+        const T* v1 = row(v_new, v_cache, s, g1);
+        const T* v2 = row(v_new, v_cache, s, g2);
+#pragma omp simd
+        for (int64_t c = 0; c < hd; ++c) {
+          acc1[c] += p1 * v1[c];
+          acc2[c] += p2 * v1[c];
+        }
+#pragma omp simd
+        for (int64_t c = 0; c < hd; ++c) {
+          acc1[hd + c] += p1 * v2[c];
+          acc2[hd + c] += p2 * v2[c];
+        }
+      }
+      const T w1 = T(1.0 / l1), w2 = T(lam / l2);
+      for (int64_t i = 0; i < 2 * hd; ++i) o[i] = w1 * acc1[i] - w2 * acc2[i];
+      return;
+    }
     double m1 = -std::numeric_limits<double>::infinity(), m2 = m1, l1 = 0, l2 = 0;
     for (int64_t s = lo; s <= p; ++s) {
       const double s1 = double(sc * dot(q1, row(k_new, k_cache, s, g1), hd));
@@ -71,7 +120,6 @@ void diff_attention_cached_forward(T* out, const T* q, int64_t ldq, const T* k_n
       l2 += std::exp(s2 - m2);
     }
     const double lse1 = m1 + std::log(l1), lse2 = m2 + std::log(l2);
-    T* o = out + (b * L + t) * H * hd + h1 * hd;  // 2 hd values: heads h1 and h2
     std::fill(o, o + 2 * hd, T(0));
     for (int64_t s = lo; s <= p; ++s) {
       const double p1 = std::exp(double(sc * dot(q1, row(k_new, k_cache, s, g1), hd)) - lse1);
