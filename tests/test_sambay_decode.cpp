@@ -275,29 +275,32 @@ TEST(SambaYDecode, PhiFourMiniFlashStateFormula) {
 
 // The cached op against the training op: the first p0 positions go into the ring (kv_cache_write_rows),
 // the rest are new rows; their outputs equal the training forward's on the whole sequence. Head sizes
-// on both sides of the one-pass limit (256), windowed and full.
+// on both sides of the one-pass limit (256), windowed and full, query pairs per kv pair within one group
+// and over several.
 TEST(SambaYDecode, CachedDiffAttentionEqualsTheTrainingOp) {
-  const int64_t H = 4, G = 2, Tn = 9, p0 = 5, L = Tn - p0;
-  for (int64_t hd : {4, 300})
-    for (int64_t window : {3, 0}) {
-      const int64_t W = (H + 2 * G) * hd, cap = window > 0 ? window : Tn;
-      std::mt19937 rng(uint32_t(hd + window));
-      std::normal_distribution<float> nd(0.0f, 0.5f);
-      std::vector<float> qkv(Tn * W), want(Tn * H * hd), got(L * H * hd), kc(G * cap * hd), vc(G * cap * hd);
-      for (auto& x : qkv) x = nd(rng);
-      const float lambda = 0.3f;
-      const double scale = 1.0 / std::sqrt(double(hd));
-      const Context& ctx = cpu_context();
-      ops::diff_attention_forward(ctx, want.data(), static_cast<float*>(nullptr), qkv.data(), W, qkv.data() + H * hd,
-                                  qkv.data() + (H + G) * hd, W, &lambda, 1, Tn, H, G, hd, window, scale);
-      const int32_t slot = 0;
-      const int64_t zero = 0, at = p0;
-      ops::kv_cache_write_rows(ctx, kc.data(), vc.data(), qkv.data() + H * hd, qkv.data() + (H + G) * hd, W, &slot,
-                               &zero, 1, p0, G, hd, cap);
-      const float* rows = qkv.data() + p0 * W;
-      ops::diff_attention_cached_forward(ctx, got.data(), rows, W, rows + H * hd, rows + (H + G) * hd, W, kc.data(),
-                                         vc.data(), &slot, &at, &lambda, 1, L, H, G, hd, cap, window, scale);
-      EXPECT_LT(test::rel_error(got.data(), want.data() + p0 * H * hd, L * H * hd), 1e-5)
-          << "hd " << hd << " window " << window;
-    }
+  const int64_t Tn = 9, p0 = 5, L = Tn - p0;
+  // (H, G): 2 query pairs per kv pair, and 10 (walked in groups of 4, 4 and 2).
+  for (auto [H, G] : {std::pair<int64_t, int64_t>{4, 2}, {40, 4}})
+    for (int64_t hd : {4, 300})
+      for (int64_t window : {3, 0}) {
+        const int64_t W = (H + 2 * G) * hd, cap = window > 0 ? window : Tn;
+        std::mt19937 rng(uint32_t(hd + window));
+        std::normal_distribution<float> nd(0.0f, 0.5f);
+        std::vector<float> qkv(Tn * W), want(Tn * H * hd), got(L * H * hd), kc(G * cap * hd), vc(G * cap * hd);
+        for (auto& x : qkv) x = nd(rng);
+        const float lambda = 0.3f;
+        const double scale = 1.0 / std::sqrt(double(hd));
+        const Context& ctx = cpu_context();
+        ops::diff_attention_forward(ctx, want.data(), static_cast<float*>(nullptr), qkv.data(), W, qkv.data() + H * hd,
+                                    qkv.data() + (H + G) * hd, W, &lambda, 1, Tn, H, G, hd, window, scale);
+        const int32_t slot = 0;
+        const int64_t zero = 0, at = p0;
+        ops::kv_cache_write_rows(ctx, kc.data(), vc.data(), qkv.data() + H * hd, qkv.data() + (H + G) * hd, W, &slot,
+                                 &zero, 1, p0, G, hd, cap);
+        const float* rows = qkv.data() + p0 * W;
+        ops::diff_attention_cached_forward(ctx, got.data(), rows, W, rows + H * hd, rows + (H + G) * hd, W, kc.data(),
+                                           vc.data(), &slot, &at, &lambda, 1, L, H, G, hd, cap, window, scale);
+        EXPECT_LT(test::rel_error(got.data(), want.data() + p0 * H * hd, L * H * hd), 1e-5)
+            << "H " << H << " G " << G << " hd " << hd << " window " << window;
+      }
 }

@@ -10,10 +10,11 @@
 // fused projection, or the shared-KV layer's one for cross-attention) and from the ring of slot
 // slots[b] otherwise (entry s % cap of [S, G, cap, hd]).
 // Online softmax per half: running max m, sum l and weighted value sum acc, rescaled by exp(m - m')
-// when the max grows; a = acc1 / l1 - lambda acc2 / l2. Head sizes up to kOnePassMaxHd do it in one
-// pass over the keys (each key and value read once: decoding at long context is bound by reading the
-// shared cache); larger ones in two (log-sum-exps first, then the normalised weights into the output
-// row), which needs no buffer whatever the head size.
+// when the max grows; a = acc1 / l1 - lambda acc2 / l2. One task per (token, kv pair): the H/G query
+// pairs that read a kv pair walk its keys together. Head sizes up to kOnePassMaxHd do it in one pass
+// (each key and value row read once per group of kGroup query pairs: decoding at long context is
+// bound by reading the shared cache); larger ones in two per query pair (log-sum-exps first, then the
+// normalised weights into the output row), which needs no buffer whatever the head size.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -36,6 +37,8 @@ inline T dot(const T* a, const T* b, int64_t n) {
 // Head sizes up to this take the one-pass path (two 2*hd accumulators on the stack); larger ones the
 // two-pass path, which needs none.
 constexpr int64_t kOnePassMaxHd = 256;
+// Query pairs sharing one walk over a kv pair's keys (their accumulators: kGroup x 2 x 2 hd values).
+constexpr int64_t kGroup = 4;
 
 }  // namespace
 
@@ -44,93 +47,100 @@ void diff_attention_cached_forward(T* out, const T* q, int64_t ldq, const T* k_n
                                    const T* k_cache, const T* v_cache, const int32_t* slots, const int64_t* pos,
                                    const T* lambda, int64_t B, int64_t L, int64_t H, int64_t G, int64_t hd, int64_t cap,
                                    int64_t window, double scale) {
-  const int64_t pairs = H / 2, per_kv = H / G;
+  const int64_t kv_pairs = G / 2, per_kv = H / G;
   const double lam = double(lambda[0]);
   const T sc = T(scale);
   const int64_t keys = window > 0 ? std::min<int64_t>(window, 1024) : 1024;  // work estimate only
-  const int64_t tasks = B * pairs * L;
-  const bool parallel = tasks * keys * hd > (1 << 17);
+  const int64_t tasks = B * kv_pairs * L;
+  const bool parallel = tasks * per_kv * keys * hd > (1 << 17);
+  // Token t of sequence b, kv pair j (heads g1 = 2j, g2 = 2j + 1): the query pairs m with
+  // m / per_kv == j are the ones that read those heads, so they share one walk over the keys.
   auto one = [&](int64_t i) {
-    const int64_t t = i % L, m = (i / L) % pairs, b = i / (L * pairs);
+    const int64_t t = i % L, j = (i / L) % kv_pairs, b = i / (L * kv_pairs);
     const int64_t p0 = pos[b], p = p0 + t, lo = window > 0 ? std::max<int64_t>(0, p - window + 1) : 0;
-    const int64_t h1 = 2 * m, h2 = h1 + 1, g1 = 2 * (m / per_kv), g2 = g1 + 1;
+    const int64_t g1 = 2 * j, g2 = g1 + 1, m_end = (j + 1) * per_kv;
     const T* qrow = q + (b * L + t) * ldq;
-    const T *q1 = qrow + h1 * hd, *q2 = qrow + h2 * hd;
     const int64_t ring = int64_t(slots[b]) * G * cap * hd;
     // Row of kv head g at position s: new (this call's tokens) or cached (the slot's ring).
     auto row = [&](const T* fresh, const T* cache, int64_t s, int64_t g) {
       return s >= p0 ? fresh + (b * L + s - p0) * ldkv + g * hd : cache + ring + (g * cap + s % cap) * hd;
     };
-    T* o = out + (b * L + t) * H * hd + h1 * hd;  // 2 hd values: heads h1 and h2
+    auto out_of = [&](int64_t m) { return out + (b * L + t) * H * hd + 2 * m * hd; };  // heads 2m, 2m+1
     if (hd <= kOnePassMaxHd) {
-      // One pass: each half's weighted value sum on the stack, rescaled when its running max grows.
-      T acc1[2 * kOnePassMaxHd], acc2[2 * kOnePassMaxHd];
-      std::fill(acc1, acc1 + 2 * hd, T(0));
-      std::fill(acc2, acc2 + 2 * hd, T(0));
+      // One pass per group of up to kGroup query pairs: per pair and half, the weighted value sum on
+      // the stack, rescaled when that half's running max grows.
+      for (int64_t m0 = j * per_kv; m0 < m_end; m0 += kGroup) {
+        const int64_t n = std::min(kGroup, m_end - m0);
+        T acc[kGroup][2][2 * kOnePassMaxHd];
+        double mx[kGroup][2], l[kGroup][2];
+        for (int64_t u = 0; u < n; ++u)
+          for (int c = 0; c < 2; ++c) {
+            std::fill(acc[u][c], acc[u][c] + 2 * hd, T(0));
+            mx[u][c] = -std::numeric_limits<double>::infinity();
+            l[u][c] = 0;
+          }
+        for (int64_t s = lo; s <= p; ++s) {
+          const T* k[2] = {row(k_new, k_cache, s, g1), row(k_new, k_cache, s, g2)};
+          const T* v1 = row(v_new, v_cache, s, g1);
+          const T* v2 = row(v_new, v_cache, s, g2);
+          for (int64_t u = 0; u < n; ++u)
+            for (int c = 0; c < 2; ++c) {
+              const double score = double(sc * dot(qrow + (2 * (m0 + u) + c) * hd, k[c], hd));
+              T* a = acc[u][c];
+              if (score > mx[u][c]) {
+                const double corr = std::exp(mx[u][c] - score);  // 0 on the first key
+                l[u][c] *= corr;
+                for (int64_t x = 0; x < 2 * hd; ++x) a[x] *= T(corr);
+                mx[u][c] = score;
+              }
+              const double e = std::exp(score - mx[u][c]);
+              l[u][c] += e;
+              const T w = T(e);
+#pragma omp simd
+              for (int64_t x = 0; x < hd; ++x) a[x] += w * v1[x];
+#pragma omp simd
+              for (int64_t x = 0; x < hd; ++x) a[hd + x] += w * v2[x];
+            }
+        }
+        for (int64_t u = 0; u < n; ++u) {
+          T* o = out_of(m0 + u);
+          const T w1 = T(1.0 / l[u][0]), w2 = T(lam / l[u][1]);
+          for (int64_t x = 0; x < 2 * hd; ++x) o[x] = w1 * acc[u][0][x] - w2 * acc[u][1][x];
+        }
+      }
+      return;
+    }
+    for (int64_t m = j * per_kv; m < m_end; ++m) {
+      const T *q1 = qrow + 2 * m * hd, *q2 = q1 + hd;
       double m1 = -std::numeric_limits<double>::infinity(), m2 = m1, l1 = 0, l2 = 0;
       for (int64_t s = lo; s <= p; ++s) {
         const double s1 = double(sc * dot(q1, row(k_new, k_cache, s, g1), hd));
         const double s2 = double(sc * dot(q2, row(k_new, k_cache, s, g2), hd));
         if (s1 > m1) {
-          const double c = std::exp(m1 - s1);  // 0 on the first key
-          l1 *= c;
-          for (int64_t i = 0; i < 2 * hd; ++i) acc1[i] *= T(c);
+          l1 *= std::exp(m1 - s1);
           m1 = s1;
         }
         if (s2 > m2) {
-          const double c = std::exp(m2 - s2);
-          l2 *= c;
-          for (int64_t i = 0; i < 2 * hd; ++i) acc2[i] *= T(c);
+          l2 *= std::exp(m2 - s2);
           m2 = s2;
         }
-        const double e1 = std::exp(s1 - m1), e2 = std::exp(s2 - m2);
-        l1 += e1;
-        l2 += e2;
-        const T p1 = T(e1), p2 = T(e2);
+        l1 += std::exp(s1 - m1);
+        l2 += std::exp(s2 - m2);
+      }
+      const double lse1 = m1 + std::log(l1), lse2 = m2 + std::log(l2);
+      T* o = out_of(m);
+      std::fill(o, o + 2 * hd, T(0));
+      for (int64_t s = lo; s <= p; ++s) {
+        const double p1 = std::exp(double(sc * dot(q1, row(k_new, k_cache, s, g1), hd)) - lse1);
+        const double p2 = std::exp(double(sc * dot(q2, row(k_new, k_cache, s, g2), hd)) - lse2);
+        const T w = T(p1 - lam * p2);
         const T* v1 = row(v_new, v_cache, s, g1);
         const T* v2 = row(v_new, v_cache, s, g2);
 #pragma omp simd
-        for (int64_t c = 0; c < hd; ++c) {
-          acc1[c] += p1 * v1[c];
-          acc2[c] += p2 * v1[c];
-        }
+        for (int64_t c = 0; c < hd; ++c) o[c] += w * v1[c];
 #pragma omp simd
-        for (int64_t c = 0; c < hd; ++c) {
-          acc1[hd + c] += p1 * v2[c];
-          acc2[hd + c] += p2 * v2[c];
-        }
+        for (int64_t c = 0; c < hd; ++c) o[hd + c] += w * v2[c];
       }
-      const T w1 = T(1.0 / l1), w2 = T(lam / l2);
-      for (int64_t i = 0; i < 2 * hd; ++i) o[i] = w1 * acc1[i] - w2 * acc2[i];
-      return;
-    }
-    double m1 = -std::numeric_limits<double>::infinity(), m2 = m1, l1 = 0, l2 = 0;
-    for (int64_t s = lo; s <= p; ++s) {
-      const double s1 = double(sc * dot(q1, row(k_new, k_cache, s, g1), hd));
-      const double s2 = double(sc * dot(q2, row(k_new, k_cache, s, g2), hd));
-      if (s1 > m1) {
-        l1 *= std::exp(m1 - s1);
-        m1 = s1;
-      }
-      if (s2 > m2) {
-        l2 *= std::exp(m2 - s2);
-        m2 = s2;
-      }
-      l1 += std::exp(s1 - m1);
-      l2 += std::exp(s2 - m2);
-    }
-    const double lse1 = m1 + std::log(l1), lse2 = m2 + std::log(l2);
-    std::fill(o, o + 2 * hd, T(0));
-    for (int64_t s = lo; s <= p; ++s) {
-      const double p1 = std::exp(double(sc * dot(q1, row(k_new, k_cache, s, g1), hd)) - lse1);
-      const double p2 = std::exp(double(sc * dot(q2, row(k_new, k_cache, s, g2), hd)) - lse2);
-      const T w = T(p1 - lam * p2);
-      const T* v1 = row(v_new, v_cache, s, g1);
-      const T* v2 = row(v_new, v_cache, s, g2);
-#pragma omp simd
-      for (int64_t c = 0; c < hd; ++c) o[c] += w * v1[c];
-#pragma omp simd
-      for (int64_t c = 0; c < hd; ++c) o[hd + c] += w * v2[c];
     }
   };
   if (tasks <= 256) {
