@@ -39,6 +39,8 @@ inline T dot(const T* a, const T* b, int64_t n) {
 constexpr int64_t kOnePassMaxHd = 256;
 // Query pairs sharing one walk over a kv pair's keys (their accumulators: kGroup x 2 x 2 hd values).
 constexpr int64_t kGroup = 4;
+// Keys scored at a time (the exponentials of a chunk are taken together, after its max is known).
+constexpr int64_t kKeyChunk = 64;
 
 }  // namespace
 
@@ -67,44 +69,66 @@ void diff_attention_cached_forward(T* out, const T* q, int64_t ldq, const T* k_n
     };
     auto out_of = [&](int64_t m) { return out + (b * L + t) * H * hd + 2 * m * hd; };  // heads 2m, 2m+1
     if (hd <= kOnePassMaxHd) {
-      // One pass per group of up to kGroup query pairs: per pair and half, the weighted value sum on
-      // the stack, rescaled when that half's running max grows.
+      // One pass per group of up to kGroup query pairs, kKeyChunk keys at a time: per pair and half,
+      // the weighted value sum on the stack, rescaled when that half's running max grows.
       for (int64_t m0 = j * per_kv; m0 < m_end; m0 += kGroup) {
         const int64_t n = std::min(kGroup, m_end - m0);
         T acc[kGroup][2][2 * kOnePassMaxHd];
-        double mx[kGroup][2], l[kGroup][2];
+        T mx[kGroup][2], l[kGroup][2];
+        T w[kGroup][2][kKeyChunk];  // a chunk's scores, then their exponentials
         for (int64_t u = 0; u < n; ++u)
           for (int c = 0; c < 2; ++c) {
             std::fill(acc[u][c], acc[u][c] + 2 * hd, T(0));
-            mx[u][c] = -std::numeric_limits<double>::infinity();
+            mx[u][c] = -std::numeric_limits<T>::infinity();
             l[u][c] = 0;
           }
-        for (int64_t s = lo; s <= p; ++s) {
-          const T* k[2] = {row(k_new, k_cache, s, g1), row(k_new, k_cache, s, g2)};
-          const T* v1 = row(v_new, v_cache, s, g1);
-          const T* v2 = row(v_new, v_cache, s, g2);
+        for (int64_t s0 = lo; s0 <= p; s0 += kKeyChunk) {
+          const int64_t cn = std::min(kKeyChunk, p + 1 - s0);
+          for (int64_t jj = 0; jj < cn; ++jj) {
+            const T* k1 = row(k_new, k_cache, s0 + jj, g1);
+            const T* k2 = row(k_new, k_cache, s0 + jj, g2);
+            for (int64_t u = 0; u < n; ++u) {
+              const T* qa = qrow + 2 * (m0 + u) * hd;
+              w[u][0][jj] = sc * dot(qa, k1, hd);
+              w[u][1][jj] = sc * dot(qa + hd, k2, hd);
+            }
+          }
+          // A larger chunk max rescales what was summed so far (by 0 on the first chunk).
           for (int64_t u = 0; u < n; ++u)
             for (int c = 0; c < 2; ++c) {
-              const double score = double(sc * dot(qrow + (2 * (m0 + u) + c) * hd, k[c], hd));
-              T* a = acc[u][c];
-              if (score > mx[u][c]) {
-                const double corr = std::exp(mx[u][c] - score);  // 0 on the first key
+              T* e = w[u][c];
+              T cmax = mx[u][c];
+              for (int64_t jj = 0; jj < cn; ++jj) cmax = std::max(cmax, e[jj]);
+              if (cmax > mx[u][c]) {
+                const T corr = std::exp(mx[u][c] - cmax);
                 l[u][c] *= corr;
-                for (int64_t x = 0; x < 2 * hd; ++x) a[x] *= T(corr);
-                mx[u][c] = score;
+                for (int64_t x = 0; x < 2 * hd; ++x) acc[u][c][x] *= corr;
+                mx[u][c] = cmax;
               }
-              const double e = std::exp(score - mx[u][c]);
-              l[u][c] += e;
-              const T w = T(e);
-#pragma omp simd
-              for (int64_t x = 0; x < hd; ++x) a[x] += w * v1[x];
-#pragma omp simd
-              for (int64_t x = 0; x < hd; ++x) a[hd + x] += w * v2[x];
+              T sum = 0;
+              for (int64_t jj = 0; jj < cn; ++jj) {
+                e[jj] = std::exp(e[jj] - cmax);
+                sum += e[jj];
+              }
+              l[u][c] += sum;
             }
+          for (int64_t jj = 0; jj < cn; ++jj) {
+            const T* v1 = row(v_new, v_cache, s0 + jj, g1);
+            const T* v2 = row(v_new, v_cache, s0 + jj, g2);
+            for (int64_t u = 0; u < n; ++u)
+              for (int c = 0; c < 2; ++c) {
+                T* a = acc[u][c];
+                const T wt = w[u][c][jj];
+#pragma omp simd
+                for (int64_t x = 0; x < hd; ++x) a[x] += wt * v1[x];
+#pragma omp simd
+                for (int64_t x = 0; x < hd; ++x) a[hd + x] += wt * v2[x];
+              }
+          }
         }
         for (int64_t u = 0; u < n; ++u) {
           T* o = out_of(m0 + u);
-          const T w1 = T(1.0 / l[u][0]), w2 = T(lam / l[u][1]);
+          const T w1 = T(1.0 / double(l[u][0])), w2 = T(lam / double(l[u][1]));
           for (int64_t x = 0; x < 2 * hd; ++x) o[x] = w1 * acc[u][0][x] - w2 * acc[u][1][x];
         }
       }
