@@ -304,3 +304,19 @@ TEST(SambaYDecode, CachedDiffAttentionEqualsTheTrainingOp) {
             << "H " << H << " G " << G << " hd " << hd << " window " << window;
       }
 }
+
+// The rows the cross-decoder keeps in a prefill of B sequences: each one's last, moved to the front.
+TEST(SambaYDecode, TakeLastRowsAndPositions) {
+  const int64_t B = 3, L = 4, width = 2;
+  std::vector<float> x(B * L * width);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(i);
+  ops::take_last_rows(cpu_context(), x.data(), width, B, L);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t c = 0; c < width; ++c) EXPECT_EQ(x[b * width + c], float((b * L + L - 1) * width + c));
+  const int64_t pos[B] = {0, 7, 30};
+  int64_t last[B];
+  ops::last_positions(cpu_context(), last, pos, B, L);
+  EXPECT_EQ(last[0], 3);
+  EXPECT_EQ(last[1], 10);
+  EXPECT_EQ(last[2], 33);
+}

@@ -303,15 +303,11 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
     if (k == shared_kv_sub_ && cross == CrossDecoder::None) return;
     if (k == shared_kv_sub_ && cross == CrossDecoder::LastToken && L > 1) {
       // The caches hold every token now; the cross-decoder only feeds the logits, so it runs on each
-      // sequence's last token: move row b*L + L-1 to row b (b*L + L-1 >= b: never overwritten first).
-      const int64_t di = refs_.subs[memory_sub_].mamba_dims.di, sw = s.dattn_dims.shared_width();
-      for (int64_t q = 0; q < B; ++q) {
-        const int64_t r = q * L + L - 1;
-        std::copy_n(cached_.x + r * d_, d_, cached_.x + q * d_);
-        std::copy_n(cached_.memory + r * di, di, cached_.memory + q * di);
-        std::copy_n(cached_.shared_qkv + r * sw, sw, cached_.shared_qkv + q * sw);
-        cached_.pos_last[q] = pos[q] + L - 1;
-      }
+      // sequence's last token (rows b*L + L-1 move to rows b).
+      ops::take_last_rows(ctx_, cached_.x, d_, B, L);
+      ops::take_last_rows(ctx_, cached_.memory, refs_.subs[memory_sub_].mamba_dims.di, B, L);
+      ops::take_last_rows(ctx_, cached_.shared_qkv, s.dattn_dims.shared_width(), B, L);
+      ops::last_positions(ctx_, cached_.pos_last, pos, B, L);
       pos = cached_.pos_last;
       L = 1;
       BL = B;

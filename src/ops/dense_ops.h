@@ -237,6 +237,16 @@ inline void kv_cache_write_rows(const Context& ctx, T* k_cache, T* v_cache, cons
   SAMBALM_OP_DISPATCH(ctx, kv_cache_write_rows, k_cache, v_cache, k_new, v_new, ldkv, slots, pos, B, L, G, hd, cap);
 }
 
+// SambaY's prefill keeps each sequence's last token for its cross-decoder: x [B*L, width] -> rows
+// b*L + L-1 moved to rows b (in place), and last[b] = pos[b] + L - 1 (the position of that token).
+template <typename T>
+inline void take_last_rows(const Context& ctx, T* x, int64_t width, int64_t B, int64_t L) {
+  SAMBALM_OP_DISPATCH(ctx, take_last_rows, x, width, B, L);
+}
+inline void last_positions(const Context& ctx, int64_t* last, const int64_t* pos, int64_t B, int64_t L) {
+  SAMBALM_OP_DISPATCH(ctx, last_positions, last, pos, B, L);
+}
+
 // ---- Loss --------------------------------------------------------------------------------
 // Mean cross-entropy over n positions and the whole padded vocabulary V: returns the mean loss and
 // writes per-position losses to `losses` (may be nullptr). Targets < 0 are ignored (not counted).
