@@ -82,7 +82,7 @@ void expect_training_allocates_nothing(const ModelConfig& cfg) {
 TEST(NoAllocation, ThreeTrainingStepsAfterTheFirst) { expect_training_allocates_nothing(cfg_with_window(8)); }
 
 // SambaY's mixers (differential attention, cross-attention on the shared KV, GMU on the memory) too.
-TEST(NoAllocation, ThreeSambaYTrainingStepsAfterTheFirst) {
+ModelConfig small_sambay() {
   ModelConfig c;
   c.name = "noalloc_sambay";
   c.sambay = true;
@@ -98,17 +98,19 @@ TEST(NoAllocation, ThreeSambaYTrainingStepsAfterTheFirst) {
   c.nope = true;
   c.norm = NormKind::LayerNorm;
   c.d_state = 8;
-  expect_training_allocates_nothing(c);
+  return c;
 }
 
-TEST(NoAllocation, PrefillAndDecodeWithSequencesJoiningAndLeaving) {
-  const ModelConfig cfg = cfg_with_window(8);
+TEST(NoAllocation, ThreeSambaYTrainingStepsAfterTheFirst) { expect_training_allocates_nothing(small_sambay()); }
+
+void expect_decoding_allocates_nothing(const ModelConfig& cfg) {
   ParamStore store(param_specs(cfg));
   test::fill_random_params(store, 4);
   DecodeOptions dopt;
   dopt.chunk = 16;
   dopt.max_batch = 4;
   dopt.slots = 4;
+  dopt.max_context = 256;  // full attention (SambaY's shared KV): longer than any sequence here
   DecodeModel dm(cfg, store.entries(), store.data(), dopt);
   const int64_t V = cfg.padded_vocab_size;
   std::vector<float> logits(4 * V), last(V);
@@ -159,6 +161,15 @@ TEST(NoAllocation, PrefillAndDecodeWithSequencesJoiningAndLeaving) {
   EXPECT_GT(joined, 3);
   EXPECT_GT(left, 3);
   for (int64_t v = 0; v < V; ++v) ASSERT_TRUE(std::isfinite(logits[v]));
+}
+
+TEST(NoAllocation, PrefillAndDecodeWithSequencesJoiningAndLeaving) {
+  expect_decoding_allocates_nothing(cfg_with_window(8));
+}
+
+// SambaY: the prefill skips the cross-decoder (last token or none), the steps read the shared cache.
+TEST(NoAllocation, SambaYPrefillAndDecodeWithSequencesJoiningAndLeaving) {
+  expect_decoding_allocates_nothing(small_sambay());
 }
 
 TEST(NoAllocation, PoolRefusesMoreSequencesThanItHolds) {

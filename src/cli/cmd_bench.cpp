@@ -8,6 +8,10 @@
 //         A decode step's work and memory depend only on the window and the state sizes, never on
 //         how far the position is, so this measures decoding at 1M tokens without a 1M-token prefill;
 //         the keys in the ring buffers then come from earlier positions (fine for timing, not for text).
+//         Full-attention caches (SambaY's shared one too) are read up to the position, zero-filled past
+//         the prefilled tokens: the same work as a real context of that length.
+// The prefill asks for the last token's logits, as a generation does: SambaY's cross-decoder then runs
+// on that token alone (--cross-decoder all runs it on every token, to measure what that saves).
 #include <fmt/format.h>
 #include <omp.h>
 
@@ -37,7 +41,7 @@ namespace sambalm::cli {
 namespace {
 
 struct BenchOpts {
-  std::string model, config, batches = "1", contexts = "1K", fill = "real", json;
+  std::string model, config, batches = "1", contexts = "1K", fill = "real", json, cross_decoder = "last";
   int64_t decode_tokens = 32, prefill_tokens = 512, chunk = 512, max_context = 0, warmup = 2, threads = 0;
   bool bandwidth = false, interleave = false;
 };
@@ -71,6 +75,9 @@ double median(std::vector<double> v) {
 struct Config {
   int64_t batch = 1, context = 0, filled = 0;
   double prefill_s = 0;
+  double prefill_cpu_s = 0;   // process CPU time of the prefill (all threads)
+  double prefill_all_s = -1;  // --cross-decoder both: the same prefill with the cross-decoder on every token
+  double prefill_all_cpu_s = -1;
   std::vector<DecodeState> states;
   std::vector<double> step_ms, cpu_ms;  // wall / process CPU time (all threads) per timed step
   std::vector<double> read_ms;          // --bandwidth: reading the weight bytes once, right after each step
@@ -89,18 +96,37 @@ class Bench {
     for (int64_t b = 0; b < B; ++b) c.states.push_back(dm_.new_state());
     c.filled = o_.fill == "real" ? ctx : std::min(ctx, o_.prefill_tokens);
     std::vector<int32_t> prompt(size_t(std::max<int64_t>(1, std::min<int64_t>(c.filled, 1 << 16))));
-    const double t0 = now_s();
+    last_.resize(size_t(dm_.vocab()));
+    const double t0 = now_s(), c0 = cpu_s();
     for (auto& st : c.states) {
       // Prefill in pieces of at most 64K ids so a 1M-token context needs no 1M-token prompt buffer.
       for (int64_t done = 0; done < c.filled;) {
         const int64_t n = std::min<int64_t>(c.filled - done, int64_t(prompt.size()));
         for (int64_t i = 0; i < n; ++i) prompt[size_t(i)] = int32_t(rng_() % uint32_t(V_));
-        dm_.prefill(st, prompt.data(), n, nullptr, nullptr);
         done += n;
+        dm_.prefill(st, prompt.data(), n, nullptr, done == c.filled ? last_.data() : nullptr);
       }
     }
     c.prefill_s = now_s() - t0;
+    c.prefill_cpu_s = cpu_s() - c0;
     for (auto& st : c.states) st.set_pos(ctx);
+    return c;
+  }
+
+  // prepare(), and with --cross-decoder both (SambaY) first the same prefill without the skip, timed
+  // and thrown away, so both prefills see the machine in about the same state.
+  Config prepare_compared(int64_t B, int64_t ctx, bool compare) {
+    double all_s = -1, all_cpu_s = -1;
+    if (compare) {
+      dm_.set_cross_decoder_skip(false);
+      const Config all = prepare(B, ctx);
+      all_s = all.prefill_s;
+      all_cpu_s = all.prefill_cpu_s;
+      dm_.set_cross_decoder_skip(true);
+    }
+    Config c = prepare(B, ctx);
+    c.prefill_all_s = all_s;
+    c.prefill_all_cpu_s = all_cpu_s;
     return c;
   }
 
@@ -130,7 +156,7 @@ class Bench {
   std::mt19937 rng_{0};
   std::vector<DecodeState*> ptrs_;
   std::vector<int32_t> tok_;
-  std::vector<float> logits_;
+  std::vector<float> logits_, last_;
 };
 
 int run(const BenchOpts& o) {
@@ -144,6 +170,14 @@ int run(const BenchOpts& o) {
     const int64_t B = *std::max_element(batches.begin(), batches.end());
     const int64_t copies = o.interleave ? int64_t(contexts.size()) : 1;
     const GenerationMemory m = estimate_generation_memory(cfg, o.max_context, B);
+    // A full-attention cache (SambaY's shared one too) must hold the context and the steps: say so
+    // before minutes of loading and prefilling, not at the first step past it.
+    const int64_t cache = DecodeLayout::make(cfg, o.max_context > 0 ? o.max_context : cfg.block_size)->max_context;
+    const int64_t longest = *std::max_element(contexts.begin(), contexts.end());
+    SAMBALM_CHECK(cache <= 0 || longest + o.warmup + o.decode_tokens <= cache,
+                  "bench: context {} + {} warm-up + {} decode steps exceed the full-attention cache of {} positions: "
+                  "raise --max-context",
+                  longest, o.warmup, o.decode_tokens, cache);
     const int64_t need = m.total > std::numeric_limits<int64_t>::max() / copies ? m.total : m.total * copies;
     const int64_t avail = available_memory_bytes();
     SAMBALM_CHECK(avail <= 0 || need <= avail,
@@ -163,6 +197,8 @@ int run(const BenchOpts& o) {
   // Interleaved, every context's states live at once; otherwise one context's at a time.
   dopt.slots = dopt.max_batch * (o.interleave ? static_cast<int64_t>(contexts.size()) : 1);
   DecodeModel dm(cfg, lm.params.entries(), lm.params.data(), dopt);
+  dm.set_cross_decoder_skip(o.cross_decoder != "all");
+  const bool compare = cfg.sambay && o.cross_decoder == "both";
   const double wbytes = double(dm.weight_bytes_per_token());
   Bandwidth bw;
   if (o.bandwidth) bw = measure_bandwidth();
@@ -196,6 +232,12 @@ int run(const BenchOpts& o) {
                 (long long)c.context, o.fill.c_str(), prefill_tps, med, mn, cpu_med, tps,
                 bound > 0 && c.batch == 1 ? fmt::format("{:.0f}%", 100 * tps / bound).c_str() : "-", state_mib,
                 double(c.peak_rss) / (1 << 20));
+    const double prefill_all_tps = c.prefill_all_s > 0 ? double(c.batch * c.filled) / c.prefill_all_s : 0.0;
+    if (c.prefill_all_s > 0)
+      std::printf("%6s cross-decoder on every prompt token: prefill %.1f t/s; skipping it saves %.1f%% of the "
+                  "time, %.1f%% of the CPU time\n",
+                  "", prefill_all_tps, 100 * (1 - c.prefill_s / c.prefill_all_s),
+                  100 * (1 - c.prefill_cpu_s / c.prefill_all_cpu_s));
     std::fflush(stdout);
     rows.push_back({{"batch", c.batch},
                     {"context", c.context},
@@ -203,6 +245,10 @@ int run(const BenchOpts& o) {
                     {"interleaved", o.interleave},
                     {"prefilled_tokens", c.filled},
                     {"prefill_tok_s", prefill_tps},
+                    {"cross_decoder", cfg.sambay ? o.cross_decoder : "-"},
+                    {"prefill_all_tok_s", prefill_all_tps},
+                    {"prefill_cpu_s", c.prefill_cpu_s},
+                    {"prefill_all_cpu_s", c.prefill_all_cpu_s},
                     {"step_ms_median", med},
                     {"step_ms_mean", mean},
                     {"step_ms_min", mn},
@@ -220,7 +266,7 @@ int run(const BenchOpts& o) {
     if (!o.interleave) {
       for (int64_t ctx : contexts) {
         reset_peak_rss();
-        Config c = bench.prepare(B, ctx);
+        Config c = bench.prepare_compared(B, ctx, compare);
         for (int64_t i = 0; i < o.warmup + o.decode_tokens; ++i) bench.step(c, i >= o.warmup);
         c.peak_rss = peak_rss_bytes();
         c.rss = current_rss_bytes();
@@ -233,7 +279,7 @@ int run(const BenchOpts& o) {
     // all contexts alike instead of on whichever one happened to run during them.
     reset_peak_rss();
     std::vector<Config> cs;
-    for (int64_t ctx : contexts) cs.push_back(bench.prepare(B, ctx));
+    for (int64_t ctx : contexts) cs.push_back(bench.prepare_compared(B, ctx, compare));
     const size_t n = cs.size();
     for (int64_t r = 0; r < o.warmup + o.decode_tokens; ++r)
       for (size_t k = 0; k < n; ++k) bench.step(cs[(size_t(r) + k) % n], r >= o.warmup);
@@ -278,7 +324,12 @@ Action add(CLI::App& app) {
       "(median read time vs mean step time), measured in place so that both see the machine alike; the\n"
       "bandwidth of a 512 MiB buffer is printed beside it. A preset name gives random weights.\n"
       "--fill jump prefills --prefill-tokens and then moves the position to the context length (decode cost\n"
-      "does not depend on the position), so 1M-token contexts can be timed without a 1M-token prefill.\n"
+      "does not depend on the position, except through full-attention caches, which are read up to it\n"
+      "either way), so 1M-token contexts can be timed without a 1M-token prefill.\n"
+      "The prefill asks for the last token's logits, as generate does; for SambaY the cross-decoder then runs\n"
+      "on that token only (--cross-decoder last), or on every prompt token with --cross-decoder all; 'both'\n"
+      "times the prefill both ways (without the skip first) and prints what the skip saves.\n"
+      "'state MiB' is one sequence's decode state (sized by --max-context).\n"
       "--interleave builds the states of all contexts first, then each round times one step of every context\n"
       "(in an order rotated each round): machine noise then falls on all contexts alike, which is how to compare\n"
       "per-token time across contexts on a shared machine. 'min ms' is the fastest step; 'cpu ms' the median\n"
@@ -298,6 +349,10 @@ Action add(CLI::App& app) {
       ->capture_default_str();
   in_range<int64_t>(sub->add_option("--prefill-tokens", o->prefill_tokens, "Tokens prefilled with --fill jump"), 0,
                     1 << 30)
+      ->capture_default_str();
+  sub->add_option("--cross-decoder", o->cross_decoder,
+                  "SambaY prefill: last (the cross-decoder on the last token only) | all (on every token) | both")
+      ->check(CLI::IsMember({"last", "all", "both"}))
       ->capture_default_str();
   in_range<int64_t>(sub->add_option("--decode-tokens", o->decode_tokens, "Timed decode steps"), 1, 1 << 20)
       ->capture_default_str();

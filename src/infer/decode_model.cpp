@@ -10,8 +10,6 @@ namespace sambalm {
 DecodeModel::DecodeModel(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, const float* params,
                          const DecodeOptions& opt)
     : cfg_(cfg), opt_(opt), params_(params), model_(cfg, entries) {
-  SAMBALM_CHECK(!cfg_.sambay, "decode: decoding SambaY models is not built yet ('{}' is {})", cfg_.name,
-                cfg_.layer_pattern());
   SAMBALM_CHECK(opt_.chunk > 0, "decode: prefill chunk must be positive, got {}", opt_.chunk);
   SAMBALM_CHECK(opt_.max_batch > 0, "decode: max batch must be positive, got {}", opt_.max_batch);
   SAMBALM_CHECK(opt_.slots >= 0, "decode: pool size must not be negative, got {}", opt_.slots);

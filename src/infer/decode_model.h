@@ -49,6 +49,9 @@ class DecodeModel {
   // A free slot of the pool at position 0 (Error when all options().slots are in use).
   DecodeState new_state() { return pool_->acquire(); }
   void refresh();
+  // SambaY: a prefill that needs only the last logits runs the cross-decoder on the last token alone
+  // (default); false runs it on every token (for measuring what the skip saves).
+  void set_cross_decoder_skip(bool on) { model_.set_cross_decoder_skip(on); }
 
   // Consumes tokens[0..n) at positions st.pos() .. st.pos() + n - 1 in chunks of options().chunk.
   // all_logits [n, V] (nullable) receives every position's logits, last_logits [V] (nullable) the

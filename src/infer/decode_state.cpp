@@ -22,7 +22,10 @@ std::shared_ptr<const DecodeLayout> DecodeLayout::make(const ModelConfig& cfg, i
       if (s.kind == SublayerKind::Mamba) {
         sub.conv_floats = (cfg.d_conv - 1) * l->d_inner;
         sub.ssm_floats = l->d_inner * cfg.d_state;
-      } else if (s.kind == SublayerKind::Attention) {
+      } else if (s.kind == SublayerKind::Attention || s.kind == SublayerKind::DiffAttention) {
+        // SambaY: the self-decoder's windows and the shared-KV layer's full cache, which its
+        // cross-attention layers read (they, and the GMUs, keep nothing).
+        sub.shares_kv = s.shares_kv;
         sub.window = s.window;
         if (s.window > 0) {
           sub.cap = s.window;

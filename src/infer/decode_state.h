@@ -7,6 +7,10 @@
 //   Attention  k, v  [G, cap, hs]      ring buffers of keys (after RoPE) and values;
 //                                      the entry of absolute position p lives in p % cap
 //   MLP        nothing
+//   SambaY     differential attention: k, v [G, cap, hs] like Attention (no RoPE): the self-decoder's
+//              sliding windows and the shared-KV layer's full cache (the one state that grows with
+//              the context); cross-attention and GMU: nothing (cross-attention reads the shared cache;
+//              the GMUs' memory is the memory Mamba layer's output for the current tokens only)
 // with cap = window for sliding-window layers and cap = max_context for full-attention layers.
 // The ring holds positions max(0, pos - cap) .. pos - 1; which ones is implied by `pos` alone.
 //
@@ -33,6 +37,7 @@ struct DecodeLayout {
     SublayerKind kind = SublayerKind::MLP;
     int64_t window = 0;                                      // attention: keys per query incl. itself (<= 0: full)
     int64_t cap = 0;                                         // attention: ring entries
+    bool shares_kv = false;                                  // SambaY: the shared-KV layer's cache
     int64_t conv_floats = 0, ssm_floats = 0, kv_floats = 0;  // per slot (kv: each of keys and values)
   };
   std::vector<Sub> subs;  // one per residual sublayer, in layout order

@@ -233,15 +233,17 @@ void mlp_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const Mlp
                   const T* params, const MlpParams& p, int64_t d, int64_t hidden, int64_t B, int64_t L,
                   const MlpGrads<T>& g);
 
-// SambaY differential attention (training; no state). Self: q, k, v from xn; `shared_qkv` unused in
-// the forward. Cross: q from xn, keys/values from `shared_qkv` [BL, shared_width()] (the shared-KV
-// layer's projection, a.qkv of that layer).
+// SambaY differential attention. Self: q, k, v from xn; `shared_qkv` unused. Cross: q from xn,
+// keys/values from `shared_qkv` [BL, shared_width()] (the shared-KV layer's projection of these tokens).
 //   a   = diff_attention(q, k, v, lambda)      (ops::diff_attention_forward)
 //   out = proj((1 - lambda_init) * RMSNorm_2hd(a) * subln)
+// With `st` (decoding): the queries also see the cached positions of each sequence's slot. A self
+// layer's `st` is its own cache, which receives the new keys/values; a cross layer's is the shared-KV
+// layer's cache (read only; that layer has already stored these tokens).
 template <typename T>
 void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentionActs<T>& a, const T* xn,
                                   const T* params, const DiffAttentionParams& p, const DiffAttentionDims& m, int64_t B,
-                                  int64_t L, const T* shared_qkv);
+                                  int64_t L, const T* shared_qkv, const LayerState<T>* st = nullptr);
 // Cross: dk, dv are added into dshared_qkv [BL, shared_width()]. Self: dshared_qkv (may be nullptr) is
 // the gradient the cross-attention layers gathered for this layer's keys/values, added to its own.
 template <typename T>

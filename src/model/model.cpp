@@ -158,6 +158,11 @@ void Model<T>::layout_cached(Arena& a, int64_t B, int64_t L) {
   b.xn = a.template take<T>(BL * d_);
   b.rstd = a.template take<stat_t<T>>(BL);
   b.mean = cfg_.norm == NormKind::LayerNorm ? a.template take<stat_t<T>>(BL) : nullptr;
+  if (shared_kv_sub_ >= 0) {  // live from their layer to the cross-decoder: outside the shared region
+    cached_.memory = a.template take<T>(BL * refs_.subs[memory_sub_].mamba_dims.di);
+    cached_.shared_qkv = a.template take<T>(BL * refs_.subs[shared_kv_sub_].dattn_dims.shared_width());
+    cached_.pos_last = a.template take<int64_t>(B);
+  }
   // The sublayers run one at a time: their activations share one region.
   const size_t region = a.mark();
   // One token per sequence runs the one-step scan: no chunk states.
@@ -168,17 +173,17 @@ void Model<T>::layout_cached(Arena& a, int64_t B, int64_t L) {
     plan_attention_acts(ctx_, a, b.attn, s->attn_dims, B, L, false);
   a.rewind(region);
   if (max_mlp_hidden_ > 0) plan_mlp_acts(ctx_, a, b.mlp, max_mlp_hidden_, B, L);
-}
-
-template <typename T>
-void Model<T>::check_decodable(const char* what) const {
-  SAMBALM_CHECK(!cfg_.sambay, "{}: decoding SambaY models is not built yet ('{}' is {})", what, cfg_.name,
-                cfg_.layer_pattern());
+  if (shared_kv_sub_ >= 0) {
+    a.rewind(region);
+    // The shared-KV layer's dims are the widest differential attention (its projection has k and v).
+    plan_diff_attention_acts(ctx_, a, b.dattn, refs_.subs[shared_kv_sub_].dattn_dims, B, L);
+    a.rewind(region);
+    if (const SublayerParams* s = first_of(SublayerKind::Gmu)) plan_gmu_acts(ctx_, a, b.gmu, s->gmu_inner, B, L);
+  }
 }
 
 template <typename T>
 void Model<T>::plan_cached(const std::vector<std::pair<int64_t, int64_t>>& shapes) {
-  check_decodable("plan_cached");
   size_t need = 0;
   for (auto [B, L] : shapes) {
     SAMBALM_CHECK(B > 0 && L > 0, "model: cannot plan for {} sequences of {} tokens", B, L);
@@ -236,9 +241,17 @@ void Model<T>::norm_backward(T* dx, T* grads, const T* dout, const T* x, const T
 
 template <typename T>
 void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,
-                         const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>* layers) {
+                         const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>* layers,
+                         CrossDecoder cross) {
   const bool training = layers == nullptr;
-  const int64_t BL = B * L;
+  int64_t BL = B * L;
+  // SambaY: the memory and the shared keys/values the cross-decoder reads.
+  const T* memory = nullptr;
+  const T* shared_qkv = nullptr;
+  if (memory_sub_ >= 0) {
+    memory = training ? train_.subs[memory_sub_].mamba.y : cached_.memory;
+    shared_qkv = training ? train_.subs[shared_kv_sub_].dattn.qkv : cached_.shared_qkv;
+  }
   for (int64_t k = 0; k < nsub_; ++k) {
     const SublayerParams& s = refs_.subs[k];
     SubBuffers& b = training ? train_.subs[k] : cached_.shared;
@@ -247,7 +260,8 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
     norm_forward(b.xn, b.mean, b.rstd, x, params, s.norm_w, s.norm_b, BL);
     LayerState<T> st;
     if (!training) {
-      st = (*layers)[k];
+      // Cross-attention has no state of its own: it reads the shared-KV layer's cache.
+      st = (*layers)[s.spec.kind == SublayerKind::CrossAttention ? shared_kv_sub_ : k];
       st.slots = slots;
       st.pos = pos;
     }
@@ -257,7 +271,9 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
         const MambaDims& m = s.mamba_dims;
         stat_t<T>* A = training ? train_.A[k] : cached_A_[k];
         if (training) ops::neg_exp_forward(ctx_, A, s.mamba.A_log.at(params), m.di * m.N);
-        mamba_forward(ctx_, f, b.mamba, b.xn, params, s.mamba, m, A, B, L, stp);
+        MambaActs<T> acts = b.mamba;
+        if (!training && s.spec.keeps_memory) acts.y = cached_.memory;  // kept for the GMUs
+        mamba_forward(ctx_, f, acts, b.xn, params, s.mamba, m, A, B, L, stp);
         break;
       }
       case SublayerKind::Attention:
@@ -266,15 +282,18 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
       case SublayerKind::MLP:
         mlp_forward(ctx_, f, b.mlp, b.xn, params, s.mlp, d_, s.spec.mlp_hidden, B, L);
         break;
-      // SambaY: training only (forward_cached refuses SambaY before reaching here). The memory is the
-      // memory layer's saved scan output, the shared keys/values the shared-KV layer's saved projection.
+      // SambaY. The memory is the memory layer's scan output, the shared keys/values the shared-KV
+      // layer's projection (training: their saved activations; cached: the buffers kept for them).
       case SublayerKind::DiffAttention:
-      case SublayerKind::CrossAttention:
-        diff_attention_forward_layer(ctx_, f, b.dattn, b.xn, params, s.dattn, s.dattn_dims, B, L,
-                                     s.dattn_dims.cross ? train_.subs[shared_kv_sub_].dattn.qkv : nullptr);
+      case SublayerKind::CrossAttention: {
+        DiffAttentionActs<T> acts = b.dattn;
+        if (!training && s.spec.shares_kv) acts.qkv = cached_.shared_qkv;  // kept for the cross-decoder
+        diff_attention_forward_layer(ctx_, f, acts, b.xn, params, s.dattn, s.dattn_dims, B, L,
+                                     s.dattn_dims.cross ? shared_qkv : nullptr, stp);
         break;
+      }
       case SublayerKind::Gmu:
-        gmu_forward(ctx_, f, b.gmu, b.xn, params, s.gmu, train_.subs[memory_sub_].mamba.y, d_, s.gmu_inner, B, L);
+        gmu_forward(ctx_, f, b.gmu, b.xn, params, s.gmu, memory, d_, s.gmu_inner, B, L);
         break;
     }
     // x_{k+1} = x_k + f: training keeps every x_k (a buffer per k), the cached path updates x in place.
@@ -282,6 +301,18 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
       ops::add_inplace(ctx_, f, x, BL * d_);
     else
       ops::add_inplace(ctx_, cached_.x, f, BL * d_);
+    if (k == shared_kv_sub_ && cross == CrossDecoder::None) return;
+    if (k == shared_kv_sub_ && cross == CrossDecoder::LastToken && L > 1) {
+      // The caches hold every token now; the cross-decoder only feeds the logits, so it runs on each
+      // sequence's last token (rows b*L + L-1 move to rows b).
+      ops::take_last_rows(ctx_, cached_.x, d_, B, L);
+      ops::take_last_rows(ctx_, cached_.memory, refs_.subs[memory_sub_].mamba_dims.di, B, L);
+      ops::take_last_rows(ctx_, cached_.shared_qkv, s.dattn_dims.shared_width(), B, L);
+      ops::last_positions(ctx_, cached_.pos_last, pos, B, L);
+      pos = cached_.pos_last;
+      L = 1;
+      BL = B;
+    }
   }
 }
 
@@ -370,7 +401,6 @@ template <typename T>
 void Model<T>::forward_cached(const T* params, const int32_t* tokens, int64_t B, int64_t L, const int32_t* slots,
                               const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits,
                               bool all_logits) {
-  check_decodable("forward_cached");
   SAMBALM_CHECK(B > 0 && L > 0, "forward_cached: empty batch ({} x {})", B, L);
   SAMBALM_CHECK(constants_ready_, "forward_cached: refresh_constants() was not called");
   SAMBALM_CHECK(static_cast<int64_t>(layers.size()) == nsub_, "forward_cached: {} layer states for {} sublayers",
@@ -381,10 +411,19 @@ void Model<T>::forward_cached(const T* params, const int32_t* tokens, int64_t B,
   if (rope_dims_ > 0)
     ops::rope_at_positions(ctx_, cached_.rope_cos, cached_.rope_sin, pos, B, L, rope_dims_, cfg_.rope_base,
                            cfg_.condense_ratio);
-  run_stack(params, B, L, cached_.rope_cos, cached_.rope_sin, L, slots, pos, &layers);
+  // SambaY without all logits: the cross-decoder on the last tokens only, which then sit in rows 0..B-1.
+  CrossDecoder cross = CrossDecoder::All;
+  if (cfg_.sambay && skip_cross_ && !all_logits) cross = !logits ? CrossDecoder::None : CrossDecoder::LastToken;
+  const bool last_only = cross == CrossDecoder::LastToken && L > 1;
+  run_stack(params, B, L, cached_.rope_cos, cached_.rope_sin, L, slots, pos, &layers, cross);
   if (!logits) return;
   SubBuffers& b = cached_.shared;
   const T* head = refs_.head.at(params);
+  if (last_only) {
+    norm_forward(b.xn, b.mean, b.rstd, cached_.x, params, refs_.norm_w, refs_.norm_b, B);
+    ops::matmul_forward(ctx_, logits, b.xn, head, static_cast<const T*>(nullptr), B, d_, V_);
+    return;
+  }
   if (all_logits || L == 1) {
     norm_forward(b.xn, b.mean, b.rstd, cached_.x, params, refs_.norm_w, refs_.norm_b, BL);
     ops::matmul_forward(ctx_, logits, b.xn, head, static_cast<const T*>(nullptr), BL, d_, V_);

@@ -56,7 +56,6 @@ class Model {
 
   // ---- Prefill and decoding -----------------------------------------------------------------
   // Sizes the inference buffers for calls of up to these shapes (each pair: B sequences of L tokens).
-  // Prefill and decoding of SambaY are not built yet: plan_cached and forward_cached throw Error.
   void plan_cached(const std::vector<std::pair<int64_t, int64_t>>& shapes);
   // A = -exp(A_log) of every Mamba sublayer for forward_cached; call again after the parameters change.
   void refresh_constants(const T* params);
@@ -64,8 +63,16 @@ class Model {
   // absolute position pos[b]. `layers` holds the pool's arrays of every sublayer (LayerState, slots and
   // pos unset). logits: all_logits ? [B*L, V] : [B, V] (each sequence's last token); nullptr: none.
   // Ids are not checked here (the driver checks them).
+  // SambaY: the self-decoder and the shared-KV layer run over all L tokens (they fill the caches); the
+  // cross-decoder (the sublayers after the shared-KV one) only over each sequence's last token when
+  // only those logits are asked for (!all_logits, L > 1) and not at all when none are (logits null),
+  // unless set_cross_decoder_skip(false).
   void forward_cached(const T* params, const int32_t* tokens, int64_t B, int64_t L, const int32_t* slots,
                       const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits, bool all_logits);
+  // SambaY: whether a prefill call that needs only the last logits skips the cross-decoder on the
+  // other tokens (default true; false runs it everywhere, for comparison).
+  void set_cross_decoder_skip(bool on) { skip_cross_ = on; }
+  bool cross_decoder_skip() const { return skip_cross_; }
   // Bytes of the inference arena (constant once planned).
   int64_t cached_scratch_bytes() const { return static_cast<int64_t>(infer_arena_.capacity()); }
 
@@ -99,10 +106,14 @@ class Model {
   struct CachedBuffers {
     T *x = nullptr, *out = nullptr, *rope_cos = nullptr, *rope_sin = nullptr;
     SubBuffers shared;  // one set for every sublayer
+    // SambaY: the memory layer's scan output and the shared-KV layer's projection of the new tokens
+    // (the cross-decoder reads them after other sublayers have reused the shared set), and the
+    // position of each sequence's last token when the cross-decoder runs on that token alone.
+    T *memory = nullptr, *shared_qkv = nullptr;
+    int64_t* pos_last = nullptr;
   };
 
   const SublayerParams* first_of(SublayerKind kind) const;
-  void check_decodable(const char* what) const;
   void layout_train(Arena& a, int64_t B, int64_t Tn);
   void layout_cached(Arena& a, int64_t B, int64_t L);
   void use_train_layout(int64_t B, int64_t Tn);
@@ -113,8 +124,14 @@ class Model {
                      const stat_t<T>* mean, const stat_t<T>* rstd, int64_t n);
   // The stack loop: residual sublayers over res[k] -> res[k+1] (training: one buffer per k; cached:
   // the same buffer updated in place).
+  // Which tokens SambaY's cross-decoder (the sublayers after the shared-KV one) runs on. It keeps no
+  // state, so a prefill chunk whose logits nobody reads needs none of it.
+  enum class CrossDecoder { All, LastToken, None };
+  // LastToken (cached): after the shared-KV sublayer, rows b*L + L-1 of the residual move to row b and
+  // the cross-decoder runs with L = 1 at each sequence's last position.
   void run_stack(const T* params, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,
-                 const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>* layers);
+                 const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>* layers,
+                 CrossDecoder cross = CrossDecoder::All);
 
   ModelConfig cfg_;
   Context ctx_;
@@ -133,6 +150,7 @@ class Model {
   Arena constants_arena_;
   std::vector<stat_t<T>*> cached_A_;  // per sublayer (Mamba only), for forward_cached
   bool constants_ready_ = false;
+  bool skip_cross_ = true;
 };
 
 }  // namespace sambalm

@@ -59,7 +59,7 @@ void plan_gmu_grads(const Context& ctx, Arena& ar, GmuGrads<T>& g, int64_t di, i
 template <typename T>
 void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentionActs<T>& a, const T* xn,
                                   const T* params, const DiffAttentionParams& p, const DiffAttentionDims& m, int64_t B,
-                                  int64_t L, const T* shared_qkv) {
+                                  int64_t L, const T* shared_qkv, const LayerState<T>* st) {
   const int64_t BL = B * L, W = m.width(), q = m.H * m.hd, kv = m.G * m.hd;
   ops::matmul_forward_strided(ctx, a.qkv, W, xn, m.d, p.q_w.at(params), p.q_b.at(params), BL, m.d, q);
   if (!m.cross) {
@@ -71,8 +71,19 @@ void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentio
   const int64_t ldkv = m.cross ? m.shared_width() : W;
   ops::diff_lambda_forward(ctx, a.lambda, p.lq1.at(params), p.lk1.at(params), p.lq2.at(params), p.lk2.at(params), m.hd,
                            m.lambda_init);
-  ops::diff_attention_forward(ctx, a.a, a.lse, a.qkv, W, kvsrc + q, kvsrc + q + kv, ldkv, a.lambda, B, L, m.H, m.G,
-                              m.hd, m.window, 1.0 / std::sqrt(double(m.hd)));
+  const double scale = 1.0 / std::sqrt(double(m.hd));
+  if (st) {
+    // Decoding: earlier positions from the cache. Self layers append their new keys/values after
+    // attending; cross layers read the shared-KV layer's cache, which that layer already extended.
+    ops::diff_attention_cached_forward(ctx, a.a, a.qkv, W, kvsrc + q, kvsrc + q + kv, ldkv, st->keys, st->values,
+                                       st->slots, st->pos, a.lambda, B, L, m.H, m.G, m.hd, st->cap, m.window, scale);
+    if (!m.cross)
+      ops::kv_cache_write_rows(ctx, st->keys, st->values, a.qkv + q, a.qkv + q + kv, W, st->slots, st->pos, B, L, m.G,
+                               m.hd, st->cap);
+  } else {
+    ops::diff_attention_forward(ctx, a.a, a.lse, a.qkv, W, kvsrc + q, kvsrc + q + kv, ldkv, a.lambda, B, L, m.H, m.G,
+                                m.hd, m.window, scale);
+  }
   ops::rmsnorm_forward(ctx, a.an, a.rstd, a.a, p.subln.at(params), BL * m.H / 2, 2 * m.hd, kSublnEps);
   ops::scale_inplace(ctx, a.an, BL * q, 1.0 - m.lambda_init);
   ops::matmul_forward(ctx, out, a.an, p.proj_w.at(params), p.proj_b.at(params), BL, q, m.d);
@@ -142,7 +153,7 @@ void gmu_backward(const Context& ctx, T* dxn, T* grads, T* dmemory, const T* dou
   template void plan_gmu_grads<T>(const Context&, Arena&, GmuGrads<T>&, int64_t, int64_t, int64_t);                    \
   template void diff_attention_forward_layer<T>(const Context&, T*, const DiffAttentionActs<T>&, const T*, const T*,   \
                                                 const DiffAttentionParams&, const DiffAttentionDims&, int64_t,         \
-                                                int64_t, const T*);                                                    \
+                                                int64_t, const T*, const LayerState<T>*);                              \
   template void diff_attention_backward_layer<T>(                                                                      \
       const Context&, T*, T*, const T*, const DiffAttentionActs<T>&, const T*, const T*, const DiffAttentionParams&,   \
       const DiffAttentionDims&, int64_t, int64_t, const DiffAttentionGrads<T>&, const T*, T*);                         \

@@ -211,6 +211,42 @@ inline void diff_attention_backward(const Context& ctx, T* dq, T* dk, T* dv, sta
                       lambda, B, Tn, H, G, hd, window, scale);
 }
 
+// Differential attention of L new queries per sequence over a key/value cache (SambaY decoding): the
+// math of diff_attention_forward (lse not kept), with the keys/values of positions s >= pos[b] from the
+// new rows (k_new, v_new rows ldkv apart, row b*L + s - pos[b]: a view into the fused projection, or
+// the shared-KV layer's for cross-attention) and those of s < pos[b] from the ring of slot slots[b]
+// (k_cache, v_cache [S, G, cap, hd], position s in entry s % cap). q rows ldq apart, out [B, L, H*hd].
+// The ring must hold every cached position a query sees (cap >= window; full: cap >= pos[b]).
+template <typename T>
+inline void diff_attention_cached_forward(const Context& ctx, T* out, const T* q, int64_t ldq, const T* k_new,
+                                          const T* v_new, int64_t ldkv, const T* k_cache, const T* v_cache,
+                                          const int32_t* slots, const int64_t* pos, const stat_t<T>* lambda, int64_t B,
+                                          int64_t L, int64_t H, int64_t G, int64_t hd, int64_t cap, int64_t window,
+                                          double scale) {
+  SAMBALM_OP_DISPATCH(ctx, diff_attention_cached_forward, out, q, ldq, k_new, v_new, ldkv, k_cache, v_cache, slots, pos,
+                      lambda, B, L, H, G, hd, cap, window, scale);
+}
+// kv_cache_write for keys/values given as token rows ldkv apart (row b*L + t, kv head g at column g*hd).
+template <typename T>
+inline void kv_cache_write_rows(const Context& ctx, T* k_cache, T* v_cache, const T* k_new, const T* v_new,
+                                int64_t ldkv, const int32_t* slots, const int64_t* pos, int64_t B, int64_t L, int64_t G,
+                                int64_t hd, int64_t cap) {
+  SAMBALM_OP_DISPATCH(ctx, kv_cache_write_rows, k_cache, v_cache, k_new, v_new, ldkv, slots, pos, B, L, G, hd, cap);
+}
+
+// SambaY's prefill keeps each sequence's last token for its cross-decoder: x [B*L, width] -> rows
+// b*L + L-1 moved to rows b (in place), and last[b] = pos[b] + L - 1 (the position of that token).
+template <typename T>
+inline void take_last_rows(const Context& ctx, T* x, int64_t width, int64_t B, int64_t L) {
+  SAMBALM_OP_DISPATCH(ctx, take_last_rows, x, width, B, L);
+}
+// (A template over the position type, int64_t, so that the dispatcher's test for a backend body is made
+// at instantiation.)
+template <typename I>
+inline void last_positions(const Context& ctx, I* last, const I* pos, int64_t B, int64_t L) {
+  SAMBALM_OP_DISPATCH(ctx, last_positions, last, pos, B, L);
+}
+
 // ---- Loss --------------------------------------------------------------------------------
 // Mean cross-entropy over n positions and the whole padded vocabulary V: returns the mean loss and
 // writes per-position losses to `losses` (may be nullptr). Targets < 0 are ignored (not counted).

@@ -74,6 +74,17 @@ void diff_attention_backward(T* dq, T* dk, T* dv, T* dlambda, T* dlambda_parts, 
                              int64_t ldq, const T* k, const T* v, int64_t ldkv, const T* lambda, int64_t B, int64_t Tn,
                              int64_t H, int64_t G, int64_t hd, int64_t window, double scale);
 template <typename T>
+void diff_attention_cached_forward(T* out, const T* q, int64_t ldq, const T* k_new, const T* v_new, int64_t ldkv,
+                                   const T* k_cache, const T* v_cache, const int32_t* slots, const int64_t* pos,
+                                   const T* lambda, int64_t B, int64_t L, int64_t H, int64_t G, int64_t hd, int64_t cap,
+                                   int64_t window, double scale);
+template <typename T>
+void kv_cache_write_rows(T* k_cache, T* v_cache, const T* k_new, const T* v_new, int64_t ldkv, const int32_t* slots,
+                         const int64_t* pos, int64_t B, int64_t L, int64_t G, int64_t hd, int64_t cap);
+template <typename T>
+void take_last_rows(T* x, int64_t width, int64_t B, int64_t L);
+void last_positions(int64_t* last, const int64_t* pos, int64_t B, int64_t L);
+template <typename T>
 double cross_entropy_forward_backward(T* dlogits, T* losses, const T* logits, const int32_t* targets, int64_t n,
                                       int64_t V, double dloss_scale);
 template <typename T>

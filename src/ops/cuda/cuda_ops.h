@@ -28,12 +28,14 @@ namespace sambalm::ops::cuda {
   X(causal_conv1d_state_update) \
   X(cross_entropy_forward_backward) \
   X(diff_attention_backward) \
+  X(diff_attention_cached_forward) \
   X(diff_attention_forward) \
   X(diff_lambda_backward) \
   X(diff_lambda_forward) \
   X(embedding_backward) \
   X(embedding_forward) \
   X(kv_cache_write) \
+  X(kv_cache_write_rows) \
   X(layernorm_backward) \
   X(layernorm_forward) \
   X(matmul_backward) \
@@ -63,7 +65,9 @@ namespace sambalm::ops::cuda {
   X(softplus_forward) \
   X(sum_squares) \
   X(swiglu_backward) \
-  X(swiglu_forward)
+  X(swiglu_forward) \
+  X(take_last_rows) \
+  X(last_positions)
 #define SAMBALM_CUDA_DELETED_FALLBACK(op) void op(...) = delete;
 SAMBALM_CUDA_OPS(SAMBALM_CUDA_DELETED_FALLBACK)
 #undef SAMBALM_CUDA_DELETED_FALLBACK
