@@ -8,11 +8,13 @@
 
 namespace sambalm::ops {
 
+#if !SAMBALM_HAVE_CUDA
 namespace {
 [[noreturn]] void no_cuda(const Context& ctx, const char* what) {
   fail("{} on {}: this sambalm was built without the CUDA backend", what, ctx.name());
 }
 }  // namespace
+#endif
 
 Arena arena_on(const Context& ctx, size_t bytes) {
   if (ctx.device == Device::CPU) return Arena(bytes);

@@ -35,7 +35,9 @@ class Mirror {
  public:
   Mirror(const Context& ctx, T* host, int64_t n) : ctx_(ctx), host_(host), n_(n) {
     if (ctx.device == Device::CPU) return;
-    arena_ = arena_on(ctx, sizeof(T) * static_cast<size_t>(n));
+    // What take() hands out is rounded up to the arena's alignment.
+    const size_t bytes = (sizeof(T) * static_cast<size_t>(n) + Arena::kAlign - 1) / Arena::kAlign * Arena::kAlign;
+    arena_ = arena_on(ctx, bytes);
     device_ = arena_.template take<T>(n);
     upload(ctx, device_, host, sizeof(T) * static_cast<size_t>(n));
   }

@@ -73,8 +73,9 @@ void check_case(const std::string& name, bool has_acts_and_grads) {
     EXPECT_LT(test::rel_error(g.data<float>(), eg.data<float>(), g.numel()), 1e-3) << name << " grad." << ext_name;
     compared.insert(ext_name);
   }
-  for (auto& key : expected.order)
+  for (auto& key : expected.order) {
     if (key.rfind("grad.", 0) == 0) EXPECT_TRUE(compared.count(key.substr(5))) << name << ": " << key << " not compared";
+  }
 }
 
 TEST(CudaModelFixtures, SambaTiny) {

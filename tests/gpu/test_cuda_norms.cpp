@@ -4,6 +4,8 @@
 // as NaN, accumulated ones random.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cstdint>
 
 #include "dense_testing.h"
@@ -146,7 +148,9 @@ TYPED_TEST(CudaNorms, LayernormBackward) {
     ops::cpu::layernorm_backward(dx.data(), dw.data(), db.data(), gd.data(), xd.data(), wd.data(), md.data(), rd.data(),
                                  s.n, s.C);
     const auto tag = shape_tag("layernorm_backward", type_name<T>(), s);
-    expect_close(fetch(d_dx), dx, elem_tol<T>(), tag + " dx");
+    // A row of one element has zero variance: rstd = 1/sqrt(eps) ~ 316 amplifies the float rounding of
+    // x - mean (measured 6e-5 on an H100), so that degenerate row gets 1e-3.
+    expect_close(fetch(d_dx), dx, s.C == 1 ? std::max(1e-3, elem_tol<T>()) : elem_tol<T>(), tag + " dx");
     expect_close(fetch(d_dw), dw, reduce_tol<T>(), tag + " dweight");
     expect_close(fetch(d_db), db, reduce_tol<T>(), tag + " dbias");
     // dbias alone (no dx, no dweight).
