@@ -99,7 +99,8 @@ Action add(CLI::App& app) {
   auto* sub = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching");
   sub->footer(
       "Routes: POST /v1/completions, POST /v1/chat/completions (both with \"stream\": true for server-sent\n"
-      "events), GET /v1/models, GET /health, GET /metrics (Prometheus text).\n"
+      "events), GET /v1/models, GET /health, GET /metrics (Prometheus text); with a tokenizer also\n"
+      "GET /tokenizer_info, POST /tokenize, POST /detokenize (vLLM's form: lm-eval's remote tokenizer).\n"
       "Completions take a prompt as a string, a list of strings, a list of token ids or a list of lists of ids,\n"
       "and max_tokens (default 16), temperature (default 1; 0 = greedy), top_p, top_k, min_p,\n"
       "repetition_penalty, seed, stop (a string or up to 16), logprobs (0-20 alternatives), echo, ignore_eos.\n"

@@ -121,7 +121,8 @@ bool Scheduler::next_token(Live& l, const float* logits) {
   Job& job = *l.job;
   const std::string_view text = l.seq->next(logits, n_real_, l.history);
   const int32_t id = l.seq->result().ids.back();
-  TokenInfo t = job.top_logprobs >= 0 ? token_logprobs(logits, n_real_, id, job.top_logprobs) : TokenInfo{};
+  TokenInfo t =
+      job.top_logprobs >= 0 ? token_logprobs(logits, model_.vocab(), n_real_, id, job.top_logprobs) : TokenInfo{};
   t.id = id;
   t.text = std::string(text);
   ++metrics_.generated_tokens;
@@ -168,8 +169,8 @@ void Scheduler::prefill(std::vector<std::unique_ptr<Live>>& live) {
         model_.prefill(l.state, ids, n, chunk_logits_.data(), last.data());
         // Row r predicts prompt token prefilled + r + 1.
         for (int64_t r = 0; r < n && l.prefilled + r + 1 < job.prompt.size(); ++r)
-          l.prompt_info.push_back(token_logprobs(chunk_logits_.data() + r * V, n_real_, job.prompt[l.prefilled + r + 1],
-                                                 std::max(job.top_logprobs, 0)));
+          l.prompt_info.push_back(token_logprobs(chunk_logits_.data() + r * V, V, n_real_,
+                                                 job.prompt[l.prefilled + r + 1], std::max(job.top_logprobs, 0)));
       } else {
         model_.prefill(l.state, ids, n, nullptr, last.data());
       }

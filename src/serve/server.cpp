@@ -7,9 +7,11 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <functional>
 #include <random>
 
 #include "core/error.h"
+#include "serve/tokenize_api.h"
 
 namespace sambalm::serve {
 
@@ -27,7 +29,8 @@ std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
 
 // The metrics label of a path: the routes by name, anything else as "other" (bounded label values).
 std::string route_label(const std::string& path) {
-  for (const char* r : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"})
+  for (const char* r : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics",
+                        "/tokenizer_info", "/tokenize", "/detokenize"})
     if (path == r) return path;
   return "other";
 }
@@ -191,6 +194,29 @@ void Server::install_routes() {
   };
   http_->Post("/v1/completions", completions(false));
   http_->Post("/v1/chat/completions", completions(true));
+  if (tok_) install_tokenizer_routes();
+}
+
+void Server::install_tokenizer_routes() {
+  // Without a tokenizer these routes do not exist (404), so a harness in `auto` mode looks elsewhere.
+  auto answer = [](httplib::Response& res, const std::function<json()>& f) {
+    try {
+      res.set_content(dump(f()), "application/json");
+    } catch (const ApiError& e) {
+      send_error(res, e.status, e.what(), e.type, e.param, e.code);
+    } catch (const std::exception& e) {
+      send_error(res, 500, e.what(), "server_error");
+    }
+  };
+  http_->Get("/tokenizer_info", [this, answer](const httplib::Request&, httplib::Response& res) {
+    answer(res, [&] { return tokenizer_info(*tok_); });
+  });
+  http_->Post("/tokenize", [this, answer](const httplib::Request& req, httplib::Response& res) {
+    answer(res, [&] { return tokenize(*tok_, req.body, opt_.limits.max_prompt_tokens); });
+  });
+  http_->Post("/detokenize", [this, answer](const httplib::Request& req, httplib::Response& res) {
+    answer(res, [&] { return detokenize(*tok_, req.body); });
+  });
 }
 
 }  // namespace sambalm::serve

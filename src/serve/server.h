@@ -38,6 +38,7 @@ class Server {
 
  private:
   void install_routes();
+  void install_tokenizer_routes();
 
   Scheduler& scheduler_;
   const Tokenizer* tok_;
