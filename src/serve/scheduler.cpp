@@ -67,6 +67,11 @@ void Scheduler::finish(Job& job, const std::string& reason, const std::string& e
   job.cv.notify_all();
 }
 
+void Scheduler::finish_live(Job& job, const std::string& reason, const std::string& error) {
+  --live_count_;
+  finish(job, reason, error);
+}
+
 void Scheduler::loop() {
   std::vector<std::unique_ptr<Live>> live;
   for (;;) {
@@ -138,6 +143,9 @@ bool Scheduler::next_token(Live& l, const float* logits) {
       job.finish_reason = l.seq->result().stop_reason == "max_tokens" ? "length" : "stop";
     }
   }
+  // Its slot counts as free from the moment its client can see the answer (the state itself is
+  // released when the scheduler erases it, before it admits anything).
+  if (done) --live_count_;
   job.cv.notify_all();
   l.feed = done ? -1 : id;
   return done;
@@ -185,14 +193,14 @@ void Scheduler::prefill(std::vector<std::unique_ptr<Live>>& live) {
         }
         job.cv.notify_all();
         if (l.seq->done()) {  // max_tokens 0: the prompt (and its logprobs) is the whole answer
-          finish(job, "length");
+          finish_live(job, "length");
           ended = true;
         } else {
           ended = next_token(l, last.data());
         }
       }
     } catch (const Error& e) {
-      finish(job, "", e.what());
+      finish_live(job, "", e.what());
       ended = true;
     }
     it = ended ? live.erase(it) : it + 1;
@@ -217,7 +225,7 @@ void Scheduler::decode(std::vector<std::unique_ptr<Live>>& live) {
     ++metrics_.decode_steps;
   } catch (const Error& e) {
     for (Live* l : batch) {
-      finish(*l->job, "", e.what());
+      finish_live(*l->job, "", e.what());
       l->job->cancelled = true;  // removed below
     }
     std::erase_if(live, [](const std::unique_ptr<Live>& l) { return l->job->cancelled.load(); });
@@ -228,7 +236,7 @@ void Scheduler::decode(std::vector<std::unique_ptr<Live>>& live) {
     try {
       if (next_token(*batch[b], step_logits_.data() + b * V)) ended.push_back(batch[b]);
     } catch (const Error& e) {
-      finish(*batch[b]->job, "", e.what());
+      finish_live(*batch[b]->job, "", e.what());
       ended.push_back(batch[b]);
     }
   }

@@ -54,6 +54,8 @@ class Scheduler {
   // Samples the live job's next token from `logits` and hands it over; true when the job ended.
   bool next_token(Live& l, const float* logits);
   static void finish(Job& job, const std::string& reason, const std::string& error = {});
+  // finish() for a job that holds a slot: its slot counts as free from then on (live_count_).
+  void finish_live(Job& job, const std::string& reason, const std::string& error = {});
 
   DecodeModel& model_;
   const Tokenizer* tok_;
@@ -66,7 +68,10 @@ class Scheduler {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   bool stop_ = false;
-  std::atomic<int64_t> live_count_{0};  // jobs holding a slot (written by the scheduler thread)
+  // Jobs holding a slot whose answer is not complete yet (written by the scheduler thread): set when it
+  // admits or erases jobs, decremented the moment a job's answer is complete, so that a client that
+  // sends its next request as soon as it has the last one finds the slot free.
+  std::atomic<int64_t> live_count_{0};
   std::thread thread_;
 };
 
