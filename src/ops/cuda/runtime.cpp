@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+
 #include "ops/cuda/check.cuh"
 
 namespace sambalm::ops::cuda {
@@ -64,11 +65,10 @@ void* device_alloc(size_t bytes, int index) {
     (void)cudaGetLastError();
     size_t free_b = 0, total_b = 0;
     (void)cudaMemGetInfo(&free_b, &total_b);
-    fail(
-        "cuda:{}: cannot allocate {:.2f} GiB of GPU memory ({:.2f} GiB free of {:.2f} GiB): {}; use a smaller "
-        "batch or sequence length",
-        index, static_cast<double>(bytes) / (1u << 30), static_cast<double>(free_b) / (1u << 30),
-        static_cast<double>(total_b) / (1u << 30), cudaGetErrorString(err));
+    fail("cuda:{}: cannot allocate {:.2f} GiB of GPU memory ({:.2f} GiB free of {:.2f} GiB): {}; use a smaller "
+         "batch or sequence length",
+         index, static_cast<double>(bytes) / (1u << 30), static_cast<double>(free_b) / (1u << 30),
+         static_cast<double>(total_b) / (1u << 30), cudaGetErrorString(err));
   }
   return p;
 }
@@ -81,9 +81,9 @@ Arena device_arena(const Context& ctx, size_t bytes) {
   auto* base = static_cast<std::byte*>(device_alloc(bytes + Arena::kAlign, ctx.device_index));
   // The zero fill goes on the context's stream, never through cudaMemset: that queues on the legacy
   // default stream, which does not order against our non-blocking stream, so the fill could land
-  // after the first uploads and kernels had written the arena (it did under compute-sanitizer:
-  // the training tokens were zeroed after their upload). The wait makes the arena zero on return
-  // whatever stream touches it next.
+  // after the first uploads and kernels had written the arena (e.g. zero the training tokens just
+  // uploaded: the likely cause of the Mamba fixtures failing under compute-sanitizer only).
+  // The wait makes the arena zero on return whatever stream touches it next.
   if (base) {
     SAMBALM_CUDA_CHECK(cudaMemsetAsync(base, 0, bytes + Arena::kAlign, stream_of(ctx)));
     SAMBALM_CUDA_CHECK(cudaStreamSynchronize(stream_of(ctx)));
