@@ -19,7 +19,7 @@ namespace {
 Arena arena_on(const Context& ctx, size_t bytes) {
   if (ctx.device == Device::CPU) return Arena(bytes);
 #if SAMBALM_HAVE_CUDA
-  return cuda::device_arena(bytes, ctx.device_index);
+  return cuda::device_arena(ctx, bytes);
 #else
   no_cuda(ctx, "arena");
 #endif

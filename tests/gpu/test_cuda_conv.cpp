@@ -26,6 +26,7 @@ const ConvCase kCases[] = {
     {2, 77, 40, 3, 43, true, false},           // K = 3
     {2, 50, 33, 6, 35, true, false},           // K = 6: the generic kernel
     {2, 17, 9, 1, 9, false, false},            // K = 1: no state rows at all
+    {2, 19, 128, 4, 2 * 128, false, false},    // a Mamba layer's training forward (mamba_tiny: x of in_proj's xz)
 };
 constexpr int64_t kSlots = 4;
 const std::vector<int32_t> kSlotIds = {3, 1, 2};

@@ -26,6 +26,7 @@ const ScanCase kCases[] = {
     {2, 333, 97, 16, 64, true},  {2, 333, 97, 16, 50, false}, {2, 333, 97, 8, 1000, true}, {1, 40, 33, 16, 7, true},
     {3, 5, 130, 16, 64, false},  {2, 64, 20, 40, 16, true},  // N = 40: N not a multiple of 4
     {8, 70, 2113, 16, 16, true},  // enough channel blocks to fill the GPU: the one-pass kernel with 5 chunk states
+    {2, 19, 128, 16, 64, false}, {2, 17, 128, 16, 64, false},  // the mamba_tiny / hf_mamba_tiny training scans
 };
 // The small cases with 4 chunks or more take the forward's split over the sequence (3 passes).
 

@@ -77,9 +77,17 @@ void device_free(void* p) {
   if (p) (void)cudaFree(p);
 }
 
-Arena device_arena(size_t bytes, int index) {
-  auto* base = static_cast<std::byte*>(device_alloc(bytes + Arena::kAlign, index));
-  if (base) SAMBALM_CUDA_CHECK(cudaMemset(base, 0, bytes + Arena::kAlign));
+Arena device_arena(const Context& ctx, size_t bytes) {
+  auto* base = static_cast<std::byte*>(device_alloc(bytes + Arena::kAlign, ctx.device_index));
+  // The zero fill goes on the context's stream, never through cudaMemset: that queues on the legacy
+  // default stream, which does not order against our non-blocking stream, so the fill could land
+  // after the first uploads and kernels had written the arena (e.g. zero the training tokens just
+  // uploaded: the likely cause of the Mamba fixtures failing under compute-sanitizer only).
+  // The wait makes the arena zero on return whatever stream touches it next.
+  if (base) {
+    SAMBALM_CUDA_CHECK(cudaMemsetAsync(base, 0, bytes + Arena::kAlign, stream_of(ctx)));
+    SAMBALM_CUDA_CHECK(cudaStreamSynchronize(stream_of(ctx)));
+  }
   return Arena::adopt(base, bytes, &device_free);
 }
 

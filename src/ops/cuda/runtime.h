@@ -26,8 +26,9 @@ MemoryInfo memory_info(int index);
 // GPU cannot hold it; device_free(nullptr) is a no-op.
 void* device_alloc(size_t bytes, int index);
 void device_free(void* p);
-// A planned arena in device memory (core/arena.h), zero-filled.
-Arena device_arena(size_t bytes, int index);
+// A planned arena in device memory (core/arena.h) on the context's GPU, zero-filled on the
+// context's stream; it is zero when this returns.
+Arena device_arena(const Context& ctx, size_t bytes);
 
 // Copies on the context's stream; they return once the copy is done.
 void copy_to_device(const Context& ctx, void* dst, const void* src, size_t bytes);
