@@ -98,8 +98,9 @@ void clear_shard_dir(const std::string& dir, bool overwrite) {
   }
 }
 
-constexpr size_t kChunkBytes = 1 << 20;    // pieces of a large plain-text document
-constexpr size_t kBatchBytes = 64u << 20;  // text per parallel batch
+constexpr size_t kChunkBytes = 1 << 20;      // pieces of a large plain-text document
+constexpr size_t kBatchBytes = 32u << 20;    // text per parallel batch
+constexpr size_t kReadBackTokens = 1 << 20;  // tokens per read when cutting a stream into shards
 
 }  // namespace
 
@@ -199,7 +200,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
       g->dir = grouped ? o.output_dir + "/" + name : o.output_dir;
       if (grouped) clear_shard_dir(g->dir, o.overwrite);
       g->tmp_path = g->dir + "/tokens.stream.tmp";
-      g->f = std::fopen(g->tmp_path.c_str(), "wb");
+      g->f = std::fopen(g->tmp_path.c_str(), "w+b");
       SAMBALM_CHECK(g->f, "{}: cannot create", g->tmp_path);
     }
     return *g;
@@ -335,15 +336,22 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
     r.val_tokens += g->tokens - train_tokens;
     std::vector<std::string> train_shards, val_shards;
     if (g->tokens > 0) {
-      auto tokens = MappedFile::open(g->tmp_path);
-      const int32_t* ids = reinterpret_cast<const int32_t*>(tokens->data());
+      // The stream is read back in blocks (not mapped), so memory stays flat however large it is.
+      SAMBALM_CHECK(std::fseek(g->f, 0, SEEK_SET) == 0, "{}: cannot seek", g->tmp_path);
+      std::vector<int32_t> block;
       auto write_split = [&](const std::string& split, uint64_t begin, uint64_t end, std::vector<std::string>& paths) {
         int index = 0;
         for (uint64_t a = begin; a < end; a += uint64_t(o.shard_tokens)) {
-          uint64_t b = std::min(end, a + uint64_t(o.shard_tokens));
+          const uint64_t b = std::min(end, a + uint64_t(o.shard_tokens));
           std::string path = shard_path(g->dir, split, index++);
           ShardWriter w(path, vocab, eos);
-          w.append(ids + a, size_t(b - a));
+          for (uint64_t c = a; c < b;) {
+            const size_t n = size_t(std::min<uint64_t>(b - c, kReadBackTokens));
+            block.resize(n);
+            SAMBALM_CHECK(std::fread(block.data(), sizeof(int32_t), n, g->f) == n, "{}: read failed", g->tmp_path);
+            w.append(block.data(), n);
+            c += n;
+          }
           w.commit();
           paths.push_back(path);
         }
