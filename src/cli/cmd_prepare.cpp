@@ -78,7 +78,7 @@ Action add(CLI::App& app) {
       ->default_val("text");
   sub->add_option("--split", o->p.split, "Read this subfolder of input directories where present (train, validation)");
   in_range(sub->add_option("--percentage", o->p.percentage,
-                           "Leading fraction of the sorted input file list to read (at least one file)")
+                           "Leading fraction (above 0) of the sorted input file list to read")
                ->default_val(1.0),
            0.0, 1.0);
   sub->add_option("--group-by", o->p.group_by,
