@@ -7,7 +7,7 @@ PKGS=(
   libopenblas-dev libopenblas-openmp-dev libomp-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libsentencepiece-dev libcpp-httplib-dev libpcre2-dev
+  libsentencepiece-dev libcpp-httplib-dev libpcre2-dev libzstd-dev zlib1g-dev
   clang libclang-rt-14-dev
   python3 python3.11-doc gnuplot-nox zip unzip time valgrind
 )

@@ -66,6 +66,7 @@ const std::vector<NumericOption>& options() {
       {"prepare", "--train-fraction", 0, 1, false, "in [0, 1]"},
       {"prepare", "--shard-tokens", 1, 2147483648.0, true, "in [1, 2147483648]"},
       {"prepare", "--threads", 0, 4096, true, "in [0, 4096]"},
+      {"prepare", "--percentage", 0, 1, false, "in [0, 1]"},
   };
   return all;
 }

@@ -46,14 +46,22 @@ Action add(CLI::App& app) {
   auto o = std::make_shared<PrepareOpts>();
   auto* sub = app.add_subcommand("prepare", "Tokenize text corpora into train/validation token shards");
   sub->footer(
-      "Inputs: plain-text files (one document each), JSON Lines files (.jsonl/.json; one document per line,\n"
-      "its 'text' field), or directories of them (searched recursively for .txt .text .md .rst .jsonl .json).\n"
+      "Inputs: plain-text files (one document each), JSON Lines files (.jsonl/.json, also compressed:\n"
+      ".jsonl.zst, .jsonl.gz; one document per line, its --text-field), or directories of them (searched\n"
+      "recursively, files in sorted path order, for .txt .text .md .rst and .jsonl .json with or without\n"
+      ".zst/.gz). JSON Lines are streamed: memory stays bounded whatever the input size.\n"
+      "SlimPajama-style trees: --split picks the train/ or validation/ folder, --percentage the leading\n"
+      "fraction of the sorted file list, --group-by a field (e.g. meta.redpajama_set_name) whose value\n"
+      "sends each document to OUT/<value>/ (characters other than A-Z a-z 0-9 . - _ become '_').\n"
+      "A bad JSON line (not JSON, no text field, not UTF-8) stops with FILE:LINE, unless --skip-bad-lines.\n"
       "Documents are tokenized on all cores, in input order, each followed by the tokenizer's EOS (if any).\n"
       "The first int(train_fraction * n) tokens go to OUT/train_NNNNNN.bin, the rest to OUT/val_NNNNNN.bin\n"
       "(format: docs/FORMATS.md, 'Token shards'), with OUT/meta.json. Same inputs and options, same bytes.\n"
       "Examples:\n"
       "  sambalm prepare --tokenizer models/mamba-130m --out data/shards data/corpus.txt\n"
-      "  sambalm prepare -t bytes --out data/enwik8 data/enwik8");
+      "  sambalm prepare -t bytes --out data/enwik8 data/enwik8\n"
+      "  sambalm prepare -t models/samba-421m --out data/slim_train --split train --train-fraction 1 \\\n"
+      "      --group-by meta.redpajama_set_name SlimPajama-627B");
   sub->add_option("inputs", o->p.inputs, "Text/JSONL files or directories")->required();
   sub->add_option("--tokenizer,-t", o->tokenizer,
                   "Tokenizer: 'bytes', a tokenizer.json, a tokenizer.model, or a model directory holding one")
@@ -66,7 +74,16 @@ Action add(CLI::App& app) {
   in_range(
       sub->add_option("--shard-tokens", o->p.shard_tokens, "Tokens per shard file at most")->default_val(100000000),
       int64_t{1}, int64_t{1} << 31);
-  sub->add_option("--text-field", o->p.text_field, "JSON Lines field that holds the text")->default_val("text");
+  sub->add_option("--text-field", o->p.text_field, "JSON Lines field that holds the text (a.b: nested)")
+      ->default_val("text");
+  sub->add_option("--split", o->p.split, "Read this subfolder of input directories where present (train, validation)");
+  in_range(sub->add_option("--percentage", o->p.percentage,
+                           "Leading fraction (above 0) of the sorted input file list to read")
+               ->default_val(1.0),
+           0.0, 1.0);
+  sub->add_option("--group-by", o->p.group_by,
+                  "JSON field (a.b: nested) whose value names each document's output subdirectory");
+  sub->add_flag("--skip-bad-lines", o->p.skip_bad_lines, "Skip and count bad JSON lines instead of stopping");
   in_range(sub->add_option("--threads", o->p.threads, "Threads (0: all cores)")->default_val(0), 0, 4096);
   sub->add_flag("--no-eos", o->no_eos, "Do not append EOS after each document");
   sub->add_flag("--overwrite", o->p.overwrite, "Replace shards already in the output directory");
@@ -84,6 +101,14 @@ Action add(CLI::App& app) {
         p.output_dir.c_str(), (unsigned long long)r.documents, (unsigned long long)r.input_bytes,
         (unsigned long long)r.train_tokens, r.train_shards.size(), (unsigned long long)r.val_tokens,
         r.val_shards.size(), r.seconds, double(r.train_tokens + r.val_tokens) / 1e6 / std::max(r.seconds, 1e-9));
+    if (!r.groups.empty()) {
+      std::string names;
+      for (const auto& g : r.groups) names += (names.empty() ? "" : ", ") + g;
+      std::printf("groups (%zu, one subdirectory each): %s\n", r.groups.size(), names.c_str());
+    }
+    if (r.bad_lines > 0)
+      std::fprintf(stderr, "prepare: skipped %llu bad line%s (first: %s)\n", (unsigned long long)r.bad_lines,
+                   r.bad_lines == 1 ? "" : "s", r.first_bad_line.c_str());
     return 0;
   };
 }

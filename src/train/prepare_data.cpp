@@ -1,6 +1,7 @@
 // Corpus -> token shards. The corpus is cut into work units (a JSON line, a plain-text document, or
 // a piece of a large one); batches of units are encoded on all threads, then appended in order to a
-// temporary token file; at the end the stream is cut into train/val shards.
+// temporary token file per output group; at the end each group's stream is cut into train/val shards.
+// JSON Lines files (compressed or not) are read line by line, so memory stays bounded by the batch.
 #include "train/prepare_data.h"
 
 #include <omp.h>
@@ -10,11 +11,13 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/line_reader.h"
 #include "io/shards.h"
 #include "tokenizer/unicode.h"
 
@@ -24,46 +27,135 @@ namespace fs = std::filesystem;
 
 namespace {
 
+std::string inner_ext(const std::string& path) { return fs::path(strip_compression_ext(path)).extension().string(); }
+
 bool is_json_lines(const std::string& path) {
-  std::string ext = fs::path(path).extension().string();
+  std::string ext = inner_ext(path);
   return ext == ".jsonl" || ext == ".json";
 }
 
+bool is_listed_ext(const std::string& path) {
+  if (is_json_lines(path)) return true;
+  if (compression_of(path) != Compression::none) return false;  // compressed plain text: not read
+  std::string ext = inner_ext(path);
+  return ext == ".txt" || ext == ".text" || ext == ".md" || ext == ".rst";
+}
+
 struct Unit {
-  std::string_view text;
-  size_t file = 0;    // index into the file list
-  size_t line = 0;    // 1-based line for JSON Lines, else 0
-  size_t offset = 0;  // byte offset of the text in its file
+  std::string line;                 // a JSON line (owned: it comes from a stream)
+  std::string_view text;            // a plain-text document or piece, in its mapped file
+  std::shared_ptr<MappedFile> map;  // ... kept mapped until the unit is encoded
+  size_t file = 0;                  // index into the file list
+  uint64_t line_no = 0;             // 1-based line for JSON Lines, else 0
+  size_t offset = 0;                // byte offset of the text in its file (plain text)
+  uint64_t bytes = 0;               // input file bytes this unit accounts for (progress)
   bool json = false;
   bool ends_document = false;
 };
 
-constexpr size_t kChunkBytes = 1 << 20;    // pieces of a large plain-text document
-constexpr size_t kBatchBytes = 64u << 20;  // text per parallel batch
+// A JSON value by key, or by dotted path through nested objects ("meta.redpajama_set_name").
+const nlohmann::json* lookup(const nlohmann::json& j, const std::string& path) {
+  if (auto it = j.find(path); it != j.end()) return &*it;
+  const nlohmann::json* cur = &j;
+  size_t b = 0;
+  for (;;) {
+    size_t e = path.find('.', b);
+    if (!cur->is_object()) return nullptr;
+    auto it = cur->find(path.substr(b, e == std::string::npos ? std::string::npos : e - b));
+    if (it == cur->end()) return nullptr;
+    cur = &*it;
+    if (e == std::string::npos) return cur;
+    b = e + 1;
+  }
+}
+
+// One output shard set: a directory with its token stream (4 bytes per token) in a scratch file (no
+// fsync: it is removed once the shards, which are written atomically, exist).
+struct Group {
+  std::string dir, tmp_path;
+  FILE* f = nullptr;
+  uint64_t tokens = 0, documents = 0;
+  ~Group() {
+    if (f) std::fclose(f);
+    std::error_code ec;
+    if (!tmp_path.empty()) fs::remove(tmp_path, ec);
+  }
+  void write(const void* p, size_t n) {
+    if (n == 0) return;  // an empty document's ids: data() of an empty vector may be null
+    SAMBALM_CHECK(std::fwrite(p, 1, n, f) == n, "{}: write failed (disk full?)", tmp_path);
+  }
+};
+
+// Makes `dir` ready for shards: created, and shards already there refused or (overwrite) removed.
+void clear_shard_dir(const std::string& dir, bool overwrite) {
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::string name = e.path().filename().string();
+    if ((name.starts_with("train_") || name.starts_with("val_")) && name.ends_with(".bin")) {
+      SAMBALM_CHECK(overwrite, "{}: already holds token shards ({}); use --overwrite to replace them", dir, name);
+      fs::remove(e.path());
+    }
+  }
+}
+
+constexpr size_t kChunkBytes = 1 << 20;      // pieces of a large plain-text document
+constexpr size_t kBatchBytes = 32u << 20;    // text per parallel batch
+constexpr size_t kReadBackTokens = 1 << 20;  // tokens per read when cutting a stream into shards
 
 }  // namespace
 
-std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
+std::string sanitize_group_name(const std::string& value) {
+  std::string s;
+  for (char c : value.substr(0, 128)) {
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+    s += ok ? c : '_';
+  }
+  // "", "." and ".." are not directory names of their own.
+  if (s.find_first_not_of('.') == std::string::npos) s = "_" + s;
+  return s;
+}
+
+std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs, const std::string& split,
+                                       double percentage) {
+  SAMBALM_CHECK(percentage > 0 && percentage <= 1, "--percentage must be in (0, 1], got {}", percentage);
   std::vector<std::string> files;
   for (const auto& in : inputs) {
     std::error_code ec;
     if (fs::is_directory(in, ec)) {
+      std::string root = in;
+      if (!split.empty()) {
+        if (fs::is_directory(fs::path(in) / split, ec)) {
+          root = (fs::path(in) / split).string();
+        } else {
+          // A tree with split folders but not this one: reading all of it would mix the splits.
+          for (const char* other : {"train", "validation", "test"})
+            SAMBALM_CHECK(!fs::is_directory(fs::path(in) / other, ec), "{}: has a '{}' folder but no '{}' (--split)",
+                          in, other, split);
+        }
+      }
       std::vector<std::string> found;
-      for (const auto& e : fs::recursive_directory_iterator(in)) {
-        if (!e.is_regular_file()) continue;
-        std::string ext = e.path().extension().string();
-        if (ext == ".jsonl" || ext == ".json" || ext == ".txt" || ext == ".text" || ext == ".md" || ext == ".rst")
-          found.push_back(e.path().string());
+      for (const auto& e : fs::recursive_directory_iterator(root)) {
+        if (e.is_regular_file() && is_listed_ext(e.path().string())) found.push_back(e.path().string());
       }
       std::sort(found.begin(), found.end());
-      SAMBALM_CHECK(!found.empty(), "{}: directory has no .txt/.text/.md/.rst/.jsonl/.json files", in);
+      SAMBALM_CHECK(!found.empty(),
+                    "{}: directory has no .jsonl/.json (optionally .zst/.gz) or .txt/.text/.md/.rst files", root);
       files.insert(files.end(), found.begin(), found.end());
     } else {
       SAMBALM_CHECK(fs::is_regular_file(in, ec), "{}: no such file or directory", in);
+      SAMBALM_CHECK(compression_of(in) == Compression::none || is_json_lines(in),
+                    "{}: compressed plain text is not read; decompress it, or use JSON Lines (.jsonl.zst/.jsonl.gz)",
+                    in);
       files.push_back(in);
     }
   }
   SAMBALM_CHECK(!files.empty(), "prepare: no input files given");
+  // As prepare_slimpajama.py: files[:int(len(files) * percentage)].
+  const size_t keep = size_t(double(files.size()) * percentage);
+  SAMBALM_CHECK(keep > 0, "--percentage {} of {} input file{} selects none", percentage, files.size(),
+                files.size() == 1 ? "" : "s");
+  files.resize(keep);
   return files;
 }
 
@@ -74,7 +166,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
                 o.train_fraction);
   SAMBALM_CHECK(o.shard_tokens > 0, "--shard-tokens must be positive, got {}", o.shard_tokens);
   SAMBALM_CHECK(!o.output_dir.empty(), "prepare: an output directory is required");
-  const std::vector<std::string> files = expand_inputs(o.inputs);
+  const std::vector<std::string> files = expand_inputs(o.inputs, o.split, o.percentage);
   // Nothing to read is an error before any output exists (empty files, or none readable).
   uint64_t input_bytes = 0;
   for (const auto& f : files) {
@@ -87,15 +179,9 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   SAMBALM_CHECK(input_bytes > 0, "prepare: the inputs ({} file{}) hold no text: nothing to tokenize", files.size(),
                 files.size() == 1 ? "" : "s");
 
+  const bool grouped = !o.group_by.empty();
+  if (!grouped) clear_shard_dir(o.output_dir, o.overwrite);
   fs::create_directories(o.output_dir);
-  for (const auto& e : fs::directory_iterator(o.output_dir)) {
-    std::string name = e.path().filename().string();
-    if ((name.starts_with("train_") || name.starts_with("val_")) && name.ends_with(".bin")) {
-      SAMBALM_CHECK(o.overwrite, "{}: already holds token shards ({}); use --overwrite to replace them", o.output_dir,
-                    name);
-      fs::remove(e.path());
-    }
-  }
 
   const bool check_utf8 = tok.kind() != "bytes";
   const std::optional<int32_t> eos = o.append_eos ? tok.eos_id() : std::nullopt;
@@ -104,56 +190,65 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
 
   PrepareProgress prog;
   prog.bytes_total = input_bytes;
+  PrepareResult r;
 
-  // Token stream, 4 bytes per token, in a scratch file beside the shards (no fsync: it is removed
-  // once the shards, which are written atomically, exist).
-  const std::string tmp_path = o.output_dir + "/tokens.stream.tmp";
-  struct Scratch {
-    std::string path;
-    FILE* f;
-    ~Scratch() {
-      if (f) std::fclose(f);
-      std::error_code ec;
-      fs::remove(path, ec);
+  std::map<std::string, std::unique_ptr<Group>> groups;  // by directory name
+  auto group_for = [&](const std::string& name) -> Group& {
+    auto& g = groups[name];
+    if (!g) {
+      g = std::make_unique<Group>();
+      g->dir = grouped ? o.output_dir + "/" + name : o.output_dir;
+      if (grouped) clear_shard_dir(g->dir, o.overwrite);
+      g->tmp_path = g->dir + "/tokens.stream.tmp";
+      g->f = std::fopen(g->tmp_path.c_str(), "w+b");
+      SAMBALM_CHECK(g->f, "{}: cannot create", g->tmp_path);
     }
-    void write(const void* p, size_t n) {
-      if (n == 0) return;  // an empty document's ids: data() of an empty vector may be null
-      SAMBALM_CHECK(std::fwrite(p, 1, n, f) == n, "{}: write failed (disk full?)", path);
-    }
-  } stream{tmp_path, std::fopen(tmp_path.c_str(), "wb")};
-  SAMBALM_CHECK(stream.f, "{}: cannot create", tmp_path);
-  uint64_t total_tokens = 0;
+    return *g;
+  };
 
   std::vector<Unit> batch;
-  std::vector<std::shared_ptr<MappedFile>> maps(files.size());
   size_t batch_bytes = 0;
   std::vector<std::vector<int32_t>> out;
 
   auto run_batch = [&] {
     out.assign(batch.size(), {});
-    std::vector<std::string> errors(batch.size());
+    std::vector<std::string> errors(batch.size()), group_names(batch.size());
+    std::vector<char> bad(batch.size(), 0);  // a bad JSON line (skippable)
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (size_t u = 0; u < batch.size(); ++u) {
       const Unit& un = batch[u];
+      const std::string& file = files[un.file];
       try {
         std::string owned;
         std::string_view text = un.text;
         if (un.json) {
-          auto j = nlohmann::json::parse(text, nullptr, false);
-          SAMBALM_CHECK(!j.is_discarded() && j.is_object(), "{}:{}: not a JSON object", files[un.file], un.line);
-          SAMBALM_CHECK(j.contains(o.text_field) && j[o.text_field].is_string(), "{}:{}: no string field '{}'",
-                        files[un.file], un.line, o.text_field);
-          owned = j[o.text_field].get<std::string>();
-          text = owned;
-        }
-        if (check_utf8) {
-          size_t bad = unicode::find_invalid_utf8(text);
-          if (bad != std::string_view::npos) {
-            if (un.json)
-              fail("{}:{}: text is not valid UTF-8 (byte offset {} of the field)", files[un.file], un.line, bad);
-            fail("{}: text is not valid UTF-8 (byte 0x{:02x} at offset {}); {} needs UTF-8 text", files[un.file],
-                 unsigned(uint8_t(text[bad])), un.offset + bad, tok.source());
+          bad[u] = 1;
+          // JSON requires UTF-8; naming the byte is clearer than the parser's message.
+          size_t badbyte = unicode::find_invalid_utf8(un.line);
+          if (badbyte != std::string_view::npos)
+            fail("{}:{}: not valid UTF-8 (byte 0x{:02x} at offset {} of the line)", file, un.line_no,
+                 unsigned(uint8_t(un.line[badbyte])), badbyte);
+          auto j = nlohmann::json::parse(un.line, nullptr, false);
+          SAMBALM_CHECK(!j.is_discarded() && j.is_object(), "{}:{}: not a JSON object", file, un.line_no);
+          const nlohmann::json* t = lookup(j, o.text_field);
+          SAMBALM_CHECK(t && t->is_string(), "{}:{}: no string field '{}'", file, un.line_no, o.text_field);
+          if (grouped) {
+            const nlohmann::json* g = lookup(j, o.group_by);
+            SAMBALM_CHECK(g && !g->is_null() && !g->is_structured(), "{}:{}: no field '{}' (--group-by)", file,
+                          un.line_no, o.group_by);
+            group_names[u] = sanitize_group_name(g->is_string() ? g->get<std::string>() : g->dump());
           }
+          owned = t->get<std::string>();
+          text = owned;
+          bad[u] = 0;
+        } else if (grouped) {
+          fail("{}: plain text has no '{}' field to group by (--group-by needs JSON Lines)", file, o.group_by);
+        }
+        if (check_utf8 && !un.json) {
+          size_t badbyte = unicode::find_invalid_utf8(text);
+          if (badbyte != std::string_view::npos)
+            fail("{}: text is not valid UTF-8 (byte 0x{:02x} at offset {}); {} needs UTF-8 text", file,
+                 unsigned(uint8_t(text[badbyte])), un.offset + badbyte, tok.source());
         }
         tok.encode(text, out[u]);
         if (un.ends_document && eos) out[u].push_back(*eos);
@@ -162,104 +257,147 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
       }
     }
     for (size_t u = 0; u < batch.size(); ++u) {
-      if (!errors[u].empty()) throw Error(errors[u]);
-      stream.write(out[u].data(), out[u].size() * sizeof(int32_t));
-      total_tokens += out[u].size();
-      prog.bytes_done += batch[u].json ? batch[u].text.size() + 1 : batch[u].text.size();
-      if (batch[u].ends_document) ++prog.documents;
+      prog.bytes_done += batch[u].bytes;
+      if (!errors[u].empty()) {
+        if (!(bad[u] && o.skip_bad_lines)) throw Error(errors[u]);
+        if (r.bad_lines++ == 0) r.first_bad_line = errors[u];
+        continue;
+      }
+      Group& g = group_for(group_names[u]);
+      g.write(out[u].data(), out[u].size() * sizeof(int32_t));
+      g.tokens += out[u].size();
+      prog.tokens += out[u].size();
+      if (batch[u].ends_document) {
+        ++prog.documents;
+        ++g.documents;
+      }
     }
     batch.clear();
     batch_bytes = 0;
-    // Files whose units are all done can be unmapped.
-    prog.tokens = total_tokens;
     prog.seconds = std::chrono::duration<double>(clock::now() - t0).count();
     if (o.progress) o.progress(prog);
   };
+  auto add = [&](Unit&& u) {
+    batch_bytes += u.json ? u.line.size() : u.text.size();
+    batch.push_back(std::move(u));
+    if (batch_bytes >= kBatchBytes) run_batch();
+  };
 
   for (size_t fi = 0; fi < files.size(); ++fi) {
-    maps[fi] = MappedFile::open(files[fi]);
-    std::string_view all(reinterpret_cast<const char*>(maps[fi]->data()), maps[fi]->size());
-    auto add = [&](Unit u) {
-      batch_bytes += u.text.size();
-      batch.push_back(u);
-      if (batch_bytes >= kBatchBytes) run_batch();
-    };
     if (is_json_lines(files[fi])) {
-      size_t pos = 0, line = 0;
-      while (pos < all.size()) {
-        size_t nl = all.find('\n', pos);
-        if (nl == std::string_view::npos) nl = all.size();
-        ++line;
-        std::string_view l = all.substr(pos, nl - pos);
-        bool blank = l.find_first_not_of(" \t\r") == std::string_view::npos;
-        if (!blank)
-          add({l, fi, line, pos, true, true});
-        else
-          prog.bytes_done += l.size() + 1;
-        pos = nl + 1;
+      LineReader reader(files[fi]);
+      std::string line;
+      uint64_t counted = 0;  // file bytes already given to units
+      while (reader.next(line)) {
+        const uint64_t now = reader.file_bytes_read();
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines are allowed
+        Unit u;
+        u.line = std::move(line);
+        u.file = fi;
+        u.line_no = reader.line_number();
+        u.bytes = now - counted;
+        u.json = u.ends_document = true;
+        counted = now;
+        add(std::move(u));
+        line = std::string();
       }
+      prog.bytes_done += reader.file_bytes_read() - counted;
     } else {
+      auto map = MappedFile::open(files[fi]);
+      std::string_view all(reinterpret_cast<const char*>(map->data()), map->size());
       auto pieces = all.size() > 2 * kChunkBytes ? tok.document_pieces(all, kChunkBytes)
                                                  : std::vector<std::pair<size_t, size_t>>{{0, all.size()}};
       for (size_t k = 0; k < pieces.size(); ++k) {
         auto [b, e] = pieces[k];
+        Unit u;
+        u.text = all.substr(b, e - b);
+        u.map = map;
+        u.file = fi;
+        u.offset = b;
         // Bytes a cut leaves out (a space the next piece's tokenization stands for) still count.
-        size_t skipped = (k + 1 < pieces.size() ? pieces[k + 1].first : all.size()) - e;
-        prog.bytes_done += skipped;
-        add({all.substr(b, e - b), fi, 0, b, false, k + 1 == pieces.size()});
+        u.bytes = (k + 1 < pieces.size() ? pieces[k + 1].first : all.size()) - b;
+        u.ends_document = k + 1 == pieces.size();
+        add(std::move(u));
       }
     }
-    if (batch.empty()) maps[fi].reset();
   }
   if (!batch.empty()) run_batch();
-  maps.clear();
-  SAMBALM_CHECK(std::fflush(stream.f) == 0, "{}: write failed (disk full?)", tmp_path);
-  SAMBALM_CHECK(total_tokens > 0, "prepare: the inputs ({} documents) gave no tokens: nothing to write",
-                prog.documents);
+  SAMBALM_CHECK(prog.tokens > 0, "prepare: the inputs ({} documents{}) gave no tokens: nothing to write",
+                prog.documents, r.bad_lines ? fmt::format(", {} bad lines skipped", r.bad_lines) : "");
 
-  // Cut the stream into shards.
-  PrepareResult r;
+  // Cut each group's stream into shards.
   r.documents = prog.documents;
   r.input_bytes = prog.bytes_total;
-  r.train_tokens = uint64_t(o.train_fraction * double(total_tokens));
-  r.val_tokens = total_tokens - r.train_tokens;
-  {
-    auto tokens = MappedFile::open(tmp_path);
-    const int32_t* ids = reinterpret_cast<const int32_t*>(tokens->data());
-    auto write_split = [&](const std::string& split, uint64_t begin, uint64_t end, std::vector<std::string>& paths) {
-      int index = 0;
-      for (uint64_t a = begin; a < end; a += uint64_t(o.shard_tokens)) {
-        uint64_t b = std::min(end, a + uint64_t(o.shard_tokens));
-        std::string path = shard_path(o.output_dir, split, index++);
-        ShardWriter w(path, vocab, eos);
-        w.append(ids + a, size_t(b - a));
-        w.commit();
-        paths.push_back(path);
-      }
+  nlohmann::json group_list = nlohmann::json::array();
+  for (auto& [name, g] : groups) {
+    SAMBALM_CHECK(std::fflush(g->f) == 0, "{}: write failed (disk full?)", g->tmp_path);
+    const uint64_t train_tokens = uint64_t(o.train_fraction * double(g->tokens));
+    r.train_tokens += train_tokens;
+    r.val_tokens += g->tokens - train_tokens;
+    std::vector<std::string> train_shards, val_shards;
+    if (g->tokens > 0) {
+      // The stream is read back in blocks (not mapped), so memory stays flat however large it is.
+      SAMBALM_CHECK(std::fseek(g->f, 0, SEEK_SET) == 0, "{}: cannot seek", g->tmp_path);
+      std::vector<int32_t> block;
+      auto write_split = [&](const std::string& split, uint64_t begin, uint64_t end, std::vector<std::string>& paths) {
+        int index = 0;
+        for (uint64_t a = begin; a < end; a += uint64_t(o.shard_tokens)) {
+          const uint64_t b = std::min(end, a + uint64_t(o.shard_tokens));
+          std::string path = shard_path(g->dir, split, index++);
+          ShardWriter w(path, vocab, eos);
+          for (uint64_t c = a; c < b;) {
+            const size_t n = size_t(std::min<uint64_t>(b - c, kReadBackTokens));
+            block.resize(n);
+            SAMBALM_CHECK(std::fread(block.data(), sizeof(int32_t), n, g->f) == n, "{}: read failed", g->tmp_path);
+            w.append(block.data(), n);
+            c += n;
+          }
+          w.commit();
+          paths.push_back(path);
+        }
+      };
+      write_split("train", 0, train_tokens, train_shards);
+      write_split("val", train_tokens, g->tokens, val_shards);
+    }
+    nlohmann::json meta = {
+        {"format", "sambalm token shards"},
+        {"version", kShardVersion},
+        {"tokenizer", o.tokenizer_name.empty() ? tok.source() : o.tokenizer_name},
+        {"tokenizer_kind", tok.kind()},
+        {"vocab_size", vocab},
+        {"eos_id", eos ? nlohmann::json(*eos) : nlohmann::json(nullptr)},
+        {"train_fraction", o.train_fraction},
+        {"inputs", files},
+        {"documents", g->documents},
+        {"input_bytes", r.input_bytes},
+        {"train_tokens", train_tokens},
+        {"val_tokens", g->tokens - train_tokens},
+        {"train_shards", nlohmann::json::array()},
+        {"val_shards", nlohmann::json::array()},
     };
-    write_split("train", 0, r.train_tokens, r.train_shards);
-    write_split("val", r.train_tokens, total_tokens, r.val_shards);
+    if (!o.split.empty()) meta["split"] = o.split;
+    if (o.percentage < 1) meta["percentage"] = o.percentage;
+    if (grouped) meta["group"] = name;
+    if (o.skip_bad_lines) meta["bad_lines_skipped"] = r.bad_lines;
+    for (const auto& p : train_shards) meta["train_shards"].push_back(fs::path(p).filename().string());
+    for (const auto& p : val_shards) meta["val_shards"].push_back(fs::path(p).filename().string());
+    write_file_atomic(g->dir + "/meta.json", meta.dump(2) + "\n");
+    r.train_shards.insert(r.train_shards.end(), train_shards.begin(), train_shards.end());
+    r.val_shards.insert(r.val_shards.end(), val_shards.begin(), val_shards.end());
+    if (grouped) {
+      r.groups.push_back(name);
+      group_list.push_back({{"name", name}, {"documents", g->documents}, {"tokens", g->tokens}});
+    }
   }
-
-  nlohmann::json meta = {
-      {"format", "sambalm token shards"},
-      {"version", kShardVersion},
-      {"tokenizer", o.tokenizer_name.empty() ? tok.source() : o.tokenizer_name},
-      {"tokenizer_kind", tok.kind()},
-      {"vocab_size", vocab},
-      {"eos_id", eos ? nlohmann::json(*eos) : nlohmann::json(nullptr)},
-      {"train_fraction", o.train_fraction},
-      {"inputs", files},
-      {"documents", r.documents},
-      {"input_bytes", r.input_bytes},
-      {"train_tokens", r.train_tokens},
-      {"val_tokens", r.val_tokens},
-      {"train_shards", nlohmann::json::array()},
-      {"val_shards", nlohmann::json::array()},
-  };
-  for (const auto& p : r.train_shards) meta["train_shards"].push_back(fs::path(p).filename().string());
-  for (const auto& p : r.val_shards) meta["val_shards"].push_back(fs::path(p).filename().string());
-  write_file_atomic(o.output_dir + "/meta.json", meta.dump(2) + "\n");
+  if (grouped) {
+    nlohmann::json top = {{"format", "sambalm grouped token shards"},
+                          {"group_by", o.group_by},
+                          {"documents", r.documents},
+                          {"groups", group_list}};
+    if (o.skip_bad_lines) top["bad_lines_skipped"] = r.bad_lines;
+    write_file_atomic(o.output_dir + "/meta.json", top.dump(2) + "\n");
+  }
+  groups.clear();  // removes the scratch streams
 
   r.seconds = std::chrono::duration<double>(clock::now() - t0).count();
   prog.seconds = r.seconds;
