@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/litpkd.h"
 #include "io/shards.h"
 #include "tokenizer/unicode.h"
 
@@ -73,6 +74,9 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   SAMBALM_CHECK(o.train_fraction >= 0 && o.train_fraction <= 1, "--train-fraction must be in [0, 1], got {}",
                 o.train_fraction);
   SAMBALM_CHECK(o.shard_tokens > 0, "--shard-tokens must be positive, got {}", o.shard_tokens);
+  SAMBALM_CHECK(o.format == "sambalm" || o.format == "litpkd", "--format must be sambalm or litpkd, got '{}'",
+                o.format);
+  SAMBALM_CHECK(o.chunk_size > 0, "--chunk-size must be positive, got {}", o.chunk_size);
   SAMBALM_CHECK(!o.output_dir.empty(), "prepare: an output directory is required");
   const std::vector<std::string> files = expand_inputs(o.inputs);
   // Nothing to read is an error before any output exists (empty files, or none readable).
@@ -100,6 +104,15 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   const bool check_utf8 = tok.kind() != "bytes";
   const std::optional<int32_t> eos = o.append_eos ? tok.eos_id() : std::nullopt;
   const int32_t vocab = tok.vocab_size();
+  const bool litpkd = o.format == "litpkd";
+  int32_t sep = 0;
+  if (litpkd) {
+    std::optional<int32_t> s = o.sep_token ? o.sep_token : tok.bos_id() ? tok.bos_id() : eos;
+    SAMBALM_CHECK(s.has_value(), "--sep-token: the tokenizer {} has no BOS or EOS to fill a chunk's tail; give one",
+                  tok.source());
+    sep = *s;
+    SAMBALM_CHECK(sep >= 0 && sep < vocab, "--sep-token {} is outside the vocabulary [0, {})", sep, vocab);
+  }
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
 
   PrepareProgress prog;
@@ -227,6 +240,14 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
     auto tokens = MappedFile::open(tmp_path);
     const int32_t* ids = reinterpret_cast<const int32_t*>(tokens->data());
     auto write_split = [&](const std::string& split, uint64_t begin, uint64_t end, std::vector<std::string>& paths) {
+      if (litpkd) {
+        if (end == begin) return;  // no chunk for an empty split
+        LitPkdWriter w(o.output_dir, split, uint64_t(o.chunk_size), sep, litpkd_dtype_for_vocab(vocab));
+        w.append(ids + begin, size_t(end - begin));
+        w.finish();
+        paths = w.files();
+        return;
+      }
       int index = 0;
       for (uint64_t a = begin; a < end; a += uint64_t(o.shard_tokens)) {
         uint64_t b = std::min(end, a + uint64_t(o.shard_tokens));
@@ -242,7 +263,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   }
 
   nlohmann::json meta = {
-      {"format", "sambalm token shards"},
+      {"format", litpkd ? "lit_gpt PackedDataset" : "sambalm token shards"},
       {"version", kShardVersion},
       {"tokenizer", o.tokenizer_name.empty() ? tok.source() : o.tokenizer_name},
       {"tokenizer_kind", tok.kind()},
@@ -257,6 +278,10 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
       {"train_shards", nlohmann::json::array()},
       {"val_shards", nlohmann::json::array()},
   };
+  if (litpkd) {
+    meta["chunk_size"] = o.chunk_size;
+    meta["sep_token"] = sep;
+  }
   for (const auto& p : r.train_shards) meta["train_shards"].push_back(fs::path(p).filename().string());
   for (const auto& p : r.val_shards) meta["val_shards"].push_back(fs::path(p).filename().string());
   write_file_atomic(o.output_dir + "/meta.json", meta.dump(2) + "\n");

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/litpkd.h"
 #include "io/shards.h"
 
 namespace fs = std::filesystem;
@@ -16,10 +17,12 @@ namespace fs = std::filesystem;
 namespace sambalm {
 namespace {
 
+// A sambalm token shard or a lit_gpt PackedDataset chunk.
 bool is_shard_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   char magic[8] = {};
-  return f.read(magic, 8) && std::memcmp(magic, kShardMagic, 8) == 0;
+  if (!f.read(magic, 8)) return false;
+  return std::memcmp(magic, kShardMagic, 8) == 0 || is_litpkd(reinterpret_cast<const uint8_t*>(magic), 8);
 }
 
 // Raw text through a tokenizer: ids held in memory.
@@ -31,12 +34,14 @@ TokenSource tokenize_text(const std::string& path, const Tokenizer& tok, const s
   return TokenSource::memory(std::move(ids), tok.vocab_size(), path + " (" + tok.kind() + " tokens)");
 }
 
-// A whole file or directory as one source (for --val-data, or --data with --val-data).
-TokenSource whole_source(const std::string& path, const std::string& split, const Tokenizer* tok,
+// A whole file, directory or file prefix as one source (for --val-data, or --data with --val-data).
+TokenSource whole_source(const std::string& path, const std::string& split, const Tokenizer* tok, int32_t vocab,
                          const std::string& option) {
-  if (fs::is_directory(path)) return TokenSource::shards(path, split);
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return TokenSource::shards(path, split, vocab);
+  if (!fs::exists(path, ec)) return TokenSource::prefix(path, vocab, option);
   SAMBALM_CHECK(fs::is_regular_file(path), "{} {}: no such file or directory", option, path);
-  if (is_shard_file(path)) return TokenSource::shard_file(path);
+  if (is_shard_file(path)) return TokenSource::shard_file(path, vocab);
   SAMBALM_CHECK(tok != nullptr, "{} {}: raw text needs --tokenizer (bytes, or a tokenizer.json / .model)", option,
                 path);
   if (tok->kind() == "bytes") return TokenSource::bytes(path);
@@ -50,7 +55,9 @@ TrainData::TrainData(const TrainOptions& o, int64_t seq_len) : o_(o), T_(seq_len
   SAMBALM_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "--val-fraction must be in [0, 1), found {}",
                 o.val_fraction);
   std::error_code ec;
-  SAMBALM_CHECK(fs::exists(o.data, ec), "--data {}: no such file or directory", o.data);
+  const bool is_prefix = !fs::exists(o.data, ec);
+  SAMBALM_CHECK(!is_prefix || !o.val_data.empty(),
+                "--data {}: no such file or directory (as a file prefix, lit_gpt-style, it needs --val-data)", o.data);
   const bool dir = fs::is_directory(o.data, ec);
   if (!o.tokenizer.empty()) {
     tok_ = load_tokenizer(o.tokenizer);
@@ -61,12 +68,14 @@ TrainData::TrainData(const TrainOptions& o, int64_t seq_len) : o_(o), T_(seq_len
     if (name == "bytes" || (!name.empty() && fs::exists(name))) tok_ = load_tokenizer(name);
   }
 
+  // The vocabulary of lit_gpt PackedDataset chunks, which record none.
+  const int32_t vocab = o.vocab_size ? int32_t(*o.vocab_size) : tok_ ? tok_->vocab_size() : 0;
   if (!o.val_data.empty()) {
-    train_ = whole_source(o.data, "train", tok_.get(), "--data");
-    val_ = whole_source(o.val_data, "val", tok_.get(), "--val-data");
+    train_ = whole_source(o.data, "train", tok_.get(), vocab, "--data");
+    val_ = whole_source(o.val_data, "val", tok_.get(), vocab, "--val-data");
   } else if (dir) {
-    train_ = TokenSource::shards(o.data, "train");
-    val_ = TokenSource::shards(o.data, "val");
+    train_ = TokenSource::shards(o.data, "train", vocab);
+    val_ = TokenSource::shards(o.data, "val", vocab);
   } else {
     SAMBALM_CHECK(!is_shard_file(o.data), "--data {}: a single shard has no validation part; give --val-data", o.data);
     SAMBALM_CHECK(tok_ != nullptr, "--tokenizer: how is {} tokenized? (bytes, or a tokenizer.json / .model)", o.data);

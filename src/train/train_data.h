@@ -3,7 +3,11 @@
 // --tokenizer / --val-fraction:
 //   --data DIR       a `sambalm prepare` directory: train_*.bin and val_*.bin shards (tokenizer from
 //                    --tokenizer, else the one meta.json names, when it can be loaded)
-//   --data FILE.bin  one token shard (needs --val-data)
+//   --data FILE.bin  one token shard or lit_gpt PackedDataset chunk (needs --val-data)
+//   --data PREFIX    a path that does not exist: the files in its directory whose name starts with its
+//                    last component, as lit_gpt's pretrain.py selects PackedDataset chunks
+//                    (`data/slim/train_slim`; needs --val-data, e.g. `data/slim/validation`)
+//   PackedDataset chunks record no vocabulary: --vocab-size, else the tokenizer's, gives it.
 //   --data FILE      raw text: with --tokenizer bytes its bytes are the ids, else it is tokenized
 //                    whole; the first int((1 - val_fraction) * n) tokens train, the rest validate
 //                    (the split of the reference recipe), unless --val-data gives the validation text
