@@ -176,6 +176,15 @@ TEST(LitPkd, PrepareWritesTheLayoutByteForByte) {
                           &out),
             0)
       << out;
+  // The bytes tokenizer has no BOS or EOS: the fill must be given, and must be in the vocabulary.
+  EXPECT_EQ(test::run_cli("prepare -q -t bytes --format litpkd --out " + dir + "/o3 " + dir + "/corpus.txt", &out), 1);
+  EXPECT_NE(out.find("--sep-token"), std::string::npos) << out;
+  EXPECT_EQ(
+      test::run_cli("prepare -q -t bytes --format litpkd --sep-token 256 --out " + dir + "/o3 " + dir + "/corpus.txt",
+                    &out),
+      1);
+  EXPECT_NE(out.find("--sep-token 256"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir + "/o3"));
   // A bad --format is refused at parse time, naming the option.
   EXPECT_NE(test::run_cli("prepare -q -t bytes --format npy --out " + dir + "/o2 " + dir + "/corpus.txt", &out), 0);
   EXPECT_NE(out.find("--format"), std::string::npos) << out;

@@ -91,6 +91,17 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   SAMBALM_CHECK(input_bytes > 0, "prepare: the inputs ({} file{}) hold no text: nothing to tokenize", files.size(),
                 files.size() == 1 ? "" : "s");
 
+  // Checked before anything in the output directory changes.
+  const bool litpkd = o.format == "litpkd";
+  int32_t sep = 0;
+  if (litpkd) {
+    std::optional<int32_t> s = o.sep_token ? o.sep_token : tok.bos_id() ? tok.bos_id() : tok.eos_id();
+    SAMBALM_CHECK(s.has_value(), "--sep-token: the tokenizer {} has no BOS or EOS to fill a chunk's tail; give one",
+                  tok.source());
+    sep = *s;
+    SAMBALM_CHECK(sep >= 0 && sep < tok.vocab_size(), "--sep-token {} is outside the vocabulary [0, {})", sep,
+                  tok.vocab_size());
+  }
   fs::create_directories(o.output_dir);
   for (const auto& e : fs::directory_iterator(o.output_dir)) {
     std::string name = e.path().filename().string();
@@ -104,15 +115,6 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   const bool check_utf8 = tok.kind() != "bytes";
   const std::optional<int32_t> eos = o.append_eos ? tok.eos_id() : std::nullopt;
   const int32_t vocab = tok.vocab_size();
-  const bool litpkd = o.format == "litpkd";
-  int32_t sep = 0;
-  if (litpkd) {
-    std::optional<int32_t> s = o.sep_token ? o.sep_token : tok.bos_id() ? tok.bos_id() : eos;
-    SAMBALM_CHECK(s.has_value(), "--sep-token: the tokenizer {} has no BOS or EOS to fill a chunk's tail; give one",
-                  tok.source());
-    sep = *s;
-    SAMBALM_CHECK(sep >= 0 && sep < vocab, "--sep-token {} is outside the vocabulary [0, {})", sep, vocab);
-  }
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
 
   PrepareProgress prog;
