@@ -100,6 +100,33 @@ TEST(Mixture, ParsingAndBadWeights) {
   expect_error([] { parse_data_mixture("a:0.7,b", "--data"); }, {"--data", "'b'", "PATH:WEIGHT"});
   expect_error([] { parse_data_mixture("a:nan,b:1", "--data"); }, {"--data", "a"});
   expect_error([] { MixtureSampler(sources({0, 0}), 1); }, {"--data", "every weight is zero"});
+  // A mixture file, in pretrain.py's train_data_config shape or as an object; paths from its directory.
+  const std::string dir = test::temp_dir("mixture_file");
+  std::ofstream(dir + "/list.json") << R"([["train_slim", 0.7], ["/abs/code", 0.3]])";
+  EXPECT_EQ(parse_data_mixture(dir + "/list.json", "--data"), (V{{dir + "/train_slim", 0.7}, {"/abs/code", 0.3}}));
+  std::ofstream(dir + "/obj.json") << R"({"a": 1, "b": 3})";
+  EXPECT_EQ(parse_data_mixture(dir + "/obj.json", "--data"), (V{{dir + "/a", 1.0}, {dir + "/b", 3.0}}));
+  std::ofstream(dir + "/neg.json") << R"({"a": 1, "b": -3})";
+  expect_error([&] { parse_data_mixture(dir + "/neg.json", "--data"); }, {"--data", "neg.json", "zero or positive"});
+  std::ofstream(dir + "/zero.json") << R"([["a", 0]])";
+  expect_error([&] { parse_data_mixture(dir + "/zero.json", "--data"); }, {"--data", "every weight is zero"});
+  // Other JSON is not a mixture (it may be a corpus).
+  std::ofstream(dir + "/text.json") << R"({"text": "hello"})";
+  EXPECT_EQ(parse_data_mixture(dir + "/text.json", "--data"), V{});
+}
+
+// Processes of a distributed run draw disjoint streams, each still following the weights.
+TEST(Mixture, RanksDrawDisjointStreams) {
+  MixtureSampler r0(sources({0.7, 0.3}), 3, "--data", 0, 2), r1(sources({0.7, 0.3}), 3, "--data", 1, 2);
+  MixtureSampler one(sources({0.7, 0.3}), 3);
+  auto a = draw(r0, 10000), b = draw(r1, 10000), c = draw(one, 10000);
+  EXPECT_NE(a, b);
+  int same = 0, first = 0;
+  for (int i = 0; i < 10000; ++i) same += a[size_t(i)] == b[size_t(i)], first += a[size_t(i)].first == 0;
+  EXPECT_LT(same, 100);
+  EXPECT_NEAR(first / 10000.0, 0.7, 0.02);
+  // Rank 0 of 2 picks its sources as draws 0, 2, 4, ... of the single-process stream.
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(a[size_t(i)].first, c[size_t(2 * i)].first) << i;
 }
 
 std::string text(size_t n, uint32_t seed) {

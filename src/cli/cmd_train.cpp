@@ -55,6 +55,7 @@ Action add(CLI::App& app) {
       "--data A:0.7,B:0.3 mixes sources (each a file, a prefix, or a directory's train shards) by weight, as\n"
       "pretrain.py's train_data_config: each window's source is drawn from --seed, and every source's position is\n"
       "checkpointed, so --resume continues the same stream. Needs --val-data; weights must be >= 0, not all zero.\n"
+      "--data MIX.json gives the list as [[\"path\", 0.7], [\"path2\", 0.3]] (paths from the file's directory).\n"
       "Defaults follow microsoft/Samba pretrain.py: AdamW betas 0.9/0.95, eps 1e-8, weight decay 0.1 on every\n"
       "parameter, gradient norm clipped at 1.0, lr linear from 0 over --warmup steps then cosine to --min-lr.\n"
       "\n"

@@ -4,8 +4,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 
 #include "core/error.h"
+#include "io/file.h"
 
 namespace sambalm {
 namespace {
@@ -40,7 +43,43 @@ void check_weights(const std::vector<double>& w, const std::vector<std::string>&
 
 }  // namespace
 
+namespace {
+
+// A mixture file: [["path", w], ...] (pretrain.py's train_data_config) or {"path": w, ...}; paths
+// relative to the file's directory. nullopt when the JSON has neither shape.
+std::optional<std::vector<std::pair<std::string, double>>> read_mixture_file(const std::string& path,
+                                                                             const std::string& option) {
+  auto j = nlohmann::json::parse(read_text_file(path), nullptr, false);
+  std::vector<std::pair<std::string, double>> out;
+  auto add = [&](const nlohmann::json& name, const nlohmann::json& w) {
+    if (!name.is_string() || !w.is_number()) return false;
+    std::filesystem::path p(name.get<std::string>());
+    if (p.is_relative()) p = std::filesystem::path(path).parent_path() / p;
+    out.emplace_back(p.string(), w.get<double>());
+    return true;
+  };
+  if (j.is_array() && !j.empty()) {
+    for (const auto& e : j)
+      if (!e.is_array() || e.size() != 2 || !add(e[0], e[1])) return std::nullopt;
+  } else if (j.is_object() && !j.empty()) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (!add(nlohmann::json(it.key()), it.value())) return std::nullopt;
+  } else {
+    return std::nullopt;
+  }
+  std::vector<double> weights;
+  std::vector<std::string> names;
+  for (const auto& [n, w] : out) weights.push_back(w), names.push_back(n);
+  check_weights(weights, names, option + " " + path);
+  return out;
+}
+
+}  // namespace
+
 std::vector<std::pair<std::string, double>> parse_data_mixture(const std::string& spec, const std::string& option) {
+  std::error_code ec;
+  if (spec.ends_with(".json") && std::filesystem::is_regular_file(spec, ec))
+    if (auto m = read_mixture_file(spec, option)) return *m;
   std::vector<std::string> items;
   for (size_t a = 0;;) {
     size_t b = spec.find(',', a);
@@ -67,8 +106,10 @@ std::vector<std::pair<std::string, double>> parse_data_mixture(const std::string
   return out;
 }
 
-MixtureSampler::MixtureSampler(std::vector<Source> sources, uint64_t seed, const std::string& option)
-    : sources_(std::move(sources)), seed_(seed) {
+MixtureSampler::MixtureSampler(std::vector<Source> sources, uint64_t seed, const std::string& option, int rank,
+                               int world)
+    : sources_(std::move(sources)), seed_(seed), rank_(rank), world_(world) {
+  SAMBALM_CHECK(world >= 1 && rank >= 0 && rank < world, "data mixture: rank {} of world {} is not valid", rank, world);
   SAMBALM_CHECK(!sources_.empty(), "{}: a mixture needs at least one source", option);
   std::vector<double> w;
   std::vector<std::string> names;
@@ -78,12 +119,12 @@ MixtureSampler::MixtureSampler(std::vector<Source> sources, uint64_t seed, const
   for (size_t i = 0; i < sources_.size(); ++i) {
     c += sources_[i].weight;
     cumulative_.push_back(c);
-    samplers_.emplace_back(sources_[i].tokens, seed + 0x9E3779B97F4A7C15ull * (i + 1));
+    samplers_.emplace_back(sources_[i].tokens, seed + 0x9E3779B97F4A7C15ull * (i + 1), rank, world);
   }
 }
 
 std::pair<size_t, int64_t> MixtureSampler::next(int64_t T) {
-  const uint64_t g = windows_drawn_++;
+  const uint64_t g = windows_drawn_++ * uint64_t(world_) + uint64_t(rank_);
   const uint64_t r = mix64(mix64(seed_ ^ mix64(g + 0x3C6EF372FE94F82Bull)) + 0x9E3779B97F4A7C15ull);
   const double u = double(r >> 11) * 0x1.0p-53 * cumulative_.back();
   size_t i = 0;
