@@ -16,6 +16,7 @@ struct PrepareOpts {
   std::string tokenizer;
   PrepareOptions p;
   bool no_eos = false, quiet = false;
+  std::optional<int64_t> sep_token;
 };
 
 // Progress on stderr: one line redrawn in place on a terminal, else a plain line every ~2 s.
@@ -44,6 +45,7 @@ class ProgressPrinter {
 
 Action add(CLI::App& app) {
   auto o = std::make_shared<PrepareOpts>();
+  auto& sep_token = o->sep_token;
   auto* sub = app.add_subcommand("prepare", "Tokenize text corpora into train/validation token shards");
   sub->footer(
       "Inputs: plain-text files (one document each), JSON Lines files (.jsonl/.json, also compressed:\n"
@@ -57,6 +59,8 @@ Action add(CLI::App& app) {
       "Documents are tokenized on all cores, in input order, each followed by the tokenizer's EOS (if any).\n"
       "The first int(train_fraction * n) tokens go to OUT/train_NNNNNN.bin, the rest to OUT/val_NNNNNN.bin\n"
       "(format: docs/FORMATS.md, 'Token shards'), with OUT/meta.json. Same inputs and options, same bytes.\n"
+      "--format litpkd writes lit_gpt PackedDataset chunks instead (OUT/train_NNNNNNNNNN.bin, ...), which the\n"
+      "original Samba trainer reads; 'sambalm train' reads both.\n"
       "Examples:\n"
       "  sambalm prepare --tokenizer models/mamba-130m --out data/shards data/corpus.txt\n"
       "  sambalm prepare -t bytes --out data/enwik8 data/enwik8\n"
@@ -74,6 +78,19 @@ Action add(CLI::App& app) {
   in_range(
       sub->add_option("--shard-tokens", o->p.shard_tokens, "Tokens per shard file at most")->default_val(100000000),
       int64_t{1}, int64_t{1} << 31);
+  sub->add_option("--format", o->p.format,
+                  "Output: 'sambalm' token shards, or 'litpkd' lit_gpt PackedDataset chunks "
+                  "(train_NNNNNNNNNN.bin, val_NNNNNNNNNN.bin; docs/FORMATS.md)")
+      ->default_val("sambalm")
+      ->check(CLI::IsMember({"sambalm", "litpkd"}));
+  in_range(sub->add_option("--chunk-size", o->p.chunk_size,
+                           "litpkd: tokens per chunk file (prepare_slimpajama.py's 2049 * 1024)")
+               ->default_val(2049 * 1024),
+           int64_t{1}, int64_t{1} << 31);
+  in_range(sub->add_option_function<int64_t>(
+               "--sep-token", [&sep_token](const int64_t& v) { sep_token = v; },
+               "litpkd: id that fills the last chunk's unused tail (default: the tokenizer's BOS, else EOS)"),
+           int64_t{0}, int64_t{INT32_MAX});
   sub->add_option("--text-field", o->p.text_field, "JSON Lines field that holds the text (a.b: nested)")
       ->default_val("text");
   sub->add_option("--split", o->p.split, "Read this subfolder of input directories where present (train, validation)");
@@ -93,6 +110,7 @@ Action add(CLI::App& app) {
     PrepareOptions p = o->p;
     p.tokenizer_name = o->tokenizer;
     p.append_eos = !o->no_eos;
+    if (o->sep_token) p.sep_token = int32_t(*o->sep_token);
     if (!o->quiet) p.progress = ProgressPrinter();
     PrepareResult r = prepare_shards(*tok, p);
     std::printf(

@@ -48,6 +48,14 @@ Action add(CLI::App& app) {
       "Data: --data FILE --tokenizer bytes trains on a file's bytes (character level); with a tokenizer.json /\n"
       "tokenizer.model the file is tokenized first. The last --val-fraction of the tokens validate. --data DIR\n"
       "takes the token shards of `sambalm prepare` (their tokenizer from meta.json unless --tokenizer is given).\n"
+      "lit_gpt PackedDataset chunks (prepare_slimpajama.py's *.bin) are read too: a --data / --val-data path that\n"
+      "does not exist is a file prefix, as pretrain.py's (--data data/slim/train_slim --val-data\n"
+      "data/slim/validation: every file whose name starts with it); their vocabulary is --vocab-size or the\n"
+      "tokenizer's (docs/FORMATS.md).\n"
+      "--data A:0.7,B:0.3 mixes sources (each a file, a prefix, or a directory's train shards) by weight, as\n"
+      "pretrain.py's train_data_config: each window's source is drawn from --seed, and every source's position is\n"
+      "checkpointed, so --resume continues the same stream. Needs --val-data; weights must be >= 0, not all zero.\n"
+      "--data MIX.json gives the list as [[\"path\", 0.7], [\"path2\", 0.3]] (paths from the file's directory).\n"
       "Defaults follow microsoft/Samba pretrain.py: AdamW betas 0.9/0.95, eps 1e-8, weight decay 0.1 on every\n"
       "parameter, gradient norm clipped at 1.0, lr linear from 0 over --warmup steps then cosine to --min-lr.\n"
       "\n"
@@ -76,7 +84,8 @@ Action add(CLI::App& app) {
 
   sub->add_option(
          "--data,-d", o->data,
-         "Training data: a text file (with --tokenizer), a shard directory from `sambalm prepare`, or one token shard")
+         "Training data: a text file (with --tokenizer), a shard directory from `sambalm prepare`, one token shard, "
+         "a file prefix of lit_gpt PackedDataset chunks, or a weighted list PATH:W,PATH:W")
       ->required();
   sub->add_option("--val-data", o->val_data, "Separate validation data (default: the tail of --data)");
   sub->add_option("--tokenizer,-t", o->tokenizer, "bytes, or a tokenizer.json / tokenizer.model / directory");

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/litpkd.h"
 
 namespace sambalm {
 
@@ -92,12 +93,25 @@ void ShardWriter::commit() {
   committed_ = true;
 }
 
-Shard Shard::open(const std::string& path) {
+Shard Shard::open(const std::string& path, int32_t vocab_size) {
   Shard s;
   s.path_ = path;
   s.file_ = MappedFile::open(path);
   const uint8_t* p = s.file_->data();
   const size_t size = s.file_->size();
+  if (sambalm::is_litpkd(p, size)) {
+    LitPkdHeader h = parse_litpkd_header(p, size, path);
+    SAMBALM_CHECK(vocab_size > 0,
+                  "{}: a lit_gpt PackedDataset file does not record its vocabulary; give --tokenizer (or --vocab-size)",
+                  path);
+    s.litpkd_ = true;
+    s.token_bytes_ = h.token_bytes;
+    s.signed_ = h.is_signed;
+    s.vocab_size_ = vocab_size;
+    s.n_ = int64_t(h.chunk_size);
+    s.tokens_ = p + kLitPkdHeaderBytes;
+    return s;
+  }
   SAMBALM_CHECK(size >= kShardHeaderBytes, "{}: not a token shard: {} bytes, shorter than the {}-byte header", path,
                 size, kShardHeaderBytes);
   SAMBALM_CHECK(std::memcmp(p, kShardMagic, 8) == 0, "{}: not a token shard: magic is '{}', expected '{}'", path,
@@ -125,13 +139,34 @@ Shard Shard::open(const std::string& path) {
 
 int32_t Shard::at(int64_t i) const {
   const uint8_t* q = tokens_ + i * token_bytes_;
+  if (litpkd_) {
+    int64_t v = 0;
+    switch (token_bytes_) {
+      case 1:
+        v = signed_ ? int64_t(int8_t(q[0])) : int64_t(q[0]);
+        break;
+      case 2:
+        v = signed_ ? int64_t(get<int16_t>(q)) : int64_t(get<uint16_t>(q));
+        break;
+      case 4:
+        v = get<int32_t>(q);
+        break;
+      default:
+        v = get<int64_t>(q);
+        break;
+    }
+    // Out of int32 range reads as -1, which the caller's vocabulary check names.
+    return v < 0 || v > INT32_MAX ? -1 : int32_t(v);
+  }
   return token_bytes_ == 2 ? int32_t(get<uint16_t>(q)) : get<int32_t>(q);
 }
 
 void Shard::read(int64_t offset, int64_t n, int32_t* out) const {
   SAMBALM_CHECK(offset >= 0 && n >= 0 && offset + n <= n_, "{}: read of tokens [{}, {}) outside [0, {})", path_, offset,
                 offset + n, n_);
-  if (token_bytes_ == 2) {
+  if (litpkd_ && !(token_bytes_ == 2 && !signed_)) {
+    for (int64_t i = 0; i < n; ++i) out[i] = at(offset + i);
+  } else if (token_bytes_ == 2) {
     uint16_t v;
     for (int64_t i = 0; i < n; ++i) {
       std::memcpy(&v, tokens_ + (offset + i) * 2, 2);  // little-endian hosts only (x86-64, aarch64)
@@ -143,8 +178,8 @@ void Shard::read(int64_t offset, int64_t n, int32_t* out) const {
   // The header promises every token is below its vocabulary size; a damaged shard is named here
   // rather than by whatever later indexes a table with the id.
   for (int64_t i = 0; i < n; ++i)
-    SAMBALM_CHECK(out[i] >= 0 && out[i] < vocab_size_, "{}: token {} is {}, outside the shard's vocabulary [0, {})",
-                  path_, offset + i, out[i], vocab_size_);
+    SAMBALM_CHECK(out[i] >= 0 && out[i] < vocab_size_, "{}: token {} is {}, outside the {} vocabulary [0, {})", path_,
+                  offset + i, out[i], litpkd_ ? "tokenizer's" : "shard's", vocab_size_);
 }
 
 std::string shard_path(const std::string& dir, const std::string& split, int index) {
@@ -163,6 +198,25 @@ std::vector<std::string> list_shards(const std::string& dir, const std::string& 
   }
   std::sort(out.begin(), out.end());
   SAMBALM_CHECK(!out.empty(), "{}: no '{}' shards ({}_NNNNNN.bin) in this directory", dir, split, split);
+  return out;
+}
+
+std::vector<std::string> list_prefix_files(const std::string& prefix, const std::string& option) {
+  namespace fs = std::filesystem;
+  const fs::path pp(prefix);
+  const fs::path dir = pp.has_parent_path() ? pp.parent_path() : fs::path(".");
+  const std::string name = pp.filename().string();
+  std::error_code ec;
+  SAMBALM_CHECK(!name.empty() && fs::is_directory(dir, ec), "{} {}: no such file, directory or file prefix", option,
+                prefix);
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string f = e.path().filename().string();
+    if (e.is_regular_file() && f.starts_with(name)) out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  SAMBALM_CHECK(!out.empty(), "{} {}: no such file or directory, and no file in {} starts with '{}'", option, prefix,
+                dir.string(), name);
   return out;
 }
 

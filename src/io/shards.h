@@ -54,15 +54,19 @@ class ShardWriter {
   bool committed_ = false;
 };
 
-// A memory-mapped shard, validated on open (magic, version, token width, exact length).
+// A memory-mapped shard, validated on open (magic, version, token width, exact length): a sambalm
+// token shard, or a lit_gpt PackedDataset chunk (io/litpkd.h), told apart by the magic. A PackedDataset
+// chunk records no vocabulary: `vocab_size` gives it (the tokenizer's), and opening one without it
+// (0) is an Error naming the file.
 class Shard {
  public:
-  static Shard open(const std::string& path);
+  static Shard open(const std::string& path, int32_t vocab_size = 0);
   const std::string& path() const { return path_; }
   int64_t size() const { return n_; }
   int32_t vocab_size() const { return vocab_size_; }
   std::optional<int32_t> eos_id() const { return eos_; }
   int token_bytes() const { return token_bytes_; }
+  bool is_litpkd() const { return litpkd_; }
   int32_t at(int64_t i) const;
   // Copies tokens [offset, offset + n) into out (widened to int32). Throws Error naming the shard
   // for a token outside [0, vocab_size()).
@@ -76,11 +80,17 @@ class Shard {
   int32_t vocab_size_ = 0;
   std::optional<int32_t> eos_;
   int token_bytes_ = 2;
+  bool signed_ = false;  // PackedDataset int8/int16/int32/int64 chunks
+  bool litpkd_ = false;
 };
 
 // The shards of one split in a prepared directory: `<dir>/<split>_NNNNNN.bin`, in name order.
 // Throws Error naming the directory when there are none.
 std::vector<std::string> list_shards(const std::string& dir, const std::string& split);
 std::string shard_path(const std::string& dir, const std::string& split, int index);
+// The files a prefix names as lit_gpt's pretrain.py globs them (`<dir>/<name>*`): `data/slim/train_slim`
+// is every regular file in data/slim whose name starts with "train_slim", in name order. Throws Error
+// naming the prefix and `option` when there are none.
+std::vector<std::string> list_prefix_files(const std::string& prefix, const std::string& option);
 
 }  // namespace sambalm

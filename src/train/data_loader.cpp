@@ -26,11 +26,12 @@ struct TokenSource::Impl {
 
 namespace {
 
-std::shared_ptr<TokenSource::Impl> from_shards(const std::vector<std::string>& paths, std::string name) {
+std::shared_ptr<TokenSource::Impl> from_shards(const std::vector<std::string>& paths, std::string name,
+                                               int32_t vocab_size) {
   auto impl = std::make_shared<TokenSource::Impl>();
   impl->name = std::move(name);
   for (const auto& p : paths) {
-    impl->shards.push_back(Shard::open(p));
+    impl->shards.push_back(Shard::open(p, vocab_size));
     const Shard& s = impl->shards.back();
     if (impl->shards.size() == 1) impl->vocab = s.vocab_size();
     SAMBALM_CHECK(s.vocab_size() == impl->vocab, "{}: vocabulary size {} differs from {}'s {}", p, s.vocab_size(),
@@ -54,17 +55,29 @@ struct SplitMix64 {
 
 }  // namespace
 
-TokenSource TokenSource::shards(const std::string& dir, const std::string& split) {
+namespace {
+std::string paths_name(const std::vector<std::string>& paths) {
+  return paths.size() == 1 ? paths[0] : fmt::format("{} + {} more", paths[0], paths.size() - 1);
+}
+}  // namespace
+
+TokenSource TokenSource::shards(const std::string& dir, const std::string& split, int32_t vocab_size) {
   auto paths = list_shards(dir, split);
   TokenSource t;
-  std::string name = paths.size() == 1 ? paths[0] : fmt::format("{} + {} more", paths[0], paths.size() - 1);
-  t.impl_ = from_shards(paths, name);
+  t.impl_ = from_shards(paths, paths_name(paths), vocab_size);
   return t;
 }
 
-TokenSource TokenSource::shard_file(const std::string& path) {
+TokenSource TokenSource::shard_file(const std::string& path, int32_t vocab_size) {
   TokenSource t;
-  t.impl_ = from_shards({path}, path);
+  t.impl_ = from_shards({path}, path, vocab_size);
+  return t;
+}
+
+TokenSource TokenSource::prefix(const std::string& prefix, int32_t vocab_size, const std::string& option) {
+  auto paths = list_prefix_files(prefix, option);
+  TokenSource t;
+  t.impl_ = from_shards(paths, paths_name(paths), vocab_size);
   return t;
 }
 

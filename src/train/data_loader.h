@@ -1,7 +1,8 @@
 // Training and evaluation data over token shards or raw byte files.
 //
 //   TokenSource        a read-only sequence of ids: the shards of one split of a `sambalm prepare`
-//                      directory (memory-mapped, concatenated in name order), one shard file, or a
+//                      directory (memory-mapped, concatenated in name order), one shard file, the
+//                      lit_gpt PackedDataset chunks a file prefix selects, or a
 //                      raw file whose bytes are the ids (vocab 256), whole or split by fraction:
 //                      train = the first int(train_fraction * n) bytes, val = the rest.
 //   BatchSampler       random windows of T + 1 tokens for training (as lit_gpt's PackedDataset):
@@ -30,10 +31,16 @@ class TokenSource {
  public:
   enum class Split { kAll, kTrain, kVal };
 
-  // The shards `<dir>/<split>_NNNNNN.bin` ("train" or "val").
-  static TokenSource shards(const std::string& dir, const std::string& split);
-  // One shard file.
-  static TokenSource shard_file(const std::string& path);
+  // The shards `<dir>/<split>_*.bin` ("train" or "val"). Each may be a sambalm token shard or a
+  // lit_gpt PackedDataset chunk (`sambalm prepare --format litpkd`); `vocab_size` is the vocabulary
+  // of PackedDataset chunks (they record none; 0 when unknown, an Error if one is met).
+  static TokenSource shards(const std::string& dir, const std::string& split, int32_t vocab_size = 0);
+  // One shard file (either kind).
+  static TokenSource shard_file(const std::string& path, int32_t vocab_size = 0);
+  // The files whose name starts with the last component of `prefix`, in its directory, in name
+  // order: how lit_gpt's pretrain.py selects a dataset's chunks (`data/slim/train_slim*`).
+  // `option` names the command-line option in errors.
+  static TokenSource prefix(const std::string& prefix, int32_t vocab_size, const std::string& option);
   // The bytes of any file as ids 0..255, whole or one side of the split at int(train_fraction * n).
   static TokenSource bytes(const std::string& path, Split split = Split::kAll, double train_fraction = 0.9);
   // Ids held in memory (e.g. text tokenized on the fly); ids must be in [0, vocab_size).

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "io/file.h"
 #include "io/line_reader.h"
+#include "io/litpkd.h"
 #include "io/shards.h"
 #include "tokenizer/unicode.h"
 
@@ -165,6 +166,9 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   SAMBALM_CHECK(o.train_fraction >= 0 && o.train_fraction <= 1, "--train-fraction must be in [0, 1], got {}",
                 o.train_fraction);
   SAMBALM_CHECK(o.shard_tokens > 0, "--shard-tokens must be positive, got {}", o.shard_tokens);
+  SAMBALM_CHECK(o.format == "sambalm" || o.format == "litpkd", "--format must be sambalm or litpkd, got '{}'",
+                o.format);
+  SAMBALM_CHECK(o.chunk_size > 0, "--chunk-size must be positive, got {}", o.chunk_size);
   SAMBALM_CHECK(!o.output_dir.empty(), "prepare: an output directory is required");
   const std::vector<std::string> files = expand_inputs(o.inputs, o.split, o.percentage);
   // Nothing to read is an error before any output exists (empty files, or none readable).
@@ -179,6 +183,17 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   SAMBALM_CHECK(input_bytes > 0, "prepare: the inputs ({} file{}) hold no text: nothing to tokenize", files.size(),
                 files.size() == 1 ? "" : "s");
 
+  // Checked before anything in the output directory changes.
+  const bool litpkd = o.format == "litpkd";
+  int32_t sep = 0;
+  if (litpkd) {
+    std::optional<int32_t> s = o.sep_token ? o.sep_token : tok.bos_id() ? tok.bos_id() : tok.eos_id();
+    SAMBALM_CHECK(s.has_value(), "--sep-token: the tokenizer {} has no BOS or EOS to fill a chunk's tail; give one",
+                  tok.source());
+    sep = *s;
+    SAMBALM_CHECK(sep >= 0 && sep < tok.vocab_size(), "--sep-token {} is outside the vocabulary [0, {})", sep,
+                  tok.vocab_size());
+  }
   const bool grouped = !o.group_by.empty();
   if (!grouped) clear_shard_dir(o.output_dir, o.overwrite);
   fs::create_directories(o.output_dir);
@@ -340,6 +355,20 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
       SAMBALM_CHECK(std::fseek(g->f, 0, SEEK_SET) == 0, "{}: cannot seek", g->tmp_path);
       std::vector<int32_t> block;
       auto write_split = [&](const std::string& split, uint64_t begin, uint64_t end, std::vector<std::string>& paths) {
+        if (litpkd) {
+          if (end == begin) return;  // no chunk for an empty split
+          LitPkdWriter w(g->dir, split, uint64_t(o.chunk_size), sep, litpkd_dtype_for_vocab(vocab));
+          for (uint64_t c = begin; c < end;) {
+            const size_t n = size_t(std::min<uint64_t>(end - c, kReadBackTokens));
+            block.resize(n);
+            SAMBALM_CHECK(std::fread(block.data(), sizeof(int32_t), n, g->f) == n, "{}: read failed", g->tmp_path);
+            w.append(block.data(), n);
+            c += n;
+          }
+          w.finish();
+          paths = w.files();
+          return;
+        }
         int index = 0;
         for (uint64_t a = begin; a < end; a += uint64_t(o.shard_tokens)) {
           const uint64_t b = std::min(end, a + uint64_t(o.shard_tokens));
@@ -360,7 +389,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
       write_split("val", train_tokens, g->tokens, val_shards);
     }
     nlohmann::json meta = {
-        {"format", "sambalm token shards"},
+        {"format", litpkd ? "lit_gpt PackedDataset" : "sambalm token shards"},
         {"version", kShardVersion},
         {"tokenizer", o.tokenizer_name.empty() ? tok.source() : o.tokenizer_name},
         {"tokenizer_kind", tok.kind()},
@@ -375,6 +404,10 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
         {"train_shards", nlohmann::json::array()},
         {"val_shards", nlohmann::json::array()},
     };
+    if (litpkd) {
+      meta["chunk_size"] = o.chunk_size;
+      meta["sep_token"] = sep;
+    }
     if (!o.split.empty()) meta["split"] = o.split;
     if (o.percentage < 1) meta["percentage"] = o.percentage;
     if (grouped) meta["group"] = name;

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,12 @@ struct PrepareOptions {
   bool append_eos = true;
   bool overwrite = false;  // replace shards already in output_dir (else an Error)
   int threads = 0;         // 0: OpenMP's default
+  // "sambalm": token shards (shard_tokens each); "litpkd": lit_gpt PackedDataset chunk files
+  // train_NNNNNNNNNN.bin / val_NNNNNNNNNN.bin of chunk_size tokens each, the last chunk of a split
+  // filled with sep_token (default: the tokenizer's BOS, as prepare_slimpajama.py, else its EOS).
+  std::string format = "sambalm";
+  int64_t chunk_size = 2049 * 1024;
+  std::optional<int32_t> sep_token;
   std::function<void(const PrepareProgress&)> progress;
 };
 

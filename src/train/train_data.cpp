@@ -9,17 +9,21 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/litpkd.h"
 #include "io/shards.h"
+#include "train/mixture.h"
 
 namespace fs = std::filesystem;
 
 namespace sambalm {
 namespace {
 
+// A sambalm token shard or a lit_gpt PackedDataset chunk.
 bool is_shard_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   char magic[8] = {};
-  return f.read(magic, 8) && std::memcmp(magic, kShardMagic, 8) == 0;
+  if (!f.read(magic, 8)) return false;
+  return std::memcmp(magic, kShardMagic, 8) == 0 || is_litpkd(reinterpret_cast<const uint8_t*>(magic), 8);
 }
 
 // Raw text through a tokenizer: ids held in memory.
@@ -31,12 +35,14 @@ TokenSource tokenize_text(const std::string& path, const Tokenizer& tok, const s
   return TokenSource::memory(std::move(ids), tok.vocab_size(), path + " (" + tok.kind() + " tokens)");
 }
 
-// A whole file or directory as one source (for --val-data, or --data with --val-data).
-TokenSource whole_source(const std::string& path, const std::string& split, const Tokenizer* tok,
+// A whole file, directory or file prefix as one source (for --val-data, or --data with --val-data).
+TokenSource whole_source(const std::string& path, const std::string& split, const Tokenizer* tok, int32_t vocab,
                          const std::string& option) {
-  if (fs::is_directory(path)) return TokenSource::shards(path, split);
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return TokenSource::shards(path, split, vocab);
+  if (!fs::exists(path, ec)) return TokenSource::prefix(path, vocab, option);
   SAMBALM_CHECK(fs::is_regular_file(path), "{} {}: no such file or directory", option, path);
-  if (is_shard_file(path)) return TokenSource::shard_file(path);
+  if (is_shard_file(path)) return TokenSource::shard_file(path, vocab);
   SAMBALM_CHECK(tok != nullptr, "{} {}: raw text needs --tokenizer (bytes, or a tokenizer.json / .model)", option,
                 path);
   if (tok->kind() == "bytes") return TokenSource::bytes(path);
@@ -50,7 +56,10 @@ TrainData::TrainData(const TrainOptions& o, int64_t seq_len) : o_(o), T_(seq_len
   SAMBALM_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "--val-fraction must be in [0, 1), found {}",
                 o.val_fraction);
   std::error_code ec;
-  SAMBALM_CHECK(fs::exists(o.data, ec), "--data {}: no such file or directory", o.data);
+  const auto mixture = parse_data_mixture(o.data, "--data");
+  const bool is_prefix = mixture.empty() && !fs::exists(o.data, ec);
+  SAMBALM_CHECK(!is_prefix || !o.val_data.empty(),
+                "--data {}: no such file or directory (as a file prefix, lit_gpt-style, it needs --val-data)", o.data);
   const bool dir = fs::is_directory(o.data, ec);
   if (!o.tokenizer.empty()) {
     tok_ = load_tokenizer(o.tokenizer);
@@ -61,12 +70,27 @@ TrainData::TrainData(const TrainOptions& o, int64_t seq_len) : o_(o), T_(seq_len
     if (name == "bytes" || (!name.empty() && fs::exists(name))) tok_ = load_tokenizer(name);
   }
 
-  if (!o.val_data.empty()) {
-    train_ = whole_source(o.data, "train", tok_.get(), "--data");
-    val_ = whole_source(o.val_data, "val", tok_.get(), "--val-data");
+  // The vocabulary of lit_gpt PackedDataset chunks, which record none.
+  const int32_t vocab = o.vocab_size ? int32_t(*o.vocab_size) : tok_ ? tok_->vocab_size() : 0;
+  if (!mixture.empty()) {
+    SAMBALM_CHECK(!o.val_data.empty(), "--data {}: a weighted mixture has no validation part; give --val-data", o.data);
+    std::vector<MixtureSampler::Source> sources;
+    for (const auto& [path, weight] : mixture) {
+      TokenSource t = whole_source(path, "train", tok_.get(), vocab, "--data");
+      SAMBALM_CHECK(weight == 0 || t.size() >= T_ + 1,
+                    "--data {}: this source has {} tokens, fewer than one window of --seq-len + 1 = {}", path, t.size(),
+                    T_ + 1);
+      sources.push_back({path, weight, std::move(t)});
+    }
+    train_ = sources.front().tokens;
+    mixture_.emplace(std::move(sources), o.seed, "--data");
+    val_ = whole_source(o.val_data, "val", tok_.get(), vocab, "--val-data");
+  } else if (!o.val_data.empty()) {
+    train_ = whole_source(o.data, "train", tok_.get(), vocab, "--data");
+    val_ = whole_source(o.val_data, "val", tok_.get(), vocab, "--val-data");
   } else if (dir) {
-    train_ = TokenSource::shards(o.data, "train");
-    val_ = TokenSource::shards(o.data, "val");
+    train_ = TokenSource::shards(o.data, "train", vocab);
+    val_ = TokenSource::shards(o.data, "val", vocab);
   } else {
     SAMBALM_CHECK(!is_shard_file(o.data), "--data {}: a single shard has no validation part; give --val-data", o.data);
     SAMBALM_CHECK(tok_ != nullptr, "--tokenizer: how is {} tokenized? (bytes, or a tokenizer.json / .model)", o.data);
@@ -86,18 +110,26 @@ TrainData::TrainData(const TrainOptions& o, int64_t seq_len) : o_(o), T_(seq_len
     }
   }
 
-  SAMBALM_CHECK(train_.size() >= T_ + 1,
-                "--data {}: the training data has {} tokens, fewer than one window of --seq-len + 1 = {}",
-                train_.name(), train_.size(), T_ + 1);
+  if (!mixture_)
+    SAMBALM_CHECK(train_.size() >= T_ + 1,
+                  "--data {}: the training data has {} tokens, fewer than one window of --seq-len + 1 = {}",
+                  train_.name(), train_.size(), T_ + 1);
   SAMBALM_CHECK(val_.size() >= T_ + 1,
                 "--data {}: the validation split has {} tokens, fewer than one window of --seq-len + 1 = {} "
                 "(raise --val-fraction, lower --seq-len, or give --val-data)",
                 val_.name(), val_.size(), T_ + 1);
-  sampler_.emplace(train_, o.seed);
+  if (!mixture_) sampler_.emplace(train_, o.seed);
+}
+
+std::vector<const TokenSource*> TrainData::all_sources() const {
+  std::vector<const TokenSource*> v = {&train_, &val_};
+  if (mixture_)
+    for (const auto& m : mixture_->sources()) v.push_back(&m.tokens);
+  return v;
 }
 
 void TrainData::check_model(const ModelConfig& cfg) const {
-  for (const TokenSource* s : {&train_, &val_})
+  for (const TokenSource* s : all_sources())
     SAMBALM_CHECK(s->vocab_size() <= cfg.vocab_size,
                   "--data {}: the data's vocabulary has {} ids, more than the model's vocab_size {} "
                   "(use --vocab-size {} or a model with a larger vocabulary)",
@@ -109,7 +141,8 @@ void TrainData::check_model(const ModelConfig& cfg) const {
 }
 
 int64_t TrainData::vocab_size() const {
-  int64_t v = std::max(train_.vocab_size(), val_.vocab_size());
+  int64_t v = 0;
+  for (const TokenSource* s : all_sources()) v = std::max<int64_t>(v, s->vocab_size());
   if (tok_) v = std::max<int64_t>(v, tok_->vocab_size());
   return v;
 }
@@ -134,13 +167,29 @@ std::map<std::string, std::string> TrainData::tokenizer_files() const {
   return files;
 }
 
-void TrainData::next_batch(int32_t* x, int32_t* y, int64_t B) { sampler_->next_batch(x, y, B, T_); }
+void TrainData::next_batch(int32_t* x, int32_t* y, int64_t B) {
+  if (mixture_)
+    mixture_->next_batch(x, y, B, T_);
+  else
+    sampler_->next_batch(x, y, B, T_);
+}
+
+int64_t TrainData::train_tokens() const {
+  if (!mixture_) return train_.size();
+  int64_t n = 0;
+  for (const auto& m : mixture_->sources()) n += m.tokens.size();
+  return n;
+}
 
 nlohmann::json TrainData::state() const {
+  if (mixture_) return mixture_->state();
   return {{"kind", "batch_sampler"}, {"sampler", to_json(sampler_->state())}, {"train_tokens", train_.size()}};
 }
 
 void TrainData::restore(const nlohmann::json& s) {
+  if (mixture_) return mixture_->restore(s);
+  SAMBALM_CHECK(!(s.is_object() && s.value("kind", "") == "mixture"),
+                "--data {}: the checkpoint was made on a weighted mixture; give the same --data list", o_.data);
   SAMBALM_CHECK(s.is_object() && s.value("kind", "") == "batch_sampler" && s.contains("sampler"),
                 "checkpoint: the data state is not a batch_sampler state: {}", s.dump().substr(0, 200));
   SAMBALM_CHECK(s.value("train_tokens", int64_t{0}) == train_.size(),
@@ -170,6 +219,13 @@ std::vector<int32_t> TrainData::full_val_windows(int64_t L) const {
 }
 
 std::string TrainData::describe() const {
+  if (mixture_) {
+    std::string m;
+    for (const auto& src : mixture_->sources())
+      m += fmt::format("{}{} x{} ({} tokens)", m.empty() ? "" : ", ", src.tokens.name(), src.weight, src.tokens.size());
+    return fmt::format("train mixture [{}], validation {} ({} tokens), tokenizer {}, vocab {}", m, val_.name(),
+                       val_.size(), tok_ ? tok_->kind() : "unknown", vocab_size());
+  }
   return fmt::format("train {} ({} tokens), validation {} ({} tokens), tokenizer {}, vocab {}", train_.name(),
                      train_.size(), val_.name(), val_.size(), tok_ ? tok_->kind() : "unknown", train_.vocab_size());
 }

@@ -3,7 +3,13 @@
 // --tokenizer / --val-fraction:
 //   --data DIR       a `sambalm prepare` directory: train_*.bin and val_*.bin shards (tokenizer from
 //                    --tokenizer, else the one meta.json names, when it can be loaded)
-//   --data FILE.bin  one token shard (needs --val-data)
+//   --data FILE.bin  one token shard or lit_gpt PackedDataset chunk (needs --val-data)
+//   --data PREFIX    a path that does not exist: the files in its directory whose name starts with its
+//                    last component, as lit_gpt's pretrain.py selects PackedDataset chunks
+//                    (`data/slim/train_slim`; needs --val-data, e.g. `data/slim/validation`)
+//   PackedDataset chunks record no vocabulary: --vocab-size, else the tokenizer's, gives it.
+//   --data A:0.7,B:0.3  a weighted mixture of such sources (each a directory's train split, a file
+//                    or a prefix), windows drawn by weight (train/mixture.h); needs --val-data
 //   --data FILE      raw text: with --tokenizer bytes its bytes are the ids, else it is tokenized
 //                    whole; the first int((1 - val_fraction) * n) tokens train, the rest validate
 //                    (the split of the reference recipe), unless --val-data gives the validation text
@@ -25,6 +31,7 @@
 #include "model/config.h"
 #include "tokenizer/tokenizer.h"
 #include "train/data_loader.h"
+#include "train/mixture.h"
 #include "train/trainer.h"
 
 namespace sambalm {
@@ -62,7 +69,7 @@ class TrainData {
   // tokenizer_config.json, special_tokens_map.json when beside it), or for the bytes tokenizer a
   // tokenizer_config.json naming it (docs/FORMATS.md). Empty when the tokenizer is unknown.
   std::map<std::string, std::string> tokenizer_files() const;
-  int64_t train_tokens() const { return train_.size(); }
+  int64_t train_tokens() const;
   int64_t val_tokens() const { return val_.size(); }
 
  private:
@@ -70,7 +77,9 @@ class TrainData {
   int64_t T_;
   std::unique_ptr<Tokenizer> tok_;  // null: shards whose tokenizer is unknown (samples print ids)
   TokenSource train_, val_;
-  std::optional<BatchSampler> sampler_;  // set once the sources are checked
+  std::optional<BatchSampler> sampler_;    // set once the sources are checked
+  std::optional<MixtureSampler> mixture_;  // --data PATH:W,...: batches come from it instead
+  std::vector<const TokenSource*> all_sources() const;
   std::map<int64_t, std::vector<int32_t>> val_cache_;
 };
 
