@@ -74,7 +74,9 @@ void check_case(const std::string& name, bool has_acts_and_grads) {
     compared.insert(ext_name);
   }
   for (auto& key : expected.order) {
-    if (key.rfind("grad.", 0) == 0) EXPECT_TRUE(compared.count(key.substr(5))) << name << ": " << key << " not compared";
+    if (key.rfind("grad.", 0) == 0) {
+      EXPECT_TRUE(compared.count(key.substr(5))) << name << ": " << key << " not compared";
+    }
   }
 }
 
