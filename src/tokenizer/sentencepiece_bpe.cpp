@@ -1,0 +1,247 @@
+// See sentencepiece_bpe.h. Merging looks pairs up by the ids of the two symbols (a table built
+// from every way a piece splits into two pieces), which is the same as looking up the
+// concatenated string whenever both symbols are pieces; a symbol that is no piece (a character
+// outside the vocabulary) falls back to the string lookup.
+#include "tokenizer/sentencepiece_bpe.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "core/error.h"
+
+namespace sambalm {
+namespace {
+
+constexpr std::string_view kSpace = "\xe2\x96\x81";  // U+2581, SentencePiece's visible space
+
+// Bytes of the UTF-8 character led by `c` (libsentencepiece's OneCharLen).
+inline size_t one_char_len(char c) { return "\1\1\1\1\1\1\1\1\1\1\1\1\2\2\3\4"[(uint8_t(c)) >> 4]; }
+
+inline uint32_t decode_char(std::string_view s) {
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+  switch (s.size()) {
+    case 1:
+      return p[0];
+    case 2:
+      return ((p[0] & 0x1Fu) << 6) | (p[1] & 0x3Fu);
+    case 3:
+      return ((p[0] & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+    default:
+      return ((p[0] & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3Fu);
+  }
+}
+
+inline uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
+
+// libsentencepiece's agenda order: higher score first, then the leftmost.
+struct CandidateLess {
+  template <typename C>
+  bool operator()(const C& a, const C& b) const {
+    return a.score < b.score || (a.score == b.score && a.left > b.left);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<SentencePieceBpe> SentencePieceBpe::create(const SentencePieceModelInfo& info, std::string* why_not) {
+  auto no = [&](std::string why) {
+    if (why_not) *why_not = std::move(why);
+    return nullptr;
+  };
+  if (info.model_type != SentencePieceModelInfo::kBpe) return no("the model is not of type BPE");
+  if (info.has_charsmap) return no("the normalizer has a character map (" + info.normalizer_name + ")");
+  if (info.treat_whitespace_as_suffix) return no("the model treats whitespace as a suffix");
+  if (info.pieces.empty()) return no("the model has no pieces");
+
+  std::unique_ptr<SentencePieceBpe> m(new SentencePieceBpe());
+  m->info_ = info.pieces;
+  const auto& pieces = m->info_;
+  m->bmp_.assign(0x10000, -1);
+  for (int32_t i = 0; i < int32_t(pieces.size()); ++i) {
+    const auto& p = pieces[size_t(i)];
+    const bool normal = p.type == SentencePieceModelInfo::kNormal || p.type == SentencePieceModelInfo::kUserDefined ||
+                        p.type == SentencePieceModelInfo::kUnused;
+    (normal ? m->pieces_ : m->reserved_).emplace(p.piece, i);
+    if (p.type == SentencePieceModelInfo::kUserDefined) m->user_defined_.push_back(p.piece);
+    if (p.type == SentencePieceModelInfo::kUnused) m->has_unused_ = true;
+    if (p.type == SentencePieceModelInfo::kUnknown) m->unk_id_ = i;
+  }
+  if (m->unk_id_ < 0) return no("the model has no unknown piece");
+  m->has_user_defined_ = !m->user_defined_.empty();
+  m->output_id_.resize(pieces.size());
+  for (int32_t i = 0; i < int32_t(pieces.size()); ++i) {
+    auto r = m->reserved_.find(pieces[size_t(i)].piece);
+    m->output_id_[size_t(i)] = r != m->reserved_.end() ? r->second : i;
+  }
+  for (auto [s, i] : m->pieces_) {
+    if (m->pieces_.at(s) != i) continue;
+    if (one_char_len(s[0]) == s.size()) {
+      const uint32_t cp = decode_char(s);
+      if (cp < 0x10000)
+        m->bmp_[cp] = i;
+      else
+        m->astral_.emplace(cp, i);
+    }
+    for (size_t k = one_char_len(s[0]); k < s.size(); k += one_char_len(s[k])) {
+      const int32_t l = m->piece_of(s.substr(0, k)), r = m->piece_of(s.substr(k));
+      if (l >= 0 && r >= 0) m->pairs_.emplace(pair_key(l, r), Pair{i, pieces[size_t(i)].score});
+    }
+  }
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    auto r = m->reserved_.find(name);
+    const int32_t p = m->piece_of(name);
+    m->byte_id_[b] = r != m->reserved_.end() ? r->second : p >= 0 ? p : m->unk_id_;
+  }
+  m->byte_fallback_ = info.byte_fallback;
+  m->add_dummy_prefix_ = info.add_dummy_prefix;
+  m->remove_extra_whitespaces_ = info.remove_extra_whitespaces;
+  m->escape_whitespaces_ = info.escape_whitespaces;
+  return m;
+}
+
+int32_t SentencePieceBpe::char_piece(std::string_view ch) const {
+  const uint32_t cp = decode_char(ch);
+  if (cp < 0x10000) return bmp_[cp];
+  auto it = astral_.find(cp);
+  return it == astral_.end() ? -1 : it->second;
+}
+
+size_t SentencePieceBpe::user_defined_match(std::string_view s) const {
+  size_t best = 0;
+  for (const auto& u : user_defined_)
+    if (u.size() > best && s.starts_with(u)) best = u.size();
+  return best;
+}
+
+std::string SentencePieceBpe::normalize(std::string_view text) const {
+  std::string out;
+  const std::string_view space = escape_whitespaces_ ? kSpace : std::string_view(" ");
+  // A unit is what libsentencepiece's NormalizePrefix returns: a user-defined symbol, else one
+  // character. Bytes stand in for characters here: only the character " " holds a space byte.
+  auto unit = [&](size_t i) -> size_t {
+    if (has_user_defined_ && (uint8_t(text[i]) & 0xC0) != 0x80)
+      if (size_t m = user_defined_match(text.substr(i))) return m;
+    return 1;
+  };
+  size_t i = 0;
+  if (remove_extra_whitespaces_)
+    while (i < text.size() && text[i] == ' ' && unit(i) == 1) ++i;
+  if (i == text.size()) return out;
+  out.reserve(text.size() + text.size() / 2 + 4);
+  if (add_dummy_prefix_) out += space;
+  bool prev_space = remove_extra_whitespaces_;
+  while (i < text.size()) {
+    const size_t n = unit(i);
+    std::string_view sp = text.substr(i, n);
+    if (prev_space)
+      while (!sp.empty() && sp[0] == ' ') sp.remove_prefix(1);
+    if (!sp.empty()) {
+      for (char c : sp) {
+        if (c == ' ')
+          out += space;
+        else
+          out += c;
+      }
+      prev_space = sp.back() == ' ';
+    }
+    i += n;
+    if (!remove_extra_whitespaces_) prev_space = false;
+  }
+  if (remove_extra_whitespaces_)
+    while (std::string_view(out).ends_with(space)) out.resize(out.size() - space.size());
+  return out;
+}
+
+void SentencePieceBpe::encode(std::string_view text, std::vector<int32_t>& out) const {
+  encode_normalized(normalize(text), out);
+}
+
+void SentencePieceBpe::find_pair(const std::vector<Symbol>& sym, std::string_view norm, int32_t l, int32_t r,
+                                 std::vector<Candidate>& heap, RevMerge* rev) const {
+  if (l < 0 || r < 0) return;
+  const Symbol &a = sym[size_t(l)], &b = sym[size_t(r)];
+  if (a.freeze || b.freeze) return;
+  int32_t id;
+  float score;
+  if (a.id >= 0 && b.id >= 0) {
+    auto it = pairs_.find(pair_key(a.id, b.id));
+    if (it == pairs_.end()) return;
+    id = it->second.id, score = it->second.score;
+  } else {
+    id = piece_of(norm.substr(size_t(a.begin), size_t(a.size + b.size)));
+    if (id < 0) return;
+    score = info_[size_t(id)].score;
+  }
+  if (rev && info_[size_t(id)].type == SentencePieceModelInfo::kUnused)
+    (*rev)[norm.substr(size_t(a.begin), size_t(a.size + b.size))] = {norm.substr(size_t(a.begin), size_t(a.size)),
+                                                                     norm.substr(size_t(b.begin), size_t(b.size))};
+  heap.push_back({score, l, r, a.size + b.size, id});
+  std::push_heap(heap.begin(), heap.end(), CandidateLess());
+}
+
+void SentencePieceBpe::emit(std::string_view s, int32_t id, const RevMerge* rev, std::vector<int32_t>& out) const {
+  if (id < 0) {
+    auto r = reserved_.find(s);
+    id = r != reserved_.end() ? r->second : unk_id_;
+  } else {
+    id = output_id_[size_t(id)];
+  }
+  if (rev && info_[size_t(id)].type == SentencePieceModelInfo::kUnused) {
+    auto it = rev->find(s);
+    if (it != rev->end()) {
+      emit(it->second.first, piece_of(it->second.first), rev, out);
+      emit(it->second.second, piece_of(it->second.second), rev, out);
+      return;
+    }
+  }
+  if (byte_fallback_ && info_[size_t(id)].type == SentencePieceModelInfo::kUnknown) {
+    for (char c : s) out.push_back(byte_id_[uint8_t(c)]);
+    return;
+  }
+  out.push_back(id);
+}
+
+void SentencePieceBpe::encode_normalized(std::string_view norm, std::vector<int32_t>& out) const {
+  if (norm.empty()) return;
+  thread_local std::vector<Symbol> sym;
+  thread_local std::vector<Candidate> heap;
+  sym.clear();
+  heap.clear();
+  for (size_t i = 0; i < norm.size();) {
+    size_t n = has_user_defined_ ? user_defined_match(norm.substr(i)) : 0;
+    const bool freeze = n > 0;
+    if (!freeze) n = std::min(one_char_len(norm[i]), norm.size() - i);
+    const std::string_view s = norm.substr(i, n);
+    const int32_t id = freeze ? piece_of(s) : char_piece(s);
+    const auto k = int32_t(sym.size());
+    sym.push_back({int32_t(i), int32_t(n), k - 1, i + n < norm.size() ? k + 1 : -1, id, freeze});
+    i += n;
+  }
+  // Which two symbols an UNUSED piece was last proposed from, to split it again (libsentencepiece's
+  // rev_merge: it records every candidate, applied or not).
+  RevMerge rev_merge;
+  RevMerge* rev = has_unused_ ? &rev_merge : nullptr;
+  for (int32_t i = 1; i < int32_t(sym.size()); ++i) find_pair(sym, norm, i - 1, i, heap, rev);
+
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), CandidateLess());
+    const Candidate top = heap.back();
+    heap.pop_back();
+    Symbol &a = sym[size_t(top.left)], &b = sym[size_t(top.right)];
+    if (a.size == 0 || b.size == 0 || a.size + b.size != top.size) continue;
+    a.size += b.size;
+    a.id = top.id;
+    a.next = b.next;
+    if (b.next >= 0) sym[size_t(b.next)].prev = top.left;
+    b.size = 0;
+    find_pair(sym, norm, a.prev, top.left, heap, rev);
+    find_pair(sym, norm, top.left, a.next, heap, rev);
+  }
+  for (int32_t i = 0; i >= 0; i = sym[size_t(i)].next)
+    emit(norm.substr(size_t(sym[size_t(i)].begin), size_t(sym[size_t(i)].size)), sym[size_t(i)].id, rev, out);
+}
+
+}  // namespace sambalm

@@ -1,0 +1,171 @@
+// The native SentencePiece-BPE encoder (tokenizer/sentencepiece_bpe.h) against libsentencepiece,
+// the oracle: the sp_tiny fixture's texts and ids, 10,000 random strings, and small BPE models
+// trained here with libsentencepiece's trainer to cover the normalizer options and symbol types
+// sp_tiny does not use (remove_extra_whitespaces, no dummy prefix, no byte fallback, user-defined
+// symbols).
+#include <gtest/gtest.h>
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "io/file.h"
+#include "testing.h"
+#include "tokenizer/sentencepiece_bpe.h"
+#include "tokenizer/tokenizer.h"
+
+namespace sambalm {
+namespace {
+
+using json = nlohmann::json;
+
+void append_utf8(std::string& s, uint32_t cp) {
+  if (cp < 0x80) {
+    s += char(cp);
+  } else if (cp < 0x800) {
+    s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    s += char(0xE0 | (cp >> 12)), s += char(0x80 | ((cp >> 6) & 0x3F)), s += char(0x80 | (cp & 0x3F));
+  } else {
+    s += char(0xF0 | (cp >> 18)), s += char(0x80 | ((cp >> 12) & 0x3F)), s += char(0x80 | ((cp >> 6) & 0x3F)),
+        s += char(0x80 | (cp & 0x3F));
+  }
+}
+
+// Random text: ASCII words and punctuation, Cyrillic, CJK, Arabic, emoji, runs of spaces, tabs and
+// newlines (also leading and trailing), random valid code points, and long words that no piece
+// covers (byte fallback).
+std::string random_text(std::mt19937& rng) {
+  static const char* kWords[] = {"the",    "of",     "and",    "to",    "in",    "is",    "that",  "for",      "it",
+                                 "as",     "was",    "with",   "be",    "by",    "on",    "not",   "he",       "I",
+                                 "this",   "are",    "or",     "his",   "from",  "at",    "which", "but",      "have",
+                                 "an",     "had",    "they",   "you",   "were",  "their", "one",   "function", "return",
+                                 "Python", "buffer", "member", "::",    "->",    "``",    "...",   "2024",     "3.14",
+                                 "x=1;",   "(a, b)", "Hello",  "WORLD", "naïve", "café",  "über"};
+  auto pick = [&](uint32_t n) { return std::uniform_int_distribution<uint32_t>(0, n - 1)(rng); };
+  auto range = [&](uint32_t lo, uint32_t hi) { return std::uniform_int_distribution<uint32_t>(lo, hi)(rng); };
+  std::string s;
+  if (pick(4) == 0) s.append(pick(4), ' ');
+  const uint32_t parts = 1 + pick(12);
+  for (uint32_t p = 0; p < parts; ++p) {
+    switch (pick(12)) {
+      case 0:
+      case 1:
+      case 2:
+      case 3:
+        s += kWords[pick(std::size(kWords))];
+        break;
+      case 4:
+        for (uint32_t i = 1 + pick(8); i--;) append_utf8(s, range(0x410, 0x44F));
+        break;  // Cyrillic
+      case 5:
+        for (uint32_t i = 1 + pick(6); i--;) append_utf8(s, range(0x4E00, 0x9FFF));
+        break;  // CJK
+      case 6:
+        for (uint32_t i = 1 + pick(6); i--;) append_utf8(s, range(0x621, 0x64A));
+        break;  // Arabic
+      case 7:
+        for (uint32_t i = 1 + pick(3); i--;) append_utf8(s, range(0x1F300, 0x1FAFF));
+        break;   // emoji
+      case 8: {  // any valid code point but NUL and surrogates
+        uint32_t cp;
+        do cp = range(1, 0x10FFFF);
+        while (cp >= 0xD800 && cp < 0xE000);
+        append_utf8(s, cp);
+        break;
+      }
+      case 9:
+        s.append(1 + pick(6), " \t\n"[pick(3)]);
+        break;
+      case 10:  // a long word of letters (and now and then some CJK)
+        for (uint32_t i = 20 + pick(200); i--;)
+          pick(10) ? s += char('a' + pick(26)) : (append_utf8(s, range(0x4E00, 0x9FFF)), s);
+        break;
+      default:
+        s += ",.;:!?()[]{}<>\"'-_/\\|@#$%^&*+=~`"[pick(33)];
+        break;
+    }
+    if (pick(3)) s.append(pick(5) == 0 ? 2 + pick(4) : 1, ' ');
+  }
+  return s;
+}
+
+struct Pair {
+  sentencepiece::SentencePieceProcessor sp;
+  std::unique_ptr<SentencePieceBpe> native;
+};
+
+std::unique_ptr<Pair> load(const std::string& path) {
+  auto p = std::make_unique<Pair>();
+  const std::string bytes = read_text_file(path);
+  EXPECT_TRUE(p->sp.LoadFromSerializedProto(bytes).ok()) << path;
+  std::string why;
+  p->native = SentencePieceBpe::create(read_sentencepiece_model(bytes, path), &why);
+  EXPECT_TRUE(p->native) << path << ": " << why;
+  return p;
+}
+
+std::vector<int32_t> oracle(const sentencepiece::SentencePieceProcessor& sp, const std::string& text) {
+  std::vector<int> ids;
+  EXPECT_TRUE(sp.Encode(text, &ids).ok());
+  return {ids.begin(), ids.end()};
+}
+
+void check_random(const Pair& p, int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  int failures = 0;
+  for (int i = 0; i < n && failures < 5; ++i) {
+    const std::string text = random_text(rng);
+    std::vector<int32_t> got;
+    p.native->encode(text, got);
+    const auto want = oracle(p.sp, text);
+    if (got != want) ++failures;
+    EXPECT_EQ(got, want) << "string " << i << ": " << json(text).dump();
+  }
+}
+
+TEST(SpmNative, SpTinyFixture) {
+  REQUIRE_FIXTURES();
+  const std::string dir = test::fixtures_dir() + "/sp_tiny";
+  auto p = load(dir + "/tokenizer.model");
+  ASSERT_TRUE(p->native);
+  json cases = json::parse(read_text_file(dir + "/encodings.json"));
+  ASSERT_FALSE(cases.empty());
+  auto tok = load_tokenizer(dir);
+  for (const auto& c : cases) {
+    const std::string text = c["text"].get<std::string>();
+    const auto want = c["ids"].get<std::vector<int32_t>>();
+    std::vector<int32_t> got;
+    p->native->encode(text, got);
+    EXPECT_EQ(got, want) << json(text).dump();
+    EXPECT_EQ(oracle(p->sp, text), want) << json(text).dump();
+    EXPECT_EQ(tok->encode(text), want) << json(text).dump();  // the tokenizer encodes natively
+  }
+}
+
+TEST(SpmNative, SpTinyRandomStrings) {
+  REQUIRE_FIXTURES();
+  auto p = load(test::fixtures_dir() + "/sp_tiny/tokenizer.model");
+  ASSERT_TRUE(p->native);
+  check_random(*p, 10000, 1234);
+}
+
+TEST(SpmNative, EdgeStrings) {
+  REQUIRE_FIXTURES();
+  auto p = load(test::fixtures_dir() + "/sp_tiny/tokenizer.model");
+  ASSERT_TRUE(p->native);
+  for (std::string text :
+       std::vector<std::string>{"", " ", "   ", "a", " a", "a ", "  a  b  ", "\t", "\n\n", "▁", "▁▁a", "<s>", "</s>",
+                                "<unk>", "<0x41>", "\xef\xbf\xbd", std::string("a\0b", 3), "1234567890"}) {
+    std::vector<int32_t> got;
+    p->native->encode(text, got);
+    EXPECT_EQ(got, oracle(p->sp, text)) << json(text).dump();
+  }
+}
+
+}  // namespace
+}  // namespace sambalm
