@@ -11,30 +11,21 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "io/file.h"
 #include "testing.h"
 #include "tokenizer/sentencepiece_bpe.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 namespace sambalm {
 namespace {
 
 using json = nlohmann::json;
-
-void append_utf8(std::string& s, uint32_t cp) {
-  if (cp < 0x80) {
-    s += char(cp);
-  } else if (cp < 0x800) {
-    s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    s += char(0xE0 | (cp >> 12)), s += char(0x80 | ((cp >> 6) & 0x3F)), s += char(0x80 | (cp & 0x3F));
-  } else {
-    s += char(0xF0 | (cp >> 18)), s += char(0x80 | ((cp >> 12) & 0x3F)), s += char(0x80 | ((cp >> 6) & 0x3F)),
-        s += char(0x80 | (cp & 0x3F));
-  }
-}
+using unicode::append_utf8;
+using unicode::find_invalid_utf8;
 
 // Random text: ASCII words and punctuation, Cyrillic, CJK, Arabic, emoji, runs of spaces, tabs and
 // newlines (also leading and trailing), random valid code points, and long words that no piece
@@ -164,6 +155,100 @@ TEST(SpmNative, EdgeStrings) {
     std::vector<int32_t> got;
     p->native->encode(text, got);
     EXPECT_EQ(got, oracle(p->sp, text)) << json(text).dump();
+  }
+}
+
+// Trains a small BPE model with libsentencepiece's trainer on random text (and the sp_tiny texts)
+// and returns its file.
+std::string train_model(const std::string& name, std::unordered_map<std::string, std::string> options) {
+  const std::string dir = test::temp_dir("spm_native_" + name);
+  std::string corpus;
+  std::mt19937 rng(99);
+  // Random text, its characters outside ASCII, Cyrillic and a few CJK ones dropped: the trainer
+  // needs most characters in the vocabulary (character_coverage >= 0.98).
+  for (int i = 0; i < 3000; ++i) {
+    const std::string t = random_text(rng);
+    for (size_t k = 0; k < t.size();) {
+      const size_t at = k;
+      uint32_t cp = 0;
+      unicode::decode_utf8(t, k, cp);
+      if (cp < 0x80 || (cp >= 0x410 && cp < 0x450) || (cp >= 0x4E00 && cp < 0x4E20) || rng() % 50 == 0)
+        corpus.append(t, at, k - at);
+    }
+    corpus += "\n";
+  }
+  if (test::fixtures_available())
+    for (const auto& c : json::parse(read_text_file(test::fixtures_dir() + "/sp_tiny/encodings.json")))
+      corpus += c["text"].get<std::string>() + "\n";
+  write_file_atomic(dir + "/corpus.txt", corpus);
+  options["input"] = dir + "/corpus.txt";
+  options["model_prefix"] = dir + "/m";
+  options["model_type"] = "bpe";
+  options["minloglevel"] = "2";
+  options.emplace("vocab_size", "1500");
+  options.emplace("character_coverage", "0.9995");
+  auto status = sentencepiece::SentencePieceTrainer::Train(options);
+  if (!status.ok()) throw std::runtime_error("training failed: " + status.ToString());
+  return dir + "/m.model";
+}
+
+// Random strings with the user-defined symbols inside now and then.
+void check_random_with_symbols(const Pair& p, int n, uint32_t seed, const std::vector<std::string>& symbols) {
+  std::mt19937 rng(seed);
+  int failures = 0;
+  for (int i = 0; i < n && failures < 5; ++i) {
+    std::string text = random_text(rng);
+    for (int k = int(rng() % 3); k-- > 0 && !symbols.empty();)
+      text.insert(rng() % (text.size() + 1), symbols[rng() % symbols.size()]);
+    if (find_invalid_utf8(text) != std::string::npos) continue;  // an insertion inside a character
+    std::vector<int32_t> got;
+    p.native->encode(text, got);
+    const auto want = oracle(p.sp, text);
+    if (got != want) ++failures;
+    EXPECT_EQ(got, want) << "string " << i << ": " << json(text).dump();
+  }
+}
+
+// remove_extra_whitespaces (the trainer's default), no byte fallback (unknown characters -> unk),
+// user-defined symbols (one with a space), a control symbol.
+TEST(SpmNative, TrainedNoByteFallbackUserDefined) {
+  const std::string path = train_model("a", {{"character_coverage", "0.98"},
+                                             {"normalization_rule_name", "identity"},
+                                             {"user_defined_symbols", "<tag>,@@,foo bar,\xe2\x96\x81x"},
+                                             {"control_symbols", "<ctl>"}});
+  auto p = load(path);
+  ASSERT_TRUE(p->native);
+  check_random_with_symbols(*p, 3000, 7, {"<tag>", "@@", "foo bar", "<ctl>", " x", "▁x", "  "});
+}
+
+// No dummy prefix, whitespace kept as is, byte fallback, digits split, user-defined symbols.
+TEST(SpmNative, TrainedNoDummyPrefixKeepWhitespace) {
+  const std::string path = train_model("b", {{"normalization_rule_name", "identity"},
+                                             {"add_dummy_prefix", "false"},
+                                             {"remove_extra_whitespaces", "false"},
+                                             {"byte_fallback", "true"},
+                                             {"split_digits", "true"},
+                                             {"allow_whitespace_only_pieces", "true"},
+                                             {"user_defined_symbols", "<|end|>,\xe2\x96\x81\xe2\x96\x81"}});
+  auto p = load(path);
+  ASSERT_TRUE(p->native);
+  check_random_with_symbols(*p, 3000, 8, {"<|end|>", "  ", "\t"});
+}
+
+// A model with a character map (nmt_nfkc) is not covered: the tokenizer keeps libsentencepiece.
+TEST(SpmNative, CharacterMapFallsBack) {
+  const std::string path = train_model("c", {{"normalization_rule_name", "nmt_nfkc"}});
+  const std::string bytes = read_text_file(path);
+  std::string why;
+  EXPECT_FALSE(SentencePieceBpe::create(read_sentencepiece_model(bytes, path), &why));
+  EXPECT_NE(why.find("character map"), std::string::npos) << why;
+  sentencepiece::SentencePieceProcessor sp;
+  ASSERT_TRUE(sp.LoadFromSerializedProto(bytes).ok());
+  auto tok = load_tokenizer(path);
+  std::mt19937 rng(5);
+  for (int i = 0; i < 200; ++i) {
+    const std::string text = random_text(rng) + " ｆｕｌｌ ｗｉｄｔｈ ①";
+    EXPECT_EQ(tok->encode(text), oracle(sp, text)) << json(text).dump();
   }
 }
 

@@ -182,7 +182,8 @@ void SentencePieceBpe::find_pair(const std::vector<Symbol>& sym, std::string_vie
   std::push_heap(heap.begin(), heap.end(), CandidateLess());
 }
 
-void SentencePieceBpe::emit(std::string_view s, int32_t id, const RevMerge* rev, std::vector<int32_t>& out) const {
+void SentencePieceBpe::emit(std::string_view s, int32_t id, const RevMerge* rev, bool& prev_unk,
+                            std::vector<int32_t>& out) const {
   if (id < 0) {
     auto r = reserved_.find(s);
     id = r != reserved_.end() ? r->second : unk_id_;
@@ -192,16 +193,18 @@ void SentencePieceBpe::emit(std::string_view s, int32_t id, const RevMerge* rev,
   if (rev && info_[size_t(id)].type == SentencePieceModelInfo::kUnused) {
     auto it = rev->find(s);
     if (it != rev->end()) {
-      emit(it->second.first, piece_of(it->second.first), rev, out);
-      emit(it->second.second, piece_of(it->second.second), rev, out);
+      emit(it->second.first, piece_of(it->second.first), rev, prev_unk, out);
+      emit(it->second.second, piece_of(it->second.second), rev, prev_unk, out);
       return;
     }
   }
-  if (byte_fallback_ && info_[size_t(id)].type == SentencePieceModelInfo::kUnknown) {
+  const bool unk = info_[size_t(id)].type == SentencePieceModelInfo::kUnknown;
+  if (unk && byte_fallback_) {
     for (char c : s) out.push_back(byte_id_[uint8_t(c)]);
-    return;
+  } else if (!(unk && prev_unk)) {  // a run of unknown symbols is one unk
+    out.push_back(id);
   }
-  out.push_back(id);
+  prev_unk = unk;
 }
 
 void SentencePieceBpe::encode_normalized(std::string_view norm, std::vector<int32_t>& out) const {
@@ -240,8 +243,9 @@ void SentencePieceBpe::encode_normalized(std::string_view norm, std::vector<int3
     find_pair(sym, norm, a.prev, top.left, heap, rev);
     find_pair(sym, norm, top.left, a.next, heap, rev);
   }
+  bool prev_unk = false;
   for (int32_t i = 0; i >= 0; i = sym[size_t(i)].next)
-    emit(norm.substr(size_t(sym[size_t(i)].begin), size_t(sym[size_t(i)].size)), sym[size_t(i)].id, rev, out);
+    emit(norm.substr(size_t(sym[size_t(i)].begin), size_t(sym[size_t(i)].size)), sym[size_t(i)].id, rev, prev_unk, out);
 }
 
 }  // namespace sambalm

@@ -9,7 +9,8 @@
 // symbol is one frozen symbol), then repeatedly merge the adjacent pair whose concatenation is a
 // piece with the highest score (ties: leftmost), through a heap over a linked list of symbols.
 // A merged piece of type UNUSED is split back into the two symbols it was last made of. A symbol
-// that is no piece becomes the byte pieces <0xNN> of its bytes (byte_fallback) or unk.
+// that is no piece becomes the byte pieces <0xNN> of its bytes (byte_fallback) or unk (one unk
+// for a run of such symbols).
 #pragma once
 
 #include <cstdint>
@@ -56,7 +57,7 @@ class SentencePieceBpe {
   size_t user_defined_match(std::string_view s) const;  // longest user-defined prefix, 0 if none
   void encode_normalized(std::string_view norm, std::vector<int32_t>& out) const;
   using RevMerge = std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>>;
-  void emit(std::string_view s, int32_t id, const RevMerge* rev, std::vector<int32_t>& out) const;
+  void emit(std::string_view s, int32_t id, const RevMerge* rev, bool& prev_unk, std::vector<int32_t>& out) const;
   void find_pair(const std::vector<Symbol>& sym, std::string_view norm, int32_t l, int32_t r,
                  std::vector<Candidate>& heap, RevMerge* rev) const;
 
