@@ -5,6 +5,7 @@
 #include "tokenizer/sentencepiece_bpe.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <utility>
 
@@ -31,6 +32,21 @@ inline uint32_t decode_char(std::string_view s) {
       return ((p[0] & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12) | ((p[2] & 0x3Fu) << 6) | (p[3] & 0x3Fu);
   }
 }
+
+// Per-thread word cache: a word's normalised bytes -> a slice of `ids`.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+struct WordCache {
+  uint64_t owner = 0;
+  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>, StringHash, std::equal_to<>> map;
+  std::vector<int32_t> ids;
+};
+thread_local WordCache t_cache;
+constexpr size_t kMaxCachedWordBytes = 128;
+constexpr size_t kMaxCacheEntries = 1 << 18;
+std::atomic<uint64_t> g_next_owner{1};
 
 inline uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
 
@@ -95,6 +111,17 @@ std::unique_ptr<SentencePieceBpe> SentencePieceBpe::create(const SentencePieceMo
     const int32_t p = m->piece_of(name);
     m->byte_id_[b] = r != m->reserved_.end() ? r->second : p >= 0 ? p : m->unk_id_;
   }
+  // Words: the normalised text cut before each U+2581 that follows another character. Encoding
+  // them one by one gives the same ids when no piece holds such a place (no candidate pair then
+  // spans a cut, and each word's merges happen in the same order alone), when no piece is UNUSED
+  // (its split back depends on every candidate of the text) and with byte fallback (no run of
+  // unknown symbols across a cut to make one unk).
+  bool words = info.escape_whitespaces && info.byte_fallback && !m->has_unused_;
+  for (const auto& [s, i] : m->pieces_)
+    for (size_t k = s.find(kSpace, 1); words && k != std::string_view::npos; k = s.find(kSpace, k + 1))
+      if (k < 3 || s.substr(k - 3, 3) != kSpace) words = false;
+  m->split_words_ = words;
+  m->cache_owner_ = g_next_owner++;
   m->byte_fallback_ = info.byte_fallback;
   m->add_dummy_prefix_ = info.add_dummy_prefix;
   m->remove_extra_whitespaces_ = info.remove_extra_whitespaces;
@@ -118,6 +145,12 @@ size_t SentencePieceBpe::user_defined_match(std::string_view s) const {
 
 std::string SentencePieceBpe::normalize(std::string_view text) const {
   std::string out;
+  normalize(text, out);
+  return out;
+}
+
+void SentencePieceBpe::normalize(std::string_view text, std::string& out) const {
+  out.clear();
   const std::string_view space = escape_whitespaces_ ? kSpace : std::string_view(" ");
   // A unit is what libsentencepiece's NormalizePrefix returns: a user-defined symbol, else one
   // character. Bytes stand in for characters here: only the character " " holds a space byte.
@@ -129,7 +162,7 @@ std::string SentencePieceBpe::normalize(std::string_view text) const {
   size_t i = 0;
   if (remove_extra_whitespaces_)
     while (i < text.size() && text[i] == ' ' && unit(i) == 1) ++i;
-  if (i == text.size()) return out;
+  if (i == text.size()) return;
   out.reserve(text.size() + text.size() / 2 + 4);
   if (add_dummy_prefix_) out += space;
   bool prev_space = remove_extra_whitespaces_;
@@ -152,11 +185,40 @@ std::string SentencePieceBpe::normalize(std::string_view text) const {
   }
   if (remove_extra_whitespaces_)
     while (std::string_view(out).ends_with(space)) out.resize(out.size() - space.size());
-  return out;
 }
 
 void SentencePieceBpe::encode(std::string_view text, std::vector<int32_t>& out) const {
-  encode_normalized(normalize(text), out);
+  thread_local std::string norm;
+  normalize(text, norm);
+  if (!split_words_) return encode_normalized(norm, out);
+  const std::string_view n = norm;
+  size_t begin = 0;
+  for (size_t k = n.find(kSpace, 1); k != std::string_view::npos; k = n.find(kSpace, k + 3)) {
+    if (k >= 3 && n.substr(k - 3, 3) == kSpace) continue;
+    encode_word(n.substr(begin, k - begin), out);
+    begin = k;
+  }
+  encode_word(n.substr(begin), out);
+}
+
+void SentencePieceBpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.size() > kMaxCachedWordBytes) return encode_normalized(word, out);
+  WordCache& c = t_cache;
+  if (c.owner != cache_owner_ || c.map.size() >= kMaxCacheEntries) {
+    c.map.clear();
+    c.ids.clear();
+    c.owner = cache_owner_;
+  }
+  auto it = c.map.find(word);
+  if (it != c.map.end()) {
+    out.insert(out.end(), c.ids.begin() + it->second.first, c.ids.begin() + it->second.first + it->second.second);
+    return;
+  }
+  const size_t before = out.size();
+  encode_normalized(word, out);
+  const auto start = uint32_t(c.ids.size());
+  c.ids.insert(c.ids.end(), out.begin() + long(before), out.end());
+  c.map.emplace(std::string(word), std::make_pair(start, uint32_t(out.size() - before)));
 }
 
 void SentencePieceBpe::find_pair(const std::vector<Symbol>& sym, std::string_view norm, int32_t l, int32_t r,

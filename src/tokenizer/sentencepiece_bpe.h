@@ -10,7 +10,8 @@
 // piece with the highest score (ties: leftmost), through a heap over a linked list of symbols.
 // A merged piece of type UNUSED is split back into the two symbols it was last made of. A symbol
 // that is no piece becomes the byte pieces <0xNN> of its bytes (byte_fallback) or unk (one unk
-// for a run of such symbols).
+// for a run of such symbols). Where that gives the same ids (Llama's model), the text is encoded
+// word by word through a per-thread cache of words.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +35,7 @@ class SentencePieceBpe {
   void encode(std::string_view text, std::vector<int32_t>& out) const;
   // Its normalised form (as libsentencepiece's NormalizeWithOffsets gives), for tests.
   std::string normalize(std::string_view text) const;
+  void normalize(std::string_view text, std::string& out) const;
 
  private:
   struct Pair {
@@ -56,6 +58,7 @@ class SentencePieceBpe {
   int32_t char_piece(std::string_view ch) const;
   size_t user_defined_match(std::string_view s) const;  // longest user-defined prefix, 0 if none
   void encode_normalized(std::string_view norm, std::vector<int32_t>& out) const;
+  void encode_word(std::string_view word, std::vector<int32_t>& out) const;  // through the word cache
   using RevMerge = std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>>;
   void emit(std::string_view s, int32_t id, const RevMerge* rev, bool& prev_unk, std::vector<int32_t>& out) const;
   void find_pair(const std::vector<Symbol>& sym, std::string_view norm, int32_t l, int32_t r,
@@ -72,6 +75,8 @@ class SentencePieceBpe {
   bool has_user_defined_ = false, has_unused_ = false;
   int32_t unk_id_ = -1;
   int32_t byte_id_[256];
+  bool split_words_ = false;  // encode word by word, with a per-thread cache (see create)
+  uint64_t cache_owner_ = 0;
   bool byte_fallback_ = false, add_dummy_prefix_ = true, remove_extra_whitespaces_ = true, escape_whitespaces_ = true;
 };
 
