@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstdio>
 #include <utility>
 
@@ -47,6 +48,8 @@ thread_local WordCache t_cache;
 constexpr size_t kMaxCachedWordBytes = 128;
 constexpr size_t kMaxCacheEntries = 1 << 18;
 std::atomic<uint64_t> g_next_owner{1};
+
+constexpr size_t kSmallWord = 24;  // symbols up to which merge_small is used
 
 inline uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
 
@@ -90,6 +93,7 @@ std::unique_ptr<SentencePieceBpe> SentencePieceBpe::create(const SentencePieceMo
     auto r = m->reserved_.find(pieces[size_t(i)].piece);
     m->output_id_[size_t(i)] = r != m->reserved_.end() ? r->second : i;
   }
+  std::vector<std::pair<uint64_t, Pair>> pairs;
   for (auto [s, i] : m->pieces_) {
     if (m->pieces_.at(s) != i) continue;
     if (one_char_len(s[0]) == s.size()) {
@@ -101,8 +105,19 @@ std::unique_ptr<SentencePieceBpe> SentencePieceBpe::create(const SentencePieceMo
     }
     for (size_t k = one_char_len(s[0]); k < s.size(); k += one_char_len(s[k])) {
       const int32_t l = m->piece_of(s.substr(0, k)), r = m->piece_of(s.substr(k));
-      if (l >= 0 && r >= 0) m->pairs_.emplace(pair_key(l, r), Pair{i, pieces[size_t(i)].score});
+      if (l >= 0 && r >= 0) pairs.emplace_back(pair_key(l, r), Pair{i, pieces[size_t(i)].score});
     }
+  }
+  // The pair table: open addressing, at most half full; an empty slot holds key ~0 (two ids of -1).
+  size_t cap = 16;
+  while (cap < 2 * pairs.size()) cap *= 2;
+  m->pair_keys_.assign(cap, ~uint64_t(0));
+  m->pair_vals_.resize(cap);
+  m->pair_shift_ = 64 - std::countr_zero(cap);
+  for (const auto& [key, val] : pairs) {
+    size_t h = m->pair_slot(key);
+    while (m->pair_keys_[h] != ~uint64_t(0)) h = (h + 1) & (cap - 1);
+    m->pair_keys_[h] = key, m->pair_vals_[h] = val;
   }
   for (int b = 0; b < 256; ++b) {
     char name[8];
@@ -221,22 +236,32 @@ void SentencePieceBpe::encode_word(std::string_view word, std::vector<int32_t>& 
   c.map.emplace(std::string(word), std::make_pair(start, uint32_t(out.size() - before)));
 }
 
+bool SentencePieceBpe::merged(const Symbol& a, const Symbol& b, std::string_view norm, Pair& m) const {
+  if (a.freeze || b.freeze) return false;
+  if (a.id >= 0 && b.id >= 0) {
+    const uint64_t key = pair_key(a.id, b.id);
+    for (size_t h = pair_slot(key), mask = pair_keys_.size() - 1;; h = (h + 1) & mask) {
+      if (pair_keys_[h] == key) {
+        m = pair_vals_[h];
+        return true;
+      }
+      if (pair_keys_[h] == ~uint64_t(0)) return false;
+    }
+  }
+  m.id = piece_of(norm.substr(size_t(a.begin), size_t(a.size + b.size)));
+  if (m.id < 0) return false;
+  m.score = info_[size_t(m.id)].score;
+  return true;
+}
+
 void SentencePieceBpe::find_pair(const std::vector<Symbol>& sym, std::string_view norm, int32_t l, int32_t r,
                                  std::vector<Candidate>& heap, RevMerge* rev) const {
   if (l < 0 || r < 0) return;
   const Symbol &a = sym[size_t(l)], &b = sym[size_t(r)];
-  if (a.freeze || b.freeze) return;
-  int32_t id;
-  float score;
-  if (a.id >= 0 && b.id >= 0) {
-    auto it = pairs_.find(pair_key(a.id, b.id));
-    if (it == pairs_.end()) return;
-    id = it->second.id, score = it->second.score;
-  } else {
-    id = piece_of(norm.substr(size_t(a.begin), size_t(a.size + b.size)));
-    if (id < 0) return;
-    score = info_[size_t(id)].score;
-  }
+  Pair m;
+  if (!merged(a, b, norm, m)) return;
+  const int32_t id = m.id;
+  const float score = m.score;
   if (rev && info_[size_t(id)].type == SentencePieceModelInfo::kUnused)
     (*rev)[norm.substr(size_t(a.begin), size_t(a.size + b.size))] = {norm.substr(size_t(a.begin), size_t(a.size)),
                                                                      norm.substr(size_t(b.begin), size_t(b.size))};
@@ -269,9 +294,39 @@ void SentencePieceBpe::emit(std::string_view s, int32_t id, const RevMerge* rev,
   prev_unk = unk;
 }
 
+// The same merges for a few symbols without the heap: the candidates are exactly the adjacent
+// pairs of the current symbols, so the heap's choice (highest score, then leftmost) is a scan.
+void SentencePieceBpe::merge_small(std::string_view norm, std::vector<int32_t>& out) const {
+  thread_local std::vector<Symbol> sym;
+  thread_local std::vector<Pair> pair;  // pair[i]: symbols i and i+1 merged, id -1 when they do not merge
+  sym.clear();
+  for (int32_t i = 0; i >= 0; i = t_symbols()[size_t(i)].next) sym.push_back(t_symbols()[size_t(i)]);
+  const size_t n0 = sym.size();
+  pair.resize(n0);
+  auto set = [&](size_t i) {
+    if (i + 1 >= sym.size() || !merged(sym[i], sym[i + 1], norm, pair[i])) pair[i].id = -1;
+  };
+  for (size_t i = 0; i + 1 < n0; ++i) set(i);
+  for (size_t n = n0; n > 1;) {
+    size_t best = n;
+    for (size_t i = 0; i + 1 < n; ++i)
+      if (pair[i].id >= 0 && (best == n || pair[i].score > pair[best].score)) best = i;
+    if (best == n) break;
+    sym[best].size += sym[best + 1].size;
+    sym[best].id = pair[best].id;
+    sym.erase(sym.begin() + long(best) + 1);
+    pair.erase(pair.begin() + long(best) + 1);
+    --n;
+    if (best > 0) set(best - 1);
+    set(best);
+  }
+  bool prev_unk = false;
+  for (const Symbol& x : sym) emit(norm.substr(size_t(x.begin), size_t(x.size)), x.id, nullptr, prev_unk, out);
+}
+
 void SentencePieceBpe::encode_normalized(std::string_view norm, std::vector<int32_t>& out) const {
   if (norm.empty()) return;
-  thread_local std::vector<Symbol> sym;
+  std::vector<Symbol>& sym = t_symbols();
   thread_local std::vector<Candidate> heap;
   sym.clear();
   heap.clear();
@@ -285,6 +340,8 @@ void SentencePieceBpe::encode_normalized(std::string_view norm, std::vector<int3
     sym.push_back({int32_t(i), int32_t(n), k - 1, i + n < norm.size() ? k + 1 : -1, id, freeze});
     i += n;
   }
+  if (!has_unused_ && sym.size() <= kSmallWord) return merge_small(norm, out);
+
   // Which two symbols an UNUSED piece was last proposed from, to split it again (libsentencepiece's
   // rev_merge: it records every candidate, applied or not).
   RevMerge rev_merge;

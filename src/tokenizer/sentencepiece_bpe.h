@@ -61,6 +61,13 @@ class SentencePieceBpe {
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;  // through the word cache
   using RevMerge = std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>>;
   void emit(std::string_view s, int32_t id, const RevMerge* rev, bool& prev_unk, std::vector<int32_t>& out) const;
+  // Whether symbols a and b (adjacent) merge, and into what.
+  bool merged(const Symbol& a, const Symbol& b, std::string_view norm, Pair& m) const;
+  void merge_small(std::string_view norm, std::vector<int32_t>& out) const;
+  static std::vector<Symbol>& t_symbols() {
+    thread_local std::vector<Symbol> sym;
+    return sym;
+  }
   void find_pair(const std::vector<Symbol>& sym, std::string_view norm, int32_t l, int32_t r,
                  std::vector<Candidate>& heap, RevMerge* rev) const;
 
@@ -68,9 +75,13 @@ class SentencePieceBpe {
   std::unordered_map<std::string_view, int32_t> pieces_;    // NORMAL, USER_DEFINED, UNUSED pieces
   std::unordered_map<std::string_view, int32_t> reserved_;  // the others (looked up first)
   std::vector<int32_t> output_id_;                          // pieces_ index -> the id emitted for it
-  std::unordered_map<uint64_t, Pair> pairs_;                // (left piece, right piece) -> merged piece
-  std::vector<int32_t> bmp_;                                // code point < 0x10000 -> piece or -1
-  std::unordered_map<uint32_t, int32_t> astral_;            // the other code points that are pieces
+  // (left piece, right piece) -> merged piece: a flat hash table.
+  std::vector<uint64_t> pair_keys_;
+  std::vector<Pair> pair_vals_;
+  int pair_shift_ = 60;
+  size_t pair_slot(uint64_t key) const { return size_t((key * 0x9E3779B97F4A7C15ull) >> pair_shift_); }
+  std::vector<int32_t> bmp_;                      // code point < 0x10000 -> piece or -1
+  std::unordered_map<uint32_t, int32_t> astral_;  // the other code points that are pieces
   std::vector<std::string> user_defined_;
   bool has_user_defined_ = false, has_unused_ = false;
   int32_t unk_id_ = -1;
