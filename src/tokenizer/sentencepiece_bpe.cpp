@@ -8,6 +8,7 @@
 #include <atomic>
 #include <bit>
 #include <cstdio>
+#include <cstring>
 #include <utility>
 
 #include "core/error.h"
@@ -34,19 +35,33 @@ inline uint32_t decode_char(std::string_view s) {
   }
 }
 
-// Per-thread word cache: a word's normalised bytes -> a slice of `ids`.
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
+// Per-thread word cache: a word's normalised bytes -> a slice of `ids`. Open addressing over slots
+// that hold a hash tag and offsets into two arenas (the words' bytes, their ids), so that a lookup
+// reads one slot and compares bytes only when the tag matches, and an insert allocates nothing
+// (but now and then an arena's growth).
 struct WordCache {
+  struct Slot {
+    uint32_t tag = 0;  // 0: empty
+    uint32_t bytes = 0, ids = 0;
+    uint16_t size = 0, n_ids = 0;
+  };
+  static constexpr size_t kSlots = 1 << 19;
+  static constexpr size_t kMaxEntries = kSlots / 2;
   uint64_t owner = 0;
-  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>, StringHash, std::equal_to<>> map;
+  size_t entries = 0;
+  std::vector<Slot> slots;
+  std::string bytes;
   std::vector<int32_t> ids;
+  void reset(uint64_t o) {
+    slots.assign(kSlots, Slot{});
+    bytes.clear();
+    ids.clear();
+    entries = 0;
+    owner = o;
+  }
 };
 thread_local WordCache t_cache;
-constexpr size_t kMaxCachedWordBytes = 128;
-constexpr size_t kMaxCacheEntries = 1 << 18;
+constexpr size_t kMaxCachedWordBytes = 128;  // and at most 4 ids a byte: fits the slot's uint16_t
 std::atomic<uint64_t> g_next_owner{1};
 
 constexpr size_t kSmallWord = 24;  // symbols up to which merge_small is used
@@ -219,21 +234,26 @@ void SentencePieceBpe::encode(std::string_view text, std::vector<int32_t>& out) 
 void SentencePieceBpe::encode_word(std::string_view word, std::vector<int32_t>& out) const {
   if (word.size() > kMaxCachedWordBytes) return encode_normalized(word, out);
   WordCache& c = t_cache;
-  if (c.owner != cache_owner_ || c.map.size() >= kMaxCacheEntries) {
-    c.map.clear();
-    c.ids.clear();
-    c.owner = cache_owner_;
-  }
-  auto it = c.map.find(word);
-  if (it != c.map.end()) {
-    out.insert(out.end(), c.ids.begin() + it->second.first, c.ids.begin() + it->second.first + it->second.second);
-    return;
+  if (c.owner != cache_owner_ || c.entries >= WordCache::kMaxEntries) c.reset(cache_owner_);
+  const uint64_t h = std::hash<std::string_view>{}(word);
+  const uint32_t tag = uint32_t(h >> 32) | 1;
+  size_t i = size_t(h) & (WordCache::kSlots - 1);
+  for (;; i = (i + 1) & (WordCache::kSlots - 1)) {
+    const WordCache::Slot& slot = c.slots[i];
+    if (slot.tag == 0) break;
+    if (slot.tag == tag && slot.size == word.size() &&
+        std::memcmp(c.bytes.data() + slot.bytes, word.data(), word.size()) == 0) {
+      out.insert(out.end(), c.ids.begin() + slot.ids, c.ids.begin() + slot.ids + slot.n_ids);
+      return;
+    }
   }
   const size_t before = out.size();
   encode_normalized(word, out);
-  const auto start = uint32_t(c.ids.size());
+  WordCache::Slot& slot = c.slots[i];
+  slot = {tag, uint32_t(c.bytes.size()), uint32_t(c.ids.size()), uint16_t(word.size()), uint16_t(out.size() - before)};
+  c.bytes.append(word);
   c.ids.insert(c.ids.end(), out.begin() + long(before), out.end());
-  c.map.emplace(std::string(word), std::make_pair(start, uint32_t(out.size() - before)));
+  ++c.entries;
 }
 
 bool SentencePieceBpe::merged(const Symbol& a, const Symbol& b, std::string_view norm, Pair& m) const {
