@@ -7,6 +7,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -233,6 +234,34 @@ TEST(SpmNative, TrainedNoDummyPrefixKeepWhitespace) {
   auto p = load(path);
   ASSERT_TRUE(p->native);
   check_random_with_symbols(*p, 3000, 8, {"<|end|>", "  ", "\t"});
+}
+
+// A model file with NORMAL pieces appended (a repeated field may follow the others in protobuf).
+std::string with_pieces(std::string model, const std::vector<std::pair<std::string, float>>& pieces) {
+  for (const auto& [piece, score] : pieces) {
+    std::string m;
+    m += char(0x0A), m += char(piece.size()), m += piece;                 // piece (field 1, short)
+    m += char(0x15), m.append(reinterpret_cast<const char*>(&score), 4);  // score (field 2, fixed32)
+    m += char(0x18), m += char(1);                                        // type NORMAL (field 3)
+    model += char(0x0A), model += char(m.size()), model += m;
+  }
+  return model;
+}
+
+// Pieces across a word start ("e▁", "e▁t", "s▁a", made by hand: trainers keep pieces inside words): the
+// text can then no longer be encoded word by word, which the encoder sees in the vocabulary.
+TEST(SpmNative, PiecesAcrossWords) {
+  REQUIRE_FIXTURES();
+  const std::string path = test::temp_dir("spm_native_across") + "/m.model";
+  write_file_atomic(path, with_pieces(read_text_file(test::fixtures_dir() + "/sp_tiny/tokenizer.model"),
+                                      {{"e▁", 0.0f}, {"e▁t", 0.0f}, {"s▁a", -1.0f}}));
+  auto p = load(path);
+  ASSERT_TRUE(p->native);
+  ASSERT_EQ(p->sp.GetPieceSize(), 2003);
+  std::vector<int> ids;
+  ASSERT_TRUE(p->sp.Encode("the time has come", &ids).ok());
+  EXPECT_NE(std::find(ids.begin(), ids.end(), 2001), ids.end()) << "the piece e▁t is not used";
+  check_random(*p, 3000, 9);
 }
 
 // A model with a character map (nmt_nfkc) is not covered: the tokenizer keeps libsentencepiece.
