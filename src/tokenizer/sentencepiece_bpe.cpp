@@ -61,7 +61,7 @@ struct WordCache {
   }
 };
 thread_local WordCache t_cache;
-constexpr size_t kMaxCachedWordBytes = 128;  // and at most 4 ids a byte: fits the slot's uint16_t
+constexpr size_t kMaxCachedWordBytes = 128;  // so at most 128 ids (one a byte): fits the slot's uint16_t
 std::atomic<uint64_t> g_next_owner{1};
 
 constexpr size_t kSmallWord = 24;  // symbols up to which merge_small is used
@@ -110,7 +110,6 @@ std::unique_ptr<SentencePieceBpe> SentencePieceBpe::create(const SentencePieceMo
   }
   std::vector<std::pair<uint64_t, Pair>> pairs;
   for (auto [s, i] : m->pieces_) {
-    if (m->pieces_.at(s) != i) continue;
     if (one_char_len(s[0]) == s.size()) {
       const uint32_t cp = decode_char(s);
       if (cp < 0x10000)

@@ -11,7 +11,7 @@
 // A merged piece of type UNUSED is split back into the two symbols it was last made of. A symbol
 // that is no piece becomes the byte pieces <0xNN> of its bytes (byte_fallback) or unk (one unk
 // for a run of such symbols). Where that gives the same ids (Llama's model), the text is encoded
-// word by word through a per-thread cache of words.
+// word by word through a per-thread cache of words (8 MiB of slots per thread, plus the words).
 #pragma once
 
 #include <cstdint>
