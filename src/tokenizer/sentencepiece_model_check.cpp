@@ -34,12 +34,23 @@ class Wire {
   }
   // Reads one field; returns its number and, for a length-delimited one, its bytes in `bytes`.
   uint32_t field(std::string_view& bytes, bool& delimited) {
+    uint64_t value = 0;
+    return field(bytes, delimited, value);
+  }
+  // The same, with the value of a varint or fixed32 field in `value`.
+  uint32_t field(std::string_view& bytes, bool& delimited, uint64_t& value) {
     const uint64_t key = varint();
     const uint32_t wire = uint32_t(key & 7);
     delimited = wire == 2;
     size_t skip = 0;
+    value = 0;
     if (wire == 0) {
-      varint();
+      value = varint();
+    } else if (wire == 5 && b_.size() - pos_ >= 4) {
+      uint32_t v = 0;
+      std::memcpy(&v, b_.data() + pos_, 4);  // little-endian hosts, as above
+      value = v;
+      skip = 4;
     } else if (wire == 1) {
       skip = 8;
     } else if (wire == 5) {
@@ -129,6 +140,53 @@ void check_charsmap(std::string_view blob, const std::string& path, const char* 
 }
 
 }  // namespace
+
+SentencePieceModelInfo read_sentencepiece_model(std::string_view bytes, const std::string& path) {
+  SentencePieceModelInfo info;
+  Wire model(bytes, path);
+  while (!model.done()) {
+    std::string_view sub;
+    bool delimited = false;
+    uint64_t value = 0;
+    const uint32_t number = model.field(sub, delimited, value);
+    if (!delimited) continue;
+    Wire w(sub, path);
+    if (number == 1) {  // SentencePiece: piece 1, score 2 (float), type 3
+      SentencePieceModelInfo::Piece p;
+      while (!w.done()) {
+        std::string_view b;
+        bool d = false;
+        const uint32_t f = w.field(b, d, value);
+        if (f == 1 && d) p.piece = std::string(b);
+        if (f == 2 && !d) std::memcpy(&p.score, &value, 4);
+        if (f == 3 && !d) p.type = int(value);
+      }
+      info.pieces.push_back(std::move(p));
+    } else if (number == 2) {  // TrainerSpec: model_type 3, treat_whitespace_as_suffix 24, byte_fallback 35
+      while (!w.done()) {
+        std::string_view b;
+        bool d = false;
+        const uint32_t f = w.field(b, d, value);
+        if (d) continue;
+        if (f == 3) info.model_type = int(value);
+        if (f == 24) info.treat_whitespace_as_suffix = value != 0;
+        if (f == 35) info.byte_fallback = value != 0;
+      }
+    } else if (number == 3) {  // NormalizerSpec: name 1, precompiled_charsmap 2, then the three flags
+      while (!w.done()) {
+        std::string_view b;
+        bool d = false;
+        const uint32_t f = w.field(b, d, value);
+        if (d && f == 1) info.normalizer_name = std::string(b);
+        if (d && f == 2) info.has_charsmap = !b.empty();
+        if (!d && f == 3) info.add_dummy_prefix = value != 0;
+        if (!d && f == 4) info.remove_extra_whitespaces = value != 0;
+        if (!d && f == 5) info.escape_whitespaces = value != 0;
+      }
+    }
+  }
+  return info;
+}
 
 void check_sentencepiece_model(std::string_view bytes, const std::string& path) {
   Wire model(bytes, path);

@@ -12,6 +12,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sambalm {
 
@@ -22,5 +23,25 @@ namespace sambalm {
 // or holds a NUL byte, or a precompiled_charsmap of normalizer_spec (field 3) or denormalizer_spec
 // (field 5) fails the checks above.
 void check_sentencepiece_model(std::string_view bytes, const std::string& path);
+
+// What an encoder needs from a ModelProto, with the proto's defaults for fields that are absent.
+struct SentencePieceModelInfo {
+  enum Type { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+  enum ModelType { kUnigram = 1, kBpe = 2, kWord = 3, kChar = 4 };
+  struct Piece {
+    std::string piece;
+    float score = 0;
+    int type = kNormal;
+  };
+  std::vector<Piece> pieces;
+  int model_type = kUnigram;
+  bool byte_fallback = false, treat_whitespace_as_suffix = false;
+  std::string normalizer_name;
+  bool has_charsmap = false;  // a precompiled character map (nmt_nfkc and the like) to apply
+  bool add_dummy_prefix = true, remove_extra_whitespaces = true, escape_whitespaces = true;
+};
+// Reads those fields (trainer_spec, normalizer_spec, pieces). Throws Error naming `path` on a
+// malformed wire format; call check_sentencepiece_model first for the other checks.
+SentencePieceModelInfo read_sentencepiece_model(std::string_view bytes, const std::string& path);
 
 }  // namespace sambalm

@@ -1,13 +1,17 @@
 // SentencePiece tokenizer (tokenizer.model) through libsentencepiece: the Llama tokenizer of Samba
 // (BPE with byte fallback, a dummy "▁" prefix, bos 1 / eos 2). Encoding and decoding are exactly
 // sentencepiece's own; decode of control tokens (bos/eos) gives nothing, as sentencepiece does.
+// BPE models without a character map are encoded natively (sentencepiece_bpe.h: the same ids,
+// several times faster); SAMBALM_SPM_NATIVE=0 in the environment keeps libsentencepiece for them.
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 #include "core/error.h"
 #include "io/file.h"
+#include "tokenizer/sentencepiece_bpe.h"
 #include "tokenizer/sentencepiece_model_check.h"
 #include "tokenizer/tokenizer.h"
 
@@ -33,6 +37,9 @@ class SentencePieceTokenizer final : public Tokenizer {
     vocab_ = sp_.GetPieceSize();
     SAMBALM_CHECK(vocab_ > 0, "{}: SentencePiece model has an empty vocabulary", path);
     splittable_ = check_splittable();
+    const char* env = std::getenv("SAMBALM_SPM_NATIVE");
+    if (!env || std::string_view(env) != "0")
+      native_ = SentencePieceBpe::create(read_sentencepiece_model(bytes, path), nullptr);
   }
   std::string kind() const override { return "sentencepiece"; }
   const std::string& source() const override { return source_; }
@@ -42,6 +49,7 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   void encode(std::string_view text, std::vector<int32_t>& out) const override {
     require_utf8(text, source_);
+    if (native_) return native_->encode(text, out);
     std::vector<int> ids;
     auto status = sp_.Encode(text, &ids);
     SAMBALM_CHECK(status.ok(), "{}: sentencepiece could not encode the text ({})", source_, status.ToString());
@@ -110,6 +118,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string source_;
   bool splittable_ = false;
   sentencepiece::SentencePieceProcessor sp_;
+  std::unique_ptr<SentencePieceBpe> native_;  // null: libsentencepiece encodes
   int32_t vocab_ = 0;
 };
 

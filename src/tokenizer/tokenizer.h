@@ -1,6 +1,7 @@
 // Tokenizers: text <-> token ids. Three kinds behind one interface:
 //   bytes          ids 0..255 are the bytes of the text; no special tokens (char-level models).
-//   sentencepiece  a SentencePiece `tokenizer.model` (Llama's for Samba), through libsentencepiece.
+//   sentencepiece  a SentencePiece `tokenizer.model` (Llama's for Samba): BPE models encoded natively
+//                  (sentencepiece_bpe.h), the rest and all decoding through libsentencepiece.
 //   bpe            a Hugging Face `tokenizer.json` with a byte-level BPE model (GPT-2, GPT-NeoX for
 //                  Mamba, GPT-4o-style split regexes), implemented in this directory.
 // Text is UTF-8. `encode` refuses text that is not valid UTF-8 (an Error naming the byte offset),
