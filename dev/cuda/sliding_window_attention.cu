@@ -29,6 +29,9 @@
 //      then one pass scales it and converts it to bf16 (adding to dq when accumulating).
 //   3  as 2 with 8 warps (128 queries) per forward block: each K/V tile feeds twice as many rows.
 //      Backward: 32-query tiles (fewer registers).
+//   4  forward as 2. Backward without atomics: the dK/dV blocks of 2 without their dQ phase, then a
+//      dQ kernel shaped like the forward (64 queries a block, 16 a warp, Q in registers) that visits
+//      the key tiles of the band and recomputes S, P, dP and dS (two more matmuls, no fp32 buffer).
 //
 // Checks: against a double-precision CPU reference (the backward reference is first checked against
 // central finite differences on a tiny shape), relative L2 error ||got - ref|| / ||ref||:
@@ -594,7 +597,48 @@ __device__ __forceinline__ void atomic_add2(float* p, float a, float b) {
 #endif
 }
 
-template <int D, int BQ>
+// Part of the backward block's iteration (version 2/3): dS^T (bf16; zeros for an inactive warp) to shared
+// memory with keys as rows, then the warps split dQ_tile = dS K into units of 16 query rows x 64 dims
+// and add them into the fp32 dq_acc (unscaled: the convert pass scales).
+template <int D, int BQ, int NQ8 = BQ / 8>
+__device__ __forceinline__ void dq_through_atomics(const BwdParams& p, const float (&dpt)[NQ8][4], bf16* sdS,
+                                                 const bf16* sK, int w, int lane, int b, int h, int q0) {
+  constexpr int BKV = BwdCfg<D, BQ>::BKV, SD = BwdCfg<D, BQ>::SD, SDS = BwdCfg<D, BQ>::SDS;
+  const int gid = lane >> 2, tig = lane & 3, r8 = lane & 7, T = p.T, H = p.H;
+#pragma unroll
+  for (int nt = 0; nt < NQ8; ++nt) {
+    *reinterpret_cast<uint32_t*>(sdS + (w * 16 + gid) * SDS + nt * 8 + 2 * tig) = pack_bf16(dpt[nt][0], dpt[nt][1]);
+    *reinterpret_cast<uint32_t*>(sdS + (w * 16 + gid + 8) * SDS + nt * 8 + 2 * tig) = pack_bf16(dpt[nt][2], dpt[nt][3]);
+  }
+  __syncthreads();
+  for (int u = w; u < (BQ / 16) * (D / 64); u += 4) {
+    const int rg = u % (BQ / 16), dh = u / (BQ / 16);
+    float acc[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+#pragma unroll
+    for (int j = 0; j < BKV / 16; ++j) {
+      uint32_t a[4];
+      ldsm_x4_t(a, sdS + (j * 16 + r8 + 8 * (lane >> 4)) * SDS + rg * 16 + 8 * ((lane >> 3) & 1));
+#pragma unroll
+      for (int dp = 0; dp < 4; ++dp) {
+        uint32_t kb[4];
+        ldsm_x4_t(kb, sK + (j * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + dh * 64 + dp * 16 + 8 * (lane >> 4));
+        mma_bf16(acc[2 * dp], a, kb[0], kb[1]);
+        mma_bf16(acc[2 * dp + 1], a, kb[2], kb[3]);
+      }
+    }
+    const int t0 = q0 + rg * 16 + gid;
+    float* dqa = p.dq_acc + ((size_t(b) * H + h) * T) * D + dh * 64 + 2 * tig;
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      if (t0 < T) atomic_add2(dqa + size_t(t0) * D + nt * 8, acc[nt][0], acc[nt][1]);
+      if (t0 + 8 < T) atomic_add2(dqa + size_t(t0 + 8) * D + nt * 8, acc[nt][2], acc[nt][3]);
+    }
+  }
+}
+
+template <int D, int BQ, bool ATOMIC_DQ>
 __global__ void __launch_bounds__(128) swa_bwd_tc_kernel(BwdParams p) {
   using C = BwdCfg<D, BQ>;
   constexpr int BKV = C::BKV, SD = C::SD, SDS = C::SDS, NT = C::NT;
@@ -734,39 +778,7 @@ __global__ void __launch_bounds__(128) swa_bwd_tc_kernel(BwdParams p) {
         }
       }
     }
-    // dS^T (bf16, zeros for an inactive warp) to shared memory, keys as rows.
-#pragma unroll
-    for (int nt = 0; nt < NQ8; ++nt) {
-      *reinterpret_cast<uint32_t*>(sdS + (w * 16 + gid) * SDS + nt * 8 + 2 * tig) = pack_bf16(dpt[nt][0], dpt[nt][1]);
-      *reinterpret_cast<uint32_t*>(sdS + (w * 16 + gid + 8) * SDS + nt * 8 + 2 * tig) = pack_bf16(dpt[nt][2], dpt[nt][3]);
-    }
-    __syncthreads();
-    // dQ_tile = dS K, units of 16 query rows x 64 dims, added into dq_acc (unscaled; the convert pass scales).
-    for (int u = w; u < (BQ / 16) * (D / 64); u += 4) {
-      const int rg = u % (BQ / 16), dh = u / (BQ / 16);
-      float acc[8][4];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
-#pragma unroll
-      for (int j = 0; j < BKV / 16; ++j) {
-        uint32_t a[4];
-        ldsm_x4_t(a, sdS + (j * 16 + r8 + 8 * (lane >> 4)) * SDS + rg * 16 + 8 * ((lane >> 3) & 1));
-#pragma unroll
-        for (int dp = 0; dp < 4; ++dp) {
-          uint32_t kb[4];
-          ldsm_x4_t(kb, sK + (j * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + dh * 64 + dp * 16 + 8 * (lane >> 4));
-          mma_bf16(acc[2 * dp], a, kb[0], kb[1]);
-          mma_bf16(acc[2 * dp + 1], a, kb[2], kb[3]);
-        }
-      }
-      const int t0 = q0 + rg * 16 + gid;
-      float* dqa = p.dq_acc + ((size_t(b) * H + h) * T) * D + dh * 64 + 2 * tig;
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        if (t0 < T) atomic_add2(dqa + size_t(t0) * D + nt * 8, acc[nt][0], acc[nt][1]);
-        if (t0 + 8 < T) atomic_add2(dqa + size_t(t0 + 8) * D + nt * 8, acc[nt][2], acc[nt][3]);
-      }
-    }
+    if constexpr (ATOMIC_DQ) dq_through_atomics<D, BQ>(p, dpt, sdS, sK, w, lane, b, h, q0);
     __syncthreads();  // buffers of this iteration and sdS free for reuse
   }
 
@@ -804,6 +816,152 @@ __global__ void __launch_bounds__(128) swa_bwd_tc_kernel(BwdParams p) {
   }
 }
 
+// Version 4 dQ: no atomics. A block of 4 warps owns 64 queries of one (b, h) (16 rows a warp, as the
+// forward) and visits the key tiles of their band, recomputing S = Q K^T, P = exp2(S sl2 - lse2),
+// dP = dO V^T, dS = P (dP - Di) and accumulating dQ += dS K in registers.
+template <int D>
+struct DqCfg {
+  static constexpr int BQ = 64, BK = 64, SD = D + 8, NT = 128;
+  static constexpr size_t smem = size_t(2 * BQ + 4 * BK) * SD * sizeof(bf16);  // Q, dO + 2 stages of K and V
+};
+
+template <int D>
+__global__ void __launch_bounds__(128) swa_bwd_dq_tc_kernel(BwdParams p) {
+  using C = DqCfg<D>;
+  constexpr int BQ = C::BQ, BK = C::BK, SD = C::SD, NT = C::NT;
+  constexpr int KD = D / 16, NK8 = BK / 8, ND8 = D / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sdO = sQ + BQ * SD;
+  bf16* sK = sdO + BQ * SD;     // [2][BK][SD]
+  bf16* sV = sK + 2 * BK * SD;  // [2][BK][SD]
+
+  const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3, r8 = lane & 7;
+  const int T = p.T, W = p.W;
+  const int nqt = (T + BQ - 1) / BQ;
+  const int qt = nqt - 1 - int(blockIdx.x);
+  const int h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.G);
+  const int q0 = qt * BQ, qlast = min(T - 1, q0 + BQ - 1);
+  const int kt0 = max(0, q0 - W + 1) / BK, kt1 = qlast / BK, ntiles = kt1 - kt0 + 1;
+  const bf16* kg = p.k + (size_t(b) * p.G + g) * T * D;
+  const bf16* vg = p.v + (size_t(b) * p.G + g) * T * D;
+  const size_t HD = size_t(p.H) * D;
+
+  load_tile<D, BQ, SD, NT>(sQ, p.q + (size_t(b) * p.H + h) * T * D, D, q0, T);
+  load_tile<D, BQ, SD, NT>(sdO, p.dout + size_t(b) * T * HD + size_t(h) * D, HD, q0, T);
+  load_tile<D, BK, SD, NT>(sK, kg, D, kt0 * BK, T);
+  load_tile<D, BK, SD, NT>(sV, vg, D, kt0 * BK, T);
+  cp_async_commit();
+
+  const int wr0 = q0 + w * 16;
+  const float sl2 = p.scale * kLog2e;
+  float lse2[2], Di[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = wr0 + gid + 8 * r;
+    const size_t so = (size_t(b) * p.H + h) * T + (t < T ? t : 0);
+    lse2[r] = t < T ? p.lse[so] * kLog2e : 0.f;
+    Di[r] = t < T ? p.Di[so] : 0.f;
+  }
+  uint32_t qf[KD][4];
+  float acc[ND8][4];
+#pragma unroll
+  for (int i = 0; i < ND8; ++i) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+
+  for (int it = 0; it < ntiles; ++it) {
+    const int buf = it & 1;
+    if (it + 1 < ntiles) {
+      load_tile<D, BK, SD, NT>(sK + (buf ^ 1) * BK * SD, kg, D, (kt0 + it + 1) * BK, T);
+      load_tile<D, BK, SD, NT>(sV + (buf ^ 1) * BK * SD, vg, D, (kt0 + it + 1) * BK, T);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (it == 0) {
+#pragma unroll
+      for (int kk = 0; kk < KD; ++kk) ldsm_x4(qf[kk], sQ + (w * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + kk * 16 + 8 * (lane >> 4));
+    }
+    const int k0 = (kt0 + it) * BK;
+    const bool active = wr0 < T && k0 <= wr0 + 15 && k0 + BK - 1 >= wr0 - W + 1;
+    if (active) {
+      const bf16* sKb = sK + buf * BK * SD;
+      const bf16* sVb = sV + buf * BK * SD;
+      float s[NK8][4], dp[NK8][4];
+#pragma unroll
+      for (int i = 0; i < NK8; ++i)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[i][e] = dp[i][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < KD; ++kk) {
+        uint32_t oa[4];
+        ldsm_x4(oa, sdO + (w * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + kk * 16 + 8 * (lane >> 4));
+#pragma unroll
+        for (int np = 0; np < BK / 16; ++np) {
+          uint32_t kb[4], vb[4];
+          ldsm_x4(kb, sKb + (np * 16 + r8 + 8 * (lane >> 4)) * SD + kk * 16 + 8 * ((lane >> 3) & 1));
+          mma_bf16(s[2 * np], qf[kk], kb[0], kb[1]);
+          mma_bf16(s[2 * np + 1], qf[kk], kb[2], kb[3]);
+          ldsm_x4(vb, sVb + (np * 16 + r8 + 8 * (lane >> 4)) * SD + kk * 16 + 8 * ((lane >> 3) & 1));
+          mma_bf16(dp[2 * np], oa, vb[0], vb[1]);
+          mma_bf16(dp[2 * np + 1], oa, vb[2], vb[3]);
+        }
+      }
+      const bool need_mask = k0 + BK - 1 > wr0 || k0 < wr0 + 15 - W + 1 || k0 + BK > T;
+#pragma unroll
+      for (int nt = 0; nt < NK8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float pe = ex2_approx(fmaf(s[nt][e], sl2, -lse2[e >> 1]));
+          if (need_mask) {
+            const int row = wr0 + gid + 8 * (e >> 1), key = k0 + nt * 8 + 2 * tig + (e & 1);
+            if (!(key <= row && key > row - W && key < T && row < T)) pe = 0.f;
+          }
+          s[nt][e] = pe * (dp[nt][e] - Di[e >> 1]);  // dS
+        }
+      // dQ += dS K
+#pragma unroll
+      for (int j = 0; j < BK / 16; ++j) {
+        const uint32_t da[4] = {pack_bf16(s[2 * j][0], s[2 * j][1]), pack_bf16(s[2 * j][2], s[2 * j][3]),
+                                pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]), pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+        for (int dp2 = 0; dp2 < D / 16; ++dp2) {
+          uint32_t kb[4];
+          ldsm_x4_t(kb, sKb + (j * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + dp2 * 16 + 8 * (lane >> 4));
+          mma_bf16(acc[2 * dp2], da, kb[0], kb[1]);
+          mma_bf16(acc[2 * dp2 + 1], da, kb[2], kb[3]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // Epilogue: dq = scale * acc (+ dq) through this warp's own rows of sQ.
+  bf16* sO = sQ + w * 16 * SD;
+#pragma unroll
+  for (int nt = 0; nt < ND8; ++nt) {
+    *reinterpret_cast<uint32_t*>(sO + gid * SD + nt * 8 + 2 * tig) = pack_bf16(acc[nt][0] * p.scale, acc[nt][1] * p.scale);
+    *reinterpret_cast<uint32_t*>(sO + (gid + 8) * SD + nt * 8 + 2 * tig) =
+        pack_bf16(acc[nt][2] * p.scale, acc[nt][3] * p.scale);
+  }
+  __syncwarp();
+  for (int c = lane; c < 16 * (D / 8); c += 32) {
+    const int r = c / (D / 8), ch = c % (D / 8), t = wr0 + r;
+    if (t >= T) continue;
+    const size_t off = ((size_t(b) * p.H + h) * T + t) * D + ch * 8;
+    uint4 nq = *reinterpret_cast<const uint4*>(sO + r * SD + ch * 8);
+    if (p.accumulate) {
+      float a[8], x[8];
+      unpack8(*reinterpret_cast<const uint4*>(p.dq + off), a);
+      unpack8(nq, x);
+      for (int i = 0; i < 8; ++i) a[i] += x[i];
+      nq = pack8(a);
+    }
+    *reinterpret_cast<uint4*>(p.dq + off) = nq;
+  }
+}
+
 // dq = scale * dq_acc (+ dq when accumulating), 8 elements a thread.
 __global__ void swa_dq_convert_kernel(BwdParams p, size_t n8) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n8; i += size_t(gridDim.x) * blockDim.x) {
@@ -823,7 +981,7 @@ __global__ void swa_dq_convert_kernel(BwdParams p, size_t n8) {
 // =================================================================================================
 // Launchers
 // =================================================================================================
-constexpr int kNumVersions = 3;
+constexpr int kNumVersions = 4;
 
 template <typename K>
 static void allow_smem(K kernel, size_t bytes) {
@@ -851,6 +1009,7 @@ static void run_fwd_d(int version, const FwdParams& p) {
     }
     case 2: launch_fwd_tc<D, 4>(p); break;
     case 3: launch_fwd_tc<D, 8>(p); break;
+    case 4: launch_fwd_tc<D, 4>(p); break;
     default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
   }
 }
@@ -858,14 +1017,28 @@ static void run_fwd_d(int version, const FwdParams& p) {
 template <int D, int BQ>
 static void launch_bwd_tc(const BwdParams& p) {
   using C = BwdCfg<D, BQ>;
-  static bool once = (allow_smem(swa_bwd_tc_kernel<D, BQ>, C::smem), true);
+  static bool once = (allow_smem(swa_bwd_tc_kernel<D, BQ, true>, C::smem), true);
   (void)once;
   const size_t n = size_t(p.B) * p.H * p.T * D;
   CUDA_CHECK(cudaMemsetAsync(p.dq_acc, 0, n * sizeof(float)));
   const dim3 grid((p.T + C::BKV - 1) / C::BKV, p.G, p.B);
-  swa_bwd_tc_kernel<D, BQ><<<grid, C::NT, C::smem>>>(p);
+  swa_bwd_tc_kernel<D, BQ, true><<<grid, C::NT, C::smem>>>(p);
   CUDA_CHECK_LAUNCH();
   swa_dq_convert_kernel<<<unsigned(std::min<size_t>((n / 8 + 255) / 256, 132 * 16)), 256>>>(p, n / 8);
+  CUDA_CHECK_LAUNCH();
+}
+
+// Version 4: dK/dV blocks without the dQ phase, then the dQ kernel (no atomics, no fp32 buffer).
+template <int D>
+static void launch_bwd_split(const BwdParams& p) {
+  using C = BwdCfg<D, 64>;
+  using Q = DqCfg<D>;
+  static bool once = (allow_smem(swa_bwd_tc_kernel<D, 64, false>, C::smem),
+                      allow_smem(swa_bwd_dq_tc_kernel<D>, Q::smem), true);
+  (void)once;
+  swa_bwd_tc_kernel<D, 64, false><<<dim3((p.T + C::BKV - 1) / C::BKV, p.G, p.B), C::NT, C::smem>>>(p);
+  CUDA_CHECK_LAUNCH();
+  swa_bwd_dq_tc_kernel<D><<<dim3((p.T + Q::BQ - 1) / Q::BQ, p.H, p.B), Q::NT, Q::smem>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -883,6 +1056,7 @@ static void run_bwd_d(int version, const BwdParams& p) {
       break;
     case 2: launch_bwd_tc<D, 64>(p); break;
     case 3: launch_bwd_tc<D, 32>(p); break;
+    case 4: launch_bwd_split<D>(p); break;
     default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
   }
 }
