@@ -36,6 +36,9 @@
 //      more warps to hide latency). Backward: as 4 with 8 warps and 128 keys a dK/dV block (each Q/dO
 //      tile feeds twice the keys).
 //   6  forward: 8 warps, 32-key tiles. Backward as 4.
+//   7  forward: 4 warps of 32 query rows each (two m16 row blocks share every K / V fragment read from
+//      shared memory), 32-key tiles, Q read from shared memory. Backward as 2.
+//   8  as 7 with 8 warps (256 queries a block). Backward as 2.
 //
 // Checks: against a double-precision CPU reference (the backward reference is first checked against
 // central finite differences on a tiny shape), relative L2 error ||got - ref|| / ||ref||:
@@ -578,6 +581,186 @@ __global__ void __launch_bounds__(NW * 32, MINB) swa_fwd_tc_kernel(FwdParams p) 
   }
 }
 
+// Version 7 forward: each warp owns MT x 16 query rows, so every K / V fragment read from shared memory
+// feeds MT matrix products (v2 reads one ldmatrix per two mma; here MT = 2 with 32-key tiles gives one
+// per 2.7). Q is read from shared memory at each tile (registers go to the two row blocks' O).
+template <int D, int NW, int MT, int BK>
+struct FwdMtCfg {
+  static constexpr int BQ = 16 * MT * NW, SD = D + 8, NT = NW * 32;
+  static constexpr size_t smem = size_t(BQ + 4 * BK) * SD * sizeof(bf16);
+};
+
+template <int D, int NW, int MT, int BK>
+__global__ void __launch_bounds__(NW * 32, 1) swa_fwd_mt_kernel(FwdParams p) {
+  using C = FwdMtCfg<D, NW, MT, BK>;
+  constexpr int BQ = C::BQ, SD = C::SD, NT = C::NT;
+  constexpr int KD = D / 16, NK8 = BK / 8, ND8 = D / 8, WR = 16 * MT;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smem_raw);
+  bf16* sK = sQ + BQ * SD;
+  bf16* sV = sK + 2 * BK * SD;
+
+  const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3, r8 = lane & 7;
+  const int T = p.T, W = p.W;
+  const int nqt = (T + BQ - 1) / BQ;
+  const int qt = nqt - 1 - int(blockIdx.x);
+  const int h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.G);
+  const int q0 = qt * BQ, qlast = min(T - 1, q0 + BQ - 1);
+  const int kt0 = max(0, q0 - W + 1) / BK, kt1 = qlast / BK, ntiles = kt1 - kt0 + 1;
+  const bf16* kg = p.k + (size_t(b) * p.G + g) * T * D;
+  const bf16* vg = p.v + (size_t(b) * p.G + g) * T * D;
+
+  load_tile<D, BQ, SD, NT>(sQ, p.q + (size_t(b) * p.H + h) * T * D, D, q0, T);
+  load_tile<D, BK, SD, NT>(sK, kg, D, kt0 * BK, T);
+  load_tile<D, BK, SD, NT>(sV, vg, D, kt0 * BK, T);
+  cp_async_commit();
+
+  const int wr0 = q0 + w * WR;
+  const bf16* sQw = sQ + w * WR * SD;
+  const float sl2 = p.scale * kLog2e;
+  float o[MT][ND8][4];
+  float m[MT][2], l[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int i = 0; i < ND8; ++i) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.f;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.f;
+  }
+
+  for (int it = 0; it < ntiles; ++it) {
+    const int buf = it & 1;
+    if (it + 1 < ntiles) {
+      load_tile<D, BK, SD, NT>(sK + (buf ^ 1) * BK * SD, kg, D, (kt0 + it + 1) * BK, T);
+      load_tile<D, BK, SD, NT>(sV + (buf ^ 1) * BK * SD, vg, D, (kt0 + it + 1) * BK, T);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const int k0 = (kt0 + it) * BK;
+    const bool active = wr0 < T && k0 <= wr0 + WR - 1 && k0 + BK - 1 >= wr0 - W + 1;
+    if (active) {
+      const bf16* sKb = sK + buf * BK * SD;
+      const bf16* sVb = sV + buf * BK * SD;
+      float s[MT][NK8][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int i = 0; i < NK8; ++i) s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < KD; ++kk) {
+        uint32_t qa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+          ldsm_x4(qa[mt], sQw + (mt * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + kk * 16 + 8 * (lane >> 4));
+#pragma unroll
+        for (int np = 0; np < BK / 16; ++np) {
+          uint32_t kb[4];
+          ldsm_x4(kb, sKb + (np * 16 + r8 + 8 * (lane >> 4)) * SD + kk * 16 + 8 * ((lane >> 3) & 1));
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma_bf16(s[mt][2 * np], qa[mt], kb[0], kb[1]);
+            mma_bf16(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
+          }
+        }
+      }
+      const bool need_mask = k0 + BK - 1 > wr0 || k0 < wr0 + WR - 1 - W + 1 || k0 + BK > T;
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        if (need_mask) {
+#pragma unroll
+          for (int nt = 0; nt < NK8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int row = wr0 + mt * 16 + gid + 8 * (e >> 1), key = k0 + nt * 8 + 2 * tig + (e & 1);
+              if (!(key <= row && key > row - W && key < T)) s[mt][nt][e] = -INFINITY;
+            }
+        }
+        float mu[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int nt = 0; nt < NK8; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * r], s[mt][nt][2 * r + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float mnew = fmaxf(m[mt][r], mx);
+          mu[r] = mnew == -INFINITY ? 0.f : mnew;
+          const float corr = ex2_approx((m[mt][r] - mu[r]) * sl2);
+          m[mt][r] = mnew;
+          l[mt][r] *= corr;
+#pragma unroll
+          for (int i = 0; i < ND8; ++i) o[mt][i][2 * r] *= corr, o[mt][i][2 * r + 1] *= corr;
+        }
+#pragma unroll
+        for (int nt = 0; nt < NK8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float pe = ex2_approx(fmaf(s[mt][nt][e], sl2, -mu[e >> 1] * sl2));
+            s[mt][nt][e] = pe;
+            l[mt][e >> 1] += pe;
+          }
+      }
+#pragma unroll
+      for (int j = 0; j < BK / 16; ++j) {
+        uint32_t pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          pa[mt][0] = pack_bf16(s[mt][2 * j][0], s[mt][2 * j][1]);
+          pa[mt][1] = pack_bf16(s[mt][2 * j][2], s[mt][2 * j][3]);
+          pa[mt][2] = pack_bf16(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
+          pa[mt][3] = pack_bf16(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
+        }
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t vb[4];
+          ldsm_x4_t(vb, sVb + (j * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + dp * 16 + 8 * (lane >> 4));
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma_bf16(o[mt][2 * dp], pa[mt], vb[0], vb[1]);
+            mma_bf16(o[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // Epilogue through this warp's own rows of sQ (only this warp reads them).
+  bf16* sO = sQ + w * WR * SD;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 1);
+      l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 2);
+    }
+    const float inv0 = 1.f / l[mt][0], inv1 = 1.f / l[mt][1];
+#pragma unroll
+    for (int nt = 0; nt < ND8; ++nt) {
+      *reinterpret_cast<uint32_t*>(sO + (mt * 16 + gid) * SD + nt * 8 + 2 * tig) =
+          pack_bf16(o[mt][nt][0] * inv0, o[mt][nt][1] * inv0);
+      *reinterpret_cast<uint32_t*>(sO + (mt * 16 + gid + 8) * SD + nt * 8 + 2 * tig) =
+          pack_bf16(o[mt][nt][2] * inv1, o[mt][nt][3] * inv1);
+    }
+    if (tig == 0) {
+      float* lse = p.lse + (size_t(b) * p.H + h) * T;
+      const int t = wr0 + mt * 16 + gid;
+      if (t < T) lse[t] = m[mt][0] * p.scale + logf(l[mt][0]);
+      if (t + 8 < T) lse[t + 8] = m[mt][1] * p.scale + logf(l[mt][1]);
+    }
+  }
+  __syncwarp();
+  for (int c = lane; c < WR * (D / 8); c += 32) {
+    const int r = c / (D / 8), ch = c % (D / 8), t = wr0 + r;
+    if (t < T)
+      *reinterpret_cast<uint4*>(p.out + (size_t(b) * T + t) * p.H * D + size_t(h) * D + ch * 8) =
+          *reinterpret_cast<const uint4*>(sO + r * SD + ch * 8);
+  }
+}
+
 // =================================================================================================
 // Versions 2-3 backward: FlashAttention-2 over the band, a block per 64 keys of one (b, kv head).
 // Warp w owns keys k0 + 16w .. +15 and works on transposed tiles (keys as rows), so that P^T and dS^T
@@ -986,7 +1169,7 @@ __global__ void swa_dq_convert_kernel(BwdParams p, size_t n8) {
 // =================================================================================================
 // Launchers
 // =================================================================================================
-constexpr int kNumVersions = 6;
+constexpr int kNumVersions = 8;
 
 template <typename K>
 static void allow_smem(K kernel, size_t bytes) {
@@ -1000,6 +1183,16 @@ static void launch_fwd_tc(const FwdParams& p) {
   (void)once;
   const dim3 grid((p.T + C::BQ - 1) / C::BQ, p.H, p.B);
   swa_fwd_tc_kernel<D, NW, BK, MINB><<<grid, C::NT, C::smem>>>(p);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <int D, int NW, int MT, int BK>
+static void launch_fwd_mt(const FwdParams& p) {
+  using C = FwdMtCfg<D, NW, MT, BK>;
+  static bool once = (allow_smem(swa_fwd_mt_kernel<D, NW, MT, BK>, C::smem), true);
+  (void)once;
+  const dim3 grid((p.T + C::BQ - 1) / C::BQ, p.H, p.B);
+  swa_fwd_mt_kernel<D, NW, MT, BK><<<grid, C::NT, C::smem>>>(p);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -1017,6 +1210,8 @@ static void run_fwd_d(int version, const FwdParams& p) {
     case 4: launch_fwd_tc<D, 4>(p); break;
     case 5: launch_fwd_tc<D, 4, 32, 3>(p); break;
     case 6: launch_fwd_tc<D, 8, 32>(p); break;
+    case 7: launch_fwd_mt<D, 4, 2, 32>(p); break;
+    case 8: launch_fwd_mt<D, 8, 2, 32>(p); break;
     default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
   }
 }
@@ -1075,6 +1270,8 @@ static void run_bwd_d(int version, const BwdParams& p) {
     case 4: launch_bwd_split<D>(p); break;
     case 5: launch_bwd_split<D, 8>(p); break;
     case 6: launch_bwd_split<D>(p); break;
+    case 7: launch_bwd_tc<D, 64>(p); break;
+    case 8: launch_bwd_tc<D, 64>(p); break;
     default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
   }
 }
