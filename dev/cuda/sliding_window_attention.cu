@@ -39,6 +39,8 @@
 //   7  forward: 4 warps of 32 query rows each (two m16 row blocks share every K / V fragment read from
 //      shared memory), 32-key tiles, Q read from shared memory. Backward as 2.
 //   8  as 7 with 8 warps (256 queries a block). Backward as 2.
+//   9  forward as 2. Backward as 2 with 8 warps and 128 keys a block: half the dQ atomics.
+//  10  forward as 2. Backward as 9 with 32-query tiles.
 //
 // Checks: against a double-precision CPU reference (the backward reference is first checked against
 // central finite differences on a tiny shape), relative L2 error ||got - ref|| / ||ref||:
@@ -1169,7 +1171,7 @@ __global__ void swa_dq_convert_kernel(BwdParams p, size_t n8) {
 // =================================================================================================
 // Launchers
 // =================================================================================================
-constexpr int kNumVersions = 8;
+constexpr int kNumVersions = 10;
 
 template <typename K>
 static void allow_smem(K kernel, size_t bytes) {
@@ -1212,19 +1214,21 @@ static void run_fwd_d(int version, const FwdParams& p) {
     case 6: launch_fwd_tc<D, 8, 32>(p); break;
     case 7: launch_fwd_mt<D, 4, 2, 32>(p); break;
     case 8: launch_fwd_mt<D, 8, 2, 32>(p); break;
+    case 9: launch_fwd_tc<D, 4>(p); break;
+    case 10: launch_fwd_tc<D, 4>(p); break;
     default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
   }
 }
 
-template <int D, int BQ>
+template <int D, int BQ, int NW = 4>
 static void launch_bwd_tc(const BwdParams& p) {
-  using C = BwdCfg<D, BQ>;
-  static bool once = (allow_smem(swa_bwd_tc_kernel<D, BQ, true>, C::smem), true);
+  using C = BwdCfg<D, BQ, NW>;
+  static bool once = (allow_smem(swa_bwd_tc_kernel<D, BQ, true, NW>, C::smem), true);
   (void)once;
   const size_t n = size_t(p.B) * p.H * p.T * D;
   CUDA_CHECK(cudaMemsetAsync(p.dq_acc, 0, n * sizeof(float)));
   const dim3 grid((p.T + C::BKV - 1) / C::BKV, p.G, p.B);
-  swa_bwd_tc_kernel<D, BQ, true><<<grid, C::NT, C::smem>>>(p);
+  swa_bwd_tc_kernel<D, BQ, true, NW><<<grid, C::NT, C::smem>>>(p);
   CUDA_CHECK_LAUNCH();
   swa_dq_convert_kernel<<<unsigned(std::min<size_t>((n / 8 + 255) / 256, 132 * 16)), 256>>>(p, n / 8);
   CUDA_CHECK_LAUNCH();
@@ -1272,6 +1276,8 @@ static void run_bwd_d(int version, const BwdParams& p) {
     case 6: launch_bwd_split<D>(p); break;
     case 7: launch_bwd_tc<D, 64>(p); break;
     case 8: launch_bwd_tc<D, 64>(p); break;
+    case 9: launch_bwd_tc<D, 64, 8>(p); break;
+    case 10: launch_bwd_tc<D, 32, 8>(p); break;
     default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
   }
 }
