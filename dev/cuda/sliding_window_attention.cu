@@ -1318,9 +1318,23 @@ static bool check_case(int version, const CheckCase& c) {
   // q, k in [-2, 2]: scaled scores with a standard deviation ~1.3, so the softmax is neither flat nor one-hot.
   const auto q = host_random_bf(nq, rng, -2.f, 2.f), k = host_random_bf(nkv, rng, -2.f, 2.f),
              v = host_random_bf(nkv, rng, -1.f, 1.f), dout = host_random_bf(nq, rng, -1.f, 1.f);
-  std::vector<double> out_ref, lse_ref, dq_ref, dk_ref, dv_ref;
-  ref_forward(s, to_double(q), to_double(k), to_double(v), out_ref, lse_ref);
-  ref_backward(s, to_double(q), to_double(k), to_double(v), to_double(dout), dq_ref, dk_ref, dv_ref);
+  // The reference of each case is computed once and kept for the other versions.
+  struct Ref {
+    std::vector<double> out, lse, dq, dk, dv;
+  };
+  static std::vector<std::pair<const CheckCase*, Ref>> cache;
+  const Ref* cached = nullptr;
+  for (const auto& e : cache)
+    if (e.first == &c) cached = &e.second;
+  if (!cached) {
+    Ref r;
+    ref_forward(s, to_double(q), to_double(k), to_double(v), r.out, r.lse);
+    ref_backward(s, to_double(q), to_double(k), to_double(v), to_double(dout), r.dq, r.dk, r.dv);
+    cache.emplace_back(&c, std::move(r));
+    cached = &cache.back().second;
+  }
+  const std::vector<double>&out_ref = cached->out, &lse_ref = cached->lse;
+  std::vector<double> dq_ref = cached->dq, dk_ref = cached->dk, dv_ref = cached->dv;
 
   bf16 *q_d = device_upload_bf(q), *k_d = device_upload_bf(k), *v_d = device_upload_bf(v),
        *dout_d = device_upload_bf(dout);
@@ -1376,7 +1390,7 @@ static bool check_case(int version, const CheckCase& c) {
 static unsigned check_all(int only) {
   // Odd shapes: T not a multiple of any tile, W below / above / not a multiple of the tiles, W > T,
   // full causal, W = 1, GQA (H/G = 3 and 2), MQA, B = 2, head dims 128 and 64, accumulation.
-  const CheckCase cases[] = {
+  static const CheckCase cases[] = {
       {{2, 333, 6, 2, 128, 100}, false, "B2 T333 H6 G2 D128 W100"},
       {{1, 333, 6, 3, 128, 40}, true, "B1 T333 H6 G3 D128 W40 accumulate"},
       {{2, 200, 4, 4, 128, 500}, false, "B2 T200 H4 G4 D128 W500 (W>T)"},
