@@ -84,7 +84,9 @@ struct BwdParams {
 // =================================================================================================
 static inline size_t q_index(const Shape& s, int b, int h, int t) { return ((size_t(b) * s.H + h) * s.T + t) * s.D; }
 static inline size_t kv_index(const Shape& s, int b, int g, int t) { return ((size_t(b) * s.G + g) * s.T + t) * s.D; }
-static inline size_t o_index(const Shape& s, int b, int t, int h) { return (size_t(b) * s.T + t) * s.H * s.D + size_t(h) * s.D; }
+static inline size_t o_index(const Shape& s, int b, int t, int h) {
+  return (size_t(b) * s.T + t) * s.H * s.D + size_t(h) * s.D;
+}
 
 // Probabilities of query t (visible keys lo..t) in double; returns lse.
 static double ref_probs(const Shape& s, const double* q, const double* k, const double* v, int b, int h, int t,
@@ -171,8 +173,8 @@ static bool check_reference_backward() {
     for (auto& e : x) e = rng.uniform(-1.5f, 1.5f);
     return x;
   };
-  std::vector<double> q = rnd(size_t(s.B) * s.H * s.T * s.D), k = rnd(size_t(s.B) * s.G * s.T * s.D),
-                      v = rnd(k.size()), dout = rnd(q.size());
+  std::vector<double> q = rnd(size_t(s.B) * s.H * s.T * s.D), k = rnd(size_t(s.B) * s.G * s.T * s.D), v = rnd(k.size()),
+                      dout = rnd(q.size());
   std::vector<double> dq, dk, dv, out, lse;
   ref_backward(s, q, k, v, dout, dq, dk, dv);
   auto loss = [&]() {
@@ -341,7 +343,8 @@ __global__ void swa_bwd_dkdv_v1_kernel(BwdParams p) {
 #pragma unroll
   for (int e = 0; e < E; ++e) {
     float rk = dk[e] * p.scale, rv = dv[e];
-    if (p.accumulate) rk += __bfloat162float(p.dk[ko + lane + 32 * e]), rv += __bfloat162float(p.dv[ko + lane + 32 * e]);
+    if (p.accumulate)
+      rk += __bfloat162float(p.dk[ko + lane + 32 * e]), rv += __bfloat162float(p.dv[ko + lane + 32 * e]);
     p.dk[ko + lane + 32 * e] = __float2bfloat16(rk);
     p.dv[ko + lane + 32 * e] = __float2bfloat16(rv);
   }
@@ -372,7 +375,9 @@ __global__ void swa_bwd_dkdv_v1_kernel(BwdParams p) {
 // Shared-memory rows are padded by 16 bytes (D + 8 elements): 8 rows read by one ldmatrix then start in
 // 8 different 16-byte bank groups, so ldmatrix is conflict-free without a swizzle.
 // =================================================================================================
-__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 
 // 16-byte async copy; !valid zero-fills the destination (rows past T must be finite zeros).
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
@@ -482,7 +487,8 @@ __global__ void __launch_bounds__(NW * 32, MINB) swa_fwd_tc_kernel(FwdParams p) 
     __syncthreads();
     if (it == 0) {
 #pragma unroll
-      for (int kk = 0; kk < KD; ++kk) ldsm_x4(qf[kk], sQ + (w * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + kk * 16 + 8 * (lane >> 4));
+      for (int kk = 0; kk < KD; ++kk)
+        ldsm_x4(qf[kk], sQ + (w * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + kk * 16 + 8 * (lane >> 4));
     }
     const int k0 = (kt0 + it) * BK;
     // Does the tile meet this warp's rows' bands at all (rows past T never do useful work)?
@@ -524,7 +530,7 @@ __global__ void __launch_bounds__(NW * 32, MINB) swa_fwd_tc_kernel(FwdParams p) 
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float mnew = fmaxf(m[r], mx);
-        mu[r] = mnew == -INFINITY ? 0.f : mnew;  // a row with no visible key yet: weights 0, not NaN
+        mu[r] = mnew == -INFINITY ? 0.f : mnew;               // a row with no visible key yet: weights 0, not NaN
         const float corr = ex2_approx((m[r] - mu[r]) * sl2);  // m = -inf -> 0
         m[r] = mnew;
         l[r] *= corr;
@@ -539,11 +545,12 @@ __global__ void __launch_bounds__(NW * 32, MINB) swa_fwd_tc_kernel(FwdParams p) 
           s[nt][e] = pe;
           l[e >> 1] += pe;
         }
-      // O += P V
+        // O += P V
 #pragma unroll
       for (int j = 0; j < BK / 16; ++j) {
         const uint32_t pa[4] = {pack_bf16(s[2 * j][0], s[2 * j][1]), pack_bf16(s[2 * j][2], s[2 * j][3]),
-                                pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]), pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
+                                pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]),
+                                pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
 #pragma unroll
         for (int dp = 0; dp < D / 16; ++dp) {
           uint32_t vb[4];
@@ -774,8 +781,7 @@ __global__ void __launch_bounds__(NW * 32, 1) swa_fwd_mt_kernel(FwdParams p) {
 template <int D, int BQ, int NW_ = 4>
 struct BwdCfg {
   static constexpr int NW = NW_, BKV = 16 * NW, NT = 32 * NW, SD = D + 8, SDS = BQ + 8;
-  static constexpr size_t smem =
-      size_t(2 * BKV * SD + 4 * BQ * SD + BKV * SDS) * sizeof(bf16) + 4 * BQ * sizeof(float);
+  static constexpr size_t smem = size_t(2 * BKV * SD + 4 * BQ * SD + BKV * SDS) * sizeof(bf16) + 4 * BQ * sizeof(float);
 };
 
 __device__ __forceinline__ void atomic_add2(float* p, float a, float b) {
@@ -792,7 +798,7 @@ __device__ __forceinline__ void atomic_add2(float* p, float a, float b) {
 // and add them into the fp32 dq_acc (unscaled: the convert pass scales).
 template <int D, int BQ, int NW, int NQ8 = BQ / 8>
 __device__ __forceinline__ void dq_through_atomics(const BwdParams& p, const float (&dpt)[NQ8][4], bf16* sdS,
-                                                 const bf16* sK, int w, int lane, int b, int h, int q0) {
+                                                   const bf16* sK, int w, int lane, int b, int h, int q0) {
   constexpr int BKV = BwdCfg<D, BQ, NW>::BKV, SD = BwdCfg<D, BQ, NW>::SD, SDS = BwdCfg<D, BQ, NW>::SDS;
   const int gid = lane >> 2, tig = lane & 3, r8 = lane & 7, T = p.T, H = p.H;
 #pragma unroll
@@ -836,11 +842,11 @@ __global__ void __launch_bounds__(NW * 32) swa_bwd_tc_kernel(BwdParams p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sK = reinterpret_cast<bf16*>(smem_raw);
   bf16* sV = sK + BKV * SD;
-  bf16* sQ = sV + BKV * SD;     // [2][BQ][SD]
-  bf16* sdO = sQ + 2 * BQ * SD;  // [2][BQ][SD]
-  bf16* sdS = sdO + 2 * BQ * SD;  // [BKV][SDS]: dS^T, keys as rows
+  bf16* sQ = sV + BKV * SD;                               // [2][BQ][SD]
+  bf16* sdO = sQ + 2 * BQ * SD;                           // [2][BQ][SD]
+  bf16* sdS = sdO + 2 * BQ * SD;                          // [BKV][SDS]: dS^T, keys as rows
   float* sL = reinterpret_cast<float*>(sdS + BKV * SDS);  // [2][BQ] lse
-  float* sDi = sL + 2 * BQ;                                // [2][BQ] Di
+  float* sDi = sL + 2 * BQ;                               // [2][BQ] Di
 
   const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3, r8 = lane & 7;
   const int T = p.T, W = p.W, H = p.H, qpk = p.H / p.G;
@@ -921,7 +927,7 @@ __global__ void __launch_bounds__(NW * 32) swa_bwd_tc_kernel(BwdParams p) {
           }
           st[nt][e] = pe;
         }
-      // dV += P^T dO
+        // dV += P^T dO
 #pragma unroll
       for (int j = 0; j < BQ / 16; ++j) {
         const uint32_t pa[4] = {pack_bf16(st[2 * j][0], st[2 * j][1]), pack_bf16(st[2 * j][2], st[2 * j][3]),
@@ -953,7 +959,7 @@ __global__ void __launch_bounds__(NW * 32) swa_bwd_tc_kernel(BwdParams p) {
       for (int nt = 0; nt < NQ8; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) dpt[nt][e] = st[nt][e] * (dpt[nt][e] - sDib[nt * 8 + 2 * tig + (e & 1)]);
-      // dK += dS^T Q
+          // dK += dS^T Q
 #pragma unroll
       for (int j = 0; j < BQ / 16; ++j) {
         const uint32_t da[4] = {pack_bf16(dpt[2 * j][0], dpt[2 * j][1]), pack_bf16(dpt[2 * j][2], dpt[2 * j][3]),
@@ -977,7 +983,8 @@ __global__ void __launch_bounds__(NW * 32) swa_bwd_tc_kernel(BwdParams p) {
   bf16* sdV = sV + w * 16 * SD;
 #pragma unroll
   for (int nt = 0; nt < ND8; ++nt) {
-    *reinterpret_cast<uint32_t*>(sdK + gid * SD + nt * 8 + 2 * tig) = pack_bf16(dk[nt][0] * p.scale, dk[nt][1] * p.scale);
+    *reinterpret_cast<uint32_t*>(sdK + gid * SD + nt * 8 + 2 * tig) =
+        pack_bf16(dk[nt][0] * p.scale, dk[nt][1] * p.scale);
     *reinterpret_cast<uint32_t*>(sdK + (gid + 8) * SD + nt * 8 + 2 * tig) =
         pack_bf16(dk[nt][2] * p.scale, dk[nt][3] * p.scale);
     *reinterpret_cast<uint32_t*>(sdV + gid * SD + nt * 8 + 2 * tig) = pack_bf16(dv[nt][0], dv[nt][1]);
@@ -1071,7 +1078,8 @@ __global__ void __launch_bounds__(128) swa_bwd_dq_tc_kernel(BwdParams p) {
     __syncthreads();
     if (it == 0) {
 #pragma unroll
-      for (int kk = 0; kk < KD; ++kk) ldsm_x4(qf[kk], sQ + (w * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + kk * 16 + 8 * (lane >> 4));
+      for (int kk = 0; kk < KD; ++kk)
+        ldsm_x4(qf[kk], sQ + (w * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + kk * 16 + 8 * (lane >> 4));
     }
     const int k0 = (kt0 + it) * BK;
     const bool active = wr0 < T && k0 <= wr0 + 15 && k0 + BK - 1 >= wr0 - W + 1;
@@ -1110,11 +1118,12 @@ __global__ void __launch_bounds__(128) swa_bwd_dq_tc_kernel(BwdParams p) {
           }
           s[nt][e] = pe * (dp[nt][e] - Di[e >> 1]);  // dS
         }
-      // dQ += dS K
+        // dQ += dS K
 #pragma unroll
       for (int j = 0; j < BK / 16; ++j) {
         const uint32_t da[4] = {pack_bf16(s[2 * j][0], s[2 * j][1]), pack_bf16(s[2 * j][2], s[2 * j][3]),
-                                pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]), pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
+                                pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]),
+                                pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
 #pragma unroll
         for (int dp2 = 0; dp2 < D / 16; ++dp2) {
           uint32_t kb[4];
@@ -1131,7 +1140,8 @@ __global__ void __launch_bounds__(128) swa_bwd_dq_tc_kernel(BwdParams p) {
   bf16* sO = sQ + w * 16 * SD;
 #pragma unroll
   for (int nt = 0; nt < ND8; ++nt) {
-    *reinterpret_cast<uint32_t*>(sO + gid * SD + nt * 8 + 2 * tig) = pack_bf16(acc[nt][0] * p.scale, acc[nt][1] * p.scale);
+    *reinterpret_cast<uint32_t*>(sO + gid * SD + nt * 8 + 2 * tig) =
+        pack_bf16(acc[nt][0] * p.scale, acc[nt][1] * p.scale);
     *reinterpret_cast<uint32_t*>(sO + (gid + 8) * SD + nt * 8 + 2 * tig) =
         pack_bf16(acc[nt][2] * p.scale, acc[nt][3] * p.scale);
   }
@@ -1207,16 +1217,36 @@ static void run_fwd_d(int version, const FwdParams& p) {
       CUDA_CHECK_LAUNCH();
       break;
     }
-    case 2: launch_fwd_tc<D, 4>(p); break;
-    case 3: launch_fwd_tc<D, 8>(p); break;
-    case 4: launch_fwd_tc<D, 4>(p); break;
-    case 5: launch_fwd_tc<D, 4, 32, 3>(p); break;
-    case 6: launch_fwd_tc<D, 8, 32>(p); break;
-    case 7: launch_fwd_mt<D, 4, 2, 32>(p); break;
-    case 8: launch_fwd_mt<D, 8, 2, 32>(p); break;
-    case 9: launch_fwd_tc<D, 4>(p); break;
-    case 10: launch_fwd_tc<D, 4>(p); break;
-    default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
+    case 2:
+      launch_fwd_tc<D, 4>(p);
+      break;
+    case 3:
+      launch_fwd_tc<D, 8>(p);
+      break;
+    case 4:
+      launch_fwd_tc<D, 4>(p);
+      break;
+    case 5:
+      launch_fwd_tc<D, 4, 32, 3>(p);
+      break;
+    case 6:
+      launch_fwd_tc<D, 8, 32>(p);
+      break;
+    case 7:
+      launch_fwd_mt<D, 4, 2, 32>(p);
+      break;
+    case 8:
+      launch_fwd_mt<D, 8, 2, 32>(p);
+      break;
+    case 9:
+      launch_fwd_tc<D, 4>(p);
+      break;
+    case 10:
+      launch_fwd_tc<D, 4>(p);
+      break;
+    default:
+      std::fprintf(stderr, "no version %d\n", version);
+      std::exit(2);
   }
 }
 
@@ -1269,28 +1299,58 @@ static void run_bwd_d(int version, const BwdParams& p) {
       swa_bwd_dkdv_v1_kernel<D><<<unsigned((krows * 32 + 127) / 128), 128>>>(p);
       CUDA_CHECK_LAUNCH();
       break;
-    case 2: launch_bwd_tc<D, 64>(p); break;
-    case 3: launch_bwd_tc<D, 32>(p); break;
-    case 4: launch_bwd_split<D>(p); break;
-    case 5: launch_bwd_split<D, 8>(p); break;
-    case 6: launch_bwd_split<D>(p); break;
-    case 7: launch_bwd_tc<D, 64>(p); break;
-    case 8: launch_bwd_tc<D, 64>(p); break;
-    case 9: launch_bwd_tc<D, 64, 8>(p); break;
-    case 10: launch_bwd_tc<D, 32, 8>(p); break;
-    default: std::fprintf(stderr, "no version %d\n", version); std::exit(2);
+    case 2:
+      launch_bwd_tc<D, 64>(p);
+      break;
+    case 3:
+      launch_bwd_tc<D, 32>(p);
+      break;
+    case 4:
+      launch_bwd_split<D>(p);
+      break;
+    case 5:
+      launch_bwd_split<D, 8>(p);
+      break;
+    case 6:
+      launch_bwd_split<D>(p);
+      break;
+    case 7:
+      launch_bwd_tc<D, 64>(p);
+      break;
+    case 8:
+      launch_bwd_tc<D, 64>(p);
+      break;
+    case 9:
+      launch_bwd_tc<D, 64, 8>(p);
+      break;
+    case 10:
+      launch_bwd_tc<D, 32, 8>(p);
+      break;
+    default:
+      std::fprintf(stderr, "no version %d\n", version);
+      std::exit(2);
   }
 }
 
 static void run_fwd(int version, int D, const FwdParams& p) {
-  if (D == 128) run_fwd_d<128>(version, p);
-  else if (D == 64) run_fwd_d<64>(version, p);
-  else { std::fprintf(stderr, "head dim %d not built (64, 128)\n", D); std::exit(2); }
+  if (D == 128)
+    run_fwd_d<128>(version, p);
+  else if (D == 64)
+    run_fwd_d<64>(version, p);
+  else {
+    std::fprintf(stderr, "head dim %d not built (64, 128)\n", D);
+    std::exit(2);
+  }
 }
 static void run_bwd(int version, int D, const BwdParams& p) {
-  if (D == 128) run_bwd_d<128>(version, p);
-  else if (D == 64) run_bwd_d<64>(version, p);
-  else { std::fprintf(stderr, "head dim %d not built (64, 128)\n", D); std::exit(2); }
+  if (D == 128)
+    run_bwd_d<128>(version, p);
+  else if (D == 64)
+    run_bwd_d<64>(version, p);
+  else {
+    std::fprintf(stderr, "head dim %d not built (64, 128)\n", D);
+    std::exit(2);
+  }
 }
 
 // =================================================================================================
@@ -1342,8 +1402,8 @@ static bool check_case(int version, const CheckCase& c) {
   float* dlse = device_alloc<float>(nl);
   device_poison_bf16(out_d, nq);
   CUDA_CHECK(cudaMemset(dlse, 0xff, nl * sizeof(float)));  // NaN
-  FwdParams fp{q_d, k_d, v_d, out_d, dlse, s.B, s.T, s.H, s.G, effective_window(s.W, s.T),
-               float(1.0 / std::sqrt(double(s.D)))};
+  FwdParams fp{
+      q_d, k_d, v_d, out_d, dlse, s.B, s.T, s.H, s.G, effective_window(s.W, s.T), float(1.0 / std::sqrt(double(s.D)))};
   run_fwd(version, s.D, fp);
   CUDA_CHECK(cudaDeviceSynchronize());
   bool ok = true;
@@ -1373,8 +1433,8 @@ static bool check_case(int version, const CheckCase& c) {
   } else {
     device_poison_bf16(gq, nq), device_poison_bf16(gk, nkv), device_poison_bf16(gv, nkv);
   }
-  BwdParams bp{q_d, k_d,   v_d,  out_ref_d, dout_d, dlse_ref, dDi,        dq_acc,
-               gq,   gk,     gv,    s.B,        s.T,   s.H,      s.G,        effective_window(s.W, s.T),
+  BwdParams bp{q_d,      k_d,         v_d, out_ref_d, dout_d, dlse_ref, dDi, dq_acc,
+               gq,       gk,          gv,  s.B,       s.T,    s.H,      s.G, effective_window(s.W, s.T),
                fp.scale, c.accumulate};
   run_bwd(version, s.D, bp);
   CUDA_CHECK(cudaDeviceSynchronize());
@@ -1417,8 +1477,10 @@ int main(int argc, char** argv) {
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--check-only") check_only = true;
-    else version = std::atoi(a.c_str());
+    if (a == "--check-only")
+      check_only = true;
+    else
+      version = std::atoi(a.c_str());
   }
   CUDA_CHECK(cudaSetDevice(0));
   cudaDeviceProp prop;
@@ -1463,9 +1525,10 @@ int main(int argc, char** argv) {
     CUDA_CHECK(cudaMemcpy(probe.data(), out + nq - probe.size(), probe.size() * sizeof(bf16), cudaMemcpyDeviceToHost));
     size_t bad = 0;
     for (auto x : probe) bad += !std::isfinite(host_bf2f(x));
-    std::printf("time  v%d %s  fwd %.4f ms (%.0f TFLOP/s)  bwd %.4f ms (%.0f TFLOP/s)  fwd+bwd %.4f ms (%.0f TFLOP/s)%s\n",
-                ver, shape, fwd_ms, fwd_flop / fwd_ms * 1e-9, bwd_ms, bwd_flop / bwd_ms * 1e-9, both_ms,
-                (fwd_flop + bwd_flop) / both_ms * 1e-9, bad ? "  UNWRITTEN OUTPUT" : "");
+    std::printf(
+        "time  v%d %s  fwd %.4f ms (%.0f TFLOP/s)  bwd %.4f ms (%.0f TFLOP/s)  fwd+bwd %.4f ms (%.0f TFLOP/s)%s\n", ver,
+        shape, fwd_ms, fwd_flop / fwd_ms * 1e-9, bwd_ms, bwd_flop / bwd_ms * 1e-9, both_ms,
+        (fwd_flop + bwd_flop) / both_ms * 1e-9, bad ? "  UNWRITTEN OUTPUT" : "");
     std::printf("RESULT|swa_fwd|%s|v%d|%.4f\n", shape, ver, fwd_ms);
     std::printf("RESULT|swa_bwd|%s|v%d|%.4f\n", shape, ver, bwd_ms);
     std::printf("RESULT|swa_fwd_bwd|%s|v%d|%.4f\n", shape, ver, both_ms);
