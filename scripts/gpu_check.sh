@@ -30,7 +30,7 @@ NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 SANITIZER=${SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
 SANITIZER_TIMEOUT=${SANITIZER_TIMEOUT:-240}
 # GPU_KERNELS="a b" runs only those development files.
-read -r -a KERNELS <<<"${GPU_KERNELS:-selective_scan_forward selective_scan_backward causal_conv1d_forward causal_conv1d_backward}"
+read -r -a KERNELS <<<"${GPU_KERNELS:-selective_scan_forward selective_scan_backward causal_conv1d_forward causal_conv1d_backward sliding_window_attention}"
 mkdir -p "$LOG_DIR" "$BUILD_DIR"
 status=0
 
@@ -148,6 +148,8 @@ fi
     if ($2 == "causal_conv1d_bwd" && $3 ~ /^B4 L4096 D3072 W4/) { target = "floor 0.101" }
     if ($2 == "causal_conv1d_fwd_bwd" && $3 ~ /^B4 L4096 D3072 W4/) { target = "floor 0.168" }
     if ($2 == "selective_scan_fwd_bwd" && $3 ~ /^B4 L4096 D3072/) { peer = "4.59"; target = "2.3" }
+    if ($2 == "swa_fwd" && $3 ~ /^B4 T4096 H12 hd128 W2048/) { peer = "0.69"; target = "0.40" }
+    if ($2 == "swa_fwd_bwd" && $3 ~ /^B4 T4096 H12 hd128 W2048/) { peer = "2.00"; target = "1.2" }
     printf "| %s | %s | %s | %.3f | %s | %s |\n", $2, $3, $4, $5, peer, target }'
 } | tee "$LOG_DIR/summary.md"
 echo "status: $status (logs in $LOG_DIR)"
