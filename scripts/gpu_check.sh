@@ -68,12 +68,15 @@ if [ "${SKIP_LIBRARY:-0}" != 1 ]; then
     ctest --test-dir "$LIB_BUILD" -L gpu --output-on-failure --timeout 600 2>&1 | tee "$LOG_DIR/gpu_tests.log" | tail -n 30
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
     if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
-      for t in "$LIB_BUILD"/gpu_test_*; do
-        [ -x "$t" ] || continue
-        rc=0
-        timeout "$SANITIZER_TIMEOUT" "$SANITIZER" --tool memcheck --error-exitcode 3 "$t" >>"$LOG_DIR/gpu_tests_sanitizer.log" 2>&1 || rc=$?
-        echo "sanitizer memcheck $(basename "$t"): rc=$rc $(grep -E "ERROR SUMMARY" "$LOG_DIR/gpu_tests_sanitizer.log" | tail -n 1)"
-        [ $rc -eq 0 ] || status=1
+      for tool in memcheck racecheck; do
+        for t in "$LIB_BUILD"/gpu_test_*; do
+          [ -x "$t" ] || continue
+          ( rc=0
+            timeout "$SANITIZER_TIMEOUT" "$SANITIZER" --tool $tool --error-exitcode 3 "$t" >"$LOG_DIR/san_lib_${tool}_$(basename "$t").log" 2>&1 || rc=$?
+            echo "sanitizer $tool $(basename "$t"): rc=$rc $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG_DIR/san_lib_${tool}_$(basename "$t").log" | tail -n 1)"
+            exit $rc ) &
+        done
+        for j in $(jobs -p); do wait "$j" || status=1; done
       done
     fi
   else
@@ -81,6 +84,58 @@ if [ "${SKIP_LIBRARY:-0}" != 1 ]; then
     status=1
   fi
 fi
+
+# ---- training on the GPU: the same short run on CPU and GPU (losses and gradient norms step by
+# step), bad --device input, and (CHAR_RECIPE=1) the char-level reference recipe on the GPU ----
+CLI=${LIB_BUILD:-$ROOT/build-gpu}/sambalm
+if [ "${SKIP_TRAIN:-0}" != 1 ] && [ -x "$CLI" ]; then
+  echo "== training: CPU vs GPU"
+  TR=$(mktemp -d)
+  for dev in cpu cuda; do
+    "$CLI" train -m Samba_421M --n-layer 4 --n-embd 64 --n-head 2 --intermediate-size 128 --local-window 16 \
+      --seq-len 64 --batch 4 --data "$ROOT/README.md" --tokenizer bytes --steps 20 --eval-every 0 --log-every 1 \
+      --device $dev ${TRAIN_EXTRA:-} --out "$TR/$dev" >"$LOG_DIR/train_$dev.log" 2>&1 || { echo "train --device $dev FAILED"; tail -n 20 "$LOG_DIR/train_$dev.log"; status=1; }
+  done
+  python3 - "$TR/cpu/metrics.jsonl" "$TR/cuda/metrics.jsonl" <<'PY' | tee -a "$LOG_DIR/train_compare.log" || status=1
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+b = [json.loads(l) for l in open(sys.argv[2]) if '"loss"' in l]
+worst = {"loss": 0.0, "grad_norm": 0.0}
+for x, y in zip(a, b):
+    for k in worst:
+        if k in x and k in y:
+            worst[k] = max(worst[k], abs(x[k] - y[k]) / max(abs(x[k]), 1e-12))
+print(f"train cpu vs cuda: {len(a)}/{len(b)} steps, max rel diff loss {worst['loss']:.2e}, grad_norm {worst['grad_norm']:.2e}")
+print("  cpu  losses:", " ".join(f"{x['loss']:.5f}" for x in a[:5]), "...", f"{a[-1]['loss']:.5f}" if a else "")
+print("  cuda losses:", " ".join(f"{x['loss']:.5f}" for x in b[:5]), "...", f"{b[-1]['loss']:.5f}" if b else "")
+sys.exit(0 if a and len(a) == len(b) and worst["loss"] < 1e-3 else 1)
+PY
+  echo "== bad --device input"
+  small="--n-layer 2 --n-embd 64 --n-head 2 --intermediate-size 128 --seq-len 64 --batch 2"
+  i=0
+  for bad in "--device cuda:9 $small" "--device tpu $small" "--device cuda --seq-len 4096 --batch 1024"; do
+    rc=0
+    i=$((i + 1))
+    timeout 120 "$CLI" train -m Samba_421M --data "$ROOT/README.md" --tokenizer bytes --steps 2 --eval-every 0 \
+      --val-data "$ROOT/README.md" $bad --out "$TR/bad$i" >"$TR/bad.log" 2>&1 || rc=$?
+    echo "bad input [$bad]: rc=$rc: $(grep -i error "$TR/bad.log" | head -n 2 | tr '\n' ' ')" | tee -a "$LOG_DIR/train_compare.log"
+    if [ $rc -eq 0 ] || [ $rc -ge 124 ]; then status=1; fi
+  done
+  if [ "${CHAR_RECIPE:-0}" = 1 ] && [ -f "$ROOT/data/corpus.txt" ]; then
+    echo "== char-level reference recipe on the GPU (${CHAR_PRECISION:-default precision})"
+    python3 -c "import json,sys; json.dump(json.load(open(sys.argv[1]))['config'], open(sys.argv[2], 'w'), indent=1)" \
+      "$ROOT/../shared/training/samba_char_ref.json" "$TR/ref_config.json"
+    start=$(date +%s)
+    "$CLI" train --model "$TR/ref_config.json" --data "$ROOT/data/corpus.txt" --tokenizer bytes --val-fraction 0.1 \
+      --seq-len 256 --batch 8 --steps 600 --lr 2e-3 --min-lr 2e-4 --warmup 50 --weight-decay 0.1 --beta1 0.9 \
+      --beta2 0.95 --eps 1e-8 --grad-clip 1.0 --seed 1234 --eval-every 100 --eval-batches 16 --final-eval full \
+      --log-every 50 --device cuda ${CHAR_EXTRA:-} --out "$TR/char" >"$LOG_DIR/char_recipe.log" 2>&1 || status=1
+    echo "char recipe wall $(( $(date +%s) - start )) s" >>"$LOG_DIR/char_recipe.log"
+    cp "$TR/char/metrics.jsonl" "$LOG_DIR/char_metrics.jsonl" 2>/dev/null
+    tail -n 4 "$LOG_DIR/char_recipe.log"
+  fi
+fi
+[ "${SKIP_DEV:-0}" = 1 ] && { echo "status: $status (dev kernels skipped; logs in $LOG_DIR)"; exit $status; }
 
 # ---- build (in parallel; each file is one translation unit) ----
 : >"$LOG_DIR/build.log"
