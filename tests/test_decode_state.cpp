@@ -1,13 +1,11 @@
 // DecodeState: constant size whatever the position, allocation-free decode steps, RoPE at far
 // positions, and state files (round trip, and every kind of bad file refused with a clear error).
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <new>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -15,21 +13,8 @@
 #include "infer/decode_model.h"
 #include "infer/state_file.h"
 #include "ops/ops.h"
+#include "count_allocations.h"
 #include "testing.h"
-
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#pragma GCC diagnostic ignored "-Wpragmas"
-
-// Counts operator new calls while `g_counting` is set (the decode step must not allocate).
-static std::atomic<bool> g_counting{false};
-static std::atomic<int64_t> g_news{0};
-void* operator new(std::size_t n) {
-  if (g_counting) ++g_news;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace sambalm;
 
@@ -84,16 +69,16 @@ TEST(DecodeState, StepsDoNotAllocate) {
   std::vector<int32_t> tok = {1, 2, 3};
   f.dm->step(ptrs.data(), 3, tok.data(), logits.data());  // sizes the batch scratch once
   const int64_t scratch = f.dm->scratch_bytes();
-  g_news = 0;
-  g_counting = true;
-  for (int i = 0; i < 50; ++i) f.dm->step(ptrs.data(), 1 + i % 3, tok.data(), logits.data());
-  g_counting = false;
-  EXPECT_EQ(g_news.load(), 0);
-  // The counter does see allocations.
-  g_counting = true;
-  auto probe = std::make_unique<std::vector<int>>(10);
-  g_counting = false;
-  EXPECT_GE(g_news.load(), 1);
+  {
+    test::CountAllocations c;
+    for (int i = 0; i < 50; ++i) f.dm->step(ptrs.data(), 1 + i % 3, tok.data(), logits.data());
+    EXPECT_EQ(c.count(), 0);
+  }
+  {
+    test::CountAllocations c;  // the counter does see allocations
+    auto probe = std::make_unique<std::vector<int>>(10);
+    EXPECT_GE(c.count(), 1);
+  }
   EXPECT_EQ(f.dm->scratch_bytes(), scratch);
 }
 
@@ -104,11 +89,10 @@ TEST(DecodeState, PrefillDoesNotAllocate) {
   DecodeState st = f.dm->new_state();
   auto ids = random_ids(3000, 50, 6);
   f.dm->prefill(st, ids.data(), 10, nullptr, nullptr);
-  g_news = 0;
-  g_counting = true;
+  test::CountAllocations c;
   f.dm->prefill(st, ids.data() + 10, 2990, nullptr, nullptr);
-  g_counting = false;
-  EXPECT_EQ(g_news.load(), 0);
+  c.stop();
+  EXPECT_EQ(c.count(), 0);
 }
 
 TEST(DecodeState, FileRoundTripResumesExactly) {

@@ -1,43 +1,19 @@
 // Buffers are planned, not grown: after the first call of a shape, nothing allocates — not a
 // training step (forward, backward, clipping, AdamW), not a prefill chunk, not a decode step, and not
 // sequences joining and leaving the pool of decode states. operator new is counted around the calls.
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <optional>
 #include <random>
 #include <vector>
 
 #include "infer/decode_model.h"
 #include "model/model.h"
+#include "count_allocations.h"
 #include "testing.h"
 #include "train/adamw.h"
-
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#pragma GCC diagnostic ignored "-Wpragmas"
-
-static std::atomic<bool> g_counting{false};
-static std::atomic<int64_t> g_news{0};
-void* operator new(std::size_t n) {
-  if (g_counting) ++g_news;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace sambalm;
 
 namespace {
-
-struct Counting {
-  Counting() {
-    g_news = 0;
-    g_counting = true;
-  }
-  ~Counting() { g_counting = false; }
-  int64_t news() const { return g_news.load(); }
-};
 
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -70,9 +46,9 @@ void expect_training_allocates_nothing(const ModelConfig& cfg) {
   const double first = step();
   double last = 0;
   {
-    Counting c;
+    test::CountAllocations c;
     for (int i = 0; i < 3; ++i) last = step();
-    EXPECT_EQ(c.news(), 0) << "allocations in 3 training steps";
+    EXPECT_EQ(c.count(), 0) << "allocations in 3 training steps";
   }
   EXPECT_LT(last, first);  // the steps did train
 }
@@ -130,7 +106,7 @@ void expect_decoding_allocates_nothing(const ModelConfig& cfg) {
   for (auto& s : live) s.reset();
   int64_t steps = 0, joined = 0, left = 0;
   {
-    Counting c;
+    test::CountAllocations c;
     std::mt19937 rng(9);
     for (int i = 0; i < 100; ++i) {
       // Now and then a sequence leaves and another joins with a prompt (chunked prefill).
@@ -155,7 +131,7 @@ void expect_decoding_allocates_nothing(const ModelConfig& cfg) {
       dm.step(batch, B, toks, logits.data());
       ++steps;
     }
-    EXPECT_EQ(c.news(), 0) << "allocations over " << steps << " steps, " << joined << " joins, " << left << " leaves";
+    EXPECT_EQ(c.count(), 0) << "allocations over " << steps << " steps, " << joined << " joins, " << left << " leaves";
   }
   EXPECT_GT(steps, 80);
   EXPECT_GT(joined, 3);
