@@ -134,6 +134,39 @@ PY
     cp "$TR/char/metrics.jsonl" "$LOG_DIR/char_metrics.jsonl" 2>/dev/null
     tail -n 4 "$LOG_DIR/char_recipe.log"
   fi
+  # End to end (E2E=1): Samba_421M at the original recipe's shape (sequence 4096, micro-batch 8), tokens/s
+  # from metrics.jsonl (median over the steps after the first 3), peak GPU memory sampled by nvidia-smi.
+  if [ "${E2E:-0}" = 1 ] && [ -f "$ROOT/data/corpus.txt" ]; then
+    for model in ${E2E_MODELS:-Samba_421M:8}; do
+      name=${model%%:*} mb=${model##*:}
+      echo "== end to end: $name, sequence 4096, micro-batch $mb ${E2E_EXTRA:-}"
+      nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$TR/mem_$name.log" 2>/dev/null &
+      smi=$!
+      timeout "${E2E_TIMEOUT:-240}" "$CLI" train -m "$name" --vocab-size 32000 --data "$ROOT/data/corpus.txt" \
+        --tokenizer bytes --seq-len 4096 --batch "$mb" --steps "${E2E_STEPS:-15}" --eval-every 0 --final-eval none \
+        --log-every 1 --device cuda ${E2E_EXTRA:-} --out "$TR/e2e_$name" >"$LOG_DIR/e2e_$name.log" 2>&1 || status=1
+      kill $smi 2>/dev/null
+      python3 - "$TR/e2e_$name/metrics.jsonl" "$TR/mem_$name.log" "$name" "$mb" <<'PY' | tee -a "$LOG_DIR/e2e.log"
+import json, sys, statistics
+try:
+    recs = [json.loads(l) for l in open(sys.argv[1]) if '"tokens_per_s"' in l]
+except OSError:
+    recs = []
+mem = [int(x) for x in open(sys.argv[2]).read().split() if x.isdigit()]
+dts = []
+for a, b in zip(recs, recs[1:]):
+    if b["step"] > 3:
+        dts.append(b["time_s"] - a["time_s"])
+if dts:
+    step = statistics.median(dts)
+    tok = int(sys.argv[4]) * 4096 / step
+    print(f"e2e {sys.argv[3]} mb{sys.argv[4]}: step {step*1e3:.1f} ms, {tok:,.0f} tokens/s, peak GPU memory {max(mem or [0])/1024:.1f} GiB, {len(recs)} steps")
+else:
+    print(f"e2e {sys.argv[3]} mb{sys.argv[4]}: no timed steps ({len(recs)} records)")
+PY
+      tail -n 3 "$LOG_DIR/e2e_$name.log"
+    done
+  fi
 fi
 [ "${SKIP_DEV:-0}" = 1 ] && { echo "status: $status (dev kernels skipped; logs in $LOG_DIR)"; exit $status; }
 

@@ -10,10 +10,10 @@
 #include <random>
 
 #include "core/error.h"
+#include "count_allocations.h"
 #include "infer/decode_model.h"
 #include "infer/state_file.h"
 #include "ops/ops.h"
-#include "count_allocations.h"
 #include "testing.h"
 
 using namespace sambalm;

@@ -5,9 +5,9 @@
 #include <random>
 #include <vector>
 
+#include "count_allocations.h"
 #include "infer/decode_model.h"
 #include "model/model.h"
-#include "count_allocations.h"
 #include "testing.h"
 #include "train/adamw.h"
 
