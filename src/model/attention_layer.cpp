@@ -82,9 +82,9 @@ void attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, cons
   template void attention_forward_layer<T>(const Context&, T*, const AttentionActs<T>&, const T*, const T*,           \
                                            const AttentionParams&, const AttentionDims&, const T*, const T*, int64_t, \
                                            int64_t, int64_t, const LayerState<T>*);                                   \
-  template void attention_backward_layer<T>(const Context&, T*, grad_t<T>*, const T*, const AttentionActs<T>&, const T*,      \
-                                            const T*, const AttentionParams&, const AttentionDims&, const T*,         \
-                                            const T*, int64_t, int64_t, const AttentionGrads<T>&);
+  template void attention_backward_layer<T>(const Context&, T*, grad_t<T>*, const T*, const AttentionActs<T>&,        \
+                                            const T*, const T*, const AttentionParams&, const AttentionDims&,         \
+                                            const T*, const T*, int64_t, int64_t, const AttentionGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #if SAMBALM_HAVE_CUDA

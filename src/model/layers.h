@@ -250,10 +250,10 @@ void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentio
 // Cross: dk, dv are added into dshared_qkv [BL, shared_width()]. Self: dshared_qkv (may be nullptr) is
 // the gradient the cross-attention layers gathered for this layer's keys/values, added to its own.
 template <typename T>
-void diff_attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, const DiffAttentionActs<T>& a,
-                                   const T* xn, const T* params, const DiffAttentionParams& p,
-                                   const DiffAttentionDims& m, int64_t B, int64_t L, const DiffAttentionGrads<T>& g,
-                                   const T* shared_qkv, T* dshared_qkv);
+void diff_attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout,
+                                   const DiffAttentionActs<T>& a, const T* xn, const T* params,
+                                   const DiffAttentionParams& p, const DiffAttentionDims& m, int64_t B, int64_t L,
+                                   const DiffAttentionGrads<T>& g, const T* shared_qkv, T* dshared_qkv);
 
 // Gated memory unit: out = out_proj(silu(in_proj(xn)) * memory), memory [BL, di].
 template <typename T>
@@ -261,8 +261,8 @@ void gmu_forward(const Context& ctx, T* out, const GmuActs<T>& a, const T* xn, c
                  const T* memory, int64_t d, int64_t di, int64_t B, int64_t L);
 // dmemory [BL, di] accumulates (every GMU reads the same memory).
 template <typename T>
-void gmu_backward(const Context& ctx, T* dxn, grad_t<T>* grads, T* dmemory, const T* dout, const GmuActs<T>& a, const T* xn,
-                  const T* params, const GmuParams& p, const T* memory, int64_t d, int64_t di, int64_t B, int64_t L,
-                  const GmuGrads<T>& g);
+void gmu_backward(const Context& ctx, T* dxn, grad_t<T>* grads, T* dmemory, const T* dout, const GmuActs<T>& a,
+                  const T* xn, const T* params, const GmuParams& p, const T* memory, int64_t d, int64_t di, int64_t B,
+                  int64_t L, const GmuGrads<T>& g);
 
 }  // namespace sambalm

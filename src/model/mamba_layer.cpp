@@ -25,9 +25,10 @@ void plan_mamba_acts(const Context& ctx, Arena& ar, MambaActs<T>& a, const Mamba
   a.dt = ar.take<T>(BL * m.di);
   a.y = ar.take<T>(BL * m.di);
   a.yg = ar.take<T>(BL * m.di);
-  a.chunk_states = scan_chunks
-                       ? ar.take<stat_t<T>>(ops::selective_scan_chunk_states_size<T>(ctx, B, L, m.di, m.N, scan_chunk_size()))
-                       : nullptr;
+  a.chunk_states =
+      scan_chunks
+          ? ar.take<stat_t<T>>(ops::selective_scan_chunk_states_size<T>(ctx, B, L, m.di, m.N, scan_chunk_size()))
+          : nullptr;
 }
 
 template <typename T>
@@ -101,8 +102,8 @@ void mamba_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout,
   ops::softplus_backward(ctx, g.ddt_pre, g.ddt, a.dt_pre, BL * di);
   ops::matmul_backward_strided(ctx, g.dxdbl, X, p.dt_proj_w.at(grads), p.dt_proj_b.at(grads), g.ddt_pre, di, a.xdbl, X,
                                p.dt_proj_w.at(params), BL, m.R, di);
-  ops::matmul_backward(ctx, g.dxc, p.x_proj_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dxdbl, a.xc, p.x_proj_w.at(params),
-                       BL, di, X);
+  ops::matmul_backward(ctx, g.dxc, p.x_proj_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dxdbl, a.xc,
+                       p.x_proj_w.at(params), BL, di, X);
   // dxc now holds d(silu output); map back through silu into d(conv_out), reusing dgated.
   zero(g.dgated, BL * di);
   ops::silu_backward(ctx, g.dgated, g.dxc, a.conv_out, BL * di);
@@ -115,7 +116,7 @@ void mamba_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout,
 #define INSTANTIATE(T)                                                                                               \
   template void plan_mamba_acts<T>(const Context&, Arena&, MambaActs<T>&, const MambaDims&, int64_t, int64_t, bool); \
   template void plan_mamba_grads<T>(const Context&, Arena&, MambaGrads<T>&, const MambaDims&, int64_t, int64_t);     \
-  template void mamba_forward<T>(const Context&, T*, const MambaActs<T>&, const T*, const T*, const stat_t<T>*,     \
+  template void mamba_forward<T>(const Context&, T*, const MambaActs<T>&, const T*, const T*, const stat_t<T>*,      \
                                  const MambaParams&, const MambaDims&, const stat_t<T>*, int64_t, int64_t,           \
                                  const LayerState<T>*);                                                              \
   template void mamba_backward<T>(const Context&, T*, grad_t<T>*, const T*, const MambaActs<T>&, const T*, const T*, \

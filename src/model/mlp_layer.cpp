@@ -49,7 +49,7 @@ void mlp_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, c
   template void plan_mlp_grads<T>(const Context&, Arena&, MlpGrads<T>&, int64_t, int64_t, int64_t);                  \
   template void mlp_forward<T>(const Context&, T*, const MlpActs<T>&, const T*, const T*, const MlpParams&, int64_t, \
                                int64_t, int64_t, int64_t);                                                           \
-  template void mlp_backward<T>(const Context&, T*, grad_t<T>*, const T*, const MlpActs<T>&, const T*, const T*,             \
+  template void mlp_backward<T>(const Context&, T*, grad_t<T>*, const T*, const MlpActs<T>&, const T*, const T*,     \
                                 const MlpParams&, int64_t, int64_t, int64_t, int64_t, const MlpGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)

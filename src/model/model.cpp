@@ -242,9 +242,9 @@ void Model<T>::norm_backward(S* dx, G* grads, const T* dout, const S* x, const S
 }
 
 template <typename T>
-void Model<T>::run_stack(const T* params, const S* master, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,
-                         const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>* layers,
-                         CrossDecoder cross) {
+void Model<T>::run_stack(const T* params, const S* master, int64_t B, int64_t L, const T* cos, const T* sin,
+                         int64_t cs_batch_rows, const int32_t* slots, const int64_t* pos,
+                         const std::vector<LayerState<T>>* layers, CrossDecoder cross) {
   const bool training = layers == nullptr;
   int64_t BL = B * L;
   // SambaY: the memory and the shared keys/values the cross-decoder reads.
@@ -389,9 +389,8 @@ void Model<T>::backward(const T* params, const S* master, G* grads) {
       case SublayerKind::DiffAttention:
       case SublayerKind::CrossAttention: {
         const bool cross = s.dattn_dims.cross;
-        diff_attention_backward_layer(ctx_, train_.dxn, grads, dres_t, b.dattn, b.xn, params, s.dattn,
-                                      s.dattn_dims, B_, T_, train_.dattn_grads,
-                                      cross ? train_.subs[shared_kv_sub_].dattn.qkv : nullptr,
+        diff_attention_backward_layer(ctx_, train_.dxn, grads, dres_t, b.dattn, b.xn, params, s.dattn, s.dattn_dims, B_,
+                                      T_, train_.dattn_grads, cross ? train_.subs[shared_kv_sub_].dattn.qkv : nullptr,
                                       cross || s.spec.shares_kv ? train_.dshared_qkv : nullptr);
         break;
       }

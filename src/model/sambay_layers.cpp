@@ -90,10 +90,10 @@ void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentio
 }
 
 template <typename T>
-void diff_attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, const DiffAttentionActs<T>& a,
-                                   const T* xn, const T* params, const DiffAttentionParams& p,
-                                   const DiffAttentionDims& m, int64_t B, int64_t L, const DiffAttentionGrads<T>& g,
-                                   const T* shared_qkv, T* dshared_qkv) {
+void diff_attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout,
+                                   const DiffAttentionActs<T>& a, const T* xn, const T* params,
+                                   const DiffAttentionParams& p, const DiffAttentionDims& m, int64_t B, int64_t L,
+                                   const DiffAttentionGrads<T>& g, const T* shared_qkv, T* dshared_qkv) {
   const int64_t BL = B * L, W = m.width(), q = m.H * m.hd, kv = m.G * m.hd;
   ops::fill_zero(ctx, g.dan, BL * q);
   ops::fill_zero(ctx, g.da, BL * q);
@@ -115,8 +115,8 @@ void diff_attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads,
   ops::matmul_backward_strided(ctx, dxn, m.d, p.q_w.at(grads), p.q_b.at(grads), g.dqkv, W, xn, m.d, p.q_w.at(params),
                                BL, m.d, q);
   if (!m.cross) {
-    ops::matmul_backward_strided(ctx, dxn, m.d, p.k_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dqkv + q, W, xn, m.d,
-                                 p.k_w.at(params), BL, m.d, kv);
+    ops::matmul_backward_strided(ctx, dxn, m.d, p.k_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dqkv + q, W, xn,
+                                 m.d, p.k_w.at(params), BL, m.d, kv);
     ops::matmul_backward_strided(ctx, dxn, m.d, p.v_w.at(grads), p.v_b.at(grads), g.dqkv + q + kv, W, xn, m.d,
                                  p.v_w.at(params), BL, m.d, kv);
   }
@@ -132,16 +132,17 @@ void gmu_forward(const Context& ctx, T* out, const GmuActs<T>& a, const T* xn, c
 }
 
 template <typename T>
-void gmu_backward(const Context& ctx, T* dxn, grad_t<T>* grads, T* dmemory, const T* dout, const GmuActs<T>& a, const T* xn,
-                  const T* params, const GmuParams& p, const T* memory, int64_t d, int64_t di, int64_t B, int64_t L,
-                  const GmuGrads<T>& g) {
+void gmu_backward(const Context& ctx, T* dxn, grad_t<T>* grads, T* dmemory, const T* dout, const GmuActs<T>& a,
+                  const T* xn, const T* params, const GmuParams& p, const T* memory, int64_t d, int64_t di, int64_t B,
+                  int64_t L, const GmuGrads<T>& g) {
   const int64_t BL = B * L;
   ops::fill_zero(ctx, g.dhidden, BL * di);
   ops::fill_zero(ctx, g.dgate, BL * di);
-  ops::matmul_backward(ctx, g.dhidden, p.out_w.at(grads), static_cast<grad_t<T>*>(nullptr), dout, a.hidden, p.out_w.at(params),
-                       BL, di, d);
+  ops::matmul_backward(ctx, g.dhidden, p.out_w.at(grads), static_cast<grad_t<T>*>(nullptr), dout, a.hidden,
+                       p.out_w.at(params), BL, di, d);
   ops::swiglu_backward(ctx, g.dgate, dmemory, g.dhidden, a.gate, memory, BL * di);
-  ops::matmul_backward(ctx, dxn, p.in_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dgate, xn, p.in_w.at(params), BL, d, di);
+  ops::matmul_backward(ctx, dxn, p.in_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dgate, xn, p.in_w.at(params), BL,
+                       d, di);
 }
 
 #define INSTANTIATE(T)                                                                                                 \
@@ -154,12 +155,13 @@ void gmu_backward(const Context& ctx, T* dxn, grad_t<T>* grads, T* dmemory, cons
   template void diff_attention_forward_layer<T>(const Context&, T*, const DiffAttentionActs<T>&, const T*, const T*,   \
                                                 const DiffAttentionParams&, const DiffAttentionDims&, int64_t,         \
                                                 int64_t, const T*, const LayerState<T>*);                              \
-  template void diff_attention_backward_layer<T>(                                                                      \
-      const Context&, T*, grad_t<T>*, const T*, const DiffAttentionActs<T>&, const T*, const T*, const DiffAttentionParams&,   \
-      const DiffAttentionDims&, int64_t, int64_t, const DiffAttentionGrads<T>&, const T*, T*);                         \
+  template void diff_attention_backward_layer<T>(const Context&, T*, grad_t<T>*, const T*,                             \
+                                                 const DiffAttentionActs<T>&, const T*, const T*,                      \
+                                                 const DiffAttentionParams&, const DiffAttentionDims&, int64_t,        \
+                                                 int64_t, const DiffAttentionGrads<T>&, const T*, T*);                 \
   template void gmu_forward<T>(const Context&, T*, const GmuActs<T>&, const T*, const T*, const GmuParams&, const T*,  \
                                int64_t, int64_t, int64_t, int64_t);                                                    \
-  template void gmu_backward<T>(const Context&, T*, grad_t<T>*, T*, const T*, const GmuActs<T>&, const T*, const T*,           \
+  template void gmu_backward<T>(const Context&, T*, grad_t<T>*, T*, const T*, const GmuActs<T>&, const T*, const T*,   \
                                 const GmuParams&, const T*, int64_t, int64_t, int64_t, int64_t, const GmuGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)

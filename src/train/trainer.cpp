@@ -372,9 +372,9 @@ TrainResult train(const TrainOptions& opts) {
                 cfg.layer_pattern().c_str(), (long long)cfg.num_params(), (long long)cfg.n_embd,
                 (long long)cfg.vocab_size, (long long)cfg.padded_vocab_size);
     std::printf("data %s\n", data.describe().c_str());
-    std::printf("device %s, %s\n", backend.describe().c_str(),
-                precision == Precision::BF16 ? "bf16 mixed precision (fp32 master weights, optimizer and gradients)"
-                                             : "fp32");
+    std::printf(
+        "device %s, %s\n", backend.describe().c_str(),
+        precision == Precision::BF16 ? "bf16 mixed precision (fp32 master weights, optimizer and gradients)" : "fp32");
     std::printf(
         "train %lld steps x %lld x %lld tokens x %lld accum = %s tokens; lr %g -> %g (warmup %lld), wd %g, "
         "clip %g%s\n",

@@ -124,8 +124,8 @@ TEST(CudaMixed, BlockNormsFp32ResidualBf16Output) {
         ops::rmsnorm_forward(gpu(), d_out.get(), d_rstd.get(), d_x.get(), d_w.get(), n, C, eps);
         ops::rmsnorm_backward(gpu(), d_dx.get(), d_dw.get(), d_dout.get(), d_x.get(), d_w.get(), d_rstd.get(), n, C);
       }
-      const std::string tag = std::string(layer ? "layernorm" : "rmsnorm") + " n" + std::to_string(n) + " C" +
-                              std::to_string(C);
+      const std::string tag =
+          std::string(layer ? "layernorm" : "rmsnorm") + " n" + std::to_string(n) + " C" + std::to_string(C);
       expect_close(to_f32(d_out.download()), ref.out, kBf16Tol, tag + " out (bf16)");
       expect_close(d_rstd.download(), ref.rstd, kF32Tol, tag + " rstd");
       if (layer) expect_close(d_mean.download(), ref.mean, kF32Tol, tag + " mean");
@@ -200,8 +200,8 @@ TEST(CudaMixed, ConvBackwardFp32WeightGradients) {
     DeviceBuffer<float> d_dw(dw0), d_db(db0);
     ops::causal_conv1d_backward(gpu(), d_dx.get(), ld_dx, d_dw.get(), d_db.get(), d_dout.get(), d_x.get(), ld_x,
                                 d_w.get(), static_cast<const bf16*>(nullptr), B, L, D, K);
-    const std::string tag = "B" + std::to_string(B) + " L" + std::to_string(L) + " D" + std::to_string(D) + " K" +
-                            std::to_string(K);
+    const std::string tag =
+        "B" + std::to_string(B) + " L" + std::to_string(L) + " D" + std::to_string(D) + " K" + std::to_string(K);
     expect_close(to_f32(d_dx.download()), dx, kBf16Tol, tag + " dx (bf16)");
     expect_close(d_dw.download(), dw, kF32Tol, tag + " dw (fp32)");
     expect_close(d_db.download(), db, kF32Tol, tag + " dbias (fp32)");

@@ -13,35 +13,35 @@
 
 namespace sambalm::ops::cuda {
 
-#define SAMBALM_CUDA_DENSE_DECL(T)                                                                                     \
-  void add_inplace(const Context& ctx, T* y, const T* x, int64_t n);                                                   \
-  void swiglu_forward(const Context& ctx, T* out, const T* a, const T* b, int64_t n);                                  \
-  void swiglu_backward(const Context& ctx, T* da, T* db, const T* dout, const T* a, const T* b, int64_t n);            \
-  void silu_forward(const Context& ctx, T* out, const T* x, int64_t n);                                                \
-  void silu_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n);                                 \
-  void softplus_forward(const Context& ctx, T* out, const T* x, int64_t n);                                            \
-  void softplus_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n);                             \
-  void silu_gate_forward(const Context& ctx, T* out, const T* y, const T* z, int64_t ld_z, int64_t rows, int64_t D);   \
-  void silu_gate_backward(const Context& ctx, T* dy, T* dz, int64_t ld_dz, const T* dout, const T* y, const T* z,      \
-                          int64_t ld_z, int64_t rows, int64_t D);                                                      \
-  void embedding_forward(const Context& ctx, T* out, const int32_t* ids, const T* table, int64_t n, int64_t C);        \
-  void embedding_backward(const Context& ctx, T* dtable, const T* dout, const int32_t* ids, int64_t n, int64_t C);     \
-  void rope_table(const Context& ctx, T* cos, T* sin, int64_t max_pos, int64_t rope_dims, double base,                 \
-                  double condense_ratio);                                                                              \
-  void rope_at_positions(const Context& ctx, T* cos, T* sin, const int64_t* pos, int64_t B, int64_t L,                 \
-                         int64_t rope_dims, double base, double condense_ratio);                                       \
-  void qkv_split_rope_forward(const Context& ctx, T* q, T* k, T* v, const T* qkv, const T* cos, const T* sin,          \
-                              int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims,              \
-                              int64_t pos0, int64_t cs_batch_rows);                                                    \
-  void qkv_split_rope_backward(const Context& ctx, T* dqkv, const T* dq, const T* dk, const T* dv, const T* cos,       \
-                               const T* sin, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs,                  \
-                               int64_t rope_dims, int64_t pos0, int64_t cs_batch_rows);                                \
-  void kv_cache_write(const Context& ctx, T* k_cache, T* v_cache, const T* k_new, const T* v_new,                      \
-                      const int32_t* slots, const int64_t* pos, int64_t B, int64_t L, int64_t G, int64_t hs,           \
-                      int64_t cap);                                                                                    \
-  double cross_entropy_forward_backward(const Context& ctx, T* dlogits, float* losses, const T* logits,                \
-                                        const int32_t* targets, int64_t n, int64_t V, double dloss_scale);             \
-  void sum_squares(const Context& ctx, double* out, const T* x, int64_t n);                                            \
+#define SAMBALM_CUDA_DENSE_DECL(T)                                                                                   \
+  void add_inplace(const Context& ctx, T* y, const T* x, int64_t n);                                                 \
+  void swiglu_forward(const Context& ctx, T* out, const T* a, const T* b, int64_t n);                                \
+  void swiglu_backward(const Context& ctx, T* da, T* db, const T* dout, const T* a, const T* b, int64_t n);          \
+  void silu_forward(const Context& ctx, T* out, const T* x, int64_t n);                                              \
+  void silu_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n);                               \
+  void softplus_forward(const Context& ctx, T* out, const T* x, int64_t n);                                          \
+  void softplus_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n);                           \
+  void silu_gate_forward(const Context& ctx, T* out, const T* y, const T* z, int64_t ld_z, int64_t rows, int64_t D); \
+  void silu_gate_backward(const Context& ctx, T* dy, T* dz, int64_t ld_dz, const T* dout, const T* y, const T* z,    \
+                          int64_t ld_z, int64_t rows, int64_t D);                                                    \
+  void embedding_forward(const Context& ctx, T* out, const int32_t* ids, const T* table, int64_t n, int64_t C);      \
+  void embedding_backward(const Context& ctx, T* dtable, const T* dout, const int32_t* ids, int64_t n, int64_t C);   \
+  void rope_table(const Context& ctx, T* cos, T* sin, int64_t max_pos, int64_t rope_dims, double base,               \
+                  double condense_ratio);                                                                            \
+  void rope_at_positions(const Context& ctx, T* cos, T* sin, const int64_t* pos, int64_t B, int64_t L,               \
+                         int64_t rope_dims, double base, double condense_ratio);                                     \
+  void qkv_split_rope_forward(const Context& ctx, T* q, T* k, T* v, const T* qkv, const T* cos, const T* sin,        \
+                              int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t rope_dims,            \
+                              int64_t pos0, int64_t cs_batch_rows);                                                  \
+  void qkv_split_rope_backward(const Context& ctx, T* dqkv, const T* dq, const T* dk, const T* dv, const T* cos,     \
+                               const T* sin, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs,                \
+                               int64_t rope_dims, int64_t pos0, int64_t cs_batch_rows);                              \
+  void kv_cache_write(const Context& ctx, T* k_cache, T* v_cache, const T* k_new, const T* v_new,                    \
+                      const int32_t* slots, const int64_t* pos, int64_t B, int64_t L, int64_t G, int64_t hs,         \
+                      int64_t cap);                                                                                  \
+  double cross_entropy_forward_backward(const Context& ctx, T* dlogits, float* losses, const T* logits,              \
+                                        const int32_t* targets, int64_t n, int64_t V, double dloss_scale);           \
+  void sum_squares(const Context& ctx, double* out, const T* x, int64_t n);                                          \
   void scale_inplace(const Context& ctx, T* x, int64_t n, double s);
 SAMBALM_CUDA_DENSE_DECL(float)
 SAMBALM_CUDA_DENSE_DECL(bf16)

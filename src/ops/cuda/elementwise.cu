@@ -1,8 +1,9 @@
-// Elementwise ops (CUDA): the residual adds, the bf16 copy of fp32 parameters, SwiGLU, SiLU, softplus, the SiLU gate, A = -exp(A_log)
-// and x *= s. One thread per element in grid-stride loops, scalar loads (views such as z of the gate
-// have arbitrary strides and offsets, so no alignment is assumed). Math in fp32 with the CPU's
-// formulas in the CPU's order (src/ops/cpu/elementwise.cpp, activations.cpp, neg_exp.cpp); forward
-// ops overwrite, backward ops add into their outputs, and a null gradient output is skipped.
+// Elementwise ops (CUDA): the residual adds, the bf16 copy of fp32 parameters, SwiGLU, SiLU, softplus,
+// the SiLU gate, A = -exp(A_log) and x *= s. One thread per element in grid-stride loops, scalar loads
+// (views such as z of the gate have arbitrary strides and offsets, so no alignment is assumed). Math in
+// fp32 with the CPU's formulas in the CPU's order (src/ops/cpu/elementwise.cpp, activations.cpp,
+// neg_exp.cpp); forward ops overwrite, backward ops add into their outputs, and a null gradient output
+// is skipped.
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/dense_common.cuh"
