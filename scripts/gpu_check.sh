@@ -91,10 +91,12 @@ CLI=${LIB_BUILD:-$ROOT/build-gpu}/sambalm
 if [ "${SKIP_TRAIN:-0}" != 1 ] && [ -x "$CLI" ]; then
   echo "== training: CPU vs GPU"
   TR=$(mktemp -d)
-  for dev in cpu cuda; do
+  # cpu and cuda in fp32 (the same arithmetic: losses within 1e-3), then cuda in bf16 mixed precision.
+  for run in cpu:fp32 cuda:fp32 cuda:bf16; do
+    dev=${run%%:*} prec=${run##*:} name=${run/:fp32/}
     "$CLI" train -m Samba_421M --n-layer 4 --n-embd 64 --n-head 2 --intermediate-size 128 --local-window 16 \
       --seq-len 64 --batch 4 --data "$ROOT/README.md" --tokenizer bytes --steps 20 --eval-every 0 --log-every 1 \
-      --device $dev ${TRAIN_EXTRA:-} --out "$TR/$dev" >"$LOG_DIR/train_$dev.log" 2>&1 || { echo "train --device $dev FAILED"; tail -n 20 "$LOG_DIR/train_$dev.log"; status=1; }
+      --device $dev --precision $prec ${TRAIN_EXTRA:-} --out "$TR/${name/:/_}" >"$LOG_DIR/train_${name/:/_}.log" 2>&1 || { echo "train --device $dev --precision $prec FAILED"; tail -n 20 "$LOG_DIR/train_${name/:/_}.log"; status=1; }
   done
   python3 - "$TR/cpu/metrics.jsonl" "$TR/cuda/metrics.jsonl" <<'PY' | tee -a "$LOG_DIR/train_compare.log" || status=1
 import json, sys
@@ -109,6 +111,15 @@ print(f"train cpu vs cuda: {len(a)}/{len(b)} steps, max rel diff loss {worst['lo
 print("  cpu  losses:", " ".join(f"{x['loss']:.5f}" for x in a[:5]), "...", f"{a[-1]['loss']:.5f}" if a else "")
 print("  cuda losses:", " ".join(f"{x['loss']:.5f}" for x in b[:5]), "...", f"{b[-1]['loss']:.5f}" if b else "")
 sys.exit(0 if a and len(a) == len(b) and worst["loss"] < 1e-3 else 1)
+PY
+  python3 - "$TR/cuda/metrics.jsonl" "$TR/cuda_bf16/metrics.jsonl" <<'PY' | tee -a "$LOG_DIR/train_compare.log" || status=1
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+b = [json.loads(l) for l in open(sys.argv[2]) if '"loss"' in l]
+rel = [abs(x["loss"] - y["loss"]) / abs(x["loss"]) for x, y in zip(a, b) if x.get("loss") and y.get("loss")]
+print(f"train cuda fp32 vs bf16: {len(a)}/{len(b)} steps, max rel diff loss {max(rel, default=float('nan')):.2e}")
+print("  bf16 losses:", " ".join(f"{x['loss']:.5f}" for x in b[:5]), "...", f"{b[-1]['loss']:.5f}" if b else "")
+sys.exit(0 if b and len(a) == len(b) and max(rel) < 0.05 and b[-1]["loss"] < b[0]["loss"] else 1)
 PY
   echo "== bad --device input"
   small="--n-layer 2 --n-embd 64 --n-head 2 --intermediate-size 128 --seq-len 64 --batch 2"

@@ -7,6 +7,7 @@
 #include "testing.h"
 
 #include <filesystem>
+#include <fstream>
 
 namespace sambalm {
 namespace {
@@ -79,6 +80,70 @@ TEST(Device, ForwardOnAMissingGpuIsAClearErrorAndWritesNothing) {
                           &log),
             0);
   EXPECT_NE(log.find("--device tpu: expected cpu, cuda, cuda:N"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace sambalm
+
+namespace sambalm {
+namespace {
+
+// --precision: bf16 mixed precision is a GPU mode; the CPU computes in fp32 only.
+TEST(Precision, AutoIsBf16OnAGpuAndFp32OnTheCpu) {
+  EXPECT_EQ(parse_precision("auto", Device::CUDA), Precision::BF16);
+  EXPECT_EQ(parse_precision("auto", Device::CPU), Precision::FP32);
+  EXPECT_EQ(parse_precision("fp32", Device::CUDA), Precision::FP32);
+  EXPECT_EQ(parse_precision("fp32", Device::CPU), Precision::FP32);
+  EXPECT_EQ(parse_precision("bf16", Device::CUDA), Precision::BF16);
+  EXPECT_STREQ(precision_name(Precision::BF16), "bf16");
+  EXPECT_STREQ(precision_name(Precision::FP32), "fp32");
+}
+
+TEST(Precision, Bf16OnTheCpuOrAnUnknownValueIsAClearError) {
+  try {
+    parse_precision("bf16", Device::CPU);
+    FAIL() << "bf16 accepted on the CPU";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--precision bf16: the CPU computes in fp32 only"), std::string::npos)
+        << e.what();
+  }
+  for (const char* bad : {"", "fp16", "BF16", "float"}) {
+    try {
+      parse_precision(bad, Device::CUDA);
+      FAIL() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("expected bf16, fp32 or auto"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The command lines: train and forward with --device cpu --precision bf16 stop before doing anything.
+TEST(Precision, TrainAndForwardRefuseBf16OnTheCpu) {
+  REQUIRE_FIXTURES();
+  const std::string tmp = test::temp_dir("precision_cpu");
+  const std::string fx = test::fixtures_dir() + "/samba_tiny";
+  std::string log;
+  EXPECT_EQ(test::run_cli("forward --model " + fx + " --inputs " + fx + "/expected.safetensors --out " + tmp +
+                              "/out.safetensors --device cpu --precision bf16",
+                          &log),
+            1);
+  EXPECT_NE(log.find("--precision bf16: the CPU computes in fp32 only"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(tmp + "/out.safetensors"));
+  {
+    std::ofstream(tmp + "/data.txt") << std::string(4000, 'a');
+  }
+  EXPECT_EQ(test::run_cli("train --model Samba_421M --n-layer 2 --n-embd 32 --n-head 2 --intermediate-size 64 "
+                          "--tokenizer bytes --seq-len 16 --batch 2 --steps 1 --device cpu --precision bf16 --data " +
+                              tmp + "/data.txt --out " + tmp + "/run",
+                          &log),
+            1);
+  EXPECT_NE(log.find("--precision bf16: the CPU computes in fp32 only"), std::string::npos) << log;
+  EXPECT_FALSE(std::filesystem::exists(tmp + "/run/metrics.jsonl"));
+  // An unknown value is refused by the option itself.
+  EXPECT_NE(test::run_cli("train --model Samba_421M --precision fp16 --data " + tmp + "/data.txt --out " + tmp + "/r2",
+                          &log),
+            0);
+  EXPECT_NE(log.find("--precision"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -22,7 +22,7 @@
 #include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "model/memory_estimate.h"
-#include "model/model.h"
+#include "model/precision_model.h"
 #include "model/weights.h"
 #include "ops/device.h"
 #include "ops/ops.h"
@@ -35,7 +35,7 @@ constexpr int64_t kAutoBatchBytes = int64_t(1) << 30;
 constexpr int64_t kMaxBatchSize = 1 << 20;
 
 struct ForwardOpts {
-  std::string model, config, inputs, out, device = "auto";
+  std::string model, config, inputs, out, device = "auto", precision = "auto";
   int64_t batch_size = 0;  // 0 = automatic
   bool acts = false, no_logits = false, row_losses = false;
 };
@@ -140,11 +140,14 @@ int run(const ForwardOpts& o) {
   if (o.acts)
     for (int64_t i = 0; i < L; ++i) decl.push_back({"act." + std::to_string(i), {B, Tn, d}});
   // The device is opened before the output file exists, so a bad --device leaves no file behind.
-  Backend backend(parse_device(o.device));
+  const DeviceSpec spec = parse_device(o.device);
+  const Precision precision = parse_precision(o.precision, spec.device);
+  Backend backend(spec);
   const Context& ctx = backend.context();
   const ops::Mirror<float> params(ctx, lm.params.data(), static_cast<int64_t>(lm.params.size()));
   F32SafetensorsStream out(o.out, decl);
-  Model<float> model(lm.config, lm.params.entries(), ctx);
+  const std::unique_ptr<PrecisionModel> model = make_precision_model(
+      precision, lm.config, lm.params.entries(), ctx, params.get(), static_cast<int64_t>(lm.params.size()));
   std::vector<float> logits, act;  // one micro-batch on the host (GPU runs)
   std::vector<float> pos_loss, row_loss(static_cast<size_t>(B));
   std::vector<std::vector<float>> acts(o.acts ? static_cast<size_t>(L) : 0);
@@ -152,8 +155,8 @@ int run(const ForwardOpts& o) {
   int64_t loss_count = 0;
   for (int64_t r0 = 0; r0 < B; r0 += mb) {
     const int64_t b = std::min(mb, B - r0), n = b * Tn;
-    model.forward(params.get(), ids.data() + r0 * Tn, nullptr, b, Tn);
-    const float* lg = host_view(ctx, model.logits(), n * V, logits);
+    model->forward(ids.data() + r0 * Tn, nullptr, b, Tn);
+    const float* lg = model->logits_on_host(logits);
     if (!o.no_logits) out.write(lg, static_cast<size_t>(n * V));
     if (!targets.empty()) {
       const int32_t* tg = targets.data() + r0 * Tn;
@@ -173,7 +176,7 @@ int run(const ForwardOpts& o) {
       loss_count += count;
     }
     for (int64_t i = 0; i < L && o.acts; ++i) {
-      const float* a = host_view(ctx, model.block_output(i), n * d, act);
+      const float* a = host_view(ctx, model->block_output(i), n * d, act);
       acts[static_cast<size_t>(i)].insert(acts[static_cast<size_t>(i)].end(), a, a + n * d);
     }
   }
@@ -221,7 +224,13 @@ Action add(CLI::App& app) {
   sub->add_flag("--acts", o->acts, "Also write each block's output (act.<i>)");
   sub->add_option("--device", o->device,
                   "cpu, cuda, cuda:N, or auto (the first GPU when this build has the CUDA backend and one is "
-                  "visible, else the CPU); the GPU runs in fp32 here")
+                  "visible, else the CPU)")
+      ->capture_default_str();
+  sub->add_option("--precision", o->precision,
+                  "bf16 (GPU only: bf16 weights, activations and GEMMs; fp32 residual stream, norms' statistics and "
+                  "scan state; the logits are written as F32 from bf16), fp32, or auto (bf16 on a GPU, fp32 on "
+                  "the CPU)")
+      ->check(CLI::IsMember({"bf16", "fp32", "auto"}))
       ->capture_default_str();
   return [o] { return run(*o); };
 }

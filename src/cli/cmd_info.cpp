@@ -12,6 +12,7 @@
 #include "model/memory_estimate.h"
 #include "model/presets.h"
 #include "model/weights.h"
+#include "ops/device.h"
 
 namespace sambalm::cli {
 namespace {
@@ -105,6 +106,8 @@ int show(const InfoOpts& o) {
     return false;
   }();
 
+  // What `train --device auto --precision auto` would use on this machine (the estimate is fp32's).
+  const bool auto_gpu = cuda_available();
   if (o.json) {
     nlohmann::json j;
     j["name"] = cfg.name;
@@ -126,7 +129,9 @@ int show(const InfoOpts& o) {
                      {"grads_bytes", m.train_grads},
                      {"adamw_bytes", m.train_adam},
                      {"activations_bytes", m.train_activations},
-                     {"total_bytes", m.train_total}};
+                     {"total_bytes", m.train_total},
+                     {"auto_device", auto_gpu ? "cuda" : "cpu"},
+                     {"auto_precision", auto_gpu ? "bf16" : "fp32"}};
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -167,6 +172,9 @@ int show(const InfoOpts& o) {
   std::printf("  %-28s %15s\n", "AdamW moments", human_bytes(m.train_adam).c_str());
   std::printf("  %-28s %15s\n", "activations", human_bytes(m.train_activations).c_str());
   std::printf("  %-28s %15s\n", "total", human_bytes(m.train_total).c_str());
+  std::printf(
+      "  (train here, by default: %s)\n",
+      auto_gpu ? "bf16 mixed precision on the GPU (--precision fp32 for the figures above)" : "fp32 on the CPU");
   return 0;
 }
 

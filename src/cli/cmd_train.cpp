@@ -154,7 +154,13 @@ Action add(CLI::App& app) {
   o->device = "auto";
   sub->add_option("--device", o->device,
                   "cpu, cuda, cuda:N, or auto (the first GPU when this build has the CUDA backend and one is "
-                  "visible, else the CPU); the GPU trains in fp32 here")
+                  "visible, else the CPU)")
+      ->capture_default_str();
+  sub->add_option("--precision", o->precision,
+                  "bf16 (GPU only: bf16 weights, activations and GEMMs beside fp32 master weights, AdamW state, "
+                  "gradients, residual stream and statistics), fp32, or auto (bf16 on a GPU, fp32 on the CPU); "
+                  "checkpoints hold the fp32 weights either way")
+      ->check(CLI::IsMember({"bf16", "fp32", "auto"}))
       ->capture_default_str();
   return [o, threads] {
     if (*threads > 0) omp_set_num_threads(*threads);

@@ -55,11 +55,11 @@ void attention_forward_layer(const Context& ctx, T* out, const AttentionActs<T>&
 }
 
 template <typename T>
-void attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T* dout, const AttentionActs<T>& a,
+void attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, const AttentionActs<T>& a,
                               const T* xn, const T* params, const AttentionParams& p, const AttentionDims& m,
                               const T* cos, const T* sin, int64_t B, int64_t L, const AttentionGrads<T>& g) {
   const int64_t BL = B * L;
-  auto zero = [&](T* x, int64_t n) { ops::fill_zero(ctx, x, n); };
+  auto zero = [&](auto* x, int64_t n) { ops::fill_zero(ctx, x, n); };
   zero(g.datt, BL * m.H * m.hs);
   zero(g.dq, BL * m.H * m.hs);
   zero(g.dk, BL * m.G * m.hs);
@@ -82,10 +82,13 @@ void attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T* dou
   template void attention_forward_layer<T>(const Context&, T*, const AttentionActs<T>&, const T*, const T*,           \
                                            const AttentionParams&, const AttentionDims&, const T*, const T*, int64_t, \
                                            int64_t, int64_t, const LayerState<T>*);                                   \
-  template void attention_backward_layer<T>(const Context&, T*, T*, const T*, const AttentionActs<T>&, const T*,      \
-                                            const T*, const AttentionParams&, const AttentionDims&, const T*,         \
-                                            const T*, int64_t, int64_t, const AttentionGrads<T>&);
+  template void attention_backward_layer<T>(const Context&, T*, grad_t<T>*, const T*, const AttentionActs<T>&,        \
+                                            const T*, const T*, const AttentionParams&, const AttentionDims&,         \
+                                            const T*, const T*, int64_t, int64_t, const AttentionGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)
+#if SAMBALM_HAVE_CUDA
+INSTANTIATE(bf16)
+#endif
 
 }  // namespace sambalm

@@ -11,7 +11,10 @@
 //
 // A layer reads its parameters through offsets resolved once from the parameter buffer (ParamRef,
 // model/params.h); on backward it ADDS into its parameter gradients and into d(input).
-// Templates: float (compute) and double (gradient checks).
+// Templates: float (compute), double (gradient checks) and, with the CUDA backend, bf16 (mixed
+// precision: bf16 weights and activations, parameter gradients in grad_t<T> = fp32, and the parameters
+// that stay fp32 — A_log, D — read from the fp32 master copy `master`; for float and double `master`
+// is the parameter buffer itself).
 #pragma once
 
 #include <cstdint>
@@ -203,15 +206,15 @@ void plan_mlp_grads(const Context& ctx, Arena& a, MlpGrads<T>& g, int64_t hidden
 // final states (L == 1 runs the one-step scan).
 template <typename T>
 void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* xn, const T* params,
-                   const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
-                   const LayerState<T>* st = nullptr);
+                   const stat_t<T>* master, const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B,
+                   int64_t L, const LayerState<T>* st = nullptr);
 // Training only (no state). dA is scratch [di, N] for the scan's dA before it maps onto dA_log.
 // dy_extra [BL, di] (may be nullptr): a gradient of the scan output y from elsewhere — SambaY's GMUs
 // read the y of the memory layer (a.y) as their memory.
 template <typename T>
-void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MambaActs<T>& a, const T* xn,
-                    const T* params, const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
-                    const MambaGrads<T>& g, const T* dy_extra = nullptr);
+void mamba_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, const MambaActs<T>& a, const T* xn,
+                    const T* params, const stat_t<T>* master, const MambaParams& p, const MambaDims& m,
+                    const stat_t<T>* A, int64_t B, int64_t L, const MambaGrads<T>& g, const T* dy_extra = nullptr);
 
 // cos/sin: RoPE rows; row of (b, t) is (b * cs_batch_rows + t) (cs_batch_rows = 0: one table from
 // position 0 shared by the batch, as in training). With `st`: the new keys/values join each sequence's
@@ -221,7 +224,7 @@ void attention_forward_layer(const Context& ctx, T* out, const AttentionActs<T>&
                              const AttentionParams& p, const AttentionDims& m, const T* cos, const T* sin,
                              int64_t cs_batch_rows, int64_t B, int64_t L, const LayerState<T>* st = nullptr);
 template <typename T>
-void attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T* dout, const AttentionActs<T>& a,
+void attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, const AttentionActs<T>& a,
                               const T* xn, const T* params, const AttentionParams& p, const AttentionDims& m,
                               const T* cos, const T* sin, int64_t B, int64_t L, const AttentionGrads<T>& g);
 
@@ -229,7 +232,7 @@ template <typename T>
 void mlp_forward(const Context& ctx, T* out, const MlpActs<T>& a, const T* xn, const T* params, const MlpParams& p,
                  int64_t d, int64_t hidden, int64_t B, int64_t L);
 template <typename T>
-void mlp_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MlpActs<T>& a, const T* xn,
+void mlp_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, const MlpActs<T>& a, const T* xn,
                   const T* params, const MlpParams& p, int64_t d, int64_t hidden, int64_t B, int64_t L,
                   const MlpGrads<T>& g);
 
@@ -247,10 +250,10 @@ void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentio
 // Cross: dk, dv are added into dshared_qkv [BL, shared_width()]. Self: dshared_qkv (may be nullptr) is
 // the gradient the cross-attention layers gathered for this layer's keys/values, added to its own.
 template <typename T>
-void diff_attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T* dout, const DiffAttentionActs<T>& a,
-                                   const T* xn, const T* params, const DiffAttentionParams& p,
-                                   const DiffAttentionDims& m, int64_t B, int64_t L, const DiffAttentionGrads<T>& g,
-                                   const T* shared_qkv, T* dshared_qkv);
+void diff_attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout,
+                                   const DiffAttentionActs<T>& a, const T* xn, const T* params,
+                                   const DiffAttentionParams& p, const DiffAttentionDims& m, int64_t B, int64_t L,
+                                   const DiffAttentionGrads<T>& g, const T* shared_qkv, T* dshared_qkv);
 
 // Gated memory unit: out = out_proj(silu(in_proj(xn)) * memory), memory [BL, di].
 template <typename T>
@@ -258,8 +261,8 @@ void gmu_forward(const Context& ctx, T* out, const GmuActs<T>& a, const T* xn, c
                  const T* memory, int64_t d, int64_t di, int64_t B, int64_t L);
 // dmemory [BL, di] accumulates (every GMU reads the same memory).
 template <typename T>
-void gmu_backward(const Context& ctx, T* dxn, T* grads, T* dmemory, const T* dout, const GmuActs<T>& a, const T* xn,
-                  const T* params, const GmuParams& p, const T* memory, int64_t d, int64_t di, int64_t B, int64_t L,
-                  const GmuGrads<T>& g);
+void gmu_backward(const Context& ctx, T* dxn, grad_t<T>* grads, T* dmemory, const T* dout, const GmuActs<T>& a,
+                  const T* xn, const T* params, const GmuParams& p, const T* memory, int64_t d, int64_t di, int64_t B,
+                  int64_t L, const GmuGrads<T>& g);
 
 }  // namespace sambalm

@@ -25,9 +25,10 @@ void plan_mamba_acts(const Context& ctx, Arena& ar, MambaActs<T>& a, const Mamba
   a.dt = ar.take<T>(BL * m.di);
   a.y = ar.take<T>(BL * m.di);
   a.yg = ar.take<T>(BL * m.di);
-  a.chunk_states = scan_chunks
-                       ? ar.take<T>(ops::selective_scan_chunk_states_size<T>(ctx, B, L, m.di, m.N, scan_chunk_size()))
-                       : nullptr;
+  a.chunk_states =
+      scan_chunks
+          ? ar.take<stat_t<T>>(ops::selective_scan_chunk_states_size<T>(ctx, B, L, m.di, m.N, scan_chunk_size()))
+          : nullptr;
 }
 
 template <typename T>
@@ -46,8 +47,8 @@ void plan_mamba_grads(const Context& ctx, Arena& ar, MambaGrads<T>& g, const Mam
 
 template <typename T>
 void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* xn, const T* params,
-                   const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
-                   const LayerState<T>* st) {
+                   const stat_t<T>* master, const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B,
+                   int64_t L, const LayerState<T>* st) {
   const int64_t BL = B * L, di = m.di, X = m.xdbl();
   const int32_t* slots = st ? st->slots : nullptr;
   ops::matmul_forward(ctx, a.xz, xn, p.in_proj_w.at(params), p.in_proj_b.at(params), BL, m.d, 2 * di);
@@ -63,11 +64,11 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
   ops::softplus_forward(ctx, a.dt, a.dt_pre, BL * di);
   const T *Bm = a.xdbl + m.R, *Cm = a.xdbl + m.R + m.N;
   if (st && L == 1) {
-    ops::selective_scan_step(ctx, a.y, st->ssm, a.xc, a.dt, A, Bm, Cm, X, p.D.at(params), B, di, m.N, slots);
+    ops::selective_scan_step(ctx, a.y, st->ssm, a.xc, a.dt, A, Bm, Cm, X, p.D.at(master), B, di, m.N, slots);
   } else {
     // The SSM state is read (h0) before the final state overwrites it (h_last) block by block.
     ops::selective_scan_forward(ctx, a.y, st ? st->ssm : static_cast<stat_t<T>*>(nullptr), a.chunk_states, a.xc, a.dt,
-                                A, Bm, Cm, X, p.D.at(params), st ? st->ssm : static_cast<const stat_t<T>*>(nullptr), B,
+                                A, Bm, Cm, X, p.D.at(master), st ? st->ssm : static_cast<const stat_t<T>*>(nullptr), B,
                                 L, di, m.N, scan_chunk_size(), slots);
   }
   ops::silu_gate_forward(ctx, a.yg, a.y, a.xz + di, 2 * di, BL, di);
@@ -75,11 +76,11 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
 }
 
 template <typename T>
-void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MambaActs<T>& a, const T* xn,
-                    const T* params, const MambaParams& p, const MambaDims& m, const stat_t<T>* A, int64_t B, int64_t L,
-                    const MambaGrads<T>& g, const T* dy_extra) {
+void mamba_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, const MambaActs<T>& a, const T* xn,
+                    const T* params, const stat_t<T>* master, const MambaParams& p, const MambaDims& m,
+                    const stat_t<T>* A, int64_t B, int64_t L, const MambaGrads<T>& g, const T* dy_extra) {
   const int64_t BL = B * L, di = m.di, X = m.xdbl(), N = m.N;
-  auto zero = [&](T* x, int64_t n) { ops::fill_zero(ctx, x, n); };
+  auto zero = [&](auto* x, int64_t n) { ops::fill_zero(ctx, x, n); };
   zero(g.dgated, BL * di);
   zero(g.dy, BL * di);
   zero(g.dxz, BL * 2 * di);
@@ -95,14 +96,14 @@ void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const M
   ops::silu_gate_backward(ctx, g.dy, g.dxz + di, 2 * di, g.dgated, a.y, a.xz + di, 2 * di, BL, di);
   ops::selective_scan_backward(ctx, g.dxc, g.ddt, g.dA, g.dxdbl + m.R, g.dxdbl + m.R + N, p.D.at(grads),
                                static_cast<stat_t<T>*>(nullptr), g.dy, a.chunk_states, a.xc, a.dt, A, a.xdbl + m.R,
-                               a.xdbl + m.R + N, X, p.D.at(params), static_cast<const stat_t<T>*>(nullptr), B, L, di, N,
+                               a.xdbl + m.R + N, X, p.D.at(master), static_cast<const stat_t<T>*>(nullptr), B, L, di, N,
                                scan_chunk_size(), g.scan);
   ops::neg_exp_backward(ctx, p.A_log.at(grads), g.dA, A, di * N);
   ops::softplus_backward(ctx, g.ddt_pre, g.ddt, a.dt_pre, BL * di);
   ops::matmul_backward_strided(ctx, g.dxdbl, X, p.dt_proj_w.at(grads), p.dt_proj_b.at(grads), g.ddt_pre, di, a.xdbl, X,
                                p.dt_proj_w.at(params), BL, m.R, di);
-  ops::matmul_backward(ctx, g.dxc, p.x_proj_w.at(grads), static_cast<T*>(nullptr), g.dxdbl, a.xc, p.x_proj_w.at(params),
-                       BL, di, X);
+  ops::matmul_backward(ctx, g.dxc, p.x_proj_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dxdbl, a.xc,
+                       p.x_proj_w.at(params), BL, di, X);
   // dxc now holds d(silu output); map back through silu into d(conv_out), reusing dgated.
   zero(g.dgated, BL * di);
   ops::silu_backward(ctx, g.dgated, g.dxc, a.conv_out, BL * di);
@@ -115,12 +116,16 @@ void mamba_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const M
 #define INSTANTIATE(T)                                                                                               \
   template void plan_mamba_acts<T>(const Context&, Arena&, MambaActs<T>&, const MambaDims&, int64_t, int64_t, bool); \
   template void plan_mamba_grads<T>(const Context&, Arena&, MambaGrads<T>&, const MambaDims&, int64_t, int64_t);     \
-  template void mamba_forward<T>(const Context&, T*, const MambaActs<T>&, const T*, const T*, const MambaParams&,    \
-                                 const MambaDims&, const stat_t<T>*, int64_t, int64_t, const LayerState<T>*);        \
-  template void mamba_backward<T>(const Context&, T*, T*, const T*, const MambaActs<T>&, const T*, const T*,         \
-                                  const MambaParams&, const MambaDims&, const stat_t<T>*, int64_t, int64_t,          \
-                                  const MambaGrads<T>&, const T*);
+  template void mamba_forward<T>(const Context&, T*, const MambaActs<T>&, const T*, const T*, const stat_t<T>*,      \
+                                 const MambaParams&, const MambaDims&, const stat_t<T>*, int64_t, int64_t,           \
+                                 const LayerState<T>*);                                                              \
+  template void mamba_backward<T>(const Context&, T*, grad_t<T>*, const T*, const MambaActs<T>&, const T*, const T*, \
+                                  const stat_t<T>*, const MambaParams&, const MambaDims&, const stat_t<T>*, int64_t, \
+                                  int64_t, const MambaGrads<T>&, const T*);
 INSTANTIATE(float)
 INSTANTIATE(double)
+#if SAMBALM_HAVE_CUDA
+INSTANTIATE(bf16)
+#endif
 
 }  // namespace sambalm

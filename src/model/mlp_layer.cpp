@@ -31,7 +31,7 @@ void mlp_forward(const Context& ctx, T* out, const MlpActs<T>& a, const T* xn, c
 }
 
 template <typename T>
-void mlp_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const MlpActs<T>& a, const T* xn,
+void mlp_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, const MlpActs<T>& a, const T* xn,
                   const T* params, const MlpParams& p, int64_t d, int64_t hidden, int64_t B, int64_t L,
                   const MlpGrads<T>& g) {
   const int64_t BL = B * L;
@@ -49,9 +49,12 @@ void mlp_backward(const Context& ctx, T* dxn, T* grads, const T* dout, const Mlp
   template void plan_mlp_grads<T>(const Context&, Arena&, MlpGrads<T>&, int64_t, int64_t, int64_t);                  \
   template void mlp_forward<T>(const Context&, T*, const MlpActs<T>&, const T*, const T*, const MlpParams&, int64_t, \
                                int64_t, int64_t, int64_t);                                                           \
-  template void mlp_backward<T>(const Context&, T*, T*, const T*, const MlpActs<T>&, const T*, const T*,             \
+  template void mlp_backward<T>(const Context&, T*, grad_t<T>*, const T*, const MlpActs<T>&, const T*, const T*,     \
                                 const MlpParams&, int64_t, int64_t, int64_t, int64_t, const MlpGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)
+#if SAMBALM_HAVE_CUDA
+INSTANTIATE(bf16)
+#endif
 
 }  // namespace sambalm

@@ -50,7 +50,7 @@ template <typename T>
 Model<T>::~Model() = default;
 
 template <typename T>
-const T* Model<T>::block_output(int64_t block) const {
+const stat_t<T>* Model<T>::block_output(int64_t block) const {
   SAMBALM_CHECK(block >= 0 && block < static_cast<int64_t>(refs_.block_last_sub.size()), "block {} out of range",
                 block);
   SAMBALM_CHECK(train_B_ > 0, "block_output: no forward has run");
@@ -72,7 +72,8 @@ void Model<T>::layout_train(Arena& a, int64_t B, int64_t Tn) {
   const bool ln = cfg_.norm == NormKind::LayerNorm;
   train_.tokens = a.template take<int32_t>(BT);
   train_.targets = a.template take<int32_t>(BT);
-  for (auto& r : train_.res) r = a.template take<T>(BT * d_);
+  for (auto& r : train_.res) r = a.template take<S>(BT * d_);
+  train_.f = a.template take<T>(BT * d_);
   for (int64_t k = 0; k < nsub_; ++k) {
     const SublayerParams& s = refs_.subs[k];
     SubBuffers& b = train_.subs[k];
@@ -108,7 +109,8 @@ void Model<T>::layout_train(Arena& a, int64_t B, int64_t Tn) {
   train_.rope_sin = a.template take<T>(Tn * std::max<int64_t>(1, rope_dims_ / 2));
   // Backward: the residual gradient, a sublayer's d(normed input), d(final norm output), and one
   // region shared by the layers' own temporaries (one layer's backward runs at a time).
-  train_.dres = a.template take<T>(BT * d_);
+  train_.dres = a.template take<S>(BT * d_);
+  if constexpr (!kOneType) train_.dres_t = a.template take<T>(BT * d_);
   train_.dxn = a.template take<T>(BT * d_);
   train_.dxf = a.template take<T>(BT * d_);
   if (memory_sub_ >= 0) {
@@ -150,7 +152,7 @@ void Model<T>::use_train_layout(int64_t B, int64_t Tn) {
 template <typename T>
 void Model<T>::layout_cached(Arena& a, int64_t B, int64_t L) {
   const int64_t BL = B * L;
-  cached_.x = a.template take<T>(BL * d_);
+  cached_.x = a.template take<S>(BL * d_);
   cached_.out = a.template take<T>(BL * d_);
   cached_.rope_cos = a.template take<T>(BL * std::max<int64_t>(1, rope_dims_ / 2));
   cached_.rope_sin = a.template take<T>(BL * std::max<int64_t>(1, rope_dims_ / 2));
@@ -210,11 +212,11 @@ void Model<T>::use_cached_layout(int64_t B, int64_t L) {
 }
 
 template <typename T>
-void Model<T>::refresh_constants(const T* params) {
+void Model<T>::refresh_constants(const S* master) {
   for (int64_t k = 0; k < nsub_; ++k) {
     const auto& s = refs_.subs[k];
     if (s.spec.kind == SublayerKind::Mamba)
-      ops::neg_exp_forward(ctx_, cached_A_[k], s.mamba.A_log.at(params), s.mamba_dims.di * s.mamba_dims.N);
+      ops::neg_exp_forward(ctx_, cached_A_[k], s.mamba.A_log.at(master), s.mamba_dims.di * s.mamba_dims.N);
   }
   constants_ready_ = true;
 }
@@ -222,27 +224,27 @@ void Model<T>::refresh_constants(const T* params) {
 // ---- The stack ---------------------------------------------------------------------------------
 
 template <typename T>
-void Model<T>::norm_forward(T* out, stat_t<T>* mean, stat_t<T>* rstd, const T* x, const T* params, const ParamRef& w,
+void Model<T>::norm_forward(T* out, stat_t<T>* mean, stat_t<T>* rstd, const S* x, const S* master, const ParamRef& w,
                             const ParamRef& b, int64_t n) {
   if (cfg_.norm == NormKind::RMSNorm)
-    ops::rmsnorm_forward(ctx_, out, rstd, x, w.at(params), n, d_, cfg_.norm_eps);
+    ops::rmsnorm_forward(ctx_, out, rstd, x, w.at(master), n, d_, cfg_.norm_eps);
   else
-    ops::layernorm_forward(ctx_, out, mean, rstd, x, w.at(params), b.at(params), n, d_, cfg_.norm_eps);
+    ops::layernorm_forward(ctx_, out, mean, rstd, x, w.at(master), b.at(master), n, d_, cfg_.norm_eps);
 }
 
 template <typename T>
-void Model<T>::norm_backward(T* dx, T* grads, const T* dout, const T* x, const T* params, const ParamRef& w,
+void Model<T>::norm_backward(S* dx, G* grads, const T* dout, const S* x, const S* master, const ParamRef& w,
                              const ParamRef& b, const stat_t<T>* mean, const stat_t<T>* rstd, int64_t n) {
   if (cfg_.norm == NormKind::RMSNorm)
-    ops::rmsnorm_backward(ctx_, dx, w.at(grads), dout, x, w.at(params), rstd, n, d_);
+    ops::rmsnorm_backward(ctx_, dx, w.at(grads), dout, x, w.at(master), rstd, n, d_);
   else
-    ops::layernorm_backward(ctx_, dx, w.at(grads), b.at(grads), dout, x, w.at(params), mean, rstd, n, d_);
+    ops::layernorm_backward(ctx_, dx, w.at(grads), b.at(grads), dout, x, w.at(master), mean, rstd, n, d_);
 }
 
 template <typename T>
-void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,
-                         const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>* layers,
-                         CrossDecoder cross) {
+void Model<T>::run_stack(const T* params, const S* master, int64_t B, int64_t L, const T* cos, const T* sin,
+                         int64_t cs_batch_rows, const int32_t* slots, const int64_t* pos,
+                         const std::vector<LayerState<T>>* layers, CrossDecoder cross) {
   const bool training = layers == nullptr;
   int64_t BL = B * L;
   // SambaY: the memory and the shared keys/values the cross-decoder reads.
@@ -255,9 +257,9 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
   for (int64_t k = 0; k < nsub_; ++k) {
     const SublayerParams& s = refs_.subs[k];
     SubBuffers& b = training ? train_.subs[k] : cached_.shared;
-    const T* x = training ? train_.res[k] : cached_.x;
-    T* f = training ? train_.res[k + 1] : cached_.out;
-    norm_forward(b.xn, b.mean, b.rstd, x, params, s.norm_w, s.norm_b, BL);
+    const S* x = training ? train_.res[k] : cached_.x;
+    T* f = training ? train_.f : cached_.out;
+    norm_forward(b.xn, b.mean, b.rstd, x, master, s.norm_w, s.norm_b, BL);
     LayerState<T> st;
     if (!training) {
       // Cross-attention has no state of its own: it reads the shared-KV layer's cache.
@@ -270,10 +272,10 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
       case SublayerKind::Mamba: {
         const MambaDims& m = s.mamba_dims;
         stat_t<T>* A = training ? train_.A[k] : cached_A_[k];
-        if (training) ops::neg_exp_forward(ctx_, A, s.mamba.A_log.at(params), m.di * m.N);
+        if (training) ops::neg_exp_forward(ctx_, A, s.mamba.A_log.at(master), m.di * m.N);
         MambaActs<T> acts = b.mamba;
         if (!training && s.spec.keeps_memory) acts.y = cached_.memory;  // kept for the GMUs
-        mamba_forward(ctx_, f, acts, b.xn, params, s.mamba, m, A, B, L, stp);
+        mamba_forward(ctx_, f, acts, b.xn, params, master, s.mamba, m, A, B, L, stp);
         break;
       }
       case SublayerKind::Attention:
@@ -297,10 +299,7 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
         break;
     }
     // x_{k+1} = x_k + f: training keeps every x_k (a buffer per k), the cached path updates x in place.
-    if (training)
-      ops::add_inplace(ctx_, f, x, BL * d_);
-    else
-      ops::add_inplace(ctx_, cached_.x, f, BL * d_);
+    ops::residual_add(ctx_, training ? train_.res[k + 1] : cached_.x, x, f, BL * d_);
     if (k == shared_kv_sub_ && cross == CrossDecoder::None) return;
     if (k == shared_kv_sub_ && cross == CrossDecoder::LastToken && L > 1) {
       // The caches hold every token now; the cross-decoder only feeds the logits, so it runs on each
@@ -317,8 +316,8 @@ void Model<T>::run_stack(const T* params, int64_t B, int64_t L, const T* cos, co
 }
 
 template <typename T>
-double Model<T>::forward(const T* params, const int32_t* tokens, const int32_t* targets, int64_t B, int64_t Tn,
-                         double loss_scale) {
+double Model<T>::forward(const T* params, const S* master, const int32_t* tokens, const int32_t* targets, int64_t B,
+                         int64_t Tn, double loss_scale) {
   SAMBALM_CHECK(B > 0 && Tn > 0, "forward: empty batch ({} x {})", B, Tn);
   const int64_t BT = B * Tn;
   for (int64_t i = 0; i < BT; ++i)
@@ -328,9 +327,11 @@ double Model<T>::forward(const T* params, const int32_t* tokens, const int32_t* 
   B_ = B;
   T_ = Tn;
   ops::upload(ctx_, train_.tokens, tokens, sizeof(int32_t) * BT);
-  ops::embedding_forward(ctx_, train_.res[0], train_.tokens, refs_.embed.at(params), BT, d_);
-  run_stack(params, B, Tn, train_.rope_cos, train_.rope_sin, 0, nullptr, nullptr, nullptr);
-  norm_forward(train_.xf, train_.xf_mean, train_.xf_rstd, train_.res.back(), params, refs_.norm_w, refs_.norm_b, BT);
+  // The residual stream starts from the master copy of the embedding (fp32 beside bf16); the tied head
+  // below multiplies by its working copy.
+  ops::embedding_forward(ctx_, train_.res[0], train_.tokens, refs_.embed.at(master), BT, d_);
+  run_stack(params, master, B, Tn, train_.rope_cos, train_.rope_sin, 0, nullptr, nullptr, nullptr);
+  norm_forward(train_.xf, train_.xf_mean, train_.xf_rstd, train_.res.back(), master, refs_.norm_w, refs_.norm_b, BT);
   ops::matmul_forward(ctx_, train_.logits, train_.xf, refs_.head.at(params), static_cast<const T*>(nullptr), BT, d_,
                       V_);
   have_targets_ = targets != nullptr;
@@ -339,40 +340,48 @@ double Model<T>::forward(const T* params, const int32_t* tokens, const int32_t* 
     SAMBALM_CHECK(targets[i] < V_, "forward: target id {} at position {} is outside the vocabulary [0, {})", targets[i],
                   i, V_);
   ops::upload(ctx_, train_.targets, targets, sizeof(int32_t) * BT);
-  return ops::cross_entropy_forward_backward(ctx_, train_.dlogits, static_cast<T*>(nullptr), train_.logits,
+  return ops::cross_entropy_forward_backward(ctx_, train_.dlogits, static_cast<stat_t<T>*>(nullptr), train_.logits,
                                              train_.targets, BT, V_, loss_scale);
 }
 
 template <typename T>
-void Model<T>::backward(const T* params, T* grads) {
+void Model<T>::backward(const T* params, const S* master, G* grads) {
   SAMBALM_CHECK(have_targets_, "backward: the last forward had no targets");
   const int64_t BT = B_ * T_;
-  auto zero = [&](T* x, int64_t n) { ops::fill_zero(ctx_, x, n); };
+  auto zero = [&](auto* x, int64_t n) { ops::fill_zero(ctx_, x, n); };
   zero(train_.dxf, BT * d_);
-  ops::matmul_backward(ctx_, train_.dxf, refs_.head.at(grads), static_cast<T*>(nullptr), train_.dlogits, train_.xf,
+  ops::matmul_backward(ctx_, train_.dxf, refs_.head.at(grads), static_cast<G*>(nullptr), train_.dlogits, train_.xf,
                        refs_.head.at(params), BT, d_, V_);
   zero(train_.dres, BT * d_);
   if (train_.dmemory) {
     zero(train_.dmemory, BT * refs_.subs[memory_sub_].mamba_dims.di);
     zero(train_.dshared_qkv, BT * refs_.subs[shared_kv_sub_].dattn_dims.shared_width());
   }
-  norm_backward(train_.dres, grads, train_.dxf, train_.res.back(), params, refs_.norm_w, refs_.norm_b, train_.xf_mean,
+  norm_backward(train_.dres, grads, train_.dxf, train_.res.back(), master, refs_.norm_w, refs_.norm_b, train_.xf_mean,
                 train_.xf_rstd, BT);
   for (int64_t k = nsub_ - 1; k >= 0; --k) {
     const SublayerParams& s = refs_.subs[k];
     const SubBuffers& b = train_.subs[k];
     zero(train_.dxn, BT * d_);
+    // The sublayer's d(output) is the residual's gradient, in the compute type for its GEMMs.
+    const T* dres_t = nullptr;
+    if constexpr (kOneType) {
+      dres_t = train_.dres;
+    } else {
+      ops::convert(ctx_, train_.dres_t, train_.dres, BT * d_);
+      dres_t = train_.dres_t;
+    }
     switch (s.spec.kind) {
       case SublayerKind::Mamba:
-        mamba_backward(ctx_, train_.dxn, grads, train_.dres, b.mamba, b.xn, params, s.mamba, s.mamba_dims, train_.A[k],
-                       B_, T_, train_.mamba_grads, s.spec.keeps_memory ? train_.dmemory : nullptr);
+        mamba_backward(ctx_, train_.dxn, grads, dres_t, b.mamba, b.xn, params, master, s.mamba, s.mamba_dims,
+                       train_.A[k], B_, T_, train_.mamba_grads, s.spec.keeps_memory ? train_.dmemory : nullptr);
         break;
       case SublayerKind::Attention:
-        attention_backward_layer(ctx_, train_.dxn, grads, train_.dres, b.attn, b.xn, params, s.attn, s.attn_dims,
+        attention_backward_layer(ctx_, train_.dxn, grads, dres_t, b.attn, b.xn, params, s.attn, s.attn_dims,
                                  train_.rope_cos, train_.rope_sin, B_, T_, train_.attn_grads);
         break;
       case SublayerKind::MLP:
-        mlp_backward(ctx_, train_.dxn, grads, train_.dres, b.mlp, b.xn, params, s.mlp, d_, s.spec.mlp_hidden, B_, T_,
+        mlp_backward(ctx_, train_.dxn, grads, dres_t, b.mlp, b.xn, params, s.mlp, d_, s.spec.mlp_hidden, B_, T_,
                      train_.mlp_grads);
         break;
       // The cross-decoder runs after the memory and shared-KV layers, so in reverse its gradients for
@@ -380,34 +389,33 @@ void Model<T>::backward(const T* params, T* grads) {
       case SublayerKind::DiffAttention:
       case SublayerKind::CrossAttention: {
         const bool cross = s.dattn_dims.cross;
-        diff_attention_backward_layer(ctx_, train_.dxn, grads, train_.dres, b.dattn, b.xn, params, s.dattn,
-                                      s.dattn_dims, B_, T_, train_.dattn_grads,
-                                      cross ? train_.subs[shared_kv_sub_].dattn.qkv : nullptr,
+        diff_attention_backward_layer(ctx_, train_.dxn, grads, dres_t, b.dattn, b.xn, params, s.dattn, s.dattn_dims, B_,
+                                      T_, train_.dattn_grads, cross ? train_.subs[shared_kv_sub_].dattn.qkv : nullptr,
                                       cross || s.spec.shares_kv ? train_.dshared_qkv : nullptr);
         break;
       }
       case SublayerKind::Gmu:
-        gmu_backward(ctx_, train_.dxn, grads, train_.dmemory, train_.dres, b.gmu, b.xn, params, s.gmu,
+        gmu_backward(ctx_, train_.dxn, grads, train_.dmemory, dres_t, b.gmu, b.xn, params, s.gmu,
                      train_.subs[memory_sub_].mamba.y, d_, s.gmu_inner, B_, T_, train_.gmu_grads);
         break;
     }
     // res_{k+1} = res_k + f(norm(res_k)): the residual passes dres through; the norm adds its part.
-    norm_backward(train_.dres, grads, train_.dxn, train_.res[k], params, s.norm_w, s.norm_b, b.mean, b.rstd, BT);
+    norm_backward(train_.dres, grads, train_.dxn, train_.res[k], master, s.norm_w, s.norm_b, b.mean, b.rstd, BT);
   }
   ops::embedding_backward(ctx_, refs_.embed.at(grads), train_.dres, train_.tokens, BT, d_);
 }
 
 template <typename T>
-void Model<T>::forward_cached(const T* params, const int32_t* tokens, int64_t B, int64_t L, const int32_t* slots,
-                              const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits,
-                              bool all_logits) {
+void Model<T>::forward_cached(const T* params, const S* master, const int32_t* tokens, int64_t B, int64_t L,
+                              const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>& layers,
+                              T* logits, bool all_logits) {
   SAMBALM_CHECK(B > 0 && L > 0, "forward_cached: empty batch ({} x {})", B, L);
   SAMBALM_CHECK(constants_ready_, "forward_cached: refresh_constants() was not called");
   SAMBALM_CHECK(static_cast<int64_t>(layers.size()) == nsub_, "forward_cached: {} layer states for {} sublayers",
                 layers.size(), nsub_);
   use_cached_layout(B, L);
   const int64_t BL = B * L;
-  ops::embedding_forward(ctx_, cached_.x, tokens, refs_.embed.at(params), BL, d_);
+  ops::embedding_forward(ctx_, cached_.x, tokens, refs_.embed.at(master), BL, d_);
   if (rope_dims_ > 0)
     ops::rope_at_positions(ctx_, cached_.rope_cos, cached_.rope_sin, pos, B, L, rope_dims_, cfg_.rope_base,
                            cfg_.condense_ratio);
@@ -415,28 +423,31 @@ void Model<T>::forward_cached(const T* params, const int32_t* tokens, int64_t B,
   CrossDecoder cross = CrossDecoder::All;
   if (cfg_.sambay && skip_cross_ && !all_logits) cross = !logits ? CrossDecoder::None : CrossDecoder::LastToken;
   const bool last_only = cross == CrossDecoder::LastToken && L > 1;
-  run_stack(params, B, L, cached_.rope_cos, cached_.rope_sin, L, slots, pos, &layers, cross);
+  run_stack(params, master, B, L, cached_.rope_cos, cached_.rope_sin, L, slots, pos, &layers, cross);
   if (!logits) return;
   SubBuffers& b = cached_.shared;
   const T* head = refs_.head.at(params);
   if (last_only) {
-    norm_forward(b.xn, b.mean, b.rstd, cached_.x, params, refs_.norm_w, refs_.norm_b, B);
+    norm_forward(b.xn, b.mean, b.rstd, cached_.x, master, refs_.norm_w, refs_.norm_b, B);
     ops::matmul_forward(ctx_, logits, b.xn, head, static_cast<const T*>(nullptr), B, d_, V_);
     return;
   }
   if (all_logits || L == 1) {
-    norm_forward(b.xn, b.mean, b.rstd, cached_.x, params, refs_.norm_w, refs_.norm_b, BL);
+    norm_forward(b.xn, b.mean, b.rstd, cached_.x, master, refs_.norm_w, refs_.norm_b, BL);
     ops::matmul_forward(ctx_, logits, b.xn, head, static_cast<const T*>(nullptr), BL, d_, V_);
     return;
   }
   // The last token of each sequence: rows b * L + L - 1.
   for (int64_t s = 0; s < B; ++s)
-    norm_forward(b.xn + s * d_, b.mean ? b.mean + s : nullptr, b.rstd + s, cached_.x + (s * L + L - 1) * d_, params,
+    norm_forward(b.xn + s * d_, b.mean ? b.mean + s : nullptr, b.rstd + s, cached_.x + (s * L + L - 1) * d_, master,
                  refs_.norm_w, refs_.norm_b, 1);
   ops::matmul_forward(ctx_, logits, b.xn, head, static_cast<const T*>(nullptr), B, d_, V_);
 }
 
 template class Model<float>;
 template class Model<double>;
+#if SAMBALM_HAVE_CUDA
+template class Model<bf16>;  // the CPU has no bf16 bodies: the GPU's mixed precision only
+#endif
 
 }  // namespace sambalm

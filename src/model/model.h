@@ -13,10 +13,17 @@
 // Buffers are views into arenas planned from (config, batch, length, backend): a call whose shape fits
 // the plan allocates nothing; a larger one re-plans once. Parameters are not owned: calls take the
 // flat parameter buffer (ParamStore layout) and the gradient buffer of the same layout.
-// T = float for compute, double for gradient checks.
+// T = float for compute, double for gradient checks, and with the CUDA backend bf16 (mixed precision,
+// DESIGN.md "Numerics"): T is the type of the working weights, activations and GEMM operands; S =
+// stat_t<T> (fp32 beside bf16) that of the residual stream and its gradient, the norms' statistics,
+// and the gradient buffer (grad_t<T>). The calls then take two parameter buffers of the same layout:
+// the working copy `params` (T) and the fp32 master copy `master` (S), from which the parameters that
+// stay fp32 are read: the embedding (it writes the fp32 residual), the norm weights, A_log and D. For
+// float and double both are one buffer and the one-buffer calls apply.
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "core/arena.h"
@@ -30,6 +37,10 @@ namespace sambalm {
 template <typename T>
 class Model {
  public:
+  using S = stat_t<T>;
+  using G = grad_t<T>;
+  static constexpr bool kOneType = std::is_same_v<T, S>;  // float, double: params is the master copy
+
   Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, const Context& ctx = cpu_context());
   ~Model();
   Model(const Model&) = delete;
@@ -43,14 +54,25 @@ class Model {
   // Runs the stack on tokens [B, Tn]. When targets are given, returns the mean loss over the
   // positions whose target is >= 0 and prepares d(loss * loss_scale)/d(logits) for backward();
   // otherwise returns NaN. Token ids must be < padded_vocab_size (checked: throws Error).
+  double forward(const T* params, const S* master, const int32_t* tokens, const int32_t* targets, int64_t B,
+                 int64_t Tn, double loss_scale = 1.0);
   double forward(const T* params, const int32_t* tokens, const int32_t* targets, int64_t B, int64_t Tn,
-                 double loss_scale = 1.0);
+                 double loss_scale = 1.0)
+    requires kOneType
+  {
+    return forward(params, params, tokens, targets, B, Tn, loss_scale);
+  }
   // Adds d(loss * loss_scale)/d(params) into grads (caller zeroes it). Requires a forward with targets.
-  void backward(const T* params, T* grads);
+  void backward(const T* params, const S* master, G* grads);
+  void backward(const T* params, T* grads)
+    requires kOneType
+  {
+    backward(params, params, grads);
+  }
 
   // In the context's memory (ops::download copies them to the host).
   const T* logits() const { return train_.logits; }  // [B*Tn, padded_vocab]
-  const T* block_output(int64_t block) const;        // residual after block i, [B*Tn, d]
+  const S* block_output(int64_t block) const;        // residual after block i, [B*Tn, d]
   int64_t batch() const { return B_; }
   int64_t seq_len() const { return T_; }
 
@@ -58,7 +80,7 @@ class Model {
   // Sizes the inference buffers for calls of up to these shapes (each pair: B sequences of L tokens).
   void plan_cached(const std::vector<std::pair<int64_t, int64_t>>& shapes);
   // A = -exp(A_log) of every Mamba sublayer for forward_cached; call again after the parameters change.
-  void refresh_constants(const T* params);
+  void refresh_constants(const S* master);
   // B sequences of L new tokens (tokens [B, L]); sequence b continues its state in slot slots[b] at
   // absolute position pos[b]. `layers` holds the pool's arrays of every sublayer (LayerState, slots and
   // pos unset). logits: all_logits ? [B*L, V] : [B, V] (each sequence's last token); nullptr: none.
@@ -67,8 +89,15 @@ class Model {
   // cross-decoder (the sublayers after the shared-KV one) only over each sequence's last token when
   // only those logits are asked for (!all_logits, L > 1) and not at all when none are (logits null),
   // unless set_cross_decoder_skip(false).
+  void forward_cached(const T* params, const S* master, const int32_t* tokens, int64_t B, int64_t L,
+                      const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits,
+                      bool all_logits);
   void forward_cached(const T* params, const int32_t* tokens, int64_t B, int64_t L, const int32_t* slots,
-                      const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits, bool all_logits);
+                      const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits, bool all_logits)
+    requires kOneType
+  {
+    forward_cached(params, params, tokens, B, L, slots, pos, layers, logits, all_logits);
+  }
   // SambaY: whether a prefill call that needs only the last logits skips the cross-decoder on the
   // other tokens (default true; false runs it everywhere, for comparison).
   void set_cross_decoder_skip(bool on) { skip_cross_ = on; }
@@ -88,11 +117,14 @@ class Model {
   };
   struct TrainBuffers {
     int32_t *tokens = nullptr, *targets = nullptr;  // in the context's memory
-    std::vector<T*> res;  // nsub + 1 residual streams
+    std::vector<S*> res;  // nsub + 1 residual streams
+    T* f = nullptr;       // a sublayer's output before the residual add
     std::vector<SubBuffers> subs;
     T *xf = nullptr, *logits = nullptr, *dlogits = nullptr;
     stat_t<T>*xf_mean = nullptr, *xf_rstd = nullptr;
-    T *dres = nullptr, *dxn = nullptr, *dxf = nullptr, *rope_cos = nullptr, *rope_sin = nullptr;
+    S* dres = nullptr;
+    T* dres_t = nullptr;  // dres in the compute type, when that differs (bf16)
+    T *dxn = nullptr, *dxf = nullptr, *rope_cos = nullptr, *rope_sin = nullptr;
     std::vector<stat_t<T>*> A;  // per sublayer (Mamba only)
     MambaGrads<T> mamba_grads;
     AttentionGrads<T> attn_grads;
@@ -104,7 +136,8 @@ class Model {
     T *dmemory = nullptr, *dshared_qkv = nullptr;
   };
   struct CachedBuffers {
-    T *x = nullptr, *out = nullptr, *rope_cos = nullptr, *rope_sin = nullptr;
+    S* x = nullptr;  // the residual stream
+    T *out = nullptr, *rope_cos = nullptr, *rope_sin = nullptr;
     SubBuffers shared;  // one set for every sublayer
     // SambaY: the memory layer's scan output and the shared-KV layer's projection of the new tokens
     // (the cross-decoder reads them after other sublayers have reused the shared set), and the
@@ -118,9 +151,10 @@ class Model {
   void layout_cached(Arena& a, int64_t B, int64_t L);
   void use_train_layout(int64_t B, int64_t Tn);
   void use_cached_layout(int64_t B, int64_t L);
-  void norm_forward(T* out, stat_t<T>* mean, stat_t<T>* rstd, const T* x, const T* params, const ParamRef& w,
+  // The block norms read the residual and their weights from the master copy.
+  void norm_forward(T* out, stat_t<T>* mean, stat_t<T>* rstd, const S* x, const S* master, const ParamRef& w,
                     const ParamRef& b, int64_t n);
-  void norm_backward(T* dx, T* grads, const T* dout, const T* x, const T* params, const ParamRef& w, const ParamRef& b,
+  void norm_backward(S* dx, G* grads, const T* dout, const S* x, const S* master, const ParamRef& w, const ParamRef& b,
                      const stat_t<T>* mean, const stat_t<T>* rstd, int64_t n);
   // The stack loop: residual sublayers over res[k] -> res[k+1] (training: one buffer per k; cached:
   // the same buffer updated in place).
@@ -129,7 +163,7 @@ class Model {
   enum class CrossDecoder { All, LastToken, None };
   // LastToken (cached): after the shared-KV sublayer, rows b*L + L-1 of the residual move to row b and
   // the cross-decoder runs with L = 1 at each sequence's last position.
-  void run_stack(const T* params, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,
+  void run_stack(const T* params, const S* master, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,
                  const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>* layers,
                  CrossDecoder cross = CrossDecoder::All);
 

@@ -90,15 +90,15 @@ void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentio
 }
 
 template <typename T>
-void diff_attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T* dout, const DiffAttentionActs<T>& a,
-                                   const T* xn, const T* params, const DiffAttentionParams& p,
-                                   const DiffAttentionDims& m, int64_t B, int64_t L, const DiffAttentionGrads<T>& g,
-                                   const T* shared_qkv, T* dshared_qkv) {
+void diff_attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout,
+                                   const DiffAttentionActs<T>& a, const T* xn, const T* params,
+                                   const DiffAttentionParams& p, const DiffAttentionDims& m, int64_t B, int64_t L,
+                                   const DiffAttentionGrads<T>& g, const T* shared_qkv, T* dshared_qkv) {
   const int64_t BL = B * L, W = m.width(), q = m.H * m.hd, kv = m.G * m.hd;
   ops::fill_zero(ctx, g.dan, BL * q);
   ops::fill_zero(ctx, g.da, BL * q);
   ops::fill_zero(ctx, g.dqkv, BL * W);
-  g.dlambda[0] = 0;
+  ops::fill_zero(ctx, g.dlambda, 1);  // device memory on a GPU
   ops::matmul_backward(ctx, g.dan, p.proj_w.at(grads), p.proj_b.at(grads), dout, a.an, p.proj_w.at(params), BL, q, m.d);
   ops::scale_inplace(ctx, g.dan, BL * q, 1.0 - m.lambda_init);
   ops::rmsnorm_backward(ctx, g.da, p.subln.at(grads), g.dan, a.a, p.subln.at(params), a.rstd, BL * m.H / 2, 2 * m.hd);
@@ -115,8 +115,8 @@ void diff_attention_backward_layer(const Context& ctx, T* dxn, T* grads, const T
   ops::matmul_backward_strided(ctx, dxn, m.d, p.q_w.at(grads), p.q_b.at(grads), g.dqkv, W, xn, m.d, p.q_w.at(params),
                                BL, m.d, q);
   if (!m.cross) {
-    ops::matmul_backward_strided(ctx, dxn, m.d, p.k_w.at(grads), static_cast<T*>(nullptr), g.dqkv + q, W, xn, m.d,
-                                 p.k_w.at(params), BL, m.d, kv);
+    ops::matmul_backward_strided(ctx, dxn, m.d, p.k_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dqkv + q, W, xn,
+                                 m.d, p.k_w.at(params), BL, m.d, kv);
     ops::matmul_backward_strided(ctx, dxn, m.d, p.v_w.at(grads), p.v_b.at(grads), g.dqkv + q + kv, W, xn, m.d,
                                  p.v_w.at(params), BL, m.d, kv);
   }
@@ -132,16 +132,17 @@ void gmu_forward(const Context& ctx, T* out, const GmuActs<T>& a, const T* xn, c
 }
 
 template <typename T>
-void gmu_backward(const Context& ctx, T* dxn, T* grads, T* dmemory, const T* dout, const GmuActs<T>& a, const T* xn,
-                  const T* params, const GmuParams& p, const T* memory, int64_t d, int64_t di, int64_t B, int64_t L,
-                  const GmuGrads<T>& g) {
+void gmu_backward(const Context& ctx, T* dxn, grad_t<T>* grads, T* dmemory, const T* dout, const GmuActs<T>& a,
+                  const T* xn, const T* params, const GmuParams& p, const T* memory, int64_t d, int64_t di, int64_t B,
+                  int64_t L, const GmuGrads<T>& g) {
   const int64_t BL = B * L;
   ops::fill_zero(ctx, g.dhidden, BL * di);
   ops::fill_zero(ctx, g.dgate, BL * di);
-  ops::matmul_backward(ctx, g.dhidden, p.out_w.at(grads), static_cast<T*>(nullptr), dout, a.hidden, p.out_w.at(params),
-                       BL, di, d);
+  ops::matmul_backward(ctx, g.dhidden, p.out_w.at(grads), static_cast<grad_t<T>*>(nullptr), dout, a.hidden,
+                       p.out_w.at(params), BL, di, d);
   ops::swiglu_backward(ctx, g.dgate, dmemory, g.dhidden, a.gate, memory, BL * di);
-  ops::matmul_backward(ctx, dxn, p.in_w.at(grads), static_cast<T*>(nullptr), g.dgate, xn, p.in_w.at(params), BL, d, di);
+  ops::matmul_backward(ctx, dxn, p.in_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dgate, xn, p.in_w.at(params), BL,
+                       d, di);
 }
 
 #define INSTANTIATE(T)                                                                                                 \
@@ -154,14 +155,18 @@ void gmu_backward(const Context& ctx, T* dxn, T* grads, T* dmemory, const T* dou
   template void diff_attention_forward_layer<T>(const Context&, T*, const DiffAttentionActs<T>&, const T*, const T*,   \
                                                 const DiffAttentionParams&, const DiffAttentionDims&, int64_t,         \
                                                 int64_t, const T*, const LayerState<T>*);                              \
-  template void diff_attention_backward_layer<T>(                                                                      \
-      const Context&, T*, T*, const T*, const DiffAttentionActs<T>&, const T*, const T*, const DiffAttentionParams&,   \
-      const DiffAttentionDims&, int64_t, int64_t, const DiffAttentionGrads<T>&, const T*, T*);                         \
+  template void diff_attention_backward_layer<T>(const Context&, T*, grad_t<T>*, const T*,                             \
+                                                 const DiffAttentionActs<T>&, const T*, const T*,                      \
+                                                 const DiffAttentionParams&, const DiffAttentionDims&, int64_t,        \
+                                                 int64_t, const DiffAttentionGrads<T>&, const T*, T*);                 \
   template void gmu_forward<T>(const Context&, T*, const GmuActs<T>&, const T*, const T*, const GmuParams&, const T*,  \
                                int64_t, int64_t, int64_t, int64_t);                                                    \
-  template void gmu_backward<T>(const Context&, T*, T*, T*, const T*, const GmuActs<T>&, const T*, const T*,           \
+  template void gmu_backward<T>(const Context&, T*, grad_t<T>*, T*, const T*, const GmuActs<T>&, const T*, const T*,   \
                                 const GmuParams&, const T*, int64_t, int64_t, int64_t, int64_t, const GmuGrads<T>&);
 INSTANTIATE(float)
 INSTANTIATE(double)
+#if SAMBALM_HAVE_CUDA
+INSTANTIATE(bf16)
+#endif
 
 }  // namespace sambalm

@@ -17,8 +17,10 @@ inline void matmul_forward(const Context& ctx, T* out, const T* inp, const T* we
   SAMBALM_OP_DISPATCH(ctx, matmul_forward, out, inp, weight, bias, M, K, N);
 }
 // dinp[M, K] += dout @ weight; dweight[N, K] += dout^T @ inp; dbias[N] += sum_m dout.
-template <typename T>
-inline void matmul_backward(const Context& ctx, T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+// The parameter gradients have their own element type G (the GPU's bf16 mode accumulates them in fp32,
+// grad_t in core/precision.h); on the CPU G = T.
+template <typename T, typename G>
+inline void matmul_backward(const Context& ctx, T* dinp, G* dweight, G* dbias, const T* dout, const T* inp,
                             const T* weight, int64_t M, int64_t K, int64_t N) {
   SAMBALM_OP_DISPATCH(ctx, matmul_backward, dinp, dweight, dbias, dout, inp, weight, M, K, N);
 }
@@ -28,8 +30,8 @@ inline void matmul_forward_strided(const Context& ctx, T* out, int64_t ld_out, c
                                    const T* weight, const T* bias, int64_t M, int64_t K, int64_t N) {
   SAMBALM_OP_DISPATCH(ctx, matmul_forward_strided, out, ld_out, inp, ld_inp, weight, bias, M, K, N);
 }
-template <typename T>
-inline void matmul_backward_strided(const Context& ctx, T* dinp, int64_t ld_dinp, T* dweight, T* dbias, const T* dout,
+template <typename T, typename G>
+inline void matmul_backward_strided(const Context& ctx, T* dinp, int64_t ld_dinp, G* dweight, G* dbias, const T* dout,
                                     int64_t ld_dout, const T* inp, int64_t ld_inp, const T* weight, int64_t M,
                                     int64_t K, int64_t N) {
   SAMBALM_OP_DISPATCH(ctx, matmul_backward_strided, dinp, ld_dinp, dweight, dbias, dout, ld_dout, inp, ld_inp, weight,
@@ -48,26 +50,31 @@ inline void embedding_backward(const Context& ctx, T* dtable, const T* dout, con
 }
 
 // ---- Norms -------------------------------------------------------------------------------
+// The input x, the weights and the output may differ in element type where precision differs: on the
+// GPU in bf16 the norm reads the fp32 residual and fp32 weights and writes bf16 (its statistics fp32,
+// stat_t<T> of the output type T); its backward reads the bf16 d(out) and adds into the fp32 d(x)
+// and fp32 weight gradients (G). On the CPU every type is the same.
 // RMSNorm: out = x * rsqrt(mean(x^2) + eps) * weight. Saves rstd[n] for backward.
-template <typename T>
-inline void rmsnorm_forward(const Context& ctx, T* out, stat_t<T>* rstd, const T* x, const T* weight, int64_t n,
+template <typename T, typename X, typename W>
+inline void rmsnorm_forward(const Context& ctx, T* out, stat_t<T>* rstd, const X* x, const W* weight, int64_t n,
                             int64_t C, double eps) {
   SAMBALM_OP_DISPATCH(ctx, rmsnorm_forward, out, rstd, x, weight, n, C, eps);
 }
-template <typename T>
-inline void rmsnorm_backward(const Context& ctx, T* dx, T* dweight, const T* dout, const T* x, const T* weight,
+// dx += ..., dweight += ... (either may be nullptr).
+template <typename X, typename G, typename T, typename W>
+inline void rmsnorm_backward(const Context& ctx, X* dx, G* dweight, const T* dout, const X* x, const W* weight,
                              const stat_t<T>* rstd, int64_t n, int64_t C) {
   SAMBALM_OP_DISPATCH(ctx, rmsnorm_backward, dx, dweight, dout, x, weight, rstd, n, C);
 }
 // LayerNorm: out = (x - mean) * rstd * weight + bias (bias may be nullptr). Saves mean, rstd.
-template <typename T>
-inline void layernorm_forward(const Context& ctx, T* out, stat_t<T>* mean, stat_t<T>* rstd, const T* x, const T* weight,
-                              const T* bias, int64_t n, int64_t C, double eps) {
+template <typename T, typename X, typename W>
+inline void layernorm_forward(const Context& ctx, T* out, stat_t<T>* mean, stat_t<T>* rstd, const X* x, const W* weight,
+                              const W* bias, int64_t n, int64_t C, double eps) {
   SAMBALM_OP_DISPATCH(ctx, layernorm_forward, out, mean, rstd, x, weight, bias, n, C, eps);
 }
-template <typename T>
-inline void layernorm_backward(const Context& ctx, T* dx, T* dweight, T* dbias, const T* dout, const T* x,
-                               const T* weight, const stat_t<T>* mean, const stat_t<T>* rstd, int64_t n, int64_t C) {
+template <typename X, typename G, typename T, typename W>
+inline void layernorm_backward(const Context& ctx, X* dx, G* dweight, G* dbias, const T* dout, const X* x,
+                               const W* weight, const stat_t<T>* mean, const stat_t<T>* rstd, int64_t n, int64_t C) {
   SAMBALM_OP_DISPATCH(ctx, layernorm_backward, dx, dweight, dbias, dout, x, weight, mean, rstd, n, C);
 }
 
@@ -76,6 +83,12 @@ inline void layernorm_backward(const Context& ctx, T* dx, T* dweight, T* dbias, 
 template <typename T>
 inline void add_inplace(const Context& ctx, T* y, const T* x, int64_t n) {
   SAMBALM_OP_DISPATCH(ctx, add_inplace, y, x, n);
+}
+// The residual step out = x + f (n elements; out may be x itself): x and out are the residual stream
+// (stat_t<T>: fp32 on the GPU in bf16), f a sublayer's output in the compute type T.
+template <typename S, typename T>
+inline void residual_add(const Context& ctx, S* out, const S* x, const T* f, int64_t n) {
+  SAMBALM_OP_DISPATCH(ctx, residual_add, out, x, f, n);
 }
 // SwiGLU activation on the two MLP projections: out = silu(a) * b.
 template <typename T>
@@ -181,8 +194,8 @@ inline void diff_lambda_forward(const Context& ctx, stat_t<T>* lambda, const T* 
   SAMBALM_OP_DISPATCH(ctx, diff_lambda_forward, lambda, lq1, lk1, lq2, lk2, hd, lambda_init);
 }
 // d(lq1, lk1, lq2, lk2) += the gradient of lambda times dlambda[0].
-template <typename T>
-inline void diff_lambda_backward(const Context& ctx, T* dlq1, T* dlk1, T* dlq2, T* dlk2, const stat_t<T>* dlambda,
+template <typename T, typename G>
+inline void diff_lambda_backward(const Context& ctx, G* dlq1, G* dlk1, G* dlq2, G* dlk2, const stat_t<T>* dlambda,
                                  const T* lq1, const T* lk1, const T* lq2, const T* lk2, int64_t hd) {
   SAMBALM_OP_DISPATCH(ctx, diff_lambda_backward, dlq1, dlk1, dlq2, dlk2, dlambda, lq1, lk1, lq2, lk2, hd);
 }

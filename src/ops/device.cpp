@@ -27,6 +27,21 @@ DeviceSpec parse_device(const std::string& text, const std::string& option) {
   fail("{} {}: expected cpu, cuda, cuda:N (N = 0, 1, ...) or auto", option, text);
 }
 
+Precision parse_precision(const std::string& text, Device device, const std::string& option) {
+  if (text == "fp32") return Precision::FP32;
+  if (text == "auto") return device == Device::CUDA ? Precision::BF16 : Precision::FP32;
+  if (text == "bf16") {
+    SAMBALM_CHECK(device == Device::CUDA,
+                  "{} bf16: the CPU computes in fp32 only; pass {} fp32 (or auto), or --device cuda for bf16 mixed "
+                  "precision on a GPU",
+                  option, option);
+    return Precision::BF16;
+  }
+  fail("{} {}: expected bf16, fp32 or auto", option, text);
+}
+
+const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : "fp32"; }
+
 int cuda_device_count() {
 #if SAMBALM_HAVE_CUDA
   return ops::cuda::device_count();

@@ -21,6 +21,15 @@ struct DeviceSpec {
 
 // Parses a --device value; throws Error naming `option` and the accepted forms.
 DeviceSpec parse_device(const std::string& text, const std::string& option = "--device");
+
+// What a run computes in (--precision, DESIGN.md "Numerics"): fp32 throughout, or bf16 mixed precision
+// on a GPU (bf16 weights, activations and GEMM operands; fp32 master weights, optimizer, gradients,
+// residual stream and statistics).
+enum class Precision { FP32, BF16 };
+// "fp32", "bf16", or "auto" (bf16 on a GPU, fp32 on the CPU) for a run on `device`; throws Error naming
+// `option` for another value, and for bf16 on the CPU (which computes in fp32 only).
+Precision parse_precision(const std::string& text, Device device, const std::string& option = "--precision");
+const char* precision_name(Precision p);  // "fp32", "bf16"
 // True when this build has the CUDA backend and at least one GPU is visible.
 bool cuda_available();
 // Number of visible GPUs (0 without the CUDA backend).

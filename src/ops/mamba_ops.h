@@ -19,9 +19,10 @@ inline void causal_conv1d_forward(const Context& ctx, T* out, const T* x, int64_
                                   const int32_t* slots = nullptr) {
   SAMBALM_OP_DISPATCH(ctx, causal_conv1d_forward, out, x, ld_x, w, bias, state, B, L, D, K, slots);
 }
-// dx (row stride ld_dx) += ..., dw[D, K] += ..., dbias[D] += ... (state treated as constant).
-template <typename T>
-inline void causal_conv1d_backward(const Context& ctx, T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x,
+// dx (row stride ld_dx) += ..., dw[D, K] += ..., dbias[D] += ... (state treated as constant). The
+// parameter gradients dw, dbias have their own element type G (fp32 on the GPU in bf16; G = T on the CPU).
+template <typename T, typename G>
+inline void causal_conv1d_backward(const Context& ctx, T* dx, int64_t ld_dx, G* dw, G* dbias, const T* dout, const T* x,
                                    int64_t ld_x, const T* w, const T* state, int64_t B, int64_t L, int64_t D,
                                    int64_t K) {
   SAMBALM_OP_DISPATCH(ctx, causal_conv1d_backward, dx, ld_dx, dw, dbias, dout, x, ld_x, w, state, B, L, D, K);

@@ -20,6 +20,12 @@ template <typename T>
 inline void sum_squares(const Context& ctx, double* out, const T* x, int64_t n) {
   SAMBALM_OP_DISPATCH(ctx, sum_squares, out, x, n);
 }
+// out[i] = To(in[i]) for n values, rounded to nearest even: the GPU's bf16 working copy of the fp32
+// master parameters after each update.
+template <typename To, typename From>
+inline void convert(const Context& ctx, To* out, const From* in, int64_t n) {
+  SAMBALM_OP_DISPATCH(ctx, convert, out, in, n);
+}
 // x *= s.
 template <typename T>
 inline void scale_inplace(const Context& ctx, T* x, int64_t n, double s) {

@@ -9,8 +9,7 @@
 
 namespace sambalm {
 
-double eval_windows(Model<float>& model, const float* params, const std::vector<int32_t>& windows, int64_t L,
-                    int64_t batch) {
+double eval_windows(PrecisionModel& model, const std::vector<int32_t>& windows, int64_t L, int64_t batch) {
   const int64_t W = L + 1;
   SAMBALM_CHECK(L > 0 && windows.size() % W == 0, "eval_windows: {} ids is not a whole number of {}-token windows",
                 windows.size(), W);
@@ -26,7 +25,7 @@ double eval_windows(Model<float>& model, const float* params, const std::vector<
       std::copy(w, w + L, x.begin() + r * L);
       std::copy(w + 1, w + W, y.begin() + r * L);
     }
-    sum += model.forward(params, x.data(), y.data(), b, L) * static_cast<double>(b);
+    sum += model.forward(x.data(), y.data(), b, L) * static_cast<double>(b);
   }
   return sum / static_cast<double>(n);
 }

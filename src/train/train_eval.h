@@ -10,14 +10,13 @@
 #include <random>
 #include <vector>
 
-#include "model/model.h"
+#include "model/precision_model.h"
 
 namespace sambalm {
 
 // windows: n * (L + 1) token ids, window after window. Runs `batch` windows per forward pass
 // (fewer for the last); returns the mean loss over all windows.
-double eval_windows(Model<float>& model, const float* params, const std::vector<int32_t>& windows, int64_t L,
-                    int64_t batch);
+double eval_windows(PrecisionModel& model, const std::vector<int32_t>& windows, int64_t L, int64_t batch);
 
 // Continues `context` by n tokens through the decoding path (chunked prefill, then one decode step
 // per token, constant memory) and the generator's sampler: softmax(logits / temperature) of the last

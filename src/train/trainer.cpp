@@ -21,7 +21,7 @@
 #include "io/file.h"
 #include "io/model_dir.h"
 #include "model/init.h"
-#include "model/model.h"
+#include "model/precision_model.h"
 #include "model/weights.h"
 #include "ops/device.h"
 #include "ops/memory_ops.h"
@@ -256,6 +256,8 @@ TrainResult train(const TrainOptions& opts) {
   SAMBALM_CHECK(o.max_bad_steps > 0, "--max-bad-steps must be positive, found {}", o.max_bad_steps);
   SAMBALM_CHECK(o.final_eval == "sampled" || o.final_eval == "full" || o.final_eval == "none",
                 "--final-eval must be sampled, full or none, found '{}'", o.final_eval);
+  // Before any data is read: bf16 on the CPU, or an unknown --device or --precision, is an error.
+  parse_precision(o.precision, parse_device(o.device).device);
   refuse_trained_model_as_model(o);
   if (!o.init_from.empty()) check_init_from_shape(o, resolve_config(o.init_from, o.model));
 
@@ -327,12 +329,15 @@ TrainResult train(const TrainOptions& opts) {
   // brought up to date (pull) before a checkpoint, a sample or the final model is written.
   Backend backend(parse_device(o.device));
   const Context& ctx = backend.context();
+  const Precision precision = parse_precision(o.precision, ctx.device);
   const int64_t n_params = static_cast<int64_t>(params.size());
   const ops::Mirror<float> dparams(ctx, params.data(), n_params);
   AdamW opt(params.size(), AdamWOptions{o.beta1, o.beta2, o.eps, o.weight_decay},
             decay_ranges(params.entries(), o.decay_all), ctx);
   LrSchedule sched{o.lr, o.min_lr.value_or(o.lr / 10), o.warmup.value_or(o.steps / 10), o.steps, true};
-  Model<float> model(cfg, params.entries(), ctx);
+  // fp32: the model reads dparams; bf16: a bf16 working copy of it, refreshed after each update.
+  const std::unique_ptr<PrecisionModel> model =
+      make_precision_model(precision, cfg, params.entries(), ctx, dparams.get(), n_params);
   std::vector<float> grads(params.size(), 0.0f);
   const ops::Mirror<float> dgrads(ctx, grads.data(), n_params);
   double norm_host = 0;
@@ -367,6 +372,9 @@ TrainResult train(const TrainOptions& opts) {
                 cfg.layer_pattern().c_str(), (long long)cfg.num_params(), (long long)cfg.n_embd,
                 (long long)cfg.vocab_size, (long long)cfg.padded_vocab_size);
     std::printf("data %s\n", data.describe().c_str());
+    std::printf(
+        "device %s, %s\n", backend.describe().c_str(),
+        precision == Precision::BF16 ? "bf16 mixed precision (fp32 master weights, optimizer and gradients)" : "fp32");
     std::printf(
         "train %lld steps x %lld x %lld tokens x %lld accum = %s tokens; lr %g -> %g (warmup %lld), wd %g, "
         "clip %g%s\n",
@@ -415,7 +423,7 @@ TrainResult train(const TrainOptions& opts) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string pre = full ? "full_val" : "val";
     auto windows = [&](int64_t L) { return full ? data.full_val_windows(L) : data.val_windows(L); };
-    const double loss = eval_windows(model, dparams.get(), windows(T), T, o.batch);
+    const double loss = eval_windows(*model, windows(T), T, o.batch);
     rec[pre + "_loss"] = loss;
     rec[pre + "_ppl"] = std::exp(loss);
     rec[pre + (data.is_bytes() ? "_bpb" : "_bpt")] = loss * bits;
@@ -423,7 +431,7 @@ TrainResult train(const TrainOptions& opts) {
                                    full ? "full validation" : "val", loss, std::exp(loss), bits_name, loss * bits);
     for (int64_t L : o.eval_lengths) {
       if (L == T) continue;
-      const double l = eval_windows(model, dparams.get(), windows(L), L, std::max<int64_t>(1, o.batch * T / L));
+      const double l = eval_windows(*model, windows(L), L, std::max<int64_t>(1, o.batch * T / L));
       rec[fmt::format("{}_loss_{}", pre, L)] = l;
       line += fmt::format(" | @{} {:.4f}", L, l);
     }
@@ -473,9 +481,8 @@ TrainResult train(const TrainOptions& opts) {
       double loss = 0;
       for (int64_t a = 0; a < o.grad_accum; ++a) {
         data.next_batch(x.data(), y.data(), o.batch);
-        loss += model.forward(dparams.get(), x.data(), y.data(), o.batch, T, 1.0 / double(o.grad_accum)) /
-                double(o.grad_accum);
-        model.backward(dparams.get(), dgrads.get());
+        loss += model->forward(x.data(), y.data(), o.batch, T, 1.0 / double(o.grad_accum)) / double(o.grad_accum);
+        model->backward(dgrads.get());
       }
       ++step;
       tokens_seen += o.batch * T * o.grad_accum;
@@ -488,6 +495,7 @@ TrainResult train(const TrainOptions& opts) {
       const bool bad = !std::isfinite(loss) || !std::isfinite(norm);
       if (!bad) {
         opt.step(dparams.get(), dgrads.get(), lr);
+        model->weights_changed();
         bad_in_row = 0;
         last_loss = loss;
       } else {

@@ -23,6 +23,7 @@ struct TrainOptions {
   std::string model, init_from;
   std::string name;  // the model's name (default: the preset's, + "-custom" when overridden)
   std::string device = "cpu";  // --device: cpu, cuda, cuda:N, auto (ops/device.h)
+  std::string precision = "auto";  // --precision: bf16, fp32, auto (bf16 on a GPU, fp32 on the CPU)
   std::optional<int64_t> n_layer, n_embd, n_head, n_query_groups, intermediate_size, local_window, vocab_size;
 
   // Data: token shards, or a raw text file with tokenizer "bytes" (or a tokenizer path).

@@ -36,6 +36,10 @@ void layernorm_backward(T* dx, T* dweight, T* dbias, const T* dout, const T* x, 
 template <typename T>
 void add_inplace(T* y, const T* x, int64_t n);
 template <typename T>
+void residual_add(T* out, const T* x, const T* f, int64_t n);
+template <typename To, typename From>
+void convert(To* out, const From* in, int64_t n);
+template <typename T>
 void swiglu_forward(T* out, const T* a, const T* b, int64_t n);
 template <typename T>
 void swiglu_backward(T* da, T* db, const T* dout, const T* a, const T* b, int64_t n);

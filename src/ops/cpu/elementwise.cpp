@@ -22,6 +22,18 @@ void add_inplace(T* y, const T* x, int64_t n) {
 }
 
 template <typename T>
+void residual_add(T* out, const T* x, const T* f, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] + f[i];
+}
+
+template <typename To, typename From>
+void convert(To* out, const From* in, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<To>(in[i]);
+}
+
+template <typename T>
 void swiglu_forward(T* out, const T* a, const T* b, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
@@ -42,6 +54,12 @@ void swiglu_backward(T* da, T* db, const T* dout, const T* a, const T* b, int64_
 
 template void add_inplace<float>(float*, const float*, int64_t);
 template void add_inplace<double>(double*, const double*, int64_t);
+template void residual_add<float>(float*, const float*, const float*, int64_t);
+template void residual_add<double>(double*, const double*, const double*, int64_t);
+template void convert<float, float>(float*, const float*, int64_t);
+template void convert<double, double>(double*, const double*, int64_t);
+template void convert<float, double>(float*, const double*, int64_t);
+template void convert<double, float>(double*, const float*, int64_t);
 template void swiglu_forward<float>(float*, const float*, const float*, int64_t);
 template void swiglu_forward<double>(double*, const double*, const double*, int64_t);
 template void swiglu_backward<float>(float*, float*, const float*, const float*, const float*, int64_t);

@@ -5,7 +5,8 @@
 //   dx[b, s, d] += sum_j w[d, j] * dout[b, s + (K-1) - j, d]    (terms with s + K-1-j < L)
 //   dw[d, j]    += sum_{b,t} dout[b, t, d] * xx[b, t + j, d];   dbias[d] += sum_{b,t} dout[b, t, d]
 // x rows are ld_x apart (a view into in_proj's output), out and dout are dense [B, L, D].
-// All arithmetic in fp32; bf16 values are widened on load and rounded once on store.
+// All arithmetic in fp32; bf16 values are widened on load and rounded once on store. In the bf16 mode
+// dw and dbias are fp32 (the parameter gradients) beside bf16 activations.
 #include <cuda_bf16.h>
 
 #include <cstring>
@@ -181,8 +182,8 @@ __global__ void conv_backward_dx(D* dx, int64_t ld_dx, const D* dout, const D* w
 // channel's K taps and bias over them in fp32, the warps' partials meet in shared memory and one
 // thread per channel adds the totals (one rounding per output; the order is fixed: deterministic).
 constexpr int kRowWarps = 16;
-template <typename D>
-__global__ void conv_backward_dw(D* dw, D* dbias, const D* dout, const D* x, int64_t ld_x, const D* state, int64_t B,
+template <typename D, typename G>
+__global__ void conv_backward_dw(G* dw, G* dbias, const D* dout, const D* x, int64_t ld_x, const D* state, int64_t B,
                                  int64_t L, int64_t Dn, int64_t K) {
   __shared__ float part[kRowWarps][kCudaConvMaxK + 1][33];
   const int lane = threadIdx.x, warp = threadIdx.y;
@@ -278,8 +279,8 @@ void forward(const Context& ctx, T* out, const T* x, int64_t ld_x, const T* w, c
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 
-template <typename T>
-void backward(const Context& ctx, T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x, int64_t ld_x,
+template <typename T, typename G>
+void backward(const Context& ctx, T* dx, int64_t ld_dx, G* dw, G* dbias, const T* dout, const T* x, int64_t ld_x,
               const T* w, const T* state, int64_t B, int64_t L, int64_t D, int64_t K) {
   if (B == 0 || L == 0 || D == 0) return;
   if (K > kCudaConvMaxK && (dw || dbias)) raise_unsupported("causal_conv1d_backward", "K", K, kCudaConvMaxK);
@@ -323,5 +324,11 @@ void state_update(const Context& ctx, T* new_state, const T* x, int64_t ld_x, co
 SAMBALM_CUDA_CONV_DEF(float)
 SAMBALM_CUDA_CONV_DEF(bf16)
 #undef SAMBALM_CUDA_CONV_DEF
+
+void causal_conv1d_backward(const Context& ctx, bf16* dx, int64_t ld_dx, float* dw, float* dbias, const bf16* dout,
+                            const bf16* x, int64_t ld_x, const bf16* w, const bf16* state, int64_t B, int64_t L,
+                            int64_t D, int64_t K) {
+  backward(ctx, dx, ld_dx, dw, dbias, dout, x, ld_x, w, state, B, L, D, K);
+}
 
 }  // namespace sambalm::ops::cuda

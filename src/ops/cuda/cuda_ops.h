@@ -26,6 +26,7 @@ namespace sambalm::ops::cuda {
   X(causal_conv1d_backward) \
   X(causal_conv1d_forward) \
   X(causal_conv1d_state_update) \
+  X(convert) \
   X(cross_entropy_forward_backward) \
   X(diff_attention_backward) \
   X(diff_attention_cached_forward) \
@@ -46,6 +47,7 @@ namespace sambalm::ops::cuda {
   X(neg_exp_forward) \
   X(qkv_split_rope_backward) \
   X(qkv_split_rope_forward) \
+  X(residual_add) \
   X(rmsnorm_backward) \
   X(rmsnorm_forward) \
   X(rope_at_positions) \
@@ -88,10 +90,18 @@ SAMBALM_CUDA_OPS(SAMBALM_CUDA_DELETED_FALLBACK)
 SAMBALM_CUDA_MATMUL_DECL(float)
 SAMBALM_CUDA_MATMUL_DECL(bf16)
 #undef SAMBALM_CUDA_MATMUL_DECL
+// bf16 mixed precision: bf16 operands, the weight and bias gradients accumulated in fp32 (cuBLASLt with
+// bf16 A/B and fp32 C/D, beta = 1), d(input) in bf16.
+void matmul_backward(const Context& ctx, bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
+                     const bf16* weight, int64_t M, int64_t K, int64_t N);
+void matmul_backward_strided(const Context& ctx, bf16* dinp, int64_t ld_dinp, float* dweight, float* dbias,
+                             const bf16* dout, int64_t ld_dout, const bf16* inp, int64_t ld_inp, const bf16* weight,
+                             int64_t M, int64_t K, int64_t N);
 
 // dbias[N] += sum over M rows (row stride ld) of dout[M, N] (fp32 accumulation).
 void bias_grad_accumulate(const Context& ctx, float* dbias, const float* dout, int64_t ld, int64_t M, int64_t N);
 void bias_grad_accumulate(const Context& ctx, bf16* dbias, const bf16* dout, int64_t ld, int64_t M, int64_t N);
+void bias_grad_accumulate(const Context& ctx, float* dbias, const bf16* dout, int64_t ld, int64_t M, int64_t N);
 
 // ---- Selective scan scratch sizes (elements of float). chunk_states keeps the CPU's layout (the fp32
 // state at every chunk boundary), so a saved forward means the same thing on either device; the

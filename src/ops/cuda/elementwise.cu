@@ -1,8 +1,9 @@
-// Elementwise ops (CUDA): the residual add, SwiGLU, SiLU, softplus, the SiLU gate, A = -exp(A_log)
-// and x *= s. One thread per element in grid-stride loops, scalar loads (views such as z of the gate
-// have arbitrary strides and offsets, so no alignment is assumed). Math in fp32 with the CPU's
-// formulas in the CPU's order (src/ops/cpu/elementwise.cpp, activations.cpp, neg_exp.cpp); forward
-// ops overwrite, backward ops add into their outputs, and a null gradient output is skipped.
+// Elementwise ops (CUDA): the residual adds, the bf16 copy of fp32 parameters, SwiGLU, SiLU, softplus,
+// the SiLU gate, A = -exp(A_log) and x *= s. One thread per element in grid-stride loops, scalar loads
+// (views such as z of the gate have arbitrary strides and offsets, so no alignment is assumed). Math in
+// fp32 with the CPU's formulas in the CPU's order (src/ops/cpu/elementwise.cpp, activations.cpp,
+// neg_exp.cpp); forward ops overwrite, backward ops add into their outputs, and a null gradient output
+// is skipped.
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/dense_common.cuh"
@@ -19,6 +20,17 @@ __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)
 template <typename S>
 __global__ void add_inplace_kernel(S* y, const S* x, int64_t n) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) add_to(y + i, load(x + i));
+}
+
+// out[i] = x[i] + f[i]   (out may be x: each thread reads its element before it writes it)
+template <typename S, typename T>
+__global__ void residual_add_kernel(S* out, const S* x, const T* f, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) store(out + i, load(x + i) + load(f + i));
+}
+
+// out[i] = bf16(in[i])
+__global__ void convert_kernel(__nv_bfloat16* out, const float* in, int64_t n) {
+  for (int64_t i = global_index(); i < n; i += grid_stride()) out[i] = __float2bfloat16(in[i]);
 }
 
 // s = sigmoid(a);  out = a * s * b
@@ -163,6 +175,16 @@ __global__ void scale_kernel(S* x, int64_t n, float c) {
 SAMBALM_CUDA_ELEMENTWISE_DEF(float)
 SAMBALM_CUDA_ELEMENTWISE_DEF(bf16)
 #undef SAMBALM_CUDA_ELEMENTWISE_DEF
+
+void residual_add(const Context& ctx, float* out, const float* x, const float* f, int64_t n) {
+  SAMBALM_LAUNCH_1D(residual_add_kernel, n, out, x, f, n);
+}
+void residual_add(const Context& ctx, float* out, const float* x, const bf16* f, int64_t n) {
+  SAMBALM_LAUNCH_1D(residual_add_kernel, n, out, x, dev(f), n);
+}
+void convert(const Context& ctx, bf16* out, const float* in, int64_t n) {
+  SAMBALM_LAUNCH_1D(convert_kernel, n, dev(out), in, n);
+}
 
 void neg_exp_forward(const Context& ctx, float* A, const float* A_log, int64_t n) {
   SAMBALM_LAUNCH_1D(neg_exp_forward_kernel, n, A, A_log, n);

@@ -35,6 +35,10 @@ namespace sambalm::ops::cuda {
 SAMBALM_CUDA_MAMBA_DECL(float, float)
 SAMBALM_CUDA_MAMBA_DECL(bf16, float)
 #undef SAMBALM_CUDA_MAMBA_DECL
+// bf16 mode: the conv's weight and bias gradients in fp32.
+void causal_conv1d_backward(const Context& ctx, bf16* dx, int64_t ld_dx, float* dw, float* dbias, const bf16* dout,
+                            const bf16* x, int64_t ld_x, const bf16* w, const bf16* state, int64_t B, int64_t L,
+                            int64_t D, int64_t K);
 
 // Limits of these kernels (checked on the host; beyond them the op throws naming the limit).
 inline constexpr int64_t kCudaConvMaxK = 8;    // conv taps held in registers

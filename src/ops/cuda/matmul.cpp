@@ -4,7 +4,8 @@
 //   dinp[M,K] += dout[M,N] @ W[N,K]     is  dinp^T (K x M) = W^T (K x N) * dout^T (N x M)
 //   dW[N,K] += dout[M,N]^T @ inp[M,K]   is  dW^T (K x N) = inp^T (K x M) * op_T(dout^T stored N x M)
 // Compute type is fp32 whatever the operands (CUBLAS_COMPUTE_32F: no TF32 for fp32 operands, so
-// --precision fp32 matches the CPU to rounding); the forward's bias is the BIAS epilogue.
+// --precision fp32 matches the CPU to rounding); the forward's bias is the BIAS epilogue. In bf16 the
+// weight gradients may be fp32 (C/D fp32 beside bf16 A/B, accumulated with beta = 1).
 #include <cublasLt.h>
 
 #include <algorithm>
@@ -45,7 +46,9 @@ void set_attr(cublasStatus_t (*setter)(Desc, Attr, const void*, size_t), Desc d,
   SAMBALM_CUBLAS_CHECK(setter(d, attr, &v, sizeof(v)));
 }
 
-void lt_gemm(const Context& ctx, cudaDataType_t type, const Gemm& g) {
+// A and B of element type `type`; C (= D) of `ctype` (fp32 beside bf16 A/B for the bf16 mode's
+// weight gradients: cuBLASLt's bf16-in, fp32-out GEMM with fp32 accumulation).
+void lt_gemm(const Context& ctx, cudaDataType_t type, cudaDataType_t ctype, const Gemm& g) {
   if (g.m == 0 || g.n == 0) return;
   auto handle = static_cast<cublasLtHandle_t>(ctx.blas);
   SAMBALM_CHECK(handle != nullptr, "matmul on {}: the context has no cuBLASLt handle", ctx.name());
@@ -72,12 +75,12 @@ void lt_gemm(const Context& ctx, cudaDataType_t type, const Gemm& g) {
   if (g.bias) {
     set_attr(cublasLtMatmulDescSetAttribute, op, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS);
     set_attr(cublasLtMatmulDescSetAttribute, op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, g.bias);
-    set_attr(cublasLtMatmulDescSetAttribute, op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, type);
+    set_attr(cublasLtMatmulDescSetAttribute, op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, ctype);
   }
   // Stored shapes (column-major rows x cols) before the op is applied.
   SAMBALM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, type, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda));
   SAMBALM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, type, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb));
-  SAMBALM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, type, g.m, g.n, g.ldc));
+  SAMBALM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, ctype, g.m, g.n, g.ldc));
 
   SAMBALM_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = ctx.blas_workspace_bytes;
@@ -121,11 +124,11 @@ void forward_impl(const Context& ctx, T* out, int64_t ld_out, const T* inp, int6
   g.b = inp, g.ldb = ld_inp;
   g.c = out, g.ldc = ld_out;
   g.bias = bias;
-  lt_gemm(ctx, data_type<T>(), g);
+  lt_gemm(ctx, data_type<T>(), data_type<T>(), g);
 }
 
-template <typename T>
-void backward_impl(const Context& ctx, T* dinp, int64_t ld_dinp, T* dweight, T* dbias, const T* dout,
+template <typename T, typename G>
+void backward_impl(const Context& ctx, T* dinp, int64_t ld_dinp, G* dweight, G* dbias, const T* dout,
                    int64_t ld_dout, const T* inp, int64_t ld_inp, const T* weight, int64_t M, int64_t K, int64_t N) {
   if (M == 0 || N == 0) return;
   if (dinp && K > 0) {
@@ -135,7 +138,7 @@ void backward_impl(const Context& ctx, T* dinp, int64_t ld_dinp, T* dweight, T* 
     g.b = dout, g.ldb = ld_dout;
     g.c = dinp, g.ldc = ld_dinp;
     g.beta = 1.f;
-    lt_gemm(ctx, data_type<T>(), g);
+    lt_gemm(ctx, data_type<T>(), data_type<T>(), g);
   }
   if (dweight && K > 0) {
     Gemm g;
@@ -145,7 +148,7 @@ void backward_impl(const Context& ctx, T* dinp, int64_t ld_dinp, T* dweight, T* 
     g.b = dout, g.ldb = ld_dout;
     g.c = dweight, g.ldc = K;
     g.beta = 1.f;
-    lt_gemm(ctx, data_type<T>(), g);
+    lt_gemm(ctx, data_type<T>(), data_type<G>(), g);
   }
   if (dbias) bias_grad_accumulate(ctx, dbias, dout, ld_dout, M, N);
 }
@@ -172,5 +175,15 @@ void backward_impl(const Context& ctx, T* dinp, int64_t ld_dinp, T* dweight, T* 
   }
 SAMBALM_CUDA_MATMUL_DEF(float)
 SAMBALM_CUDA_MATMUL_DEF(bf16)
+
+void matmul_backward(const Context& ctx, bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
+                     const bf16* weight, int64_t M, int64_t K, int64_t N) {
+  backward_impl(ctx, dinp, K, dweight, dbias, dout, N, inp, K, weight, M, K, N);
+}
+void matmul_backward_strided(const Context& ctx, bf16* dinp, int64_t ld_dinp, float* dweight, float* dbias,
+                             const bf16* dout, int64_t ld_dout, const bf16* inp, int64_t ld_inp, const bf16* weight,
+                             int64_t M, int64_t K, int64_t N) {
+  backward_impl(ctx, dinp, ld_dinp, dweight, dbias, dout, ld_dout, inp, ld_inp, weight, M, K, N);
+}
 
 }  // namespace sambalm::ops::cuda

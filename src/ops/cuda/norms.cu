@@ -2,7 +2,9 @@
 // block's threads stride over the row's C values, which stay in L1/L2 between the passes); the
 // weight/bias gradients in a second kernel where a block owns 32 columns and sums every row of them
 // in a fixed order: deterministic, no atomics, no scratch. Statistics (rstd, mean) are fp32 whatever
-// the element type; the row sums are fp32 per thread, then a fixed-order block sum.
+// the element type; the row sums are fp32 per thread, then a fixed-order block sum. The bf16 mode's
+// block norms read the fp32 residual and fp32 weights, write bf16, and add into the fp32 d(residual)
+// and fp32 weight gradients: each kernel takes the types of its arguments separately.
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/dense_common.cuh"
@@ -16,12 +18,12 @@ using namespace dense_detail;
 // RMSNorm forward, per row x (one block):
 //   r = 1 / sqrt(mean_j x_j^2 + eps)   (saved as rstd when rstd != nullptr)
 //   out_j = x_j * r * w_j
-template <typename S>
-__global__ void rmsnorm_forward_kernel(S* out, float* rstd, const S* x, const S* weight, int64_t n, int64_t C,
+template <typename O, typename X, typename W>
+__global__ void rmsnorm_forward_kernel(O* out, float* rstd, const X* x, const W* weight, int64_t n, int64_t C,
                                        double eps) {
   __shared__ float shared[33];
   for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
-    const S* xr = x + row * C;
+    const X* xr = x + row * C;
     float ss = 0.f;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
       const float v = load(xr + j);
@@ -29,7 +31,7 @@ __global__ void rmsnorm_forward_kernel(S* out, float* rstd, const S* x, const S*
     }
     ss = block_sum(ss, shared);
     const float r = static_cast<float>(1.0 / sqrt(static_cast<double>(ss) / static_cast<double>(C) + eps));
-    S* o = out + row * C;
+    O* o = out + row * C;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) store(o + j, load(xr + j) * r * load(weight + j));
     if (rstd && threadIdx.x == 0) rstd[row] = r;
   }
@@ -37,20 +39,20 @@ __global__ void rmsnorm_forward_kernel(S* out, float* rstd, const S* x, const S*
 
 // RMSNorm backward, dx of one row (one block), g_j = dout_j * w_j:
 //   dx_j += r g_j - (r^3 / C) x_j sum_k g_k x_k
-template <typename S>
-__global__ void rmsnorm_backward_dx_kernel(S* dx, const S* dout, const S* x, const S* weight, const float* rstd,
+template <typename X, typename DO, typename W>
+__global__ void rmsnorm_backward_dx_kernel(X* dx, const DO* dout, const X* x, const W* weight, const float* rstd,
                                            int64_t n, int64_t C) {
   __shared__ float shared[33];
   for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
-    const S* xr = x + row * C;
-    const S* gr = dout + row * C;
+    const X* xr = x + row * C;
+    const DO* gr = dout + row * C;
     float dot = 0.f;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) dot += load(gr + j) * load(weight + j) * load(xr + j);
     dot = block_sum(dot, shared);
     const float r = rstd[row];
     const float a = r;
     const float b = static_cast<float>(double(r) * double(r) * double(r) * double(dot) / double(C));
-    S* d = dx + row * C;
+    X* d = dx + row * C;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x)
       add_to(d + j, a * load(gr + j) * load(weight + j) - b * load(xr + j));
   }
@@ -59,12 +61,12 @@ __global__ void rmsnorm_backward_dx_kernel(S* dx, const S* dout, const S* x, con
 // LayerNorm forward, per row x (one block), biased variance as torch:
 //   mu = mean_j x_j,  r = 1 / sqrt(mean_j (x_j - mu)^2 + eps)   (saved as mean, rstd when given)
 //   out_j = (x_j - mu) r w_j + b_j   (b may be nullptr)
-template <typename S>
-__global__ void layernorm_forward_kernel(S* out, float* mean, float* rstd, const S* x, const S* weight, const S* bias,
+template <typename O, typename X, typename W>
+__global__ void layernorm_forward_kernel(O* out, float* mean, float* rstd, const X* x, const W* weight, const W* bias,
                                          int64_t n, int64_t C, double eps) {
   __shared__ float shared[33];
   for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
-    const S* xr = x + row * C;
+    const X* xr = x + row * C;
     float sum = 0.f;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) sum += load(xr + j);
     sum = block_sum(sum, shared);
@@ -76,7 +78,7 @@ __global__ void layernorm_forward_kernel(S* out, float* mean, float* rstd, const
     }
     var = block_sum(var, shared);
     const float r = static_cast<float>(1.0 / sqrt(static_cast<double>(var) / static_cast<double>(C) + eps));
-    S* o = out + row * C;
+    O* o = out + row * C;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
       float y = (load(xr + j) - mu) * r * load(weight + j);
       if (bias) y += load(bias + j);
@@ -91,13 +93,13 @@ __global__ void layernorm_forward_kernel(S* out, float* mean, float* rstd, const
 
 // LayerNorm backward, dx of one row (one block), g_j = dout_j w_j, xhat_j = (x_j - mu) r:
 //   dx_j += r (g_j - mean_k g_k - xhat_j mean_k g_k xhat_k)
-template <typename S>
-__global__ void layernorm_backward_dx_kernel(S* dx, const S* dout, const S* x, const S* weight, const float* mean,
+template <typename X, typename DO, typename W>
+__global__ void layernorm_backward_dx_kernel(X* dx, const DO* dout, const X* x, const W* weight, const float* mean,
                                              const float* rstd, int64_t n, int64_t C) {
   __shared__ float shared[33];
   for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
-    const S* xr = x + row * C;
-    const S* gr = dout + row * C;
+    const X* xr = x + row * C;
+    const DO* gr = dout + row * C;
     const float m = mean[row], r = rstd[row];
     float sg = 0.f, sgx = 0.f;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x) {
@@ -108,7 +110,7 @@ __global__ void layernorm_backward_dx_kernel(S* dx, const S* dout, const S* x, c
     sg = block_sum(sg, shared);
     sgx = block_sum(sgx, shared);
     const float mg = static_cast<float>(double(sg) / double(C)), mgx = static_cast<float>(double(sgx) / double(C));
-    S* d = dx + row * C;
+    X* d = dx + row * C;
     for (int64_t j = threadIdx.x; j < C; j += blockDim.x)
       add_to(d + j, r * (load(gr + j) * load(weight + j) - mg - (load(xr + j) - m) * r * mgx));
   }
@@ -122,8 +124,8 @@ __global__ void layernorm_backward_dx_kernel(S* dx, const S* dout, const S* x, c
 // fixed order and one thread per column adds the total: the same bits every run.
 constexpr int kRowWarps = 16;
 
-template <typename S>
-__global__ void norm_param_grad_kernel(S* dweight, S* dbias, const S* dout, const S* x, const float* mean,
+template <typename G, typename DO, typename X>
+__global__ void norm_param_grad_kernel(G* dweight, G* dbias, const DO* dout, const X* x, const float* mean,
                                        const float* rstd, int64_t n, int64_t C) {
   __shared__ float part_w[kRowWarps][33];
   __shared__ float part_b[kRowWarps][33];
@@ -150,8 +152,8 @@ __global__ void norm_param_grad_kernel(S* dweight, S* dbias, const S* dout, cons
   }
 }
 
-template <typename S>
-void param_grads(const Context& ctx, S* dweight, S* dbias, const S* dout, const S* x, const float* mean,
+template <typename G, typename DO, typename X>
+void param_grads(const Context& ctx, G* dweight, G* dbias, const DO* dout, const X* x, const float* mean,
                  const float* rstd, int64_t n, int64_t C) {
   if ((!dweight && !dbias) || n <= 0 || C <= 0) return;
   const dim3 block(32, kRowWarps), grid(static_cast<unsigned>((C + 31) / 32));
@@ -159,36 +161,36 @@ void param_grads(const Context& ctx, S* dweight, S* dbias, const S* dout, const 
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 
-template <typename S>
-void rmsnorm_forward_impl(const Context& ctx, S* out, float* rstd, const S* x, const S* weight, int64_t n, int64_t C,
+template <typename O, typename X, typename W>
+void rmsnorm_forward_impl(const Context& ctx, O* out, float* rstd, const X* x, const W* weight, int64_t n, int64_t C,
                           double eps) {
   if (n <= 0 || C <= 0) return;
   rmsnorm_forward_kernel<<<row_blocks(n), kThreads, 0, stream_of(ctx)>>>(out, rstd, x, weight, n, C, eps);
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 
-template <typename S>
-void rmsnorm_backward_impl(const Context& ctx, S* dx, S* dweight, const S* dout, const S* x, const S* weight,
+template <typename X, typename G, typename DO, typename W>
+void rmsnorm_backward_impl(const Context& ctx, X* dx, G* dweight, const DO* dout, const X* x, const W* weight,
                            const float* rstd, int64_t n, int64_t C) {
   if (n <= 0 || C <= 0) return;
   if (dx) {
     rmsnorm_backward_dx_kernel<<<row_blocks(n), kThreads, 0, stream_of(ctx)>>>(dx, dout, x, weight, rstd, n, C);
     SAMBALM_CUDA_LAUNCH_CHECK();
   }
-  param_grads<S>(ctx, dweight, nullptr, dout, x, nullptr, rstd, n, C);
+  param_grads(ctx, dweight, static_cast<G*>(nullptr), dout, x, nullptr, rstd, n, C);
 }
 
-template <typename S>
-void layernorm_forward_impl(const Context& ctx, S* out, float* mean, float* rstd, const S* x, const S* weight,
-                            const S* bias, int64_t n, int64_t C, double eps) {
+template <typename O, typename X, typename W>
+void layernorm_forward_impl(const Context& ctx, O* out, float* mean, float* rstd, const X* x, const W* weight,
+                            const W* bias, int64_t n, int64_t C, double eps) {
   if (n <= 0 || C <= 0) return;
   layernorm_forward_kernel<<<row_blocks(n), kThreads, 0, stream_of(ctx)>>>(out, mean, rstd, x, weight, bias, n, C, eps);
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 
-template <typename S>
-void layernorm_backward_impl(const Context& ctx, S* dx, S* dweight, S* dbias, const S* dout, const S* x,
-                             const S* weight, const float* mean, const float* rstd, int64_t n, int64_t C) {
+template <typename X, typename G, typename DO, typename W>
+void layernorm_backward_impl(const Context& ctx, X* dx, G* dweight, G* dbias, const DO* dout, const X* x,
+                             const W* weight, const float* mean, const float* rstd, int64_t n, int64_t C) {
   if (n <= 0 || C <= 0) return;
   if (dx) {
     layernorm_backward_dx_kernel<<<row_blocks(n), kThreads, 0, stream_of(ctx)>>>(dx, dout, x, weight, mean, rstd, n, C);
@@ -199,25 +201,28 @@ void layernorm_backward_impl(const Context& ctx, S* dx, S* dweight, S* dbias, co
 
 }  // namespace
 
-#define SAMBALM_CUDA_NORMS_DEF(T)                                                                                      \
-  void rmsnorm_forward(const Context& ctx, T* out, float* rstd, const T* x, const T* weight, int64_t n, int64_t C,     \
+// One set of bodies per combination of element types: T the normed output and d(output), X the input
+// and d(input), W the weights, G the weight gradients.
+#define SAMBALM_CUDA_NORMS_DEF(T, X, W, G)                                                                             \
+  void rmsnorm_forward(const Context& ctx, T* out, float* rstd, const X* x, const W* weight, int64_t n, int64_t C,     \
                        double eps) {                                                                                   \
     rmsnorm_forward_impl(ctx, dev(out), rstd, dev(x), dev(weight), n, C, eps);                                         \
   }                                                                                                                    \
-  void rmsnorm_backward(const Context& ctx, T* dx, T* dweight, const T* dout, const T* x, const T* weight,             \
+  void rmsnorm_backward(const Context& ctx, X* dx, G* dweight, const T* dout, const X* x, const W* weight,             \
                         const float* rstd, int64_t n, int64_t C) {                                                     \
     rmsnorm_backward_impl(ctx, dev(dx), dev(dweight), dev(dout), dev(x), dev(weight), rstd, n, C);                     \
   }                                                                                                                    \
-  void layernorm_forward(const Context& ctx, T* out, float* mean, float* rstd, const T* x, const T* weight,            \
-                         const T* bias, int64_t n, int64_t C, double eps) {                                            \
+  void layernorm_forward(const Context& ctx, T* out, float* mean, float* rstd, const X* x, const W* weight,            \
+                         const W* bias, int64_t n, int64_t C, double eps) {                                            \
     layernorm_forward_impl(ctx, dev(out), mean, rstd, dev(x), dev(weight), dev(bias), n, C, eps);                      \
   }                                                                                                                    \
-  void layernorm_backward(const Context& ctx, T* dx, T* dweight, T* dbias, const T* dout, const T* x, const T* weight, \
+  void layernorm_backward(const Context& ctx, X* dx, G* dweight, G* dbias, const T* dout, const X* x, const W* weight, \
                           const float* mean, const float* rstd, int64_t n, int64_t C) {                                \
     layernorm_backward_impl(ctx, dev(dx), dev(dweight), dev(dbias), dev(dout), dev(x), dev(weight), mean, rstd, n, C); \
   }
-SAMBALM_CUDA_NORMS_DEF(float)
-SAMBALM_CUDA_NORMS_DEF(bf16)
+SAMBALM_CUDA_NORMS_DEF(float, float, float, float)
+SAMBALM_CUDA_NORMS_DEF(bf16, bf16, bf16, bf16)
+SAMBALM_CUDA_NORMS_DEF(bf16, float, float, float)
 #undef SAMBALM_CUDA_NORMS_DEF
 
 }  // namespace sambalm::ops::cuda
