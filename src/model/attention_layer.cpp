@@ -33,6 +33,8 @@ void plan_attention_grads(const Context& ctx, Arena& ar, AttentionGrads<T>& g, c
   g.dk = ar.take<T>(BL * m.G * m.hs);
   g.dv = ar.take<T>(BL * m.G * m.hs);
   g.dqkv = ar.take<T>(BL * m.qkv());
+  const int64_t scratch = ops::attention_backward_scratch_size<T>(ctx, B, L, m.H, m.G, m.hs);
+  g.scratch = scratch > 0 ? ar.take<stat_t<T>>(scratch) : nullptr;
 }
 
 template <typename T>
@@ -68,7 +70,7 @@ void attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, cons
   ops::matmul_backward(ctx, g.datt, p.proj_w.at(grads), p.proj_b.at(grads), dout, a.att, p.proj_w.at(params), BL,
                        m.H * m.hs, m.d);
   ops::attention_backward(ctx, g.dq, g.dk, g.dv, g.datt, a.att, a.lse, a.q, a.k, a.v, B, L, m.H, m.G, m.hs, m.window,
-                          1.0 / std::sqrt(double(m.hs)));
+                          1.0 / std::sqrt(double(m.hs)), g.scratch);
   ops::qkv_split_rope_backward(ctx, g.dqkv, g.dq, g.dk, g.dv, cos, sin, B, L, m.H, m.G, m.hs, m.rope_dims, int64_t(0));
   ops::matmul_backward(ctx, dxn, p.qkv_w.at(grads), p.qkv_b.at(grads), g.dqkv, xn, p.qkv_w.at(params), BL, m.d,
                        m.qkv());

@@ -173,6 +173,7 @@ struct MambaGrads {
 template <typename T>
 struct AttentionGrads {
   T *datt = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr, *dqkv = nullptr;
+  stat_t<T>* scratch = nullptr;  // the backend's attention_backward scratch (nullptr when it needs none)
 };
 template <typename T>
 struct MlpGrads {

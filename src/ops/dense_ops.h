@@ -147,12 +147,21 @@ inline void attention_ref_forward(const Context& ctx, T* out, stat_t<T>* lse, T*
                                   double scale) {
   SAMBALM_OP_DISPATCH(ctx, attention_ref_forward, out, lse, scores, q, k, v, B, Tn, H, G, hs, window, scale);
 }
-// dq, dk, dv accumulate. Recomputes probabilities from q, k and lse (FlashAttention-style).
+// dq, dk, dv accumulate (each may be nullptr). Recomputes probabilities from q, k and lse
+// (FlashAttention-style). `scratch` holds attention_backward_scratch_size elements (nullptr when that
+// is 0; the GPU's bf16 backward keeps an fp32 dq accumulator there); its contents do not matter.
 template <typename T>
 inline void attention_backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out,
                                const stat_t<T>* lse, const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
-                               int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {
-  SAMBALM_OP_DISPATCH(ctx, attention_backward, dq, dk, dv, dout, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);
+                               int64_t H, int64_t G, int64_t hs, int64_t window, double scale, stat_t<T>* scratch) {
+  SAMBALM_OP_DISPATCH(ctx, attention_backward, dq, dk, dv, dout, out, lse, q, k, v, B, Tn, H, G, hs, window, scale,
+                      scratch);
+}
+template <typename T>
+inline int64_t attention_backward_scratch_size(const Context& ctx, int64_t B, int64_t Tn, int64_t H, int64_t G,
+                                               int64_t hs) {
+  const T* type = nullptr;  // selects the body of the element type
+  SAMBALM_OP_DISPATCH(ctx, attention_backward_scratch_size, type, B, Tn, H, G, hs);
 }
 
 // ---- Attention over a key/value cache (prefill chunks and decode steps) ----------------------

@@ -205,7 +205,7 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const T* lse, const T* q, const T* k,
                         const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window,
-                        double scale) {
+                        double scale, T* /*scratch*/) {
   const int64_t qpk = H / G;
   const T sc = T(scale);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) if (worth_threads(B, H, Tn, hs, window))
@@ -253,7 +253,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const 
   template void attention_forward<T>(T*, T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t,         \
                                      int64_t, int64_t, double);                                                        \
   template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
-                                      int64_t, int64_t, int64_t, int64_t, int64_t, double);
+                                      int64_t, int64_t, int64_t, int64_t, int64_t, double, T*);
 SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)
 #undef SAMBALM_INSTANTIATE

@@ -59,10 +59,15 @@ void attention_forward(T* out, T* lse, const T* q, const T* k, const T* v, int64
 template <typename T>
 void attention_ref_forward(T* out, T* lse, T* scores, const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
                            int64_t H, int64_t G, int64_t hs, int64_t window, double scale);
+// scratch: unused (the CPU backward needs none: attention_backward_scratch_size is 0).
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* out, const T* lse, const T* q, const T* k,
                         const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window,
-                        double scale);
+                        double scale, T* scratch = nullptr);
+template <typename T>
+inline int64_t attention_backward_scratch_size(const T* /*type*/, int64_t, int64_t, int64_t, int64_t, int64_t) {
+  return 0;
+}
 template <typename T>
 void diff_lambda_forward(T* lambda, const T* lq1, const T* lk1, const T* lq2, const T* lk2, int64_t hd,
                          double lambda_init);

@@ -1,5 +1,7 @@
-// Causal (sliding-window) attention, CUDA: the simple, correct baseline that the tests pin down (the
-// FlashAttention-style kernel comes from dev/cuda/). Math and layouts as cpu/attention.cpp:
+// Causal (sliding-window) attention, CUDA. bf16 calls with head size 64 or 128 go to the tensor-core
+// kernels of attention_flash.cu (FlashAttention-2 style); everything else (fp32, other head sizes, the
+// decode attention over the KV ring) runs the simple warp-per-row kernels below, the correct baseline
+// the tests pin down. Math and layouts as cpu/attention.cpp:
 //   q[B, H, T, hs], k/v[B, G, T, hs], out[B, T, H*hs] (token-major), lse[B, H, T] (fp32);
 //   query head h reads kv head g = h / (H/G); query t sees keys s with t - window < s <= t
 //   (window <= 0: all s <= t).
@@ -16,7 +18,9 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <type_traits>
 
+#include "ops/cuda/attention_flash.h"
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/mixer_common.cuh"
@@ -243,6 +247,11 @@ template <typename T>
 void forward(const Context& ctx, T* out, float* lse, const T* q, const T* k, const T* v, int64_t B, int64_t Tn,
              int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {
   if (B == 0 || Tn == 0 || H == 0 || hs == 0) return;
+  if constexpr (std::is_same_v<T, bf16>) {
+    const void* ptrs[] = {out, q, k, v};
+    if (flash_attention_takes(ctx, B, Tn, H, G, hs, scale, ptrs, 4))
+      return flash_attention_forward(ctx, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);
+  }
   using D = device_t<T>;
 #define LAUNCH(PER)                                                                                   \
   attention_forward_kernel<PER, D><<<blocks_for(B* H* Tn, kWarps), 32 * kWarps, 0, stream_of(ctx)>>>( \
@@ -255,8 +264,14 @@ void forward(const Context& ctx, T* out, float* lse, const T* q, const T* k, con
 template <typename T>
 void backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out, const float* lse, const T* q,
               const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window,
-              double scale) {
+              double scale, float* scratch) {
   if (B == 0 || Tn == 0 || H == 0 || hs == 0) return;
+  if constexpr (std::is_same_v<T, bf16>) {
+    const void* ptrs[] = {dq, dk, dv, dout, out, q, k, v, scratch};
+    if (flash_attention_takes(ctx, B, Tn, H, G, hs, scale, ptrs, 9))
+      return flash_attention_backward(ctx, dq, dk, dv, dout, out, lse, q, k, v, B, Tn, H, G, hs, window, scale,
+                                      scratch);
+  }
   using D = device_t<T>;
   const float sc = static_cast<float>(scale);
   if (dq) {
@@ -302,8 +317,8 @@ void cached_forward(const Context& ctx, T* out, const T* q, const T* k_new, cons
   }                                                                                                                    \
   void attention_backward(const Context& ctx, T* dq, T* dk, T* dv, const T* dout, const T* out, const float* lse,      \
                           const T* q, const T* k, const T* v, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, \
-                          int64_t window, double scale) {                                                              \
-    backward(ctx, dq, dk, dv, dout, out, lse, q, k, v, B, Tn, H, G, hs, window, scale);                                \
+                          int64_t window, double scale, float* scratch) {                                              \
+    backward(ctx, dq, dk, dv, dout, out, lse, q, k, v, B, Tn, H, G, hs, window, scale, scratch);                       \
   }                                                                                                                    \
   void attention_cached_forward(const Context& ctx, T* out, const T* q, const T* k_new, const T* v_new,                \
                                 const T* k_cache, const T* v_cache, const int32_t* slots, const int64_t* pos,          \
@@ -314,5 +329,16 @@ void cached_forward(const Context& ctx, T* out, const T* q, const T* k_new, cons
 SAMBALM_CUDA_ATTENTION_DEF(float)
 SAMBALM_CUDA_ATTENTION_DEF(bf16)
 #undef SAMBALM_CUDA_ATTENTION_DEF
+
+// Only the bf16 tensor-core backward needs scratch (its fp32 dQ accumulator and Di); the warp-per-row
+// kernels need none. The size does not depend on pointers: a call whose pointers turn out misaligned
+// runs the baseline and leaves the scratch unused.
+int64_t attention_backward_scratch_size(const Context&, const float*, int64_t, int64_t, int64_t, int64_t, int64_t) {
+  return 0;
+}
+int64_t attention_backward_scratch_size(const Context&, const bf16*, int64_t B, int64_t Tn, int64_t H, int64_t,
+                                        int64_t hs) {
+  return flash_attention_head_size(hs) ? flash_attention_backward_scratch(B, Tn, H, hs) : 0;
+}
 
 }  // namespace sambalm::ops::cuda

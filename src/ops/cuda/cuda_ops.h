@@ -20,6 +20,7 @@ namespace sambalm::ops::cuda {
   X(adamw_update) \
   X(add_inplace) \
   X(attention_backward) \
+  X(attention_backward_scratch_size) \
   X(attention_cached_forward) \
   X(attention_forward) \
   X(attention_ref_forward) \
