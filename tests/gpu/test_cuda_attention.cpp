@@ -171,7 +171,7 @@ TEST(CudaAttention, CachedForward) {
   check_cached<bf16>(0, 48, 128);
 }
 
-// ---- The bf16 tensor-core path (attention_flash.cu: head sizes 64 and 128) -------------------------
+// ---- The bf16 tensor-core path (attention_flash_*.cu: head sizes 64, 128) -------------------------
 // Against the CPU op in double on the bf16-rounded inputs, the GPU backward fed with the GPU's own forward
 // (as in training). Tolerances of dev/cuda/sliding_window_attention.cu, where these kernels were
 // developed: relative L2 1e-2 for bf16 outputs and gradients, 1e-5 for lse (fp32). Sequence lengths are

@@ -1,5 +1,5 @@
 // Causal (sliding-window) attention, CUDA. bf16 calls with head size 64 or 128 go to the tensor-core
-// kernels of attention_flash.cu (FlashAttention-2 style); everything else (fp32, other head sizes, the
+// kernels of attention_flash_*.cu (FlashAttention-2 style); everything else (fp32, other head sizes, the
 // decode attention over the KV ring) runs the simple warp-per-row kernels below, the correct baseline
 // the tests pin down. Math and layouts as cpu/attention.cpp:
 //   q[B, H, T, hs], k/v[B, G, T, hs], out[B, T, H*hs] (token-major), lse[B, H, T] (fp32);

@@ -1,7 +1,8 @@
 // The bf16 tensor-core (FlashAttention-2 style) bodies behind attention_forward / attention_backward
-// for head sizes 64 and 128 (attention_flash.cu); attention.cu sends a bf16 call here when
-// flash_attention_takes() says so and keeps its warp-per-row kernels for the rest (fp32, other head
-// sizes). Layouts and math as ops/dense_ops.h. C++17, no CUDA headers (attention_host.cpp includes it).
+// for head sizes 64 and 128 (attention_flash_forward.cu, attention_flash_backward.cu). attention.cu
+// sends a bf16 call here when flash_attention_takes() says so and keeps its warp-per-row kernels for
+// the rest (fp32, other head sizes). Layouts and math as ops/dense_ops.h. C++17, no CUDA headers
+// (attention_host.cpp includes it).
 #pragma once
 
 #include <cstdint>

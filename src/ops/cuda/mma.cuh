@@ -1,6 +1,6 @@
 // Tensor-core building blocks for sm_80 and later (Ampere, Hopper): cp.async copies into shared
 // memory, ldmatrix, mma.sync m16n8k16 bf16 -> fp32, bf16 packing. Used by the FlashAttention-style
-// kernels (attention_flash.cu); developed and checked in dev/cuda/sliding_window_attention.cu.
+// kernels (attention_flash_*.cu); developed and checked in dev/cuda/sliding_window_attention.cu.
 // Included by .cu files only (C++17, no fmt).
 //
 // Fragment layouts of mma.m16n8k16.row.col (lane = 4 * gid + tig, gid = lane >> 2, tig = lane & 3;

@@ -1,222 +1,15 @@
-// Causal sliding-window attention, bf16 on the tensor cores (FlashAttention-2 over the band), head
-// sizes 64 and 128: the winners of dev/cuda/sliding_window_attention.cu (forward version 2, backward
-// version 9), measured there on an H100 against a double-precision reference (docs/BENCHMARKS.md).
-//
-// Layouts as ops/dense_ops.h: q[B, H, T, D], k/v[B, G, T, D] (query head h reads kv head h / (H/G)),
-// out[B, T, H*D] (token-major), lse[B, H, T] fp32, dout like out, dq like q, dk/dv like k.
-// Window W (effective: W <= 0 or W > T means T): query t sees keys s with t - W < s <= t.
-// Forward:  S_ts = scale q_t . k_s (visible s),  lse_t = log sum_s exp(S_ts),  out_t = sum_s exp(S_ts - lse_t) v_s
-// Backward (P recomputed from lse, never stored):
-//   Di_t = dout_t . out_t,  dP_ts = dout_t . v_s,  dS_ts = P_ts (dP_ts - Di_t)
-//   dq_t += scale sum_s dS_ts k_s,  dk_s += scale sum_{h in group, t} dS_ts q_t,  dv_s += sum_{h, t} P_ts dout_t
-// bf16 operands, fp32 accumulation and softmax statistics; P and dS are rounded to bf16 before their
-// products (relative L2 error against a double reference: out <= 2e-3, lse <= 1e-7, grads <= 3e-3 on
-// the dev file's cases).
-//
-// Forward: a block of 4 warps owns 64 queries of one (b, h), 16 rows a warp with Q in registers; it
-// visits only the 64-key tiles that meet the band of its rows (K/V double-buffered with cp.async),
-// with an online softmax in base 2, masking only the tiles that cross an edge of the band or T.
-// Backward: a block of 8 warps owns 128 keys of one (b, kv head), 16 keys a warp, and works on
-// transposed tiles (keys as rows) so that P^T and dS^T are A operands straight from its accumulators:
-//   S^T = K Q^T,  P^T = exp2(S^T sl2 - lse2),  dV += P^T dO,  dP^T = V dO^T,  dS^T = P^T (dP^T - Di),
-//   dK += dS^T Q
-// over the heads of the group and the 64-query tiles of the band; dK and dV stay in registers (a key
-// row belongs to one block: no atomics). dQ_tile = dS K goes through shared memory and fp32 atomics
-// into the scratch accumulator; a last pass adds scale * it to dq in bf16.
-#include <cuda_bf16.h>
-
-#include <algorithm>
-#include <atomic>
-#include <climits>
-
+// Sliding-window attention backward, bf16 tensor cores (dev/cuda/sliding_window_attention.cu version 9:
+// 8 warps, 128 keys a block, dQ through fp32 atomics into the caller's scratch, then a convert pass);
+// the math and the plan of both directions are at the top of attention_flash.cuh.
+#include "ops/cuda/attention_flash.cuh"
 #include "ops/cuda/attention_flash.h"
-#include "ops/cuda/check.cuh"
-#include "ops/cuda/mma.cuh"
 
 namespace sambalm::ops::cuda {
 
 namespace {
 
-using namespace tc;
+using namespace flash;
 
-struct FwdParams {
-  const nv_bf16 *q, *k, *v;
-  nv_bf16* out;
-  float* lse;
-  int B, T, H, G, W;  // W effective (1..T)
-  float scale;
-};
-struct BwdParams {
-  const nv_bf16 *q, *k, *v, *out, *dout;
-  const float* lse;
-  float* Di;      // [B, H, T] scratch: dout . out
-  float* dq_acc;  // [B, H, T, D] fp32 scratch, zeroed first (filled even when dq is nullptr: one kernel)
-  nv_bf16 *dq, *dk, *dv;
-  int B, T, H, G, W;
-  float scale;
-};
-
-// ---- Forward -----------------------------------------------------------------------------------
-template <int D, int NW, int BK_ = 64>
-struct FwdCfg {
-  static constexpr int BQ = 16 * NW, BK = BK_, SD = D + 8, NT = NW * 32;
-  static constexpr size_t smem = size_t(BQ + 4 * BK) * SD * sizeof(nv_bf16);  // Q + 2 stages of K and V
-};
-
-template <int D, int NW, int BK_ = 64>
-__global__ void __launch_bounds__(NW * 32) flash_fwd_kernel(FwdParams p) {
-  using C = FwdCfg<D, NW, BK_>;
-  constexpr int BQ = C::BQ, BK = C::BK, SD = C::SD, NT = C::NT;
-  constexpr int KD = D / 16;   // k16 steps over the head dimension
-  constexpr int NK8 = BK / 8;  // n8 tiles of S per warp
-  constexpr int ND8 = D / 8;   // n8 tiles of O per warp
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  nv_bf16* sQ = reinterpret_cast<nv_bf16*>(smem_raw);
-  nv_bf16* sK = sQ + BQ * SD;      // [2][BK][SD]
-  nv_bf16* sV = sK + 2 * BK * SD;  // [2][BK][SD]
-
-  const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gid = lane >> 2, tig = lane & 3, r8 = lane & 7;
-  const int T = p.T, W = p.W;
-  const int nqt = (T + BQ - 1) / BQ;
-  const int qt = nqt - 1 - int(blockIdx.x);  // the longest bands first
-  const int h = blockIdx.y, b = blockIdx.z, g = h / (p.H / p.G);
-  const int q0 = qt * BQ, qlast = min(T - 1, q0 + BQ - 1);
-  const int kt0 = max(0, q0 - W + 1) / BK, kt1 = qlast / BK, ntiles = kt1 - kt0 + 1;
-  const nv_bf16* qg = p.q + (size_t(b) * p.H + h) * T * D;
-  const nv_bf16* kg = p.k + (size_t(b) * p.G + g) * T * D;
-  const nv_bf16* vg = p.v + (size_t(b) * p.G + g) * T * D;
-
-  load_tile<D, BQ, SD, NT>(sQ, qg, D, q0, T);
-  load_tile<D, BK, SD, NT>(sK, kg, D, kt0 * BK, T);
-  load_tile<D, BK, SD, NT>(sV, vg, D, kt0 * BK, T);
-  cp_async_commit();
-
-  const int wr0 = q0 + w * 16;  // this warp's first query row
-  const float sl2 = p.scale * kLog2e;
-  uint32_t qf[KD][4];
-  float o[ND8][4];
-#pragma unroll
-  for (int i = 0; i < ND8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // rows gid, gid+8; l is this lane's partial sum
-
-  for (int it = 0; it < ntiles; ++it) {
-    const int buf = it & 1;
-    if (it + 1 < ntiles) {  // the other buffer was released by the barrier that ended iteration it-1
-      load_tile<D, BK, SD, NT>(sK + (buf ^ 1) * BK * SD, kg, D, (kt0 + it + 1) * BK, T);
-      load_tile<D, BK, SD, NT>(sV + (buf ^ 1) * BK * SD, vg, D, (kt0 + it + 1) * BK, T);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-    if (it == 0) {
-#pragma unroll
-      for (int kk = 0; kk < KD; ++kk)
-        ldsm_x4(qf[kk], sQ + (w * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + kk * 16 + 8 * (lane >> 4));
-    }
-    const int k0 = (kt0 + it) * BK;
-    // Does the tile meet this warp's rows' bands at all (rows past T never do useful work)?
-    const bool active = wr0 < T && k0 <= wr0 + 15 && k0 + BK - 1 >= wr0 - W + 1;
-    if (active) {
-      const nv_bf16* sKb = sK + buf * BK * SD;
-      const nv_bf16* sVb = sV + buf * BK * SD;
-      float s[NK8][4];
-#pragma unroll
-      for (int i = 0; i < NK8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KD; ++kk) {
-#pragma unroll
-        for (int np = 0; np < BK / 16; ++np) {
-          uint32_t kb[4];
-          ldsm_x4(kb, sKb + (np * 16 + r8 + 8 * (lane >> 4)) * SD + kk * 16 + 8 * ((lane >> 3) & 1));
-          mma_bf16(s[2 * np], qf[kk], kb[0], kb[1]);
-          mma_bf16(s[2 * np + 1], qf[kk], kb[2], kb[3]);
-        }
-      }
-      // Mask only where the tile crosses an edge of some row's band, or T.
-      const bool need_mask = k0 + BK - 1 > wr0 || k0 < wr0 + 15 - W + 1 || k0 + BK > T;
-      if (need_mask) {
-#pragma unroll
-        for (int nt = 0; nt < NK8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int row = wr0 + gid + 8 * (e >> 1), key = k0 + nt * 8 + 2 * tig + (e & 1);
-            if (!(key <= row && key > row - W && key < T)) s[nt][e] = -INFINITY;
-          }
-      }
-      // Online softmax in base 2 on raw scores: p = 2^(s sl2 - m sl2).
-      float mu[2];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int nt = 0; nt < NK8; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float mnew = fmaxf(m[r], mx);
-        mu[r] = mnew == -INFINITY ? 0.f : mnew;               // a row with no visible key yet: weights 0, not NaN
-        const float corr = ex2_approx((m[r] - mu[r]) * sl2);  // m = -inf -> 0
-        m[r] = mnew;
-        l[r] *= corr;
-#pragma unroll
-        for (int i = 0; i < ND8; ++i) o[i][2 * r] *= corr, o[i][2 * r + 1] *= corr;
-      }
-#pragma unroll
-      for (int nt = 0; nt < NK8; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float pe = ex2_approx(fmaf(s[nt][e], sl2, -mu[e >> 1] * sl2));
-          s[nt][e] = pe;
-          l[e >> 1] += pe;
-        }
-        // O += P V
-#pragma unroll
-      for (int j = 0; j < BK / 16; ++j) {
-        const uint32_t pa[4] = {pack_bf16(s[2 * j][0], s[2 * j][1]), pack_bf16(s[2 * j][2], s[2 * j][3]),
-                                pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]),
-                                pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3])};
-#pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-          uint32_t vb[4];
-          ldsm_x4_t(vb, sVb + (j * 16 + r8 + 8 * ((lane >> 3) & 1)) * SD + dp * 16 + 8 * (lane >> 4));
-          mma_bf16(o[2 * dp], pa, vb[0], vb[1]);
-          mma_bf16(o[2 * dp + 1], pa, vb[2], vb[3]);
-        }
-      }
-    }
-    __syncthreads();
-  }
-
-  // Epilogue: O / l through this warp's own rows of sQ (read only by this warp, into qf) to 16-byte
-  // stores; lse = m scale + log l.
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-  }
-  const float inv0 = 1.f / l[0], inv1 = 1.f / l[1];
-  nv_bf16* sO = sQ + w * 16 * SD;
-#pragma unroll
-  for (int nt = 0; nt < ND8; ++nt) {
-    *reinterpret_cast<uint32_t*>(sO + gid * SD + nt * 8 + 2 * tig) = pack_bf16(o[nt][0] * inv0, o[nt][1] * inv0);
-    *reinterpret_cast<uint32_t*>(sO + (gid + 8) * SD + nt * 8 + 2 * tig) = pack_bf16(o[nt][2] * inv1, o[nt][3] * inv1);
-  }
-  if (tig == 0) {
-    float* lse = p.lse + (size_t(b) * p.H + h) * T;
-    if (wr0 + gid < T) lse[wr0 + gid] = m[0] * p.scale + logf(l[0]);
-    if (wr0 + gid + 8 < T) lse[wr0 + gid + 8] = m[1] * p.scale + logf(l[1]);
-  }
-  __syncwarp();
-  for (int c = lane; c < 16 * (D / 8); c += 32) {
-    const int r = c / (D / 8), ch = c % (D / 8), t = wr0 + r;
-    if (t < T)
-      *reinterpret_cast<uint4*>(p.out + (size_t(b) * T + t) * p.H * D + size_t(h) * D + ch * 8) =
-          *reinterpret_cast<const uint4*>(sO + r * SD + ch * 8);
-  }
-}
-
-// ---- Backward ----------------------------------------------------------------------------------
 // Di_t = dout_t . out_t in fp32, one warp per (b, h, t) row.
 template <int D>
 __global__ void flash_bwd_dot_kernel(BwdParams p) {
@@ -237,14 +30,6 @@ __global__ void flash_bwd_dot_kernel(BwdParams p) {
   for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
   if (lane == 0) p.Di[(size_t(b) * p.H + h) * p.T + t] = acc;
 }
-
-template <int D, int BQ, int NW_>
-struct BwdCfg {
-  static constexpr int NW = NW_, BKV = 16 * NW, NT = 32 * NW, SD = D + 8, SDS = BQ + 8;
-  // K, V; 2 stages of Q and dO; dS^T; 2 stages of lse and Di.
-  static constexpr size_t smem =
-      size_t(2 * BKV * SD + 4 * BQ * SD + BKV * SDS) * sizeof(nv_bf16) + 4 * BQ * sizeof(float);
-};
 
 __device__ __forceinline__ void atomic_add2(float* p, float a, float b) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -490,33 +275,6 @@ __global__ void flash_dq_convert_kernel(BwdParams p, size_t n8) {
   }
 }
 
-// ---- Launchers ---------------------------------------------------------------------------------
-constexpr int kFwdWarps = 4;  // forward: 64 queries a block (dev version 2)
-constexpr int kBwdWarps = 8;  // backward: 128 keys a block, 64-query tiles (dev version 9)
-constexpr int kBwdBQ = 64;
-
-// The kernels need more than the default 48 KiB of dynamic shared memory: the limit is raised once per
-// kernel and device (an attribute of the function on the current device).
-template <typename K>
-void allow_smem(K kernel, size_t bytes, int device, std::atomic<uint64_t>& done) {
-  const uint64_t bit = device < 64 ? uint64_t(1) << device : 0;
-  if (bit && (done.load(std::memory_order_relaxed) & bit)) return;
-  SAMBALM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  done.fetch_or(bit, std::memory_order_relaxed);
-}
-
-int effective_window(int64_t window, int64_t Tn) { return int(window <= 0 || window > Tn ? Tn : window); }
-
-template <int D>
-void launch_forward(const Context& ctx, const FwdParams& p) {
-  using C = FwdCfg<D, kFwdWarps>;
-  static std::atomic<uint64_t> done{0};
-  allow_smem(flash_fwd_kernel<D, kFwdWarps>, C::smem, ctx.device_index, done);
-  const dim3 grid(unsigned((p.T + C::BQ - 1) / C::BQ), unsigned(p.H), unsigned(p.B));
-  flash_fwd_kernel<D, kFwdWarps><<<grid, C::NT, C::smem, stream_of(ctx)>>>(p);
-  SAMBALM_CUDA_LAUNCH_CHECK();
-}
-
 template <int D>
 void launch_backward(const Context& ctx, const BwdParams& p) {
   using C = BwdCfg<D, kBwdBQ, kBwdWarps>;
@@ -539,49 +297,7 @@ void launch_backward(const Context& ctx, const BwdParams& p) {
   }
 }
 
-const nv_bf16* nv(const bf16* p) { return reinterpret_cast<const nv_bf16*>(p); }
-nv_bf16* nv(bf16* p) { return reinterpret_cast<nv_bf16*>(p); }
-
 }  // namespace
-
-namespace {
-// The most dynamic shared memory a block may opt into on this device (queried once per device): 227 KiB
-// on Hopper, 163 KiB on A100, 99 KiB on the sm_86/89 parts that could run the sm_80 code.
-size_t smem_optin(int device) {
-  static std::atomic<int> cache[64] = {};
-  if (device >= 0 && device < 64 && cache[device].load(std::memory_order_relaxed) > 0)
-    return size_t(cache[device].load(std::memory_order_relaxed));
-  int v = 0;
-  SAMBALM_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  if (device >= 0 && device < 64) cache[device].store(v, std::memory_order_relaxed);
-  return size_t(v);
-}
-}  // namespace
-
-bool flash_attention_takes(const Context& ctx, int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, double scale,
-                           const void* const* ptrs, int nptrs) {
-  if (!flash_attention_head_size(hs) || !(scale > 0)) return false;
-  const size_t smem = hs == 128 ? std::max(FwdCfg<128, kFwdWarps>::smem, BwdCfg<128, kBwdBQ, kBwdWarps>::smem)
-                                : std::max(FwdCfg<64, kFwdWarps>::smem, BwdCfg<64, kBwdBQ, kBwdWarps>::smem);
-  if (smem > smem_optin(ctx.device_index)) return false;
-  // Grid dimensions y and z (heads, batch) and the kernels' int row indices (T + window < 2^31).
-  if (B < 1 || B > 65535 || H < 1 || H > 65535 || G < 1 || H % G != 0 || Tn < 1 || Tn > INT_MAX / 4) return false;
-  for (int i = 0; i < nptrs; ++i)
-    if (reinterpret_cast<uintptr_t>(ptrs[i]) % 16 != 0) return false;
-  return true;
-}
-
-void flash_attention_forward(const Context& ctx, bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
-                             int64_t B, int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t window, double scale) {
-  FwdParams p;
-  p.q = nv(q), p.k = nv(k), p.v = nv(v), p.out = nv(out), p.lse = lse;
-  p.B = int(B), p.T = int(Tn), p.H = int(H), p.G = int(G), p.W = effective_window(window, Tn);
-  p.scale = static_cast<float>(scale);
-  if (hs == 128)
-    launch_forward<128>(ctx, p);
-  else
-    launch_forward<64>(ctx, p);
-}
 
 void flash_attention_backward(const Context& ctx, bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out,
                               const float* lse, const bf16* q, const bf16* k, const bf16* v, int64_t B, int64_t Tn,
