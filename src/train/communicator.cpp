@@ -90,7 +90,9 @@ std::unique_ptr<Communicator> connect_communicator(double timeout_s) {
                   li.world, li.rank, li.world);
     return single_process_communicator();
   }
-  if (li.launcher == "mpi") {
+  // A launch of one process (mpirun -np 1, a Slurm batch step) needs no MPI: MPI_Init would only cost
+  // a singleton start-up.
+  if (li.launcher == "mpi" && li.world > 1) {
 #if defined(SAMBALM_HAVE_MPI)
     return mpi_communicator(li, timeout_s);
 #else

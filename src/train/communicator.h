@@ -8,7 +8,8 @@
 //
 // Who launched us (launch_from_env):
 //   mpirun / mpiexec (OpenMPI, MPICH), srun   OMPI_COMM_WORLD_*, PMI_*, PMIX_RANK, SLURM_STEP_NUM_TASKS:
-//                                             MPI is initialised and its rank/size are the run's
+//                                             with more than one process, MPI is initialised and its
+//                                             rank/size are the run's (one process runs alone)
 //   torchrun                                  RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT:
 //                                             read and checked against MPI's when both are set; without
 //                                             an MPI launcher a WORLD_SIZE above 1 is an error on the

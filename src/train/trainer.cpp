@@ -303,7 +303,7 @@ TrainResult train(const TrainOptions& opts, Communicator* communicator) {
   SAMBALM_CHECK(o.zero == 0 || comm.distributed(),
                 "--zero 1 shards the optimizer state over the processes of a distributed run, and this is one process "
                 "{}",
-                mpi_available() ? "started without mpirun: launch it as `mpirun -np N sambalm train ... --zero 1`"
+                mpi_available() ? "(launch it as `mpirun -np N sambalm train ... --zero 1`, N > 1)"
                                 : "and this sambalm was built without MPI (install libopenmpi-dev and rebuild)");
   if (o.global_batch > 0) {
     const int64_t per = o.batch * world;
