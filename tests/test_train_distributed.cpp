@@ -185,7 +185,7 @@ TEST(TrainDistributed, KilledRankEndsTheJobAndTheLastCheckpointLoads) {
 }
 
 // A rank that hangs: the others' watchdog ends the job after --dist-timeout, naming the waiting rank
-// and the collective.
+// and the collective, and the hung rank's watchdog names it.
 TEST(TrainDistributed, HungRankEndsTheJobAfterTheTimeout) {
   REQUIRE_MPI();
   const std::string dir = test::temp_dir("dist_hang"), data = write_text(dir);
@@ -196,6 +196,8 @@ TEST(TrainDistributed, HungRankEndsTheJobAfterTheTimeout) {
   EXPECT_NE(rc, 124) << "the job did not end within 60 s:\n" << out;
   EXPECT_NE(out.find("rank 0 of 2 waited"), std::string::npos) << out;
   EXPECT_NE(out.find("gradients of step 5"), std::string::npos) << out;
+  // The rank behind names itself: its clock outside collectives started before rank 0's wait did.
+  EXPECT_NE(out.find("note: rank 1 of 2 has entered no collective"), std::string::npos) << out;
 }
 
 TEST(TrainDistributed, BadInputIsAClearError) {

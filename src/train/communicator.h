@@ -19,8 +19,9 @@
 //
 // Every collective is entered by every rank in the same order (the trainer's loop is the same on all
 // ranks). A watchdog bounds how long one may wait: a rank that died or hangs makes the others stop
-// within --dist-timeout seconds with a message naming the waiting rank and the collective (a rank
-// that dies is normally reported sooner, by mpirun, which names it and ends the job).
+// within --dist-timeout seconds with a message naming the waiting rank and the collective, while a
+// rank that has entered no collective for that long says it is the one behind (a rank that dies is
+// normally reported sooner, by mpirun, which names it and ends the job).
 #pragma once
 
 #include <cstdint>

@@ -131,13 +131,23 @@ class MpiCommunicator final : public Communicator {
  private:
   static constexpr int64_t kMaxCount = int64_t{1} << 30;
 
+  // Times as steady-clock ticks (atomics hold integers).
+  static int64_t now_ticks() { return Clock::now().time_since_epoch().count(); }
+  static double secs(int64_t since) {
+    return std::chrono::duration<double>(Clock::now().time_since_epoch() - Clock::duration(since)).count();
+  }
+
   // Marks a collective in flight for the watchdog.
   struct InFlight {
     MpiCommunicator& c;
     explicit InFlight(MpiCommunicator& comm) : c(comm) {
-      c.since_ns_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+      c.noted_ = false;
+      c.since_.store(now_ticks(), std::memory_order_relaxed);
     }
-    ~InFlight() { c.since_ns_.store(0, std::memory_order_relaxed); }
+    ~InFlight() {
+      c.last_end_.store(now_ticks(), std::memory_order_relaxed);
+      c.since_.store(0, std::memory_order_relaxed);
+    }
   };
 
   std::vector<int> int_counts(const std::vector<int64_t>& counts) const {
@@ -161,14 +171,30 @@ class MpiCommunicator final : public Communicator {
     }
   }
 
+  // Two clocks: how long the collective in flight has waited (past the timeout: the others are
+  // missing, end the job), and how long this rank has been outside any collective (past the timeout:
+  // this rank is the one behind, which it says once, so that the job's output names it; the ranks
+  // in sync all pass through a collective every step, so only a stuck rank, or a step, evaluation or
+  // checkpoint longer than the timeout, gets there).
   void watch() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopping_) {
       cv_.wait_for(lock, std::chrono::milliseconds(200));
-      const int64_t since = since_ns_.load(std::memory_order_relaxed);
-      if (stopping_ || since == 0) continue;
-      const double waited =
-          std::chrono::duration<double>(Clock::now().time_since_epoch() - Clock::duration(since)).count();
+      if (stopping_) break;
+      const int64_t since = since_.load(std::memory_order_relaxed);
+      if (since == 0) {
+        const double idle = secs(last_end_.load(std::memory_order_relaxed));
+        if (idle >= timeout_s_ && !noted_) {
+          noted_ = true;
+          std::fprintf(stderr,
+                       "note: rank %d of %d has entered no collective for %.0f s since '%s': this rank is behind the "
+                       "others (stuck, or a step this slow); they end the job after --dist-timeout %g\n",
+                       rank_, size_, idle, phase_.empty() ? "start-up" : phase_.c_str(), timeout_s_);
+          std::fflush(stderr);
+        }
+        continue;
+      }
+      const double waited = secs(since);
       if (waited < timeout_s_) continue;
       std::fprintf(stderr,
                    "error: rank %d of %d waited %.0f s in a collective (%s) for the other ranks (--dist-timeout %g): "
@@ -177,6 +203,9 @@ class MpiCommunicator final : public Communicator {
                    rank_, size_, waited, phase_.empty() ? "start-up" : phase_.c_str(), timeout_s_);
       std::fflush(stdout);
       std::fflush(stderr);
+      // A moment for the rank behind to say so (its clock started no later than this one's).
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::seconds(2));
       if (thread_level_ >= MPI_THREAD_MULTIPLE) MPI_Abort(MPI_COMM_WORLD, 1);
       std::_Exit(1);
     }
@@ -185,7 +214,8 @@ class MpiCommunicator final : public Communicator {
   double timeout_s_;
   int rank_ = 0, size_ = 1, thread_level_ = MPI_THREAD_SINGLE;
   bool owns_mpi_ = false;
-  std::atomic<int64_t> since_ns_{0};
+  std::atomic<int64_t> since_{0}, last_end_{now_ticks()};
+  std::atomic<bool> noted_{false};  // the "behind" note was printed for the current gap
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

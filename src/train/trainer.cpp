@@ -224,6 +224,14 @@ void note_resume_changes(const json& saved, const TrainOptions& o, int64_t T, in
                  (long long)o.grad_accum, world);
     return;
   }
+  if (saved_world != world && saved.contains("batch") && saved.contains("grad_accum"))
+    std::fprintf(stderr,
+                 "note: the checkpoint was written by %lld processes with a global batch of %lld sequences; this run "
+                 "has %d, so each step from step %lld on uses %lld (--batch x --grad-accum x processes; --global-batch "
+                 "keeps it)\n",
+                 (long long)saved_world,
+                 (long long)(saved["batch"].get<int64_t>() * saved["grad_accum"].get<int64_t>() * saved_world), world,
+                 (long long)step, (long long)(o.batch * o.grad_accum * world));
   const std::pair<const char*, int64_t> changed[] = {{"batch", o.batch}, {"grad_accum", o.grad_accum}, {"seq_len", T}};
   for (const auto& [key, now] : changed) {
     if (!saved.contains(key) || saved[key].get<int64_t>() == now) continue;
