@@ -43,7 +43,7 @@ const std::vector<NumericOption>& options() {
       {"train", "--grad-accum", 1, 65536, true, "in [1, 65536]"},
       {"train", "--global-batch", 1, 1073741824.0, true, "in [1, 1073741824]"},
       {"train", "--zero", 0, 1, true, "in [0, 1]"},
-      {"train", "--bucket-mb", 1, 4096, true, "in [1, 4096]"},
+      {"train", "--bucket-mb", 0.001, 4096, false, "in [0.001, 4096]"},
       {"train", "--dist-timeout", 1, 604800, false, "in [1, 604800]"},
       {"train", "--steps", 1, 1e9, true, "in [1, 1000000000]"},
       {"train", "--lr", 0, 10, false, "in [0, 10]"},

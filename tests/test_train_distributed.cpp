@@ -93,6 +93,7 @@ double worst_rel_error(const std::string& a_path, const std::string& b_path) {
     EXPECT_LT(e, 1e-5) << name << " in " << a_path;
     worst = std::max(worst, e);
   }
+  std::printf("worst relative error per tensor %.3g: %s vs %s\n", worst, a_path.c_str(), b_path.c_str());
   return worst;
 }
 
@@ -109,7 +110,8 @@ TEST(TrainDistributed, TwoRanksEqualOneProcessWithTheSameGlobalBatch) {
   REQUIRE_MPI();
   const std::string dir = test::temp_dir("dist_eq"), data = write_text(dir);
   std::string out;
-  ASSERT_EQ(mpirun(2, train_args(data, dir + "/r2") + " --batch 2", &out), 0) << out;
+  // Buckets of 0.01 MiB: the gradients travel in several all-reduces.
+  ASSERT_EQ(mpirun(2, train_args(data, dir + "/r2") + " --batch 2 --bucket-mb 0.01", &out), 0) << out;
   EXPECT_NE(out.find("x 2 processes (mpi)"), std::string::npos) << out;
   EXPECT_NE(out.find("global batch 4 sequences"), std::string::npos) << out;
   ASSERT_EQ(single(train_args(data, dir + "/b4") + " --batch 4", &out), 0) << out;
@@ -137,13 +139,19 @@ TEST(TrainDistributed, Zero1EqualsOneProcess) {
   REQUIRE_MPI();
   const std::string dir = test::temp_dir("dist_zero"), data = write_text(dir);
   std::string out;
-  ASSERT_EQ(mpirun(2, train_args(data, dir + "/z") + " --batch 2 --zero 1 --bucket-mb 1", &out), 0) << out;
+  // Buckets of 0.01 MiB, so that each reduce-scatter and all-gather cuts the shards somewhere inside.
+  ASSERT_EQ(mpirun(2, train_args(data, dir + "/z") + " --batch 2 --zero 1 --bucket-mb 0.01", &out), 0) << out;
   EXPECT_NE(out.find("ZeRO-1"), std::string::npos) << out;
   ASSERT_EQ(single(train_args(data, dir + "/b4") + " --batch 4", &out), 0) << out;
   worst_rel_error(model_file(dir + "/z"), model_file(dir + "/b4"));
   // The checkpoint holds the full, gathered AdamW moments: those of the single process.
   const std::string ck = "/checkpoints/" + checkpoint_name(20) + "/trainer_state.safetensors";
   worst_rel_error(dir + "/z" + ck, dir + "/b4" + ck);
+  // 3 ranks: shards of unequal sizes (the parameter count is not a multiple of 3).
+  ASSERT_EQ(mpirun(3, train_args(data, dir + "/z3") + " --batch 1 --zero 1 --bucket-mb 0.01", &out), 0) << out;
+  ASSERT_EQ(single(train_args(data, dir + "/b3") + " --batch 3", &out), 0) << out;
+  worst_rel_error(model_file(dir + "/z3"), model_file(dir + "/b3"));
+  worst_rel_error(dir + "/z3" + ck, dir + "/b3" + ck);
 }
 
 TEST(TrainDistributed, TwoRankCheckpointResumesOnOneRank) {

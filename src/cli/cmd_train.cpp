@@ -112,8 +112,7 @@ Action add(CLI::App& app) {
   opt<int, int>(sub, "--zero", o->zero,
                 "ZeRO stage: 0 off, 1 shards the AdamW state and update over the processes (needs mpirun)", 0, 1)
       ->capture_default_str();
-  opt<int64_t, int64_t>(sub, "--bucket-mb", o->bucket_mb, "MiB of gradients per collective in a distributed run", 1,
-                        4096)
+  opt(sub, "--bucket-mb", o->bucket_mb, "MiB of gradients per collective in a distributed run", 0.001, 4096.0)
       ->capture_default_str();
   opt(sub, "--dist-timeout", o->dist_timeout,
       "Seconds a process waits in a collective for the others before it ends the job (a rank died or hangs)", 1.0,

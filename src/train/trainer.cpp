@@ -404,7 +404,7 @@ TrainResult train(const TrainOptions& opts, Communicator* communicator) {
   const ops::Mirror<float> dparams(ctx, params.data(), n_params);
   DataParallelOptimizer opt(comm, params.size(), AdamWOptions{o.beta1, o.beta2, o.eps, o.weight_decay},
                             decay_ranges(params.entries(), o.decay_all), ctx, o.zero,
-                            o.bucket_mb * (int64_t{1} << 20) / int64_t(sizeof(float)));
+                            std::max<int64_t>(1, std::llround(o.bucket_mb * double(1 << 20) / sizeof(float))));
   LrSchedule sched{o.lr, o.min_lr.value_or(o.lr / 10), o.warmup.value_or(o.steps / 10), o.steps, true};
   Model<float> model(cfg, params.entries(), ctx);
   std::vector<float> grads(params.size(), 0.0f);

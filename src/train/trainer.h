@@ -40,7 +40,7 @@ struct TrainOptions {
 
   // Data-parallel runs (train/communicator.h, train/data_parallel.h).
   int zero = 0;                // 1: ZeRO stage 1, the optimizer state sharded over the processes
-  int64_t bucket_mb = 25;      // gradient buckets (MiB of fp32) reduced per collective
+  double bucket_mb = 25;       // gradient buckets (MiB of fp32) reduced per collective
   double dist_timeout = 1800;  // seconds a collective may wait for the other ranks before the job ends
   int64_t steps = 1000;
   double lr = 4e-4;
