@@ -171,6 +171,18 @@ TEST(TrainDistributed, TwoRankCheckpointResumesOnOneRank) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5 * std::abs(b[i])) << i;
 }
 
+// And the other way: a checkpoint of one process continues on 2 ranks with ZeRO-1 (each takes its
+// shard of the moments).
+TEST(TrainDistributed, OneProcessCheckpointResumesOnTwoRanks) {
+  REQUIRE_MPI();
+  const std::string dir = test::temp_dir("dist_resume2"), data = write_text(dir);
+  std::string out;
+  ASSERT_EQ(single(train_args(data, dir + "/full") + " --batch 4", &out), 0) << out;
+  ASSERT_EQ(single(train_args(data, dir + "/split") + " --batch 4 --stop-after 10", &out), 0) << out;
+  ASSERT_EQ(mpirun(2, train_args(data, dir + "/split") + " --batch 2 --zero 1 --resume", &out), 0) << out;
+  worst_rel_error(model_file(dir + "/split"), model_file(dir + "/full"));
+}
+
 // A rank killed in the middle of a step: mpirun ends the job (well inside `timeout 60`) naming the
 // rank, and the newest checkpoint loads.
 TEST(TrainDistributed, KilledRankEndsTheJobAndTheLastCheckpointLoads) {
@@ -199,7 +211,7 @@ TEST(TrainDistributed, HungRankEndsTheJobAfterTheTimeout) {
   const std::string dir = test::temp_dir("dist_hang"), data = write_text(dir);
   std::string out;
   const int rc =
-      mpirun(2, train_args(data, dir + "/r", 1000) + " --batch 2 --dist-timeout 2", &out, "SAMBALM_TEST_HANG_RANK=1:5");
+      mpirun(2, train_args(data, dir + "/r", 1000) + " --batch 2 --dist-timeout 4", &out, "SAMBALM_TEST_HANG_RANK=1:5");
   EXPECT_NE(rc, 0) << out;
   EXPECT_NE(rc, 124) << "the job did not end within 60 s:\n" << out;
   EXPECT_NE(out.find("rank 0 of 2 waited"), std::string::npos) << out;
