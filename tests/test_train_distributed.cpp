@@ -135,6 +135,20 @@ TEST(TrainDistributed, TwoRanksEqualOneProcessWithTheSameGlobalBatch) {
   for (size_t i = 0; i < l1.size(); ++i) EXPECT_NEAR(l2[i], l1[i], 1e-5 * std::abs(l1[i])) << i;
 }
 
+// A weighted mixture of sources: every rank counts the whole world's source picks, so 2 ranks draw one
+// process's windows.
+TEST(TrainDistributed, MixtureOnTwoRanksEqualsOneProcess) {
+  REQUIRE_MPI();
+  const std::string dir = test::temp_dir("dist_mix"), data = write_text(dir);
+  fs::copy_file(data, dir + "/b.txt");
+  std::ofstream(dir + "/val.txt") << std::string(4000, 'x') << "the state of the window";
+  const std::string mix = data + ":0.7," + dir + "/b.txt:0.3 --val-data " + dir + "/val.txt";
+  std::string out;
+  ASSERT_EQ(mpirun(2, train_args(mix, dir + "/r2") + " --batch 2", &out), 0) << out;
+  ASSERT_EQ(single(train_args(mix, dir + "/b4") + " --batch 4", &out), 0) << out;
+  worst_rel_error(model_file(dir + "/r2"), model_file(dir + "/b4"));
+}
+
 TEST(TrainDistributed, Zero1EqualsOneProcess) {
   REQUIRE_MPI();
   const std::string dir = test::temp_dir("dist_zero"), data = write_text(dir);
