@@ -114,6 +114,9 @@ TEST(TrainDistributed, TwoRanksEqualOneProcessWithTheSameGlobalBatch) {
   ASSERT_EQ(mpirun(2, train_args(data, dir + "/r2") + " --batch 2 --bucket-mb 0.01", &out), 0) << out;
   EXPECT_NE(out.find("x 2 processes (mpi)"), std::string::npos) << out;
   EXPECT_NE(out.find("global batch 4 sequences"), std::string::npos) << out;
+  // Plain progress lines: mpirun hands rank 0 a pseudo-terminal whatever the output goes to.
+  EXPECT_EQ(out.find("\033["), std::string::npos) << out;
+  EXPECT_NE(out.find("step 20/20 |"), std::string::npos) << out;
   ASSERT_EQ(single(train_args(data, dir + "/b4") + " --batch 4", &out), 0) << out;
   ASSERT_EQ(single(train_args(data, dir + "/a2") + " --batch 2 --grad-accum 2", &out), 0) << out;
   worst_rel_error(model_file(dir + "/r2"), model_file(dir + "/b4"));

@@ -489,7 +489,8 @@ TrainResult train(const TrainOptions& opts, Communicator* communicator) {
     return result.checkpoint;
   };
 
-  Progress progress(o.steps, step, o.log_every);
+  // Under mpirun stdout is a pseudo-terminal whatever the job's output goes to: plain lines.
+  Progress progress(o.steps, step, o.log_every, world > 1);
   auto say = [&](const std::string& s) {
     if (show) progress.message(s);
   };
