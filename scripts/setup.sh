@@ -8,6 +8,7 @@ PKGS=(
   nlohmann-json3-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev libcpp-httplib-dev libpcre2-dev libzstd-dev zlib1g-dev
+  openmpi-bin libopenmpi-dev
   clang libclang-rt-14-dev
   python3 python3.11-doc gnuplot-nox zip unzip time valgrind
 )

@@ -36,6 +36,8 @@ TEST(CliRangesOther, EveryNumericOptionRefusesBadValuesAtParseTime) {
       {"info Samba_421M", "-b", "in [1, 16777216]", with({"0"}), ""},
       {"info Samba_421M", "--seq-len", "in [1, 1099511627776]", with({"0", "1099511627777"}), ""},
       {"info Samba_421M", "--context", "in [1, 1099511627776]", with({"0", "9999999999999999"}), ""},
+      {"info Samba_421M", "--world-size", "in [1, 1048576]", with({"0", "1048577"}), ""},
+      {"info Samba_421M", "--zero", "in [0, 1]", with({"2"}), ""},
       {"forward -m " + dir + "/m -i " + dir + "/in.safetensors -o " + out, "--batch-size", "in [1, 1048576]",
        with({"0", "1048577"}), ""},
   };

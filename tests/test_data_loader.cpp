@@ -121,6 +121,30 @@ TEST(BatchSampler, RanksShareOneStream) {
   }
 }
 
+// The saved state counts the windows of every rank: a checkpoint of 2 processes resumes on 1 or 3
+// and the stream goes on as one process's.
+TEST(BatchSampler, StateIsTheWorldsAndResumesOnAnyWorld) {
+  TokenSource src = TokenSource::memory(make_ids(5000, 300), 300, "m");
+  BatchSampler one(src, 42), r0(src, 42, 0, 2), r1(src, 42, 1, 2);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(r0.next_offset(8), one.next_offset(8));
+    EXPECT_EQ(r1.next_offset(8), one.next_offset(8));
+  }
+  EXPECT_EQ(r0.state().windows_drawn, 12u);
+  EXPECT_EQ(r1.state().windows_drawn, one.state().windows_drawn);
+  BatchSampler a(src, 42, 0, 3), b(src, 42, 1, 3), c(src, 42, 2, 3), solo(src, 42);
+  for (BatchSampler* s : {&a, &b, &c, &solo}) s->restore(r0.state());
+  for (int i = 0; i < 20; ++i) {
+    const int64_t x = one.next_offset(8), y = one.next_offset(8), z = one.next_offset(8);
+    EXPECT_EQ(a.next_offset(8), x);
+    EXPECT_EQ(b.next_offset(8), y);
+    EXPECT_EQ(c.next_offset(8), z);
+    EXPECT_EQ(solo.next_offset(8), x);
+    EXPECT_EQ(solo.next_offset(8), y);
+    EXPECT_EQ(solo.next_offset(8), z);
+  }
+}
+
 TEST(BatchSampler, TooFewTokensIsAnError) {
   TokenSource src = TokenSource::memory(make_ids(10, 300), 300, "tiny-set");
   BatchSampler s(src, 1);

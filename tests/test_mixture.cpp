@@ -129,6 +129,27 @@ TEST(Mixture, RanksDrawDisjointStreams) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(a[size_t(i)].first, c[size_t(2 * i)].first) << i;
 }
 
+// Together the ranks draw exactly one process's windows (source and offset), and the state after a
+// step is one process's, so a checkpoint resumes on any number of processes.
+TEST(Mixture, RanksTogetherAreOneProcessAndResumeOnAnyWorld) {
+  const int W = 3, k = 200;
+  std::vector<MixtureSampler> ranks;
+  for (int r = 0; r < W; ++r) ranks.emplace_back(sources({0.5, 0.2, 0.3}), 9, "--data", r, W);
+  MixtureSampler one(sources({0.5, 0.2, 0.3}), 9);
+  for (int i = 0; i < k; ++i)
+    for (int r = 0; r < W; ++r) EXPECT_EQ(ranks[size_t(r)].next(16), one.next(16)) << i << " " << r;
+  EXPECT_EQ(ranks[0].state(), one.state());
+  EXPECT_EQ(ranks[2].state(), one.state());
+  // Resumed on 2 processes from the state of 3 (or of 1): the single-process stream goes on.
+  MixtureSampler r0(sources({0.5, 0.2, 0.3}), 9, "--data", 0, 2), r1(sources({0.5, 0.2, 0.3}), 9, "--data", 1, 2);
+  r0.restore(ranks[1].state());
+  r1.restore(one.state());
+  for (int i = 0; i < k; ++i) {
+    EXPECT_EQ(r0.next(16), one.next(16)) << i;
+    EXPECT_EQ(r1.next(16), one.next(16)) << i;
+  }
+}
+
 std::string text(size_t n, uint32_t seed) {
   const char* words[] = {"the", "model", "state", "scan", "window", "token", "loss", "of"};
   std::mt19937 g(seed);

@@ -25,6 +25,7 @@ constexpr int64_t kMaxLength = int64_t(1) << 40;
 struct InfoOpts {
   std::string model, config;
   int64_t batch = 1, seq_len = 0, context = 0;
+  int world_size = 1, zero = 0;
   bool json = false, list = false;
 };
 
@@ -98,6 +99,8 @@ int show(const InfoOpts& o) {
   ModelConfig cfg = resolve_config(o.model, o.config);
   ParamBreakdown pb = param_breakdown(cfg);
   MemoryEstimate m = estimate_memory(cfg, o.batch, o.seq_len, o.context);
+  const DataParallelMemory dp = data_parallel_memory(m, o.world_size, o.zero);
+  const bool distributed = o.world_size > 1 || o.zero > 0;
   auto groups = block_groups(cfg);
   const bool any_full = [&] {
     for (const auto& b : cfg.layout())
@@ -132,6 +135,15 @@ int show(const InfoOpts& o) {
                      {"total_bytes", m.train_total},
                      {"auto_device", auto_gpu ? "cuda" : "cpu"},
                      {"auto_precision", auto_gpu ? "bf16" : "fp32"}};
+    if (distributed)
+      j["training_per_process"] = {{"world_size", dp.world},
+                                   {"zero", dp.zero},
+                                   {"weights_bytes", dp.weights},
+                                   {"grads_bytes", dp.grads},
+                                   {"grad_shard_bytes", dp.grad_shard},
+                                   {"adamw_bytes", dp.adam},
+                                   {"activations_bytes", dp.activations},
+                                   {"total_bytes", dp.total}};
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -175,6 +187,16 @@ int show(const InfoOpts& o) {
   std::printf(
       "  (train here, by default: %s)\n",
       auto_gpu ? "bf16 mixed precision on the GPU (--precision fp32 for the figures above)" : "fp32 on the CPU");
+  if (distributed) {
+    std::printf("training memory per process of %d (GPU or CPU), batch %lld each, %s (estimate)\n", dp.world,
+                (long long)m.batch, dp.zero ? "ZeRO-1: AdamW state sharded" : "AdamW state on every process");
+    std::printf("  %-28s %15s\n", "weights", human_bytes(dp.weights).c_str());
+    std::printf("  %-28s %15s\n", "gradients", human_bytes(dp.grads).c_str());
+    if (dp.zero) std::printf("  %-28s %15s\n", "gradient shard (reduced)", human_bytes(dp.grad_shard).c_str());
+    std::printf("  %-28s %15s\n", dp.zero ? "AdamW moments (shard)" : "AdamW moments", human_bytes(dp.adam).c_str());
+    std::printf("  %-28s %15s\n", "activations", human_bytes(dp.activations).c_str());
+    std::printf("  %-28s %15s\n", "total", human_bytes(dp.total).c_str());
+  }
   return 0;
 }
 
@@ -192,6 +214,8 @@ Action add(CLI::App& app) {
       "  decode state   per sequence: Mamba layers 4*((d_conv-1)*d_inner + d_inner*d_state); attention layers\n"
       "                 4*2*n_query_groups*head_size*cap, cap = window (sliding) or --context (full attention)\n"
       "  training       weights 4P + gradients 4P + AdamW moments 8P + activations\n"
+      "  per process    --world-size N: the same on each of N processes (batch = each one's --batch); with --zero 1\n"
+      "                 the moments shrink to 8*ceil(P/N), plus a reduced gradient shard of 4*ceil(P/N)\n"
       "  activations    4*B*T*(2d + 2V + per sublayer 2d + saved), saved = Mamba 9*d_inner + dt_rank +\n"
       "                 2*d_state + d_inner*d_state/64, attention 2*(n_head+2*n_query_groups)*head_size +\n"
       "                 n_head*head_size + n_head, MLP 3*hidden (an estimate; scratch buffers come on top)");
@@ -204,6 +228,12 @@ Action add(CLI::App& app) {
            int64_t(1), kMaxBatch);
   in_range(sub->add_option("--seq-len,-t", o->seq_len, "Training sequence length (default: the model's block_size)"),
            int64_t(1), kMaxLength);
+  in_range(sub->add_option("--world-size", o->world_size,
+                           "Processes of a data-parallel run: memory per process (mpirun -np N sambalm train)")
+               ->default_val(1),
+           1, 1 << 20);
+  in_range(sub->add_option("--zero", o->zero, "ZeRO stage of that run (0, or 1: AdamW state sharded)")->default_val(0),
+           0, 1);
   in_range(sub->add_option("--context", o->context, "Context length for full-attention caches (default: block_size)"),
            int64_t(1), kMaxLength);
   return [o] { return show(*o); };

@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "cli/options.h"
+#include "train/communicator.h"
 #include "train/trainer.h"
 
 namespace sambalm::cli {
@@ -66,7 +67,14 @@ Action add(CLI::App& app) {
       "RUN/model` needs no --tokenizer. Ctrl-C, or an error in the middle of the run, saves a checkpoint and exits;\n"
       "the same command with --resume continues exactly. A resumed run keeps its model and seed (a note says so\n"
       "when the command line differs); a changed --batch, --grad-accum or --seq-len applies from the resumed step.\n"
-      "`sambalm plot RUN_DIR` draws the curves.");
+      "`sambalm plot RUN_DIR` draws the curves.\n"
+      "\n"
+      "Data-parallel: `mpirun -np N sambalm train ...` (or srun) runs N processes; each reads its own share of the\n"
+      "windows, the gradients are averaged over the processes, and rank 0 alone writes the run directory. The\n"
+      "global batch (sequences per step) is --batch x --grad-accum x N, or --global-batch, which sets --grad-accum.\n"
+      "--zero 1 shards the AdamW state over the processes. Checkpoints hold the full state: --resume works with\n"
+      "any number of processes (the same global batch continues the same run). torchrun's RANK/WORLD_SIZE are read,\n"
+      "but the CPU exchanges gradients over MPI: WORLD_SIZE > 1 without mpirun is an error. docs/DISTRIBUTED.md.");
   sub->add_option("--model,-m", o->model, "Preset name or config.json to train from scratch");
   sub->add_option("--init-from", o->init_from, "Model directory whose weights to start from (fine-tune)");
   sub->add_option("--name", o->name, "Name of the model (config.json, banner; default: see below)");
@@ -96,6 +104,19 @@ Action add(CLI::App& app) {
                         kMaxLength);
   opt<int64_t, int64_t>(sub, "--batch,-b", o->batch, "Sequences per micro-batch", 1, 65536)->capture_default_str();
   opt<int64_t, int64_t>(sub, "--grad-accum", o->grad_accum, "Micro-batches per optimizer step", 1, 65536)
+      ->capture_default_str();
+  opt<int64_t, int64_t>(sub, "--global-batch", o->global_batch,
+                        "Sequences per optimizer step over all processes; sets --grad-accum to it / (--batch x "
+                        "processes), which must divide it (default: --batch x --grad-accum x processes)",
+                        1, int64_t{1} << 30);
+  opt<int, int>(sub, "--zero", o->zero,
+                "ZeRO stage: 0 off, 1 shards the AdamW state and update over the processes (needs mpirun)", 0, 1)
+      ->capture_default_str();
+  opt(sub, "--bucket-mb", o->bucket_mb, "MiB of gradients per collective in a distributed run", 0.001, 4096.0)
+      ->capture_default_str();
+  opt(sub, "--dist-timeout", o->dist_timeout,
+      "Seconds a process waits in a collective for the others before it ends the job (a rank died or hangs)", 1.0,
+      604800.0)
       ->capture_default_str();
   opt<int64_t, int64_t>(sub, "--steps", o->steps, "Optimizer steps (also the end of the cosine decay)", 1, kMaxSteps)
       ->capture_default_str();
@@ -164,8 +185,19 @@ Action add(CLI::App& app) {
       ->capture_default_str();
   return [o, threads] {
     if (*threads > 0) omp_set_num_threads(*threads);
-    TrainResult r = train(*o);
-    if (!o->quiet) {
+    std::unique_ptr<Communicator> comm = connect_communicator(o->dist_timeout);
+    TrainResult r;
+    try {
+      r = train(*o, comm.get());
+    } catch (const std::exception& e) {
+      // The other ranks may be waiting in a collective that this one will never enter: end them all.
+      if (comm->size() > 1) {
+        std::fprintf(stderr, "error: rank %d of %d: %s\n", comm->rank(), comm->size(), e.what());
+        comm->abort(1);
+      }
+      throw;
+    }
+    if (!o->quiet && comm->rank() == 0) {
       if (r.final_val_loss)
         std::printf("final validation loss %.4f (%s %.4f, perplexity %.3f)\n", *r.final_val_loss,
                     o->tokenizer == "bytes" ? "bits/byte" : "bits/token", *r.final_val_loss / std::log(2.0),

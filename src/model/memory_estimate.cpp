@@ -144,4 +144,18 @@ MemoryEstimate estimate_memory(const ModelConfig& cfg, int64_t batch, int64_t se
   return m;
 }
 
+DataParallelMemory data_parallel_memory(const MemoryEstimate& m, int world, int zero) {
+  SAMBALM_CHECK(world >= 1 && (zero == 0 || zero == 1), "data-parallel memory: world {} / ZeRO stage {}", world, zero);
+  DataParallelMemory d;
+  d.world = world, d.zero = zero;
+  d.weights = m.train_weights;
+  d.grads = m.train_grads;
+  d.activations = m.train_activations;
+  const int64_t shard = (m.params + world - 1) / world;
+  d.adam = zero == 1 ? 8 * shard : m.train_adam;
+  d.grad_shard = zero == 1 ? 4 * shard : 0;
+  d.total = d.weights + d.grads + d.grad_shard + d.adam + d.activations;  // each below the checked single-process total
+  return d;
+}
+
 }  // namespace sambalm

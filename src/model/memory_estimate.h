@@ -50,6 +50,16 @@ struct MemoryEstimate {
   int64_t train_weights = 0, train_grads = 0, train_adam = 0, train_activations = 0, train_total = 0;
 };
 
+// Training memory of one process of a data-parallel run of `world` processes (each with the batch
+// and length of `m`): the weights and the gradient buffer are whole on every process; with ZeRO
+// stage 1 the AdamW moments are sharded, 8 * ceil(P / world) bytes, plus the reduced gradients of the
+// shard, 4 * ceil(P / world) (train/data_parallel.h); without it every process holds all 8P.
+struct DataParallelMemory {
+  int world = 1, zero = 0;
+  int64_t weights = 0, grads = 0, grad_shard = 0, adam = 0, activations = 0, total = 0;
+};
+DataParallelMemory data_parallel_memory(const MemoryEstimate& m, int world, int zero);
+
 // `context`: tokens a full-attention layer's cache holds (0 = cfg.block_size); `batch`, `seq_len`:
 // the training step's shape (seq_len 0 = cfg.block_size). Every figure is computed with overflow
 // checks: one that would exceed 2^63 bytes throws Error naming the inputs, never wraps around.

@@ -171,15 +171,20 @@ SamplerState sampler_state_from_json(const nlohmann::json& j) {
 BatchSampler::BatchSampler(TokenSource src, uint64_t seed, int rank, int world)
     : src_(std::move(src)), rank_(rank), world_(world) {
   SAMBALM_CHECK(world >= 1 && rank >= 0 && rank < world, "data sampler: rank {} of world {} is not valid", rank, world);
-  state_.seed = seed;
+  seed_ = seed;
 }
 
 int64_t BatchSampler::next_offset(int64_t T) {
+  const uint64_t g = base_ + local_ * uint64_t(world_) + uint64_t(rank_);
+  const int64_t at = offset_at(g, T);
+  ++local_;
+  return at;
+}
+
+int64_t BatchSampler::offset_at(uint64_t g, int64_t T) const {
   src_.require_window(T);
   const uint64_t m = uint64_t(src_.size() - T);  // valid starts: 0 .. n - (T + 1)
-  const uint64_t g = state_.windows_drawn * uint64_t(world_) + uint64_t(rank_);
-  ++state_.windows_drawn;
-  SplitMix64 r{mix(state_.seed ^ mix(g + 0x632BE59BD9B4E019ull))};
+  SplitMix64 r{mix(seed_ ^ mix(g + 0x632BE59BD9B4E019ull))};
   const uint64_t threshold = (0 - m) % m;  // (2^64 - m) mod m: below it, r mod m would be biased
   for (;;) {
     uint64_t x = r.next();

@@ -13,7 +13,8 @@
 // A window w gives inputs w[0..T) and targets w[1..T+1); batches are row-major [B, T].
 //
 // Random offsets (documented so other tools can reproduce them): window number k of this sampler
-// (k = 0, 1, ...) is global draw g = k * world + rank. Its generator is splitmix64 started from
+// (k = 0, 1, ...) is global draw g = G + k * world + rank, where G is the global draw count it was
+// restored at (0 for a fresh run). Its generator is splitmix64 started from
 // x = mix(seed ^ mix(g + 0x632BE59BD9B4E019)), where mix is splitmix64's output function; draws r
 // from it until r >= (2^64 - m) mod m, with m = n - T the number of valid starts, and takes r mod m
 // (an exactly uniform start).
@@ -61,7 +62,9 @@ class TokenSource {
   std::shared_ptr<const Impl> impl_;
 };
 
-// Where a BatchSampler is: enough to continue exactly where it stopped.
+// Where a BatchSampler is: enough to continue exactly where it stopped. windows_drawn counts the
+// draws of every rank together (the global draw count), so a run resumed with another number of
+// processes continues the same stream: between two steps every rank has drawn as many windows.
 struct SamplerState {
   uint64_t seed = 0;
   uint64_t windows_drawn = 0;
@@ -73,19 +76,21 @@ SamplerState sampler_state_from_json(const nlohmann::json& j);
 class BatchSampler {
  public:
   // rank/world: processes of a distributed run each take every world-th draw, so together they see
-  // the same windows one process would.
+  // the same windows one process would (the same set per step when the global batch is the same).
   BatchSampler(TokenSource src, uint64_t seed, int rank = 0, int world = 1);
   // Fills inputs and targets [B, T] with B random windows.
   void next_batch(int32_t* inputs, int32_t* targets, int64_t B, int64_t T);
   // The start of the next random window (advances the state).
   int64_t next_offset(int64_t T);
-  SamplerState state() const { return state_; }
-  void restore(const SamplerState& s) { state_ = s; }
+  // The start of the window of global draw g (the state is not used or moved).
+  int64_t offset_at(uint64_t g, int64_t T) const;
+  SamplerState state() const { return {seed_, base_ + local_ * uint64_t(world_)}; }
+  void restore(const SamplerState& s) { seed_ = s.seed, base_ = s.windows_drawn, local_ = 0; }
   const TokenSource& source() const { return src_; }
 
  private:
   TokenSource src_;
-  SamplerState state_;
+  uint64_t seed_ = 0, base_ = 0, local_ = 0;  // global draws before this process's first, its own since
   int rank_, world_;
   std::vector<int32_t> window_;
 };

@@ -119,18 +119,31 @@ MixtureSampler::MixtureSampler(std::vector<Source> sources, uint64_t seed, const
   for (size_t i = 0; i < sources_.size(); ++i) {
     c += sources_[i].weight;
     cumulative_.push_back(c);
-    samplers_.emplace_back(sources_[i].tokens, seed + 0x9E3779B97F4A7C15ull * (i + 1), rank, world);
+    samplers_.emplace_back(sources_[i].tokens, seed + 0x9E3779B97F4A7C15ull * (i + 1));
   }
+  counts_.assign(sources_.size(), 0);
 }
 
-std::pair<size_t, int64_t> MixtureSampler::next(int64_t T) {
-  const uint64_t g = windows_drawn_++ * uint64_t(world_) + uint64_t(rank_);
+size_t MixtureSampler::pick(uint64_t g) const {
   const uint64_t r = mix64(mix64(seed_ ^ mix64(g + 0x3C6EF372FE94F82Bull)) + 0x9E3779B97F4A7C15ull);
   const double u = double(r >> 11) * 0x1.0p-53 * cumulative_.back();
   size_t i = 0;
   // The first source whose cumulative weight exceeds u; a zero weight adds nothing, so is never chosen.
   while (i + 1 < cumulative_.size() && !(u < cumulative_[i])) ++i;
-  return {i, samplers_[i].next_offset(T)};
+  return i;
+}
+
+std::pair<size_t, int64_t> MixtureSampler::next(int64_t T) {
+  // The world's draws G .. G + world - 1 happen together; this process's is G + rank. Every process
+  // counts all of them, so the per-source counts stay the same everywhere.
+  std::pair<size_t, int64_t> mine{0, 0};
+  for (int w = 0; w < world_; ++w) {
+    const size_t i = pick(windows_drawn_ + uint64_t(w));
+    if (w == rank_) mine = {i, samplers_[i].offset_at(counts_[i], T)};
+    ++counts_[i];
+  }
+  windows_drawn_ += uint64_t(world_);
+  return mine;
 }
 
 void MixtureSampler::next_batch(int32_t* inputs, int32_t* targets, int64_t B, int64_t T) {
@@ -150,7 +163,7 @@ nlohmann::json MixtureSampler::state() const {
     s["sources"].push_back({{"name", sources_[i].name},
                             {"weight", sources_[i].weight},
                             {"tokens", sources_[i].tokens.size()},
-                            {"sampler", to_json(samplers_[i].state())}});
+                            {"sampler", to_json(SamplerState{samplers_[i].state().seed, counts_[i]})}});
   return s;
 }
 
@@ -170,8 +183,11 @@ void MixtureSampler::restore(const nlohmann::json& s) {
                   j.value("weight", -1.0));
     SAMBALM_CHECK(j.contains("sampler"), "checkpoint: mixture source {} has no sampler state", i);
   }
-  for (size_t i = 0; i < sources_.size(); ++i)
-    samplers_[i].restore(sampler_state_from_json(s["sources"][i]["sampler"]));
+  for (size_t i = 0; i < sources_.size(); ++i) {
+    const SamplerState st = sampler_state_from_json(s["sources"][i]["sampler"]);
+    samplers_[i].restore({st.seed, 0});
+    counts_[i] = st.windows_drawn;
+  }
   windows_drawn_ = s["windows_drawn"].get<uint64_t>();
 }
 

@@ -5,13 +5,16 @@
 // train_data_config) or {"path": 0.7, "path2": 0.3} (sources in key order), relative paths from the
 // file's directory. Other JSON is not a mixture (it may be a corpus).
 //
-// Window number g (g = k * world + rank for the k-th window of process rank) of the mixture picks its source with its
+// Window number g (g = G + k * world + rank for the k-th window of process rank, G the global count it was
+// restored at) of the mixture picks its source with its
 // own generator: u = (splitmix64 output started from mix(seed ^ mix(g + 0x3C6EF372FE94F82B))) >> 11, times 2^-53, a
 // uniform double in [0, 1); the source is the first i with u * total < w_0 + ... + w_i (a zero weight
 // is never picked). The window then comes from that source's own BatchSampler (data_loader.h), seeded
-// from seed + 0x9E3779B97F4A7C15 * (i + 1), which counts only the windows drawn from it. The state, the
-// mixture's window count and every source's sampler state, is saved in checkpoints, so a resumed run
-// continues the same stream.
+// from seed + 0x9E3779B97F4A7C15 * (i + 1): its draw number c_i, the count of earlier global windows
+// that picked source i. In a distributed run every process computes the picks of the whole world's
+// draws (a hash each), so the counts, and the stream, are those of one process: the state (the global
+// window count and every source's count) is the same on every rank, saved in checkpoints, and a run
+// resumed with any number of processes continues the same stream.
 #pragma once
 
 #include <cstdint>
@@ -38,8 +41,8 @@ class MixtureSampler {
     TokenSource tokens;
   };
   // Weights are checked as parse_data_mixture does; `option` names them in errors.
-  // rank/world: in a distributed run process `rank` takes the mixture's draws g = k * world + rank and
-  // each source's draws likewise, so the processes' streams are disjoint.
+  // rank/world: in a distributed run process `rank` takes the mixture's draws g = G + k * world + rank,
+  // so the processes' streams are disjoint and together one process's.
   MixtureSampler(std::vector<Source> sources, uint64_t seed, const std::string& option = "--data", int rank = 0,
                  int world = 1);
   // The source the next window comes from and its start offset (advances the state).
@@ -53,9 +56,11 @@ class MixtureSampler {
 
  private:
   std::vector<Source> sources_;
-  std::vector<BatchSampler> samplers_;
+  std::vector<BatchSampler> samplers_;  // one process's view of each source (offset_at)
+  std::vector<uint64_t> counts_;        // global windows drawn from each source
   std::vector<double> cumulative_;
-  uint64_t seed_, windows_drawn_ = 0;
+  uint64_t seed_, windows_drawn_ = 0;  // global windows drawn by every process together
+  size_t pick(uint64_t g) const;
   int rank_, world_;
   std::vector<int32_t> window_;
 };

@@ -8,8 +8,11 @@
 
 namespace sambalm {
 
-Progress::Progress(int64_t total, int64_t start, int64_t plain_every)
-    : total_(total), start_(start), plain_every_(plain_every > 0 ? plain_every : 1), tty_(isatty(STDOUT_FILENO)) {
+Progress::Progress(int64_t total, int64_t start, int64_t plain_every, bool plain)
+    : total_(total),
+      start_(start),
+      plain_every_(plain_every > 0 ? plain_every : 1),
+      tty_(!plain && isatty(STDOUT_FILENO)) {
   t0_ = std::chrono::steady_clock::now();
   last_draw_ = t0_ - std::chrono::seconds(1);
 }

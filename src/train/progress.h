@@ -15,8 +15,10 @@ namespace sambalm {
 
 class Progress {
  public:
-  // total: number of units (0 = unknown). start: units already done (a resumed run).
-  Progress(int64_t total, int64_t start = 0, int64_t plain_every = 10);
+  // total: number of units (0 = unknown). start: units already done (a resumed run). plain: plain
+  // lines even on a terminal (under mpirun, whose pseudo-terminal says nothing of where the job's
+  // output goes).
+  Progress(int64_t total, int64_t start = 0, int64_t plain_every = 10, bool plain = false);
   ~Progress();
 
   // `done` units are complete; `fields` is free text shown after the count (e.g. "loss 1.23").

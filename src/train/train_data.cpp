@@ -51,7 +51,7 @@ TokenSource whole_source(const std::string& path, const std::string& split, cons
 
 }  // namespace
 
-TrainData::TrainData(const TrainOptions& o, int64_t seq_len) : o_(o), T_(seq_len) {
+TrainData::TrainData(const TrainOptions& o, int64_t seq_len, int rank, int world) : o_(o), T_(seq_len), world_(world) {
   SAMBALM_CHECK(!o.data.empty(), "--data: training data is required");
   SAMBALM_CHECK(o.val_fraction >= 0 && o.val_fraction < 1, "--val-fraction must be in [0, 1), found {}",
                 o.val_fraction);
@@ -83,7 +83,7 @@ TrainData::TrainData(const TrainOptions& o, int64_t seq_len) : o_(o), T_(seq_len
       sources.push_back({path, weight, std::move(t)});
     }
     train_ = sources.front().tokens;
-    mixture_.emplace(std::move(sources), o.seed, "--data");
+    mixture_.emplace(std::move(sources), o.seed, "--data", rank, world);
     val_ = whole_source(o.val_data, "val", tok_.get(), vocab, "--val-data");
   } else if (!o.val_data.empty()) {
     train_ = whole_source(o.data, "train", tok_.get(), vocab, "--data");
@@ -118,7 +118,7 @@ TrainData::TrainData(const TrainOptions& o, int64_t seq_len) : o_(o), T_(seq_len
                 "--data {}: the validation split has {} tokens, fewer than one window of --seq-len + 1 = {} "
                 "(raise --val-fraction, lower --seq-len, or give --val-data)",
                 val_.name(), val_.size(), T_ + 1);
-  if (!mixture_) sampler_.emplace(train_, o.seed);
+  if (!mixture_) sampler_.emplace(train_, o.seed, rank, world);
 }
 
 std::vector<const TokenSource*> TrainData::all_sources() const {
@@ -204,7 +204,9 @@ const std::vector<int32_t>& TrainData::val_windows(int64_t L) {
   val_.require_window(L);
   // Its own sampler: drawing validation windows never moves the training batches.
   BatchSampler pick(val_, o_.seed * 1000003 + static_cast<uint64_t>(L) + 0x7a11);
-  const int64_t n = std::max<int64_t>(1, o_.eval_batches) * o_.batch, W = L + 1;
+  // --eval-batches batches of every process's micro-batch: the same windows at any number of processes
+  // with the same batch x processes.
+  const int64_t n = std::max<int64_t>(1, o_.eval_batches) * o_.batch * world_, W = L + 1;
   std::vector<int32_t> out(n * W);
   for (int64_t i = 0; i < n; ++i) val_.read(pick.next_offset(L), W, out.data() + i * W);
   return val_cache_.emplace(L, std::move(out)).first->second;

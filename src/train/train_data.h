@@ -39,8 +39,9 @@ namespace sambalm {
 class TrainData {
  public:
   // Loads the data and checks there are enough tokens for a window in each split. Errors name the
-  // option and file.
-  TrainData(const TrainOptions& o, int64_t seq_len);
+  // option and file. rank/world: this process's share of the training windows in a data-parallel run
+  // (data_loader.h); the state saved and restored is the world's, so any world size can resume it.
+  TrainData(const TrainOptions& o, int64_t seq_len, int rank = 0, int world = 1);
   // Checks the data fits the model: no id (of the data or of the tokenizer) outside its vocabulary.
   void check_model(const ModelConfig& cfg) const;
 
@@ -49,7 +50,8 @@ class TrainData {
   nlohmann::json state() const;
   void restore(const nlohmann::json& s);
 
-  // The fixed validation windows of length L (+1), concatenated (cached per L).
+  // The fixed validation windows of length L (+1), concatenated (cached per L): --eval-batches x
+  // --batch x world of them, the same on every rank (each scores a share).
   const std::vector<int32_t>& val_windows(int64_t L);
   // Every non-overlapping (L+1)-window of the validation split from offset 0.
   std::vector<int32_t> full_val_windows(int64_t L) const;
@@ -75,6 +77,7 @@ class TrainData {
  private:
   const TrainOptions& o_;
   int64_t T_;
+  int world_;
   std::unique_ptr<Tokenizer> tok_;  // null: shards whose tokenizer is unknown (samples print ids)
   TokenSource train_, val_;
   std::optional<BatchSampler> sampler_;    // set once the sources are checked

@@ -9,16 +9,24 @@
 
 namespace sambalm {
 
-double eval_windows(PrecisionModel& model, const std::vector<int32_t>& windows, int64_t L, int64_t batch) {
+int64_t count_windows(const std::vector<int32_t>& windows, int64_t L) {
   const int64_t W = L + 1;
   SAMBALM_CHECK(L > 0 && windows.size() % W == 0, "eval_windows: {} ids is not a whole number of {}-token windows",
                 windows.size(), W);
   const int64_t n = static_cast<int64_t>(windows.size()) / W;
   SAMBALM_CHECK(n > 0, "eval_windows: no validation windows of {} tokens", W);
+  return n;
+}
+
+double eval_windows_sum(PrecisionModel& model, const std::vector<int32_t>& windows, int64_t L, int64_t batch,
+                        int64_t first, int64_t count) {
+  const int64_t W = L + 1, end = first + count;
+  SAMBALM_CHECK(first >= 0 && count >= 0 && end <= count_windows(windows, L),
+                "eval_windows: windows [{}, {}) outside the {} given", first, end, count_windows(windows, L));
   std::vector<int32_t> x, y;
   double sum = 0;
-  for (int64_t i = 0; i < n; i += batch) {
-    const int64_t b = std::min(batch, n - i);
+  for (int64_t i = first; i < end; i += batch) {
+    const int64_t b = std::min(batch, end - i);
     x.resize(b * L), y.resize(b * L);
     for (int64_t r = 0; r < b; ++r) {
       const int32_t* w = windows.data() + (i + r) * W;
@@ -27,7 +35,12 @@ double eval_windows(PrecisionModel& model, const std::vector<int32_t>& windows, 
     }
     sum += model.forward(x.data(), y.data(), b, L) * static_cast<double>(b);
   }
-  return sum / static_cast<double>(n);
+  return sum;
+}
+
+double eval_windows(PrecisionModel& model, const std::vector<int32_t>& windows, int64_t L, int64_t batch) {
+  const int64_t n = count_windows(windows, L);
+  return eval_windows_sum(model, windows, L, batch, 0, n) / static_cast<double>(n);
 }
 
 std::vector<int32_t> sample_continuation(const ModelConfig& cfg, const std::vector<ParamEntry>& entries,

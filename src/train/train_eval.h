@@ -17,6 +17,11 @@ namespace sambalm {
 // windows: n * (L + 1) token ids, window after window. Runs `batch` windows per forward pass
 // (fewer for the last); returns the mean loss over all windows.
 double eval_windows(PrecisionModel& model, const std::vector<int32_t>& windows, int64_t L, int64_t batch);
+// The number of windows in `windows`, and the sum of the mean losses of windows [first, first +
+// count), `batch` per forward pass: a data-parallel run gives each rank a contiguous share and sums.
+int64_t count_windows(const std::vector<int32_t>& windows, int64_t L);
+double eval_windows_sum(PrecisionModel& model, const std::vector<int32_t>& windows, int64_t L, int64_t batch,
+                        int64_t first, int64_t count);
 
 // Continues `context` by n tokens through the decoding path (chunked prefill, then one decode step
 // per token, constant memory) and the generator's sampler: softmax(logits / temperature) of the last

@@ -27,6 +27,8 @@
 #include "ops/memory_ops.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/communicator.h"
+#include "train/data_parallel.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
 #include "train/printable_text.h"
@@ -188,23 +190,48 @@ void refuse_trained_model_as_model(const TrainOptions& o) {
 }
 
 // The options a checkpoint records, and what a resumed run does when the command line differs.
-json run_options(const TrainOptions& o, int64_t T) {
-  return {{"seed", o.seed}, {"batch", o.batch}, {"grad_accum", o.grad_accum}, {"seq_len", T}};
+json run_options(const TrainOptions& o, int64_t T, int world) {
+  return {{"seed", o.seed}, {"batch", o.batch},    {"grad_accum", o.grad_accum},
+          {"seq_len", T},   {"world_size", world}, {"zero", o.zero}};
 }
 
 // Notes (stderr) for options changed between a run and its resumption. The seed is kept: the
 // batch order and sampling RNG are restored from the checkpoint, and the validation windows are
 // drawn from the run's seed so that losses stay comparable. Batch, accumulation and length change
 // from the resumed step on.
-void note_resume_changes(const json& saved, const TrainOptions& o, int64_t T, int64_t step, uint64_t& seed) {
+void note_resume_changes(const json& saved, const TrainOptions& o, int64_t T, int64_t step, uint64_t& seed, int world,
+                         bool print) {
   if (!saved.is_object()) return;
   if (saved.contains("seed") && saved["seed"].get<uint64_t>() != o.seed) {
     seed = saved["seed"].get<uint64_t>();
-    std::fprintf(stderr,
-                 "note: --seed %llu differs from the run's seed %llu; a resumed run keeps seed %llu (the batch "
-                 "order, validation windows and samples continue as they were)\n",
-                 (unsigned long long)o.seed, (unsigned long long)seed, (unsigned long long)seed);
+    if (print)
+      std::fprintf(stderr,
+                   "note: --seed %llu differs from the run's seed %llu; a resumed run keeps seed %llu (the batch "
+                   "order, validation windows and samples continue as they were)\n",
+                   (unsigned long long)o.seed, (unsigned long long)seed, (unsigned long long)seed);
   }
+  if (!print) return;
+  // Another number of processes with the same global batch and length: the same run, split otherwise.
+  const int64_t saved_world = saved.value("world_size", int64_t{1});
+  if (saved_world != world && saved.contains("batch") && saved.contains("grad_accum") &&
+      saved["batch"].get<int64_t>() * saved["grad_accum"].get<int64_t>() * saved_world ==
+          o.batch * o.grad_accum * world &&
+      saved.value("seq_len", T) == T) {
+    std::fprintf(stderr,
+                 "note: the checkpoint was written by %lld processes, this run has %d; the global batch of %lld "
+                 "sequences stays the same (--batch %lld x --grad-accum %lld x %d), so the run continues as it was\n",
+                 (long long)saved_world, world, (long long)(o.batch * o.grad_accum * world), (long long)o.batch,
+                 (long long)o.grad_accum, world);
+    return;
+  }
+  if (saved_world != world && saved.contains("batch") && saved.contains("grad_accum"))
+    std::fprintf(stderr,
+                 "note: the checkpoint was written by %lld processes with a global batch of %lld sequences; this run "
+                 "has %d, so each step from step %lld on uses %lld (--batch x --grad-accum x processes; --global-batch "
+                 "keeps it)\n",
+                 (long long)saved_world,
+                 (long long)(saved["batch"].get<int64_t>() * saved["grad_accum"].get<int64_t>() * saved_world), world,
+                 (long long)step, (long long)(o.batch * o.grad_accum * world));
   const std::pair<const char*, int64_t> changed[] = {{"batch", o.batch}, {"grad_accum", o.grad_accum}, {"seq_len", T}};
   for (const auto& [key, now] : changed) {
     if (!saved.contains(key) || saved[key].get<int64_t>() == now) continue;
@@ -226,6 +253,23 @@ bool inject_failure(int64_t step) {
   return e && *e && std::strtoll(e, nullptr, 10) == step;
 }
 
+// Test hooks for distributed failures: SAMBALM_TEST_KILL_RANK=R:S makes rank R SIGKILL itself in
+// step S (after its backward, before the gradients are reduced); SAMBALM_TEST_HANG_RANK=R:S makes it
+// sleep there instead (a hung rank, for the watchdog).
+bool rank_hook(const char* var, int rank, int64_t step) {
+  const char* e = std::getenv(var);
+  if (!e || !*e) return false;
+  char* end = nullptr;
+  const long r = std::strtol(e, &end, 10);
+  return end && *end == ':' && r == rank && std::strtoll(end + 1, nullptr, 10) == step;
+}
+
+void distributed_failure_hooks(int rank, int64_t step) {
+  if (rank_hook("SAMBALM_TEST_KILL_RANK", rank, step)) ::raise(SIGKILL);
+  if (rank_hook("SAMBALM_TEST_HANG_RANK", rank, step))
+    for (;;) ::pause();
+}
+
 std::string rng_state(const std::mt19937_64& rng) {
   std::ostringstream s;
   s << rng;
@@ -234,8 +278,15 @@ std::string rng_state(const std::mt19937_64& rng) {
 
 }  // namespace
 
-TrainResult train(const TrainOptions& opts) {
-  const TrainOptions& o = opts;
+TrainResult train(const TrainOptions& opts, Communicator* communicator) {
+  std::unique_ptr<Communicator> own_comm;
+  if (!communicator) own_comm = single_process_communicator();
+  Communicator& comm = communicator ? *communicator : *own_comm;
+  const int world = comm.size(), rank = comm.rank();
+  const bool leader = rank == 0;  // alone writes progress, metrics, samples and checkpoints
+  TrainOptions eff = opts;        // with the resolved --grad-accum (--global-batch) and seed (--resume)
+  const TrainOptions& o = eff;
+  const bool show = !o.quiet && leader;
   SAMBALM_CHECK(!o.out.empty(), "--out: a run directory is required");
   SAMBALM_CHECK(!o.model.empty() || !o.init_from.empty() || o.resume, "--model or --init-from: which model to train?");
   SAMBALM_CHECK(o.batch > 0, "--batch must be positive, found {}", o.batch);
@@ -258,6 +309,24 @@ TrainResult train(const TrainOptions& opts) {
                 "--final-eval must be sampled, full or none, found '{}'", o.final_eval);
   // Before any data is read: bf16 on the CPU, or an unknown --device or --precision, is an error.
   parse_precision(o.precision, parse_device(o.device).device);
+  SAMBALM_CHECK(o.zero == 0 || o.zero == 1, "--zero {}: stage 0 (off) and 1 (sharded optimizer state) exist", o.zero);
+  SAMBALM_CHECK(o.zero == 0 || comm.distributed(),
+                "--zero 1 shards the optimizer state over the processes of a distributed run, and this is one process "
+                "{}",
+                mpi_available() ? "(launch it as `mpirun -np N sambalm train ... --zero 1`, N > 1)"
+                                : "and this sambalm was built without MPI (install libopenmpi-dev and rebuild)");
+  if (o.global_batch > 0) {
+    const int64_t per = o.batch * world;
+    SAMBALM_CHECK(o.global_batch % per == 0,
+                  "--global-batch {}: not a multiple of --batch {} x {} process{} = {} sequences; the global batch is "
+                  "--batch x --grad-accum x the number of processes (choose a --global-batch or --batch that divides)",
+                  o.global_batch, o.batch, world, world == 1 ? "" : "es", per);
+    SAMBALM_CHECK(opts.grad_accum == 1 || opts.grad_accum == o.global_batch / per,
+                  "--grad-accum {} contradicts --global-batch {} (--batch {} x {} process{} gives --grad-accum {}); "
+                  "give one of them",
+                  opts.grad_accum, o.global_batch, o.batch, world, world == 1 ? "" : "es", o.global_batch / per);
+    eff.grad_accum = o.global_batch / per;
+  }
   refuse_trained_model_as_model(o);
   if (!o.init_from.empty()) check_init_from_shape(o, resolve_config(o.init_from, o.model));
 
@@ -298,17 +367,18 @@ TrainResult train(const TrainOptions& opts) {
 
   // A resumed run keeps its seed (see note_resume_changes): the data is read with it.
   std::optional<TrainerState> resumed_state;
-  TrainOptions eff = o;
   if (resume_from) {
     resumed_state = load_trainer_state(*resume_from, params.size());
-    note_resume_changes(resumed_state->extra.value("options", json()), o, T, resumed_state->step, eff.seed);
-    if (!o.name.empty() && o.name != cfg.name)
+    uint64_t seed = o.seed;
+    note_resume_changes(resumed_state->extra.value("options", json()), o, T, resumed_state->step, seed, world, leader);
+    eff.seed = seed;
+    if (leader && !o.name.empty() && o.name != cfg.name)
       std::fprintf(stderr, "note: --name %s: a resumed run keeps its model's name %s\n", o.name.c_str(),
                    cfg.name.c_str());
   }
 
   // Data; a fresh model's vocabulary is the data's unless --vocab-size says otherwise.
-  TrainData data(eff, T);
+  TrainData data(eff, T, rank, world);
   if (resume_from) {
     if (!o.model.empty() && o.init_from.empty()) {
       ModelConfig want = build_config(o, cfg.vocab_size);  // vocabulary: as given, else the checkpoint's
@@ -331,9 +401,13 @@ TrainResult train(const TrainOptions& opts) {
   const Context& ctx = backend.context();
   const Precision precision = parse_precision(o.precision, ctx.device);
   const int64_t n_params = static_cast<int64_t>(params.size());
+  // Every rank starts from rank 0's weights (a fresh init is the same everywhere; this makes sure).
+  comm.set_phase("start-up: weights from rank 0");
+  comm.broadcast(params.data(), n_params * int64_t(sizeof(float)), 0);
   const ops::Mirror<float> dparams(ctx, params.data(), n_params);
-  AdamW opt(params.size(), AdamWOptions{o.beta1, o.beta2, o.eps, o.weight_decay},
-            decay_ranges(params.entries(), o.decay_all), ctx);
+  DataParallelOptimizer opt(comm, params.size(), AdamWOptions{o.beta1, o.beta2, o.eps, o.weight_decay},
+                            decay_ranges(params.entries(), o.decay_all), ctx, o.zero,
+                            std::max<int64_t>(1, std::llround(o.bucket_mb * double(1 << 20) / sizeof(float))));
   LrSchedule sched{o.lr, o.min_lr.value_or(o.lr / 10), o.warmup.value_or(o.steps / 10), o.steps, true};
   // fp32: the model reads dparams; bf16: a bf16 working copy of it, refreshed after each update.
   const std::unique_ptr<PrecisionModel> model =
@@ -350,15 +424,15 @@ TrainResult train(const TrainOptions& opts) {
   if (resumed_state) {
     TrainerState& st = *resumed_state;
     step = st.step;
-    opt.t = st.adam_t;
-    opt.set_moments(st.exp_avg, st.exp_avg_sq);
+    opt.set_t(st.adam_t);
+    opt.set_full_moments(st.exp_avg, st.exp_avg_sq);
     data.restore(st.data);
     std::istringstream(st.rng) >> rng;
     tokens_seen = st.extra.value("tokens_seen", int64_t{0});
     bad_in_row = st.extra.value("bad_in_row", int64_t{0});
     elapsed_before = st.extra.value("elapsed_s", 0.0);
-    truncate_metrics(metrics_path, step);
-  } else {
+    if (leader) truncate_metrics(metrics_path, step);
+  } else if (leader) {
     std::remove(metrics_path.c_str());  // a fresh run in an existing directory starts a fresh log
   }
   SAMBALM_CHECK(step < o.steps || !resume_from, "--resume: the checkpoint is at step {}, already --steps {}", step,
@@ -367,24 +441,33 @@ TrainResult train(const TrainOptions& opts) {
   // What a person sees first.
   const double bits = 1.0 / std::numbers::ln2;
   const char* bits_name = data.is_bytes() ? "bits/byte" : "bits/token";
-  if (!o.quiet) {
+  const int64_t global_batch = o.batch * o.grad_accum * world;  // sequences per optimizer step
+  if (show) {
     std::printf("model %s: %s, %lld parameters, d=%lld, vocab %lld (padded %lld)\n", cfg.name.c_str(),
                 cfg.layer_pattern().c_str(), (long long)cfg.num_params(), (long long)cfg.n_embd,
                 (long long)cfg.vocab_size, (long long)cfg.padded_vocab_size);
     std::printf("data %s\n", data.describe().c_str());
+    const std::string procs =
+        world > 1 ? fmt::format(" x {} processes ({}{})", world, comm.backend(), o.zero ? ", ZeRO-1" : "") : "";
     std::printf(
         "device %s, %s\n", backend.describe().c_str(),
         precision == Precision::BF16 ? "bf16 mixed precision (fp32 master weights, optimizer and gradients)" : "fp32");
     std::printf(
-        "train %lld steps x %lld x %lld tokens x %lld accum = %s tokens; lr %g -> %g (warmup %lld), wd %g, "
-        "clip %g%s\n",
-        (long long)o.steps, (long long)o.batch, (long long)T, (long long)o.grad_accum,
-        fmt_si(double(o.steps) * o.batch * T * o.grad_accum).c_str(), sched.lr, sched.min_lr, (long long)sched.warmup,
-        o.weight_decay, o.grad_clip, resume_from ? fmt::format("; resuming from step {}", step).c_str() : "");
+        "train %lld steps x %lld x %lld tokens x %lld accum%s = %s tokens (global batch %lld sequences); lr %g -> %g "
+        "(warmup %lld), wd %g, clip %g%s\n",
+        (long long)o.steps, (long long)o.batch, (long long)T, (long long)o.grad_accum, procs.c_str(),
+        fmt_si(double(o.steps) * global_batch * T).c_str(), (long long)global_batch, sched.lr, sched.min_lr,
+        (long long)sched.warmup, o.weight_decay, o.grad_clip,
+        resume_from ? fmt::format("; resuming from step {}", step).c_str() : "");
     std::fflush(stdout);
   }
-  MetricsLog metrics(metrics_path);
-  std::ofstream samples_file((fs::path(o.out) / "samples.txt").string(), std::ios::app);
+  std::optional<MetricsLog> metrics_file;  // rank 0 only
+  if (leader) metrics_file.emplace(metrics_path);
+  auto log_metrics = [&](const json& rec) {
+    if (metrics_file) metrics_file->append(rec);
+  };
+  std::ofstream samples_file;
+  if (leader) samples_file.open((fs::path(o.out) / "samples.txt").string(), std::ios::app);
 
   TrainResult result;
   const auto run_t0 = std::chrono::steady_clock::now();
@@ -392,28 +475,40 @@ TrainResult train(const TrainOptions& opts) {
     return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - run_t0).count();
   };
   int64_t saved_step = -1;  // the step of the newest checkpoint this invocation wrote
+  // Every rank calls it (with ZeRO-1 the moments are gathered); rank 0 writes the full state.
   auto save = [&](const char* why) {
     dparams.pull();
+    comm.set_phase(fmt::format("checkpoint of step {}", step));
     TrainerState st;
     st.step = step;
-    st.adam_t = opt.t;
-    st.exp_avg = opt.m();
-    st.exp_avg_sq = opt.v();
+    st.adam_t = opt.t();
+    st.exp_avg = opt.full_m();
+    st.exp_avg_sq = opt.full_v();
     st.data = data.state();
     st.rng = rng_state(rng);
     st.extra = {{"tokens_seen", tokens_seen},
                 {"bad_in_row", bad_in_row},
                 {"elapsed_s", elapsed()},
                 {"reason", why},
-                {"options", run_options(eff, T)}};
-    result.checkpoint = save_checkpoint(o.out, cfg, params, st, o.keep_last, tokenizer_files);
+                {"options", run_options(eff, T, world)}};
+    result.checkpoint = leader ? save_checkpoint(o.out, cfg, params, st, o.keep_last, tokenizer_files)
+                               : (fs::path(o.out) / "checkpoints" / checkpoint_name(step)).string();
     saved_step = step;
     return result.checkpoint;
   };
 
-  Progress progress(o.steps, step, o.log_every);
+  // Under mpirun stdout is a pseudo-terminal whatever the job's output goes to: plain lines.
+  Progress progress(o.steps, step, o.log_every, world > 1);
   auto say = [&](const std::string& s) {
-    if (!o.quiet) progress.message(s);
+    if (show) progress.message(s);
+  };
+
+  // The mean loss over validation windows: each rank scores a contiguous share, the sums are added.
+  auto eval_shared = [&](const std::vector<int32_t>& windows, int64_t L, int64_t batch) {
+    const int64_t n = count_windows(windows, L), first = n * rank / world, last = n * (rank + 1) / world;
+    double sum = eval_windows_sum(*model, windows, L, batch, first, last - first);
+    comm.all_reduce_sum(&sum, 1);
+    return sum / double(n);
   };
 
   // Validation at the training length and every --eval-lengths length. Sampled: the fixed windows
@@ -423,7 +518,8 @@ TrainResult train(const TrainOptions& opts) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string pre = full ? "full_val" : "val";
     auto windows = [&](int64_t L) { return full ? data.full_val_windows(L) : data.val_windows(L); };
-    const double loss = eval_windows(*model, windows(T), T, o.batch);
+    comm.set_phase(fmt::format("validation at step {}", step));
+    const double loss = eval_shared(windows(T), T, o.batch);
     rec[pre + "_loss"] = loss;
     rec[pre + "_ppl"] = std::exp(loss);
     rec[pre + (data.is_bytes() ? "_bpb" : "_bpt")] = loss * bits;
@@ -431,7 +527,7 @@ TrainResult train(const TrainOptions& opts) {
                                    full ? "full validation" : "val", loss, std::exp(loss), bits_name, loss * bits);
     for (int64_t L : o.eval_lengths) {
       if (L == T) continue;
-      const double l = eval_windows(*model, windows(L), L, std::max<int64_t>(1, o.batch * T / L));
+      const double l = eval_shared(windows(L), L, std::max<int64_t>(1, o.batch * T / L));
       rec[fmt::format("{}_loss_{}", pre, L)] = l;
       line += fmt::format(" | @{} {:.4f}", L, l);
     }
@@ -462,7 +558,7 @@ TrainResult train(const TrainOptions& opts) {
   if (!resume_from && o.eval_every > 0) {
     json rec = {{"step", 0}};
     evaluate(rec, false);
-    metrics.append(rec);
+    log_metrics(rec);
   }
 
   const int64_t first_step = step;
@@ -485,13 +581,19 @@ TrainResult train(const TrainOptions& opts) {
         model->backward(dgrads.get());
       }
       ++step;
-      tokens_seen += o.batch * T * o.grad_accum;
+      tokens_seen += global_batch * T;
+      if (world > 1) {
+        distributed_failure_hooks(rank, step);
+        comm.set_phase(fmt::format("gradients of step {}", step));
+        comm.all_reduce_sum(&loss, 1);  // the mean over the global batch: every rank's is over as many tokens
+        loss /= double(world);
+      }
       if (inject_nan(step)) {
         const float nan = NAN;
         loss = NAN;
         ops::upload(ctx, dgrads.get(), &nan, sizeof(float));
       }
-      const double norm = clip_grad_norm(dgrads.get(), grads.size(), o.grad_clip, ctx, norm_scratch.get());
+      const double norm = opt.reduce_and_clip(dgrads.get(), o.grad_clip, norm_scratch.get());
       const bool bad = !std::isfinite(loss) || !std::isfinite(norm);
       if (!bad) {
         opt.step(dparams.get(), dgrads.get(), lr);
@@ -503,20 +605,21 @@ TrainResult train(const TrainOptions& opts) {
       }
       in_update = false;
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double tps = double(o.batch * T * o.grad_accum) / std::max(dt, 1e-9);
+      const double tps = double(global_batch * T) / std::max(dt, 1e-9);
       json rec = {{"step", step},
                   {"loss", bad ? json(nullptr) : json(loss)},
                   {"lr", lr},
                   {"tokens_per_s", tps},
                   {"grad_norm", std::isfinite(norm) ? json(norm) : json(nullptr)},
                   {"tokens", tokens_seen},
+                  {"global_batch", global_batch},
                   {"time_s", elapsed()}};
       if (bad) {
         rec["skipped"] = true;
         say(fmt::format("step {}: loss {} / gradient norm {} is not finite: update skipped ({} in a row, limit {})",
                         step, loss, norm, bad_in_row, o.max_bad_steps));
         if (bad_in_row >= o.max_bad_steps) {
-          metrics.append(rec);
+          log_metrics(rec);
           auto last = latest_checkpoint(o.out);
           stop_error = fmt::format(
               "training stopped at step {}: the loss was NaN/Inf for {} steps in a row (--max-bad-steps {}); "
@@ -525,18 +628,21 @@ TrainResult train(const TrainOptions& opts) {
           break;
         }
       }
-      if (!o.quiet)
+      if (show)
         progress.update(step, fmt::format("loss {:.4f} lr {:.2e} | {} tok/s", bad ? NAN : loss, lr, fmt_si(tps)));
 
       const bool last = step == o.steps;
       if ((o.eval_every > 0 && step % o.eval_every == 0) || (last && o.final_eval == "sampled"))
         result.final_val_loss = evaluate(rec, false);
       if (last && o.final_eval == "full") result.final_val_loss = evaluate(rec, true);
-      metrics.append(rec);
-      if (o.sample_every > 0 && (step % o.sample_every == 0 || last)) sample();
+      log_metrics(rec);
+      if (leader && o.sample_every > 0 && (step % o.sample_every == 0 || last)) sample();
       if (inject_failure(step)) fail("test failure injected at step {} (SAMBALM_TEST_FAIL_AT)", step);
 
-      const bool stop_now = g_stop_signal.load() != 0 || (o.stop_after > 0 && step - first_step >= o.stop_after);
+      // Every rank stops at the same step: a signal seen by any of them stops all.
+      double stop_flag = g_stop_signal.load() != 0 || (o.stop_after > 0 && step - first_step >= o.stop_after);
+      if (world > 1) comm.all_reduce_max(&stop_flag, 1);
+      const bool stop_now = stop_flag != 0;
       // No periodic checkpoint on a skipped step: the newest checkpoint stays the last good one.
       if (last || stop_now || (o.save_every > 0 && step % o.save_every == 0 && !bad)) {
         const std::string dir = save(last ? "final" : stop_now ? "stopped" : "periodic");
@@ -554,6 +660,9 @@ TrainResult train(const TrainOptions& opts) {
   } catch (const std::exception&) {
     progress.finish();
     std::fflush(stdout);
+    // With other ranks possibly inside a collective, no new checkpoint can be gathered: the caller
+    // ends the job, and the newest checkpoint is the last complete one.
+    if (world > 1) throw;
     if (!in_update && step > first_step && saved_step != step) {
       try {
         const std::string dir = save("error");
@@ -580,7 +689,7 @@ TrainResult train(const TrainOptions& opts) {
   if (!stop_error.empty()) fail("{}", stop_error);
   result.steps_done = step;
   result.last_loss = last_loss;
-  if (step == o.steps) {
+  if (step == o.steps && leader) {
     // The final model also as a plain model directory at RUN/model (what generate/eval take).
     const std::string dir = (fs::path(o.out) / "model").string();
     dparams.pull();

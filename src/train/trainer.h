@@ -7,6 +7,9 @@
 //   grads = 0; for each of grad_accum micro-batches: forward(loss / grad_accum), backward (adds)
 //   if the loss or the gradient norm is not finite: skip the update (reported; K in a row stops)
 //   clip the global gradient norm to grad_clip; AdamW update
+// Data-parallel (mpirun -np N): each of the N processes runs grad_accum micro-batches of its own
+// windows; the gradients are averaged over the processes before clipping, so a step sees the global
+// batch batch x grad_accum x N, and the run equals one process with that batch (train/data_parallel.h).
 // After step s the run has done s+1 steps: metrics, evaluation, samples and checkpoints are keyed by
 // that count (`step` in metrics.jsonl; step 0 is the evaluation before training).
 #pragma once
@@ -21,7 +24,7 @@ namespace sambalm {
 struct TrainOptions {
   // Model: a preset name or config.json (fresh init), or --init-from a model directory (fine-tune).
   std::string model, init_from;
-  std::string name;  // the model's name (default: the preset's, + "-custom" when overridden)
+  std::string name;            // the model's name (default: the preset's, + "-custom" when overridden)
   std::string device = "cpu";  // --device: cpu, cuda, cuda:N, auto (ops/device.h)
   std::string precision = "auto";  // --precision: bf16, fp32, auto (bf16 on a GPU, fp32 on the CPU)
   std::optional<int64_t> n_layer, n_embd, n_head, n_query_groups, intermediate_size, local_window, vocab_size;
@@ -31,8 +34,15 @@ struct TrainOptions {
   double val_fraction = 0.1;
 
   int64_t seq_len = 0;  // 0: the model's block_size
-  int64_t batch = 8;
+  int64_t batch = 8;    // sequences per micro-batch, per process
   int64_t grad_accum = 1;
+  int64_t global_batch = 0;  // sequences per optimizer step over all processes (0: batch x grad_accum x world);
+                             // when given, grad_accum = global_batch / (batch x world), which must divide
+
+  // Data-parallel runs (train/communicator.h, train/data_parallel.h).
+  int zero = 0;                // 1: ZeRO stage 1, the optimizer state sharded over the processes
+  double bucket_mb = 25;       // gradient buckets (MiB of fp32) reduced per collective
+  double dist_timeout = 1800;  // seconds a collective may wait for the other ranks before the job ends
   int64_t steps = 1000;
   double lr = 4e-4;
   std::optional<double> min_lr;   // default lr / 10
@@ -72,8 +82,13 @@ struct TrainResult {
   std::string checkpoint;    // last checkpoint written ("" if none)
 };
 
+class Communicator;
+
 // Runs training as configured; throws Error for bad options or input (clear messages) and when the
-// loss stays non-finite for max_bad_steps steps in a row.
-TrainResult train(const TrainOptions& opts);
+// loss stays non-finite for max_bad_steps steps in a row. `comm`: the processes of a data-parallel
+// run (null: this process alone). Every rank runs the same loop on its share of each batch; rank 0
+// alone writes progress, metrics, samples and checkpoints. An Error thrown on one rank of several may
+// leave the others in a collective: the caller ends the job (Communicator::abort).
+TrainResult train(const TrainOptions& opts, Communicator* comm = nullptr);
 
 }  // namespace sambalm
