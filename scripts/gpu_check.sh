@@ -71,6 +71,8 @@ if [ "${SKIP_LIBRARY:-0}" != 1 ]; then
       for tool in memcheck racecheck; do
         for t in "$LIB_BUILD"/gpu_test_*; do
           [ -x "$t" ] || continue
+          # SANITIZE_TESTS="gpu_test_a gpu_test_b" limits the sanitizer runs to those tests.
+          [ -z "${SANITIZE_TESTS:-}" ] || [[ " $SANITIZE_TESTS " == *" $(basename "$t") "* ]] || continue
           ( rc=0
             timeout "$SANITIZER_TIMEOUT" "$SANITIZER" --tool $tool --error-exitcode 3 "$t" >"$LOG_DIR/san_lib_${tool}_$(basename "$t").log" 2>&1 || rc=$?
             echo "sanitizer $tool $(basename "$t"): rc=$rc $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG_DIR/san_lib_${tool}_$(basename "$t").log" | tail -n 1)"
