@@ -1,6 +1,7 @@
 // The bf16 mixed-precision bodies, whose arguments differ in element type, against the CPU ops run in
 // double on odd sizes (inputs rounded to bf16 where the kernel reads bf16, so the reference sees what
-// the kernel sees): the GEMM backward with fp32 weight/bias gradients, the block norms (fp32 residual and
+// the kernel sees): the GEMM backward with fp32 weight/bias gradients, the GEMM with fp32 output and
+// fp32 bias and softplus from fp32 (Mamba's dt_pre and dt bias), the block norms (fp32 residual and
 // weights in, bf16 out; bf16 d(out) in, fp32 d(residual) and weight gradients out), the residual add
 // (fp32 += bf16), the bf16 copy of fp32 parameters, and the conv backward with fp32 dw/dbias.
 // Gradient outputs start from random values (they accumulate); overwritten outputs start as NaN.
@@ -56,6 +57,54 @@ TEST(CudaMixed, MatmulBackwardFp32Gradients) {
       expect_close(d_dw.download(), dw, kF32Tol, tag + " dweight (fp32)");
       expect_close(d_db.download(), db, kF32Tol, tag + " dbias (fp32)");
     }
+  }
+}
+
+// Mamba's dt_pre in bf16 mode: bf16 operands (a strided view), fp32 output and fp32 bias.
+TEST(CudaMixed, MatmulForwardFp32OutputAndBias) {
+  SAMBALM_REQUIRE_GPU();
+  const Shape3 shapes[] = {{1, 7, 5}, {37, 3, 129}, {130, 48, 1000}, {3, 1, 4}};
+  for (const bool with_bias : {false, true}) {
+    for (const auto& s : shapes) {
+      const int64_t ld_inp = s.K + 9, ld_out = s.N + 2;
+      const auto inp = round_bf16(random_vector(s.M * ld_inp, 51)), w = round_bf16(random_vector(s.N * s.K, 52));
+      const auto bias = random_vector(s.N, 53);  // fp32: not rounded
+      std::vector<double> want(s.M * ld_out, 0.0);
+      const auto inp_d = to_double(inp), w_d = to_double(w), bias_d = to_double(bias);
+      ops::cpu::matmul_forward_strided(want.data(), ld_out, inp_d.data(), ld_inp, w_d.data(),
+                                       with_bias ? bias_d.data() : nullptr, s.M, s.K, s.N);
+      DeviceBuffer<bf16> d_inp(to_bf16(inp)), d_w(to_bf16(w));
+      DeviceBuffer<float> d_bias(bias), d_out(nan_vector(s.M * ld_out));
+      ops::matmul_forward_strided(gpu(), d_out.get(), ld_out, d_inp.get(), ld_inp, d_w.get(),
+                                  with_bias ? d_bias.get() : nullptr, s.M, s.K, s.N);
+      const auto full = d_out.download();
+      std::vector<float> got;
+      std::vector<double> ref;
+      for (int64_t m = 0; m < s.M; ++m)
+        for (int64_t n = 0; n < s.N; ++n) got.push_back(full[m * ld_out + n]), ref.push_back(want[m * ld_out + n]);
+      expect_close(got, ref, kF32Tol,
+                   "M" + std::to_string(s.M) + " K" + std::to_string(s.K) + " N" + std::to_string(s.N) +
+                       (with_bias ? " bias" : "") + " out (fp32)");
+    }
+  }
+}
+
+// dt = softplus(dt_pre): fp32 input, bf16 output; the backward adds into bf16 dx from bf16 dout.
+TEST(CudaMixed, SoftplusFp32InputBf16Output) {
+  SAMBALM_REQUIRE_GPU();
+  for (const int64_t n : {int64_t(1), int64_t(1001), int64_t(300007)}) {
+    const auto x = random_vector(n, 61, 30.f);  // both sides of the x > 20 threshold
+    const auto dout = round_bf16(random_vector(n, 62)), dx0 = round_bf16(random_vector(n, 63));
+    std::vector<double> out(n), dx(to_double(dx0));
+    const auto x_d = to_double(x), dout_d = to_double(dout);
+    ops::cpu::softplus_forward(out.data(), x_d.data(), n);
+    ops::cpu::softplus_backward(dx.data(), dout_d.data(), x_d.data(), n);
+    DeviceBuffer<float> d_x(x);
+    DeviceBuffer<bf16> d_out(to_bf16(nan_vector(n))), d_dout(to_bf16(dout)), d_dx(to_bf16(dx0));
+    ops::softplus_forward(gpu(), d_out.get(), d_x.get(), n);
+    ops::softplus_backward(gpu(), d_dx.get(), d_dout.get(), d_x.get(), n);
+    expect_close(to_f32(d_out.download()), out, kBf16Tol, "n " + std::to_string(n) + " softplus (bf16)");
+    expect_close(to_f32(d_dx.download()), dx, kBf16Tol, "n " + std::to_string(n) + " dx (bf16)");
   }
 }
 
