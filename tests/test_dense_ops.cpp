@@ -498,3 +498,26 @@ TEST(AttentionLong, ThreadedBackwardMatchesPlainLoops) {
   EXPECT_LT(max_rel(dk, ek), 1e-10);
   EXPECT_LT(max_rel(dv, ev), 1e-10);
 }
+
+// The residual step out = x + f (also in place) and the element conversion, on the CPU; a call whose
+// element types differ (the GPU's bf16 mixed precision) has no CPU body and says so.
+TEST(Residual, AddAndConvertOnTheCpu) {
+  const Context& ctx = cpu_context();
+  const VecF x = {1.5f, -2.f, 3.25f, 0.f, 1e-8f}, f = {0.5f, 2.f, -1.f, 7.f, 1.f};
+  VecF out(x.size(), NAN), y = x;
+  ops::residual_add(ctx, out.data(), x.data(), f.data(), int64_t(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(out[i], x[i] + f[i]) << i;
+  ops::residual_add(ctx, y.data(), y.data(), f.data(), int64_t(y.size()));
+  EXPECT_EQ(y, out);
+  const Vec d = {0.1, -1e30, 1.0 / 3.0};
+  VecF c(d.size(), NAN);
+  ops::convert(ctx, c.data(), d.data(), int64_t(d.size()));
+  for (size_t i = 0; i < d.size(); ++i) EXPECT_EQ(c[i], static_cast<float>(d[i])) << i;
+  std::vector<bf16> narrow(x.size());
+  try {
+    ops::residual_add(ctx, out.data(), x.data(), narrow.data(), int64_t(x.size()));
+    FAIL() << "a bf16 residual add ran on the CPU";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("residual_add: no cpu body"), std::string::npos) << e.what();
+  }
+}

@@ -13,8 +13,8 @@
 // model/params.h); on backward it ADDS into its parameter gradients and into d(input).
 // Templates: float (compute), double (gradient checks) and, with the CUDA backend, bf16 (mixed
 // precision: bf16 weights and activations, parameter gradients in grad_t<T> = fp32, and the parameters
-// that stay fp32 — A_log, D — read from the fp32 master copy `master`; for float and double `master`
-// is the parameter buffer itself).
+// that stay fp32 — A_log, D, the dt bias — read from the fp32 master copy `master`; for float and
+// double `master` is the parameter buffer itself).
 #pragma once
 
 #include <cstdint>
@@ -122,8 +122,8 @@ int64_t scan_chunk_size();
 // ---- Saved activations (views planned in an arena) ---------------------------------------------
 template <typename T>
 struct MambaActs {
-  T *xz = nullptr, *conv_out = nullptr, *xc = nullptr, *xdbl = nullptr, *dt_pre = nullptr, *dt = nullptr, *y = nullptr,
-    *yg = nullptr;
+  T *xz = nullptr, *conv_out = nullptr, *xc = nullptr, *xdbl = nullptr, *dt = nullptr, *y = nullptr, *yg = nullptr;
+  stat_t<T>* dt_pre = nullptr;  // dt_proj(dt_low) + dt bias, before softplus: fp32 with the fp32 dt bias
   stat_t<T>* chunk_states = nullptr;
 };
 template <typename T>

@@ -21,7 +21,7 @@ void plan_mamba_acts(const Context& ctx, Arena& ar, MambaActs<T>& a, const Mamba
   a.conv_out = ar.take<T>(BL * m.di);
   a.xc = ar.take<T>(BL * m.di);
   a.xdbl = ar.take<T>(BL * m.xdbl());
-  a.dt_pre = ar.take<T>(BL * m.di);
+  a.dt_pre = ar.take<stat_t<T>>(BL * m.di);
   a.dt = ar.take<T>(BL * m.di);
   a.y = ar.take<T>(BL * m.di);
   a.yg = ar.take<T>(BL * m.di);
@@ -59,7 +59,8 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
   if (st) ops::causal_conv1d_state_update(ctx, st->conv, a.xz, 2 * di, st->conv, B, L, di, m.K, slots);
   ops::silu_forward(ctx, a.xc, a.conv_out, BL * di);
   ops::matmul_forward(ctx, a.xdbl, a.xc, p.x_proj_w.at(params), static_cast<const T*>(nullptr), BL, di, X);
-  ops::matmul_forward_strided(ctx, a.dt_pre, di, a.xdbl, X, p.dt_proj_w.at(params), p.dt_proj_b.at(params), BL, m.R,
+  // dt_pre and the dt bias are fp32 beside bf16 (DESIGN.md "Numerics"): the bias from the master copy.
+  ops::matmul_forward_strided(ctx, a.dt_pre, di, a.xdbl, X, p.dt_proj_w.at(params), p.dt_proj_b.at(master), BL, m.R,
                               di);
   ops::softplus_forward(ctx, a.dt, a.dt_pre, BL * di);
   const T *Bm = a.xdbl + m.R, *Cm = a.xdbl + m.R + m.N;

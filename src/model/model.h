@@ -18,8 +18,8 @@
 // stat_t<T> (fp32 beside bf16) that of the residual stream and its gradient, the norms' statistics,
 // and the gradient buffer (grad_t<T>). The calls then take two parameter buffers of the same layout:
 // the working copy `params` (T) and the fp32 master copy `master` (S), from which the parameters that
-// stay fp32 are read: the embedding (it writes the fp32 residual), the norm weights, A_log and D. For
-// float and double both are one buffer and the one-buffer calls apply.
+// stay fp32 are read: the embedding (it writes the fp32 residual), the norm weights, A_log, D and the
+// dt bias. For float and double both are one buffer and the one-buffer calls apply.
 #pragma once
 
 #include <cstdint>

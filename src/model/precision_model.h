@@ -3,7 +3,7 @@
 // memory) and the fp32 gradient buffer; this owns the model and, in bf16, the working copy:
 //   fp32: Model<float> reads the master parameters themselves.
 //   bf16: Model<bf16> reads a bf16 working copy of them (weights and GEMM operands) beside the master
-//         (the parameters that stay fp32: embedding, norms, A_log, D), and adds fp32 gradients.
+//         (the parameters that stay fp32: embedding, norms, A_log, D, dt bias), and adds fp32 gradients.
 //         weights_changed() refreshes the copy from the master (after each optimizer update).
 #pragma once
 

@@ -24,10 +24,12 @@ inline void matmul_backward(const Context& ctx, T* dinp, G* dweight, G* dbias, c
                             const T* weight, int64_t M, int64_t K, int64_t N) {
   SAMBALM_OP_DISPATCH(ctx, matmul_backward, dinp, dweight, dbias, dout, inp, weight, M, K, N);
 }
-// Strided variant for views into wider rows: inp row stride ld_inp, out row stride ld_out.
-template <typename T>
-inline void matmul_forward_strided(const Context& ctx, T* out, int64_t ld_out, const T* inp, int64_t ld_inp,
-                                   const T* weight, const T* bias, int64_t M, int64_t K, int64_t N) {
+// Strided variant for views into wider rows: inp row stride ld_inp, out row stride ld_out. The output
+// and the bias may be of another type O than the operands (the GPU's bf16 mode computes Mamba's
+// dt_pre = dt_low @ W^T + dt_bias in fp32 with the fp32 dt bias); on the CPU O = T.
+template <typename O, typename T>
+inline void matmul_forward_strided(const Context& ctx, O* out, int64_t ld_out, const T* inp, int64_t ld_inp,
+                                   const T* weight, const O* bias, int64_t M, int64_t K, int64_t N) {
   SAMBALM_OP_DISPATCH(ctx, matmul_forward_strided, out, ld_out, inp, ld_inp, weight, bias, M, K, N);
 }
 template <typename T, typename G>

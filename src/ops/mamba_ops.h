@@ -44,12 +44,13 @@ inline void silu_backward(const Context& ctx, T* dx, const T* dout, const T* x, 
   SAMBALM_OP_DISPATCH(ctx, silu_backward, dx, dout, x, n);
 }
 // out = softplus(x) = log(1 + exp(x)) (x > 20: x, as torch). Strided rows not needed: dt is dense.
-template <typename T>
-inline void softplus_forward(const Context& ctx, T* out, const T* x, int64_t n) {
+// x may be of another type X than out (the GPU's bf16 mode keeps dt_pre, the input, in fp32).
+template <typename T, typename X>
+inline void softplus_forward(const Context& ctx, T* out, const X* x, int64_t n) {
   SAMBALM_OP_DISPATCH(ctx, softplus_forward, out, x, n);
 }
-template <typename T>
-inline void softplus_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n) {
+template <typename T, typename X>
+inline void softplus_backward(const Context& ctx, T* dx, const T* dout, const X* x, int64_t n) {
   SAMBALM_OP_DISPATCH(ctx, softplus_backward, dx, dout, x, n);
 }
 // Gate: out = y * silu(z), z a view with row stride ld_z over rows of D.

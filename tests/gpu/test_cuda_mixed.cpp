@@ -1,6 +1,7 @@
-// The bf16 mixed-precision bodies, whose arguments differ in element type, against double references
-// on odd sizes (inputs rounded to bf16 where the kernel reads bf16, so the reference sees what the
-// kernel sees): the GEMM backward with fp32 weight/bias gradients, the block norms (fp32 residual and
+// The bf16 mixed-precision bodies, whose arguments differ in element type, against the CPU ops run in
+// double on odd sizes (inputs rounded to bf16 where the kernel reads bf16, so the reference sees what
+// the kernel sees): the GEMM backward with fp32 weight/bias gradients, the GEMM with fp32 output and
+// fp32 bias and softplus from fp32 (Mamba's dt_pre and dt bias), the block norms (fp32 residual and
 // weights in, bf16 out; bf16 d(out) in, fp32 d(residual) and weight gradients out), the residual add
 // (fp32 += bf16), the bf16 copy of fp32 parameters, and the conv backward with fp32 dw/dbias.
 // Gradient outputs start from random values (they accumulate); overwritten outputs start as NaN.
@@ -10,6 +11,7 @@
 #include <cstring>
 
 #include "dense_testing.h"
+#include "ops/cpu/cpu_ops.h"
 #include "ops/dense_ops.h"
 #include "ops/mamba_ops.h"
 #include "ops/optim_ops.h"
@@ -46,15 +48,9 @@ TEST(CudaMixed, MatmulBackwardFp32Gradients) {
         ops::matmul_backward(gpu(), d_dinp.get(), d_dw.get(), d_db.get(), d_dout.get(), d_inp.get(), d_w.get(), s.M,
                              s.K, s.N);
       std::vector<double> dinp(to_double(dinp0)), dw(to_double(dw0)), db(to_double(db0));
-      for (int64_t m = 0; m < s.M; ++m)
-        for (int64_t n = 0; n < s.N; ++n) {
-          const double g = dout[m * ld_dout + n];
-          db[n] += g;
-          for (int64_t k = 0; k < s.K; ++k) {
-            dinp[m * ld_dinp + k] += g * w[n * s.K + k];
-            dw[n * s.K + k] += g * inp[m * ld_inp + k];
-          }
-        }
+      const auto inp_d = to_double(inp), w_d = to_double(w), dout_d = to_double(dout);
+      ops::cpu::matmul_backward_strided(dinp.data(), ld_dinp, dw.data(), db.data(), dout_d.data(), ld_dout,
+                                        inp_d.data(), ld_inp, w_d.data(), s.M, s.K, s.N);
       const std::string tag = "M" + std::to_string(s.M) + " K" + std::to_string(s.K) + " N" + std::to_string(s.N) +
                               (strided ? " strided" : "");
       expect_close(to_f32(d_dinp.download()), dinp, kBf16Tol, tag + " dinp (bf16)");
@@ -64,7 +60,55 @@ TEST(CudaMixed, MatmulBackwardFp32Gradients) {
   }
 }
 
-// The norm of a row: RMSNorm (mean == nullptr) or LayerNorm, and its backward, in double.
+// Mamba's dt_pre in bf16 mode: bf16 operands (a strided view), fp32 output and fp32 bias.
+TEST(CudaMixed, MatmulForwardFp32OutputAndBias) {
+  SAMBALM_REQUIRE_GPU();
+  const Shape3 shapes[] = {{1, 7, 5}, {37, 3, 129}, {130, 48, 1000}, {3, 1, 4}};
+  for (const bool with_bias : {false, true}) {
+    for (const auto& s : shapes) {
+      const int64_t ld_inp = s.K + 9, ld_out = s.N + 2;
+      const auto inp = round_bf16(random_vector(s.M * ld_inp, 51)), w = round_bf16(random_vector(s.N * s.K, 52));
+      const auto bias = random_vector(s.N, 53);  // fp32: not rounded
+      std::vector<double> want(s.M * ld_out, 0.0);
+      const auto inp_d = to_double(inp), w_d = to_double(w), bias_d = to_double(bias);
+      ops::cpu::matmul_forward_strided(want.data(), ld_out, inp_d.data(), ld_inp, w_d.data(),
+                                       with_bias ? bias_d.data() : nullptr, s.M, s.K, s.N);
+      DeviceBuffer<bf16> d_inp(to_bf16(inp)), d_w(to_bf16(w));
+      DeviceBuffer<float> d_bias(bias), d_out(nan_vector(s.M * ld_out));
+      ops::matmul_forward_strided(gpu(), d_out.get(), ld_out, d_inp.get(), ld_inp, d_w.get(),
+                                  with_bias ? d_bias.get() : nullptr, s.M, s.K, s.N);
+      const auto full = d_out.download();
+      std::vector<float> got;
+      std::vector<double> ref;
+      for (int64_t m = 0; m < s.M; ++m)
+        for (int64_t n = 0; n < s.N; ++n) got.push_back(full[m * ld_out + n]), ref.push_back(want[m * ld_out + n]);
+      expect_close(got, ref, kF32Tol,
+                   "M" + std::to_string(s.M) + " K" + std::to_string(s.K) + " N" + std::to_string(s.N) +
+                       (with_bias ? " bias" : "") + " out (fp32)");
+    }
+  }
+}
+
+// dt = softplus(dt_pre): fp32 input, bf16 output; the backward adds into bf16 dx from bf16 dout.
+TEST(CudaMixed, SoftplusFp32InputBf16Output) {
+  SAMBALM_REQUIRE_GPU();
+  for (const int64_t n : {int64_t(1), int64_t(1001), int64_t(300007)}) {
+    const auto x = random_vector(n, 61, 30.f);  // both sides of the x > 20 threshold
+    const auto dout = round_bf16(random_vector(n, 62)), dx0 = round_bf16(random_vector(n, 63));
+    std::vector<double> out(n), dx(to_double(dx0));
+    const auto x_d = to_double(x), dout_d = to_double(dout);
+    ops::cpu::softplus_forward(out.data(), x_d.data(), n);
+    ops::cpu::softplus_backward(dx.data(), dout_d.data(), x_d.data(), n);
+    DeviceBuffer<float> d_x(x);
+    DeviceBuffer<bf16> d_out(to_bf16(nan_vector(n))), d_dout(to_bf16(dout)), d_dx(to_bf16(dx0));
+    ops::softplus_forward(gpu(), d_out.get(), d_x.get(), n);
+    ops::softplus_backward(gpu(), d_dx.get(), d_dout.get(), d_x.get(), n);
+    expect_close(to_f32(d_out.download()), out, kBf16Tol, "n " + std::to_string(n) + " softplus (bf16)");
+    expect_close(to_f32(d_dx.download()), dx, kBf16Tol, "n " + std::to_string(n) + " dx (bf16)");
+  }
+}
+
+// The CPU ops in double: RMSNorm or LayerNorm forward, then its backward adding into dx0, dw0, db0.
 struct NormRef {
   std::vector<double> out, mean, rstd, dx, dw, db;
 };
@@ -74,28 +118,14 @@ NormRef norm_ref(bool layer, const std::vector<float>& x, const std::vector<floa
   NormRef r;
   r.out.resize(n * C), r.mean.resize(n), r.rstd.resize(n);
   r.dx = to_double(dx0), r.dw = to_double(dw0), r.db = to_double(db0);
-  for (int64_t i = 0; i < n; ++i) {
-    const float* xr = x.data() + i * C;
-    double mu = 0, var = 0;
-    if (layer) {
-      for (int64_t j = 0; j < C; ++j) mu += xr[j];
-      mu /= double(C);
-    }
-    for (int64_t j = 0; j < C; ++j) var += (xr[j] - mu) * (xr[j] - mu);
-    const double rs = 1.0 / std::sqrt(var / double(C) + eps);
-    r.mean[i] = mu, r.rstd[i] = rs;
-    double sg = 0, sgx = 0;
-    for (int64_t j = 0; j < C; ++j) {
-      const double xh = (xr[j] - mu) * rs, g = double(dout[i * C + j]) * w[j];
-      r.out[i * C + j] = xh * w[j] + (layer ? double(b[j]) : 0.0);
-      sg += g, sgx += g * xh;
-      r.dw[j] += double(dout[i * C + j]) * xh;
-      if (layer) r.db[j] += dout[i * C + j];
-    }
-    for (int64_t j = 0; j < C; ++j) {
-      const double xh = (xr[j] - mu) * rs, g = double(dout[i * C + j]) * w[j];
-      r.dx[i * C + j] += layer ? rs * (g - sg / double(C) - xh * sgx / double(C)) : rs * g - rs * xh * sgx / double(C);
-    }
+  const auto xd = to_double(x), wd = to_double(w), bd = to_double(b), gd = to_double(dout);
+  if (layer) {
+    ops::cpu::layernorm_forward(r.out.data(), r.mean.data(), r.rstd.data(), xd.data(), wd.data(), bd.data(), n, C, eps);
+    ops::cpu::layernorm_backward(r.dx.data(), r.dw.data(), r.db.data(), gd.data(), xd.data(), wd.data(), r.mean.data(),
+                                 r.rstd.data(), n, C);
+  } else {
+    ops::cpu::rmsnorm_forward(r.out.data(), r.rstd.data(), xd.data(), wd.data(), n, C, eps);
+    ops::cpu::rmsnorm_backward(r.dx.data(), r.dw.data(), gd.data(), xd.data(), wd.data(), r.rstd.data(), n, C);
   }
   return r;
 }
@@ -184,18 +214,9 @@ TEST(CudaMixed, ConvBackwardFp32WeightGradients) {
     const auto dx0 = round_bf16(random_vector(B * L * ld_dx, 44));
     const auto dw0 = random_vector(D * K, 45), db0 = random_vector(D, 46);
     std::vector<double> dx(to_double(dx0)), dw(to_double(dw0)), db(to_double(db0));
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < L; ++t)
-        for (int64_t d = 0; d < D; ++d) {
-          const double g = dout[(b * L + t) * D + d];
-          db[d] += g;
-          for (int64_t j = 0; j < K; ++j) {
-            const int64_t s = t - (K - 1) + j;
-            if (s < 0) continue;
-            dw[d * K + j] += g * x[(b * L + s) * ld_x + d];
-            dx[(b * L + s) * ld_dx + d] += g * w[d * K + j];
-          }
-        }
+    const auto x_d = to_double(x), w_d = to_double(w), dout_d = to_double(dout);
+    ops::cpu::causal_conv1d_backward(dx.data(), ld_dx, dw.data(), db.data(), dout_d.data(), x_d.data(), ld_x,
+                                     w_d.data(), static_cast<const double*>(nullptr), B, L, D, K);
     DeviceBuffer<bf16> d_x(to_bf16(x)), d_w(to_bf16(w)), d_dout(to_bf16(dout)), d_dx(to_bf16(dx0));
     DeviceBuffer<float> d_dw(dw0), d_db(db0);
     ops::causal_conv1d_backward(gpu(), d_dx.get(), ld_dx, d_dw.get(), d_db.get(), d_dout.get(), d_x.get(), ld_x,

@@ -95,6 +95,9 @@ SAMBALM_CUDA_MATMUL_DECL(bf16)
 // bf16 A/B and fp32 C/D, beta = 1), d(input) in bf16.
 void matmul_backward(const Context& ctx, bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
                      const bf16* weight, int64_t M, int64_t K, int64_t N);
+// bf16 operands, fp32 output and fp32 bias (Mamba's dt_pre with the fp32 dt bias).
+void matmul_forward_strided(const Context& ctx, float* out, int64_t ld_out, const bf16* inp, int64_t ld_inp,
+                            const bf16* weight, const float* bias, int64_t M, int64_t K, int64_t N);
 void matmul_backward_strided(const Context& ctx, bf16* dinp, int64_t ld_dinp, float* dweight, float* dbias,
                              const bf16* dout, int64_t ld_dout, const bf16* inp, int64_t ld_inp, const bf16* weight,
                              int64_t M, int64_t K, int64_t N);

@@ -67,6 +67,9 @@ SAMBALM_CUDA_NORMS_DECL(bf16, float, float, float)
 // The residual step out = x + f (out may be x): fp32 residual beside an fp32 or bf16 sublayer output.
 void residual_add(const Context& ctx, float* out, const float* x, const float* f, int64_t n);
 void residual_add(const Context& ctx, float* out, const float* x, const bf16* f, int64_t n);
+// bf16 mode: softplus of the fp32 dt_pre into the bf16 dt, and its backward (dx, dout bf16).
+void softplus_forward(const Context& ctx, bf16* out, const float* x, int64_t n);
+void softplus_backward(const Context& ctx, bf16* dx, const bf16* dout, const float* x, int64_t n);
 // The bf16 working copy of the fp32 master parameters (round to nearest even).
 void convert(const Context& ctx, bf16* out, const float* in, int64_t n);
 

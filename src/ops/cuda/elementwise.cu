@@ -71,8 +71,8 @@ __global__ void silu_backward_kernel(S* dx, const S* dout, const S* x, int64_t n
 }
 
 // out = x > 20 ? x : log1p(exp(x))   (torch's threshold)
-template <typename S>
-__global__ void softplus_forward_kernel(S* out, const S* x, int64_t n) {
+template <typename S, typename X>
+__global__ void softplus_forward_kernel(S* out, const X* x, int64_t n) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) {
     const float xi = load(x + i);
     store(out + i, xi > 20.f ? xi : log1pf(expf(xi)));
@@ -80,8 +80,8 @@ __global__ void softplus_forward_kernel(S* out, const S* x, int64_t n) {
 }
 
 // dx += x > 20 ? dout : dout * sigmoid(x)
-template <typename S>
-__global__ void softplus_backward_kernel(S* dx, const S* dout, const S* x, int64_t n) {
+template <typename S, typename X>
+__global__ void softplus_backward_kernel(S* dx, const S* dout, const X* x, int64_t n) {
   for (int64_t i = global_index(); i < n; i += grid_stride()) {
     const float xi = load(x + i), g = load(dout + i);
     add_to(dx + i, xi > 20.f ? g : g * sigmoid(xi));
@@ -181,6 +181,12 @@ void residual_add(const Context& ctx, float* out, const float* x, const float* f
 }
 void residual_add(const Context& ctx, float* out, const float* x, const bf16* f, int64_t n) {
   SAMBALM_LAUNCH_1D(residual_add_kernel, n, out, x, dev(f), n);
+}
+void softplus_forward(const Context& ctx, bf16* out, const float* x, int64_t n) {
+  SAMBALM_LAUNCH_1D(softplus_forward_kernel, n, dev(out), x, n);
+}
+void softplus_backward(const Context& ctx, bf16* dx, const bf16* dout, const float* x, int64_t n) {
+  SAMBALM_LAUNCH_1D(softplus_backward_kernel, n, dev(dx), dev(dout), x, n);
 }
 void convert(const Context& ctx, bf16* out, const float* in, int64_t n) {
   SAMBALM_LAUNCH_1D(convert_kernel, n, dev(out), in, n);

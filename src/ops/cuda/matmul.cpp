@@ -108,13 +108,13 @@ constexpr cudaDataType_t data_type() {
     return CUDA_R_16BF;
 }
 
-template <typename T>
-void forward_impl(const Context& ctx, T* out, int64_t ld_out, const T* inp, int64_t ld_inp, const T* weight,
-                  const T* bias, int64_t M, int64_t K, int64_t N) {
+template <typename T, typename O>
+void forward_impl(const Context& ctx, O* out, int64_t ld_out, const T* inp, int64_t ld_inp, const T* weight,
+                  const O* bias, int64_t M, int64_t K, int64_t N) {
   if (K == 0) {  // an empty sum: out = bias (or 0); cuBLASLt rejects k = 0
     SAMBALM_CHECK(bias == nullptr && ld_out == N, "matmul_forward on {}: K = 0 with a bias or strided output",
                   ctx.name());
-    SAMBALM_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(T) * M * N, stream_of(ctx)));
+    SAMBALM_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(O) * M * N, stream_of(ctx)));
     return;
   }
   Gemm g;
@@ -124,7 +124,7 @@ void forward_impl(const Context& ctx, T* out, int64_t ld_out, const T* inp, int6
   g.b = inp, g.ldb = ld_inp;
   g.c = out, g.ldc = ld_out;
   g.bias = bias;
-  lt_gemm(ctx, data_type<T>(), data_type<T>(), g);
+  lt_gemm(ctx, data_type<T>(), data_type<O>(), g);
 }
 
 template <typename T, typename G>
@@ -176,6 +176,10 @@ void backward_impl(const Context& ctx, T* dinp, int64_t ld_dinp, G* dweight, G* 
 SAMBALM_CUDA_MATMUL_DEF(float)
 SAMBALM_CUDA_MATMUL_DEF(bf16)
 
+void matmul_forward_strided(const Context& ctx, float* out, int64_t ld_out, const bf16* inp, int64_t ld_inp,
+                            const bf16* weight, const float* bias, int64_t M, int64_t K, int64_t N) {
+  forward_impl(ctx, out, ld_out, inp, ld_inp, weight, bias, M, K, N);
+}
 void matmul_backward(const Context& ctx, bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
                      const bf16* weight, int64_t M, int64_t K, int64_t N) {
   backward_impl(ctx, dinp, K, dweight, dbias, dout, N, inp, K, weight, M, K, N);
