@@ -42,11 +42,13 @@ std::string write_tree(const std::string& dir) {
   return dir + "/in";
 }
 
-std::vector<std::string> prepare_args(const std::string& in, const std::string& out) {
-  std::istringstream s(
-      "prepare -q -t bytes --split train --group-by meta.redpajama_set_name --train-fraction 0.8 "
-      "--shard-tokens 40000 --threads 1 --checkpoint-seconds 0 --out " +
-      out + " " + in);
+// `format`: the output options (default: grouped sambalm shards).
+std::vector<std::string> prepare_args(const std::string& in, const std::string& out,
+                                      const std::string& format =
+                                          "--group-by meta.redpajama_set_name "
+                                          "--shard-tokens 40000") {
+  std::istringstream s("prepare -q -t bytes --split train --train-fraction 0.8 --threads 1 --checkpoint-seconds 0 " +
+                       format + " --out " + out + " " + in);
   std::vector<std::string> a;
   for (std::string w; s >> w;) a.push_back(w);
   return a;
@@ -109,7 +111,7 @@ std::map<std::string, std::string> tree_bytes(const std::string& dir) {
 void expect_whole_shards(const std::string& dir) {
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
     if (e.path().filename().string().ends_with(".bin")) {
-      EXPECT_NO_THROW(Shard::open(e.path().string())) << e.path();
+      EXPECT_NO_THROW(Shard::open(e.path().string(), 256)) << e.path();  // the bytes tokenizer's vocabulary
     }
   }
 }
@@ -156,6 +158,22 @@ TEST(PrepareResume, KilledTwiceThenRerunGivesTheSameBytes) {
     ASSERT_NE(it, got.end()) << name;
     EXPECT_TRUE(it->second == bytes) << name << " differs from the uninterrupted run's";
   }
+}
+
+// lit_gpt PackedDataset chunks, one output set: killed while writing chunks, then finished.
+TEST(PrepareResume, LitPkdChunksKilledWhileWritingThenFinished) {
+  const auto dir = test::temp_dir("prepare_resume_litpkd");
+  const auto in = write_tree(dir);
+  const std::string ref = dir + "/ref", out = dir + "/out", log = dir + "/log.txt";
+  const std::string format = "--format litpkd --sep-token 0 --chunk-size 60000";
+  ASSERT_EQ(wait_exit(spawn(prepare_args(in, ref, format), log)), 0);
+  ASSERT_TRUE(fs::exists(ref + "/train_0000000005.bin"));
+  ASSERT_TRUE(kill_when(prepare_args(in, out, format), out, log, [](const nlohmann::json& s) {
+    return s.contains("shards") && s["shards"].size() >= 2;
+  })) << "the run ended before it wrote 2 chunks";
+  expect_whole_shards(out);
+  ASSERT_EQ(wait_exit(spawn(prepare_args(in, out, format), log)), 0);
+  EXPECT_TRUE(tree_bytes(out) == tree_bytes(ref));
 }
 
 TEST(PrepareResume, AStateOfOtherOptionsIsRefusedWithoutOverwrite) {
