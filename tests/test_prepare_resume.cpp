@@ -194,6 +194,15 @@ TEST(PrepareResume, AStateOfOtherOptionsIsRefusedWithoutOverwrite) {
   EXPECT_EQ(test::run_cli(other + " --overwrite", &output), 0) << output;
   EXPECT_FALSE(fs::exists(out + "/prepare.state.json"));
   EXPECT_FALSE(fs::exists(out + "/RedPajamaC4/tokens.stream.tmp"));
+  // Started over without groups: the interrupted run's group streams are gone too.
+  ASSERT_TRUE(kill_when(prepare_args(in, out, "--group-by meta.redpajama_set_name --overwrite"), out, log,
+                        [](const nlohmann::json& s) { return s.value("files_done", 0) >= 2; }));
+  ASSERT_TRUE(fs::exists(out + "/RedPajamaBook/tokens.stream.tmp"));
+  EXPECT_EQ(test::run_cli("prepare -q -t bytes --split train --threads 1 --overwrite --out " + out + " " + in, &output),
+            0)
+      << output;
+  EXPECT_FALSE(fs::exists(out + "/RedPajamaBook/tokens.stream.tmp"));
+  EXPECT_FALSE(fs::exists(out + "/prepare.state.json"));
 }
 
 TEST(PrepareResume, AMissingStreamIsAClearError) {

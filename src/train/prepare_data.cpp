@@ -270,6 +270,11 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
                       "{}: holds an interrupted prepare of other inputs, options or tokenizer ({}); run that command "
                       "again to finish it, or give --overwrite to start over",
                       o.output_dir, kStateFile);
+        // Starting over: the old run's scratch streams go too (its groups may not come back).
+        if (!st.is_discarded() && st.is_object() && st.contains("groups") && st["groups"].is_object())
+          for (const auto& [name, g] : st["groups"].items())
+            if (sanitize_group_name(name) == name || name.empty())
+              fs::remove(fs::path(name.empty() ? o.output_dir : o.output_dir + "/" + name) / kStreamFile, ec);
         fs::remove(state_path);
       }
     }
