@@ -71,20 +71,40 @@ const nlohmann::json* lookup(const nlohmann::json& j, const std::string& path) {
   }
 }
 
-// One output shard set: a directory with its token stream (4 bytes per token) in a scratch file (no
-// fsync: it is removed once the shards, which are written atomically, exist).
+// One output shard set: a directory with its token stream in a scratch file, `width` bytes per token
+// (uint16 when the vocabulary fits, as the shards, else int32; native order), removed once the
+// shards, which are written atomically, exist.
 struct Group {
   std::string dir, tmp_path;
   FILE* f = nullptr;
+  size_t width = 4;
   uint64_t tokens = 0, documents = 0;
+  std::vector<uint16_t> narrow;
   ~Group() {
     if (f) std::fclose(f);
     std::error_code ec;
     if (!tmp_path.empty()) fs::remove(tmp_path, ec);
   }
-  void write(const void* p, size_t n) {
-    if (n == 0) return;  // an empty document's ids: data() of an empty vector may be null
-    SAMBALM_CHECK(std::fwrite(p, 1, n, f) == n, "{}: write failed (disk full?)", tmp_path);
+  void write(const std::vector<int32_t>& ids) {
+    if (ids.empty()) return;  // an empty document's ids: data() of an empty vector may be null
+    const void* p = ids.data();
+    if (width == 2) {  // every id is below the vocabulary size, so it fits
+      narrow.assign(ids.begin(), ids.end());
+      p = narrow.data();
+    }
+    SAMBALM_CHECK(std::fwrite(p, width, ids.size(), f) == ids.size(), "{}: write failed (disk full?)", tmp_path);
+  }
+  // Tokens [a, a + n) of the stream into out.
+  void read(uint64_t a, size_t n, std::vector<int32_t>& out) {
+    SAMBALM_CHECK(std::fseek(f, long(a * width), SEEK_SET) == 0, "{}: cannot seek", tmp_path);
+    out.resize(n);
+    if (width == 4) {
+      SAMBALM_CHECK(std::fread(out.data(), 4, n, f) == n, "{}: read failed", tmp_path);
+      return;
+    }
+    narrow.resize(n);
+    SAMBALM_CHECK(std::fread(narrow.data(), 2, n, f) == n, "{}: read failed", tmp_path);
+    std::copy(narrow.begin(), narrow.end(), out.begin());
   }
 };
 
@@ -235,6 +255,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   const bool check_utf8 = tok.kind() != "bytes";
   const std::optional<int32_t> eos = o.append_eos ? tok.eos_id() : std::nullopt;
   const int32_t vocab = tok.vocab_size();
+  const size_t stream_width = size_t(shard_token_bytes(vocab));
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
 
   // Everything the output depends on. The tokenizer is known by its name, kind, vocabulary and the
@@ -298,6 +319,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
       g->dir = group_dir(name);
       if (grouped) clear_shard_dir(g->dir, o.overwrite);
       g->tmp_path = g->dir + "/" + kStreamFile;
+      g->width = stream_width;
       g->f = std::fopen(g->tmp_path.c_str(), "w+b");
       SAMBALM_CHECK(g->f, "{}: cannot create", g->tmp_path);
     }
@@ -318,11 +340,12 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
       g->documents = gs.at("documents").get<uint64_t>();
       std::error_code ec;
       const auto have = fs::file_size(g->tmp_path, ec);
-      SAMBALM_CHECK(!ec && have >= g->tokens * sizeof(int32_t),
+      g->width = stream_width;
+      SAMBALM_CHECK(!ec && have >= g->tokens * g->width,
                     "{}: the interrupted prepare's token stream is missing or shorter than recorded ({} tokens); "
                     "give --overwrite to start over",
                     g->tmp_path, g->tokens);
-      fs::resize_file(g->tmp_path, g->tokens * sizeof(int32_t));
+      fs::resize_file(g->tmp_path, g->tokens * g->width);
       g->f = std::fopen(g->tmp_path.c_str(), "r+b");
       SAMBALM_CHECK(g->f && std::fseek(g->f, 0, SEEK_END) == 0, "{}: cannot reopen", g->tmp_path);
       remove_partial_files(g->dir);
@@ -424,7 +447,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
         continue;
       }
       Group& g = group_for(group_names[u]);
-      g.write(out[u].data(), out[u].size() * sizeof(int32_t));
+      g.write(out[u]);
       g.tokens += out[u].size();
       prog.tokens += out[u].size();
       if (batch[u].ends_document) {
@@ -525,12 +548,10 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
             if (!ec && size == it->at("bytes").get<uint64_t>() && file_crc32(path) == it->at("crc32").get<uint32_t>())
               continue;
           }
-          SAMBALM_CHECK(std::fseek(g->f, long(a * sizeof(int32_t)), SEEK_SET) == 0, "{}: cannot seek", g->tmp_path);
           auto copy = [&](auto& w) {
             for (uint64_t c = a; c < b;) {
               const size_t n = size_t(std::min<uint64_t>(b - c, kReadBackTokens));
-              block.resize(n);
-              SAMBALM_CHECK(std::fread(block.data(), sizeof(int32_t), n, g->f) == n, "{}: read failed", g->tmp_path);
+              g->read(c, n, block);
               w.append(block.data(), n);
               c += n;
             }
