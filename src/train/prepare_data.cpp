@@ -124,11 +124,11 @@ constexpr size_t kChunkBytes = 1 << 20;      // pieces of a large plain-text doc
 constexpr size_t kBatchBytes = 32u << 20;    // text per parallel batch
 constexpr size_t kReadBackTokens = 1 << 20;  // tokens per read when cutting a stream into shards
 
-// Resuming (docs/DATA.md, "Interrupted runs"). While a run is under way OUT/prepare.state.json records
-// what it depends on (options, tokenizer, every input's size and mtime) and how far it got: the input
-// files whose tokens are safely in the groups' streams (each stream's length then), and every shard
-// written since, with its size and CRC-32. A run that finds a state of the same key continues from
-// there; the state and the streams are removed when the run completes.
+// Resuming (docs/DATA.md, "Interrupted? Run the same command again"). While a run is under way OUT/prepare.state.json
+// records what it depends on (options, tokenizer, every input's size and mtime) and how far it got: the input files
+// whose tokens are safely in the groups' streams (each stream's length then), and every shard written since, with its
+// size and CRC-32. A run that finds a state of the same key continues from there; the state and the streams are removed
+// when the run completes.
 constexpr const char* kStateFile = "prepare.state.json";
 constexpr const char* kStreamFile = "tokens.stream.tmp";
 
