@@ -78,7 +78,7 @@ echo "check_data_doc: running $(grep -c . doc_commands.sh) lines of docs/DATA.md
 # shellcheck disable=SC1091
 source ./doc_commands.sh
 # What the page promises: seven sources, a mixture run and its resumed continuation, litpkd chunks.
-test "$(ls -d data/slim_train/RedPajama* | wc -l)" = 7
+test "$(find data/slim_train -mindepth 1 -maxdepth 1 -type d -name 'RedPajama*' | wc -l)" = 7
 test -f runs/samba_421m/metrics.jsonl
 grep -q '"step": 6' runs/samba_421m/metrics.jsonl || grep -q '"step":6' runs/samba_421m/metrics.jsonl
 test -f runs/from_litgpt/metrics.jsonl
