@@ -10,7 +10,7 @@ PKGS=(
   libsentencepiece-dev libcpp-httplib-dev libpcre2-dev libzstd-dev zlib1g-dev
   openmpi-bin libopenmpi-dev
   clang libclang-rt-14-dev
-  python3 python3.11-doc gnuplot-nox zip unzip time valgrind
+  python3 python3.11-doc gnuplot-nox zip unzip zstd time valgrind
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -70,6 +70,8 @@ const std::vector<NumericOption>& options() {
       {"prepare", "--train-fraction", 0, 1, false, "in [0, 1]"},
       {"prepare", "--shard-tokens", 1, 2147483648.0, true, "in [1, 2147483648]"},
       {"prepare", "--threads", 0, 4096, true, "in [0, 4096]"},
+      {"prepare", "--workers", 0, 4096, true, "in [0, 4096]"},
+      {"prepare", "--checkpoint-seconds", 0, 86400, false, "in [0, 86400]"},
       {"prepare", "--percentage", 0, 1, false, "in [0, 1]"},
       {"prepare", "--chunk-size", 1, 2147483648.0, true, "in [1, 2147483648]"},
       {"prepare", "--sep-token", 0, 2147483647.0, true, "in [0, 2147483647]"},

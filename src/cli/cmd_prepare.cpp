@@ -59,6 +59,9 @@ Action add(CLI::App& app) {
       "Documents are tokenized on all cores, in input order, each followed by the tokenizer's EOS (if any).\n"
       "The first int(train_fraction * n) tokens go to OUT/train_NNNNNN.bin, the rest to OUT/val_NNNNNN.bin\n"
       "(format: docs/FORMATS.md, 'Token shards'), with OUT/meta.json. Same inputs and options, same bytes.\n"
+      "Interrupted (killed, Ctrl-C, power loss)? Run the same command again: it continues from OUT/prepare.state.json\n"
+      "(finished input files and shards are kept, shards checked against their recorded CRC-32) and writes the\n"
+      "same bytes as an uninterrupted run.\n"
       "--format litpkd writes lit_gpt PackedDataset chunks instead (OUT/train_NNNNNNNNNN.bin, ...), which the\n"
       "original Samba trainer reads; 'sambalm train' reads both.\n"
       "Examples:\n"
@@ -102,6 +105,12 @@ Action add(CLI::App& app) {
                   "JSON field (a.b: nested) whose value names each document's output subdirectory");
   sub->add_flag("--skip-bad-lines", o->p.skip_bad_lines, "Skip and count bad JSON lines instead of stopping");
   in_range(sub->add_option("--threads", o->p.threads, "Threads (0: all cores)")->default_val(0), 0, 4096);
+  in_range(sub->add_option("--workers", o->p.threads, "Same as --threads (the name prepare_slimpajama.py users know)"),
+           0, 4096);
+  in_range(sub->add_option("--checkpoint-seconds", o->p.checkpoint_seconds,
+                           "Seconds between records of progress that a killed run resumes from (0: every input file)")
+               ->default_val(30),
+           0.0, 86400.0);
   sub->add_flag("--no-eos", o->no_eos, "Do not append EOS after each document");
   sub->add_flag("--overwrite", o->p.overwrite, "Replace shards already in the output directory");
   sub->add_flag("--quiet,-q", o->quiet, "No progress output");
@@ -112,6 +121,7 @@ Action add(CLI::App& app) {
     p.append_eos = !o->no_eos;
     if (o->sep_token) p.sep_token = int32_t(*o->sep_token);
     if (!o->quiet) p.progress = ProgressPrinter();
+    p.notice = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
     PrepareResult r = prepare_shards(*tok, p);
     std::printf(
         "%s: %llu documents, %llu bytes -> %llu train tokens (%zu shards), %llu validation tokens (%zu shards)"

@@ -74,8 +74,13 @@ std::string litpkd_chunk_path(const std::string& dir, const std::string& prefix,
 }
 
 LitPkdWriter::LitPkdWriter(std::string dir, std::string prefix, uint64_t chunk_size, int32_t sep_token,
-                           uint8_t dtype_code)
-    : dir_(std::move(dir)), prefix_(std::move(prefix)), chunk_size_(chunk_size), sep_(sep_token), code_(dtype_code) {
+                           uint8_t dtype_code, uint64_t first_index)
+    : dir_(std::move(dir)),
+      prefix_(std::move(prefix)),
+      chunk_size_(chunk_size),
+      first_index_(first_index),
+      sep_(sep_token),
+      code_(dtype_code) {
   SAMBALM_CHECK(chunk_size_ >= 1, "PackedDataset chunk size must be at least 1");
   SAMBALM_CHECK(code_ == kLitPkdUint16 || code_ == kLitPkdInt32,
                 "PackedDataset writer: dtype code {} (uint16: 8, int32: 4)", code_);
@@ -89,7 +94,8 @@ void LitPkdWriter::append(const int32_t* ids, size_t n) {
   const int32_t hi = code_ == kLitPkdUint16 ? 65535 : INT32_MAX;
   for (size_t i = 0; i < n; ++i) {
     SAMBALM_CHECK(ids[i] >= 0 && ids[i] <= hi, "{}: token {} does not fit {}",
-                  litpkd_chunk_path(dir_, prefix_, files_.size()), ids[i], code_ == kLitPkdUint16 ? "uint16" : "int32");
+                  litpkd_chunk_path(dir_, prefix_, first_index_ + files_.size()), ids[i],
+                  code_ == kLitPkdUint16 ? "uint16" : "int32");
     chunk_.push_back(ids[i]);
     if (chunk_.size() == chunk_size_) write_chunk();
   }
@@ -101,7 +107,7 @@ void LitPkdWriter::finish() {
 
 void LitPkdWriter::write_chunk() {
   chunk_.resize(size_t(chunk_size_), sep_);  // the builder's sep_token fill of an unused tail
-  const std::string path = litpkd_chunk_path(dir_, prefix_, files_.size());
+  const std::string path = litpkd_chunk_path(dir_, prefix_, first_index_ + files_.size());
   const int w = code_ == kLitPkdUint16 ? 2 : 4;
   std::vector<uint8_t> bytes(kLitPkdHeaderBytes + chunk_.size() * size_t(w));
   std::memcpy(bytes.data(), kLitPkdMagic, 7);

@@ -42,10 +42,12 @@ std::string litpkd_chunk_path(const std::string& dir, const std::string& prefix,
 
 // Cuts a token stream into chunk files as PackedDatasetBuilder does: a chunk is written when full;
 // finish() writes the last one, its tail filled with sep_token (nothing when no token is pending).
-// Each file is written as name.tmp and renamed when complete.
+// Each file is written as name.tmp and renamed when complete. Chunk files are numbered from
+// first_index (a resumed `prepare` writes one chunk at a time).
 class LitPkdWriter {
  public:
-  LitPkdWriter(std::string dir, std::string prefix, uint64_t chunk_size, int32_t sep_token, uint8_t dtype_code);
+  LitPkdWriter(std::string dir, std::string prefix, uint64_t chunk_size, int32_t sep_token, uint8_t dtype_code,
+               uint64_t first_index = 0);
   // Throws Error for a token the dtype cannot hold.
   void append(const int32_t* ids, size_t n);
   void finish();
@@ -54,7 +56,7 @@ class LitPkdWriter {
  private:
   void write_chunk();
   std::string dir_, prefix_;
-  uint64_t chunk_size_;
+  uint64_t chunk_size_, first_index_;
   int32_t sep_;
   uint8_t code_;
   std::vector<int32_t> chunk_;

@@ -6,6 +6,7 @@
 
 #include <omp.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <chrono>
@@ -70,20 +71,40 @@ const nlohmann::json* lookup(const nlohmann::json& j, const std::string& path) {
   }
 }
 
-// One output shard set: a directory with its token stream (4 bytes per token) in a scratch file (no
-// fsync: it is removed once the shards, which are written atomically, exist).
+// One output shard set: a directory with its token stream in a scratch file, `width` bytes per token
+// (uint16 when the vocabulary fits, as the shards, else int32; native order), removed once the
+// shards, which are written atomically, exist.
 struct Group {
   std::string dir, tmp_path;
   FILE* f = nullptr;
+  size_t width = 4;
   uint64_t tokens = 0, documents = 0;
+  std::vector<uint16_t> narrow;
   ~Group() {
     if (f) std::fclose(f);
     std::error_code ec;
     if (!tmp_path.empty()) fs::remove(tmp_path, ec);
   }
-  void write(const void* p, size_t n) {
-    if (n == 0) return;  // an empty document's ids: data() of an empty vector may be null
-    SAMBALM_CHECK(std::fwrite(p, 1, n, f) == n, "{}: write failed (disk full?)", tmp_path);
+  void write(const std::vector<int32_t>& ids) {
+    if (ids.empty()) return;  // an empty document's ids: data() of an empty vector may be null
+    const void* p = ids.data();
+    if (width == 2) {  // every id is below the vocabulary size, so it fits
+      narrow.assign(ids.begin(), ids.end());
+      p = narrow.data();
+    }
+    SAMBALM_CHECK(std::fwrite(p, width, ids.size(), f) == ids.size(), "{}: write failed (disk full?)", tmp_path);
+  }
+  // Tokens [a, a + n) of the stream into out.
+  void read(uint64_t a, size_t n, std::vector<int32_t>& out) {
+    SAMBALM_CHECK(std::fseek(f, long(a * width), SEEK_SET) == 0, "{}: cannot seek", tmp_path);
+    out.resize(n);
+    if (width == 4) {
+      SAMBALM_CHECK(std::fread(out.data(), 4, n, f) == n, "{}: read failed", tmp_path);
+      return;
+    }
+    narrow.resize(n);
+    SAMBALM_CHECK(std::fread(narrow.data(), 2, n, f) == n, "{}: read failed", tmp_path);
+    std::copy(narrow.begin(), narrow.end(), out.begin());
   }
 };
 
@@ -102,6 +123,38 @@ void clear_shard_dir(const std::string& dir, bool overwrite) {
 constexpr size_t kChunkBytes = 1 << 20;      // pieces of a large plain-text document
 constexpr size_t kBatchBytes = 32u << 20;    // text per parallel batch
 constexpr size_t kReadBackTokens = 1 << 20;  // tokens per read when cutting a stream into shards
+
+// Resuming (docs/DATA.md, "Interrupted? Run the same command again"). While a run is under way OUT/prepare.state.json
+// records what it depends on (options, tokenizer, every input's size and mtime) and how far it got: the input files
+// whose tokens are safely in the groups' streams (each stream's length then), and every shard written since, with its
+// size and CRC-32. A run that finds a state of the same key continues from there; the state and the streams are removed
+// when the run completes.
+constexpr const char* kStateFile = "prepare.state.json";
+constexpr const char* kStreamFile = "tokens.stream.tmp";
+
+uint32_t file_crc32(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  SAMBALM_CHECK(f, "{}: cannot open", path);
+  std::vector<unsigned char> buf(1 << 20);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (size_t n; (n = std::fread(buf.data(), 1, buf.size(), f)) > 0;) crc = crc32(crc, buf.data(), uInt(n));
+  std::fclose(f);
+  return uint32_t(crc);
+}
+
+// Leftovers of a killed write: `name.tmp` files beside the shards (never the stream).
+void remove_partial_files(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.ends_with(".tmp") && name != kStreamFile) fs::remove(e.path(), ec);
+  }
+}
+
+void sync_stream(FILE* f, const std::string& path) {
+  SAMBALM_CHECK(std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0, "{}: write failed (disk full?)", path);
+}
 
 }  // namespace
 
@@ -169,16 +222,20 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   SAMBALM_CHECK(o.format == "sambalm" || o.format == "litpkd", "--format must be sambalm or litpkd, got '{}'",
                 o.format);
   SAMBALM_CHECK(o.chunk_size > 0, "--chunk-size must be positive, got {}", o.chunk_size);
+  SAMBALM_CHECK(o.checkpoint_seconds >= 0, "--checkpoint-seconds must be at least 0, got {}", o.checkpoint_seconds);
   SAMBALM_CHECK(!o.output_dir.empty(), "prepare: an output directory is required");
   const std::vector<std::string> files = expand_inputs(o.inputs, o.split, o.percentage);
   // Nothing to read is an error before any output exists (empty files, or none readable).
   uint64_t input_bytes = 0;
+  nlohmann::json input_list = nlohmann::json::array();  // what a resumed run must find unchanged
   for (const auto& f : files) {
     std::error_code ec;
     const auto n = fs::file_size(f, ec);
     SAMBALM_CHECK(!ec, "{}: cannot read: {}", f, ec.message());
     SAMBALM_CHECK(::access(f.c_str(), R_OK) == 0, "{}: cannot read: permission denied", f);
     input_bytes += n;
+    const auto mtime = fs::last_write_time(f, ec).time_since_epoch().count();
+    input_list.push_back({f, n, int64_t(mtime)});
   }
   SAMBALM_CHECK(input_bytes > 0, "prepare: the inputs ({} file{}) hold no text: nothing to tokenize", files.size(),
                 files.size() == 1 ? "" : "s");
@@ -195,31 +252,142 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
                   tok.vocab_size());
   }
   const bool grouped = !o.group_by.empty();
-  if (!grouped) clear_shard_dir(o.output_dir, o.overwrite);
-  fs::create_directories(o.output_dir);
-
   const bool check_utf8 = tok.kind() != "bytes";
   const std::optional<int32_t> eos = o.append_eos ? tok.eos_id() : std::nullopt;
   const int32_t vocab = tok.vocab_size();
+  const size_t stream_width = size_t(shard_token_bytes(vocab));
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+
+  // Everything the output depends on. The tokenizer is known by its name, kind, vocabulary and the
+  // ids of a probe text, so a different model under the same path is noticed too.
+  std::vector<int32_t> probe;
+  tok.encode("Resume probe: 12345, \xc3\xa9t\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x99\x82\n\tend", probe);
+  const nlohmann::json key = {
+      {"tokenizer", o.tokenizer_name.empty() ? tok.source() : o.tokenizer_name},
+      {"tokenizer_kind", tok.kind()},
+      {"vocab_size", vocab},
+      {"probe_ids", probe},
+      {"eos", eos ? nlohmann::json(*eos) : nlohmann::json(nullptr)},
+      {"format", o.format},
+      {"sep", sep},
+      {"chunk_size", o.chunk_size},
+      {"shard_tokens", o.shard_tokens},
+      {"train_fraction", o.train_fraction},
+      {"text_field", o.text_field},
+      {"group_by", o.group_by},
+      {"skip_bad_lines", o.skip_bad_lines},
+      {"inputs", input_list},
+  };
+  const std::string state_path = o.output_dir + "/" + kStateFile;
+  std::optional<nlohmann::json> resumed;  // the state this run continues from
+  {
+    std::error_code ec;
+    if (fs::exists(state_path, ec)) {
+      auto st = nlohmann::json::parse(read_text_file(state_path), nullptr, false);
+      if (!st.is_discarded() && st.is_object() && st.value("key", nlohmann::json()) == key) {
+        resumed = std::move(st);
+      } else {
+        SAMBALM_CHECK(o.overwrite,
+                      "{}: holds an interrupted prepare of other inputs, options or tokenizer ({}); run that command "
+                      "again to finish it, or give --overwrite to start over",
+                      o.output_dir, kStateFile);
+        // Starting over: the old run's scratch streams go too (its groups may not come back).
+        if (!st.is_discarded() && st.is_object() && st.contains("groups") && st["groups"].is_object())
+          for (const auto& [name, g] : st["groups"].items())
+            if (sanitize_group_name(name) == name || name.empty())
+              fs::remove(fs::path(name.empty() ? o.output_dir : o.output_dir + "/" + name) / kStreamFile, ec);
+        fs::remove(state_path);
+      }
+    }
+  }
+  if (!resumed && !grouped) clear_shard_dir(o.output_dir, o.overwrite);
+  fs::create_directories(o.output_dir);
 
   PrepareProgress prog;
   prog.bytes_total = input_bytes;
   PrepareResult r;
+  size_t files_done = 0;
+  nlohmann::json state = {
+      {"key", key}, {"files_done", 0}, {"groups", nlohmann::json::object()}, {"shards", nlohmann::json::object()}};
 
   std::map<std::string, std::unique_ptr<Group>> groups;  // by directory name
+  auto group_dir = [&](const std::string& name) { return grouped ? o.output_dir + "/" + name : o.output_dir; };
   auto group_for = [&](const std::string& name) -> Group& {
     auto& g = groups[name];
     if (!g) {
       g = std::make_unique<Group>();
-      g->dir = grouped ? o.output_dir + "/" + name : o.output_dir;
+      g->dir = group_dir(name);
       if (grouped) clear_shard_dir(g->dir, o.overwrite);
-      g->tmp_path = g->dir + "/tokens.stream.tmp";
+      g->tmp_path = g->dir + "/" + kStreamFile;
+      g->width = stream_width;
       g->f = std::fopen(g->tmp_path.c_str(), "w+b");
       SAMBALM_CHECK(g->f, "{}: cannot create", g->tmp_path);
     }
     return *g;
   };
+
+  if (resumed) {
+    // The streams are cut back to their length at the checkpoint: tokens after it are made again.
+    const nlohmann::json& st = *resumed;
+    files_done = st.at("files_done").get<size_t>();
+    SAMBALM_CHECK(files_done <= files.size(), "{}: records {} input files done of {}", state_path, files_done,
+                  files.size());
+    for (const auto& [name, gs] : st.at("groups").items()) {
+      auto g = std::make_unique<Group>();
+      g->dir = group_dir(name);
+      g->tmp_path = g->dir + "/" + kStreamFile;
+      g->tokens = gs.at("tokens").get<uint64_t>();
+      g->documents = gs.at("documents").get<uint64_t>();
+      std::error_code ec;
+      const auto have = fs::file_size(g->tmp_path, ec);
+      g->width = stream_width;
+      SAMBALM_CHECK(!ec && have >= g->tokens * g->width,
+                    "{}: the interrupted prepare's token stream is missing or shorter than recorded ({} tokens); "
+                    "give --overwrite to start over",
+                    g->tmp_path, g->tokens);
+      fs::resize_file(g->tmp_path, g->tokens * g->width);
+      g->f = std::fopen(g->tmp_path.c_str(), "r+b");
+      SAMBALM_CHECK(g->f && std::fseek(g->f, 0, SEEK_END) == 0, "{}: cannot reopen", g->tmp_path);
+      remove_partial_files(g->dir);
+      prog.tokens += g->tokens;
+      groups[name] = std::move(g);
+    }
+    prog.documents = st.at("documents").get<uint64_t>();
+    prog.bytes_done = st.at("bytes_done").get<uint64_t>();
+    r.bad_lines = st.at("bad_lines").get<uint64_t>();
+    r.first_bad_line = st.at("first_bad_line").get<std::string>();
+    state = st;
+    r.resumed_files = files_done;
+    if (o.notice)
+      o.notice(fmt::format("prepare: resuming {}: {} of {} input files done, {} tokens kept, {} shards to verify",
+                           o.output_dir, files_done, files.size(), prog.tokens, state["shards"].size()));
+  }
+
+  // Makes the streams durable, then records how far they go; a kill after this loses nothing before it.
+  auto checkpoint = [&] {
+    state["files_done"] = files_done;
+    state["documents"] = prog.documents;
+    state["bytes_done"] = prog.bytes_done;
+    state["bad_lines"] = r.bad_lines;
+    state["first_bad_line"] = r.first_bad_line;
+    state["groups"] = nlohmann::json::object();
+    for (auto& [name, g] : groups) {
+      sync_stream(g->f, g->tmp_path);
+      state["groups"][name] = {{"tokens", g->tokens}, {"documents", g->documents}};
+    }
+    write_file_atomic(state_path, state.dump() + "\n");
+  };
+  // A failed run (bad input, disk full) leaves nothing to resume: its streams go with the groups.
+  struct StateGuard {
+    const std::string& path;
+    bool armed = true;
+    ~StateGuard() {
+      std::error_code ec;
+      if (armed) fs::remove(path, ec);
+    }
+  } state_guard{state_path};
+  if (!resumed) checkpoint();
+  auto last_checkpoint = clock::now();
 
   std::vector<Unit> batch;
   size_t batch_bytes = 0;
@@ -279,7 +447,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
         continue;
       }
       Group& g = group_for(group_names[u]);
-      g.write(out[u].data(), out[u].size() * sizeof(int32_t));
+      g.write(out[u]);
       g.tokens += out[u].size();
       prog.tokens += out[u].size();
       if (batch[u].ends_document) {
@@ -298,7 +466,7 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
     if (batch_bytes >= kBatchBytes) run_batch();
   };
 
-  for (size_t fi = 0; fi < files.size(); ++fi) {
+  for (size_t fi = files_done; fi < files.size(); ++fi) {
     if (is_json_lines(files[fi])) {
       LineReader reader(files[fi]);
       std::string line;
@@ -335,10 +503,20 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
         add(std::move(u));
       }
     }
+    files_done = fi + 1;
+    if (std::chrono::duration<double>(clock::now() - last_checkpoint).count() >= o.checkpoint_seconds &&
+        files_done < files.size()) {
+      if (!batch.empty()) run_batch();
+      checkpoint();
+      last_checkpoint = clock::now();
+    }
   }
   if (!batch.empty()) run_batch();
   SAMBALM_CHECK(prog.tokens > 0, "prepare: the inputs ({} documents{}) gave no tokens: nothing to write",
                 prog.documents, r.bad_lines ? fmt::format(", {} bad lines skipped", r.bad_lines) : "");
+
+  // Every token is in a stream now; from here each shard is recorded as it is written.
+  checkpoint();
 
   // Cut each group's stream into shards.
   r.documents = prog.documents;
@@ -352,37 +530,43 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
     std::vector<std::string> train_shards, val_shards;
     if (g->tokens > 0) {
       // The stream is read back in blocks (not mapped), so memory stays flat however large it is.
-      SAMBALM_CHECK(std::fseek(g->f, 0, SEEK_SET) == 0, "{}: cannot seek", g->tmp_path);
       std::vector<int32_t> block;
+      const uint64_t per_file = uint64_t(litpkd ? o.chunk_size : o.shard_tokens);
+      // One shard (or PackedDataset chunk) per `per_file` tokens of [begin, end). A shard that a killed
+      // run finished is kept when its size and CRC-32 are still those recorded; any other is written.
       auto write_split = [&](const std::string& split, uint64_t begin, uint64_t end, std::vector<std::string>& paths) {
-        if (litpkd) {
-          if (end == begin) return;  // no chunk for an empty split
-          LitPkdWriter w(g->dir, split, uint64_t(o.chunk_size), sep, litpkd_dtype_for_vocab(vocab));
-          for (uint64_t c = begin; c < end;) {
-            const size_t n = size_t(std::min<uint64_t>(end - c, kReadBackTokens));
-            block.resize(n);
-            SAMBALM_CHECK(std::fread(block.data(), sizeof(int32_t), n, g->f) == n, "{}: read failed", g->tmp_path);
-            w.append(block.data(), n);
-            c += n;
-          }
-          w.finish();
-          paths = w.files();
-          return;
-        }
-        int index = 0;
-        for (uint64_t a = begin; a < end; a += uint64_t(o.shard_tokens)) {
-          const uint64_t b = std::min(end, a + uint64_t(o.shard_tokens));
-          std::string path = shard_path(g->dir, split, index++);
-          ShardWriter w(path, vocab, eos);
-          for (uint64_t c = a; c < b;) {
-            const size_t n = size_t(std::min<uint64_t>(b - c, kReadBackTokens));
-            block.resize(n);
-            SAMBALM_CHECK(std::fread(block.data(), sizeof(int32_t), n, g->f) == n, "{}: read failed", g->tmp_path);
-            w.append(block.data(), n);
-            c += n;
-          }
-          w.commit();
+        uint64_t index = 0;
+        for (uint64_t a = begin; a < end; a += per_file, ++index) {
+          const uint64_t b = std::min(end, a + per_file);
+          const std::string path =
+              litpkd ? litpkd_chunk_path(g->dir, split, index) : shard_path(g->dir, split, int(index));
+          const std::string rel = fs::path(path).lexically_relative(o.output_dir).string();
           paths.push_back(path);
+          if (auto it = state["shards"].find(rel); it != state["shards"].end()) {
+            std::error_code ec;
+            const auto size = fs::file_size(path, ec);
+            if (!ec && size == it->at("bytes").get<uint64_t>() && file_crc32(path) == it->at("crc32").get<uint32_t>())
+              continue;
+          }
+          auto copy = [&](auto& w) {
+            for (uint64_t c = a; c < b;) {
+              const size_t n = size_t(std::min<uint64_t>(b - c, kReadBackTokens));
+              g->read(c, n, block);
+              w.append(block.data(), n);
+              c += n;
+            }
+          };
+          if (litpkd) {
+            LitPkdWriter w(g->dir, split, uint64_t(o.chunk_size), sep, litpkd_dtype_for_vocab(vocab), index);
+            copy(w);
+            w.finish();
+          } else {
+            ShardWriter w(path, vocab, eos);
+            copy(w);
+            w.commit();
+          }
+          state["shards"][rel] = {{"bytes", fs::file_size(path)}, {"crc32", file_crc32(path)}};
+          write_file_atomic(state_path, state.dump() + "\n");
         }
       };
       write_split("train", 0, train_tokens, train_shards);
@@ -430,6 +614,10 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
     if (o.skip_bad_lines) top["bad_lines_skipped"] = r.bad_lines;
     write_file_atomic(o.output_dir + "/meta.json", top.dump(2) + "\n");
   }
+  // The state goes first: streams without a state are only scratch files, a state without its
+  // streams would be a resume that cannot work.
+  fs::remove(state_path);
+  state_guard.armed = false;
   groups.clear();  // removes the scratch streams
 
   r.seconds = std::chrono::duration<double>(clock::now() - t0).count();

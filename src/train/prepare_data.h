@@ -12,6 +12,10 @@
 // followed by the tokenizer's EOS when it has one. The token stream is then split: the first int(train_fraction * n)
 // tokens train, the rest validate, as the bytes split of the reference recipe. The output depends only on the inputs
 // and options (not on the thread count).
+//
+// Resumable: OUT/prepare.state.json records, while a run is under way, the input files whose tokens
+// are safely written and the shards finished since; the same command run again after a kill continues
+// from there (see PrepareOptions::checkpoint_seconds). No shard is ever partial under its final name.
 #pragma once
 
 #include <cstdint>
@@ -50,7 +54,12 @@ struct PrepareOptions {
   std::string format = "sambalm";
   int64_t chunk_size = 2049 * 1024;
   std::optional<int32_t> sep_token;
+  // Seconds between checkpoints of an interrupted run's progress (taken at the end of an input file;
+  // 0: after every file). A run killed at any moment and started again with the same inputs and
+  // options continues from its last checkpoint and writes the same bytes as an uninterrupted one.
+  double checkpoint_seconds = 30;
   std::function<void(const PrepareProgress&)> progress;
+  std::function<void(const std::string&)> notice;  // one-line notes (a resumed run says so)
 };
 
 struct PrepareResult {
@@ -59,6 +68,7 @@ struct PrepareResult {
   std::vector<std::string> groups;                    // group_by: the subdirectory names, sorted
   uint64_t bad_lines = 0;                             // skip_bad_lines: lines skipped
   std::string first_bad_line;                         // ... and the first one's error
+  size_t resumed_files = 0;                           // input files an interrupted run had finished
   double seconds = 0;
 };
 
