@@ -139,9 +139,11 @@ template <typename T>
 void Model<T>::use_train_layout(int64_t B, int64_t Tn) {
   if (B == train_B_ && Tn == train_T_) return;
   Arena count;
+  count.set_stagger(true);
   layout_train(count, B, Tn);
   if (count.bytes() > train_arena_.capacity()) train_arena_ = ops::arena_on(ctx_, count.bytes());
   train_arena_.reset();
+  train_arena_.set_stagger(true);
   layout_train(train_arena_, B, Tn);
   train_B_ = B;
   train_T_ = Tn;
