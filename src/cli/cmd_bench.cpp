@@ -26,6 +26,7 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "cli/weights_option.h"
 #include "cli/list_options.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
@@ -42,6 +43,7 @@ namespace {
 
 struct BenchOpts {
   std::string model, config, batches = "1", contexts = "1K", fill = "real", json, cross_decoder = "last";
+  std::string weights_dtype;
   int64_t decode_tokens = 32, prefill_tokens = 512, chunk = 512, max_context = 0, warmup = 2, threads = 0;
   bool bandwidth = false, interleave = false;
 };
@@ -188,7 +190,7 @@ int run(const BenchOpts& o) {
                   copies > 1 ? " or give fewer contexts" : "");
   }
   apply_threads(o.threads);
-  LoadedModel lm = load_model(o.model, o.config);
+  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
   const ModelConfig& cfg = lm.config;
   DecodeOptions dopt;
   dopt.chunk = o.chunk;
@@ -203,8 +205,9 @@ int run(const BenchOpts& o) {
   Bandwidth bw;
   if (o.bandwidth) bw = measure_bandwidth();
 
-  std::printf("model %s (%s), %.1fM parameters, fp32 weights read per token %.1f MB, %d threads\n", cfg.name.c_str(),
-              cfg.layer_pattern().c_str(), double(dm.param_floats()) / 1e6, wbytes / 1e6, omp_get_max_threads());
+  std::printf("model %s (%s), %.1fM parameters, weights (%s) read per token %.1f MB, %d threads\n", cfg.name.c_str(),
+              cfg.layer_pattern().c_str(), double(dm.param_count()) / 1e6, dm.weight_formats().c_str(), wbytes / 1e6,
+              omp_get_max_threads());
   if (o.bandwidth)
     std::printf(
         "memory bandwidth (512 MiB buffer, before decoding): read %.1f GB/s, memcpy %.1f GB/s; '%% bound'\n"
@@ -299,7 +302,7 @@ int run(const BenchOpts& o) {
     nlohmann::json j = {{"model", cfg.name},
                         {"layer_pattern", cfg.layer_pattern()},
                         {"local_window", cfg.local_window},
-                        {"parameters", dm.param_floats()},
+                        {"parameters", dm.param_count()},
                         {"weight_bytes_per_token", dm.weight_bytes_per_token()},
                         {"threads", omp_get_max_threads()},
                         {"decode_tokens", o.decode_tokens},
@@ -362,6 +365,7 @@ Action add(CLI::App& app) {
   in_range<int64_t>(sub->add_option("--max-context", o->max_context, "Cache of full-attention layers (0: block_size)"),
                     0, 1 << 30);
   in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
+  add_weights_dtype_option(sub, o->weights_dtype);
   sub->add_flag("--bandwidth", o->bandwidth, "Measure memory bandwidth and show the decode bound");
   sub->add_flag("--interleave", o->interleave,
                 "Hold every context's states at once and time their steps round-robin (see below)");

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/command.h"
+#include "cli/weights_option.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
 #include "core/error.h"
@@ -22,7 +23,7 @@ namespace sambalm::cli {
 namespace {
 
 struct ServeOpts {
-  std::string model, config, tokenizer, name, host = "127.0.0.1";
+  std::string model, config, tokenizer, name, host = "127.0.0.1", weights_dtype;
   int64_t port = 8080, max_batch = 8, max_queue = 64, max_prompt_tokens = 8192, max_tokens = 4096,
           max_body_bytes = 8 << 20, chunk = 512, max_context = 0, threads = 0;
 };
@@ -47,7 +48,7 @@ int run(const ServeOpts& o) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  LoadedModel lm = load_model(o.model, o.config);
+  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
   if (lm.weights_path.empty())
     std::fprintf(stderr, "warning: '%s' is a preset or a config, not trained weights: the parameters are random\n",
                  o.model.c_str());
@@ -141,6 +142,7 @@ Action add(CLI::App& app) {
       sub->add_option("--max-context", o->max_context, "Cache size of full-attention layers (0: block_size)"), 0,
       int64_t(1) << 30);
   in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
+  add_weights_dtype_option(sub, o->weights_dtype);
   return [o] {
     prefer_passive_waiting();
     return run(*o);
