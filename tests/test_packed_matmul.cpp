@@ -82,8 +82,8 @@ TEST(PackedMatmul, GemvMatchesADoubleReferenceOnEveryIsa) {
               const float* b = with_bias ? bias.data() : nullptr;
               ops::cpu::gemv_packed(isa, out.data(), ld_out, in.data(), ld_in, W.view, b, M);
               EXPECT_LT(check_against_reference(out, ld_out, in, ld_in, W.view, b, M), 1e-5)
-                  << ops::cpu::packed_isa_name(isa) << " " << matrix_format_name(f) << " M " << M << " K " << K
-                  << " N " << N;
+                  << ops::cpu::packed_isa_name(isa) << " " << matrix_format_name(f) << " M " << M << " K " << K << " N "
+                  << N;
             }
         }
 }
@@ -131,7 +131,7 @@ TEST(PackedMatmul, EmbeddingGatherDequantizesRowsExactly) {
 TEST(PackedMatmul, PackingErrorIsWithinEachFormatsBound) {
   const int64_t N = 6, K = 64;
   auto w = uniform(N * K, 3, -2.0f, 2.0f);
-  w[5] = 0;  // a zero stays zero
+  w[5] = 0;                                            // a zero stays zero
   for (int64_t k = 32; k < 64; ++k) w[2 * K + k] = 0;  // an all-zero block: scale 0, no NaN
   for (MatrixFormat f : kFormats) {
     const OwnedPackedMatrix W = pack_matrix(w.data(), N, K, f);

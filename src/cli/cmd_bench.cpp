@@ -191,6 +191,7 @@ int run(const BenchOpts& o) {
   }
   apply_threads(o.threads);
   LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
+  warn_if_packed_weights_are_slow(lm.params);
   const ModelConfig& cfg = lm.config;
   DecodeOptions dopt;
   dopt.chunk = o.chunk;

@@ -63,6 +63,7 @@ Loaded load(const CommonOpts& o, int64_t max_context) {
   apply_threads(o.threads);
   Loaded l;
   l.lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
+  warn_if_packed_weights_are_slow(l.lm.params);
   if (l.lm.weights_path.empty())
     std::fprintf(stderr, "warning: '%s' is a preset or a config, not trained weights: the parameters are random\n",
                  o.model.c_str());

@@ -111,6 +111,7 @@ int run(const ForwardOpts& o) {
   // Packed (bf16/f16/q8) matrices run on the CPU only for now: on a GPU every weight loads as float32.
   const bool on_cpu = parse_device(o.device).device == Device::CPU;
   LoadedModel lm = load_model(o.model, o.config, {.keep_packed = on_cpu, .weights_dtype = o.weights_dtype});
+  warn_if_packed_weights_are_slow(lm.params);
   auto in = read_safetensors(o.inputs);
   int64_t B = 0, Tn = 0;
   std::vector<int32_t> ids = read_ids(in, "input_ids", &B, &Tn);

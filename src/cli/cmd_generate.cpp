@@ -179,6 +179,8 @@ int run(GenOpts& o) {
   apply_threads(o.threads);
 
   LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
+
+  warn_if_packed_weights_are_slow(lm.params);
   if (lm.weights_path.empty())
     std::fprintf(stderr,
                  "warning: '%s' is a preset or a config, not trained weights: the parameters are random (seed 0), so "

@@ -49,6 +49,8 @@ int run(const ServeOpts& o) {
   std::signal(SIGPIPE, SIG_IGN);
 
   LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
+
+  warn_if_packed_weights_are_slow(lm.params);
   if (lm.weights_path.empty())
     std::fprintf(stderr, "warning: '%s' is a preset or a config, not trained weights: the parameters are random\n",
                  o.model.c_str());

@@ -32,9 +32,9 @@ inline const char* matrix_format_name(MatrixFormat f) {
 // A view: the bytes belong to whoever made it (PackedWeights, model/packed_weights.h).
 struct PackedMatrix {
   MatrixFormat format = MatrixFormat::F32;
-  int64_t rows = 0, cols = 0;      // N, K
-  const void* data = nullptr;      // rows * cols elements: float, bf16 / f16 bits (uint16_t), or int8
-  const float* scales = nullptr;   // Q8: [rows, cols / kQ8Block]
+  int64_t rows = 0, cols = 0;     // N, K
+  const void* data = nullptr;     // rows * cols elements: float, bf16 / f16 bits (uint16_t), or int8
+  const float* scales = nullptr;  // Q8: [rows, cols / kQ8Block]
   int64_t blocks_per_row() const { return cols / kQ8Block; }
   // Bytes a pass over the matrix reads (data and scales).
   int64_t bytes() const {

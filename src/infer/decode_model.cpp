@@ -1,10 +1,9 @@
 // Prefill and decode steps as calls of the one block stack (Model::forward_cached) over the pool.
 #include "infer/decode_model.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
-
-#include <algorithm>
 
 #include "core/error.h"
 

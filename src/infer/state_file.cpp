@@ -101,12 +101,8 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
                        std::vector<int32_t>* pending) {
   SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
   auto f = MappedFile::open(path);
-  const DecodeStateTarget want{model.config().name,
-                               config_fingerprint(model.config()),
-                               weights_fingerprint(model),
-                               st.floats(),
-                               model.layout()->max_context,
-                               model.vocab()};
+  const DecodeStateTarget want{model.config().name, config_fingerprint(model.config()), weights_fingerprint(model),
+                               st.floats(),         model.layout()->max_context,        model.vocab()};
   std::vector<float> state(static_cast<size_t>(st.floats()));
   std::vector<int32_t> ids;
   int64_t n_pending = 0;

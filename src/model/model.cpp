@@ -19,11 +19,13 @@ Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, 
   V_ = cfg.padded_vocab_size;
   refs_ = resolve_model(cfg, entries);
   for (const auto& e : entries) has_packed_ = has_packed_ || e.packed;
-  SAMBALM_CHECK(!has_packed_ || (std::is_same_v<T, float>), "model: packed (bf16/f16/q8) weights compute in float32 only");
-  SAMBALM_CHECK(!has_packed_ || ctx_.device == Device::CPU,
-                "model: weights kept in bf16/f16/q8 run on the CPU only for now; load a float32 model directory (sambalm "
-                "convert --dtype f32) for {}",
-                ctx_.name());
+  SAMBALM_CHECK(!has_packed_ || (std::is_same_v<T, float>),
+                "model: packed (bf16/f16/q8) weights compute in float32 only");
+  SAMBALM_CHECK(
+      !has_packed_ || ctx_.device == Device::CPU,
+      "model: weights kept in bf16/f16/q8 run on the CPU only for now; load a float32 model directory (sambalm "
+      "convert --dtype f32) for {}",
+      ctx_.name());
   nsub_ = static_cast<int64_t>(refs_.subs.size());
   for (const auto& s : refs_.subs) {
     if (s.spec.kind == SublayerKind::Attention) rope_dims_ = std::max(rope_dims_, s.attn_dims.rope_dims);
@@ -60,7 +62,8 @@ Model<T>::~Model() = default;
 template <typename T>
 void Model<T>::embed(T* out, const int32_t* tokens, const T* params, int64_t n) {
   if (refs_.embed.packed) {
-    if constexpr (std::is_same_v<T, float>) return ops::embedding_forward_packed(ctx_, out, tokens, *refs_.embed.packed, n, d_);
+    if constexpr (std::is_same_v<T, float>)
+      return ops::embedding_forward_packed(ctx_, out, tokens, *refs_.embed.packed, n, d_);
   }
   ops::embedding_forward(ctx_, out, tokens, refs_.embed.at(params), n, d_);
 }
@@ -361,7 +364,8 @@ double Model<T>::forward(const T* params, const int32_t* tokens, const int32_t* 
 template <typename T>
 void Model<T>::backward(const T* params, T* grads) {
   SAMBALM_CHECK(have_targets_, "backward: the last forward had no targets");
-  SAMBALM_CHECK(!has_packed_, "backward: this model's weights are packed for inference (bf16/f16/q8); train from float32");
+  SAMBALM_CHECK(!has_packed_,
+                "backward: this model's weights are packed for inference (bf16/f16/q8); train from float32");
   const int64_t BT = B_ * T_;
   auto zero = [&](T* x, int64_t n) { ops::fill_zero(ctx_, x, n); };
   zero(train_.dxf, BT * d_);

@@ -87,9 +87,7 @@ ParamStore unpack_params(const ParamStore& params) { return pack_params(params, 
 
 namespace {
 
-bool half_finite(uint16_t bits, bool bf16) {
-  return bf16 ? (bits & 0x7f80u) != 0x7f80u : (bits & 0x7c00u) != 0x7c00u;
-}
+bool half_finite(uint16_t bits, bool bf16) { return bf16 ? (bits & 0x7f80u) != 0x7f80u : (bits & 0x7c00u) != 0x7c00u; }
 
 }  // namespace
 
@@ -139,8 +137,8 @@ std::shared_ptr<PackedWeights> take_packed(std::map<std::string, Tensor>& sd, co
                     "{}: block scales '{}' have shape {}, expected [{}, {}] (one per {} weights of each row of {})",
                     source, sn, shape_str(s.shape()), rows, cols / kQ8Block, kQ8Block, shape_str(t.shape()));
       SAMBALM_CHECK(cols % s.dim(1) == 0 && cols / s.dim(1) == kQ8Block,
-                    "{}: weight '{}' {} with scales {}: blocks of {} weights; q8 allows blocks of {} only", source, name,
-                    shape_str(t.shape()), shape_str(s.shape()),
+                    "{}: weight '{}' {} with scales {}: blocks of {} weights; q8 allows blocks of {} only", source,
+                    name, shape_str(t.shape()), shape_str(s.shape()),
                     cols % s.dim(1) == 0 ? fmt::format("{}", cols / s.dim(1)) : fmt::format("{}/{}", cols, s.dim(1)),
                     kQ8Block);
       OwnedPackedMatrix own;

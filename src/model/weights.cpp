@@ -306,7 +306,9 @@ ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tenso
                        const std::function<void(const void* src, size_t bytes)>& on_converted,
                        std::shared_ptr<const PackedWeights> packed) {
   const auto sd = strip_wrapper_prefix(state_dict);
-  const WeightFormat fmt = detect_weight_format(sd, source);
+  // A packed embedding (take_packed) has left the state_dict: those are sambalm's names.
+  const WeightFormat fmt =
+      packed && packed->find("embedding.weight") ? WeightFormat::Sambalm : detect_weight_format(sd, source);
   std::vector<WeightName> names;
   try {
     names = weight_names(cfg, fmt);

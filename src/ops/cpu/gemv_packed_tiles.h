@@ -1,7 +1,8 @@
 // The small-batch GEMV and the row dequantizer over packed weights (core/packed_matrix.h), included by
 // gemv_packed.cpp once per instruction set (inside a namespace, after defining SAMBALM_VW, the float
 // lanes of a vector: 8 for the baseline and AVX2 builds, 16 for AVX-512) and SAMBALM_PACKED_LEVEL
-// (0 generic, 1 AVX2, 2 AVX-512; <immintrin.h> included before): no include guard, no includes of its own. The generic vector code below becomes, per build:
+// (0 generic, 1 AVX2, 2 AVX-512; <immintrin.h> included before): no include guard, no includes of its own. The generic
+// vector code below becomes, per build:
 //   bf16 -> f32: zero-extend 16 -> 32 bits and shift left by 16 (vpmovzxwd + vpslld)
 //   f16  -> f32: vcvtph2ps (F16C; the baseline build converts lane by lane)
 //   int8 -> f32: vpmovsxbd + vcvtdq2ps, then times the block's scale
@@ -158,8 +159,8 @@ __attribute__((always_inline)) inline void packed_row_block(float* out, int64_t 
 // Rows [n0, n1) of out[b, :] for all b < B: as gemv_rows (gemv_tiles.h), 8 rows at a time for one
 // sequence (8 weight streams in flight), 4 rows x 3 sequences otherwise, single rows at the end.
 template <MatrixFormat F>
-void packed_rows(float* out, int64_t ld_out, const float* X, int64_t ld_x, int64_t B, const PackedMatrix& W,
-                 int64_t n0, int64_t n1) {
+void packed_rows(float* out, int64_t ld_out, const float* X, int64_t ld_x, int64_t B, const PackedMatrix& W, int64_t n0,
+                 int64_t n1) {
   int64_t n = n0;
   if (B == 1)
     for (; n + 8 <= n1; n += 8) packed_tile<F, 8, 1>(out + n, ld_out, X, ld_x, W, n);
