@@ -173,6 +173,12 @@ TEST(PackedModel, ConvertedDirectoriesLoadPackedAndGenerateAsFloat32) {
               DType::F32);
   }
   std::string log;
+  // A preset name writes its random weights (here under the fixture's small config), for benchmarks.
+  ASSERT_EQ(
+      test::run_cli("convert mamba-130m --config " + src + "/config.json --out " + tmp + "/random --dtype q8", &log), 0)
+      << log;
+  EXPECT_NE(log.find("random weights"), std::string::npos) << log;
+  EXPECT_EQ(read_safetensors(tmp + "/random/model.safetensors").get("blocks.0.0.in_proj.weight").dtype(), DType::I8);
   EXPECT_NE(test::run_cli("convert " + src + " --out " + tmp + "/x --dtype q8 --to hf", &log), 0);
   EXPECT_NE(log.find("q8"), std::string::npos) << log;
   EXPECT_NE(test::run_cli("convert " + src + " --out " + tmp + "/x --dtype q4", &log), 0);

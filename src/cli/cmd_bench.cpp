@@ -26,10 +26,10 @@
 #include <sstream>
 
 #include "cli/command.h"
-#include "cli/weights_option.h"
 #include "cli/list_options.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "infer/decode_model.h"
 #include "infer/generator.h"
@@ -148,10 +148,27 @@ class Bench {
     c.cpu_ms.push_back((c1 - c0) * 1e3);
     // The bound measured in place: the same number of bytes the step must read, read from the
     // weights themselves right after it, so both see the machine in the same state.
-    if (o_.bandwidth) c.read_ms.push_back(read_seconds(dm_.params(), dm_.weight_bytes_per_token() / 4) * 1e3);
+    if (o_.bandwidth) c.read_ms.push_back(read_weights_seconds() * 1e3);
   }
 
  private:
+  // float32 weights: one read of the step's bytes from the parameter buffer. Packed ones (bf16, f16,
+  // q8): the float buffer and each packed matrix (data and scales) read as floats, the times added.
+  double read_weights_seconds() {
+    if (dm_.param_floats() == dm_.param_count()) return read_seconds(dm_.params(), dm_.weight_bytes_per_token() / 4);
+    double t = read_seconds(dm_.params(), dm_.param_floats());
+    for (const auto& e : dm_.entries()) {
+      if (!e.packed) continue;
+      // An untied embedding: one row per token, too little to time.
+      if (e.name == "embedding.weight" && !dm_.config().tied_embeddings) continue;
+      const PackedMatrix& m = *e.packed;
+      t += read_seconds(static_cast<const float*>(m.data),
+                        (m.bytes() - (m.scales ? 4 * m.rows * m.blocks_per_row() : 0)) / 4);
+      if (m.scales) t += read_seconds(m.scales, m.rows * m.blocks_per_row());
+    }
+    return t;
+  }
+
   const BenchOpts& o_;
   DecodeModel& dm_;
   int64_t V_;
@@ -238,10 +255,11 @@ int run(const BenchOpts& o) {
                 double(c.peak_rss) / (1 << 20));
     const double prefill_all_tps = c.prefill_all_s > 0 ? double(c.batch * c.filled) / c.prefill_all_s : 0.0;
     if (c.prefill_all_s > 0)
-      std::printf("%6s cross-decoder on every prompt token: prefill %.1f t/s; skipping it saves %.1f%% of the "
-                  "time, %.1f%% of the CPU time\n",
-                  "", prefill_all_tps, 100 * (1 - c.prefill_s / c.prefill_all_s),
-                  100 * (1 - c.prefill_cpu_s / c.prefill_all_cpu_s));
+      std::printf(
+          "%6s cross-decoder on every prompt token: prefill %.1f t/s; skipping it saves %.1f%% of the "
+          "time, %.1f%% of the CPU time\n",
+          "", prefill_all_tps, 100 * (1 - c.prefill_s / c.prefill_all_s),
+          100 * (1 - c.prefill_cpu_s / c.prefill_all_cpu_s));
     std::fflush(stdout);
     rows.push_back({{"batch", c.batch},
                     {"context", c.context},
@@ -305,6 +323,7 @@ int run(const BenchOpts& o) {
                         {"local_window", cfg.local_window},
                         {"parameters", dm.param_count()},
                         {"weight_bytes_per_token", dm.weight_bytes_per_token()},
+                        {"weight_formats", dm.weight_formats()},
                         {"threads", omp_get_max_threads()},
                         {"decode_tokens", o.decode_tokens},
                         {"warmup", o.warmup},

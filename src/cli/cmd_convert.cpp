@@ -20,6 +20,7 @@
 #include "io/model_dir.h"
 #include "io/state_dict.h"
 #include "model/packed_weights.h"
+#include "model/presets.h"
 #include "model/weights.h"
 
 namespace sambalm::cli {
@@ -142,15 +143,28 @@ CLI::Validator choice(Parse parse, const std::string& choices) {
       choices, "CHOICE");
 }
 
+int write_out(const ConvertOpts& o, const ModelConfig& cfg, ParamStore params, MatrixFormat format, WeightFormat to,
+              const std::string& kind, size_t n_in, const std::string& src);
+
 int run(const ConvertOpts& o) {
   const MatrixFormat format = parse_dtype(o.dtype);
-  const DType dtype = dtype_of(format);
   const WeightFormat to = parse_weight_format(o.to);
   SAMBALM_CHECK(format != MatrixFormat::Q8 || to == WeightFormat::Sambalm,
                 "--dtype q8 is sambalm's own layout (int8 weights with block scales); --to {} takes f32, bf16 or f16",
                 weight_format_name(to));
   std::error_code ec;
-  SAMBALM_CHECK(fs::exists(o.src, ec), "{}: no such file or directory", o.src);
+  // A preset name gives its random weights (seed 0, as generate and bench do): model directories of any
+  // shape and format for benchmarks, without a checkpoint.
+  const bool random = !fs::exists(o.src, ec) && find_preset(o.src);
+  SAMBALM_CHECK(random || fs::exists(o.src, ec), "{}: no such file or directory (and not a preset name)", o.src);
+  if (random) {
+    ModelConfig cfg = resolve_config(o.src, o.config);
+    weight_names(cfg, to);
+    std::fprintf(stderr, "warning: '%s' is a preset: writing its random weights (seed 0), not a trained model\n",
+                 o.src.c_str());
+    return write_out(o, cfg, load_model(o.src, o.config).params, format, to, "random weights of the preset, seed 0", 0,
+                     "");
+  }
   check_config_option(o.src, o.config, "SRC");
   // The same resolution as every --model: a directory's model.safetensors, shard index,
   // pytorch_model.bin or single .pth, or the file itself.
@@ -184,7 +198,14 @@ int run(const ConvertOpts& o) {
   packed.reset();
   const std::string kind = sd.kind;
   sd = StateDict();
+  return write_out(o, cfg, std::move(params), format, to, kind, n_in, src);
+}
 
+// Writes OUT/model.safetensors, OUT/config.json and the tokenizer files beside `src` ("" for none).
+int write_out(const ConvertOpts& o, const ModelConfig& cfg, ParamStore params, MatrixFormat format, WeightFormat to,
+              const std::string& kind, size_t n_in, const std::string& src) {
+  const DType dtype = dtype_of(format);
+  std::error_code ec;
   fs::create_directories(o.out, ec);
   SAMBALM_CHECK(!ec && fs::is_directory(o.out), "{}: cannot create the output directory: {}", o.out, ec.message());
   // sambalm names: the GEMM matrices in --dtype (model/packed_weights.h), everything else float32, which
@@ -234,15 +255,16 @@ int run(const ConvertOpts& o) {
     config_json = cfg.to_mamba_ssm_json();
   }
   write_file_atomic((fs::path(o.out) / "config.json").string(), config_json.dump(2) + "\n");
-  std::printf("read %s (%s, %zu tensors)\nwrote %s (%zu tensors, %s names, %s) and config.json (%s)\n", src.c_str(),
-              kind.c_str(), n_in, weights_out.c_str(), out.size(), weight_format_name(to),
+  std::printf("read %s (%s, %zu tensors)\nwrote %s (%zu tensors, %s names, %s) and config.json (%s)\n",
+              src.empty() ? o.src.c_str() : src.c_str(), kind.c_str(), n_in, weights_out.c_str(), out.size(),
+              weight_format_name(to),
               to == WeightFormat::Sambalm && format != MatrixFormat::F32
                   ? fmt::format("{} matrices, f32 others", matrix_format_name(format)).c_str()
                   : dtype_name(dtype),
               to == WeightFormat::HF ? (cfg.sambay ? "Hugging Face Phi4FlashConfig" : "Hugging Face MambaConfig")
               : to == WeightFormat::MambaSsm ? "mamba_ssm MambaConfig"
                                              : "sambalm format");
-  copy_tokenizer_files(fs::path(src).parent_path(), o.out);
+  if (!src.empty()) copy_tokenizer_files(fs::path(src).parent_path(), o.out);
   return 0;
 }
 
@@ -269,7 +291,8 @@ Action add(CLI::App& app) {
       "reads (d_model, n_layer, vocab_size, ssm_cfg, rms_norm, residual_in_fp32, fused_add_norm,\n"
       "pad_vocab_size_multiple, tie_embeddings), so OUT loads with MambaLMHeadModel.from_pretrained(OUT).\n"
       "sambalm loads every one of them. Only pure Mamba models have mamba_ssm and hf names (hf: RMSNorm\n"
-      "only; mamba_ssm: norm_eps 1e-5). Nothing is downloaded: SRC is a local path.\n\n"
+      "only; mamba_ssm: norm_eps 1e-5). Nothing is downloaded: SRC is a local path, or a preset name for\n"
+      "its random weights (seed 0; a directory to benchmark, e.g. `convert mamba-130m --out m --dtype q8`).\n\n"
       "Examples:\n"
       "  sambalm convert iter-040000-ckpt.pth --config Samba_421M --out samba-421m\n"
       "  sambalm convert ~/downloads/mamba-130m --out mamba-130m --dtype bf16   (a local copy of the hub's\n"
@@ -277,7 +300,7 @@ Action add(CLI::App& app) {
       "pytorch_model.bin)\n"
       "  sambalm convert samba-421m --to lit_gpt --out samba-421m-lit\n"
       "  sambalm convert mamba-130m --to hf --out mamba-130m-hf");
-  sub->add_option("src", o->src, "Weights file or model directory")->required();
+  sub->add_option("src", o->src, "Weights file, model directory, or preset name (random weights)")->required();
   sub->add_option("--out,-o", o->out, "Output directory (created if needed)")->required();
   sub->add_option("--config", o->config,
                   "config.json or preset name: the config of a bare weights file (needed when no config.json lies\n"
