@@ -7,8 +7,9 @@ Writes the model's random weights (seed 0) once per format with `sambalm convert
 (so each run loads its format from the file, as a user's converted model would), then runs
 `sambalm bench` on each directory in turn, alternating the formats within every round, and prints one
 Markdown table: decode tokens/s per round (batch 1), the memory-bandwidth bound measured in place
-(bench --bandwidth: the step's own weight bytes read right after each step), the bench's peak RSS while
-decoding, and the whole process's peak RSS (wait4's ru_maxrss, loading included).
+(bench --bandwidth: the step's own weight bytes read right after each step) and the peak RSS while
+decoding (bench resets the peak after loading, so this is the weights in memory plus the decode state
+and buffers; the float32 load also maps the file beside its copy for a moment).
 """
 import argparse
 import json
@@ -36,11 +37,9 @@ def run_bench(binary, directory, threads, json_path, extra):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     out = proc.stdout.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
+    if proc.wait() != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{out}")
-    row = json.load(open(json_path))
-    return row, usage.ru_maxrss * 1024, " ".join(cmd)
+    return json.load(open(json_path)), " ".join(cmd)
 
 
 def main():
@@ -64,31 +63,30 @@ def main():
     cmd_shown = ""
     for r in range(a.rounds):
         for f in formats:
-            row, maxrss, cmd = run_bench(a.bin, os.path.join(work, f), a.threads, os.path.join(work, f"r{r}_{f}.json"), [])
+            row, cmd = run_bench(a.bin, os.path.join(work, f), a.threads, os.path.join(work, f"r{r}_{f}.json"), [])
             cmd_shown = cmd_shown or cmd
-            results[f].append((row, maxrss))
+            results[f].append(row)
     load_after = open("/proc/loadavg").read().split()[:3]
 
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; model {a.model} (random weights, seed 0), batch 1, "
           f"{a.threads} threads, {a.rounds} rounds alternating {', '.join(formats)}; load average "
           f"{' '.join(load_before)} before, {' '.join(load_after)} after.\n")
     print("| format | weight MB/token | decode tok/s (rounds) | median | bound tok/s (median) | % of bound | "
-          "peak RSS decoding MiB | process peak RSS MiB |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+          "peak RSS decoding MiB |")
+    print("|---|---:|---|---:|---:|---:|---:|")
     base = None
     for f in formats:
-        rows = [x[0]["rows"][0] for x in results[f]]
+        rows = [x["rows"][0] for x in results[f]]
         tps = [r["decode_tok_s"] for r in rows]
         bounds = sorted(r["bound_tok_s"] for r in rows)
         med = sorted(tps)[len(tps) // 2]
         bmed = bounds[len(bounds) // 2]
-        wmb = results[f][0][0].get("weight_bytes_per_token", 0) / 1e6
+        wmb = results[f][0].get("weight_bytes_per_token", 0) / 1e6
         peak = max(r["peak_rss_bytes"] for r in rows) / 2**20
-        ppeak = max(x[1] for x in results[f]) / 2**20
         base = base or med
-        fmts = results[f][0][0].get("weight_formats", f)
+        fmts = results[f][0].get("weight_formats", f)
         print(f"| {fmts} | {wmb:.1f} | {' / '.join(f'{t:.1f}' for t in tps)} | {med:.1f} ({med / base:.2f}x) | "
-              f"{bmed:.1f} | {100 * med / bmed:.0f}% | {peak:.0f} | {ppeak:.0f} |")
+              f"{bmed:.1f} | {100 * med / bmed:.0f}% | {peak:.0f} |")
     print(f"\nCommand per run: `{cmd_shown}` (the directory of each format in turn), from "
           f"`bench/bench_lowbit.py --model {a.model} --threads {a.threads} --rounds {a.rounds}`.")
 

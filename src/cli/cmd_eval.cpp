@@ -8,10 +8,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "cli/weights_option.h"
 #include "cli/list_options.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "eval/multiple_choice.h"
 #include "eval/passkey.h"

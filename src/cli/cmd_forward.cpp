@@ -15,9 +15,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "cli/weights_option.h"
 #include "cli/config_option.h"
 #include "cli/options.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "io/file.h"
 #include "io/model_dir.h"

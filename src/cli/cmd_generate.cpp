@@ -12,9 +12,9 @@
 #include <sstream>
 
 #include "cli/command.h"
-#include "cli/weights_option.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/state_file.h"

@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "cli/command.h"
-#include "cli/weights_option.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "infer/decode_model.h"
 #include "io/model_dir.h"

@@ -38,8 +38,7 @@ struct LoadOptions {
   // loaded): inference of a float32 model or of random weights in another format.
   std::string weights_dtype;
 };
-LoadedModel load_model(const std::string& spec, const std::string& config_override = "",
-                       const LoadOptions& opts = {});
+LoadedModel load_model(const std::string& spec, const std::string& config_override = "", const LoadOptions& opts = {});
 
 // Just the config of `spec` (as load_model would resolve it), without reading weights.
 ModelConfig resolve_config(const std::string& spec, const std::string& config_override = "");

@@ -59,8 +59,7 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
   if (st) ops::causal_conv1d_state_update(ctx, st->conv, a.xz, 2 * di, st->conv, B, L, di, m.K, slots);
   ops::silu_forward(ctx, a.xc, a.conv_out, BL * di);
   linear_forward(ctx, a.xdbl, a.xc, params, p.x_proj_w, static_cast<const T*>(nullptr), BL, di, X);
-  linear_forward(ctx, a.dt_pre, di, a.xdbl, X, params, p.dt_proj_w, p.dt_proj_b.at(params), BL, m.R,
-                              di);
+  linear_forward(ctx, a.dt_pre, di, a.xdbl, X, params, p.dt_proj_w, p.dt_proj_b.at(params), BL, m.R, di);
   ops::softplus_forward(ctx, a.dt, a.dt_pre, BL * di);
   const T *Bm = a.xdbl + m.R, *Cm = a.xdbl + m.R + m.N;
   if (st && L == 1) {

@@ -6,8 +6,7 @@ namespace sambalm {
 
 ParamOffsets param_offsets(const std::vector<ParamEntry>& entries) {
   ParamOffsets idx;
-  for (auto& e : entries)
-    idx[e.name] = e.packed ? ParamRef{-1, e.packed} : ParamRef{static_cast<int64_t>(e.offset)};
+  for (auto& e : entries) idx[e.name] = e.packed ? ParamRef{-1, e.packed} : ParamRef{static_cast<int64_t>(e.offset)};
   return idx;
 }
 

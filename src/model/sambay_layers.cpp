@@ -64,8 +64,7 @@ void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentio
   const int64_t BL = B * L, W = m.width(), q = m.H * m.hd, kv = m.G * m.hd;
   linear_forward(ctx, a.qkv, W, xn, m.d, params, p.q_w, p.q_b.at(params), BL, m.d, q);
   if (!m.cross) {
-    linear_forward(ctx, a.qkv + q, W, xn, m.d, params, p.k_w, static_cast<const T*>(nullptr), BL, m.d,
-                                kv);
+    linear_forward(ctx, a.qkv + q, W, xn, m.d, params, p.k_w, static_cast<const T*>(nullptr), BL, m.d, kv);
     linear_forward(ctx, a.qkv + q + kv, W, xn, m.d, params, p.v_w, p.v_b.at(params), BL, m.d, kv);
   }
   const T* kvsrc = m.cross ? shared_qkv : a.qkv;
