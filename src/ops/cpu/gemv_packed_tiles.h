@@ -6,7 +6,7 @@
 //   bf16 -> f32: zero-extend 16 -> 32 bits and shift left by 16 (vpmovzxwd + vpslld)
 //   f16  -> f32: vcvtph2ps (F16C; the baseline build converts lane by lane)
 //   int8 -> f32: vpmovsxbd + vcvtdq2ps, then times the block's scale
-// (the last two through intrinsics in the x86 builds, where GCC's generic conversions go lane by lane).
+// (through intrinsics in the x86 builds, where GCC's generic conversions go in halves or lane by lane).
 // so each weight is read once in its own size and widened in registers.
 // NOLINT(build/header_guard)
 
@@ -37,9 +37,18 @@ struct Fmt<MatrixFormat::F32> {
 template <>
 struct Fmt<MatrixFormat::BF16> {
   using E = uint16_t;
+  // One vpmovzxwd from memory and a shift, said explicitly: GCC 12 widens a 16-bit vector in halves.
   __attribute__((always_inline)) static vf vec(const E* p) {
+#if SAMBALM_PACKED_LEVEL == 2
+    const vu32 w = (vu32)_mm512_maskz_cvtepu16_epi32(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return (vf)(w << 16);
+#elif SAMBALM_PACKED_LEVEL == 1
+    const vu32 w = (vu32)_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return (vf)(w << 16);
+#else
     const vu32 w = __builtin_convertvector(load_vec<vu16>(p), vu32) << 16;
     return (vf)w;  // the same 32-bit lanes, read as floats
+#endif
   }
   static float one(const E* p) {
     const uint32_t u = uint32_t(*p) << 16;
