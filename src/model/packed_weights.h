@@ -55,7 +55,7 @@ ParamStore unpack_params(const ParamStore& params);
 // not int8; a block size other than 32; int8 for a parameter that cannot be packed; non-finite values.
 std::shared_ptr<PackedWeights> take_packed(std::map<std::string, Tensor>& state_dict, const std::string& source);
 
-// The bytes that a file would store for the matrix's scales: `<name>.scales`.
+// The name under which a file stores a q8 matrix's block scales: `<name>.scales`.
 inline std::string scales_name(const std::string& weight) { return weight + ".scales"; }
 
 }  // namespace sambalm
