@@ -102,10 +102,14 @@ __attribute__((always_inline)) inline float hsum(vf v) {
   return s;
 }
 
-// out[b, r] = W[n + r, :] . X[b, :] for r < NR, b < NB. Float formats: kVW weights of each row per step,
-// each converted piece multiplied into NB accumulators (as gemv_tiles.h does for float32), the K % kVW
-// tail in scalar code. Q8 (K a multiple of kQ8Block, checked at load): the converted piece times the
-// row's block scale, so the accumulators hold float sums of dequantized weights.
+// out[b, r] = W[n + r, :] . X[b, :] for r < NR, b < NB. Each step also prefetches the same columns of
+// the next tile's rows (NR rows further on): the rows of a narrow format are short (768 bytes for a q8
+// row of 768), too short for the hardware prefetcher to ramp up on each, and the next tile is exactly
+// what it cannot guess. Measured from DRAM on one core (48 matrices of 3072 x 768): bf16 37-42 -> 23 ms,
+// f16 33-37 -> 27 ms, q8 27-29 -> 19 ms. (Past the matrix's end it is harmless: prefetches never fault.) Float formats:
+// kVW weights of each row per step, each converted piece multiplied into NB accumulators (as gemv_tiles.h does for
+// float32), the K % kVW tail in scalar code. Q8 (K a multiple of kQ8Block, checked at load): the converted piece times
+// the row's block scale, so the accumulators hold float sums of dequantized weights.
 template <MatrixFormat F, int NR, int NB>
 __attribute__((always_inline)) inline void packed_tile(float* out, int64_t ld_out, const float* X, int64_t ld_x,
                                                        const PackedMatrix& W, int64_t n) {
@@ -128,6 +132,7 @@ __attribute__((always_inline)) inline void packed_tile(float* out, int64_t ld_ou
         for (int b = 0; b < NB; ++b) x[b] = load_vec<vf>(X + b * ld_x + kk);
 #pragma GCC unroll 16
         for (int r = 0; r < NR; ++r) {
+          __builtin_prefetch(w + (r + NR) * K + kk, 0, 0);
           const vf wv = Fmt<F>::vec(w + r * K + kk) * s[r];
 #pragma GCC unroll 8
           for (int b = 0; b < NB; ++b) acc[r][b] += wv * x[b];
@@ -142,6 +147,7 @@ __attribute__((always_inline)) inline void packed_tile(float* out, int64_t ld_ou
       for (int b = 0; b < NB; ++b) x[b] = load_vec<vf>(X + b * ld_x + k);
 #pragma GCC unroll 16
       for (int r = 0; r < NR; ++r) {
+        __builtin_prefetch(w + (r + NR) * K + k, 0, 0);
         const vf wv = Fmt<F>::vec(w + r * K + k);
 #pragma GCC unroll 8
         for (int b = 0; b < NB; ++b) acc[r][b] += wv * x[b];
