@@ -12,6 +12,7 @@
 #include "cli/command.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "infer/decode_model.h"
 #include "io/model_dir.h"
@@ -22,7 +23,7 @@ namespace sambalm::cli {
 namespace {
 
 struct ServeOpts {
-  std::string model, config, tokenizer, name, host = "127.0.0.1", chat_format = "auto";
+  std::string model, config, tokenizer, name, host = "127.0.0.1", chat_format = "auto", weights_dtype;
   int64_t port = 8080, max_batch = 8, max_queue = 64, max_prompt_tokens = 8192, max_tokens = 4096,
           max_body_bytes = 8 << 20, chunk = 512, max_context = 0, threads = 0;
 };
@@ -47,7 +48,9 @@ int run(const ServeOpts& o) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  LoadedModel lm = load_model(o.model, o.config);
+  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
+
+  warn_if_packed_weights_are_slow(lm.params);
   if (lm.weights_path.empty())
     std::fprintf(stderr, "warning: '%s' is a preset or a config, not trained weights: the parameters are random\n",
                  o.model.c_str());
@@ -157,6 +160,7 @@ Action add(CLI::App& app) {
                   "and chat refused (not guessed) when the model's chat_template is another format")
       ->check(CLI::IsMember({"auto", "phi4", "plain"}))
       ->capture_default_str();
+  add_weights_dtype_option(sub, o->weights_dtype);
   return [o] {
     prefer_passive_waiting();
     return run(*o);
