@@ -2,6 +2,7 @@
 // echoed logprobs equal log-softmax of `sambalm forward`'s logits, streaming gives the text of the
 // non-streaming answer, concurrent requests (batched together) equal their sequential answers, chat
 // renders the documented plain format, and the read-only routes answer.
+#include <chrono>
 #include <cmath>
 #include <thread>
 
@@ -182,15 +183,21 @@ TEST(Serve, ModelsHealthAndMetricsAnswer) {
   EXPECT_EQ(health->status, 200);
   auto [status, r] = s.post("/v1/completions", json{{"model", "tiny"}, {"prompt", "abc"}, {"max_tokens", 5}});
   ASSERT_EQ(status, 200) << r.dump();
+  // The server counts and logs a request once its response has gone out, so the client may ask for
+  // the metrics a moment before that: wait (up to 10 s) for the completion to be counted.
+  const std::string counted = "sambalm_requests_total{path=\"/v1/completions\",status=\"200\"} 1";
   auto metrics = c.Get("/metrics");
+  for (int i = 0; i < 200 && metrics && metrics->body.find(counted) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    metrics = c.Get("/metrics");
+  }
   ASSERT_TRUE(metrics);
-  EXPECT_NE(metrics->body.find("sambalm_requests_total{path=\"/v1/completions\",status=\"200\"} 1"), std::string::npos)
-      << metrics->body;
+  EXPECT_NE(metrics->body.find(counted), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("sambalm_generated_tokens_total 5"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("sambalm_prompt_tokens_total 3"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("sambalm_queue_depth 0"), std::string::npos) << metrics->body;
   EXPECT_NE(metrics->body.find("sambalm_generated_tokens_per_second "), std::string::npos) << metrics->body;
-  // One line per request on stderr.
+  // One line per request on stderr (written when the request is counted).
   EXPECT_NE(s.log().find("POST /v1/completions 200"), std::string::npos) << s.log();
 }
 

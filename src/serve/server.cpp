@@ -130,8 +130,9 @@ void Server::stop() { http_->stop(); }
 void Server::install_routes() {
   const std::string model = opt_.limits.model_ids[0];
   http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    metrics_.count_request(route_label(req.path), res.status);
+    // Logged, then counted: once /metrics shows a request, its log line is written.
     std::fprintf(stderr, "%s %s %s %d\n", req.remote_addr.c_str(), req.method.c_str(), req.path.c_str(), res.status);
+    metrics_.count_request(route_label(req.path), res.status);
   });
   // Errors httplib answers itself (unknown route, body over the limit, unreadable request) get the
   // same error object as the API's.
