@@ -220,6 +220,23 @@ TEST(DecodeState, BadFilesAreRefused) {
     expect_error([&] { load(dir + "/wrap.state", *f.dm); }, "bytes");
   }
 
+  // Header integers written as floats, one of them beyond int64's range (a fuzzer's find: the
+  // conversion used to be undefined behaviour), and a count written as a string.
+  for (const auto& [key, value] : std::vector<std::pair<const char*, nlohmann::json>>{
+           {"pos", 5.44444e19}, {"n_pending", 1.5}, {"state_floats", "12"}}) {
+    uint32_t hlen = 0;
+    std::memcpy(&hlen, good.data() + 12, 4);
+    nlohmann::json h = nlohmann::json::parse(good.substr(16, hlen));
+    h[key] = value;
+    const std::string hs = h.dump();
+    const uint32_t n = uint32_t(hs.size());
+    std::string typed = good.substr(0, 12) + std::string(reinterpret_cast<const char*>(&n), 4) + hs +
+                        good.substr(16 + hlen);
+    reseal(typed);
+    write_all(dir + "/typed.state", typed);
+    expect_error([&] { load(dir + "/typed.state", *f.dm); }, std::string("field '") + key + "' must be an integer");
+  }
+
   // The good file still loads.
   load(path, *f.dm);
   EXPECT_EQ(toks, hist);

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json_field.h"
 
 namespace sambalm {
 
@@ -130,12 +131,12 @@ int64_t parse_decode_state(const uint8_t* p, size_t size, const std::string& pat
   int64_t pos = 0, n_tokens = 0, floats = 0, vocab = 0, max_context = 0, n_pending = 0;
   std::string name, config_hash, weights_hash;
   try {
-    pos = h.at("pos").get<int64_t>();
-    n_tokens = h.at("n_tokens").get<int64_t>();
-    floats = h.at("state_floats").get<int64_t>();
-    vocab = h.at("padded_vocab").get<int64_t>();
-    max_context = h.at("max_context").get<int64_t>();
-    n_pending = h.value("n_pending", int64_t(0));  // optional: files without it have none
+    pos = json_int64(h, "pos", path);
+    n_tokens = json_int64(h, "n_tokens", path);
+    floats = json_int64(h, "state_floats", path);
+    vocab = json_int64(h, "padded_vocab", path);
+    max_context = json_int64(h, "max_context", path);
+    n_pending = json_int64_or(h, "n_pending", 0, path);  // optional: files without it have none
     name = h.at("model").get<std::string>();
     config_hash = h.at("config_hash").get<std::string>();
     weights_hash = h.at("weights_hash").get<std::string>();

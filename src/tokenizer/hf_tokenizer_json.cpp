@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/json_field.h"
 #include "io/file.h"
 #include "tokenizer/hf_tokenizer.h"
 
@@ -168,7 +169,7 @@ std::unique_ptr<Tokenizer> parse(const json& root, const std::string& src, const
     for (const json& a : root["added_tokens"]) {
       AddedToken t;
       t.content = a.at("content").get<std::string>();
-      int64_t id = a.at("id").get<int64_t>();
+      int64_t id = json_int64(a, "id", src);
       SAMBALM_CHECK(id >= 0 && id < (1 << 30), "{}: added_tokens: '{}' has id {}", src, t.content, id);
       t.id = int32_t(id);
       t.special = a.value("special", false);

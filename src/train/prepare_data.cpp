@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json_field.h"
 #include "io/line_reader.h"
 #include "io/litpkd.h"
 #include "io/shards.h"
@@ -329,19 +330,19 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
   if (resumed) {
     // The streams are cut back to their length at the checkpoint: tokens after it are made again.
     const nlohmann::json& st = *resumed;
-    files_done = st.at("files_done").get<size_t>();
+    files_done = json_count(st, "files_done", state_path);
     SAMBALM_CHECK(files_done <= files.size(), "{}: records {} input files done of {}", state_path, files_done,
                   files.size());
     for (const auto& [name, gs] : st.at("groups").items()) {
       auto g = std::make_unique<Group>();
       g->dir = group_dir(name);
       g->tmp_path = g->dir + "/" + kStreamFile;
-      g->tokens = gs.at("tokens").get<uint64_t>();
-      g->documents = gs.at("documents").get<uint64_t>();
+      g->tokens = json_count(gs, "tokens", state_path);
+      g->documents = json_count(gs, "documents", state_path);
       std::error_code ec;
       const auto have = fs::file_size(g->tmp_path, ec);
       g->width = stream_width;
-      SAMBALM_CHECK(!ec && have >= g->tokens * g->width,
+      SAMBALM_CHECK(!ec && g->tokens <= have / g->width,
                     "{}: the interrupted prepare's token stream is missing or shorter than recorded ({} tokens); "
                     "give --overwrite to start over",
                     g->tmp_path, g->tokens);
@@ -352,9 +353,9 @@ PrepareResult prepare_shards(const Tokenizer& tok, const PrepareOptions& o) {
       prog.tokens += g->tokens;
       groups[name] = std::move(g);
     }
-    prog.documents = st.at("documents").get<uint64_t>();
-    prog.bytes_done = st.at("bytes_done").get<uint64_t>();
-    r.bad_lines = st.at("bad_lines").get<uint64_t>();
+    prog.documents = json_count(st, "documents", state_path);
+    prog.bytes_done = json_count(st, "bytes_done", state_path);
+    r.bad_lines = json_count(st, "bad_lines", state_path);
     r.first_bad_line = st.at("first_bad_line").get<std::string>();
     state = st;
     r.resumed_files = files_done;

@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json_field.h"
 #include "io/model_dir.h"
 #include "model/init.h"
 #include "model/precision_model.h"
@@ -202,8 +203,9 @@ json run_options(const TrainOptions& o, int64_t T, int world) {
 void note_resume_changes(const json& saved, const TrainOptions& o, int64_t T, int64_t step, uint64_t& seed, int world,
                          bool print) {
   if (!saved.is_object()) return;
-  if (saved.contains("seed") && saved["seed"].get<uint64_t>() != o.seed) {
-    seed = saved["seed"].get<uint64_t>();
+  const std::string_view src = "the checkpoint's training options";
+  if (saved.contains("seed") && json_count(saved, "seed", src) != o.seed) {
+    seed = json_count(saved, "seed", src);
     if (print)
       std::fprintf(stderr,
                    "note: --seed %llu differs from the run's seed %llu; a resumed run keeps seed %llu (the batch "
@@ -212,11 +214,16 @@ void note_resume_changes(const json& saved, const TrainOptions& o, int64_t T, in
   }
   if (!print) return;
   // Another number of processes with the same global batch and length: the same run, split otherwise.
-  const int64_t saved_world = saved.value("world_size", int64_t{1});
-  if (saved_world != world && saved.contains("batch") && saved.contains("grad_accum") &&
-      saved["batch"].get<int64_t>() * saved["grad_accum"].get<int64_t>() * saved_world ==
-          o.batch * o.grad_accum * world &&
-      saved.value("seq_len", T) == T) {
+  // Sizes bounded before they are multiplied (a damaged checkpoint must not overflow them).
+  auto size = [&](const char* key, int64_t def) {
+    const int64_t v = json_int64_or(saved, key, def, src);
+    SAMBALM_CHECK(v >= 0 && v <= (int64_t(1) << 20), "{}: '{}' is {}, out of range", src, key, v);
+    return v;
+  };
+  const int64_t saved_world = size("world_size", 1), saved_batch = size("batch", 0), saved_accum = size("grad_accum", 0);
+  const bool has_batch = saved.contains("batch") && saved.contains("grad_accum");
+  if (saved_world != world && has_batch && saved_batch * saved_accum * saved_world == o.batch * o.grad_accum * world &&
+      json_int64_or(saved, "seq_len", T, src) == T) {
     std::fprintf(stderr,
                  "note: the checkpoint was written by %lld processes, this run has %d; the global batch of %lld "
                  "sequences stays the same (--batch %lld x --grad-accum %lld x %d), so the run continues as it was\n",
@@ -224,24 +231,24 @@ void note_resume_changes(const json& saved, const TrainOptions& o, int64_t T, in
                  (long long)o.grad_accum, world);
     return;
   }
-  if (saved_world != world && saved.contains("batch") && saved.contains("grad_accum"))
+  if (saved_world != world && has_batch)
     std::fprintf(stderr,
                  "note: the checkpoint was written by %lld processes with a global batch of %lld sequences; this run "
                  "has %d, so each step from step %lld on uses %lld (--batch x --grad-accum x processes; --global-batch "
                  "keeps it)\n",
                  (long long)saved_world,
-                 (long long)(saved["batch"].get<int64_t>() * saved["grad_accum"].get<int64_t>() * saved_world), world,
+                 (long long)(saved_batch * saved_accum * saved_world), world,
                  (long long)step, (long long)(o.batch * o.grad_accum * world));
   const std::pair<const char*, int64_t> changed[] = {{"batch", o.batch}, {"grad_accum", o.grad_accum}, {"seq_len", T}};
   for (const auto& [key, now] : changed) {
-    if (!saved.contains(key) || saved[key].get<int64_t>() == now) continue;
+    if (!saved.contains(key) || json_int64(saved, key, src) == now) continue;
     std::string flag = std::string("--") + key;
     std::replace(flag.begin(), flag.end(), '_', '-');
     std::fprintf(stderr,
                  "note: %s %lld differs from the checkpoint's %lld: the weights, optimizer state, learning-rate "
                  "schedule and data position continue from step %lld, and each step from here on uses %s %lld "
                  "(the run is no longer identical to one without a break)\n",
-                 flag.c_str(), (long long)now, (long long)saved[key].get<int64_t>(), (long long)step, flag.c_str(),
+                 flag.c_str(), (long long)now, (long long)json_int64(saved, key, src), (long long)step, flag.c_str(),
                  (long long)now);
   }
 }
