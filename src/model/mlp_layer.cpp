@@ -3,6 +3,7 @@
 
 #include "model/layers.h"
 #include "ops/ops.h"
+#include "ops/profiler.h"
 
 namespace sambalm {
 
@@ -26,8 +27,11 @@ void mlp_forward(const Context& ctx, T* out, const MlpActs<T>& a, const T* xn, c
   const int64_t BL = B * L;
   ops::matmul_forward(ctx, a.gate, xn, p.w1.at(params), p.b1.at(params), BL, d, hidden);
   ops::matmul_forward(ctx, a.up, xn, p.w2.at(params), p.b2.at(params), BL, d, hidden);
+  profile_mark("fwd mlp gemms");
   ops::swiglu_forward(ctx, a.hidden, a.gate, a.up, BL * hidden);
+  profile_mark("fwd mlp swiglu");
   ops::matmul_forward(ctx, out, a.hidden, p.w3.at(params), p.b3.at(params), BL, hidden, d);
+  profile_mark("fwd mlp gemms");
 }
 
 template <typename T>
@@ -38,10 +42,14 @@ void mlp_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, c
   ops::fill_zero(ctx, g.dhidden, BL * hidden);
   ops::fill_zero(ctx, g.dgate, BL * hidden);
   ops::fill_zero(ctx, g.dup, BL * hidden);
+  profile_mark("bwd mlp zero grads");
   ops::matmul_backward(ctx, g.dhidden, p.w3.at(grads), p.b3.at(grads), dout, a.hidden, p.w3.at(params), BL, hidden, d);
+  profile_mark("bwd mlp gemms");
   ops::swiglu_backward(ctx, g.dgate, g.dup, g.dhidden, a.gate, a.up, BL * hidden);
+  profile_mark("bwd mlp swiglu");
   ops::matmul_backward(ctx, dxn, p.w1.at(grads), p.b1.at(grads), g.dgate, xn, p.w1.at(params), BL, d, hidden);
   ops::matmul_backward(ctx, dxn, p.w2.at(grads), p.b2.at(grads), g.dup, xn, p.w2.at(params), BL, d, hidden);
+  profile_mark("bwd mlp gemms");
 }
 
 #define INSTANTIATE(T)                                                                                               \
