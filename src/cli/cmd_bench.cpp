@@ -29,6 +29,7 @@
 #include "cli/list_options.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "infer/decode_model.h"
 #include "infer/generator.h"
@@ -42,6 +43,7 @@ namespace {
 
 struct BenchOpts {
   std::string model, config, batches = "1", contexts = "1K", fill = "real", json, cross_decoder = "last";
+  std::string weights_dtype;
   int64_t decode_tokens = 32, prefill_tokens = 512, chunk = 512, max_context = 0, warmup = 2, threads = 0;
   bool bandwidth = false, interleave = false;
 };
@@ -146,10 +148,27 @@ class Bench {
     c.cpu_ms.push_back((c1 - c0) * 1e3);
     // The bound measured in place: the same number of bytes the step must read, read from the
     // weights themselves right after it, so both see the machine in the same state.
-    if (o_.bandwidth) c.read_ms.push_back(read_seconds(dm_.params(), dm_.weight_bytes_per_token() / 4) * 1e3);
+    if (o_.bandwidth) c.read_ms.push_back(read_weights_seconds() * 1e3);
   }
 
  private:
+  // float32 weights: one read of the step's bytes from the parameter buffer. Packed ones (bf16, f16,
+  // q8): the float buffer and each packed matrix (data and scales) read as floats, the times added.
+  double read_weights_seconds() {
+    if (dm_.param_floats() == dm_.param_count()) return read_seconds(dm_.params(), dm_.weight_bytes_per_token() / 4);
+    double t = read_seconds(dm_.params(), dm_.param_floats());
+    for (const auto& e : dm_.entries()) {
+      if (!e.packed) continue;
+      // An untied embedding: one row per token, too little to time.
+      if (e.name == "embedding.weight" && !dm_.config().tied_embeddings) continue;
+      const PackedMatrix& m = *e.packed;
+      t += read_seconds(static_cast<const float*>(m.data),
+                        (m.bytes() - (m.scales ? 4 * m.rows * m.blocks_per_row() : 0)) / 4);
+      if (m.scales) t += read_seconds(m.scales, m.rows * m.blocks_per_row());
+    }
+    return t;
+  }
+
   const BenchOpts& o_;
   DecodeModel& dm_;
   int64_t V_;
@@ -188,7 +207,8 @@ int run(const BenchOpts& o) {
                   copies > 1 ? " or give fewer contexts" : "");
   }
   apply_threads(o.threads);
-  LoadedModel lm = load_model(o.model, o.config);
+  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
+  warn_if_packed_weights_are_slow(lm.params);
   const ModelConfig& cfg = lm.config;
   DecodeOptions dopt;
   dopt.chunk = o.chunk;
@@ -203,8 +223,9 @@ int run(const BenchOpts& o) {
   Bandwidth bw;
   if (o.bandwidth) bw = measure_bandwidth();
 
-  std::printf("model %s (%s), %.1fM parameters, fp32 weights read per token %.1f MB, %d threads\n", cfg.name.c_str(),
-              cfg.layer_pattern().c_str(), double(dm.param_floats()) / 1e6, wbytes / 1e6, omp_get_max_threads());
+  std::printf("model %s (%s), %.1fM parameters, weights (%s) read per token %.1f MB, %d threads\n", cfg.name.c_str(),
+              cfg.layer_pattern().c_str(), double(dm.param_count()) / 1e6, dm.weight_formats().c_str(), wbytes / 1e6,
+              omp_get_max_threads());
   if (o.bandwidth)
     std::printf(
         "memory bandwidth (512 MiB buffer, before decoding): read %.1f GB/s, memcpy %.1f GB/s; '%% bound'\n"
@@ -234,10 +255,11 @@ int run(const BenchOpts& o) {
                 double(c.peak_rss) / (1 << 20));
     const double prefill_all_tps = c.prefill_all_s > 0 ? double(c.batch * c.filled) / c.prefill_all_s : 0.0;
     if (c.prefill_all_s > 0)
-      std::printf("%6s cross-decoder on every prompt token: prefill %.1f t/s; skipping it saves %.1f%% of the "
-                  "time, %.1f%% of the CPU time\n",
-                  "", prefill_all_tps, 100 * (1 - c.prefill_s / c.prefill_all_s),
-                  100 * (1 - c.prefill_cpu_s / c.prefill_all_cpu_s));
+      std::printf(
+          "%6s cross-decoder on every prompt token: prefill %.1f t/s; skipping it saves %.1f%% of the "
+          "time, %.1f%% of the CPU time\n",
+          "", prefill_all_tps, 100 * (1 - c.prefill_s / c.prefill_all_s),
+          100 * (1 - c.prefill_cpu_s / c.prefill_all_cpu_s));
     std::fflush(stdout);
     rows.push_back({{"batch", c.batch},
                     {"context", c.context},
@@ -299,8 +321,9 @@ int run(const BenchOpts& o) {
     nlohmann::json j = {{"model", cfg.name},
                         {"layer_pattern", cfg.layer_pattern()},
                         {"local_window", cfg.local_window},
-                        {"parameters", dm.param_floats()},
+                        {"parameters", dm.param_count()},
                         {"weight_bytes_per_token", dm.weight_bytes_per_token()},
+                        {"weight_formats", dm.weight_formats()},
                         {"threads", omp_get_max_threads()},
                         {"decode_tokens", o.decode_tokens},
                         {"warmup", o.warmup},
@@ -362,6 +385,7 @@ Action add(CLI::App& app) {
   in_range<int64_t>(sub->add_option("--max-context", o->max_context, "Cache of full-attention layers (0: block_size)"),
                     0, 1 << 30);
   in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
+  add_weights_dtype_option(sub, o->weights_dtype);
   sub->add_flag("--bandwidth", o->bandwidth, "Measure memory bandwidth and show the decode bound");
   sub->add_flag("--interleave", o->interleave,
                 "Hold every context's states at once and time their steps round-robin (see below)");

@@ -19,6 +19,8 @@
 #include "io/file.h"
 #include "io/model_dir.h"
 #include "io/state_dict.h"
+#include "model/packed_weights.h"
+#include "model/presets.h"
 #include "model/weights.h"
 
 namespace sambalm::cli {
@@ -30,32 +32,48 @@ struct ConvertOpts {
   std::string src, out, config, dtype = "f32", to = "sambalm";
 };
 
-DType parse_dtype(const std::string& s) {
-  std::string l = s;
-  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (l == "f32" || l == "fp32" || l == "float32") return DType::F32;
-  if (l == "bf16" || l == "bfloat16") return DType::BF16;
-  if (l == "f16" || l == "fp16" || l == "float16") return DType::F16;
-  fail("--dtype '{}': expected f32, bf16 or f16", s);
+// --dtype: f32, bf16, f16 or q8 (q8: sambalm names only).
+MatrixFormat parse_dtype(const std::string& s) {
+  try {
+    return parse_matrix_format(s);
+  } catch (const Error&) {
+    fail("--dtype '{}': expected f32, bf16, f16 or q8", s);
+  }
+}
+
+DType dtype_of(MatrixFormat f) {
+  switch (f) {
+    case MatrixFormat::BF16:
+      return DType::BF16;
+    case MatrixFormat::F16:
+      return DType::F16;
+    case MatrixFormat::Q8:
+      return DType::I8;
+    default:
+      return DType::F32;
+  }
 }
 
 // safetensors written one tensor at a time from float32 memory (converted on the way when `dtype`
 // is not F32), with the same layout as write_safetensors: sorted JSON header padded to 8 bytes.
+// `data` holds the values as `src` (float32, or already in the output dtype: packed matrices and their
+// scales), written as `dtype`.
 struct OutTensor {
   std::string name;
   Shape shape;
-  const float* data;
+  const void* data;
+  DType src = DType::F32, dtype = DType::F32;
 };
 
-void write_streaming(const std::string& path, const std::vector<OutTensor>& tensors, DType dtype) {
+void write_streaming(const std::string& path, const std::vector<OutTensor>& tensors,
+                     const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
-  header["__metadata__"] = {{"format", "pt"}, {"producer", "sambalm"}};
-  const size_t es = dtype_size(dtype);
+  header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& t : tensors) {
     SAMBALM_CHECK(!header.contains(t.name), "{}: duplicate tensor name '{}'", path, t.name);
-    uint64_t n = static_cast<uint64_t>(shape_numel(t.shape)) * es;
-    header[t.name] = {{"dtype", dtype_name(dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
+    uint64_t n = static_cast<uint64_t>(shape_numel(t.shape)) * dtype_size(t.dtype);
+    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string h = header.dump();
@@ -68,15 +86,16 @@ void write_streaming(const std::string& path, const std::vector<OutTensor>& tens
   std::vector<uint8_t> buf;
   constexpr size_t kChunk = size_t{1} << 20;  // elements converted per write
   for (const auto& t : tensors) {
-    const size_t n = static_cast<size_t>(shape_numel(t.shape));
-    if (dtype == DType::F32) {
-      w.write(t.data, n * sizeof(float));
+    const size_t n = static_cast<size_t>(shape_numel(t.shape)), es = dtype_size(t.dtype);
+    if (t.src == t.dtype) {
+      w.write(t.data, n * es);
       continue;
     }
+    SAMBALM_CHECK(t.src == DType::F32, "{}: tensor '{}' cannot be written as {}", path, t.name, dtype_name(t.dtype));
     for (size_t i = 0; i < n; i += kChunk) {
       size_t k = std::min(kChunk, n - i);
       buf.resize(k * es);
-      convert_from_f32(t.data + i, dtype, buf.data(), k);
+      convert_from_f32(static_cast<const float*>(t.data) + i, t.dtype, buf.data(), k);
       w.write(buf.data(), buf.size());
     }
   }
@@ -124,11 +143,28 @@ CLI::Validator choice(Parse parse, const std::string& choices) {
       choices, "CHOICE");
 }
 
+int write_out(const ConvertOpts& o, const ModelConfig& cfg, ParamStore params, MatrixFormat format, WeightFormat to,
+              const std::string& kind, size_t n_in, const std::string& src);
+
 int run(const ConvertOpts& o) {
-  const DType dtype = parse_dtype(o.dtype);
+  const MatrixFormat format = parse_dtype(o.dtype);
   const WeightFormat to = parse_weight_format(o.to);
+  SAMBALM_CHECK(format != MatrixFormat::Q8 || to == WeightFormat::Sambalm,
+                "--dtype q8 is sambalm's own layout (int8 weights with block scales); --to {} takes f32, bf16 or f16",
+                weight_format_name(to));
   std::error_code ec;
-  SAMBALM_CHECK(fs::exists(o.src, ec), "{}: no such file or directory", o.src);
+  // A preset name gives its random weights (seed 0, as generate and bench do): model directories of any
+  // shape and format for benchmarks, without a checkpoint.
+  const bool random = !fs::exists(o.src, ec) && find_preset(o.src);
+  SAMBALM_CHECK(random || fs::exists(o.src, ec), "{}: no such file or directory (and not a preset name)", o.src);
+  if (random) {
+    ModelConfig cfg = resolve_config(o.src, o.config);
+    weight_names(cfg, to);
+    std::fprintf(stderr, "warning: '%s' is a preset: writing its random weights (seed 0), not a trained model\n",
+                 o.src.c_str());
+    return write_out(o, cfg, load_model(o.src, o.config).params, format, to, "random weights of the preset, seed 0", 0,
+                     "");
+  }
   check_config_option(o.src, o.config, "SRC");
   // The same resolution as every --model: a directory's model.safetensors, shard index,
   // pytorch_model.bin or single .pth, or the file itself.
@@ -153,29 +189,61 @@ int run(const ConvertOpts& o) {
           break;
         }
   }
-  ParamStore params =
-      load_params(cfg, sd.tensors, src, [&](const void* p, size_t bytes) { sd.release_pages(p, bytes); });
+  // A directory written with --dtype bf16|f16|q8: its packed matrices are read through float32.
+  std::shared_ptr<PackedWeights> packed;
+  if (sd.tensors.count("embedding.weight")) packed = take_packed(sd.tensors, src);
+  ParamStore params = load_params(
+      cfg, sd.tensors, src, [&](const void* p, size_t bytes) { sd.release_pages(p, bytes); }, packed);
+  if (packed) params = unpack_params(params);
+  packed.reset();
   const std::string kind = sd.kind;
   sd = StateDict();
+  return write_out(o, cfg, std::move(params), format, to, kind, n_in, src);
+}
 
+// Writes OUT/model.safetensors, OUT/config.json and the tokenizer files beside `src` ("" for none).
+int write_out(const ConvertOpts& o, const ModelConfig& cfg, ParamStore params, MatrixFormat format, WeightFormat to,
+              const std::string& kind, size_t n_in, const std::string& src) {
+  const DType dtype = dtype_of(format);
+  std::error_code ec;
   fs::create_directories(o.out, ec);
   SAMBALM_CHECK(!ec && fs::is_directory(o.out), "{}: cannot create the output directory: {}", o.out, ec.message());
+  // sambalm names: the GEMM matrices in --dtype (model/packed_weights.h), everything else float32, which
+  // is what inference keeps in memory. Other names: every tensor in --dtype, as their own code saves them.
+  if (to == WeightFormat::Sambalm && format != MatrixFormat::F32) params = pack_params(params, format);
+  std::map<std::string, std::string> metadata = {{"format", "pt"}, {"producer", "sambalm"}};
+  if (to == WeightFormat::Sambalm && format != MatrixFormat::F32) metadata["sambalm_matrix_format"] = o.dtype;
+  if (format == MatrixFormat::Q8) metadata["q8_block_size"] = std::to_string(kQ8Block);
   std::vector<OutTensor> out;
-  std::deque<std::vector<float>> gathered;  // packed tensors (SambaY's Wqkv, fused MLP w1), assembled here
+  std::deque<std::vector<uint16_t>> scales;  // q8 block scales, as float16
+  std::deque<std::vector<float>> gathered;   // packed tensors (SambaY's Wqkv, fused MLP w1), assembled here
   for (const auto& w : weight_names(cfg, to)) {
     if (!w.packed.empty()) {
       gathered.emplace_back(static_cast<size_t>(shape_numel(w.external_shape)));
       gather_external(w, params, gathered.back().data());
-      out.push_back({w.external, w.external_shape, gathered.back().data()});
+      out.push_back({w.external, w.external_shape, gathered.back().data(), DType::F32, dtype});
       continue;
     }
     const ParamEntry& e = params.entry(w.native);
     SAMBALM_CHECK(e.numel() == shape_numel(w.external_shape), "parameter '{}' has {} values, expected {}", w.native,
                   e.numel(), shape_numel(w.external_shape));
-    out.push_back({w.external, w.external_shape, params.get(w.native)});
+    if (to != WeightFormat::Sambalm) {
+      out.push_back({w.external, w.external_shape, params.get(w.native), DType::F32, dtype});
+    } else if (!e.packed) {
+      out.push_back({w.external, w.external_shape, params.get(w.native), DType::F32, DType::F32});
+    } else {
+      const PackedMatrix& m = *e.packed;
+      out.push_back({w.external, w.external_shape, m.data, dtype_of(m.format), dtype_of(m.format)});
+      if (m.format == MatrixFormat::Q8) {
+        const size_t nb = static_cast<size_t>(m.rows * m.blocks_per_row());
+        auto& sc = scales.emplace_back(nb);
+        convert_from_f32(m.scales, DType::F16, sc.data(), nb);  // exact: pack_matrix rounds them to float16
+        out.push_back({scales_name(w.external), {m.rows, m.blocks_per_row()}, sc.data(), DType::F16, DType::F16});
+      }
+    }
   }
   const std::string weights_out = (fs::path(o.out) / "model.safetensors").string();
-  write_streaming(weights_out, out, dtype);
+  write_streaming(weights_out, out, metadata);
   // With hf names the directory is a transformers model: a MambaConfig (for SambaY a Phi4FlashConfig) beside the
   // weights; with mamba_ssm names, the MambaConfig that MambaLMHeadModel.from_pretrained reads. Otherwise the config
   // travels in sambalm's format, so the directory loads as a model. sambalm reads all three.
@@ -187,12 +255,16 @@ int run(const ConvertOpts& o) {
     config_json = cfg.to_mamba_ssm_json();
   }
   write_file_atomic((fs::path(o.out) / "config.json").string(), config_json.dump(2) + "\n");
-  std::printf("read %s (%s, %zu tensors)\nwrote %s (%zu tensors, %s names, %s) and config.json (%s)\n", src.c_str(),
-              kind.c_str(), n_in, weights_out.c_str(), out.size(), weight_format_name(to), dtype_name(dtype),
+  std::printf("read %s (%s, %zu tensors)\nwrote %s (%zu tensors, %s names, %s) and config.json (%s)\n",
+              src.empty() ? o.src.c_str() : src.c_str(), kind.c_str(), n_in, weights_out.c_str(), out.size(),
+              weight_format_name(to),
+              to == WeightFormat::Sambalm && format != MatrixFormat::F32
+                  ? fmt::format("{} matrices, f32 others", matrix_format_name(format)).c_str()
+                  : dtype_name(dtype),
               to == WeightFormat::HF ? (cfg.sambay ? "Hugging Face Phi4FlashConfig" : "Hugging Face MambaConfig")
               : to == WeightFormat::MambaSsm ? "mamba_ssm MambaConfig"
                                              : "sambalm format");
-  copy_tokenizer_files(fs::path(src).parent_path(), o.out);
+  if (!src.empty()) copy_tokenizer_files(fs::path(src).parent_path(), o.out);
   return 0;
 }
 
@@ -219,7 +291,8 @@ Action add(CLI::App& app) {
       "reads (d_model, n_layer, vocab_size, ssm_cfg, rms_norm, residual_in_fp32, fused_add_norm,\n"
       "pad_vocab_size_multiple, tie_embeddings), so OUT loads with MambaLMHeadModel.from_pretrained(OUT).\n"
       "sambalm loads every one of them. Only pure Mamba models have mamba_ssm and hf names (hf: RMSNorm\n"
-      "only; mamba_ssm: norm_eps 1e-5). Nothing is downloaded: SRC is a local path.\n\n"
+      "only; mamba_ssm: norm_eps 1e-5). Nothing is downloaded: SRC is a local path, or a preset name for\n"
+      "its random weights (seed 0; a directory to benchmark, e.g. `convert mamba-130m --out m --dtype q8`).\n\n"
       "Examples:\n"
       "  sambalm convert iter-040000-ckpt.pth --config Samba_421M --out samba-421m\n"
       "  sambalm convert ~/downloads/mamba-130m --out mamba-130m --dtype bf16   (a local copy of the hub's\n"
@@ -227,13 +300,18 @@ Action add(CLI::App& app) {
       "pytorch_model.bin)\n"
       "  sambalm convert samba-421m --to lit_gpt --out samba-421m-lit\n"
       "  sambalm convert mamba-130m --to hf --out mamba-130m-hf");
-  sub->add_option("src", o->src, "Weights file or model directory")->required();
+  sub->add_option("src", o->src, "Weights file, model directory, or preset name (random weights)")->required();
   sub->add_option("--out,-o", o->out, "Output directory (created if needed)")->required();
   sub->add_option("--config", o->config,
                   "config.json or preset name: the config of a bare weights file (needed when no config.json lies\n"
                   "beside it), or one that replaces a directory's config.json");
-  sub->add_option("--dtype", o->dtype, "Output dtype: f32 (default), bf16 or f16")
-      ->check(choice(parse_dtype, "f32, bf16 or f16"));
+  sub->add_option("--dtype", o->dtype,
+                  "Output dtype: f32 (default), bf16, f16 or q8. With sambalm names, only the GEMM matrices\n"
+                  "(projections, MLP, embedding/head) take it and the rest stays f32; q8 is int8 in blocks of 32\n"
+                  "along each row with a float16 scale per block (`<name>.scales`; a matrix whose rows are not\n"
+                  "whole blocks stays f32). generate, bench, forward, eval and serve keep those matrices in that\n"
+                  "format in memory (docs/FORMATS.md, \"Weight formats for inference\")")
+      ->check(choice(parse_dtype, "f32, bf16, f16 or q8"));
   sub->add_option("--to", o->to, "Output names: sambalm (default), lit_gpt, mamba_ssm or hf")
       ->check(choice(parse_weight_format, "sambalm, lit_gpt, mamba_ssm or hf"));
   return [o] { return run(*o); };

@@ -11,6 +11,7 @@
 #include "cli/list_options.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "eval/multiple_choice.h"
 #include "eval/passkey.h"
@@ -26,7 +27,7 @@ constexpr int64_t kMaxLength = int64_t(1) << 30;  // tokens per window / prompt
 constexpr int64_t kMaxI64 = std::numeric_limits<int64_t>::max();
 
 struct CommonOpts {
-  std::string model, config, tokenizer;
+  std::string model, config, tokenizer, weights_dtype;
   int64_t chunk = 512, threads = 0;
   bool json = false, quiet = false;
 };
@@ -61,7 +62,8 @@ struct Loaded {
 Loaded load(const CommonOpts& o, int64_t max_context) {
   apply_threads(o.threads);
   Loaded l;
-  l.lm = load_model(o.model, o.config);
+  l.lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
+  warn_if_packed_weights_are_slow(l.lm.params);
   if (l.lm.weights_path.empty())
     std::fprintf(stderr, "warning: '%s' is a preset or a config, not trained weights: the parameters are random\n",
                  o.model.c_str());
@@ -264,6 +266,7 @@ void add_common(CLI::App* sub, CommonOpts& c) {
                     65536)
       ->capture_default_str();
   in_range<int64_t>(sub->add_option("--threads", c.threads, "OpenMP threads (default: all cores)"), 1, 1024);
+  add_weights_dtype_option(sub, c.weights_dtype);
   sub->add_flag("--json", c.json, "Print the results as one JSON object");
   sub->add_flag("--quiet,-q", c.quiet, "No progress lines on stderr");
 }

@@ -17,6 +17,7 @@
 #include "cli/command.h"
 #include "cli/config_option.h"
 #include "cli/options.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "io/file.h"
 #include "io/model_dir.h"
@@ -35,7 +36,7 @@ constexpr int64_t kAutoBatchBytes = int64_t(1) << 30;
 constexpr int64_t kMaxBatchSize = 1 << 20;
 
 struct ForwardOpts {
-  std::string model, config, inputs, out, device = "auto", precision = "auto";
+  std::string model, config, inputs, out, device = "auto", precision = "auto", weights_dtype;
   int64_t batch_size = 0;  // 0 = automatic
   bool acts = false, no_logits = false, row_losses = false;
 };
@@ -107,7 +108,10 @@ const float* host_view(const Context& ctx, const float* p, int64_t n, std::vecto
 
 int run(const ForwardOpts& o) {
   check_config_option(o.model, o.config, "--model");
-  LoadedModel lm = load_model(o.model, o.config);
+  // Packed (bf16/f16/q8) matrices run on the CPU only for now: on a GPU every weight loads as float32.
+  const bool on_cpu = parse_device(o.device).device == Device::CPU;
+  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = on_cpu, .weights_dtype = o.weights_dtype});
+  warn_if_packed_weights_are_slow(lm.params);
   auto in = read_safetensors(o.inputs);
   int64_t B = 0, Tn = 0;
   std::vector<int32_t> ids = read_ids(in, "input_ids", &B, &Tn);
@@ -222,6 +226,7 @@ Action add(CLI::App& app) {
   sub->add_flag("--no-logits", o->no_logits, "Do not write logits (scoring: loss and --row-losses only)");
   sub->add_flag("--row-losses", o->row_losses, "Also write each row's mean loss (row_losses, [B]); needs targets");
   sub->add_flag("--acts", o->acts, "Also write each block's output (act.<i>)");
+  add_weights_dtype_option(sub, o->weights_dtype);
   sub->add_option("--device", o->device,
                   "cpu, cuda, cuda:N, or auto (the first GPU when this build has the CUDA backend and one is "
                   "visible, else the CPU)")

@@ -14,6 +14,7 @@
 #include "cli/command.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "infer/generator.h"
 #include "infer/state_file.h"
@@ -26,6 +27,7 @@ namespace {
 
 struct GenOpts {
   std::string model, config, tokenizer, prompt, prompt_file, prompt_ids, prompts_file, load_state, save_state;
+  std::string weights_dtype;
   int64_t batch = 1, chunk = 512, max_context = 0, threads = 0;
   bool json = false, interactive = false, bos = false, ignore_eos = false, quiet = false;
   bool top_k_given = false, sampling_asked = false;
@@ -176,7 +178,9 @@ int run(GenOpts& o) {
   check_memory(resolve_config(o.model, o.config), o.max_context, o.batch);
   apply_threads(o.threads);
 
-  LoadedModel lm = load_model(o.model, o.config);
+  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
+
+  warn_if_packed_weights_are_slow(lm.params);
   if (lm.weights_path.empty())
     std::fprintf(stderr,
                  "warning: '%s' is a preset or a config, not trained weights: the parameters are random (seed 0), so "
@@ -347,6 +351,7 @@ Action add(CLI::App& app) {
       sub->add_option("--max-context", o->max_context, "Cache size of full-attention layers (0: block_size)"), 0,
       1 << 30);
   in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
+  add_weights_dtype_option(sub, o->weights_dtype);
   sub->add_flag("--json", o->json, "Print ids, text and timings as JSON");
   sub->add_flag("--interactive,-i", o->interactive, "Chat-style loop keeping the state between turns");
   sub->add_option("--load-state", o->load_state, "Resume from a decode state file (a prompt is optional)");

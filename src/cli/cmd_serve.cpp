@@ -12,6 +12,7 @@
 #include "cli/command.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "infer/decode_model.h"
 #include "io/model_dir.h"
@@ -22,7 +23,7 @@ namespace sambalm::cli {
 namespace {
 
 struct ServeOpts {
-  std::string model, config, tokenizer, name, host = "127.0.0.1";
+  std::string model, config, tokenizer, name, host = "127.0.0.1", chat_format = "auto", weights_dtype;
   int64_t port = 8080, max_batch = 8, max_queue = 64, max_prompt_tokens = 8192, max_tokens = 4096,
           max_body_bytes = 8 << 20, chunk = 512, max_context = 0, threads = 0;
 };
@@ -47,13 +48,24 @@ int run(const ServeOpts& o) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  LoadedModel lm = load_model(o.model, o.config);
+  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
+
+  warn_if_packed_weights_are_slow(lm.params);
   if (lm.weights_path.empty())
     std::fprintf(stderr, "warning: '%s' is a preset or a config, not trained weights: the parameters are random\n",
                  o.model.c_str());
   std::unique_ptr<Tokenizer> tok;
   const std::string tok_path = o.tokenizer.empty() ? lm.tokenizer_path : o.tokenizer;
   if (!tok_path.empty()) tok = load_tokenizer(tok_path);
+  // The chat format, decided before the (possibly long) start-up so that a bad choice fails at once.
+  // Its template is beside the tokenizer's files, or in the model directory (the bytes tokenizer has none).
+  const std::string template_dir = std::filesystem::exists(tok_path)        ? tok_path
+                                   : std::filesystem::is_directory(o.model) ? o.model
+                                                                            : std::string();
+  const serve::ChatSetup chat = serve::choose_chat_format(
+      o.chat_format, template_dir.empty() ? "" : serve::read_chat_template(template_dir), tok.get());
+  if (chat.format == serve::ChatFormat::Unsupported)
+    std::fprintf(stderr, "warning: chat completions are refused: %s\n", chat.why.c_str());
   DecodeOptions dopt;
   dopt.chunk = o.chunk;
   dopt.max_context = o.max_context;
@@ -75,6 +87,7 @@ int run(const ServeOpts& o) {
   hopt.limits.max_prompts = o.max_batch + o.max_queue;
   hopt.limits.vocab = sampling_vocab(lm.config, dm.vocab(), tok.get());
   hopt.limits.max_context = dm.layout()->max_context;
+  hopt.limits.chat = chat;
 
   serve::Scheduler scheduler(dm, tok.get(), sopt, metrics);
   serve::Server server(scheduler, tok.get(), metrics, hopt);
@@ -83,7 +96,7 @@ int run(const ServeOpts& o) {
   std::fflush(stdout);
   std::fprintf(stderr, "serve: http://%s:%d/v1 model '%s' (%s), %lld slots, queue %lld, chat format %s; Ctrl-C stops\n",
                o.host.c_str(), port, hopt.limits.model_ids[0].c_str(), lm.config.name.c_str(), (long long)o.max_batch,
-               (long long)o.max_queue, serve::chat_format_name(tok.get()).c_str());
+               (long long)o.max_queue, chat.name.c_str());
   std::thread([&server, stop_signals] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
@@ -141,6 +154,13 @@ Action add(CLI::App& app) {
       sub->add_option("--max-context", o->max_context, "Cache size of full-attention layers (0: block_size)"), 0,
       int64_t(1) << 30);
   in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
+  sub->add_option("--chat-format", o->chat_format,
+                  "How chat messages become a prompt: phi4 (<|user|>...<|end|><|assistant|>), plain (User: ...), or "
+                  "auto: phi4 when the tokenizer has those tokens, plain when it has neither them nor a chat_template, "
+                  "and chat refused (not guessed) when the model's chat_template is another format")
+      ->check(CLI::IsMember({"auto", "phi4", "plain"}))
+      ->capture_default_str();
+  add_weights_dtype_option(sub, o->weights_dtype);
   return [o] {
     prefer_passive_waiting();
     return run(*o);

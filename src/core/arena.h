@@ -21,6 +21,7 @@ namespace sambalm {
 class Arena {
  public:
   static constexpr size_t kAlign = 64;  // a cache line (and enough for any SIMD load)
+  static constexpr size_t kPage = 4096;
 
   Arena() = default;  // counting: takes return nullptr and only add up
   explicit Arena(size_t bytes);
@@ -33,7 +34,8 @@ class Arena {
   template <typename T>
   T* take(int64_t n) {
     SAMBALM_CHECK(n >= 0, "arena: negative size {}", n);
-    const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + kAlign - 1) / kAlign * kAlign;
+    size_t bytes = (static_cast<size_t>(n) * sizeof(T) + kAlign - 1) / kAlign * kAlign;
+    if (stagger_ && bytes % kPage == 0) bytes += kAlign;
     const size_t at = used_;
     used_ += bytes;
     peak_ = std::max(peak_, used_);
@@ -49,6 +51,13 @@ class Arena {
   size_t mark() const { return used_; }
   void rewind(size_t mark) { used_ = mark; }
   bool counting() const { return !base_; }
+  // Staggered: a take whose size is a multiple of 4 KiB gets one more cache line, so the next buffer
+  // does not start at the same offset within a page. Otherwise same-sized activations (every
+  // [tokens, d] buffer of the training step) sit exactly a power of two apart, and a kernel that
+  // streams several of them at one index maps them all to the same cache sets. (The per-buffer heap
+  // allocations this arena replaced were a page apart beyond their size.) Set it on the counting
+  // arena and on the real one alike, or the plan and the layout disagree.
+  void set_stagger(bool on) { stagger_ = on; }
   size_t bytes() const { return peak_; }  // the most ever taken at once (the size a plan needs)
   size_t capacity() const { return capacity_; }
 
@@ -61,6 +70,7 @@ class Arena {
   };
   std::unique_ptr<std::byte[], Free> base_;
   size_t capacity_ = 0, used_ = 0, peak_ = 0;
+  bool stagger_ = false;
 };
 
 }  // namespace sambalm

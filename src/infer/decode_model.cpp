@@ -2,6 +2,8 @@
 #include "infer/decode_model.h"
 
 #include <algorithm>
+#include <map>
+#include <string>
 
 #include "core/error.h"
 
@@ -16,7 +18,15 @@ DecodeModel::DecodeModel(const ModelConfig& cfg, const std::vector<ParamEntry>& 
   if (opt_.max_context <= 0) opt_.max_context = cfg_.block_size;
   if (opt_.slots == 0) opt_.slots = opt_.max_batch;
   pool_ = std::make_unique<DecodePool>(DecodeLayout::make(cfg_, opt_.max_context), opt_.slots);
-  for (auto& e : entries) num_params_ += e.numel();
+  entries_ = entries;
+  for (auto& e : entries) {
+    num_params_ += e.numel();
+    buffer_floats_ += e.buffer_floats();
+    const int64_t bytes = e.packed ? e.packed->bytes() : e.numel() * int64_t(sizeof(float));
+    weight_bytes_ += bytes;
+    // The untied embedding: one row per token.
+    if (!cfg_.tied_embeddings && e.name == "embedding.weight") weight_bytes_ -= bytes - bytes / e.shape[0];
+  }
   V_ = cfg_.padded_vocab_size;
   model_.plan_cached({{opt_.max_batch, 1}, {1, opt_.chunk}});
   step_slots_.assign(static_cast<size_t>(std::max(opt_.max_batch, opt_.slots)), 0);
@@ -28,10 +38,17 @@ DecodeModel::~DecodeModel() = default;
 
 void DecodeModel::refresh() { model_.refresh_constants(params_); }
 
-int64_t DecodeModel::weight_bytes_per_token() const {
-  int64_t n = num_params_;
-  if (!cfg_.tied_embeddings) n -= V_ * cfg_.n_embd - cfg_.n_embd;  // the untied embedding: one row per token
-  return n * int64_t(sizeof(float));
+int64_t DecodeModel::weight_bytes_per_token() const { return weight_bytes_; }
+
+std::string DecodeModel::weight_formats() const {
+  std::map<std::string, int64_t> count;
+  for (const auto& e : entries_)
+    if (e.shape.size() == 2 && e.name.size() > 7 && e.name.compare(e.name.size() - 7, 7, ".weight") == 0 &&
+        e.name.find("conv.") == std::string::npos)
+      count[e.packed ? matrix_format_name(e.packed->format) : "f32"] += 1;
+  std::string out;
+  for (const auto& [f, n] : count) out += (out.empty() ? "" : "+") + f;
+  return out;
 }
 
 void DecodeModel::check_ids(const int32_t* tokens, int64_t n, const char* what) const {

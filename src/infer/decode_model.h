@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "infer/decode_state.h"
@@ -44,7 +45,13 @@ class DecodeModel {
   const std::shared_ptr<const DecodeLayout>& layout() const { return pool_->layout(); }
   int64_t vocab() const { return V_; }
   const float* params() const { return params_; }
-  int64_t param_floats() const { return num_params_; }
+  // Floats of the parameter buffer (packed matrices are not in it), and all parameters.
+  int64_t param_floats() const { return buffer_floats_; }
+  int64_t param_count() const { return num_params_; }
+  const std::vector<ParamEntry>& entries() const { return entries_; }
+  // The formats of the GEMM matrices, e.g. "f32", "bf16+f32" (q8 keeps dt_proj in f32 when its rows
+  // are not whole blocks).
+  std::string weight_formats() const;
   DecodePool& pool() { return *pool_; }
   // A free slot of the pool at position 0 (Error when all options().slots are in use).
   DecodeState new_state() { return pool_->acquire(); }
@@ -76,7 +83,8 @@ class DecodeModel {
   const float* params_;
   Model<float> model_;
   std::unique_ptr<DecodePool> pool_;
-  int64_t V_ = 0, num_params_ = 0;
+  std::vector<ParamEntry> entries_;
+  int64_t V_ = 0, num_params_ = 0, buffer_floats_ = 0, weight_bytes_ = 0;
   std::vector<int32_t> step_slots_;  // [max(max_batch, slots)]: the slot ids of a step
   std::vector<int64_t> step_pos_;    // their positions
 };

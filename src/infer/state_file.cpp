@@ -46,10 +46,22 @@ uint64_t config_fingerprint(const ModelConfig& cfg) {
   return fnv1a(kFnvBasis, s.data(), s.size());
 }
 
-uint64_t weights_fingerprint(const float* params, int64_t n) {
+// A sample of the float32 buffer and of each packed matrix's bytes (so a state saved with one weight
+// format is refused by a model in another: their logits differ).
+uint64_t weights_fingerprint(const DecodeModel& model) {
+  const float* params = model.params();
+  const int64_t n = model.param_floats();
   const int64_t stride = std::max<int64_t>(1, n / (int64_t(1) << 20));
   uint64_t h = fnv1a(kFnvBasis, &n, sizeof(n));
   for (int64_t i = 0; i < n; i += stride) h = fnv1a(h, params + i, sizeof(float));
+  for (const auto& e : model.entries()) {
+    if (!e.packed) continue;
+    const int64_t bytes = e.packed->rows * e.packed->cols * (e.packed->format == MatrixFormat::Q8 ? 1 : 2);
+    const int64_t step = std::max<int64_t>(1, bytes / 4096);
+    h = fnv1a(h, &e.packed->format, 1);
+    for (int64_t i = 0; i < bytes; i += step) h = fnv1a(h, static_cast<const uint8_t*>(e.packed->data) + i, 1);
+    if (e.packed->scales) h = fnv1a(h, e.packed->scales, sizeof(float));
+  }
   return h;
 }
 
@@ -61,7 +73,7 @@ void save_decode_state(const std::string& path, const DecodeModel& model, const 
   h["format"] = "sambalm-decode-state";
   h["model"] = model.config().name;
   h["config_hash"] = hex(config_fingerprint(model.config()));
-  h["weights_hash"] = hex(weights_fingerprint(model.params(), model.param_floats()));
+  h["weights_hash"] = hex(weights_fingerprint(model));
   h["pos"] = st.pos();
   h["n_tokens"] = tokens.size();
   if (n_pending > 0) h["n_pending"] = n_pending;
@@ -89,12 +101,8 @@ void load_decode_state(const std::string& path, const DecodeModel& model, Decode
                        std::vector<int32_t>* pending) {
   SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
   auto f = MappedFile::open(path);
-  const DecodeStateTarget want{model.config().name,
-                               config_fingerprint(model.config()),
-                               weights_fingerprint(model.params(), model.param_floats()),
-                               st.floats(),
-                               model.layout()->max_context,
-                               model.vocab()};
+  const DecodeStateTarget want{model.config().name, config_fingerprint(model.config()), weights_fingerprint(model),
+                               st.floats(),         model.layout()->max_context,        model.vocab()};
   std::vector<float> state(static_cast<size_t>(st.floats()));
   std::vector<int32_t> ids;
   int64_t n_pending = 0;

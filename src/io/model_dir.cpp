@@ -15,6 +15,7 @@
 #include "io/shard_index.h"
 #include "io/state_dict.h"
 #include "model/init.h"
+#include "model/packed_weights.h"
 #include "model/presets.h"
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
@@ -137,6 +138,7 @@ namespace {
 // (one pass over the float32 copy, a fraction of the time it took to read them).
 void check_finite_params(const ParamStore& params, const std::string& source) {
   for (const auto& e : params.entries()) {
+    if (e.packed) continue;  // checked as they were taken (take_packed)
     const float* p = params.data() + e.offset;
     for (int64_t i = 0; i < e.numel(); ++i)
       if (!std::isfinite(p[i]))
@@ -148,7 +150,7 @@ void check_finite_params(const ParamStore& params, const std::string& source) {
 }
 }  // namespace
 
-LoadedModel load_model(const std::string& spec, const std::string& config_override) {
+LoadedModel load_model(const std::string& spec, const std::string& config_override, const LoadOptions& opts) {
   Resolved r = resolve(spec, config_override);
   LoadedModel m;
   m.config = r.config;
@@ -159,8 +161,17 @@ LoadedModel load_model(const std::string& spec, const std::string& config_overri
     m.params = ParamStore(param_specs(m.config));
     init_params(m.config, m.params, 0);
   } else {
-    m.params = load_params(m.config, read_state_dict(r.weights), r.weights);
+    auto sd = read_state_dict(r.weights);
+    // Matrices stored in bf16/f16/q8 under sambalm's names stay in the mapped file, in their format.
+    std::shared_ptr<PackedWeights> packed;
+    if (sd.count("embedding.weight")) packed = take_packed(sd, r.weights);
+    m.params = load_params(m.config, sd, r.weights, nullptr, packed);
     check_finite_params(m.params, r.weights);
+    if (packed && !opts.keep_packed) m.params = unpack_params(m.params);
+  }
+  if (!opts.weights_dtype.empty()) {
+    const MatrixFormat f = parse_matrix_format(opts.weights_dtype);
+    if (f != MatrixFormat::F32 || m.params.packed()) m.params = pack_params(m.params, f);
   }
   return m;
 }

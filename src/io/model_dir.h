@@ -28,7 +28,17 @@ struct LoadedModel {
 //     config.json beside it;
 //   - a config .json file: random parameters (seed 0).
 // `config_override` (a config.json path or a preset name) replaces the config found beside the weights.
-LoadedModel load_model(const std::string& spec, const std::string& config_override = "");
+struct LoadOptions {
+  // Keep the GEMM matrices that the file stores in bf16, f16 or q8 in that format in memory (inference:
+  // generate, bench, forward, eval, serve); false converts every weight to float32 (training, convert).
+  // Only sambalm-named safetensors (sambalm convert's output) keep packed matrices; other checkpoints
+  // load as float32.
+  bool keep_packed = false;
+  // After loading, pack the matrices into this format ("f32", "bf16", "f16", "q8"; "" keeps them as
+  // loaded): inference of a float32 model or of random weights in another format.
+  std::string weights_dtype;
+};
+LoadedModel load_model(const std::string& spec, const std::string& config_override = "", const LoadOptions& opts = {});
 
 // Just the config of `spec` (as load_model would resolve it), without reading weights.
 ModelConfig resolve_config(const std::string& spec, const std::string& config_override = "");

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "model/layers.h"
+#include "model/linear.h"
 #include "ops/ops.h"
 #include "ops/profiler.h"
 
@@ -44,7 +45,7 @@ void attention_forward_layer(const Context& ctx, T* out, const AttentionActs<T>&
                              int64_t cs_batch_rows, int64_t B, int64_t L, const LayerState<T>* st) {
   const int64_t BL = B * L;
   const double scale = 1.0 / std::sqrt(double(m.hs));
-  ops::matmul_forward(ctx, a.qkv, xn, p.qkv_w.at(params), p.qkv_b.at(params), BL, m.d, m.qkv());
+  linear_forward(ctx, a.qkv, xn, params, p.qkv_w, p.qkv_b.at(params), BL, m.d, m.qkv());
   profile_mark("fwd attn qkv");
   ops::qkv_split_rope_forward(ctx, a.q, a.k, a.v, a.qkv, cos, sin, B, L, m.H, m.G, m.hs, m.rope_dims, int64_t(0),
                               cs_batch_rows);
@@ -57,7 +58,7 @@ void attention_forward_layer(const Context& ctx, T* out, const AttentionActs<T>&
     ops::attention_forward(ctx, a.att, a.lse, a.q, a.k, a.v, B, L, m.H, m.G, m.hs, m.window, scale);
   }
   profile_mark("fwd attn kernel");
-  ops::matmul_forward(ctx, out, a.att, p.proj_w.at(params), p.proj_b.at(params), BL, m.H * m.hs, m.d);
+  linear_forward(ctx, out, a.att, params, p.proj_w, p.proj_b.at(params), BL, m.H * m.hs, m.d);
   profile_mark("fwd attn out_proj");
 }
 

@@ -86,7 +86,8 @@ struct SublayerParams {
   int64_t gmu_inner = 0;  // GMU: the memory's width (d_inner)
 };
 
-using ParamOffsets = std::map<std::string, int64_t>;
+// Each parameter's place: its offset in the float buffer, or its packed matrix.
+using ParamOffsets = std::map<std::string, ParamRef>;
 ParamOffsets param_offsets(const std::vector<ParamEntry>& entries);
 // Throws Error when a required parameter is absent; an absent optional one gives an empty ParamRef.
 ParamRef param_ref(const ParamOffsets& offsets, const std::string& name, bool required = true);

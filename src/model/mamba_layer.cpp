@@ -7,6 +7,7 @@
 //   y       = selective_scan(xc, dt, A, B, C; h0) + D * xc     A = -exp(A_log), h0 the SSM state
 //   out     = out_proj(y * silu(z))             [BL, d]
 #include "model/layers.h"
+#include "model/linear.h"
 #include "ops/ops.h"
 #include "ops/profiler.h"
 
@@ -52,7 +53,7 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
                    int64_t L, const LayerState<T>* st) {
   const int64_t BL = B * L, di = m.di, X = m.xdbl();
   const int32_t* slots = st ? st->slots : nullptr;
-  ops::matmul_forward(ctx, a.xz, xn, p.in_proj_w.at(params), p.in_proj_b.at(params), BL, m.d, 2 * di);
+  linear_forward(ctx, a.xz, xn, params, p.in_proj_w, p.in_proj_b.at(params), BL, m.d, 2 * di);
   profile_mark("fwd mamba in_proj");
   ops::causal_conv1d_forward(ctx, a.conv_out, a.xz, 2 * di, p.conv_w.at(params), p.conv_b.at(params),
                              st ? st->conv : static_cast<const T*>(nullptr), B, L, di, m.K, slots);
@@ -61,10 +62,9 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
   if (st) ops::causal_conv1d_state_update(ctx, st->conv, a.xz, 2 * di, st->conv, B, L, di, m.K, slots);
   ops::silu_forward(ctx, a.xc, a.conv_out, BL * di);
   profile_mark("fwd mamba conv");
-  ops::matmul_forward(ctx, a.xdbl, a.xc, p.x_proj_w.at(params), static_cast<const T*>(nullptr), BL, di, X);
+  linear_forward(ctx, a.xdbl, a.xc, params, p.x_proj_w, static_cast<const T*>(nullptr), BL, di, X);
   // dt_pre and the dt bias are fp32 beside bf16 (DESIGN.md "Numerics"): the bias from the master copy.
-  ops::matmul_forward_strided(ctx, a.dt_pre, di, a.xdbl, X, p.dt_proj_w.at(params), p.dt_proj_b.at(master), BL, m.R,
-                              di);
+  linear_forward(ctx, a.dt_pre, di, a.xdbl, X, params, p.dt_proj_w, p.dt_proj_b.at(master), BL, m.R, di);
   ops::softplus_forward(ctx, a.dt, a.dt_pre, BL * di);
   profile_mark("fwd mamba x_proj/dt_proj");
   const T *Bm = a.xdbl + m.R, *Cm = a.xdbl + m.R + m.N;
@@ -79,7 +79,7 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
   profile_mark("fwd mamba scan");
   ops::silu_gate_forward(ctx, a.yg, a.y, a.xz + di, 2 * di, BL, di);
   profile_mark("fwd mamba silu gate");
-  ops::matmul_forward(ctx, out, a.yg, p.out_proj_w.at(params), p.out_proj_b.at(params), BL, di, m.d);
+  linear_forward(ctx, out, a.yg, params, p.out_proj_w, p.out_proj_b.at(params), BL, di, m.d);
   profile_mark("fwd mamba out_proj");
 }
 

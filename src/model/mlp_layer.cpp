@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "model/layers.h"
+#include "model/linear.h"
 #include "ops/ops.h"
 #include "ops/profiler.h"
 
@@ -25,12 +26,12 @@ template <typename T>
 void mlp_forward(const Context& ctx, T* out, const MlpActs<T>& a, const T* xn, const T* params, const MlpParams& p,
                  int64_t d, int64_t hidden, int64_t B, int64_t L) {
   const int64_t BL = B * L;
-  ops::matmul_forward(ctx, a.gate, xn, p.w1.at(params), p.b1.at(params), BL, d, hidden);
-  ops::matmul_forward(ctx, a.up, xn, p.w2.at(params), p.b2.at(params), BL, d, hidden);
+  linear_forward(ctx, a.gate, xn, params, p.w1, p.b1.at(params), BL, d, hidden);
+  linear_forward(ctx, a.up, xn, params, p.w2, p.b2.at(params), BL, d, hidden);
   profile_mark("fwd mlp gemms");
   ops::swiglu_forward(ctx, a.hidden, a.gate, a.up, BL * hidden);
   profile_mark("fwd mlp swiglu");
-  ops::matmul_forward(ctx, out, a.hidden, p.w3.at(params), p.b3.at(params), BL, hidden, d);
+  linear_forward(ctx, out, a.hidden, params, p.w3, p.b3.at(params), BL, hidden, d);
   profile_mark("fwd mlp gemms");
 }
 

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "core/error.h"
+#include "model/linear.h"
 #include "ops/ops.h"
 #include "ops/profiler.h"
 
@@ -17,6 +19,14 @@ Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, 
   d_ = cfg.n_embd;
   V_ = cfg.padded_vocab_size;
   refs_ = resolve_model(cfg, entries);
+  for (const auto& e : entries) has_packed_ = has_packed_ || e.packed;
+  SAMBALM_CHECK(!has_packed_ || (std::is_same_v<T, float>),
+                "model: packed (bf16/f16/q8) weights compute in float32 only");
+  SAMBALM_CHECK(
+      !has_packed_ || ctx_.device == Device::CPU,
+      "model: weights kept in bf16/f16/q8 run on the CPU only for now; load a float32 model directory (sambalm "
+      "convert --dtype f32) for {}",
+      ctx_.name());
   nsub_ = static_cast<int64_t>(refs_.subs.size());
   for (const auto& s : refs_.subs) {
     if (s.spec.kind == SublayerKind::Attention) rope_dims_ = std::max(rope_dims_, s.attn_dims.rope_dims);
@@ -39,6 +49,15 @@ Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, 
 
 template <typename T>
 Model<T>::~Model() = default;
+
+template <typename T>
+void Model<T>::embed(S* out, const int32_t* tokens, const S* master, int64_t n) {
+  if (refs_.embed.packed) {
+    if constexpr (std::is_same_v<T, float>)
+      return ops::embedding_forward_packed(ctx_, out, tokens, *refs_.embed.packed, n, d_);
+  }
+  ops::embedding_forward(ctx_, out, tokens, refs_.embed.at(master), n, d_);
+}
 
 template <typename T>
 const stat_t<T>* Model<T>::block_output(int64_t block) const {
@@ -130,9 +149,11 @@ template <typename T>
 void Model<T>::use_train_layout(int64_t B, int64_t Tn) {
   if (B == train_B_ && Tn == train_T_) return;
   Arena count;
+  count.set_stagger(true);
   layout_train(count, B, Tn);
   if (count.bytes() > train_arena_.capacity()) train_arena_ = ops::arena_on(ctx_, count.bytes());
   train_arena_.reset();
+  train_arena_.set_stagger(true);
   layout_train(train_arena_, B, Tn);
   train_B_ = B;
   train_T_ = Tn;
@@ -349,13 +370,12 @@ double Model<T>::forward(const T* params, const S* master, const int32_t* tokens
   ops::upload(ctx_, train_.tokens, tokens, sizeof(int32_t) * BT);
   // The residual stream starts from the master copy of the embedding (fp32 beside bf16); the tied head
   // below multiplies by its working copy.
-  ops::embedding_forward(ctx_, train_.res[0], train_.tokens, refs_.embed.at(master), BT, d_);
+  embed(train_.res[0], train_.tokens, master, BT);
   profile_mark("fwd embedding");
   run_stack(params, master, B, Tn, train_.rope_cos, train_.rope_sin, 0, nullptr, nullptr, nullptr);
   norm_forward(train_.xf, train_.xf_mean, train_.xf_rstd, train_.res.back(), master, refs_.norm_w, refs_.norm_b, BT);
   profile_mark("fwd norm+residual");
-  ops::matmul_forward(ctx_, train_.logits, train_.xf, refs_.head.at(params), static_cast<const T*>(nullptr), BT, d_,
-                      V_);
+  linear_forward(ctx_, train_.logits, train_.xf, params, refs_.head, static_cast<const T*>(nullptr), BT, d_, V_);
   profile_mark("fwd lm_head");
   have_targets_ = targets != nullptr;
   if (!targets) return std::numeric_limits<double>::quiet_NaN();
@@ -372,6 +392,8 @@ double Model<T>::forward(const T* params, const S* master, const int32_t* tokens
 template <typename T>
 void Model<T>::backward(const T* params, const S* master, G* grads) {
   SAMBALM_CHECK(have_targets_, "backward: the last forward had no targets");
+  SAMBALM_CHECK(!has_packed_,
+                "backward: this model's weights are packed for inference (bf16/f16/q8); train from float32");
   const int64_t BT = B_ * T_;
   auto zero = [&](auto* x, int64_t n) { ops::fill_zero(ctx_, x, n); };
   zero(train_.dxf, BT * d_);
@@ -447,7 +469,7 @@ void Model<T>::forward_cached(const T* params, const S* master, const int32_t* t
                 layers.size(), nsub_);
   use_cached_layout(B, L);
   const int64_t BL = B * L;
-  ops::embedding_forward(ctx_, cached_.x, tokens, refs_.embed.at(master), BL, d_);
+  embed(cached_.x, tokens, master, BL);
   if (rope_dims_ > 0)
     ops::rope_at_positions(ctx_, cached_.rope_cos, cached_.rope_sin, pos, B, L, rope_dims_, cfg_.rope_base,
                            cfg_.condense_ratio);
@@ -458,22 +480,22 @@ void Model<T>::forward_cached(const T* params, const S* master, const int32_t* t
   run_stack(params, master, B, L, cached_.rope_cos, cached_.rope_sin, L, slots, pos, &layers, cross);
   if (!logits) return;
   SubBuffers& b = cached_.shared;
-  const T* head = refs_.head.at(params);
+  const ParamRef& head = refs_.head;
   if (last_only) {
     norm_forward(b.xn, b.mean, b.rstd, cached_.x, master, refs_.norm_w, refs_.norm_b, B);
-    ops::matmul_forward(ctx_, logits, b.xn, head, static_cast<const T*>(nullptr), B, d_, V_);
+    linear_forward(ctx_, logits, b.xn, params, head, static_cast<const T*>(nullptr), B, d_, V_);
     return;
   }
   if (all_logits || L == 1) {
     norm_forward(b.xn, b.mean, b.rstd, cached_.x, master, refs_.norm_w, refs_.norm_b, BL);
-    ops::matmul_forward(ctx_, logits, b.xn, head, static_cast<const T*>(nullptr), BL, d_, V_);
+    linear_forward(ctx_, logits, b.xn, params, head, static_cast<const T*>(nullptr), BL, d_, V_);
     return;
   }
   // The last token of each sequence: rows b * L + L - 1.
   for (int64_t s = 0; s < B; ++s)
     norm_forward(b.xn + s * d_, b.mean ? b.mean + s : nullptr, b.rstd + s, cached_.x + (s * L + L - 1) * d_, master,
                  refs_.norm_w, refs_.norm_b, 1);
-  ops::matmul_forward(ctx_, logits, b.xn, head, static_cast<const T*>(nullptr), B, d_, V_);
+  linear_forward(ctx_, logits, b.xn, params, head, static_cast<const T*>(nullptr), B, d_, V_);
 }
 
 template class Model<float>;

@@ -152,6 +152,8 @@ class Model {
   };
 
   const SublayerParams* first_of(SublayerKind kind) const;
+  // out[n, d] = embedding rows of tokens (float32 or packed table).
+  void embed(S* out, const int32_t* tokens, const S* master, int64_t n);
   void layout_train(Arena& a, int64_t B, int64_t Tn);
   void layout_cached(Arena& a, int64_t B, int64_t L);
   void use_train_layout(int64_t B, int64_t Tn);
@@ -190,6 +192,7 @@ class Model {
   std::vector<stat_t<T>*> cached_A_;  // per sublayer (Mamba only), for forward_cached
   bool constants_ready_ = false;
   bool skip_cross_ = true;
+  bool has_packed_ = false;  // some weights are packed (inference only)
 };
 
 }  // namespace sambalm

@@ -6,7 +6,7 @@ namespace sambalm {
 
 ParamOffsets param_offsets(const std::vector<ParamEntry>& entries) {
   ParamOffsets idx;
-  for (auto& e : entries) idx[e.name] = static_cast<int64_t>(e.offset);
+  for (auto& e : entries) idx[e.name] = e.packed ? ParamRef{-1, e.packed} : ParamRef{static_cast<int64_t>(e.offset)};
   return idx;
 }
 
@@ -16,7 +16,7 @@ ParamRef param_ref(const ParamOffsets& offsets, const std::string& name, bool re
     if (required) fail("model: parameter '{}' missing from the parameter layout", name);
     return {};
   }
-  return ParamRef{it->second};
+  return it->second;
 }
 
 SublayerParams resolve_sublayer(const ModelConfig& cfg, const Sublayer& spec, const ParamOffsets& idx, size_t block,

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "model/packed_weights.h"
 
 namespace sambalm {
 
@@ -107,13 +108,24 @@ std::vector<ParamSpec> param_specs(const ModelConfig& cfg) {
   return out;
 }
 
-ParamStore::ParamStore(const std::vector<ParamSpec>& specs) {
+ParamStore::ParamStore(const std::vector<ParamSpec>& specs) : ParamStore(specs, nullptr) {}
+
+ParamStore::ParamStore(const std::vector<ParamSpec>& specs, std::shared_ptr<const PackedWeights> packed)
+    : packed_(std::move(packed)) {
   size_t offset = 0;
   entries_.reserve(specs.size());
   for (const auto& s : specs) {
     for (int64_t dim : s.shape) SAMBALM_CHECK(dim >= 0, "parameter '{}' has a negative dimension", s.name);
     SAMBALM_CHECK(!index_.count(s.name), "parameter '{}' is listed twice", s.name);
     index_[s.name] = entries_.size();
+    const PackedMatrix* m = packed_ ? packed_->find(s.name) : nullptr;
+    if (m) {
+      SAMBALM_CHECK(s.shape.size() == 2 && m->rows == s.shape[0] && m->cols == s.shape[1],
+                    "parameter '{}': packed matrix [{}, {}] for shape {}", s.name, m->rows, m->cols,
+                    shape_str(s.shape));
+      entries_.push_back({s.name, s.shape, offset, m});
+      continue;
+    }
     entries_.push_back({s.name, s.shape, offset});
     offset += static_cast<size_t>(shape_numel(s.shape));
   }
@@ -126,8 +138,22 @@ const ParamEntry& ParamStore::entry(const std::string& name) const {
   return entries_[it->second];
 }
 
-Tensor ParamStore::view(const std::string& name) {
+const ParamEntry& ParamStore::float_entry(const std::string& name) const {
   const ParamEntry& e = entry(name);
+  SAMBALM_CHECK(!e.packed, "parameter '{}' is kept in {} for inference and has no float32 values here", name,
+                matrix_format_name(e.packed->format));
+  return e;
+}
+
+int64_t ParamStore::bytes() const {
+  int64_t n = static_cast<int64_t>(buffer_.size() * sizeof(float));
+  for (const auto& e : entries_)
+    if (e.packed) n += e.packed->bytes();
+  return n;
+}
+
+Tensor ParamStore::view(const std::string& name) {
+  const ParamEntry& e = float_entry(name);
   return Tensor::view(DType::F32, e.shape, buffer_.data() + e.offset, nullptr);
 }
 

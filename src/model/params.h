@@ -22,9 +22,11 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/packed_matrix.h"
 #include "core/tensor.h"
 #include "model/config.h"
 
@@ -38,17 +40,27 @@ struct ParamSpec {
 // Every parameter of the model described by `cfg`, in buffer order (see above).
 std::vector<ParamSpec> param_specs(const ModelConfig& cfg);
 
+// A parameter kept in a packed format for inference (model/packed_weights.h) has no floats in the
+// buffer: `packed` points at its matrix, `offset` is unused and numel() counts its weights.
 struct ParamEntry {
   std::string name;
   Shape shape;
   size_t offset;  // in floats from the start of the buffer
+  const PackedMatrix* packed = nullptr;
   int64_t numel() const { return shape_numel(shape); }
+  int64_t buffer_floats() const { return packed ? 0 : numel(); }
 };
+
+class PackedWeights;
 
 // A parameter's place in a buffer of this layout (parameters, gradients, moments alike), resolved
 // once by name; `at(buf)` gives the pointer.
+// A packed weight (a GEMM matrix kept in bf16, f16 or q8 for inference) has offset -1 and `packed`
+// set: the layers multiply by it through linear_forward (model/linear.h).
 struct ParamRef {
-  int64_t offset = -1;  // -1: absent (optional bias)
+  int64_t offset = -1;  // -1: absent (optional bias), or packed
+  const PackedMatrix* packed = nullptr;
+  bool present() const { return offset >= 0 || packed; }
   template <typename T>
   T* at(T* base) const {
     return offset < 0 ? nullptr : base + offset;
@@ -63,6 +75,8 @@ class ParamStore {
  public:
   ParamStore() = default;
   explicit ParamStore(const std::vector<ParamSpec>& specs);
+  // The parameters named in `packed` are its matrices (no floats in the buffer); the others float32.
+  ParamStore(const std::vector<ParamSpec>& specs, std::shared_ptr<const PackedWeights> packed);
 
   float* data() { return buffer_.data(); }
   const float* data() const { return buffer_.data(); }
@@ -71,13 +85,20 @@ class ParamStore {
 
   bool has(const std::string& name) const { return index_.count(name) != 0; }
   const ParamEntry& entry(const std::string& name) const;  // throws Error when absent
-  float* get(const std::string& name) { return buffer_.data() + entry(name).offset; }
-  const float* get(const std::string& name) const { return buffer_.data() + entry(name).offset; }
+  // The float32 values of a parameter; throws Error for a packed one.
+  float* get(const std::string& name) { return buffer_.data() + float_entry(name).offset; }
+  const float* get(const std::string& name) const { return buffer_.data() + float_entry(name).offset; }
+  // The packed matrices (nullptr when every parameter is float32) and the bytes of all parameters.
+  const std::shared_ptr<const PackedWeights>& packed() const { return packed_; }
+  int64_t bytes() const;
   // A float32 Tensor view of one parameter (shares this store's memory; valid while it lives).
   Tensor view(const std::string& name);
 
  private:
+  const ParamEntry& float_entry(const std::string& name) const;
+
   std::vector<float> buffer_;
+  std::shared_ptr<const PackedWeights> packed_;
   std::vector<ParamEntry> entries_;
   std::map<std::string, size_t> index_;
 };

@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "model/layers.h"
+#include "model/linear.h"
 #include "ops/ops.h"
 
 namespace sambalm {
@@ -61,11 +62,10 @@ void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentio
                                   const T* params, const DiffAttentionParams& p, const DiffAttentionDims& m, int64_t B,
                                   int64_t L, const T* shared_qkv, const LayerState<T>* st) {
   const int64_t BL = B * L, W = m.width(), q = m.H * m.hd, kv = m.G * m.hd;
-  ops::matmul_forward_strided(ctx, a.qkv, W, xn, m.d, p.q_w.at(params), p.q_b.at(params), BL, m.d, q);
+  linear_forward(ctx, a.qkv, W, xn, m.d, params, p.q_w, p.q_b.at(params), BL, m.d, q);
   if (!m.cross) {
-    ops::matmul_forward_strided(ctx, a.qkv + q, W, xn, m.d, p.k_w.at(params), static_cast<const T*>(nullptr), BL, m.d,
-                                kv);
-    ops::matmul_forward_strided(ctx, a.qkv + q + kv, W, xn, m.d, p.v_w.at(params), p.v_b.at(params), BL, m.d, kv);
+    linear_forward(ctx, a.qkv + q, W, xn, m.d, params, p.k_w, static_cast<const T*>(nullptr), BL, m.d, kv);
+    linear_forward(ctx, a.qkv + q + kv, W, xn, m.d, params, p.v_w, p.v_b.at(params), BL, m.d, kv);
   }
   const T* kvsrc = m.cross ? shared_qkv : a.qkv;
   const int64_t ldkv = m.cross ? m.shared_width() : W;
@@ -86,7 +86,7 @@ void diff_attention_forward_layer(const Context& ctx, T* out, const DiffAttentio
   }
   ops::rmsnorm_forward(ctx, a.an, a.rstd, a.a, p.subln.at(params), BL * m.H / 2, 2 * m.hd, kSublnEps);
   ops::scale_inplace(ctx, a.an, BL * q, 1.0 - m.lambda_init);
-  ops::matmul_forward(ctx, out, a.an, p.proj_w.at(params), p.proj_b.at(params), BL, q, m.d);
+  linear_forward(ctx, out, a.an, params, p.proj_w, p.proj_b.at(params), BL, q, m.d);
 }
 
 template <typename T>
@@ -126,9 +126,9 @@ template <typename T>
 void gmu_forward(const Context& ctx, T* out, const GmuActs<T>& a, const T* xn, const T* params, const GmuParams& p,
                  const T* memory, int64_t d, int64_t di, int64_t B, int64_t L) {
   const int64_t BL = B * L;
-  ops::matmul_forward(ctx, a.gate, xn, p.in_w.at(params), static_cast<const T*>(nullptr), BL, d, di);
+  linear_forward(ctx, a.gate, xn, params, p.in_w, static_cast<const T*>(nullptr), BL, d, di);
   ops::swiglu_forward(ctx, a.hidden, a.gate, memory, BL * di);
-  ops::matmul_forward(ctx, out, a.hidden, p.out_w.at(params), static_cast<const T*>(nullptr), BL, di, d);
+  linear_forward(ctx, out, a.hidden, params, p.out_w, static_cast<const T*>(nullptr), BL, di, d);
 }
 
 template <typename T>

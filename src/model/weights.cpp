@@ -10,6 +10,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "model/packed_weights.h"
 
 namespace sambalm {
 
@@ -302,20 +303,24 @@ std::string list_some(const std::vector<std::string>& names) {
 
 ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tensor>& state_dict,
                        const std::string& source,
-                       const std::function<void(const void* src, size_t bytes)>& on_converted) {
+                       const std::function<void(const void* src, size_t bytes)>& on_converted,
+                       std::shared_ptr<const PackedWeights> packed) {
   const auto sd = strip_wrapper_prefix(state_dict);
-  const WeightFormat fmt = detect_weight_format(sd, source);
+  // A packed embedding (take_packed) has left the state_dict: those are sambalm's names.
+  const WeightFormat fmt =
+      packed && packed->find("embedding.weight") ? WeightFormat::Sambalm : detect_weight_format(sd, source);
   std::vector<WeightName> names;
   try {
     names = weight_names(cfg, fmt);
   } catch (const Error& e) {
     fail("{}: weights use {} names: {}", source, weight_format_name(fmt), e.what());
   }
-  ParamStore store(param_specs(cfg));
+  ParamStore store(param_specs(cfg), packed);
   std::set<std::string> used;
   std::vector<std::string> missing;
   std::vector<const WeightName*> aliases;
   for (const auto& w : names) {
+    if (packed && w.packed.empty() && packed->find(w.native)) continue;  // kept packed, not in the state_dict
     auto it = sd.find(w.external);
     if (it == sd.end()) {
       if (!w.tied_alias) missing.push_back(w.external);
@@ -362,6 +367,8 @@ ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tenso
                 unexpected.size(), list_some(unexpected));
   // A tied head stored under both names must be the embedding itself (one storage in the original).
   for (const WeightName* w : aliases) {
+    SAMBALM_CHECK(!store.entry(w->native).packed, "{}: '{}' beside a packed embedding: a tied head is stored once",
+                  source, w->external);
     const Tensor& t = sd.at(w->external);
     std::vector<float> head(static_cast<size_t>(t.numel()));
     convert_to_f32(t.dtype(), t.raw(), head.data(), head.size());

@@ -17,6 +17,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,9 +69,12 @@ WeightFormat detect_weight_format(const std::map<std::string, Tensor>& state_dic
 // `on_converted`, when given, is called with each span of source bytes right after its values were
 // copied (tensors are copied in spans of at most 64 MiB); a converter uses it to drop the mapped
 // file pages it has finished with, so that the source and the float32 copy are never both resident.
+// `packed` (take_packed, model/packed_weights.h): matrices already taken out of the state_dict, which
+// the store keeps packed (no float32 copy) instead of expecting them in `state_dict`.
 ParamStore load_params(const ModelConfig& cfg, const std::map<std::string, Tensor>& state_dict,
                        const std::string& source,
-                       const std::function<void(const void* src, size_t bytes)>& on_converted = nullptr);
+                       const std::function<void(const void* src, size_t bytes)>& on_converted = nullptr,
+                       std::shared_ptr<const PackedWeights> packed = nullptr);
 
 // The parameters under the names of `fmt`, converted to `dtype` (F32, BF16, F16, F64). lit_gpt and
 // mamba_ssm include lm_head.weight for tied models (as the originals' state_dicts do); hf omits it.

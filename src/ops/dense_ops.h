@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "core/packed_matrix.h"
 #include "core/precision.h"
 #include "ops/dispatch.h"
 
@@ -40,11 +41,26 @@ inline void matmul_backward_strided(const Context& ctx, T* dinp, int64_t ld_dinp
                       M, K, N);
 }
 
+// The same with a weight kept in a packed format (core/packed_matrix.h: f32, bf16, f16, q8), read as
+// it is stored: the decoding GEMV converts in registers; a larger M dequantizes panels for the GEMM.
+// float32 activations; CPU only (no CUDA body yet).
+inline void matmul_forward_packed(const Context& ctx, float* out, int64_t ld_out, const float* inp, int64_t ld_inp,
+                                  const PackedMatrix& weight, const float* bias, int64_t M, int64_t K, int64_t N) {
+  if (ctx.device != Device::CPU) no_backend(ctx, "matmul_forward_packed");
+  cpu::matmul_forward_packed(out, ld_out, inp, ld_inp, weight, bias, M, K, N);
+}
+
 // ---- Embedding ---------------------------------------------------------------------------
 // out[n, C] = table[ids[n], C]; ids must be < V (checked by the caller).
 template <typename T>
 inline void embedding_forward(const Context& ctx, T* out, const int32_t* ids, const T* table, int64_t n, int64_t C) {
   SAMBALM_OP_DISPATCH(ctx, embedding_forward, out, ids, table, n, C);
+}
+// out[n, C] = dequant(table)[ids[n], :] for a packed table.
+inline void embedding_forward_packed(const Context& ctx, float* out, const int32_t* ids, const PackedMatrix& table,
+                                     int64_t n, int64_t C) {
+  if (ctx.device != Device::CPU) no_backend(ctx, "embedding_forward_packed");
+  cpu::embedding_forward_packed(out, ids, table, n, C);
 }
 template <typename T>
 inline void embedding_backward(const Context& ctx, T* dtable, const T* dout, const int32_t* ids, int64_t n, int64_t C) {

@@ -281,9 +281,12 @@ ApiRequest parse_request(const std::string& text, bool chat, const Tokenizer* to
   std::vector<std::vector<int32_t>> prompts;
   if (chat) {
     if (boolean(body, "logprobs", false)) req.logprobs = int(integer(body, "top_logprobs", 0, 0, kMaxLogprobs));
-    ChatPrompt cp = render_chat(parse_messages(body), tok);
+    const std::vector<ChatMessage> messages = parse_messages(body);
     if (!tok)
       throw bad("messages", "this model has no tokenizer, so it cannot chat; use /v1/completions with token ids");
+    if (limits.chat.format == ChatFormat::Unsupported)
+      throw bad("messages", limits.chat.why, "unsupported_chat_template");
+    ChatPrompt cp = render_chat(messages, limits.chat.format, tok);
     std::vector<int32_t> ids;
     try {
       encode_input(*tok, cp.text, "the messages", ids);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "serve/chat_format.h"
 #include "serve/job.h"
 #include "tokenizer/tokenizer.h"
 
@@ -37,6 +38,7 @@ struct ApiLimits {
   int64_t max_prompts = 64;            // prompts in one completions request
   int64_t vocab = 0;                   // ids a prompt may hold: [0, vocab)
   int64_t max_context = 0;             // > 0: prompt + max_tokens must fit (full-attention cache)
+  ChatSetup chat;                      // how chat messages become a prompt
 };
 
 inline constexpr int kMaxStopStrings = 16;

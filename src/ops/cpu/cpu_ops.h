@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "core/packed_matrix.h"
+
 namespace sambalm::ops::cpu {
 
 template <typename T>
@@ -18,6 +20,10 @@ void matmul_forward_strided(T* out, int64_t ld_out, const T* inp, int64_t ld_inp
 template <typename T>
 void matmul_backward_strided(T* dinp, int64_t ld_dinp, T* dweight, T* dbias, const T* dout, int64_t ld_dout,
                              const T* inp, int64_t ld_inp, const T* weight, int64_t M, int64_t K, int64_t N);
+// Packed weights (core/packed_matrix.h), float32 compute only (matmul_packed.cpp).
+void matmul_forward_packed(float* out, int64_t ld_out, const float* inp, int64_t ld_inp, const PackedMatrix& W,
+                           const float* bias, int64_t M, int64_t K, int64_t N);
+void embedding_forward_packed(float* out, const int32_t* ids, const PackedMatrix& table, int64_t n, int64_t C);
 template <typename T>
 void embedding_forward(T* out, const int32_t* ids, const T* table, int64_t n, int64_t C);
 template <typename T>

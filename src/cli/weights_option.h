@@ -1,0 +1,37 @@
+// --weights-dtype: the format the GEMM weights are kept in while a command runs (model/packed_weights.h).
+// Shared by the commands that run a model for inference (generate, bench, forward, eval, serve).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "model/packed_weights.h"
+#include "model/params.h"
+#include "ops/cpu/gemv_packed.h"
+
+namespace sambalm::cli {
+
+inline CLI::Option* add_weights_dtype_option(CLI::App* sub, std::string& value) {
+  return sub
+      ->add_option("--weights-dtype", value,
+                   "Format of the GEMM weights in memory: f32, bf16, f16 or q8 (blocks of 32 with a scale each).\n"
+                   "Default: as stored (a directory from `sambalm convert --dtype bf16|f16|q8` stays in that format;\n"
+                   "norms, A_log, D, biases and conv weights are always f32). Decoding reads 2 (bf16, f16) or about\n"
+                   "1 (q8) byte per weight instead of 4 (docs/FORMATS.md, \"Weight formats for inference\")")
+      ->check(CLI::IsMember({"f32", "bf16", "f16", "q8"}));
+}
+
+// Packed weights on a CPU without AVX2 + F16C (or with SAMBALM_CPU_ISA=baseline) run on the portable
+// kernels, which convert lane by lane: slower than float32. Say so once, with the way out.
+inline void warn_if_packed_weights_are_slow(const ParamStore& params) {
+  if (!params.packed() || ops::cpu::packed_isa() != ops::cpu::PackedIsa::Baseline) return;
+  const char* fmt = matrix_format_name(params.packed()->matrices().begin()->second.format);
+  std::fprintf(stderr,
+               "warning: %s weights run on the portable kernels here (no AVX2 + FMA + F16C%s), which are slower than "
+               "f32; pass --weights-dtype f32 for speed\n",
+               fmt, std::getenv("SAMBALM_CPU_ISA") ? ", or SAMBALM_CPU_ISA caps the choice" : "");
+}
+
+}  // namespace sambalm::cli

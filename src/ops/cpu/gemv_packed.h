@@ -1,0 +1,28 @@
+// Matmuls over packed weights (core/packed_matrix.h: f32, bf16, f16, q8), per instruction set.
+// The packed kernels have their own run-time choice, separate from isa.h's (which the float32 kernels
+// use), because they also have an AVX-512 build: Baseline (any x86-64), Avx2 (AVX2 + FMA + F16C) and
+// Avx512 (AVX-512 F/BW/VL/DQ). SAMBALM_CPU_ISA=baseline or =avx2 caps the choice (to test or compare
+// the narrower paths on a wider machine). Tests run every path that the machine supports.
+#pragma once
+
+#include <cstdint>
+
+#include "core/packed_matrix.h"
+
+namespace sambalm::ops::cpu {
+
+enum class PackedIsa { Baseline, Avx2, Avx512 };
+
+bool packed_isa_supported(PackedIsa isa);
+PackedIsa packed_isa();  // the best supported one, capped by SAMBALM_CPU_ISA (cached after the first call)
+const char* packed_isa_name(PackedIsa isa);
+
+// out[m, n] = in[m, :] . W[n, :] (+ bias[n]) for m < M (any M; meant for M <= kGemvMaxRows), reading W
+// in its own format with the given ISA's tiles (threads over blocks of output rows).
+void gemv_packed(PackedIsa isa, float* out, int64_t ld_out, const float* in, int64_t ld_in, const PackedMatrix& W,
+                 const float* bias, int64_t M);
+// dst[i, :] = W[row(i), :] in float32 for i < count, row(i) = rows ? rows[i] : first + i.
+void dequantize_rows(PackedIsa isa, float* dst, const PackedMatrix& W, const int32_t* rows, int64_t first,
+                     int64_t count);
+
+}  // namespace sambalm::ops::cpu

@@ -1,0 +1,149 @@
+// The packed-weight matmuls (bf16, f16, q8; core/packed_matrix.h) against a double-precision reference
+// over the dequantized weights: the decoding GEMV on every instruction set this machine runs (the
+// others are skipped with a message), the prefill path (panels dequantized for the GEMM), the
+// embedding gather, and the packing itself (round trips, q8's error bound).
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "core/packed_matrix.h"
+#include "ops/cpu/gemv.h"
+#include "ops/cpu/gemv_packed.h"
+#include "ops/ops.h"
+#include "testing.h"
+
+using namespace sambalm;
+using ops::cpu::PackedIsa;
+
+namespace {
+
+std::vector<float> uniform(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+std::vector<PackedIsa> runnable_isas() {
+  std::vector<PackedIsa> isas;
+  for (PackedIsa isa : {PackedIsa::Baseline, PackedIsa::Avx2, PackedIsa::Avx512}) {
+    if (ops::cpu::packed_isa_supported(isa))
+      isas.push_back(isa);
+    else
+      std::printf("[ SKIPPED  ] packed kernels, %s path: this CPU cannot run it\n", ops::cpu::packed_isa_name(isa));
+  }
+  return isas;
+}
+
+// Largest |out - reference| relative to |bias| + sum_k |w x| (the scale of the rounding a float sum can make),
+// checking that nothing was written past N on each output row.
+double check_against_reference(const std::vector<float>& out, int64_t ld_out, const std::vector<float>& in,
+                               int64_t ld_in, const PackedMatrix& W, const float* bias, int64_t M) {
+  const int64_t N = W.rows, K = W.cols;
+  double worst = 0;
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) {
+      double ref = bias ? bias[n] : 0.0, mag = 1e-30 + std::abs(ref);
+      for (int64_t k = 0; k < K; ++k) {
+        const double t = double(in[m * ld_in + k]) * double(packed_value(W, n, k));
+        ref += t;
+        mag += std::abs(t);
+      }
+      worst = std::max(worst, std::abs(double(out[m * ld_out + n]) - ref) / mag);
+    }
+    for (int64_t n = N; n < ld_out; ++n) EXPECT_EQ(out[m * ld_out + n], 123.0f) << "wrote past N";
+  }
+  return worst;
+}
+
+const MatrixFormat kFormats[] = {MatrixFormat::F32, MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8};
+
+}  // namespace
+
+// Batch rows 1..9 (the 8-row single-sequence tiles, partial 3-row batch tiles), N across the 4- and
+// 8-row tiles and the 64-row task blocks, K not a multiple of the 8- or 16-lane vectors (float
+// formats; q8 rows are whole blocks of 32), strided input and output, with and without bias.
+TEST(PackedMatmul, GemvMatchesADoubleReferenceOnEveryIsa) {
+  uint32_t seed = 11;
+  for (PackedIsa isa : runnable_isas())
+    for (MatrixFormat f : kFormats)
+      for (int64_t K : {1, 7, 17, 32, 33, 64, 100, 160})
+        for (int64_t N : {1, 3, 8, 9, 63, 64, 65, 130}) {
+          if (f == MatrixFormat::Q8 && K % kQ8Block != 0) continue;
+          auto Wf = uniform(N * K, ++seed);
+          const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, f);
+          for (int64_t M : {1, 2, 3, 4, 5, 7, 9})
+            for (bool with_bias : {false, true}) {
+              const int64_t ld_in = K + 3, ld_out = N + 2;
+              auto in = uniform(M * ld_in, ++seed), bias = uniform(N, ++seed);
+              std::vector<float> out(M * ld_out, 123.0f);
+              const float* b = with_bias ? bias.data() : nullptr;
+              ops::cpu::gemv_packed(isa, out.data(), ld_out, in.data(), ld_in, W.view, b, M);
+              EXPECT_LT(check_against_reference(out, ld_out, in, ld_in, W.view, b, M), 1e-5)
+                  << ops::cpu::packed_isa_name(isa) << " " << matrix_format_name(f) << " M " << M << " K " << K << " N "
+                  << N;
+            }
+        }
+}
+
+// The op as the model calls it: the GEMV up to kGemvMaxRows rows, dequantized panels + GEMM above.
+TEST(PackedMatmul, OpMatchesADoubleReferenceAtDecodeAndPrefillSizes) {
+  uint32_t seed = 99;
+  for (MatrixFormat f : kFormats)
+    for (int64_t M : {1, 64, 65, 130})
+      for (int64_t K : {32, 96})
+        for (int64_t N : {5, 70}) {
+          auto Wf = uniform(N * K, ++seed);
+          const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, f);
+          const int64_t ld_in = K + 1, ld_out = N + 2;
+          auto in = uniform(M * ld_in, ++seed), bias = uniform(N, ++seed);
+          std::vector<float> out(M * ld_out, 123.0f);
+          ops::matmul_forward_packed(cpu_context(), out.data(), ld_out, in.data(), ld_in, W.view, bias.data(), M, K, N);
+          EXPECT_LT(check_against_reference(out, ld_out, in, ld_in, W.view, bias.data(), M), 1e-5)
+              << matrix_format_name(f) << " M " << M << " K " << K << " N " << N;
+        }
+}
+
+TEST(PackedMatmul, EmbeddingGatherDequantizesRowsExactly) {
+  const int64_t V = 37, C = 96;
+  auto table = uniform(V * C, 5);
+  const std::vector<int32_t> ids = {0, 36, 5, 5, 17};
+  for (PackedIsa isa : runnable_isas())
+    for (MatrixFormat f : kFormats) {
+      const OwnedPackedMatrix W = pack_matrix(table.data(), V, C, f);
+      std::vector<float> out(ids.size() * C);
+      ops::cpu::dequantize_rows(isa, out.data(), W.view, ids.data(), 0, int64_t(ids.size()));
+      for (size_t i = 0; i < ids.size(); ++i)
+        for (int64_t c = 0; c < C; ++c)
+          ASSERT_EQ(out[i * C + c], packed_value(W.view, ids[i], c))
+              << ops::cpu::packed_isa_name(isa) << " " << matrix_format_name(f) << " row " << ids[i] << " col " << c;
+    }
+  std::vector<float> out(ids.size() * C);
+  const OwnedPackedMatrix W = pack_matrix(table.data(), V, C, MatrixFormat::Q8);
+  ops::embedding_forward_packed(cpu_context(), out.data(), ids.data(), W.view, int64_t(ids.size()), C);
+  EXPECT_EQ(out[1 * C + 3], packed_value(W.view, 36, 3));
+}
+
+// bf16/f16 keep about 3 / 4 significant digits; q8's error per weight is at most half a step of its
+// block (scale / 2, scale = max|w| / 127 of the block).
+TEST(PackedMatmul, PackingErrorIsWithinEachFormatsBound) {
+  const int64_t N = 6, K = 64;
+  auto w = uniform(N * K, 3, -2.0f, 2.0f);
+  w[5] = 0;                                            // a zero stays zero
+  for (int64_t k = 32; k < 64; ++k) w[2 * K + k] = 0;  // an all-zero block: scale 0, no NaN
+  for (MatrixFormat f : kFormats) {
+    const OwnedPackedMatrix W = pack_matrix(w.data(), N, K, f);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) {
+        const float x = w[n * K + k], y = packed_value(W.view, n, k);
+        double bound = 0;
+        if (f == MatrixFormat::BF16) bound = std::abs(x) * (1.0 / 256);
+        if (f == MatrixFormat::F16) bound = std::abs(x) * (1.0 / 2048) + 1e-7;
+        if (f == MatrixFormat::Q8) bound = W.view.scales[n * 2 + k / 32] * 0.5 * 1.001;
+        ASSERT_LE(std::abs(double(x) - y), bound) << matrix_format_name(f) << " " << n << "," << k;
+      }
+  }
+  EXPECT_THROW(pack_matrix(w.data(), 2, 48, MatrixFormat::Q8), Error);  // 48 is not whole blocks of 32
+}

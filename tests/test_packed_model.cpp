@@ -1,0 +1,266 @@
+// Models with their GEMM weights packed for inference (bf16, f16, q8; model/packed_weights.h): logits
+// on every model fixture against float32 (bf16/f16 within 2e-2, q8 within 5e-2, the fixtures' measure
+// max|a-b| / max|b|), prefill + decode steps against the one-pass forward of the same packed model,
+// `sambalm convert --dtype` round trips that keep the matrices packed in memory (no float32 copy),
+// greedy generation unchanged in bf16, and the loader's refusals of malformed q8 files.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <vector>
+
+#include "infer/decode_model.h"
+#include "io/model_dir.h"
+#include "io/safetensors.h"
+#include "io/state_dict.h"
+#include "model/model.h"
+#include "model/packed_weights.h"
+#include "model/weights.h"
+#include "testing.h"
+
+using namespace sambalm;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kModels[] = {"samba_tiny", "samba_tiny_gqa", "mamba_tiny", "hf_mamba_tiny", "sambay_tiny"};
+const MatrixFormat kPacked[] = {MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8};
+
+const LoadOptions kKeepPacked = {.keep_packed = true, .weights_dtype = ""};
+
+double tolerance(MatrixFormat f) { return f == MatrixFormat::Q8 ? 5e-2 : 2e-2; }
+
+std::vector<int32_t> ids_of(const Tensor& t) {
+  std::vector<int32_t> v(t.numel());
+  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
+  return v;
+}
+
+struct Case {
+  ModelConfig cfg;
+  ParamStore params;
+  std::vector<int32_t> tokens;
+  int64_t B, T;
+};
+
+Case load_case(const std::string& name) {
+  const std::string dir = test::fixtures_dir() + "/" + name;
+  Case c;
+  c.cfg = ModelConfig::from_json_file(dir + "/config.json");
+  c.params = load_params(c.cfg, read_state_dict(dir + "/model.safetensors"), dir);
+  auto expected = read_safetensors(dir + "/expected.safetensors");
+  c.tokens = ids_of(expected.get("input_ids"));
+  c.B = expected.get("input_ids").dim(0);
+  c.T = expected.get("input_ids").dim(1);
+  return c;
+}
+
+std::vector<float> forward_logits(const ModelConfig& cfg, const ParamStore& p, const std::vector<int32_t>& tokens,
+                                  int64_t B, int64_t T) {
+  Model<float> model(cfg, p.entries());
+  model.forward(p.data(), tokens.data(), nullptr, B, T);
+  return std::vector<float>(model.logits(), model.logits() + B * T * cfg.padded_vocab_size);
+}
+
+}  // namespace
+
+TEST(PackedModel, FixtureLogitsWithinToleranceOfFloat32) {
+  REQUIRE_FIXTURES();
+  for (const char* name : kModels) {
+    Case c = load_case(name);
+    const auto ref = forward_logits(c.cfg, c.params, c.tokens, c.B, c.T);
+    for (MatrixFormat f : kPacked) {
+      const ParamStore packed = pack_params(c.params, f);
+      // The matrices are packed, and the float buffer holds none of them.
+      int64_t packed_count = 0;
+      for (const auto& e : packed.entries()) {
+        if (!e.packed) continue;
+        ++packed_count;
+        EXPECT_EQ(e.packed->format, f) << name << " " << e.name;
+      }
+      EXPECT_TRUE(packed.entry("embedding.weight").packed) << name;
+      EXPECT_GT(packed_count, 2 * c.cfg.n_layer) << name;
+      EXPECT_LT(packed.size() * 2, c.params.size()) << name << ": the float buffer still holds the matrices";
+      const auto got = forward_logits(c.cfg, packed, c.tokens, c.B, c.T);
+      const double err = test::rel_error(got.data(), ref.data(), int64_t(ref.size()));
+      EXPECT_LT(err, tolerance(f)) << name << " " << matrix_format_name(f);
+      EXPECT_GT(err, 0.0) << name << " " << matrix_format_name(f) << ": identical to f32, so not packed";
+    }
+  }
+}
+
+// Prefill in chunks (the GEMV below 64 rows, dequantized panels above) and single decode steps give
+// the one-pass forward's logits of the same packed weights.
+TEST(PackedModel, PrefillAndDecodeMatchTheForwardOfThePackedModel) {
+  REQUIRE_FIXTURES();
+  for (const char* name : {"samba_tiny", "sambay_tiny"}) {
+    Case c = load_case(name);
+    const int64_t V = c.cfg.padded_vocab_size, T = c.T;
+    std::vector<int32_t> seq(c.tokens.begin(), c.tokens.begin() + T);
+    for (MatrixFormat f : kPacked) {
+      const ParamStore packed = pack_params(c.params, f);
+      // 4 copies of the sequence: 4*T > 64 rows takes the GEMM path of the packed matmul.
+      std::vector<int32_t> four;
+      for (int i = 0; i < 4; ++i) four.insert(four.end(), seq.begin(), seq.end());
+      const auto ref = forward_logits(c.cfg, packed, four, 4, T);
+      DecodeOptions opt;
+      opt.chunk = 7;
+      DecodeModel dm(c.cfg, packed.entries(), packed.data(), opt);
+      DecodeState st = dm.new_state();
+      const int64_t n_prefill = T - 5;
+      std::vector<float> all(static_cast<size_t>(T * V));
+      dm.prefill(st, seq.data(), n_prefill, all.data(), nullptr);
+      for (int64_t t = n_prefill; t < T; ++t) {
+        DecodeState* s = &st;
+        dm.step(&s, 1, &seq[t], all.data() + t * V);
+      }
+      EXPECT_LT(test::rel_error(all.data(), ref.data(), T * V), 1e-4) << name << " " << matrix_format_name(f);
+    }
+  }
+}
+
+// convert --dtype writes the matrices in that format; loading keeps them so (views of the file, no
+// float32 copy), with the logits of packing in memory; generate's greedy ids are those of f32.
+TEST(PackedModel, ConvertedDirectoriesLoadPackedAndGenerateAsFloat32) {
+  REQUIRE_FIXTURES();
+  const std::string src = test::fixtures_dir() + "/samba_tiny";
+  const std::string tmp = test::temp_dir("packed_convert");
+  Case c = load_case("samba_tiny");
+  std::string f32_ids;
+  ASSERT_EQ(test::run_cli("generate -m " + src + " --prompt-ids 1,2,3,4 -n 20 --threads 1 2>/dev/null", &f32_ids), 0)
+      << f32_ids;
+  f32_ids = f32_ids.substr(0, f32_ids.find('\n'));
+  for (const char* dtype : {"bf16", "f16", "q8"}) {
+    const std::string dir = tmp + "/" + dtype;
+    std::string log;
+    ASSERT_EQ(test::run_cli("convert " + src + " --out " + dir + " --dtype " + dtype, &log), 0) << log;
+    auto file = read_safetensors(dir + "/model.safetensors");
+    const DType want = std::string(dtype) == "q8" ? DType::I8 : std::string(dtype) == "bf16" ? DType::BF16 : DType::F16;
+    EXPECT_EQ(file.get("blocks.0.0.in_proj.weight").dtype(), want) << dtype;
+    EXPECT_EQ(file.get("blocks.0.0.norm.weight").dtype(), DType::F32) << dtype;
+    EXPECT_EQ(file.get("blocks.0.0.A_log").dtype(), DType::F32) << dtype;
+    EXPECT_EQ(file.has("blocks.0.0.in_proj.weight.scales"), std::string(dtype) == "q8");
+
+    LoadedModel lm = load_model(dir, "", kKeepPacked);
+    const MatrixFormat f = parse_matrix_format(dtype);
+    ASSERT_TRUE(lm.params.entry("blocks.0.0.in_proj.weight").packed) << dtype;
+    EXPECT_EQ(lm.params.entry("blocks.0.0.in_proj.weight").packed->format, f);
+    EXPECT_THROW(lm.params.get("blocks.0.0.in_proj.weight"), Error);
+    const auto got = forward_logits(lm.config, lm.params, c.tokens, c.B, c.T);
+    const auto mem = forward_logits(c.cfg, pack_params(c.params, f), c.tokens, c.B, c.T);
+    EXPECT_EQ(test::rel_error(got.data(), mem.data(), int64_t(mem.size())), 0.0) << dtype;
+    // Training and conversion get float32 back.
+    LoadedModel f32 = load_model(dir);
+    EXPECT_FALSE(f32.params.entry("blocks.0.0.in_proj.weight").packed);
+
+    if (std::string(dtype) == "bf16") {
+      std::string ids;
+      ASSERT_EQ(test::run_cli("generate -m " + dir + " --prompt-ids 1,2,3,4 -n 20 --threads 1 2>/dev/null", &ids), 0)
+          << ids;
+      EXPECT_EQ(ids.substr(0, ids.find('\n')), f32_ids) << "greedy ids changed in bf16";
+    }
+    // The other commands take the directory too.
+    std::string out;
+    EXPECT_EQ(test::run_cli("forward --model " + dir + " --inputs " + src + "/expected.safetensors --out " + tmp +
+                                "/fwd_" + dtype + ".safetensors",
+                            &out),
+              0)
+        << out;
+    EXPECT_EQ(test::run_cli("convert " + dir + " --out " + tmp + "/back_" + dtype, &out), 0) << out;
+    EXPECT_EQ(read_safetensors(tmp + "/back_" + std::string(dtype) + "/model.safetensors")
+                  .get("blocks.0.0.in_proj.weight")
+                  .dtype(),
+              DType::F32);
+  }
+  std::string log;
+  // A preset name writes its random weights (here under the fixture's small config), for benchmarks.
+  ASSERT_EQ(
+      test::run_cli("convert mamba-130m --config " + src + "/config.json --out " + tmp + "/random --dtype q8", &log), 0)
+      << log;
+  EXPECT_NE(log.find("random weights"), std::string::npos) << log;
+  EXPECT_EQ(read_safetensors(tmp + "/random/model.safetensors").get("blocks.0.0.in_proj.weight").dtype(), DType::I8);
+  EXPECT_NE(test::run_cli("convert " + src + " --out " + tmp + "/x --dtype q8 --to hf", &log), 0);
+  EXPECT_NE(log.find("q8"), std::string::npos) << log;
+  EXPECT_NE(test::run_cli("convert " + src + " --out " + tmp + "/x --dtype q4", &log), 0);
+}
+
+// A q8 file whose scales are missing, of another block size or shape, scales for a float weight, or
+// int8 where only floats belong: one clear error naming the file and the tensor.
+TEST(PackedModel, MalformedQ8FilesAreRefused) {
+  REQUIRE_FIXTURES();
+  const std::string src = test::fixtures_dir() + "/samba_tiny";
+  const std::string tmp = test::temp_dir("packed_bad");
+  std::string log;
+  ASSERT_EQ(test::run_cli("convert " + src + " --out " + tmp + "/q8 --dtype q8", &log), 0) << log;
+  const auto good = read_safetensors(tmp + "/q8/model.safetensors");
+  const std::string w = "blocks.0.0.in_proj.weight", s = w + ".scales";  // [256, 64], scales [256, 2]
+  auto write_case = [&](const std::string& tag, auto&& edit) {
+    std::map<std::string, Tensor> m(good.tensors.begin(), good.tensors.end());
+    edit(m);
+    std::vector<std::pair<std::string, Tensor>> list(m.begin(), m.end());
+    const std::string dir = tmp + "/" + tag;
+    fs::create_directories(dir);
+    write_safetensors(dir + "/model.safetensors", list);
+    fs::copy_file(tmp + "/q8/config.json", dir + "/config.json");
+    return dir;
+  };
+  struct Bad {
+    std::string tag, expect;
+    std::function<void(std::map<std::string, Tensor>&)> edit;
+  };
+  const std::vector<Bad> cases = {
+      {"no_scales", "block scales '" + s + "' are missing", [&](auto& m) { m.erase(s); }},
+      {"block16", "blocks of 16 weights; q8 allows blocks of 32 only",
+       [&](auto& m) {
+         m[s] = Tensor::zeros(DType::F16, {256, 4});
+       }},
+      {"rows", "expected [256, 2]",
+       [&](auto& m) {
+         m[s] = Tensor::zeros(DType::F16, {255, 2});
+       }},
+      {"scales_dtype", "expected F16 or F32",
+       [&](auto& m) {
+         m[s] = Tensor::zeros(DType::I32, {256, 2});
+       }},
+      {"stray_scales", "scales belong to int8 q8 weights only",
+       [&](auto& m) {
+         m["blocks.0.0.dt_proj.weight.scales"] = Tensor::zeros(DType::F16, {128, 1});
+       }},
+      {"int8_norm", "only the 2-D GEMM weights may be q8",
+       [&](auto& m) { m["blocks.0.0.norm.weight"] = Tensor::zeros(DType::I8, {64}); }},
+  };
+  for (const auto& c : cases) {
+    const std::string dir = write_case(c.tag, c.edit);
+    try {
+      load_model(dir, "", kKeepPacked);
+      ADD_FAILURE() << c.tag << ": loaded";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(c.expect), std::string::npos) << c.tag << ": " << msg;
+      EXPECT_NE(msg.find(dir + "/model.safetensors"), std::string::npos) << c.tag << ": " << msg;
+    }
+    EXPECT_THROW(load_model(dir), Error) << c.tag << " (loading as float32 checks it too)";
+  }
+  // Through the command line: `error: ...` and exit 1.
+  EXPECT_EQ(test::run_cli("generate -m " + tmp + "/no_scales --prompt-ids 1,2 -n 2", &log), 1);
+  EXPECT_NE(log.find("error: "), std::string::npos) << log;
+  EXPECT_NE(log.find("are missing"), std::string::npos) << log;
+}
+
+// On a CPU without the vector paths (forced with SAMBALM_CPU_ISA=baseline) packed weights still run,
+// with a warning that says so.
+TEST(PackedModel, PortablePathWarns) {
+  REQUIRE_FIXTURES();
+  const std::string src = test::fixtures_dir() + "/samba_tiny";
+  std::string fast, slow;
+  ASSERT_EQ(test::run_cli("generate -m " + src + " --prompt-ids 1,2,3 -n 5 --weights-dtype f16 --threads 1", &fast), 0)
+      << fast;
+  EXPECT_EQ(fast.find("portable"), std::string::npos) << fast;
+  setenv("SAMBALM_CPU_ISA", "baseline", 1);  // inherited by the program run below
+  const int rc =
+      test::run_cli("generate -m " + src + " --prompt-ids 1,2,3 -n 5 --weights-dtype f16 --threads 1", &slow);
+  unsetenv("SAMBALM_CPU_ISA");
+  ASSERT_EQ(rc, 0) << slow;
+  EXPECT_NE(slow.find("warning: "), std::string::npos) << slow;
+  EXPECT_NE(slow.find("portable"), std::string::npos) << slow;
+}
