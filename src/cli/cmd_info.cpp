@@ -11,6 +11,7 @@
 #include "io/model_dir.h"
 #include "model/memory_estimate.h"
 #include "model/presets.h"
+#include "model/train_memory.h"
 #include "model/weights.h"
 #include "ops/device.h"
 
@@ -27,6 +28,7 @@ struct InfoOpts {
   int64_t batch = 1, seq_len = 0, context = 0;
   int world_size = 1, zero = 0;
   bool json = false, list = false;
+  std::string device = "auto", precision = "auto";  // of the training run whose memory is planned
 };
 
 std::string thousands(int64_t n) {
@@ -111,6 +113,12 @@ int show(const InfoOpts& o) {
 
   // What `train --device auto --precision auto` would use on this machine (the estimate is fp32's).
   const bool auto_gpu = cuda_available();
+  // The training run's buffers as its device and precision plan them (default: what train uses here).
+  const Device plan_device =
+      o.device == "auto" ? (auto_gpu ? Device::CUDA : Device::CPU) : parse_device(o.device).device;
+  const Precision plan_precision = parse_precision(o.precision, plan_device);
+  const TrainMemory plan = training_memory(cfg, plan_device, plan_precision, o.batch, o.seq_len);
+  const char* plan_memory = plan_device == Device::CUDA ? "GPU memory" : "CPU memory";
   if (o.json) {
     nlohmann::json j;
     j["name"] = cfg.name;
@@ -135,6 +143,16 @@ int show(const InfoOpts& o) {
                      {"total_bytes", m.train_total},
                      {"auto_device", auto_gpu ? "cuda" : "cpu"},
                      {"auto_precision", auto_gpu ? "bf16" : "fp32"}};
+    j["training_plan"] = {{"device", plan_device == Device::CUDA ? "cuda" : "cpu"},
+                          {"precision", precision_name(plan.precision)},
+                          {"batch", plan.batch},
+                          {"seq_len", plan.seq_len},
+                          {"master_bytes", plan.master},
+                          {"working_bytes", plan.working},
+                          {"grads_bytes", plan.grads},
+                          {"adamw_bytes", plan.adam},
+                          {"activations_bytes", plan.activations},
+                          {"total_bytes", plan.total}};
     if (distributed)
       j["training_per_process"] = {{"world_size", dp.world},
                                    {"zero", dp.zero},
@@ -184,9 +202,16 @@ int show(const InfoOpts& o) {
   std::printf("  %-28s %15s\n", "AdamW moments", human_bytes(m.train_adam).c_str());
   std::printf("  %-28s %15s\n", "activations", human_bytes(m.train_activations).c_str());
   std::printf("  %-28s %15s\n", "total", human_bytes(m.train_total).c_str());
-  std::printf(
-      "  (train here, by default: %s)\n",
-      auto_gpu ? "bf16 mixed precision on the GPU (--precision fp32 for the figures above)" : "fp32 on the CPU");
+  std::printf("training %s, %s, batch %lld x seq-len %lld (the model's buffer plan)\n", plan_memory,
+              plan.precision == Precision::BF16 ? "bf16 mixed precision" : "fp32", (long long)plan.batch,
+              (long long)plan.seq_len);
+  std::printf("  %-28s %15s\n", "fp32 master weights", human_bytes(plan.master).c_str());
+  if (plan.working) std::printf("  %-28s %15s\n", "bf16 working copy", human_bytes(plan.working).c_str());
+  std::printf("  %-28s %15s\n", "gradients (fp32)", human_bytes(plan.grads).c_str());
+  std::printf("  %-28s %15s\n", "AdamW moments", human_bytes(plan.adam).c_str());
+  std::printf("  %-28s %15s\n", "activations and scratch", human_bytes(plan.activations).c_str());
+  std::printf("  %-28s %15s\n", "total", human_bytes(plan.total).c_str());
+  if (plan_device == Device::CUDA) std::printf("  (plus the cuBLASLt workspace, 32 MiB, and the CUDA context)\n");
   if (distributed) {
     std::printf("training memory per process of %d (GPU or CPU), batch %lld each, %s (estimate)\n", dp.world,
                 (long long)m.batch, dp.zero ? "ZeRO-1: AdamW state sharded" : "AdamW state on every process");
@@ -218,7 +243,12 @@ Action add(CLI::App& app) {
       "                 the moments shrink to 8*ceil(P/N), plus a reduced gradient shard of 4*ceil(P/N)\n"
       "  activations    4*B*T*(2d + 2V + per sublayer 2d + saved), saved = Mamba 9*d_inner + dt_rank +\n"
       "                 2*d_state + d_inner*d_state/64, attention 2*(n_head+2*n_query_groups)*head_size +\n"
-      "                 n_head*head_size + n_head, MLP 3*hidden (an estimate; scratch buffers come on top)");
+      "                 n_head*head_size + n_head, MLP 3*hidden (an estimate; scratch buffers come on top)\n"
+      "  training plan  the buffers `train` allocates on --device at --precision (default: what train uses\n"
+      "                 here: bf16 on a GPU, else fp32 on the CPU), from the model's own buffer plan: fp32\n"
+      "                 master 4P (+ bf16 working copy 2P) + fp32 gradients 4P + AdamW 8P + the training\n"
+      "                 arena (bf16 activations, fp32 residual stream and statistics, logits, the backward's\n"
+      "                 scratch). A GPU plan needs a build with the CUDA backend, not a GPU.");
   sub->add_option("model", o->model, "Preset, model directory or config.json");
   sub->add_option("--config", o->config,
                   "config.json or preset for a bare weights file (or replacing a directory's config.json)");
@@ -234,6 +264,14 @@ Action add(CLI::App& app) {
            1, 1 << 20);
   in_range(sub->add_option("--zero", o->zero, "ZeRO stage of that run (0, or 1: AdamW state sharded)")->default_val(0),
            0, 1);
+  sub->add_option("--device", o->device,
+                  "Device of the training run to plan memory for: cpu, cuda, cuda:N, or auto (a GPU when one is "
+                  "visible to this build, else the CPU)")
+      ->capture_default_str();
+  sub->add_option("--precision", o->precision,
+                  "Precision of that run: bf16 (GPU only), fp32, or auto (bf16 on a GPU, fp32 on the CPU)")
+      ->check(CLI::IsMember({"bf16", "fp32", "auto"}))
+      ->capture_default_str();
   in_range(sub->add_option("--context", o->context, "Context length for full-attention caches (default: block_size)"),
            int64_t(1), kMaxLength);
   return [o] { return show(*o); };

@@ -172,6 +172,11 @@ Action add(CLI::App& app) {
   auto threads = std::make_shared<int>(0);
   in_range(sub->add_option("--threads", *threads, "OpenMP threads (0: all cores)"), 0, 4096)->capture_default_str();
   sub->add_flag("--quiet,-q", o->quiet, "No progress output");
+  sub->add_flag("--profile", o->profile,
+                "Time each part of a training step (per sublayer op, forward and backward, LM head and loss, "
+                "optimizer) with CUDA events on a GPU, the wall clock on the CPU; at the end print a table "
+                "(region, ms per step, % of step; the first step left out when there are more) and write "
+                "RUN/profile.json");
   o->device = "auto";
   sub->add_option("--device", o->device,
                   "cpu, cuda, cuda:N, or auto (the first GPU when this build has the CUDA backend and one is "

@@ -10,6 +10,7 @@
 #include "model/layers.h"
 #include "model/linear.h"
 #include "ops/ops.h"
+#include "ops/profiler.h"
 
 namespace sambalm {
 
@@ -45,8 +46,10 @@ void attention_forward_layer(const Context& ctx, T* out, const AttentionActs<T>&
   const int64_t BL = B * L;
   const double scale = 1.0 / std::sqrt(double(m.hs));
   linear_forward(ctx, a.qkv, xn, params, p.qkv_w, p.qkv_b.at(params), BL, m.d, m.qkv());
+  profile_mark("fwd attn qkv");
   ops::qkv_split_rope_forward(ctx, a.q, a.k, a.v, a.qkv, cos, sin, B, L, m.H, m.G, m.hs, m.rope_dims, int64_t(0),
                               cs_batch_rows);
+  profile_mark("fwd attn rope");
   if (st) {
     ops::attention_cached_forward(ctx, a.att, a.q, a.k, a.v, st->keys, st->values, st->slots, st->pos, B, L, m.H, m.G,
                                   m.hs, st->cap, m.window, scale);
@@ -54,7 +57,9 @@ void attention_forward_layer(const Context& ctx, T* out, const AttentionActs<T>&
   } else {
     ops::attention_forward(ctx, a.att, a.lse, a.q, a.k, a.v, B, L, m.H, m.G, m.hs, m.window, scale);
   }
+  profile_mark("fwd attn kernel");
   linear_forward(ctx, out, a.att, params, p.proj_w, p.proj_b.at(params), BL, m.H * m.hs, m.d);
+  profile_mark("fwd attn out_proj");
 }
 
 template <typename T>
@@ -68,13 +73,18 @@ void attention_backward_layer(const Context& ctx, T* dxn, grad_t<T>* grads, cons
   zero(g.dk, BL * m.G * m.hs);
   zero(g.dv, BL * m.G * m.hs);
   zero(g.dqkv, BL * m.qkv());
+  profile_mark("bwd attn zero grads");
   ops::matmul_backward(ctx, g.datt, p.proj_w.at(grads), p.proj_b.at(grads), dout, a.att, p.proj_w.at(params), BL,
                        m.H * m.hs, m.d);
+  profile_mark("bwd attn out_proj");
   ops::attention_backward(ctx, g.dq, g.dk, g.dv, g.datt, a.att, a.lse, a.q, a.k, a.v, B, L, m.H, m.G, m.hs, m.window,
                           1.0 / std::sqrt(double(m.hs)), g.scratch);
+  profile_mark("bwd attn kernel");
   ops::qkv_split_rope_backward(ctx, g.dqkv, g.dq, g.dk, g.dv, cos, sin, B, L, m.H, m.G, m.hs, m.rope_dims, int64_t(0));
+  profile_mark("bwd attn rope");
   ops::matmul_backward(ctx, dxn, p.qkv_w.at(grads), p.qkv_b.at(grads), g.dqkv, xn, p.qkv_w.at(params), BL, m.d,
                        m.qkv());
+  profile_mark("bwd attn qkv");
 }
 
 #define INSTANTIATE(T)                                                                                                \

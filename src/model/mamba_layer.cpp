@@ -9,6 +9,7 @@
 #include "model/layers.h"
 #include "model/linear.h"
 #include "ops/ops.h"
+#include "ops/profiler.h"
 
 namespace sambalm {
 
@@ -53,16 +54,19 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
   const int64_t BL = B * L, di = m.di, X = m.xdbl();
   const int32_t* slots = st ? st->slots : nullptr;
   linear_forward(ctx, a.xz, xn, params, p.in_proj_w, p.in_proj_b.at(params), BL, m.d, 2 * di);
+  profile_mark("fwd mamba in_proj");
   ops::causal_conv1d_forward(ctx, a.conv_out, a.xz, 2 * di, p.conv_w.at(params), p.conv_b.at(params),
                              st ? st->conv : static_cast<const T*>(nullptr), B, L, di, m.K, slots);
   // In place: the new state is the last K-1 rows of (old state ++ x), copied in an order that reads
   // each old row before it is overwritten.
   if (st) ops::causal_conv1d_state_update(ctx, st->conv, a.xz, 2 * di, st->conv, B, L, di, m.K, slots);
   ops::silu_forward(ctx, a.xc, a.conv_out, BL * di);
+  profile_mark("fwd mamba conv");
   linear_forward(ctx, a.xdbl, a.xc, params, p.x_proj_w, static_cast<const T*>(nullptr), BL, di, X);
   // dt_pre and the dt bias are fp32 beside bf16 (DESIGN.md "Numerics"): the bias from the master copy.
   linear_forward(ctx, a.dt_pre, di, a.xdbl, X, params, p.dt_proj_w, p.dt_proj_b.at(master), BL, m.R, di);
   ops::softplus_forward(ctx, a.dt, a.dt_pre, BL * di);
+  profile_mark("fwd mamba x_proj/dt_proj");
   const T *Bm = a.xdbl + m.R, *Cm = a.xdbl + m.R + m.N;
   if (st && L == 1) {
     ops::selective_scan_step(ctx, a.y, st->ssm, a.xc, a.dt, A, Bm, Cm, X, p.D.at(master), B, di, m.N, slots);
@@ -72,8 +76,11 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
                                 A, Bm, Cm, X, p.D.at(master), st ? st->ssm : static_cast<const stat_t<T>*>(nullptr), B,
                                 L, di, m.N, scan_chunk_size(), slots);
   }
+  profile_mark("fwd mamba scan");
   ops::silu_gate_forward(ctx, a.yg, a.y, a.xz + di, 2 * di, BL, di);
+  profile_mark("fwd mamba silu gate");
   linear_forward(ctx, out, a.yg, params, p.out_proj_w, p.out_proj_b.at(params), BL, di, m.d);
+  profile_mark("fwd mamba out_proj");
 }
 
 template <typename T>
@@ -91,27 +98,34 @@ void mamba_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout,
   zero(g.ddt_pre, BL * di);
   zero(g.dA, di * N);
   if (dy_extra) ops::add_inplace(ctx, g.dy, dy_extra, BL * di);
+  profile_mark("bwd mamba zero grads");
 
   ops::matmul_backward(ctx, g.dgated, p.out_proj_w.at(grads), p.out_proj_b.at(grads), dout, a.yg,
                        p.out_proj_w.at(params), BL, di, m.d);
+  profile_mark("bwd mamba out_proj");
   ops::silu_gate_backward(ctx, g.dy, g.dxz + di, 2 * di, g.dgated, a.y, a.xz + di, 2 * di, BL, di);
+  profile_mark("bwd mamba silu gate");
   ops::selective_scan_backward(ctx, g.dxc, g.ddt, g.dA, g.dxdbl + m.R, g.dxdbl + m.R + N, p.D.at(grads),
                                static_cast<stat_t<T>*>(nullptr), g.dy, a.chunk_states, a.xc, a.dt, A, a.xdbl + m.R,
                                a.xdbl + m.R + N, X, p.D.at(master), static_cast<const stat_t<T>*>(nullptr), B, L, di, N,
                                scan_chunk_size(), g.scan);
   ops::neg_exp_backward(ctx, p.A_log.at(grads), g.dA, A, di * N);
+  profile_mark("bwd mamba scan");
   ops::softplus_backward(ctx, g.ddt_pre, g.ddt, a.dt_pre, BL * di);
   ops::matmul_backward_strided(ctx, g.dxdbl, X, p.dt_proj_w.at(grads), p.dt_proj_b.at(grads), g.ddt_pre, di, a.xdbl, X,
                                p.dt_proj_w.at(params), BL, m.R, di);
   ops::matmul_backward(ctx, g.dxc, p.x_proj_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dxdbl, a.xc,
                        p.x_proj_w.at(params), BL, di, X);
+  profile_mark("bwd mamba x_proj/dt_proj");
   // dxc now holds d(silu output); map back through silu into d(conv_out), reusing dgated.
   zero(g.dgated, BL * di);
   ops::silu_backward(ctx, g.dgated, g.dxc, a.conv_out, BL * di);
   ops::causal_conv1d_backward(ctx, g.dxz, 2 * di, p.conv_w.at(grads), p.conv_b.at(grads), g.dgated, a.xz, 2 * di,
                               p.conv_w.at(params), static_cast<const T*>(nullptr), B, L, di, m.K);
+  profile_mark("bwd mamba conv");
   ops::matmul_backward(ctx, dxn, p.in_proj_w.at(grads), p.in_proj_b.at(grads), g.dxz, xn, p.in_proj_w.at(params), BL,
                        m.d, 2 * di);
+  profile_mark("bwd mamba in_proj");
 }
 
 #define INSTANTIATE(T)                                                                                               \

@@ -4,6 +4,7 @@
 #include "model/layers.h"
 #include "model/linear.h"
 #include "ops/ops.h"
+#include "ops/profiler.h"
 
 namespace sambalm {
 
@@ -27,8 +28,11 @@ void mlp_forward(const Context& ctx, T* out, const MlpActs<T>& a, const T* xn, c
   const int64_t BL = B * L;
   linear_forward(ctx, a.gate, xn, params, p.w1, p.b1.at(params), BL, d, hidden);
   linear_forward(ctx, a.up, xn, params, p.w2, p.b2.at(params), BL, d, hidden);
+  profile_mark("fwd mlp gemms");
   ops::swiglu_forward(ctx, a.hidden, a.gate, a.up, BL * hidden);
+  profile_mark("fwd mlp swiglu");
   linear_forward(ctx, out, a.hidden, params, p.w3, p.b3.at(params), BL, hidden, d);
+  profile_mark("fwd mlp gemms");
 }
 
 template <typename T>
@@ -39,10 +43,14 @@ void mlp_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout, c
   ops::fill_zero(ctx, g.dhidden, BL * hidden);
   ops::fill_zero(ctx, g.dgate, BL * hidden);
   ops::fill_zero(ctx, g.dup, BL * hidden);
+  profile_mark("bwd mlp zero grads");
   ops::matmul_backward(ctx, g.dhidden, p.w3.at(grads), p.b3.at(grads), dout, a.hidden, p.w3.at(params), BL, hidden, d);
+  profile_mark("bwd mlp gemms");
   ops::swiglu_backward(ctx, g.dgate, g.dup, g.dhidden, a.gate, a.up, BL * hidden);
+  profile_mark("bwd mlp swiglu");
   ops::matmul_backward(ctx, dxn, p.w1.at(grads), p.b1.at(grads), g.dgate, xn, p.w1.at(params), BL, d, hidden);
   ops::matmul_backward(ctx, dxn, p.w2.at(grads), p.b2.at(grads), g.dup, xn, p.w2.at(params), BL, d, hidden);
+  profile_mark("bwd mlp gemms");
 }
 
 #define INSTANTIATE(T)                                                                                               \

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "model/linear.h"
 #include "ops/ops.h"
+#include "ops/profiler.h"
 
 namespace sambalm {
 
@@ -42,18 +43,8 @@ Model<T>::Model(const ModelConfig& cfg, const std::vector<ParamEntry>& entries, 
   train_.subs.assign(static_cast<size_t>(nsub_), SubBuffers{});
   train_.A.assign(static_cast<size_t>(nsub_), nullptr);
   cached_A_.assign(static_cast<size_t>(nsub_), nullptr);
-  // A = -exp(A_log) for forward_cached: [di, N] per Mamba sublayer, one arena.
-  auto layout_constants = [&](Arena& a) {
-    for (int64_t k = 0; k < nsub_; ++k) {
-      const auto& s = refs_.subs[k];
-      if (s.spec.kind == SublayerKind::Mamba)
-        cached_A_[k] = a.template take<stat_t<T>>(s.mamba_dims.di * s.mamba_dims.N);
-    }
-  };
-  Arena count;
-  layout_constants(count);
-  constants_arena_ = ops::arena_on(ctx_, count.bytes());
-  layout_constants(constants_arena_);
+  // Nothing is allocated here (the constants' arena comes with refresh_constants, the buffers with the
+  // first call), so a model can be built to plan memory on a device it never opens.
 }
 
 template <typename T>
@@ -171,6 +162,16 @@ void Model<T>::use_train_layout(int64_t B, int64_t Tn) {
 }
 
 template <typename T>
+size_t Model<T>::plan_train_bytes(int64_t B, int64_t Tn) {
+  SAMBALM_CHECK(B > 0 && Tn > 0, "model: cannot plan for {} sequences of {} tokens", B, Tn);
+  const TrainBuffers current = train_;  // the counting layout hands out null views: keep the real ones
+  Arena count;
+  layout_train(count, B, Tn);
+  train_ = current;
+  return count.bytes();
+}
+
+template <typename T>
 void Model<T>::layout_cached(Arena& a, int64_t B, int64_t L) {
   const int64_t BL = B * L;
   cached_.x = a.template take<S>(BL * d_);
@@ -234,6 +235,20 @@ void Model<T>::use_cached_layout(int64_t B, int64_t L) {
 
 template <typename T>
 void Model<T>::refresh_constants(const S* master) {
+  if (!constants_ready_) {
+    // A = -exp(A_log) for forward_cached: [di, N] per Mamba sublayer, one arena, allocated once.
+    auto layout_constants = [&](Arena& a) {
+      for (int64_t k = 0; k < nsub_; ++k) {
+        const auto& s = refs_.subs[k];
+        if (s.spec.kind == SublayerKind::Mamba)
+          cached_A_[k] = a.template take<stat_t<T>>(s.mamba_dims.di * s.mamba_dims.N);
+      }
+    };
+    Arena count;
+    layout_constants(count);
+    constants_arena_ = ops::arena_on(ctx_, count.bytes());
+    layout_constants(constants_arena_);
+  }
   for (int64_t k = 0; k < nsub_; ++k) {
     const auto& s = refs_.subs[k];
     if (s.spec.kind == SublayerKind::Mamba)
@@ -281,6 +296,7 @@ void Model<T>::run_stack(const T* params, const S* master, int64_t B, int64_t L,
     const S* x = training ? train_.res[k] : cached_.x;
     T* f = training ? train_.f : cached_.out;
     norm_forward(b.xn, b.mean, b.rstd, x, master, s.norm_w, s.norm_b, BL);
+    profile_mark("fwd norm+residual");
     LayerState<T> st;
     if (!training) {
       // Cross-attention has no state of its own: it reads the shared-KV layer's cache.
@@ -294,6 +310,7 @@ void Model<T>::run_stack(const T* params, const S* master, int64_t B, int64_t L,
         const MambaDims& m = s.mamba_dims;
         stat_t<T>* A = training ? train_.A[k] : cached_A_[k];
         if (training) ops::neg_exp_forward(ctx_, A, s.mamba.A_log.at(master), m.di * m.N);
+        profile_mark("fwd mamba scan");
         MambaActs<T> acts = b.mamba;
         if (!training && s.spec.keeps_memory) acts.y = cached_.memory;  // kept for the GMUs
         mamba_forward(ctx_, f, acts, b.xn, params, master, s.mamba, m, A, B, L, stp);
@@ -313,14 +330,17 @@ void Model<T>::run_stack(const T* params, const S* master, int64_t B, int64_t L,
         if (!training && s.spec.shares_kv) acts.qkv = cached_.shared_qkv;  // kept for the cross-decoder
         diff_attention_forward_layer(ctx_, f, acts, b.xn, params, s.dattn, s.dattn_dims, B, L,
                                      s.dattn_dims.cross ? shared_qkv : nullptr, stp);
+        profile_mark("fwd sambay attention");
         break;
       }
       case SublayerKind::Gmu:
         gmu_forward(ctx_, f, b.gmu, b.xn, params, s.gmu, memory, d_, s.gmu_inner, B, L);
+        profile_mark("fwd sambay gmu");
         break;
     }
     // x_{k+1} = x_k + f: training keeps every x_k (a buffer per k), the cached path updates x in place.
     ops::residual_add(ctx_, training ? train_.res[k + 1] : cached_.x, x, f, BL * d_);
+    profile_mark("fwd norm+residual");
     if (k == shared_kv_sub_ && cross == CrossDecoder::None) return;
     if (k == shared_kv_sub_ && cross == CrossDecoder::LastToken && L > 1) {
       // The caches hold every token now; the cross-decoder only feeds the logits, so it runs on each
@@ -351,17 +371,22 @@ double Model<T>::forward(const T* params, const S* master, const int32_t* tokens
   // The residual stream starts from the master copy of the embedding (fp32 beside bf16); the tied head
   // below multiplies by its working copy.
   embed(train_.res[0], train_.tokens, master, BT);
+  profile_mark("fwd embedding");
   run_stack(params, master, B, Tn, train_.rope_cos, train_.rope_sin, 0, nullptr, nullptr, nullptr);
   norm_forward(train_.xf, train_.xf_mean, train_.xf_rstd, train_.res.back(), master, refs_.norm_w, refs_.norm_b, BT);
+  profile_mark("fwd norm+residual");
   linear_forward(ctx_, train_.logits, train_.xf, params, refs_.head, static_cast<const T*>(nullptr), BT, d_, V_);
+  profile_mark("fwd lm_head");
   have_targets_ = targets != nullptr;
   if (!targets) return std::numeric_limits<double>::quiet_NaN();
   for (int64_t i = 0; i < BT; ++i)
     SAMBALM_CHECK(targets[i] < V_, "forward: target id {} at position {} is outside the vocabulary [0, {})", targets[i],
                   i, V_);
   ops::upload(ctx_, train_.targets, targets, sizeof(int32_t) * BT);
-  return ops::cross_entropy_forward_backward(ctx_, train_.dlogits, static_cast<stat_t<T>*>(nullptr), train_.logits,
-                                             train_.targets, BT, V_, loss_scale);
+  const double loss = ops::cross_entropy_forward_backward(ctx_, train_.dlogits, static_cast<stat_t<T>*>(nullptr),
+                                                         train_.logits, train_.targets, BT, V_, loss_scale);
+  profile_mark("fwd cross_entropy");
+  return loss;
 }
 
 template <typename T>
@@ -374,6 +399,7 @@ void Model<T>::backward(const T* params, const S* master, G* grads) {
   zero(train_.dxf, BT * d_);
   ops::matmul_backward(ctx_, train_.dxf, refs_.head.at(grads), static_cast<G*>(nullptr), train_.dlogits, train_.xf,
                        refs_.head.at(params), BT, d_, V_);
+  profile_mark("bwd lm_head");
   zero(train_.dres, BT * d_);
   if (train_.dmemory) {
     zero(train_.dmemory, BT * refs_.subs[memory_sub_].mamba_dims.di);
@@ -381,6 +407,7 @@ void Model<T>::backward(const T* params, const S* master, G* grads) {
   }
   norm_backward(train_.dres, grads, train_.dxf, train_.res.back(), master, refs_.norm_w, refs_.norm_b, train_.xf_mean,
                 train_.xf_rstd, BT);
+  profile_mark("bwd norm+residual");
   for (int64_t k = nsub_ - 1; k >= 0; --k) {
     const SublayerParams& s = refs_.subs[k];
     const SubBuffers& b = train_.subs[k];
@@ -393,6 +420,7 @@ void Model<T>::backward(const T* params, const S* master, G* grads) {
       ops::convert(ctx_, train_.dres_t, train_.dres, BT * d_);
       dres_t = train_.dres_t;
     }
+    profile_mark("bwd norm+residual");
     switch (s.spec.kind) {
       case SublayerKind::Mamba:
         mamba_backward(ctx_, train_.dxn, grads, dres_t, b.mamba, b.xn, params, master, s.mamba, s.mamba_dims,
@@ -414,17 +442,21 @@ void Model<T>::backward(const T* params, const S* master, G* grads) {
         diff_attention_backward_layer(ctx_, train_.dxn, grads, dres_t, b.dattn, b.xn, params, s.dattn, s.dattn_dims, B_,
                                       T_, train_.dattn_grads, cross ? train_.subs[shared_kv_sub_].dattn.qkv : nullptr,
                                       cross || s.spec.shares_kv ? train_.dshared_qkv : nullptr);
+        profile_mark("bwd sambay attention");
         break;
       }
       case SublayerKind::Gmu:
         gmu_backward(ctx_, train_.dxn, grads, train_.dmemory, dres_t, b.gmu, b.xn, params, s.gmu,
                      train_.subs[memory_sub_].mamba.y, d_, s.gmu_inner, B_, T_, train_.gmu_grads);
+        profile_mark("bwd sambay gmu");
         break;
     }
     // res_{k+1} = res_k + f(norm(res_k)): the residual passes dres through; the norm adds its part.
     norm_backward(train_.dres, grads, train_.dxn, train_.res[k], master, s.norm_w, s.norm_b, b.mean, b.rstd, BT);
+    profile_mark("bwd norm+residual");
   }
   ops::embedding_backward(ctx_, refs_.embed.at(grads), train_.dres, train_.tokens, BT, d_);
+  profile_mark("bwd embedding");
 }
 
 template <typename T>

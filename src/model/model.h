@@ -74,6 +74,11 @@ class Model {
   const T* logits() const { return train_.logits; }  // [B*Tn, padded_vocab]
   const S* block_output(int64_t block) const;        // residual after block i, [B*Tn, d]
   int64_t batch() const { return B_; }
+  // Bytes the training buffers of a (B, Tn) step take: the plan forward() allocates, computed without
+  // allocating (training_memory in model/train_memory.h reports it). train_arena_bytes(): the arena
+  // allocated now (0 before the first forward).
+  size_t plan_train_bytes(int64_t B, int64_t Tn);
+  size_t train_arena_bytes() const { return train_arena_.capacity(); }
   int64_t seq_len() const { return T_; }
 
   // ---- Prefill and decoding -----------------------------------------------------------------

@@ -26,6 +26,7 @@
 #include "model/weights.h"
 #include "ops/device.h"
 #include "ops/memory_ops.h"
+#include "ops/profiler.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/communicator.h"
@@ -421,6 +422,12 @@ TrainResult train(const TrainOptions& opts, Communicator* communicator) {
       make_precision_model(precision, cfg, params.entries(), ctx, dparams.get(), n_params);
   std::vector<float> grads(params.size(), 0.0f);
   const ops::Mirror<float> dgrads(ctx, grads.data(), n_params);
+  // --profile: the step's regions timed on the backend's stream (ops/profiler.h); off, no profiler exists.
+  std::unique_ptr<Profiler> profiler;
+  if (o.profile) {
+    profiler = std::make_unique<Profiler>(ctx);
+    Profiler::set_active(profiler.get());
+  }
   double norm_host = 0;
   const ops::Mirror<double> norm_scratch(ctx, &norm_host, 1);  // the gradient norm's sum on the device
   std::vector<int32_t> x(o.batch * T), y(o.batch * T);
@@ -580,10 +587,13 @@ TrainResult train(const TrainOptions& opts, Communicator* communicator) {
       in_update = true;
       const auto t0 = std::chrono::steady_clock::now();
       const double lr = sched.at(step);
+      if (profiler) profiler->begin_step();
       ops::fill_zero(ctx, dgrads.get(), n_params);
+      profile_mark("optimizer zero grads");
       double loss = 0;
       for (int64_t a = 0; a < o.grad_accum; ++a) {
         data.next_batch(x.data(), y.data(), o.batch);
+        profile_mark("data");
         loss += model->forward(x.data(), y.data(), o.batch, T, 1.0 / double(o.grad_accum)) / double(o.grad_accum);
         model->backward(dgrads.get());
       }
@@ -601,15 +611,19 @@ TrainResult train(const TrainOptions& opts, Communicator* communicator) {
         ops::upload(ctx, dgrads.get(), &nan, sizeof(float));
       }
       const double norm = opt.reduce_and_clip(dgrads.get(), o.grad_clip, norm_scratch.get());
+      profile_mark("optimizer grad reduce+norm+clip");
       const bool bad = !std::isfinite(loss) || !std::isfinite(norm);
       if (!bad) {
         opt.step(dparams.get(), dgrads.get(), lr);
+        profile_mark("optimizer adamw");
         model->weights_changed();
+        profile_mark("optimizer bf16 weight refresh");
         bad_in_row = 0;
         last_loss = loss;
       } else {
         ++bad_in_row;
       }
+      if (profiler) profiler->end_step();
       in_update = false;
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double tps = double(global_batch * T) / std::max(dt, 1e-9);
@@ -694,6 +708,14 @@ TrainResult train(const TrainOptions& opts, Communicator* communicator) {
   }
   progress.finish();
   if (!stop_error.empty()) fail("{}", stop_error);
+  if (profiler) {
+    Profiler::set_active(nullptr);
+    if (leader && profiler->steps_reported() > 0) {
+      const std::string path = (fs::path(o.out) / "profile.json").string();
+      write_file_atomic(path, profiler->json());
+      if (!o.quiet) std::printf("%swritten to %s\n", profiler->table().c_str(), path.c_str());
+    }
+  }
   result.steps_done = step;
   result.last_loss = last_loss;
   if (step == o.steps && leader) {

@@ -70,6 +70,7 @@ struct TrainOptions {
   int64_t stop_after = 0;  // stop after this many steps of this invocation (0: run to --steps)
   int64_t max_bad_steps = 5;
   int64_t log_every = 10;  // plain-text progress lines when stdout is not a terminal
+  bool profile = false;    // time each region of a step (ops/profiler.h): a table and RUN/profile.json
   bool quiet = false;
 };
 
