@@ -42,6 +42,16 @@ status=0
 } >"$LOG_DIR/env.txt" 2>&1
 cat "$LOG_DIR/env.txt"
 
+# NCCL (the trainer's multi-GPU backend, tests/gpu/test_cuda_nccl.cpp) is loaded at run time; where it
+# is only inside PyTorch's wheel, point SAMBALM_NCCL_LIBRARY at it. NVLink multicast stays off in every
+# process started here.
+export NCCL_NVLS_ENABLE=0
+if [ -z "${SAMBALM_NCCL_LIBRARY:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libnccl.so.2 '; then
+  nccl_lib=$(python3 -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "lib", "libnccl.so.2"))' \
+    2>/dev/null || true)
+  if [ -f "$nccl_lib" ]; then export SAMBALM_NCCL_LIBRARY=$nccl_lib; echo "NCCL: $nccl_lib"; fi
+fi
+
 # ---- the library's GPU tests ----
 # On a GPU machine without the Debian packages of scripts/setup.sh (and without apt), DEPS_DEBS names a
 # folder of those .deb files (`apt-get download` them on a Debian 12 machine): they are unpacked into a

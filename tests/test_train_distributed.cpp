@@ -8,15 +8,18 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
+#include "core/error.h"
 #include "io/model_dir.h"
 #include "io/safetensors.h"
 #include "testing.h"
 #include "train/checkpoint.h"
+#include "train/communicator.h"
 #include "train/metrics.h"
 
 namespace fs = std::filesystem;
@@ -250,6 +253,13 @@ TEST(TrainDistributed, BadInputIsAClearError) {
   EXPECT_NE(out.find("--global-batch 5: not a multiple of --batch 2"), std::string::npos) << out;
   EXPECT_EQ(single(train_args(data, dir + "/g") + " --batch 2 --grad-accum 3 --global-batch 4", &out), 1) << out;
   EXPECT_NE(out.find("contradicts --global-batch"), std::string::npos) << out;
+  // NCCL exchanges GPU buffers; "single" refuses a launch of several processes.
+  EXPECT_EQ(single(train_args(data, dir + "/n") + " --device cpu --dist-backend nccl", &out), 1) << out;
+  EXPECT_NE(out.find("--dist-backend nccl exchanges GPU buffers: train with --device cuda"), std::string::npos) << out;
+  EXPECT_EQ(single(train_args(data, dir + "/s") + " --dist-backend single", &out, "WORLD_SIZE=2 RANK=1"), 1) << out;
+  EXPECT_NE(out.find("--dist-backend single: this process was launched as rank 1 of 2"), std::string::npos) << out;
+  EXPECT_NE(single(train_args(data, dir + "/s") + " --dist-backend gloo", &out), 0) << out;
+  EXPECT_NE(out.find("--dist-backend"), std::string::npos) << out;
 
   if (mpiexec().empty()) GTEST_SKIP() << "no mpirun: the checks under mpirun are skipped";
   // The world size does not divide the global batch.
@@ -260,6 +270,39 @@ TEST(TrainDistributed, BadInputIsAClearError) {
   EXPECT_NE(mpirun(2, train_args(data, dir + "/c", 20, 64) + " --batch 2 --resume", &out), 0) << out;
   EXPECT_NE(out.find("--resume: --n-embd 64 differs from the checkpoint"), std::string::npos) << out;
   EXPECT_EQ(out.find("waited"), std::string::npos) << "not a timeout:\n" << out;
+}
+
+// NCCL is loaded when a distributed GPU run starts: a missing library or a file that is not NCCL is an
+// error naming the file and what to install, raised before any GPU work.
+TEST(TrainDistributed, MissingNcclIsAClearError) {
+#if defined(SAMBALM_HAVE_CUDA)
+  const char* saved = std::getenv("SAMBALM_NCCL_LIBRARY");
+  const std::string keep = saved ? saved : "";
+  auto expect_error = [](const std::string& lib, const std::string& needle) {
+    ::setenv("SAMBALM_NCCL_LIBRARY", lib.c_str(), 1);
+    try {
+      nccl_library_check();
+      ADD_FAILURE() << lib << ": loaded as NCCL";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error("/nonexistent/libnccl.so.2", "/nonexistent/libnccl.so.2");
+  expect_error("/nonexistent/libnccl.so.2", "SAMBALM_NCCL_LIBRARY");
+  expect_error("libz.so.1", "has no symbol ncclGetVersion");  // a real library that is not NCCL
+  if (saved)
+    ::setenv("SAMBALM_NCCL_LIBRARY", keep.c_str(), 1);
+  else
+    ::unsetenv("SAMBALM_NCCL_LIBRARY");
+  // Where NCCL is installed, its version is read.
+  try {
+    EXPECT_EQ(nccl_library_check().rfind("NCCL 2.", 0), 0u);
+  } catch (const Error& e) {
+    std::printf("no NCCL on this machine: %s\n", e.what());
+  }
+#else
+  GTEST_SKIP() << "this build has no CUDA backend (the NCCL backend comes with it)";
+#endif
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "cli/options.h"
+#include "ops/device.h"
 #include "train/communicator.h"
 #include "train/trainer.h"
 
@@ -114,6 +115,12 @@ Action add(CLI::App& app) {
       ->capture_default_str();
   opt(sub, "--bucket-mb", o->bucket_mb, "MiB of gradients per collective in a distributed run", 0.001, 4096.0)
       ->capture_default_str();
+  auto dist_backend = std::make_shared<std::string>("auto");
+  sub->add_option("--dist-backend", *dist_backend,
+                  "How the processes of a distributed run exchange gradients: auto (NCCL on GPUs, MPI on the CPU), "
+                  "nccl (also for one process, to check the backend), mpi, or single")
+      ->check(CLI::IsMember({"auto", "nccl", "mpi", "single"}))
+      ->capture_default_str();
   opt(sub, "--dist-timeout", o->dist_timeout,
       "Seconds a process waits in a collective for the others before it ends the job (a rank died or hangs)", 1.0,
       604800.0)
@@ -188,9 +195,15 @@ Action add(CLI::App& app) {
                   "checkpoints hold the fp32 weights either way")
       ->check(CLI::IsMember({"bf16", "fp32", "auto"}))
       ->capture_default_str();
-  return [o, threads] {
+  return [o, threads, dist_backend] {
     if (*threads > 0) omp_set_num_threads(*threads);
-    std::unique_ptr<Communicator> comm = connect_communicator(o->dist_timeout);
+    // On GPUs each process of a distributed run takes the GPU of its local rank unless --device names one.
+    const LaunchInfo launch = launch_from_env();
+    if (launch.world > 1 && (o->device == "cuda" || (o->device == "auto" && cuda_available())))
+      o->device = "cuda:" + std::to_string(launch.local_rank);
+    const DeviceSpec where = parse_device(o->device != "auto" ? o->device : cuda_available() ? "cuda" : "cpu");
+    std::unique_ptr<Communicator> comm =
+        connect_communicator(o->dist_timeout, *dist_backend, where.device == Device::CUDA ? where.index : -1);
     TrainResult r;
     try {
       r = train(*o, comm.get());

@@ -80,8 +80,36 @@ bool mpi_available() {
 #endif
 }
 
-std::unique_ptr<Communicator> connect_communicator(double timeout_s) {
+bool nccl_built() {
+#if defined(SAMBALM_HAVE_CUDA)
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::unique_ptr<Communicator> connect_communicator(double timeout_s, const std::string& backend, int gpu) {
+  SAMBALM_CHECK(backend == "auto" || backend == "nccl" || backend == "mpi" || backend == "single",
+                "--dist-backend {}: expected auto, nccl, mpi or single", backend);
   const LaunchInfo li = launch_from_env();
+  if (backend == "single") {
+    SAMBALM_CHECK(li.world == 1, "--dist-backend single: this process was launched as rank {} of {}", li.rank,
+                  li.world);
+    return single_process_communicator();
+  }
+  if (backend == "nccl" || (backend == "auto" && gpu >= 0 && li.world > 1)) {
+    SAMBALM_CHECK(gpu >= 0, "--dist-backend nccl exchanges GPU buffers: train with --device cuda");
+#if defined(SAMBALM_HAVE_CUDA)
+    return nccl_communicator(li, gpu, timeout_s);
+#else
+    fail("training on {} processes on GPUs needs the NCCL backend, which comes with the CUDA build; this sambalm "
+         "was built without CUDA",
+         li.world);
+#endif
+  }
+  SAMBALM_CHECK(gpu < 0 || li.world == 1,
+                "--dist-backend mpi runs the collectives on the CPU's buffers: train with --device cpu, or use "
+                "--dist-backend nccl on GPUs");
   if (li.launcher == "torchrun") {
     SAMBALM_CHECK(li.world == 1,
                   "WORLD_SIZE={} RANK={} (torchrun's variables): on the CPU the ranks exchange gradients through MPI, "

@@ -3,8 +3,8 @@
 //   single   one process (no launcher): every collective is the identity
 //   mpi      MPI over MPI_COMM_WORLD, the CPU backend's collectives (train/mpi_communicator.cpp, the
 //            one file that includes mpi.h; built when CMake finds MPI)
-// A GPU backend (NCCL, one rank per GPU, LOCAL_RANK picking the device) implements the same calls on
-// device pointers.
+//   nccl     NCCL, one rank per GPU (train/nccl_communicator.cpp, built with the CUDA backend; NCCL is
+//            loaded at run time): the same calls on the GPU's buffers (host buffers are staged)
 //
 // Who launched us (launch_from_env):
 //   mpirun / mpiexec (OpenMPI, MPICH), srun   OMPI_COMM_WORLD_*, PMI_*, PMIX_RANK, SLURM_STEP_NUM_TASKS:
@@ -46,7 +46,7 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual std::string backend() const = 0;  // "single", "mpi"
+  virtual std::string backend() const = 0;  // "single", "mpi", "nccl"
   bool distributed() const { return backend() != "single"; }
 
   // Sum over ranks, in place; every rank gets the same result.
@@ -74,11 +74,24 @@ class Communicator {
 // One process: the identity collectives.
 std::unique_ptr<Communicator> single_process_communicator();
 
-// The communicator for how this process was launched: MPI under mpirun/srun (when this build has
-// MPI: otherwise a launch of more than one process is an error), one process otherwise. torchrun's
-// variables with WORLD_SIZE > 1 and no MPI launcher: an Error saying to launch with mpirun.
-// timeout_s: the watchdog's bound on one collective.
-std::unique_ptr<Communicator> connect_communicator(double timeout_s);
+// The communicator for how this process was launched and where it trains.
+//   backend "auto": on the CPU, MPI under mpirun/srun (when this build has MPI: otherwise a launch of
+//     more than one process is an error), one process otherwise; torchrun's variables with
+//     WORLD_SIZE > 1 and no MPI launcher are an Error saying to launch with mpirun. On a GPU (gpu >= 0)
+//     with more than one process: NCCL.
+//   "nccl": NCCL even for one process (gpu must be >= 0); "mpi": MPI (the CPU); "single": one process.
+// gpu: the GPU this rank trains on, -1 for the CPU. timeout_s: the bound on one collective.
+std::unique_ptr<Communicator> connect_communicator(double timeout_s, const std::string& backend = "auto",
+                                                  int gpu = -1);
+
+// Whether this build has the NCCL backend (the CUDA backend is built; NCCL itself loads at run time).
+bool nccl_built();
+#if defined(SAMBALM_HAVE_CUDA)
+// train/nccl_communicator.cpp.
+std::unique_ptr<Communicator> nccl_communicator(const LaunchInfo& launch, int gpu, double timeout_s);
+// Loads NCCL and returns its version ("NCCL 2.27.3"); throws the error a distributed GPU run would.
+std::string nccl_library_check();
+#endif
 
 // Whether this build can run distributed on the CPU (MPI compiled in).
 bool mpi_available();

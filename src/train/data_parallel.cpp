@@ -36,10 +36,12 @@ DataParallelOptimizer::DataParallelOptimizer(Communicator& comm, size_t n, AdamW
       adam_(shard_.size(), opts,
             ranges_in_shard(ranges.empty() ? std::vector<DecayRange>{{0, n, true}} : ranges, shard_), ctx) {
   SAMBALM_CHECK(zero == 0 || zero == 1, "--zero {}: stages 0 (off) and 1 (sharded optimizer state) exist", zero);
-  SAMBALM_CHECK(comm.size() == 1 || ctx.device == Device::CPU,
-                "distributed training on {} needs a GPU communicator (NCCL), which this build lacks; the MPI backend "
-                "runs on the CPU (--device cpu)",
-                ctx.name());
+  SAMBALM_CHECK(!comm.distributed() || (ctx.device == Device::CPU) == (comm.backend() != "nccl"),
+                "distributed training on {} with the {} backend: NCCL exchanges GPU buffers, MPI the CPU's "
+                "(--dist-backend auto picks the one that fits --device)",
+                ctx.name(), comm.backend());
+  SAMBALM_CHECK(zero == 0 || ctx.device == Device::CPU,
+                "--zero 1 on {}: the sharded optimizer runs on the CPU only so far; use --zero 0 on GPUs", ctx.name());
   if (zero_ == 1) grad_shard_.resize(shard_.size());
 }
 
@@ -56,7 +58,9 @@ std::vector<int64_t> DataParallelOptimizer::bucket_counts(size_t a, size_t b) co
 
 double DataParallelOptimizer::reduce_and_clip(float* grads, double max_norm, double* scratch) {
   const int W = comm_.size();
-  if (W == 1 && zero_ == 0) return clip_grad_norm(grads, n_, max_norm, ctx_, scratch);
+  // One process without a communicator: no collective. (NCCL with one rank still runs them: that run
+  // checks the backend against this path.)
+  if (!comm_.distributed() && zero_ == 0) return clip_grad_norm(grads, n_, max_norm, ctx_, scratch);
   const double inv_world = 1.0 / double(W);
   if (zero_ == 0) {
     for (size_t a = 0; a < n_; a += size_t(bucket_))

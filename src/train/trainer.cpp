@@ -462,7 +462,7 @@ TrainResult train(const TrainOptions& opts, Communicator* communicator) {
                 (long long)cfg.vocab_size, (long long)cfg.padded_vocab_size);
     std::printf("data %s\n", data.describe().c_str());
     const std::string procs =
-        world > 1 ? fmt::format(" x {} processes ({}{})", world, comm.backend(), o.zero ? ", ZeRO-1" : "") : "";
+        comm.distributed() ? fmt::format(" x {} processes ({}{})", world, comm.backend(), o.zero ? ", ZeRO-1" : "") : "";
     std::printf(
         "device %s, %s\n", backend.describe().c_str(),
         precision == Precision::BF16 ? "bf16 mixed precision (fp32 master weights, optimizer and gradients)" : "fp32");
@@ -599,7 +599,7 @@ TrainResult train(const TrainOptions& opts, Communicator* communicator) {
       }
       ++step;
       tokens_seen += global_batch * T;
-      if (world > 1) {
+      if (comm.distributed()) {
         distributed_failure_hooks(rank, step);
         comm.set_phase(fmt::format("gradients of step {}", step));
         comm.all_reduce_sum(&loss, 1);  // the mean over the global batch: every rank's is over as many tokens
@@ -662,7 +662,7 @@ TrainResult train(const TrainOptions& opts, Communicator* communicator) {
 
       // Every rank stops at the same step: a signal seen by any of them stops all.
       double stop_flag = g_stop_signal.load() != 0 || (o.stop_after > 0 && step - first_step >= o.stop_after);
-      if (world > 1) comm.all_reduce_max(&stop_flag, 1);
+      if (comm.distributed()) comm.all_reduce_max(&stop_flag, 1);
       const bool stop_now = stop_flag != 0;
       // No periodic checkpoint on a skipped step: the newest checkpoint stays the last good one.
       if (last || stop_now || (o.save_every > 0 && step % o.save_every == 0 && !bad)) {
