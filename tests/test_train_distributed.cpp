@@ -37,17 +37,7 @@ std::string mpiexec() {
     if (mpiexec().empty()) GTEST_SKIP() << "no mpirun (or this build has no MPI): nothing to test"; \
   } while (0)
 
-// Runs a shell command; returns its exit code, output (stdout + stderr) in *out.
-int sh(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  std::array<char, 4096> buf;
-  out->clear();
-  size_t k;
-  while ((k = fread(buf.data(), 1, buf.size(), p)) > 0) out->append(buf.data(), k);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+using test::sh;
 
 // `env` then the program under mpirun with n ranks, as root where need be (OpenMPI refuses root
 // without both the flag and the variables), bounded by `timeout 60`: a hung job fails with 124.
@@ -64,14 +54,7 @@ int single(const std::string& args, std::string* out, const std::string& env = "
   return sh("env OMP_NUM_THREADS=1 " + env + " timeout 60 " + std::string(SAMBALM_CLI_PATH) + " " + args, out);
 }
 
-std::string write_text(const std::string& dir) {
-  std::mt19937 g(5);
-  const char* words[] = {"mamba", "scan", "state", "of", "the", "window", "and", "token"};
-  std::string s;
-  while (s.size() < 30000) s += std::string(words[g() % 8]) + ((g() % 7) ? " " : ".\n");
-  std::ofstream(dir + "/data.txt") << s;
-  return dir + "/data.txt";
-}
+std::string write_text(const std::string& dir) { return test::write_word_text(dir); }
 
 // A small Samba (Mamba + sliding-window attention + MLPs), 20 steps, evaluation at 10 and 20.
 std::string train_args(const std::string& data, const std::string& out, int steps = 20, int n_embd = 32) {
@@ -82,22 +65,8 @@ std::string train_args(const std::string& data, const std::string& out, int step
          out;
 }
 
-// max |a - b| / max |b| over each tensor of two safetensors files; the worst.
 double worst_rel_error(const std::string& a_path, const std::string& b_path) {
-  SafetensorsFile a = read_safetensors(a_path), b = read_safetensors(b_path);
-  double worst = 0;
-  EXPECT_EQ(a.tensors.size(), b.tensors.size());
-  for (const auto& [name, t] : b.tensors) {
-    if (!a.tensors.count(name)) {
-      ADD_FAILURE() << name << " missing in " << a_path;
-      continue;
-    }
-    const double e = test::rel_error(a.tensors.at(name), t);
-    EXPECT_LT(e, 1e-5) << name << " in " << a_path;
-    worst = std::max(worst, e);
-  }
-  std::printf("worst relative error per tensor %.3g: %s vs %s\n", worst, a_path.c_str(), b_path.c_str());
-  return worst;
+  return test::worst_tensor_error(a_path, b_path, 1e-5);
 }
 
 std::string model_file(const std::string& run) { return run + "/model/model.safetensors"; }

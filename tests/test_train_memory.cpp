@@ -60,9 +60,12 @@ TEST(TrainMemory, Bf16PlanMatchesAHandCount) {
   ASSERT_EQ(cfg.head_size, hs);
   ASSERT_EQ(V, 64);
   auto al = [](int64_t bytes) { return (bytes + 63) / 64 * 64; };
-  auto t = [&](int64_t n) { return al(2 * n); };  // bf16
-  auto s = [&](int64_t n) { return al(4 * n); };  // fp32
-  auto i32 = [&](int64_t n) { return al(4 * n); };
+  // An arena buffer: rounded to 64 bytes, plus 64 where that is a whole number of 4 KiB pages (the
+  // arena staggers such buffers so that they do not all start at the same cache set).
+  auto buf = [&](int64_t bytes) { return al(bytes) % 4096 == 0 ? al(bytes) + 64 : al(bytes); };
+  auto t = [&](int64_t n) { return buf(2 * n); };  // bf16
+  auto s = [&](int64_t n) { return buf(4 * n); };  // fp32
+  auto i32 = [&](int64_t n) { return buf(4 * n); };
   const int64_t chunks = (Tn + 63) / 64;  // the scan's default chunk of 64
   int64_t bytes = 2 * i32(BT);            // tokens, targets
   bytes += 5 * s(BT * d);                 // residual streams: 4 sublayers + 1

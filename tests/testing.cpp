@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -89,8 +90,10 @@ std::map<std::string, std::string> write_shards(const std::string& safetensors_p
   return weight_map;
 }
 
-int run_cli(const std::string& args, std::string* output) {
-  std::string cmd = std::string(SAMBALM_CLI_PATH) + " " + args + " 2>&1";
+int run_cli(const std::string& args, std::string* output) { return sh(std::string(SAMBALM_CLI_PATH) + " " + args, output); }
+
+int sh(const std::string& command, std::string* output) {
+  const std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return -1;
   std::array<char, 4096> buf;
@@ -100,6 +103,32 @@ int run_cli(const std::string& args, std::string* output) {
   int status = pclose(p);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+double worst_tensor_error(const std::string& a_path, const std::string& b_path, double tol) {
+  SafetensorsFile a = read_safetensors(a_path), b = read_safetensors(b_path);
+  double worst = 0;
+  EXPECT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, t] : b.tensors) {
+    if (!a.tensors.count(name)) {
+      ADD_FAILURE() << name << " missing in " << a_path;
+      continue;
+    }
+    const double e = rel_error(a.tensors.at(name), t);
+    EXPECT_LE(e, tol) << name << " in " << a_path;
+    worst = std::max(worst, e);
+  }
+  std::printf("worst relative error per tensor %.3g: %s vs %s\n", worst, a_path.c_str(), b_path.c_str());
+  return worst;
+}
+
+std::string write_word_text(const std::string& dir, size_t bytes) {
+  std::mt19937 g(5);
+  const char* words[] = {"mamba", "scan", "state", "of", "the", "window", "and", "token"};
+  std::string s;
+  while (s.size() < bytes) s += std::string(words[g() % 8]) + ((g() % 7) ? " " : ".\n");
+  std::ofstream(dir + "/data.txt") << s;
+  return dir + "/data.txt";
 }
 
 ModelConfig small_samba(const std::string& name, const SambaShape& s) {

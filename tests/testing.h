@@ -54,5 +54,14 @@ void fill_random_params(ParamStore& store, uint64_t seed);
 // Runs the sambalm binary with arguments (a shell command line fragment); returns exit code and
 // captures stdout+stderr into `output`.
 int run_cli(const std::string& args, std::string* output = nullptr);
+// Runs a shell command line; returns its exit code (128 + signal when killed) and stdout+stderr.
+int sh(const std::string& command, std::string* output);
+
+// max |a - b| / max |b| over each tensor of two safetensors files (the same names); each is expected
+// within `tol`; returns the worst (and prints it).
+double worst_tensor_error(const std::string& a_path, const std::string& b_path, double tol);
+
+// dir/data.txt: about `bytes` of text drawn from a few words and sentence ends (fixed seed); returns its path.
+std::string write_word_text(const std::string& dir, size_t bytes = 30000);
 
 }  // namespace sambalm::test

@@ -166,6 +166,7 @@ size_t Model<T>::plan_train_bytes(int64_t B, int64_t Tn) {
   SAMBALM_CHECK(B > 0 && Tn > 0, "model: cannot plan for {} sequences of {} tokens", B, Tn);
   const TrainBuffers current = train_;  // the counting layout hands out null views: keep the real ones
   Arena count;
+  count.set_stagger(true);  // as use_train_layout lays it out
   layout_train(count, B, Tn);
   train_ = current;
   return count.bytes();

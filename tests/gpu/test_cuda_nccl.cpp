@@ -18,25 +18,7 @@
 namespace sambalm {
 namespace {
 
-int sh(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  std::array<char, 4096> buf;
-  out->clear();
-  size_t k;
-  while ((k = fread(buf.data(), 1, buf.size(), p)) > 0) out->append(buf.data(), k);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string write_text(const std::string& dir) {
-  std::mt19937 g(5);
-  const char* words[] = {"mamba", "scan", "state", "of", "the", "window", "and", "token"};
-  std::string s;
-  while (s.size() < 30000) s += std::string(words[g() % 8]) + ((g() % 7) ? " " : ".\n");
-  std::ofstream(dir + "/data.txt") << s;
-  return dir + "/data.txt";
-}
+using test::sh;
 
 std::string train_args(const std::string& data, const std::string& out, const std::string& precision) {
   return std::string(SAMBALM_CLI_PATH) +
@@ -46,42 +28,25 @@ std::string train_args(const std::string& data, const std::string& out, const st
          precision + " --data " + data + " --out " + out;
 }
 
-double worst_rel_error(const std::string& a_path, const std::string& b_path, double tol) {
-  SafetensorsFile a = read_safetensors(a_path), b = read_safetensors(b_path);
-  double worst = 0;
-  EXPECT_EQ(a.tensors.size(), b.tensors.size());
-  for (const auto& [name, t] : b.tensors) {
-    if (!a.tensors.count(name)) {
-      ADD_FAILURE() << name << " missing in " << a_path;
-      continue;
-    }
-    const double e = test::rel_error(a.tensors.at(name), t);
-    EXPECT_LE(e, tol) << name;
-    worst = std::max(worst, e);
-  }
-  std::printf("worst relative error per tensor %.3g\n", worst);
-  return worst;
-}
-
 const char* kEnv = "env NCCL_NVLS_ENABLE=0 OMP_NUM_THREADS=2 timeout 300 ";
 
 TEST(CudaNccl, OneRankEqualsTheRunWithoutACommunicator) {
   SAMBALM_REQUIRE_GPU();
   for (const std::string precision : {"fp32", "bf16"}) {
-    const std::string dir = test::temp_dir("nccl_one_" + precision), data = write_text(dir);
+    const std::string dir = test::temp_dir("nccl_one_" + precision), data = test::write_word_text(dir);
     std::string out;
     ASSERT_EQ(sh(kEnv + train_args(data, dir + "/single", precision) + " --batch 4 --dist-backend single", &out), 0)
         << out;
     ASSERT_EQ(sh(kEnv + train_args(data, dir + "/nccl", precision) + " --batch 4 --dist-backend nccl", &out), 0)
         << out;
     EXPECT_NE(out.find("x 1 processes (nccl)"), std::string::npos) << out;
-    worst_rel_error(dir + "/nccl/model/model.safetensors", dir + "/single/model/model.safetensors", 1e-5);
+    test::worst_tensor_error(dir + "/nccl/model/model.safetensors", dir + "/single/model/model.safetensors", 1e-5);
   }
 }
 
 TEST(CudaNccl, TwoRanksOnOneGpuTrainOrStopClearly) {
   SAMBALM_REQUIRE_GPU();
-  const std::string dir = test::temp_dir("nccl_two"), data = write_text(dir);
+  const std::string dir = test::temp_dir("nccl_two"), data = test::write_word_text(dir);
   std::string out;
   const std::string port = std::to_string(29500 + int(::getpid() % 1000));
   const std::string env = std::string(kEnv) + "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " ";
@@ -97,7 +62,7 @@ TEST(CudaNccl, TwoRanksOnOneGpuTrainOrStopClearly) {
   const std::string log1((std::istreambuf_iterator<char>(l1)), {});
   if (rc == 0 && rc1 == 0) {
     ASSERT_EQ(sh(kEnv + train_args(data, dir + "/one", "fp32") + " --batch 4 --dist-backend single", &out), 0) << out;
-    worst_rel_error(dir + "/two/model/model.safetensors", dir + "/one/model/model.safetensors", 1e-5);
+    test::worst_tensor_error(dir + "/two/model/model.safetensors", dir + "/one/model/model.safetensors", 1e-5);
   } else {
     std::printf("two ranks on one GPU refused:\n%s\n%s\n", out.c_str(), log1.c_str());
     EXPECT_NE(rc, 124) << "rank 0 hung:\n" << out;
