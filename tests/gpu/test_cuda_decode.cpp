@@ -4,7 +4,7 @@
 //         decode over 4x the attention window (sequences at different positions, slots not 0..B-1)
 //         gives the one-pass logits within 1e-4 (max |got - want| / max |want|);
 //   bf16: the same within 2e-2 of the one-pass bf16 forward;
-//   greedy generation on the GPU (fp32) is the CPU engine's token sequence;
+//   greedy generation on the GPU (fp32) is the CPU engine's token sequence (up to a near tie of logits);
 //   a state copied out of a GPU pool (the state file's body) continues on the CPU as on the GPU, and a
 //   CPU state continues on the GPU; the pool's limit is a clear error and leaves the pool usable.
 #include <gtest/gtest.h>
@@ -141,7 +141,9 @@ void check_bf16(const std::string& name) {
 
 int32_t argmax(const float* x, int64_t n) { return int32_t(std::max_element(x, x + n) - x); }
 
-// Greedy continuation of `prompt` for n tokens: the CPU engine (DecodeModel) and the GPU's in fp32.
+// Greedy continuation of `prompt` for n tokens: the CPU engine (DecodeModel) and the GPU's in fp32 give
+// the same tokens. Where they part, the CPU's two best logits must be a near tie (within 1e-5 of the
+// largest logit: fp32 rounding may order them either way), else the test fails.
 void check_greedy(const std::string& name) {
   LoadedModel lm = load_model(test::fixtures_dir() + "/" + name);
   const ModelConfig& cfg = lm.config;
@@ -153,21 +155,38 @@ void check_greedy(const std::string& name) {
   const std::vector<float> host(lm.params.data(), lm.params.data() + lm.params.size());
   DeviceBuffer<float> d_params(host);
   DeviceDecodeModel<float> dev(cfg, lm.params.entries(), d_params.get(), nullptr, gpu(), opt);
-  auto run = [&](auto& dm) {
+  // The tokens, and per step the gap between the best and the second best logit relative to the largest.
+  auto run = [&](auto& dm, std::vector<double>* gaps) {
     std::vector<float> logits(static_cast<size_t>(V));
     DecodeState st = dm.new_state();
     dm.prefill(st, prompt.data(), int64_t(prompt.size()), nullptr, logits.data());
     std::vector<int32_t> out;
     for (int64_t i = 0; i < n; ++i) {
-      int32_t next = argmax(logits.data(), Vr);
+      const int32_t next = argmax(logits.data(), Vr);
+      if (gaps) {
+        float second = -INFINITY, top = 0;
+        for (int64_t v = 0; v < Vr; ++v) {
+          top = std::max(top, std::fabs(logits[v]));
+          if (v != next) second = std::max(second, logits[v]);
+        }
+        gaps->push_back((double(logits[next]) - second) / std::max(top, 1e-30f));
+      }
       out.push_back(next);
       DecodeState* p = &st;
       dm.step(&p, 1, &next, logits.data());
     }
     return out;
   };
-  const auto want = run(cpu), got = run(dev);
-  EXPECT_EQ(got, want) << name << ": greedy tokens on the GPU differ from the CPU's";
+  std::vector<double> gaps;
+  const auto want = run(cpu, &gaps), got = run(dev, nullptr);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (got[i] == want[i]) continue;
+    EXPECT_LT(gaps[i], 1e-5) << name << ": greedy token " << i << " is " << got[i] << " on the GPU, " << want[i]
+                             << " on the CPU, whose two best logits are not a tie (gap " << gaps[i] << ")";
+    std::printf("%s: greedy parts at token %zu on a near tie (gap %.2e)\n", name.c_str(), i, gaps[i]);
+    break;  // after a tie the sequences continue from different tokens
+  }
 }
 
 TEST(CudaDecode, Fp32SambaTiny) {
