@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "ops/memory_ops.h"
 
 namespace sambalm {
 
@@ -46,29 +47,48 @@ std::shared_ptr<const DecodeLayout> DecodeLayout::make(const ModelConfig& cfg, i
   return l;
 }
 
-DecodePool::DecodePool(std::shared_ptr<const DecodeLayout> layout, int64_t slots) : layout_(std::move(layout)) {
+DecodePool::DecodePool(std::shared_ptr<const DecodeLayout> layout, int64_t slots, const Context& ctx, StateType type)
+    : layout_(std::move(layout)), ctx_(ctx), type_(type) {
   SAMBALM_CHECK(slots > 0 && slots <= (int64_t(1) << 30), "decode: a pool of {} slots", slots);
-  auto lay = [&](Arena& a) {
-    layers_.assign(layout_->subs.size(), LayerState<float>{});
+  SAMBALM_CHECK(type_ == StateType::F32 || ctx_.device != Device::CPU,
+                "decode: bf16 decode states are for the GPU's mixed precision (the CPU decodes in fp32)");
+  auto lay = [&]<typename T>(Arena& a, std::vector<LayerState<T>>& layers) {
+    layers.assign(layout_->subs.size(), LayerState<T>{});
     for (size_t k = 0; k < layout_->subs.size(); ++k) {
       const auto& s = layout_->subs[k];
-      LayerState<float>& st = layers_[k];
-      if (s.conv_floats) st.conv = a.take<float>(slots * s.conv_floats);
-      if (s.ssm_floats) st.ssm = a.take<float>(slots * s.ssm_floats);
+      LayerState<T>& st = layers[k];
+      if (s.conv_floats) st.conv = a.take<T>(slots * s.conv_floats);
+      if (s.ssm_floats) st.ssm = a.take<stat_t<T>>(slots * s.ssm_floats);
       if (s.kv_floats) {
-        st.keys = a.take<float>(slots * s.kv_floats);
-        st.values = a.take<float>(slots * s.kv_floats);
+        st.keys = a.take<T>(slots * s.kv_floats);
+        st.values = a.take<T>(slots * s.kv_floats);
         st.cap = s.cap;
       }
     }
   };
+  auto lay_all = [&](Arena& a) {
+    if (type_ == StateType::F32)
+      lay(a, layers_);
+    else
+      lay(a, layers_bf16_);
+  };
   Arena count;
-  lay(count);
-  slab_ = Arena(count.bytes());
-  lay(slab_);
+  lay_all(count);
+  slab_ = on_host() ? Arena(count.bytes()) : ops::arena_on(ctx_, count.bytes());
+  lay_all(slab_);
   pos_.assign(static_cast<size_t>(slots), 0);
   free_.reserve(static_cast<size_t>(slots));
   for (int64_t s = slots - 1; s >= 0; --s) free_.push_back(static_cast<int32_t>(s));
+}
+
+const std::vector<LayerState<float>>& DecodePool::layers() const {
+  SAMBALM_CHECK(type_ == StateType::F32, "decode: the fp32 states of a bf16 pool were asked for");
+  return layers_;
+}
+
+const std::vector<LayerState<bf16>>& DecodePool::layers_bf16() const {
+  SAMBALM_CHECK(type_ == StateType::BF16, "decode: the bf16 states of an fp32 pool were asked for");
+  return layers_bf16_;
 }
 
 DecodeState DecodePool::acquire() {
@@ -85,16 +105,33 @@ DecodeState DecodePool::acquire() {
 void DecodePool::release(int32_t slot) { free_.push_back(slot); }
 
 void DecodePool::zero(int32_t slot) {
-  for (size_t k = 0; k < layout_->subs.size(); ++k) {
-    const auto& s = layout_->subs[k];
-    const LayerState<float>& st = layers_[k];
-    if (s.conv_floats) std::fill_n(st.conv + slot * s.conv_floats, s.conv_floats, 0.0f);
-    if (s.ssm_floats) std::fill_n(st.ssm + slot * s.ssm_floats, s.ssm_floats, 0.0f);
-    if (s.kv_floats) {
-      std::fill_n(st.keys + slot * s.kv_floats, s.kv_floats, 0.0f);
-      std::fill_n(st.values + slot * s.kv_floats, s.kv_floats, 0.0f);
+  auto clear = [&]<typename T>(const std::vector<LayerState<T>>& layers) {
+    for (size_t k = 0; k < layout_->subs.size(); ++k) {
+      const auto& s = layout_->subs[k];
+      const LayerState<T>& st = layers[k];
+      if (on_host()) {
+        if constexpr (std::is_same_v<T, float>) {
+          if (s.conv_floats) std::fill_n(st.conv + slot * s.conv_floats, s.conv_floats, 0.0f);
+          if (s.ssm_floats) std::fill_n(st.ssm + slot * s.ssm_floats, s.ssm_floats, 0.0f);
+          if (s.kv_floats) {
+            std::fill_n(st.keys + slot * s.kv_floats, s.kv_floats, 0.0f);
+            std::fill_n(st.values + slot * s.kv_floats, s.kv_floats, 0.0f);
+          }
+        }
+        continue;
+      }
+      if (s.conv_floats) ops::fill_zero(ctx_, st.conv + slot * s.conv_floats, s.conv_floats);
+      if (s.ssm_floats) ops::fill_zero(ctx_, st.ssm + slot * s.ssm_floats, s.ssm_floats);
+      if (s.kv_floats) {
+        ops::fill_zero(ctx_, st.keys + slot * s.kv_floats, s.kv_floats);
+        ops::fill_zero(ctx_, st.values + slot * s.kv_floats, s.kv_floats);
+      }
     }
-  }
+  };
+  if (type_ == StateType::F32)
+    clear(layers_);
+  else
+    clear(layers_bf16_);
   pos_[static_cast<size_t>(slot)] = 0;
 }
 
@@ -118,39 +155,87 @@ DecodeState::~DecodeState() {
   if (pool_) pool_->release(slot_);
 }
 
-void DecodeState::copy_out(void* dst) const {
-  auto* out = static_cast<char*>(dst);
-  auto put = [&](const float* p, int64_t n) {
-    std::memcpy(out, p, static_cast<size_t>(n) * sizeof(float));
-    out += n * int64_t(sizeof(float));
-  };
-  auto& self = const_cast<DecodeState&>(*this);
-  for (size_t k = 0; k < layout().subs.size(); ++k) {
-    const auto& s = layout().subs[k];
-    if (s.conv_floats) put(self.conv(k), s.conv_floats);
-    if (s.ssm_floats) put(self.ssm(k), s.ssm_floats);
-    if (s.kv_floats) {
-      put(self.keys(k), s.kv_floats);
-      put(self.values(k), s.kv_floats);
-    }
+namespace {
+
+// Copies n values of a state array (host or device, fp32 or bf16) to / from fp32 values at a host
+// address of any alignment (a file buffer): fp32 goes through memcpy or the copy engine as it is.
+template <typename T>
+void array_out(const Context& ctx, void* dst, const T* src, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    ops::download(ctx, dst, src, static_cast<size_t>(n) * sizeof(float));
+  } else {
+    std::vector<T> tmp(static_cast<size_t>(n));
+    ops::download(ctx, tmp.data(), src, static_cast<size_t>(n) * sizeof(T));
+    std::vector<float> f(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) f[i] = static_cast<float>(tmp[i]);
+    std::memcpy(dst, f.data(), f.size() * sizeof(float));
   }
+}
+
+template <typename T>
+void array_in(const Context& ctx, T* dst, const void* src, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    ops::upload(ctx, dst, src, static_cast<size_t>(n) * sizeof(float));
+  } else {
+    std::vector<float> f(static_cast<size_t>(n));
+    std::memcpy(f.data(), src, f.size() * sizeof(float));
+    std::vector<T> tmp(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) tmp[i] = T(f[i]);
+    ops::upload(ctx, dst, tmp.data(), static_cast<size_t>(n) * sizeof(T));
+  }
+}
+
+}  // namespace
+
+void DecodeState::copy_out(void* dst) const {
+  // Unaligned destinations (a file buffer) are fine: the bytes go through memcpy or the copy engine.
+  auto* out = static_cast<char*>(dst);
+  const Context& ctx = pool_->ctx_;
+  auto walk = [&]<typename T>(const std::vector<LayerState<T>>& layers) {
+    for (size_t k = 0; k < layout().subs.size(); ++k) {
+      const auto& s = layout().subs[k];
+      const LayerState<T>& st = layers[k];
+      auto put = [&]<typename U>(const U* base, int64_t n) {
+        array_out(ctx, out, base + slot_ * n, n);
+        out += n * int64_t(sizeof(float));
+      };
+      if (s.conv_floats) put(st.conv, s.conv_floats);
+      if (s.ssm_floats) put(st.ssm, s.ssm_floats);
+      if (s.kv_floats) {
+        put(st.keys, s.kv_floats);
+        put(st.values, s.kv_floats);
+      }
+    }
+  };
+  if (pool_->type_ == StateType::F32)
+    walk(pool_->layers_);
+  else
+    walk(pool_->layers_bf16_);
 }
 
 void DecodeState::copy_in(const void* src) {
   const auto* in = static_cast<const char*>(src);
-  auto get = [&](float* p, int64_t n) {
-    std::memcpy(p, in, static_cast<size_t>(n) * sizeof(float));
-    in += n * int64_t(sizeof(float));
-  };
-  for (size_t k = 0; k < layout().subs.size(); ++k) {
-    const auto& s = layout().subs[k];
-    if (s.conv_floats) get(conv(k), s.conv_floats);
-    if (s.ssm_floats) get(ssm(k), s.ssm_floats);
-    if (s.kv_floats) {
-      get(keys(k), s.kv_floats);
-      get(values(k), s.kv_floats);
+  const Context& ctx = pool_->ctx_;
+  auto walk = [&]<typename T>(const std::vector<LayerState<T>>& layers) {
+    for (size_t k = 0; k < layout().subs.size(); ++k) {
+      const auto& s = layout().subs[k];
+      const LayerState<T>& st = layers[k];
+      auto get = [&]<typename U>(U* base, int64_t n) {
+        array_in(ctx, base + slot_ * n, in, n);
+        in += n * int64_t(sizeof(float));
+      };
+      if (s.conv_floats) get(st.conv, s.conv_floats);
+      if (s.ssm_floats) get(st.ssm, s.ssm_floats);
+      if (s.kv_floats) {
+        get(st.keys, s.kv_floats);
+        get(st.values, s.kv_floats);
+      }
     }
-  }
+  };
+  if (pool_->type_ == StateType::F32)
+    walk(pool_->layers_);
+  else
+    walk(pool_->layers_bf16_);
 }
 
 }  // namespace sambalm

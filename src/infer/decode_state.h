@@ -18,14 +18,22 @@
 // sequence's state through its slot id; the slots' positions live in one array [S] that the kernels
 // read. A decode step for any subset of live sequences is then the same launches with other slot ids.
 // A DecodeState is a handle on one slot (released when the handle dies).
+//
+// A pool lives in the memory of its context (the host, or a GPU) with the states in the element type of
+// the model that runs on it (StateType): fp32 everywhere, or on a GPU in bf16 mixed precision bf16 conv
+// states and keys/values beside fp32 scan states (stat_t<bf16>). Positions and slot ids stay on the host
+// (the driver hands them to the model per call). The state-file body is fp32 whatever the pool's type.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/arena.h"
+#include "core/bf16.h"
+#include "core/context.h"
 #include "model/config.h"
 #include "model/layers.h"
 
@@ -51,10 +59,14 @@ struct DecodeLayout {
 
 class DecodeState;
 
+// The element type of a pool's conv states and keys/values (scan states are fp32 in both).
+enum class StateType { F32, BF16 };
+
 class DecodePool {
  public:
-  // S slots, all free, allocated once (zeroed).
-  DecodePool(std::shared_ptr<const DecodeLayout> layout, int64_t slots);
+  // S slots, all free, allocated once (zeroed) in the memory of ctx.
+  DecodePool(std::shared_ptr<const DecodeLayout> layout, int64_t slots, const Context& ctx = cpu_context(),
+             StateType type = StateType::F32);
   DecodePool(const DecodePool&) = delete;
   DecodePool& operator=(const DecodePool&) = delete;
 
@@ -66,8 +78,21 @@ class DecodePool {
   // A free slot, zeroed at position 0 (Error when every slot is taken).
   DecodeState acquire();
 
-  // The arrays of every sublayer over all slots (LayerState without slots/pos), for the model.
-  const std::vector<LayerState<float>>& layers() const { return layers_; }
+  const Context& context() const { return ctx_; }
+  StateType type() const { return type_; }
+  bool on_host() const { return ctx_.device == Device::CPU; }
+
+  // The arrays of every sublayer over all slots (LayerState without slots/pos), for the model, in the
+  // context's memory: layers() of an fp32 pool, layers_bf16() of a bf16 one (Error otherwise).
+  const std::vector<LayerState<float>>& layers() const;
+  const std::vector<LayerState<bf16>>& layers_bf16() const;
+  template <typename T>
+  const std::vector<LayerState<T>>& layers_of() const {
+    if constexpr (std::is_same_v<T, bf16>)
+      return layers_bf16();
+    else
+      return layers();
+  }
   int64_t* positions() { return pos_.data(); }  // [S]
   const int64_t* positions() const { return pos_.data(); }
 
@@ -77,8 +102,11 @@ class DecodePool {
   void zero(int32_t slot);
 
   std::shared_ptr<const DecodeLayout> layout_;
+  Context ctx_;
+  StateType type_ = StateType::F32;
   Arena slab_;
-  std::vector<LayerState<float>> layers_;
+  std::vector<LayerState<float>> layers_;      // an fp32 pool's arrays
+  std::vector<LayerState<bf16>> layers_bf16_;  // a bf16 pool's arrays
   std::vector<int64_t> pos_;
   std::vector<int32_t> free_;  // a stack of free slot ids (reserved to S: no allocation on release)
 };
@@ -104,6 +132,7 @@ class DecodeState {
   // Back to an empty context (zero states, pos 0), keeping the slot.
   void reset() { pool_->zero(slot_); }
 
+  // Host pointers into an fp32 pool on the host (the CPU engine); copy_out / copy_in reach any pool.
   float* conv(size_t sub) { return pool_->layers_[sub].conv + slot_ * layout().subs[sub].conv_floats; }
   float* ssm(size_t sub) { return pool_->layers_[sub].ssm + slot_ * layout().subs[sub].ssm_floats; }
   float* keys(size_t sub) { return pool_->layers_[sub].keys + slot_ * layout().subs[sub].kv_floats; }
@@ -111,7 +140,7 @@ class DecodeState {
   int64_t floats() const { return layout().floats; }
   int64_t bytes() const { return layout().floats * int64_t(sizeof(float)); }
   // The whole state as floats() values in layout order (per sublayer: conv, ssm or keys, values):
-  // the decode-state file's body.
+  // the decode-state file's body (host memory; a GPU pool's state is copied and, in bf16, converted).
   void copy_out(void* dst) const;
   void copy_in(const void* src);
 

@@ -49,13 +49,11 @@ uint64_t config_fingerprint(const ModelConfig& cfg) {
 
 // A sample of the float32 buffer and of each packed matrix's bytes (so a state saved with one weight
 // format is refused by a model in another: their logits differ).
-uint64_t weights_fingerprint(const DecodeModel& model) {
-  const float* params = model.params();
-  const int64_t n = model.param_floats();
+static uint64_t weights_hash(const float* params, int64_t n, const std::vector<ParamEntry>& entries) {
   const int64_t stride = std::max<int64_t>(1, n / (int64_t(1) << 20));
   uint64_t h = fnv1a(kFnvBasis, &n, sizeof(n));
   for (int64_t i = 0; i < n; i += stride) h = fnv1a(h, params + i, sizeof(float));
-  for (const auto& e : model.entries()) {
+  for (const auto& e : entries) {
     if (!e.packed) continue;
     const int64_t bytes = e.packed->rows * e.packed->cols * (e.packed->format == MatrixFormat::Q8 ? 1 : 2);
     const int64_t step = std::max<int64_t>(1, bytes / 4096);
@@ -66,21 +64,43 @@ uint64_t weights_fingerprint(const DecodeModel& model) {
   return h;
 }
 
+DecodeStateTarget decode_state_target(const DecodeModel& model) {
+  return {model.config().name,
+          config_fingerprint(model.config()),
+          weights_hash(model.params(), model.param_floats(), model.entries()),
+          model.layout()->floats,
+          model.layout()->max_context,
+          model.vocab()};
+}
+
+DecodeStateTarget decode_state_target(const ModelConfig& cfg, const std::vector<ParamEntry>& entries,
+                                      const float* host_params, int64_t param_floats, const DecodeLayout& layout) {
+  return {cfg.name,      config_fingerprint(cfg), weights_hash(host_params, param_floats, entries),
+          layout.floats, layout.max_context,      cfg.padded_vocab_size};
+}
+
 void save_decode_state(const std::string& path, const DecodeModel& model, const DecodeState& st,
                        std::span<const int32_t> tokens, size_t n_pending) {
   SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the decode state belongs to another model", path);
+  save_decode_state(path, decode_state_target(model), st, tokens, n_pending);
+}
+
+void save_decode_state(const std::string& path, const DecodeStateTarget& model, const DecodeState& st,
+                       std::span<const int32_t> tokens, size_t n_pending) {
+  SAMBALM_CHECK(st.valid() && st.floats() == model.floats && st.layout().max_context == model.max_context,
+                "{}: the decode state belongs to another model", path);
   SAMBALM_CHECK(n_pending <= tokens.size(), "{}: {} pending ids of {} tokens", path, n_pending, tokens.size());
   nlohmann::json h;
   h["format"] = "sambalm-decode-state";
-  h["model"] = model.config().name;
-  h["config_hash"] = hex(config_fingerprint(model.config()));
-  h["weights_hash"] = hex(weights_fingerprint(model));
+  h["model"] = model.model_name;
+  h["config_hash"] = hex(model.config_hash);
+  h["weights_hash"] = hex(model.weights_hash);
   h["pos"] = st.pos();
   h["n_tokens"] = tokens.size();
   if (n_pending > 0) h["n_pending"] = n_pending;
   h["state_floats"] = st.floats();
-  h["padded_vocab"] = model.vocab();
-  h["max_context"] = model.layout()->max_context;
+  h["padded_vocab"] = model.padded_vocab;
+  h["max_context"] = model.max_context;
   const std::string header = h.dump();
   AtomicWriter w(path);
   HashedWriter hw{w};
@@ -101,13 +121,18 @@ void save_decode_state(const std::string& path, const DecodeModel& model, const 
 void load_decode_state(const std::string& path, const DecodeModel& model, DecodeState& st, std::vector<int32_t>& tokens,
                        std::vector<int32_t>* pending) {
   SAMBALM_CHECK(st.layout_ptr() == model.layout(), "{}: the target decode state belongs to another model", path);
+  load_decode_state(path, decode_state_target(model), st, tokens, pending);
+}
+
+void load_decode_state(const std::string& path, const DecodeStateTarget& model, DecodeState& st,
+                       std::vector<int32_t>& tokens, std::vector<int32_t>* pending) {
+  SAMBALM_CHECK(st.valid() && st.floats() == model.floats && st.layout().max_context == model.max_context,
+                "{}: the target decode state belongs to another model", path);
   auto f = MappedFile::open(path);
-  const DecodeStateTarget want{model.config().name, config_fingerprint(model.config()), weights_fingerprint(model),
-                               st.floats(),         model.layout()->max_context,        model.vocab()};
   std::vector<float> state(static_cast<size_t>(st.floats()));
   std::vector<int32_t> ids;
   int64_t n_pending = 0;
-  const int64_t pos = parse_decode_state(f->data(), f->size(), path, want, state.data(), ids, &n_pending);
+  const int64_t pos = parse_decode_state(f->data(), f->size(), path, model, state.data(), ids, &n_pending);
   st.copy_in(state.data());
   st.set_pos(pos);
   if (pending) pending->assign(ids.end() - n_pending, ids.end());

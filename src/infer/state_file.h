@@ -17,7 +17,6 @@ namespace sambalm {
 
 // 64-bit FNV-1a of the config's JSON form / of every k-th parameter (at most 1M of them).
 uint64_t config_fingerprint(const ModelConfig& cfg);
-uint64_t weights_fingerprint(const float* params, int64_t n);
 
 // Writes `path` atomically. `tokens` are the ids seen so far (may be empty), oldest first; the last
 // `n_pending` of them were not fed to the state yet (Session::pending: the last generated token, so
@@ -42,6 +41,18 @@ struct DecodeStateTarget {
 // them against `want`, then copies the state into `state` (want.floats floats, in DecodeState::copy_out
 // order) and the token ids into `tokens`, sets *n_pending_out (when given) to how many trailing ids the
 // state has not consumed, and returns the position. Nothing is written when it throws.
+// The target of a CPU DecodeModel, and of a model whose parameters and states live elsewhere (a GPU's
+// DeviceDecodeModel): made from its config, the host copy of its fp32 parameters (ParamStore layout,
+// the master copy in bf16) and its decode layout.
+DecodeStateTarget decode_state_target(const DecodeModel& model);
+DecodeStateTarget decode_state_target(const ModelConfig& cfg, const std::vector<ParamEntry>& entries,
+                                      const float* host_params, int64_t param_floats, const DecodeLayout& layout);
+// save / load as above against a target: the state may live in any pool (the host's or a GPU's, fp32 or
+// bf16: its body is written and read as fp32), so a file saved from one device loads on the other.
+void save_decode_state(const std::string& path, const DecodeStateTarget& model, const DecodeState& st,
+                       std::span<const int32_t> tokens, size_t n_pending = 0);
+void load_decode_state(const std::string& path, const DecodeStateTarget& model, DecodeState& st,
+                       std::vector<int32_t>& tokens, std::vector<int32_t>* pending = nullptr);
 int64_t parse_decode_state(const uint8_t* p, size_t size, const std::string& path, const DecodeStateTarget& want,
                            float* state, std::vector<int32_t>& tokens, int64_t* n_pending_out = nullptr);
 

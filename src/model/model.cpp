@@ -188,6 +188,11 @@ void Model<T>::layout_cached(Arena& a, int64_t B, int64_t L) {
     cached_.shared_qkv = a.template take<T>(BL * refs_.subs[shared_kv_sub_].dattn_dims.shared_width());
     cached_.pos_last = a.template take<int64_t>(B);
   }
+  if (ctx_.device != Device::CPU) {
+    cached_.tokens = a.template take<int32_t>(BL);
+    cached_.slots = a.template take<int32_t>(B);
+    cached_.pos = a.template take<int64_t>(B);
+  }
   // The sublayers run one at a time: their activations share one region.
   const size_t region = a.mark();
   // One token per sequence runs the one-step scan: no chunk states.
@@ -470,6 +475,14 @@ void Model<T>::forward_cached(const T* params, const S* master, const int32_t* t
                 layers.size(), nsub_);
   use_cached_layout(B, L);
   const int64_t BL = B * L;
+  if (ctx_.device != Device::CPU) {  // the ops read device memory
+    ops::upload(ctx_, cached_.tokens, tokens, sizeof(int32_t) * BL);
+    ops::upload(ctx_, cached_.slots, slots, sizeof(int32_t) * B);
+    ops::upload(ctx_, cached_.pos, pos, sizeof(int64_t) * B);
+    tokens = cached_.tokens;
+    slots = cached_.slots;
+    pos = cached_.pos;
+  }
   embed(cached_.x, tokens, master, BL);
   if (rope_dims_ > 0)
     ops::rope_at_positions(ctx_, cached_.rope_cos, cached_.rope_sin, pos, B, L, rope_dims_, cfg_.rope_base,

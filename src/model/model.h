@@ -89,7 +89,8 @@ class Model {
   // B sequences of L new tokens (tokens [B, L]); sequence b continues its state in slot slots[b] at
   // absolute position pos[b]. `layers` holds the pool's arrays of every sublayer (LayerState, slots and
   // pos unset). logits: all_logits ? [B*L, V] : [B, V] (each sequence's last token); nullptr: none.
-  // Ids are not checked here (the driver checks them).
+  // Ids are not checked here (the driver checks them). tokens, slots and pos are host arrays (on a GPU
+  // they are uploaded into the plan's buffers); `layers` and logits are in the context's memory.
   // SambaY: the self-decoder and the shared-KV layer run over all L tokens (they fill the caches); the
   // cross-decoder (the sublayers after the shared-KV one) only over each sequence's last token when
   // only those logits are asked for (!all_logits, L > 1) and not at all when none are (logits null),
@@ -149,6 +150,10 @@ class Model {
     // position of each sequence's last token when the cross-decoder runs on that token alone.
     T *memory = nullptr, *shared_qkv = nullptr;
     int64_t* pos_last = nullptr;
+    // On a GPU: the call's tokens, slot ids and positions uploaded from the host (nullptr on the CPU,
+    // which reads the caller's arrays).
+    int32_t *tokens = nullptr, *slots = nullptr;
+    int64_t* pos = nullptr;
   };
 
   const SublayerParams* first_of(SublayerKind kind) const;

@@ -119,5 +119,6 @@ int64_t selective_scan_backward_scratch_size(const Context& ctx, int64_t B, int6
 
 // The bodies of each area, declared beside their kernels.
 #include "ops/cuda/attention_cuda.h"
+#include "ops/cuda/decode_cuda.h"  // SambaY's KV write from token rows, last-token gather
 #include "ops/cuda/dense_cuda.h"  // elementwise, embedding, norms, RoPE, KV cache, cross-entropy, optimizer
 #include "ops/cuda/mamba_cuda.h"
