@@ -107,6 +107,8 @@ class Initializer {
   float* values(const std::string& name) {
     if (!packed_.count(name)) return p_.get(name);
     if (scratch_name_ != name) {
+      // A rule that came back to a matrix after another one would find it packed already.
+      SAMBALM_CHECK(!sink_->find(name), "init: parameter '{}' is touched again after it was packed", name);
       finish();
       scratch_.resize(static_cast<size_t>(shape_numel(packed_.at(name))));
       scratch_name_ = name;
