@@ -157,6 +157,12 @@ LoadedModel load_model(const std::string& spec, const std::string& config_overri
   m.dir = r.dir;
   m.tokenizer_path = r.tokenizer;
   m.weights_path = r.weights;
+  const MatrixFormat want = opts.weights_dtype.empty() ? MatrixFormat::F32 : parse_matrix_format(opts.weights_dtype);
+  if (r.weights.empty() && want != MatrixFormat::F32) {
+    // Random weights drawn straight into the packed format: no float32 copy of all the matrices.
+    m.params = init_params_packed(m.config, 0, want);
+    return m;
+  }
   if (r.weights.empty()) {
     m.params = ParamStore(param_specs(m.config));
     init_params(m.config, m.params, 0);
@@ -169,10 +175,8 @@ LoadedModel load_model(const std::string& spec, const std::string& config_overri
     check_finite_params(m.params, r.weights);
     if (packed && !opts.keep_packed) m.params = unpack_params(m.params);
   }
-  if (!opts.weights_dtype.empty()) {
-    const MatrixFormat f = parse_matrix_format(opts.weights_dtype);
-    if (f != MatrixFormat::F32 || m.params.packed()) m.params = pack_params(m.params, f);
-  }
+  if (!opts.weights_dtype.empty() && (want != MatrixFormat::F32 || m.params.packed()))
+    m.params = pack_params(m.params, want);
   return m;
 }
 

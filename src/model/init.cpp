@@ -5,8 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <memory>
+#include <vector>
 
 #include "core/error.h"
+#include "model/packed_weights.h"
 
 namespace sambalm {
 
@@ -40,18 +44,26 @@ uint64_t name_hash(const std::string& s) {  // FNV-1a
   return h;
 }
 
+// Where the values go: the float32 buffer of a ParamStore, or, for the matrices that are packed as
+// they are initialised (init_params_packed), one float32 scratch matrix at a time that is packed into
+// `sink` once the next parameter is touched (or at finish()). Every rule below touches a matrix in
+// one run of calls (fill, then perhaps scale or a re-draw), so packing on the switch sees its final
+// values.
 class Initializer {
  public:
   Initializer(ParamStore& p, uint64_t seed) : p_(p), seed_(seed) {}
+  Initializer(ParamStore& floats, std::map<std::string, Shape> packed, PackedWeights* sink, MatrixFormat format,
+              uint64_t seed)
+      : p_(floats), seed_(seed), packed_(std::move(packed)), sink_(sink), format_(format) {}
 
   // Chunks of kChunk values each draw from their own stream (seed, name, chunk index), so large
   // parameters fill in parallel and the values do not depend on the number of threads.
   template <typename F>
   void fill(const std::string& name, F f) {
     constexpr int64_t kChunk = 1 << 16;
-    const int64_t n = p_.entry(name).numel(), chunks = (n + kChunk - 1) / kChunk;
+    const int64_t n = shape_numel(shape(name)), chunks = (n + kChunk - 1) / kChunk;
     const uint64_t base = seed_ ^ name_hash(name);
-    float* x = p_.get(name);
+    float* x = values(name);
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c) {
       Rng rng(base + 0xD1B54A32D192ED03ull * uint64_t(c + 1));
@@ -70,24 +82,52 @@ class Initializer {
   }
   // Zero when the parameter exists (optional biases).
   void zero_if(const std::string& name) {
-    if (p_.has(name)) constant(name, 0.0f);
+    if (has(name)) constant(name, 0.0f);
   }
   void scale(const std::string& name, double s) {
-    const ParamEntry& e = p_.entry(name);
-    float* x = p_.get(name);
-    for (int64_t i = 0; i < e.numel(); ++i) x[i] = float(double(x[i]) * s);
+    const int64_t n = shape_numel(shape(name));
+    float* x = values(name);
+    for (int64_t i = 0; i < n; ++i) x[i] = float(double(x[i]) * s);
   }
-  const ParamEntry& entry(const std::string& name) const { return p_.entry(name); }
-  bool has(const std::string& name) const { return p_.has(name); }
+  const Shape& shape(const std::string& name) const {
+    auto it = packed_.find(name);
+    return it != packed_.end() ? it->second : p_.entry(name).shape;
+  }
+  bool has(const std::string& name) const { return packed_.count(name) || p_.has(name); }
+  // Packs the scratch matrix, if any (call once after the last rule).
+  void finish() {
+    if (scratch_name_.empty()) return;
+    const Shape& s = packed_.at(scratch_name_);
+    sink_->add(scratch_name_, pack_matrix(scratch_.data(), s[0], s[1], format_));
+    std::vector<float>().swap(scratch_);  // give the memory back before the next matrix is drawn
+    scratch_name_.clear();
+  }
 
  private:
+  float* values(const std::string& name) {
+    if (!packed_.count(name)) return p_.get(name);
+    if (scratch_name_ != name) {
+      // A rule that came back to a matrix after another one would find it packed already.
+      SAMBALM_CHECK(!sink_->find(name), "init: parameter '{}' is touched again after it was packed", name);
+      finish();
+      scratch_.resize(static_cast<size_t>(shape_numel(packed_.at(name))));
+      scratch_name_ = name;
+    }
+    return scratch_.data();
+  }
+
   ParamStore& p_;
   uint64_t seed_;
+  std::map<std::string, Shape> packed_;  // the matrices initialised into `sink_`
+  PackedWeights* sink_ = nullptr;
+  MatrixFormat format_ = MatrixFormat::F32;
+  std::string scratch_name_;
+  std::vector<float> scratch_;
 };
 
 // PyTorch's default Linear init: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)).
 void default_linear(Initializer& in, const std::string& w) {
-  in.uniform(w, 1.0 / std::sqrt(double(in.entry(w).shape.at(1))));
+  in.uniform(w, 1.0 / std::sqrt(double(in.shape(w).at(1))));
 }
 
 void init_mamba_internals(Initializer& in, const ModelConfig& c, const std::string& p) {
@@ -122,8 +162,9 @@ int64_t init_residuals_per_layer(const ModelConfig& cfg) {
   return 2;
 }
 
-void init_params(const ModelConfig& cfg, ParamStore& params, uint64_t seed) {
-  Initializer in(params, seed);
+namespace {
+
+void init_all(const ModelConfig& cfg, Initializer& in) {
   const bool mamba_style = cfg.mamba || cfg.mamba_init;
   const double L = double(cfg.n_layer), d = double(cfg.n_embd);
   const double neox_std = std::sqrt(2.0 / (5.0 * d));
@@ -146,7 +187,7 @@ void init_params(const ModelConfig& cfg, ParamStore& params, uint64_t seed) {
   };
 
   in.normal("embedding.weight", mamba_style ? 0.02 : neox_std);
-  if (params.has("lm_head.weight")) linear("lm_head.weight", "");
+  if (in.has("lm_head.weight")) linear("lm_head.weight", "");
   auto blocks = cfg.layout();
   for (size_t i = 0; i < blocks.size(); ++i) {
     for (size_t s = 0; s < blocks[i].sublayers.size(); ++s) {
@@ -194,6 +235,35 @@ void init_params(const ModelConfig& cfg, ParamStore& params, uint64_t seed) {
     }
   }
   init_norm(in, "final_norm.");
+  in.finish();
+}
+
+}  // namespace
+
+void init_params(const ModelConfig& cfg, ParamStore& params, uint64_t seed) {
+  Initializer in(params, seed);
+  init_all(cfg, in);
+}
+
+ParamStore init_params_packed(const ModelConfig& cfg, uint64_t seed, MatrixFormat format) {
+  const std::vector<ParamSpec> specs = param_specs(cfg);
+  std::vector<ParamSpec> float_specs;
+  std::map<std::string, Shape> packed_shapes;
+  for (const auto& s : specs) {
+    if (packs_into(s.name, s.shape, format))
+      packed_shapes[s.name] = s.shape;
+    else
+      float_specs.push_back(s);
+  }
+  auto sink = std::make_shared<PackedWeights>();
+  ParamStore floats(float_specs);
+  {
+    Initializer in(floats, std::move(packed_shapes), sink.get(), format, seed);
+    init_all(cfg, in);
+  }
+  ParamStore out(specs, sink->matrices().empty() ? nullptr : std::move(sink));
+  for (const auto& s : float_specs) std::copy_n(floats.get(s.name), shape_numel(s.shape), out.get(s.name));
+  return out;
 }
 
 }  // namespace sambalm

@@ -33,6 +33,11 @@ bool is_packable(const std::string& name, const Shape& shape) {
   return shape.size() == 2 && ends_with(".weight") && !ends_with("conv.weight");
 }
 
+bool packs_into(const std::string& name, const Shape& shape, MatrixFormat format) {
+  if (format == MatrixFormat::F32 || !is_packable(name, shape)) return false;
+  return format != MatrixFormat::Q8 || shape[1] % kQ8Block == 0;
+}
+
 MatrixFormat parse_matrix_format(const std::string& name) {
   std::string l = name;
   std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -57,8 +62,7 @@ ParamStore pack_params(const ParamStore& params, MatrixFormat format) {
   auto packed = std::make_shared<PackedWeights>();
   std::vector<float> tmp;
   for (const auto& e : params.entries()) {
-    if (!is_packable(e.name, e.shape) || format == MatrixFormat::F32) continue;
-    if (format == MatrixFormat::Q8 && e.shape[1] % kQ8Block != 0) continue;
+    if (!packs_into(e.name, e.shape, format)) continue;
     const float* w = nullptr;
     if (e.packed) {  // re-packing: through float32
       tmp.resize(static_cast<size_t>(e.numel()));

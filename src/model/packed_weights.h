@@ -37,6 +37,10 @@ class PackedWeights {
 // Mamba conv weight (norm weights are 1-D).
 bool is_packable(const std::string& name, const Shape& shape);
 
+// Whether pack_params(…, format) packs this parameter: a packable matrix, a format other than F32, and
+// for q8 an input dimension that is a multiple of kQ8Block.
+bool packs_into(const std::string& name, const Shape& shape, MatrixFormat format);
+
 // "f32", "bf16", "f16", "q8" (also "q8_0"); throws Error listing them otherwise.
 MatrixFormat parse_matrix_format(const std::string& name);
 
