@@ -16,6 +16,8 @@
 #include "model/model.h"
 #include "model/packed_weights.h"
 #include "model/weights.h"
+#include "ops/cpu/gemv.h"
+#include "ops/cpu/matmul_bf16.h"
 #include "testing.h"
 
 using namespace sambalm;
@@ -89,8 +91,28 @@ TEST(PackedModel, FixtureLogitsWithinToleranceOfFloat32) {
   }
 }
 
-// Prefill in chunks (the GEMV below 64 rows, dequantized panels above) and single decode steps give
-// the one-pass forward's logits of the same packed weights.
+// bf16 over more rows than the GEMV takes (the fixtures' batches twice): the prefill GEMM, which on a
+// CPU with AVX512-BF16 is the bf16 GEMM (activations rounded to bf16 too). (f16 and q8 take the same
+// dequantized-panel path as before.)
+TEST(PackedModel, FixtureLogitsOnThePrefillPathWithinToleranceOfFloat32) {
+  REQUIRE_FIXTURES();
+  for (const char* name : kModels) {
+    Case c = load_case(name);
+    std::vector<int32_t> twice = c.tokens;
+    twice.insert(twice.end(), c.tokens.begin(), c.tokens.end());
+    ASSERT_GT(2 * c.B * c.T, ops::cpu::kGemvMaxRows) << name;
+    const auto ref = forward_logits(c.cfg, c.params, twice, 2 * c.B, c.T);
+    const auto got = forward_logits(c.cfg, pack_params(c.params, MatrixFormat::BF16), twice, 2 * c.B, c.T);
+    const double err = test::rel_error(got.data(), ref.data(), int64_t(ref.size()));
+    EXPECT_LT(err, tolerance(MatrixFormat::BF16)) << name;
+    std::printf("%s bf16 on the prefill path (%s): %.2e of f32\n", name,
+                ops::cpu::bf16_gemm_enabled() ? "bf16 GEMM" : "float32 fallback", err);
+  }
+}
+
+// Prefill in chunks (the GEMV below 64 rows, the prefill GEMM above) and single decode steps give
+// the one-pass forward's logits of the same packed weights (bf16 with the bf16 GEMM: within its
+// rounding of the activations, which the GEMV does not round).
 TEST(PackedModel, PrefillAndDecodeMatchTheForwardOfThePackedModel) {
   REQUIRE_FIXTURES();
   for (const char* name : {"samba_tiny", "sambay_tiny"}) {
@@ -114,7 +136,10 @@ TEST(PackedModel, PrefillAndDecodeMatchTheForwardOfThePackedModel) {
         DecodeState* s = &st;
         dm.step(&s, 1, &seq[t], all.data() + t * V);
       }
-      EXPECT_LT(test::rel_error(all.data(), ref.data(), T * V), 1e-4) << name << " " << matrix_format_name(f);
+      const double tol = f == MatrixFormat::BF16 && ops::cpu::bf16_gemm_enabled() ? 1e-2 : 1e-4;
+      const double err = test::rel_error(all.data(), ref.data(), T * V);
+      EXPECT_LT(err, tol) << name << " " << matrix_format_name(f);
+      std::printf("%s %s prefill + decode vs forward: %.2e\n", name, matrix_format_name(f), err);
     }
   }
 }
@@ -263,4 +288,26 @@ TEST(PackedModel, PortablePathWarns) {
   ASSERT_EQ(rc, 0) << slow;
   EXPECT_NE(slow.find("warning: "), std::string::npos) << slow;
   EXPECT_NE(slow.find("portable"), std::string::npos) << slow;
+}
+
+// bf16 weights without AVX512-BF16 (forced with SAMBALM_CPU_ISA=avx512) prefill on the float32
+// fallback, with a one-line warning that says why; with it, no warning.
+TEST(PackedModel, Bf16PrefillFallbackWarns) {
+  REQUIRE_FIXTURES();
+  const std::string cmd =
+      "generate -m " + test::fixtures_dir() + "/samba_tiny --prompt-ids 1,2,3 -n 3 --weights-dtype bf16 --threads 1";
+  std::string fast, slow;
+  ASSERT_EQ(test::run_cli(cmd, &fast), 0) << fast;
+  if (ops::cpu::bf16_gemm_supported()) {
+    EXPECT_EQ(fast.find("fallback"), std::string::npos) << fast;
+  } else {
+    EXPECT_NE(fast.find("no AVX512-BF16"), std::string::npos) << fast;
+  }
+  setenv("SAMBALM_CPU_ISA", "avx512", 1);  // inherited by the program run below
+  const int rc = test::run_cli(cmd, &slow);
+  unsetenv("SAMBALM_CPU_ISA");
+  ASSERT_EQ(rc, 0) << slow;
+  EXPECT_NE(slow.find("warning: bf16 prompts (prefill) run on the float32 fallback"), std::string::npos) << slow;
+  EXPECT_NE(slow.find("AMX: "), std::string::npos) << slow;
+  EXPECT_EQ(slow.find("portable"), std::string::npos) << slow;
 }
