@@ -107,10 +107,13 @@ template <int MR>
 void tile(float* out, int64_t ld_out, const uint32_t* a, int64_t K2, const uint32_t* bp, const float* bias,
           int64_t nvalid) {
   __m512 acc[MR][2];
+  // Fully unrolled, so that the accumulators stay in registers (GCC keeps a rolled loop's array in memory).
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t kp = 0; kp < K2; ++kp) {
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + kp * kNR);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + kp * kNR + 16);
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const __m512bh x = (__m512bh)_mm512_set1_epi32(int(a[r * K2 + kp]));
       acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
@@ -121,6 +124,7 @@ void tile(float* out, int64_t ld_out, const uint32_t* a, int64_t K2, const uint3
   const __mmask16 m1 = static_cast<__mmask16>((1u << std::clamp<int64_t>(nvalid - 16, 0, 16)) - 1);
   const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
   const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     _mm512_mask_storeu_ps(out + r * ld_out, m0, _mm512_add_ps(acc[r][0], bias0));
     _mm512_mask_storeu_ps(out + r * ld_out + 16, m1, _mm512_add_ps(acc[r][1], bias1));
