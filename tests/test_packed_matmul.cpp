@@ -69,6 +69,14 @@ std::vector<float> rounded_to_bf16(std::vector<float> v) {
   return v;
 }
 
+// The weights as the bf16 GEMM multiplies them: dequantized, then rounded to bf16.
+OwnedPackedMatrix as_bf16(const PackedMatrix& W) {
+  std::vector<float> w(W.rows * W.cols);
+  for (int64_t n = 0; n < W.rows; ++n)
+    for (int64_t k = 0; k < W.cols; ++k) w[n * W.cols + k] = packed_value(W, n, k);
+  return pack_matrix(w.data(), W.rows, W.cols, MatrixFormat::BF16);
+}
+
 const MatrixFormat kFormats[] = {MatrixFormat::F32, MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8};
 
 }  // namespace
@@ -101,27 +109,33 @@ TEST(PackedMatmul, GemvMatchesADoubleReferenceOnEveryIsa) {
 
 // The AVX512-BF16 GEMM: M across the 8-row tiles and the 256-row task chunks, N across the 32-row
 // panels and their 16-lane halves, K odd and even (the zero partner of the last pair), strided input
-// and output, with and without bias. Against the double reference over the bf16-rounded activations it
-// is float32-exact; against the float activations within bf16's rounding (2^-9 per product).
+// and output, with and without bias; bf16 weights and f16 / q8 ones converted a panel at a time.
+// Against the double reference over the bf16-rounded activations and weights it is float32-exact;
+// against the float activations and the format's own weights within bf16's rounding of both.
 TEST(PackedMatmul, Bf16GemmMatchesADoubleReferenceAcrossTiles) {
   if (!ops::cpu::bf16_gemm_supported()) GTEST_SKIP() << "bf16 GEMM: this CPU has no AVX512-BF16";
   uint32_t seed = 7;
-  for (int64_t K : {1, 2, 15, 16, 17, 33, 100})
-    for (int64_t N : {1, 5, 16, 31, 32, 33, 70}) {
-      auto Wf = uniform(N * K, ++seed);
-      const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, MatrixFormat::BF16);
-      for (int64_t M : {1, 7, 8, 9, 17, 65})
-        for (bool with_bias : {false, true}) {
-          const int64_t ld_in = K + 3, ld_out = N + 2;
-          auto in = uniform(M * ld_in, ++seed), bias = uniform(N, ++seed);
-          std::vector<float> out(M * ld_out, 123.0f);
-          const float* b = with_bias ? bias.data() : nullptr;
-          ops::cpu::matmul_bf16(out.data(), ld_out, in.data(), ld_in, W.view, b, M);
-          const auto where = ::testing::Message() << "M " << M << " K " << K << " N " << N << " bias " << with_bias;
-          EXPECT_LT(check_against_reference(out, ld_out, rounded_to_bf16(in), ld_in, W.view, b, M), 1e-5) << where;
-          EXPECT_LT(check_against_reference(out, ld_out, in, ld_in, W.view, b, M), 1.0 / 256) << where;
-        }
-    }
+  for (MatrixFormat f : {MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8})
+    for (int64_t K : {1, 2, 15, 16, 17, 32, 33, 64, 100})
+      for (int64_t N : {1, 5, 16, 31, 32, 33, 70}) {
+        if (f == MatrixFormat::Q8 && K % kQ8Block != 0) continue;
+        if (f != MatrixFormat::BF16 && N % 2 == 0) continue;  // fewer cases for the converted formats
+        auto Wf = uniform(N * K, ++seed);
+        const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, f);
+        const OwnedPackedMatrix Wb = as_bf16(W.view);
+        for (int64_t M : {1, 7, 8, 9, 17, 65})
+          for (bool with_bias : {false, true}) {
+            const int64_t ld_in = K + 3, ld_out = N + 2;
+            auto in = uniform(M * ld_in, ++seed), bias = uniform(N, ++seed);
+            std::vector<float> out(M * ld_out, 123.0f);
+            const float* b = with_bias ? bias.data() : nullptr;
+            ops::cpu::matmul_bf16(out.data(), ld_out, in.data(), ld_in, W.view, b, M);
+            const auto where = ::testing::Message() << matrix_format_name(f) << " M " << M << " K " << K << " N " << N
+                                                    << " bias " << with_bias;
+            EXPECT_LT(check_against_reference(out, ld_out, rounded_to_bf16(in), ld_in, Wb.view, b, M), 1e-5) << where;
+            EXPECT_LT(check_against_reference(out, ld_out, in, ld_in, W.view, b, M), 1.0 / 128) << where;
+          }
+      }
   // Past one chunk of rows, and a panel count that does not divide among the threads.
   const int64_t M = 300, K = 47, N = 97, ld_in = K, ld_out = N;
   auto Wf = uniform(N * K, 1), in = uniform(M * K, 2);
@@ -153,7 +167,7 @@ TEST(PackedMatmul, Bf16FallbackAndAmxAreReportedWithAReason) {
 }
 
 // The op as the model calls it: the GEMV up to kGemvMaxRows rows, dequantized panels + GEMM above
-// (bf16 weights with AVX512-BF16: the bf16 GEMM, exact over the bf16-rounded activations).
+// (with AVX512-BF16: the bf16 GEMM, exact over the bf16-rounded activations and weights).
 TEST(PackedMatmul, OpMatchesADoubleReferenceAtDecodeAndPrefillSizes) {
   uint32_t seed = 99;
   for (MatrixFormat f : kFormats)
@@ -166,10 +180,11 @@ TEST(PackedMatmul, OpMatchesADoubleReferenceAtDecodeAndPrefillSizes) {
           auto in = uniform(M * ld_in, ++seed), bias = uniform(N, ++seed);
           std::vector<float> out(M * ld_out, 123.0f);
           ops::matmul_forward_packed(cpu_context(), out.data(), ld_out, in.data(), ld_in, W.view, bias.data(), M, K, N);
-          const bool bf16_gemm = f == MatrixFormat::BF16 && M > ops::cpu::kGemvMaxRows && ops::cpu::bf16_gemm_enabled();
-          EXPECT_LT(
-              check_against_reference(out, ld_out, bf16_gemm ? rounded_to_bf16(in) : in, ld_in, W.view, bias.data(), M),
-              1e-5)
+          const bool bf16_gemm = f != MatrixFormat::F32 && M > ops::cpu::kGemvMaxRows && ops::cpu::bf16_gemm_enabled();
+          const OwnedPackedMatrix Wb = as_bf16(W.view);
+          EXPECT_LT(check_against_reference(out, ld_out, bf16_gemm ? rounded_to_bf16(in) : in, ld_in,
+                                            bf16_gemm ? Wb.view : W.view, bias.data(), M),
+                    1e-5)
               << matrix_format_name(f) << " M " << M << " K " << K << " N " << N;
         }
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "ops/cpu/gemv_packed.h"
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -81,25 +82,35 @@ void round_rows_to_bf16(uint32_t* a, const float* inp, int64_t ld_inp, int64_t m
   }
 }
 
-// bp[kp * kNR + j] = the bf16 pair (W[n0 + j, 2kp], W[n0 + j, 2kp + 1]), zero past N or K.
-void pack_panel(uint32_t* bp, const uint16_t* w, int64_t N, int64_t K, int64_t n0) {
+// bp[kp * kNR + j] = the bf16 pair (w[j * ld + 2kp], w[j * ld + 2kp + 1]) for j < rows (<= kNR), zero
+// past `rows` or K: one gather of 16 rows' pairs per store.
+void pack_panel(uint32_t* bp, const uint16_t* w, int64_t ld, int64_t K, int64_t rows) {
   const int64_t whole = K / 2;
   const __m512i row_bytes = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                               _mm512_set1_epi32(int(K * 2)));
+                                               _mm512_set1_epi32(int(ld * 2)));
   for (int64_t j0 = 0; j0 < kNR; j0 += 16) {
-    const int64_t valid = std::clamp<int64_t>(N - n0 - j0, 0, 16);
+    const int64_t valid = std::clamp<int64_t>(rows - j0, 0, 16);
     const __mmask16 mask = static_cast<__mmask16>((1u << valid) - 1);
     if (valid == 0) {
       for (int64_t kp = 0; kp < (K + 1) / 2; ++kp) _mm512_storeu_si512(bp + kp * kNR + j0, _mm512_setzero_si512());
       continue;
     }
-    const char* base = reinterpret_cast<const char*>(w + (n0 + j0) * K);
+    const char* base = reinterpret_cast<const char*>(w + j0 * ld);
     for (int64_t kp = 0; kp < whole; ++kp)
       _mm512_storeu_si512(bp + kp * kNR + j0,
                           _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, row_bytes, base + 4 * kp, 1));
     if (K % 2)
-      for (int64_t j = 0; j < 16; ++j) bp[whole * kNR + j0 + j] = j < valid ? w[(n0 + j0 + j) * K + K - 1] : 0u;
+      for (int64_t j = 0; j < 16; ++j) bp[whole * kNR + j0 + j] = j < valid ? w[(j0 + j) * ld + K - 1] : 0u;
   }
+}
+
+// The same from f16 or q8 weights: the panel's rows dequantized to float32 (`rows` scratch, kNR x K),
+// rounded to bf16 (nearest even; `pairs` scratch, kNR x K2 pairs), then packed as above.
+void pack_panel_converted(uint32_t* bp, float* rows, uint32_t* pairs, const PackedMatrix& W, int64_t n0) {
+  const int64_t K = W.cols, K2 = (K + 1) / 2, valid = std::min(kNR, W.rows - n0);
+  dequantize_rows(PackedIsa::Avx512, rows, W, nullptr, n0, valid);
+  round_rows_to_bf16(pairs, rows, K, 0, valid, K, K2);
+  pack_panel(bp, reinterpret_cast<const uint16_t*>(pairs), 2 * K2, K, valid);
 }
 
 // out[r, 0..nvalid) for r < MR: the products of MR bf16 activation rows with one packed panel.
@@ -145,17 +156,18 @@ std::vector<uint32_t>& activations_scratch(size_t n) {
   if (buf.size() < n) buf.resize(n);
   return buf;
 }
-std::vector<uint32_t>& panel_scratch(size_t n) {
-  static thread_local std::vector<uint32_t> buf;
+template <int Which, typename T>
+T* panel_scratch(size_t n) {
+  static thread_local std::vector<T> buf;
   if (buf.size() < n) buf.resize(n);
-  return buf;
+  return buf.data();
 }
 
 }  // namespace
 
 void matmul_bf16(float* out, int64_t ld_out, const float* inp, int64_t ld_inp, const PackedMatrix& W, const float* bias,
                  int64_t M) {
-  SAMBALM_CHECK(W.format == MatrixFormat::BF16, "matmul_bf16: {} weights", matrix_format_name(W.format));
+  SAMBALM_CHECK(W.format != MatrixFormat::F32, "matmul_bf16: f32 weights");
   SAMBALM_CHECK(bf16_gemm_supported(), "matmul_bf16: this CPU has no AVX512-BF16");
   const int64_t N = W.rows, K = W.cols, K2 = (K + 1) / 2;
   if (M <= 0 || N <= 0) return;
@@ -172,8 +184,12 @@ void matmul_bf16(float* out, int64_t ld_out, const float* inp, int64_t ld_inp, c
 #pragma omp parallel for schedule(static) if (M * N * K > (1 << 18))
   for (int64_t t = 0; t < panels * chunks; ++t) {
     const int64_t n0 = (t % panels) * kNR, c0 = (t / panels) * kMChunk, c1 = std::min(M, c0 + kMChunk);
-    uint32_t* bp = panel_scratch(static_cast<size_t>(K2 * kNR)).data();
-    pack_panel(bp, w, N, K, n0);
+    uint32_t* bp = panel_scratch<0, uint32_t>(static_cast<size_t>(K2 * kNR));
+    if (W.format == MatrixFormat::BF16)
+      pack_panel(bp, w + n0 * K, K, K, std::min(kNR, N - n0));
+    else
+      pack_panel_converted(bp, panel_scratch<1, float>(static_cast<size_t>(kNR * K)),
+                           panel_scratch<2, uint32_t>(static_cast<size_t>(kNR * K2)), W, n0);
     const int64_t nvalid = std::min(kNR, N - n0);
     for (int64_t m0 = c0; m0 < c1; m0 += kMR) {
       const int64_t mr = std::min(kMR, c1 - m0);

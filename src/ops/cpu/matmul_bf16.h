@@ -1,5 +1,5 @@
 // The prefill / batched-decode GEMM over bf16 weights on AVX512-BF16 (vdpbf16ps), and what the CPU
-// offers for it.
+// offers for it. f16 and q8 weights take it too, each panel converted to bf16 first.
 //
 //   out[m, n] = sum_k bf16(inp[m, k]) * W[n, k]  (+ bias[n]),   W in bf16, accumulated in float32
 //
@@ -33,8 +33,8 @@ bool bf16_gemm_enabled();
 // Why bf16 prefill falls back to widening the weights to float32 for sgemm; "" when it does not.
 std::string bf16_gemm_fallback_reason();
 
-// out[m, n] for m < M over W in bf16 (W.format == BF16; requires bf16_gemm_supported()); threads over
-// panels of output columns and blocks of rows.
+// out[m, n] for m < M over W in bf16, f16 or q8 (f16 / q8: each weight rounded to bf16 after
+// dequantizing; requires bf16_gemm_supported()); threads over panels of output columns and blocks of rows.
 void matmul_bf16(float* out, int64_t ld_out, const float* inp, int64_t ld_inp, const PackedMatrix& W, const float* bias,
                  int64_t M);
 
