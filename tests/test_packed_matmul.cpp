@@ -3,13 +3,18 @@
 // others are skipped with a message), the prefill path (panels dequantized for the GEMM), the
 // embedding gather, and the packing itself (round trips, q8's error bound).
 #include <cmath>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
 #include <cstdio>
 #include <random>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/packed_matrix.h"
 #include "ops/cpu/gemv.h"
 #include "ops/cpu/gemv_packed.h"
+#include "ops/cpu/matmul_bf16.h"
 #include "ops/ops.h"
 #include "testing.h"
 
@@ -58,6 +63,20 @@ double check_against_reference(const std::vector<float>& out, int64_t ld_out, co
   return worst;
 }
 
+// The activations as the bf16 GEMM sees them (rounded to bf16, nearest even).
+std::vector<float> rounded_to_bf16(std::vector<float> v) {
+  for (auto& x : v) x = float(bf16(x));
+  return v;
+}
+
+// The weights as the bf16 GEMM multiplies them: dequantized, then rounded to bf16.
+OwnedPackedMatrix as_bf16(const PackedMatrix& W) {
+  std::vector<float> w(W.rows * W.cols);
+  for (int64_t n = 0; n < W.rows; ++n)
+    for (int64_t k = 0; k < W.cols; ++k) w[n * W.cols + k] = packed_value(W, n, k);
+  return pack_matrix(w.data(), W.rows, W.cols, MatrixFormat::BF16);
+}
+
 const MatrixFormat kFormats[] = {MatrixFormat::F32, MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8};
 
 }  // namespace
@@ -88,7 +107,67 @@ TEST(PackedMatmul, GemvMatchesADoubleReferenceOnEveryIsa) {
         }
 }
 
-// The op as the model calls it: the GEMV up to kGemvMaxRows rows, dequantized panels + GEMM above.
+// The AVX512-BF16 GEMM: M across the 8-row tiles and the 256-row task chunks, N across the 32-row
+// panels and their 16-lane halves, K odd and even (the zero partner of the last pair), strided input
+// and output, with and without bias; bf16 weights and f16 / q8 ones converted a panel at a time.
+// Against the double reference over the bf16-rounded activations and weights it is float32-exact;
+// against the float activations and the format's own weights within bf16's rounding of both.
+TEST(PackedMatmul, Bf16GemmMatchesADoubleReferenceAcrossTiles) {
+  if (!ops::cpu::bf16_gemm_supported()) GTEST_SKIP() << "bf16 GEMM: this CPU has no AVX512-BF16";
+  uint32_t seed = 7;
+  for (MatrixFormat f : {MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8})
+    for (int64_t K : {1, 2, 15, 16, 17, 32, 33, 64, 100})
+      for (int64_t N : {1, 5, 16, 31, 32, 33, 70}) {
+        if (f == MatrixFormat::Q8 && K % kQ8Block != 0) continue;
+        if (f != MatrixFormat::BF16 && N % 2 == 0) continue;  // fewer cases for the converted formats
+        auto Wf = uniform(N * K, ++seed);
+        const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, f);
+        const OwnedPackedMatrix Wb = as_bf16(W.view);
+        for (int64_t M : {1, 7, 8, 9, 17, 65})
+          for (bool with_bias : {false, true}) {
+            const int64_t ld_in = K + 3, ld_out = N + 2;
+            auto in = uniform(M * ld_in, ++seed), bias = uniform(N, ++seed);
+            std::vector<float> out(M * ld_out, 123.0f);
+            const float* b = with_bias ? bias.data() : nullptr;
+            ops::cpu::matmul_bf16(out.data(), ld_out, in.data(), ld_in, W.view, b, M);
+            const auto where = ::testing::Message() << matrix_format_name(f) << " M " << M << " K " << K << " N " << N
+                                                    << " bias " << with_bias;
+            EXPECT_LT(check_against_reference(out, ld_out, rounded_to_bf16(in), ld_in, Wb.view, b, M), 1e-5) << where;
+            EXPECT_LT(check_against_reference(out, ld_out, in, ld_in, W.view, b, M), 1.0 / 128) << where;
+          }
+      }
+  // Past one chunk of rows, and a panel count that does not divide among the threads.
+  const int64_t M = 300, K = 47, N = 97, ld_in = K, ld_out = N;
+  auto Wf = uniform(N * K, 1), in = uniform(M * K, 2);
+  const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, MatrixFormat::BF16);
+  std::vector<float> out(M * N, 123.0f);
+  ops::cpu::matmul_bf16(out.data(), ld_out, in.data(), ld_in, W.view, nullptr, M);
+  EXPECT_LT(check_against_reference(out, ld_out, rounded_to_bf16(in), ld_in, W.view, nullptr, M), 1e-5);
+}
+
+// The fallback's reason is given exactly when the bf16 GEMM is not used; AMX is reported with a
+// reason (this build has no AMX kernel: only whether one could run).
+TEST(PackedMatmul, Bf16FallbackAndAmxAreReportedWithAReason) {
+  EXPECT_EQ(ops::cpu::bf16_gemm_fallback_reason().empty(), ops::cpu::bf16_gemm_enabled());
+  if (!ops::cpu::bf16_gemm_supported()) {
+    EXPECT_FALSE(ops::cpu::bf16_gemm_enabled());
+  }
+  const ops::cpu::AmxStatus amx = ops::cpu::amx_status();
+  std::printf("AMX: %s (%s)\n", amx.usable ? "usable" : "not usable", amx.reason.c_str());
+  EXPECT_FALSE(amx.reason.empty());
+  bool cpu_has_amx = false;
+#if defined(__x86_64__) && defined(__GNUC__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) cpu_has_amx = (edx >> 24) & 1 && (edx >> 22) & 1;
+#endif
+  if (!cpu_has_amx) {
+    EXPECT_FALSE(amx.usable);
+    EXPECT_NE(amx.reason.find("no AMX"), std::string::npos) << amx.reason;
+  }
+}
+
+// The op as the model calls it: the GEMV up to kGemvMaxRows rows, dequantized panels + GEMM above
+// (with AVX512-BF16: the bf16 GEMM, exact over the bf16-rounded activations and weights).
 TEST(PackedMatmul, OpMatchesADoubleReferenceAtDecodeAndPrefillSizes) {
   uint32_t seed = 99;
   for (MatrixFormat f : kFormats)
@@ -101,7 +180,11 @@ TEST(PackedMatmul, OpMatchesADoubleReferenceAtDecodeAndPrefillSizes) {
           auto in = uniform(M * ld_in, ++seed), bias = uniform(N, ++seed);
           std::vector<float> out(M * ld_out, 123.0f);
           ops::matmul_forward_packed(cpu_context(), out.data(), ld_out, in.data(), ld_in, W.view, bias.data(), M, K, N);
-          EXPECT_LT(check_against_reference(out, ld_out, in, ld_in, W.view, bias.data(), M), 1e-5)
+          const bool bf16_gemm = f != MatrixFormat::F32 && M > ops::cpu::kGemvMaxRows && ops::cpu::bf16_gemm_enabled();
+          const OwnedPackedMatrix Wb = as_bf16(W.view);
+          EXPECT_LT(check_against_reference(out, ld_out, bf16_gemm ? rounded_to_bf16(in) : in, ld_in,
+                                            bf16_gemm ? Wb.view : W.view, bias.data(), M),
+                    1e-5)
               << matrix_format_name(f) << " M " << M << " K " << K << " N " << N;
         }
 }

@@ -16,6 +16,8 @@
 #include "model/model.h"
 #include "model/packed_weights.h"
 #include "model/weights.h"
+#include "ops/cpu/gemv.h"
+#include "ops/cpu/matmul_bf16.h"
 #include "testing.h"
 
 using namespace sambalm;
@@ -27,6 +29,14 @@ const char* kModels[] = {"samba_tiny", "samba_tiny_gqa", "mamba_tiny", "hf_mamba
 const MatrixFormat kPacked[] = {MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8};
 
 const LoadOptions kKeepPacked = {.keep_packed = true, .weights_dtype = ""};
+
+// The first line of a command's output that is not a warning (run_cli merges stderr into the output,
+// and a CPU without AVX512-BF16 warns that bf16 prefill falls back).
+std::string first_output_line(const std::string& out) {
+  size_t at = 0;
+  while (out.compare(at, 9, "warning: ") == 0 && out.find('\n', at) != std::string::npos) at = out.find('\n', at) + 1;
+  return out.substr(at, out.find('\n', at) - at);
+}
 
 double tolerance(MatrixFormat f) { return f == MatrixFormat::Q8 ? 5e-2 : 2e-2; }
 
@@ -89,8 +99,30 @@ TEST(PackedModel, FixtureLogitsWithinToleranceOfFloat32) {
   }
 }
 
-// Prefill in chunks (the GEMV below 64 rows, dequantized panels above) and single decode steps give
-// the one-pass forward's logits of the same packed weights.
+// The same over more rows than the GEMV takes (the fixtures' batches twice): the prefill GEMM, which on
+// a CPU with AVX512-BF16 is the bf16 GEMM (activations rounded to bf16 too, f16 / q8 weights converted
+// to bf16).
+TEST(PackedModel, FixtureLogitsOnThePrefillPathWithinToleranceOfFloat32) {
+  REQUIRE_FIXTURES();
+  for (const char* name : kModels) {
+    Case c = load_case(name);
+    std::vector<int32_t> twice = c.tokens;
+    twice.insert(twice.end(), c.tokens.begin(), c.tokens.end());
+    ASSERT_GT(2 * c.B * c.T, ops::cpu::kGemvMaxRows) << name;
+    const auto ref = forward_logits(c.cfg, c.params, twice, 2 * c.B, c.T);
+    for (MatrixFormat f : kPacked) {
+      const auto got = forward_logits(c.cfg, pack_params(c.params, f), twice, 2 * c.B, c.T);
+      const double err = test::rel_error(got.data(), ref.data(), int64_t(ref.size()));
+      EXPECT_LT(err, tolerance(f)) << name << " " << matrix_format_name(f);
+      std::printf("%s %s on the prefill path (%s): %.2e of f32\n", name, matrix_format_name(f),
+                  ops::cpu::bf16_gemm_enabled() ? "bf16 GEMM" : "float32 fallback", err);
+    }
+  }
+}
+
+// Prefill in chunks (the GEMV below 64 rows, the prefill GEMM above) and single decode steps give
+// the one-pass forward's logits of the same packed weights (with the bf16 GEMM: within its rounding
+// of the activations and of f16 / q8 weights, which the GEMV does not round).
 TEST(PackedModel, PrefillAndDecodeMatchTheForwardOfThePackedModel) {
   REQUIRE_FIXTURES();
   for (const char* name : {"samba_tiny", "sambay_tiny"}) {
@@ -114,7 +146,10 @@ TEST(PackedModel, PrefillAndDecodeMatchTheForwardOfThePackedModel) {
         DecodeState* s = &st;
         dm.step(&s, 1, &seq[t], all.data() + t * V);
       }
-      EXPECT_LT(test::rel_error(all.data(), ref.data(), T * V), 1e-4) << name << " " << matrix_format_name(f);
+      const double tol = ops::cpu::bf16_gemm_enabled() ? 2e-2 : 1e-4;
+      const double err = test::rel_error(all.data(), ref.data(), T * V);
+      EXPECT_LT(err, tol) << name << " " << matrix_format_name(f);
+      std::printf("%s %s prefill + decode vs forward: %.2e\n", name, matrix_format_name(f), err);
     }
   }
 }
@@ -129,7 +164,7 @@ TEST(PackedModel, ConvertedDirectoriesLoadPackedAndGenerateAsFloat32) {
   std::string f32_ids;
   ASSERT_EQ(test::run_cli("generate -m " + src + " --prompt-ids 1,2,3,4 -n 20 --threads 1 2>/dev/null", &f32_ids), 0)
       << f32_ids;
-  f32_ids = f32_ids.substr(0, f32_ids.find('\n'));
+  f32_ids = first_output_line(f32_ids);
   for (const char* dtype : {"bf16", "f16", "q8"}) {
     const std::string dir = tmp + "/" + dtype;
     std::string log;
@@ -157,7 +192,7 @@ TEST(PackedModel, ConvertedDirectoriesLoadPackedAndGenerateAsFloat32) {
       std::string ids;
       ASSERT_EQ(test::run_cli("generate -m " + dir + " --prompt-ids 1,2,3,4 -n 20 --threads 1 2>/dev/null", &ids), 0)
           << ids;
-      EXPECT_EQ(ids.substr(0, ids.find('\n')), f32_ids) << "greedy ids changed in bf16";
+      EXPECT_EQ(first_output_line(ids), f32_ids) << "greedy ids changed in bf16";
     }
     // The other commands take the directory too.
     std::string out;
@@ -263,4 +298,60 @@ TEST(PackedModel, PortablePathWarns) {
   ASSERT_EQ(rc, 0) << slow;
   EXPECT_NE(slow.find("warning: "), std::string::npos) << slow;
   EXPECT_NE(slow.find("portable"), std::string::npos) << slow;
+}
+
+// bf16 weights without AVX512-BF16 (forced with SAMBALM_CPU_ISA=avx512) prefill on the float32
+// fallback, with a one-line warning that says why; with it, no warning.
+TEST(PackedModel, Bf16PrefillFallbackWarns) {
+  REQUIRE_FIXTURES();
+  const std::string cmd =
+      "generate -m " + test::fixtures_dir() + "/samba_tiny --prompt-ids 1,2,3 -n 3 --weights-dtype bf16 --threads 1";
+  std::string fast, slow;
+  ASSERT_EQ(test::run_cli(cmd, &fast), 0) << fast;
+  if (ops::cpu::bf16_gemm_supported()) {
+    EXPECT_EQ(fast.find("fallback"), std::string::npos) << fast;
+  } else {
+    EXPECT_NE(fast.find("no AVX512-BF16"), std::string::npos) << fast;
+  }
+  setenv("SAMBALM_CPU_ISA", "avx512", 1);  // inherited by the program run below
+  const int rc = test::run_cli(cmd, &slow);
+  unsetenv("SAMBALM_CPU_ISA");
+  ASSERT_EQ(rc, 0) << slow;
+  EXPECT_NE(slow.find("warning: bf16 prompts (prefill) run on the float32 fallback"), std::string::npos) << slow;
+  EXPECT_NE(slow.find("AMX: "), std::string::npos) << slow;
+  EXPECT_EQ(slow.find("portable"), std::string::npos) << slow;
+}
+
+// A model trained for a few seconds (2 blocks, d = 32, on a text of shuffled repeats of one sentence,
+// so that its greedy continuation is confident rather than random) converted to bf16: greedy
+// generation of 24 tokens after a 92-byte prompt is that of f32. The prompt is longer than the GEMV's
+// 64 rows, so on AVX512-BF16 the prefill runs the bf16 GEMM.
+TEST(PackedModel, TrainedModelGreedyGenerationUnchangedInBf16) {
+  const std::string dir = test::temp_dir("packed_trained");
+  {
+    const std::string words[] = {"the", "quick", "brown", "fox",  "jumps", "over", "the", "lazy",
+                                 "dog", "and",   "then",  "runs", "back",  "home", "to",  "sleep"};
+    std::ofstream text(dir + "/data.txt");
+    for (int i = 0; i < 400; ++i)
+      for (int j = 0; j < 16; ++j) text << words[(i * 7 + j) % 16] << (j == 15 ? "\n" : " ");
+  }
+  std::string log;
+  ASSERT_EQ(test::run_cli("train --model Samba_421M --n-layer 2 --n-embd 32 --n-head 2 --intermediate-size 64 "
+                          "--local-window 8 --vocab-size 256 --tokenizer bytes --seq-len 64 --batch 4 --eval-batches 1 "
+                          "--steps 80 --lr 1e-2 --threads 1 --data " +
+                              dir + "/data.txt --out " + dir + "/run",
+                          &log),
+            0)
+      << log;
+  ASSERT_EQ(test::run_cli("convert " + dir + "/run/model --out " + dir + "/bf16 --dtype bf16", &log), 0) << log;
+  const std::string gen =
+      " -p 'the quick brown fox jumps over the lazy dog and then runs back home to sleep the quick "
+      "brown' -n 24 --temperature 0 --threads 1";
+  std::string f32, b16;
+  ASSERT_EQ(test::run_cli("generate -m " + dir + "/run/model" + gen, &f32), 0) << f32;
+  ASSERT_EQ(test::run_cli("generate -m " + dir + "/bf16" + gen, &b16), 0) << b16;
+  const std::string want = first_output_line(f32), got = first_output_line(b16);
+  EXPECT_GE(want.size(), 20u) << f32;  // 24 tokens of one byte each (a newline would end the line early)
+  EXPECT_EQ(got, want) << "greedy continuation changed in bf16";
+  std::printf("greedy continuation (f32 and bf16): '%s'\n", want.c_str());
 }
