@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "model/packed_weights.h"
 #include "model/weights.h"
+#include "ops/cpu/gemv_packed.h"
 #include "testing.h"
 
 using namespace sambalm;
@@ -114,7 +115,11 @@ TEST(PackedModel, PrefillAndDecodeMatchTheForwardOfThePackedModel) {
         DecodeState* s = &st;
         dm.step(&s, 1, &seq[t], all.data() + t * V);
       }
-      EXPECT_LT(test::rel_error(all.data(), ref.data(), T * V), 1e-4) << name << " " << matrix_format_name(f);
+      // q8's decoding GEMV rounds the activations to int8 too where the CPU has integer dot products
+      // (ops::cpu::q8dot), which the 4T-row forward (dequantized panels) does not: the format's tolerance.
+      const bool int8_dot = f == MatrixFormat::Q8 && ops::cpu::q8dot() != ops::cpu::Q8Dot::Float;
+      EXPECT_LT(test::rel_error(all.data(), ref.data(), T * V), int8_dot ? tolerance(f) : 1e-4)
+          << name << " " << matrix_format_name(f);
     }
   }
 }
