@@ -77,6 +77,32 @@ OwnedPackedMatrix as_bf16(const PackedMatrix& W) {
   return pack_matrix(w.data(), W.rows, W.cols, MatrixFormat::BF16);
 }
 
+// For the q8 products through integer dot products (gemv_q8dot), whose activations are rounded to int8
+// in blocks of 32 as well: the largest |out - reference| over the bound that rounding allows,
+// sum_k |w_k| * xscale(k) / 2 (xscale = max|x| / 127 of the block), plus float rounding. Below 1 passes.
+double q8dot_error_over_bound(const std::vector<float>& out, int64_t ld_out, const std::vector<float>& in,
+                              int64_t ld_in, const PackedMatrix& W, const float* bias, int64_t M) {
+  const int64_t N = W.rows, K = W.cols;
+  double worst = 0;
+  for (int64_t m = 0; m < M; ++m) {
+    std::vector<double> xscale(K / kQ8Block, 0.0);
+    for (int64_t k = 0; k < K; ++k)
+      xscale[k / kQ8Block] = std::max(xscale[k / kQ8Block], std::abs(double(in[m * ld_in + k])) / 127);
+    for (int64_t n = 0; n < N; ++n) {
+      double ref = bias ? bias[n] : 0.0, mag = 1e-30 + std::abs(ref), bound = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double w = packed_value(W, n, k), t = double(in[m * ld_in + k]) * w;
+        ref += t;
+        mag += std::abs(t);
+        bound += std::abs(w) * xscale[k / kQ8Block] * 0.5;
+      }
+      worst = std::max(worst, std::abs(double(out[m * ld_out + n]) - ref) / (bound * 1.001 + 1e-5 * mag));
+    }
+    for (int64_t n = N; n < ld_out; ++n) EXPECT_EQ(out[m * ld_out + n], 123.0f) << "wrote past N";
+  }
+  return worst;
+}
+
 const MatrixFormat kFormats[] = {MatrixFormat::F32, MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8};
 
 }  // namespace
@@ -182,11 +208,56 @@ TEST(PackedMatmul, OpMatchesADoubleReferenceAtDecodeAndPrefillSizes) {
           ops::matmul_forward_packed(cpu_context(), out.data(), ld_out, in.data(), ld_in, W.view, bias.data(), M, K, N);
           const bool bf16_gemm = f != MatrixFormat::F32 && M > ops::cpu::kGemvMaxRows && ops::cpu::bf16_gemm_enabled();
           const OwnedPackedMatrix Wb = as_bf16(W.view);
-          EXPECT_LT(check_against_reference(out, ld_out, bf16_gemm ? rounded_to_bf16(in) : in, ld_in,
-                                            bf16_gemm ? Wb.view : W.view, bias.data(), M),
-                    1e-5)
-              << matrix_format_name(f) << " M " << M << " K " << K << " N " << N;
+          // Decoding-sized q8 products go through the integer dot products where the CPU has them.
+          if (f == MatrixFormat::Q8 && M <= ops::cpu::kGemvMaxRows && ops::cpu::q8dot() != ops::cpu::Q8Dot::Float)
+            EXPECT_LT(q8dot_error_over_bound(out, ld_out, in, ld_in, W.view, bias.data(), M), 1.0)
+                << "q8 " << ops::cpu::q8dot_name(ops::cpu::q8dot()) << " M " << M << " K " << K << " N " << N;
+          else
+            EXPECT_LT(check_against_reference(out, ld_out, bf16_gemm ? rounded_to_bf16(in) : in, ld_in,
+                                              bf16_gemm ? Wb.view : W.view, bias.data(), M),
+                      1e-5)
+                << matrix_format_name(f) << " M " << M << " K " << K << " N " << N;
         }
+}
+
+// Every integer dot product path (the others skipped with a message) against the double reference
+// within the activations' rounding bound: batch rows 1..9, N across the 8/4/1-row tiles and the 64-row
+// task blocks, K of 1 to 8 blocks, strided, with and without bias; a block of zero activations (scale 0)
+// and one of large values.
+TEST(PackedMatmul, Q8DotMatchesADoubleReferenceOnEveryPath) {
+  using ops::cpu::Q8Dot;
+  std::vector<Q8Dot> paths;
+  for (Q8Dot d : {Q8Dot::Avx2, Q8Dot::AvxVnni, Q8Dot::Avx512Vnni}) {
+    if (ops::cpu::q8dot_supported(d))
+      paths.push_back(d);
+    else
+      std::printf("[ SKIPPED  ] q8 integer dot products, %s path: this CPU cannot run it\n", ops::cpu::q8dot_name(d));
+  }
+  if (paths.empty()) GTEST_SKIP() << "no integer dot product path on this CPU";
+  uint32_t seed = 7;
+  int checked = 0;
+  for (int64_t K : {32, 64, 96, 256})
+    for (int64_t N : {1, 3, 8, 9, 63, 64, 65, 130}) {
+      auto Wf = uniform(N * K, ++seed);
+      const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, MatrixFormat::Q8);
+      for (int64_t M : {1, 2, 3, 4, 5, 7, 9})
+        for (bool with_bias : {false, true}) {
+          const int64_t ld_in = K + 3, ld_out = N + 2;
+          auto in = uniform(M * ld_in, ++seed), bias = uniform(N, ++seed);
+          for (int64_t k = 0; k < 32; ++k) in[k] = 0;  // row 0's first block: all zero
+          if (K >= 64)
+            for (int64_t k = 32; k < 64; ++k) in[(M - 1) * ld_in + k] *= 1000;
+          const float* b = with_bias ? bias.data() : nullptr;
+          for (Q8Dot d : paths) {
+            std::vector<float> out(M * ld_out, 123.0f);
+            ops::cpu::gemv_q8dot(d, out.data(), ld_out, in.data(), ld_in, W.view, b, M);
+            EXPECT_LT(q8dot_error_over_bound(out, ld_out, in, ld_in, W.view, b, M), 1.0)
+                << ops::cpu::q8dot_name(d) << " M " << M << " K " << K << " N " << N;
+            ++checked;
+          }
+        }
+    }
+  EXPECT_GT(checked, 0);
 }
 
 TEST(PackedMatmul, EmbeddingGatherDequantizesRowsExactly) {

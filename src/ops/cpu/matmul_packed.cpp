@@ -38,7 +38,7 @@ void matmul_forward_packed(float* out, int64_t ld_out, const float* inp, int64_t
   if (M == 0 || N == 0) return;
   if (W.format == MatrixFormat::F32)
     return matmul_forward_strided(out, ld_out, inp, ld_inp, static_cast<const float*>(W.data), bias, M, K, N);
-  if (M <= kGemvMaxRows || K == 0) return gemv_packed(packed_isa(), out, ld_out, inp, ld_inp, W, bias, M);
+  if (M <= kGemvMaxRows || K == 0) return gemv_packed_auto(out, ld_out, inp, ld_inp, W, bias, M);
   if (bf16_gemm_enabled()) return matmul_bf16(out, ld_out, inp, ld_inp, W, bias, M);
   const int64_t panel = std::clamp<int64_t>(kPanelFloats / K, 16, N);
   std::vector<float>& w = panel_scratch(static_cast<size_t>(panel * K));
