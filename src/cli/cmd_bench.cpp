@@ -360,7 +360,7 @@ int run(const BenchOpts& o) {
         {"local_window", cfg.local_window},
         {"device", gpu ? gpu->describe() : std::string("cpu")},
         {"parameters", n_params},
-        {"weight_bytes_per_token", cpu_dm ? cpu_dm->weight_bytes_per_token() : 0},
+        {"weight_bytes_per_token", cpu_dm ? nlohmann::json(cpu_dm->weight_bytes_per_token()) : nlohmann::json()},
         {"weight_formats", cpu_dm ? cpu_dm->weight_formats() : std::string(precision_name(where.precision))},
         {"threads", omp_get_max_threads()},
         {"decode_tokens", o.decode_tokens},

@@ -37,7 +37,7 @@ constexpr int64_t kAutoBatchBytes = int64_t(1) << 30;
 constexpr int64_t kMaxBatchSize = 1 << 20;
 
 struct ForwardOpts {
-  std::string model, config, inputs, out, device, precision, weights_dtype;
+  std::string model, config, inputs, out, device, dtype, precision, weights_dtype;
   int64_t batch_size = 0;  // 0 = automatic
   bool acts = false, no_logits = false, row_losses = false;
 };
@@ -115,7 +115,11 @@ int run(const ForwardOpts& o) {
   if (!o.weights_dtype.empty())
     cpu_only.push_back({"--weights-dtype " + o.weights_dtype,
                         "it is the CPU's packed weight format; --dtype sets the GPU's precision"});
-  const InferDevice where = resolve_infer_device(o.device, o.precision, cpu_only);
+  // --precision is --dtype's other name (train's): the value given, named as given in errors.
+  SAMBALM_CHECK(o.precision.empty() || o.dtype == "auto" || o.dtype == o.precision,
+                "--dtype {} and --precision {}: one option under two names, give one", o.dtype, o.precision);
+  const InferDevice where = o.precision.empty() ? resolve_infer_device(o.device, o.dtype, cpu_only)
+                                                : resolve_infer_device(o.device, o.precision, cpu_only, "--precision");
   const bool on_cpu = !where.cuda();
   LoadedModel lm = load_model(o.model, o.config, {.keep_packed = on_cpu, .weights_dtype = o.weights_dtype});
   warn_if_packed_weights_are_slow(lm.params);
@@ -221,7 +225,7 @@ Action add(CLI::App& app) {
       "micro-batch finishes; --acts keeps every block's output in memory until the end.\n"
       "Example (score a large file, loss only):\n"
       "  sambalm forward -m run/model -i val.safetensors -o scores.safetensors --no-logits --row-losses\n"
-      "GPU (--device cuda): the forward runs on the GPU in --dtype (--precision is the same option); in bf16 the\n"
+      "GPU (--device cuda): the forward runs on the GPU in --dtype (or --precision, its other name); in bf16 the\n"
       "logits are written as F32 from bf16. --weights-dtype (the CPU's packed formats) runs on the CPU only:\n"
       "--device auto then chooses the CPU, --device cuda is an error.",
       kAutoBatchBytes >> 20));
@@ -236,7 +240,9 @@ Action add(CLI::App& app) {
   sub->add_flag("--row-losses", o->row_losses, "Also write each row's mean loss (row_losses, [B]); needs targets");
   sub->add_flag("--acts", o->acts, "Also write each block's output (act.<i>)");
   add_weights_dtype_option(sub, o->weights_dtype);
-  add_device_options(sub, o->device, o->precision, "--precision");
+  add_device_options(sub, o->device, o->dtype);
+  sub->add_option("--precision", o->precision, "The same as --dtype (the name `sambalm train` gives it)")
+      ->check(CLI::IsMember({"bf16", "fp32", "auto"}));
   return [o] { return run(*o); };
 }
 

@@ -10,14 +10,14 @@
 
 namespace sambalm::cli {
 
-void add_device_options(CLI::App* sub, std::string& device, std::string& dtype, const std::string& dtype_aliases) {
+void add_device_options(CLI::App* sub, std::string& device, std::string& dtype) {
   device = "auto";
   dtype = "auto";
   sub->add_option("--device", device,
                   "cpu, cuda, cuda:N, or auto (the first GPU when this build has the CUDA backend and one is "
                   "visible, else the CPU; the CPU also when an option that runs on the CPU only is given)")
       ->capture_default_str();
-  sub->add_option("--dtype" + (dtype_aliases.empty() ? "" : "," + dtype_aliases), dtype,
+  sub->add_option("--dtype", dtype,
                   "Compute precision on the GPU: bf16 (bf16 weights, activations and GEMMs; fp32 residual stream, "
                   "statistics and scan states), fp32, or auto (bf16 on a GPU, fp32 on the CPU). The CPU computes "
                   "in fp32 only: its packed weight formats are --weights-dtype, a separate option")
@@ -26,7 +26,7 @@ void add_device_options(CLI::App* sub, std::string& device, std::string& dtype, 
 }
 
 InferDevice resolve_infer_device(const std::string& device, const std::string& dtype,
-                                 const std::vector<CpuOnly>& cpu_only) {
+                                 const std::vector<CpuOnly>& cpu_only, const std::string& dtype_option) {
   InferDevice r;
   if (device == "auto")
     r.spec = cpu_only.empty() ? parse_device("auto") : DeviceSpec{Device::CPU, 0};
@@ -35,7 +35,7 @@ InferDevice resolve_infer_device(const std::string& device, const std::string& d
   if (r.cuda() && !cpu_only.empty())
     fail("--device {}: {} does not run on the GPU yet ({}); use --device cpu", device, cpu_only[0].what,
          cpu_only[0].why);
-  r.precision = parse_precision(dtype, r.spec.device, "--dtype");
+  r.precision = parse_precision(dtype, r.spec.device, dtype_option);
   return r;
 }
 

@@ -23,9 +23,8 @@
 
 namespace sambalm::cli {
 
-// Adds --device (default auto) and --dtype (default auto; `dtype_aliases` e.g. "--precision" for a
-// command that had that name first).
-void add_device_options(CLI::App* sub, std::string& device, std::string& dtype, const std::string& dtype_aliases = "");
+// Adds --device and --dtype (both default auto).
+void add_device_options(CLI::App* sub, std::string& device, std::string& dtype);
 
 // An option (or a model) given that runs on the CPU only; `why` completes "... does not run on the GPU
 // yet: <why>".
@@ -41,10 +40,11 @@ struct InferDevice {
 };
 
 // --device and --dtype as given, and what was given that runs on the CPU only: auto then picks the
-// CPU; an explicit cuda is an Error naming the first of them. --dtype bf16 on the CPU is an Error.
+// CPU; an explicit cuda is an Error naming the first of them. --dtype bf16 on the CPU is an Error
+// (naming `dtype_option`, the name the user gave).
 // Nothing is opened here (Backend does that).
 InferDevice resolve_infer_device(const std::string& device, const std::string& dtype,
-                                 const std::vector<CpuOnly>& cpu_only);
+                                 const std::vector<CpuOnly>& cpu_only, const std::string& dtype_option = "--dtype");
 
 // The model's fp32 host parameters uploaded to a GPU (and converted to bf16 for --dtype bf16) and a
 // DeviceDecodeModel over them, seen as a DecodeEngine. `lm` must outlive it (its host parameters
