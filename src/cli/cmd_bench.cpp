@@ -26,6 +26,7 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "cli/device_option.h"
 #include "cli/list_options.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
@@ -43,7 +44,7 @@ namespace {
 
 struct BenchOpts {
   std::string model, config, batches = "1", contexts = "1K", fill = "real", json, cross_decoder = "last";
-  std::string weights_dtype;
+  std::string weights_dtype, device, dtype;
   int64_t decode_tokens = 32, prefill_tokens = 512, chunk = 512, max_context = 0, warmup = 2, threads = 0;
   bool bandwidth = false, interleave = false;
 };
@@ -88,17 +89,19 @@ struct Config {
 
 class Bench {
  public:
-  Bench(const BenchOpts& o, DecodeModel& dm, int64_t vocab) : o_(o), dm_(dm), V_(vocab) {}
+  // `dm`: the CPU's model (the cross-decoder switch and --bandwidth use it), null on a GPU.
+  Bench(const BenchOpts& o, DecodeEngine& engine, DecodeModel* dm, int64_t vocab)
+      : o_(o), eng_(engine), dm_(dm), V_(vocab) {}
 
   // New states for `B` sequences, prefilled (timed) to the context or jumped to it.
   Config prepare(int64_t B, int64_t ctx) {
     Config c;
     c.batch = B;
     c.context = ctx;
-    for (int64_t b = 0; b < B; ++b) c.states.push_back(dm_.new_state());
+    for (int64_t b = 0; b < B; ++b) c.states.push_back(eng_.new_state());
     c.filled = o_.fill == "real" ? ctx : std::min(ctx, o_.prefill_tokens);
     std::vector<int32_t> prompt(size_t(std::max<int64_t>(1, std::min<int64_t>(c.filled, 1 << 16))));
-    last_.resize(size_t(dm_.vocab()));
+    last_.resize(size_t(eng_.vocab()));
     const double t0 = now_s(), c0 = cpu_s();
     for (auto& st : c.states) {
       // Prefill in pieces of at most 64K ids so a 1M-token context needs no 1M-token prompt buffer.
@@ -106,7 +109,7 @@ class Bench {
         const int64_t n = std::min<int64_t>(c.filled - done, int64_t(prompt.size()));
         for (int64_t i = 0; i < n; ++i) prompt[size_t(i)] = int32_t(rng_() % uint32_t(V_));
         done += n;
-        dm_.prefill(st, prompt.data(), n, nullptr, done == c.filled ? last_.data() : nullptr);
+        eng_.prefill(st, prompt.data(), n, nullptr, done == c.filled ? last_.data() : nullptr);
       }
     }
     c.prefill_s = now_s() - t0;
@@ -120,11 +123,12 @@ class Bench {
   Config prepare_compared(int64_t B, int64_t ctx, bool compare) {
     double all_s = -1, all_cpu_s = -1;
     if (compare) {
-      dm_.set_cross_decoder_skip(false);
+      SAMBALM_CHECK(dm_ != nullptr, "bench: --cross-decoder both runs on the CPU only");
+      dm_->set_cross_decoder_skip(false);
       const Config all = prepare(B, ctx);
       all_s = all.prefill_s;
       all_cpu_s = all.prefill_cpu_s;
-      dm_.set_cross_decoder_skip(true);
+      dm_->set_cross_decoder_skip(true);
     }
     Config c = prepare(B, ctx);
     c.prefill_all_s = all_s;
@@ -138,10 +142,11 @@ class Bench {
     ptrs_.clear();
     for (auto& st : c.states) ptrs_.push_back(&st);
     tok_.resize(B);
-    logits_.resize(B * size_t(dm_.vocab()));
+    logits_.resize(B * size_t(eng_.vocab()));
     for (auto& t : tok_) t = int32_t(rng_() % uint32_t(V_));
     const double w0 = now_s(), c0 = cpu_s();
-    dm_.step(ptrs_.data(), c.batch, tok_.data(), logits_.data());
+    // On a GPU the step returns once its logits are on the host: the time is the whole step's.
+    eng_.step(ptrs_.data(), c.batch, tok_.data(), logits_.data());
     const double w1 = now_s(), c1 = cpu_s();
     if (!timed) return;
     c.step_ms.push_back((w1 - w0) * 1e3);
@@ -155,12 +160,14 @@ class Bench {
   // float32 weights: one read of the step's bytes from the parameter buffer. Packed ones (bf16, f16,
   // q8): the float buffer and each packed matrix (data and scales) read as floats, the times added.
   double read_weights_seconds() {
-    if (dm_.param_floats() == dm_.param_count()) return read_seconds(dm_.params(), dm_.weight_bytes_per_token() / 4);
-    double t = read_seconds(dm_.params(), dm_.param_floats());
-    for (const auto& e : dm_.entries()) {
+    SAMBALM_CHECK(dm_ != nullptr, "bench: --bandwidth runs on the CPU only");
+    const DecodeModel& dm = *dm_;
+    if (dm.param_floats() == dm.param_count()) return read_seconds(dm.params(), dm.weight_bytes_per_token() / 4);
+    double t = read_seconds(dm.params(), dm.param_floats());
+    for (const auto& e : dm.entries()) {
       if (!e.packed) continue;
       // An untied embedding: one row per token, too little to time.
-      if (e.name == "embedding.weight" && !dm_.config().tied_embeddings) continue;
+      if (e.name == "embedding.weight" && !dm.config().tied_embeddings) continue;
       const PackedMatrix& m = *e.packed;
       t += read_seconds(static_cast<const float*>(m.data),
                         (m.bytes() - (m.scales ? 4 * m.rows * m.blocks_per_row() : 0)) / 4);
@@ -170,7 +177,8 @@ class Bench {
   }
 
   const BenchOpts& o_;
-  DecodeModel& dm_;
+  DecodeEngine& eng_;
+  DecodeModel* dm_;
   int64_t V_;
   std::mt19937 rng_{0};
   std::vector<DecodeState*> ptrs_;
@@ -183,9 +191,18 @@ int run(const BenchOpts& o) {
   const auto batches = parse_int_list(o.batches, "--batch", 1, kMaxBatch);
   const auto contexts = parse_int_list(o.contexts, "--context", 1, kMaxContext);
   if (!o.json.empty()) check_writable(o.json, "--json");
+  InferDevice where;
   {
     // Every configuration of one batch size holds its states at once with --interleave.
     const ModelConfig cfg = resolve_config(o.model, o.config);
+    std::vector<CpuOnly> cpu_only;
+    if (!o.weights_dtype.empty())
+      cpu_only.push_back({"--weights-dtype " + o.weights_dtype,
+                          "it is the CPU's packed weight format; --dtype sets the GPU's precision"});
+    if (cfg.sambay)
+      cpu_only.push_back({"SambaY model '" + cfg.name + "'", "its cross-decoder decodes on the CPU only"});
+    if (o.bandwidth) cpu_only.push_back({"--bandwidth", "it measures the host's memory bandwidth"});
+    where = resolve_infer_device(o.device, o.dtype, cpu_only);
     const int64_t B = *std::max_element(batches.begin(), batches.end());
     const int64_t copies = o.interleave ? int64_t(contexts.size()) : 1;
     const GenerationMemory m = estimate_generation_memory(cfg, o.max_context, B);
@@ -199,7 +216,9 @@ int run(const BenchOpts& o) {
                   longest, o.warmup, o.decode_tokens, cache);
     const int64_t need = m.total > std::numeric_limits<int64_t>::max() / copies ? m.total : m.total * copies;
     const int64_t avail = available_memory_bytes();
-    SAMBALM_CHECK(avail <= 0 || need <= avail,
+    // The host's memory holds the decode states on the CPU only (on a GPU a pool that does not fit is
+    // an error when it is allocated).
+    SAMBALM_CHECK(where.cuda() || avail <= 0 || need <= avail,
                   "bench: batch {}{} needs about {:.1f} MiB of decode states and scratch ({:.1f} MiB per sequence), "
                   "more than the {:.1f} MiB of memory available; lower --batch{}",
                   B, copies > 1 ? fmt::format(" x {} interleaved contexts", copies) : "", double(need) / (1 << 20),
@@ -207,8 +226,8 @@ int run(const BenchOpts& o) {
                   copies > 1 ? " or give fewer contexts" : "");
   }
   apply_threads(o.threads);
-  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
-  warn_if_packed_weights_are_slow(lm.params);
+  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = !where.cuda(), .weights_dtype = o.weights_dtype});
+  if (!where.cuda()) warn_if_packed_weights_are_slow(lm.params);
   const ModelConfig& cfg = lm.config;
   DecodeOptions dopt;
   dopt.chunk = o.chunk;
@@ -216,16 +235,33 @@ int run(const BenchOpts& o) {
   dopt.max_context = o.max_context;
   // Interleaved, every context's states live at once; otherwise one context's at a time.
   dopt.slots = dopt.max_batch * (o.interleave ? static_cast<int64_t>(contexts.size()) : 1);
-  DecodeModel dm(cfg, lm.params.entries(), lm.params.data(), dopt);
-  dm.set_cross_decoder_skip(o.cross_decoder != "all");
+  // The engine: the CPU's DecodeModel, or a GPU's DeviceDecodeModel (its states in device memory).
+  std::unique_ptr<DecodeModel> cpu_dm;
+  std::unique_ptr<GpuDecoder> gpu;
+  if (where.cuda()) {
+    gpu = std::make_unique<GpuDecoder>(where, lm, dopt);
+  } else {
+    cpu_dm = std::make_unique<DecodeModel>(cfg, lm.params.entries(), lm.params.data(), dopt);
+    cpu_dm->set_cross_decoder_skip(o.cross_decoder != "all");
+  }
+  std::unique_ptr<DecodeEngine> cpu_engine;
+  if (cpu_dm) cpu_engine = std::make_unique<DecodeEngineOf<DecodeModel>>(*cpu_dm);
+  DecodeEngine& engine = gpu ? gpu->engine() : *cpu_engine;
   const bool compare = cfg.sambay && o.cross_decoder == "both";
-  const double wbytes = double(dm.weight_bytes_per_token());
+  const int64_t n_params = cpu_dm ? cpu_dm->param_count() : static_cast<int64_t>(lm.params.size());
+  const double wbytes = cpu_dm ? double(cpu_dm->weight_bytes_per_token()) : 0.0;
   Bandwidth bw;
   if (o.bandwidth) bw = measure_bandwidth();
 
-  std::printf("model %s (%s), %.1fM parameters, weights (%s) read per token %.1f MB, %d threads\n", cfg.name.c_str(),
-              cfg.layer_pattern().c_str(), double(dm.param_count()) / 1e6, dm.weight_formats().c_str(), wbytes / 1e6,
-              omp_get_max_threads());
+  if (gpu)
+    std::printf("model %s (%s), %.1fM parameters, device %s, parameters in device memory %.1f MB, %d host threads\n",
+                cfg.name.c_str(), cfg.layer_pattern().c_str(), double(n_params) / 1e6, gpu->describe().c_str(),
+                double(gpu->param_bytes()) / 1e6, omp_get_max_threads());
+  else
+    std::printf("model %s (%s), %.1fM parameters, weights (%s) read per token %.1f MB, %d threads\n", cfg.name.c_str(),
+                cfg.layer_pattern().c_str(), double(n_params) / 1e6, cpu_dm->weight_formats().c_str(), wbytes / 1e6,
+                omp_get_max_threads());
+
   if (o.bandwidth)
     std::printf(
         "memory bandwidth (512 MiB buffer, before decoding): read %.1f GB/s, memcpy %.1f GB/s; '%% bound'\n"
@@ -234,8 +270,8 @@ int run(const BenchOpts& o) {
   if (o.interleave) std::printf("interleaved: each round times one step of every context, in a rotated order\n");
   std::printf("%6s %9s %5s %12s %10s %10s %10s %11s %10s %10s %10s\n", "batch", "context", "fill", "prefill t/s",
               "step ms", "min ms", "cpu ms", "decode t/s", "% bound", "state MiB", "peak MiB");
-  const int64_t V = std::min<int64_t>(cfg.vocab_size > 0 ? cfg.vocab_size : dm.vocab(), dm.vocab());
-  Bench bench(o, dm, V);
+  const int64_t V = std::min<int64_t>(cfg.vocab_size > 0 ? cfg.vocab_size : engine.vocab(), engine.vocab());
+  Bench bench(o, engine, cpu_dm.get(), V);
   nlohmann::json rows = nlohmann::json::array();
 
   auto report = [&](const Config& c) {
@@ -318,18 +354,20 @@ int run(const BenchOpts& o) {
       std::printf("%6s spread of the step medians over the contexts (max/min - 1): %.1f%%\n", "", 100 * (hi / lo - 1));
   }
   if (!o.json.empty()) {
-    nlohmann::json j = {{"model", cfg.name},
-                        {"layer_pattern", cfg.layer_pattern()},
-                        {"local_window", cfg.local_window},
-                        {"parameters", dm.param_count()},
-                        {"weight_bytes_per_token", dm.weight_bytes_per_token()},
-                        {"weight_formats", dm.weight_formats()},
-                        {"threads", omp_get_max_threads()},
-                        {"decode_tokens", o.decode_tokens},
-                        {"warmup", o.warmup},
-                        {"chunk", o.chunk},
-                        {"interleaved", o.interleave},
-                        {"rows", rows}};
+    nlohmann::json j = {
+        {"model", cfg.name},
+        {"layer_pattern", cfg.layer_pattern()},
+        {"local_window", cfg.local_window},
+        {"device", gpu ? gpu->describe() : std::string("cpu")},
+        {"parameters", n_params},
+        {"weight_bytes_per_token", cpu_dm ? nlohmann::json(cpu_dm->weight_bytes_per_token()) : nlohmann::json()},
+        {"weight_formats", cpu_dm ? cpu_dm->weight_formats() : std::string(precision_name(where.precision))},
+        {"threads", omp_get_max_threads()},
+        {"decode_tokens", o.decode_tokens},
+        {"warmup", o.warmup},
+        {"chunk", o.chunk},
+        {"interleaved", o.interleave},
+        {"rows", rows}};
     if (o.bandwidth) j["bandwidth"] = {{"read_gbs", bw.read_gbs}, {"memcpy_gbs", bw.memcpy_gbs}};
     write_file_atomic(o.json, j.dump(2) + "\n");
   }
@@ -358,7 +396,11 @@ Action add(CLI::App& app) {
       "per-token time across contexts on a shared machine. 'min ms' is the fastest step; 'cpu ms' the median\n"
       "process CPU time of a step (all threads; excludes time the OS gave to other processes).\n"
       "OpenMP's wait policy defaults to passive (threads sleep when idle instead of spinning), which keeps\n"
-      "timings sane on cores shared with other work; set OMP_WAIT_POLICY=active to measure the other way.");
+      "timings sane on cores shared with other work; set OMP_WAIT_POLICY=active to measure the other way.\n"
+      "GPU (--device cuda): the same table, the first line naming the device and --dtype; a step's time includes\n"
+      "bringing its logits to the host. 'cpu ms' and 'peak MiB' are the host process's. --weights-dtype,\n"
+      "--bandwidth and SambaY models run on the CPU only: --device auto then chooses the CPU, --device cuda\n"
+      "is an error.");
   sub->add_option("--model,-m", o->model, "Preset name, model directory or weights file")->required();
   sub->add_option("--config", o->config, "config.json or preset for a bare weights file");
   sub->add_option("--batch", o->batches, "Batch sizes, e.g. 1,8,32")
@@ -386,6 +428,7 @@ Action add(CLI::App& app) {
                     0, 1 << 30);
   in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
   add_weights_dtype_option(sub, o->weights_dtype);
+  add_device_options(sub, o->device, o->dtype);
   sub->add_flag("--bandwidth", o->bandwidth, "Measure memory bandwidth and show the decode bound");
   sub->add_flag("--interleave", o->interleave,
                 "Hold every context's states at once and time their steps round-robin (see below)");

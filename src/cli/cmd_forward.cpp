@@ -16,6 +16,7 @@
 
 #include "cli/command.h"
 #include "cli/config_option.h"
+#include "cli/device_option.h"
 #include "cli/options.h"
 #include "cli/weights_option.h"
 #include "core/error.h"
@@ -36,7 +37,7 @@ constexpr int64_t kAutoBatchBytes = int64_t(1) << 30;
 constexpr int64_t kMaxBatchSize = 1 << 20;
 
 struct ForwardOpts {
-  std::string model, config, inputs, out, device = "auto", precision = "auto", weights_dtype;
+  std::string model, config, inputs, out, device, dtype, precision, weights_dtype;
   int64_t batch_size = 0;  // 0 = automatic
   bool acts = false, no_logits = false, row_losses = false;
 };
@@ -108,8 +109,18 @@ const float* host_view(const Context& ctx, const float* p, int64_t n, std::vecto
 
 int run(const ForwardOpts& o) {
   check_config_option(o.model, o.config, "--model");
-  // Packed (bf16/f16/q8) matrices run on the CPU only for now: on a GPU every weight loads as float32.
-  const bool on_cpu = parse_device(o.device).device == Device::CPU;
+  // Packed (bf16/f16/q8) matrices run on the CPU only for now: on a GPU every weight loads as float32,
+  // and --weights-dtype chooses the CPU (an error with --device cuda).
+  std::vector<CpuOnly> cpu_only;
+  if (!o.weights_dtype.empty())
+    cpu_only.push_back({"--weights-dtype " + o.weights_dtype,
+                        "it is the CPU's packed weight format; --dtype sets the GPU's precision"});
+  // --precision is --dtype's other name (train's): the value given, named as given in errors.
+  SAMBALM_CHECK(o.precision.empty() || o.dtype == "auto" || o.dtype == o.precision,
+                "--dtype {} and --precision {}: one option under two names, give one", o.dtype, o.precision);
+  const InferDevice where = o.precision.empty() ? resolve_infer_device(o.device, o.dtype, cpu_only)
+                                                : resolve_infer_device(o.device, o.precision, cpu_only, "--precision");
+  const bool on_cpu = !where.cuda();
   LoadedModel lm = load_model(o.model, o.config, {.keep_packed = on_cpu, .weights_dtype = o.weights_dtype});
   warn_if_packed_weights_are_slow(lm.params);
   auto in = read_safetensors(o.inputs);
@@ -144,9 +155,8 @@ int run(const ForwardOpts& o) {
   if (o.acts)
     for (int64_t i = 0; i < L; ++i) decl.push_back({"act." + std::to_string(i), {B, Tn, d}});
   // The device is opened before the output file exists, so a bad --device leaves no file behind.
-  const DeviceSpec spec = parse_device(o.device);
-  const Precision precision = parse_precision(o.precision, spec.device);
-  Backend backend(spec);
+  const Precision precision = where.precision;
+  Backend backend(where.spec);
   const Context& ctx = backend.context();
   const ops::Mirror<float> params(ctx, lm.params.data(), static_cast<int64_t>(lm.params.size()));
   F32SafetensorsStream out(o.out, decl);
@@ -214,7 +224,10 @@ Action add(CLI::App& app) {
       "at least 1); the outputs are those of one pass over all rows. Logits are streamed to the file as each\n"
       "micro-batch finishes; --acts keeps every block's output in memory until the end.\n"
       "Example (score a large file, loss only):\n"
-      "  sambalm forward -m run/model -i val.safetensors -o scores.safetensors --no-logits --row-losses",
+      "  sambalm forward -m run/model -i val.safetensors -o scores.safetensors --no-logits --row-losses\n"
+      "GPU (--device cuda): the forward runs on the GPU in --dtype (or --precision, its other name); in bf16 the\n"
+      "logits are written as F32 from bf16. --weights-dtype (the CPU's packed formats) runs on the CPU only:\n"
+      "--device auto then chooses the CPU, --device cuda is an error.",
       kAutoBatchBytes >> 20));
   sub->add_option("--model,-m", o->model, "Preset name, model directory, or weights file")->required();
   sub->add_option("--config", o->config,
@@ -227,16 +240,9 @@ Action add(CLI::App& app) {
   sub->add_flag("--row-losses", o->row_losses, "Also write each row's mean loss (row_losses, [B]); needs targets");
   sub->add_flag("--acts", o->acts, "Also write each block's output (act.<i>)");
   add_weights_dtype_option(sub, o->weights_dtype);
-  sub->add_option("--device", o->device,
-                  "cpu, cuda, cuda:N, or auto (the first GPU when this build has the CUDA backend and one is "
-                  "visible, else the CPU)")
-      ->capture_default_str();
-  sub->add_option("--precision", o->precision,
-                  "bf16 (GPU only: bf16 weights, activations and GEMMs; fp32 residual stream, norms' statistics and "
-                  "scan state; the logits are written as F32 from bf16), fp32, or auto (bf16 on a GPU, fp32 on "
-                  "the CPU)")
-      ->check(CLI::IsMember({"bf16", "fp32", "auto"}))
-      ->capture_default_str();
+  add_device_options(sub, o->device, o->dtype);
+  sub->add_option("--precision", o->precision, "The same as --dtype (the name `sambalm train` gives it)")
+      ->check(CLI::IsMember({"bf16", "fp32", "auto"}));
   return [o] { return run(*o); };
 }
 

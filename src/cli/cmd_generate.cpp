@@ -5,13 +5,16 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/command.h"
+#include "cli/device_option.h"
 #include "cli/options.h"
 #include "cli/run_env.h"
 #include "cli/weights_option.h"
@@ -27,7 +30,7 @@ namespace {
 
 struct GenOpts {
   std::string model, config, tokenizer, prompt, prompt_file, prompt_ids, prompts_file, load_state, save_state;
-  std::string weights_dtype;
+  std::string weights_dtype, device, dtype;
   int64_t batch = 1, chunk = 512, max_context = 0, threads = 0;
   bool json = false, interactive = false, bos = false, ignore_eos = false, quiet = false;
   bool top_k_given = false, sampling_asked = false;
@@ -108,7 +111,10 @@ void print_text(size_t, std::string_view t) {
 
 // One line per turn. Lines starting with '/' are commands (a line starting with "//" is sent as text,
 // less its first '/'); a failing command or turn is reported and the session goes on.
-void interactive(Generator& g, Session& s, DecodeModel& dm, const GenOpts& o) {
+// `save` writes a session's state to a file (the CPU's or the GPU's model).
+using SaveState = std::function<void(const std::string& path, const Session& s)>;
+
+void interactive(Generator& g, Session& s, const SaveState& save, const GenOpts& o) {
   std::fprintf(stderr,
                "interactive: type a line; /reset forgets the context, /save FILE writes the state, /quit ends "
                "(Ctrl-C stops a reply)\n");
@@ -130,7 +136,7 @@ void interactive(Generator& g, Session& s, DecodeModel& dm, const GenOpts& o) {
         const size_t a = line.find_first_not_of(' ', 5);
         SAMBALM_CHECK(a != std::string::npos, "/save needs a file name: /save FILE");
         const std::string path = line.substr(a);
-        save_decode_state(path, dm, s.state, s.history, s.pending.size());
+        save(path, s);
         std::fprintf(stderr, "saved %s (%lld tokens)\n", path.c_str(), (long long)s.history.size());
         continue;
       } else if (!line.empty() && line[0] == '/') {
@@ -175,12 +181,22 @@ int run(GenOpts& o) {
   if (!o.top_k_given) o.gen.sampling.top_k = o.sampling_asked && o.gen.sampling.temperature > 0 ? 0 : 1;
   o.gen.stop_at_eos = !o.ignore_eos;
   o.gen.interrupt = &g_interrupted;
-  check_memory(resolve_config(o.model, o.config), o.max_context, o.batch);
+  const ModelConfig cfg0 = resolve_config(o.model, o.config);
+  std::vector<CpuOnly> cpu_only;
+  if (!o.weights_dtype.empty())
+    cpu_only.push_back({"--weights-dtype " + o.weights_dtype,
+                        "it is the CPU's packed weight format; --dtype sets the GPU's precision"});
+  if (cfg0.sambay)
+    cpu_only.push_back({"SambaY model '" + cfg0.name + "'", "its cross-decoder decodes on the CPU only"});
+  const InferDevice where = resolve_infer_device(o.device, o.dtype, cpu_only);
+  // The host's memory holds the decode states on the CPU only (a GPU's pool that does not fit is an
+  // error when it is allocated).
+  if (!where.cuda()) check_memory(cfg0, o.max_context, o.batch);
   apply_threads(o.threads);
 
-  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = true, .weights_dtype = o.weights_dtype});
+  LoadedModel lm = load_model(o.model, o.config, {.keep_packed = !where.cuda(), .weights_dtype = o.weights_dtype});
 
-  warn_if_packed_weights_are_slow(lm.params);
+  if (!where.cuda()) warn_if_packed_weights_are_slow(lm.params);
   if (lm.weights_path.empty())
     std::fprintf(stderr,
                  "warning: '%s' is a preset or a config, not trained weights: the parameters are random (seed 0), so "
@@ -198,14 +214,32 @@ int run(GenOpts& o) {
       if (!line.empty()) prompt_lines.push_back(line);
     SAMBALM_CHECK(!prompt_lines.empty(), "{}: no prompts (one per line expected)", o.prompts_file);
   }
-  if (prompt_lines.size() > 1) check_memory(lm.config, o.max_context, int64_t(prompt_lines.size()));
+  if (prompt_lines.size() > 1 && !where.cuda()) check_memory(lm.config, o.max_context, int64_t(prompt_lines.size()));
   DecodeOptions dopt;
   dopt.chunk = o.chunk;
   dopt.max_context = o.max_context;
   // The pool of decode states and the step's buffers are sized once for that many sequences.
   dopt.max_batch = dopt.slots = prompt_lines.empty() ? o.batch : static_cast<int64_t>(prompt_lines.size());
-  DecodeModel dm(lm.config, lm.params.entries(), lm.params.data(), dopt);
-  Generator g(dm, tok.get());
+  // The engine: the CPU's DecodeModel, or a GPU's DeviceDecodeModel (parameters uploaded once; the
+  // logits of each call come back to the host, where the sampler runs).
+  std::unique_ptr<DecodeModel> cpu_dm;
+  std::unique_ptr<GpuDecoder> gpu;
+  std::unique_ptr<Generator> gen;
+  if (where.cuda()) {
+    gpu = std::make_unique<GpuDecoder>(where, lm, dopt);
+    if (!o.quiet) std::fprintf(stderr, "device %s\n", gpu->describe().c_str());
+    gen = std::make_unique<Generator>(gpu->engine(), tok.get());
+  } else {
+    cpu_dm = std::make_unique<DecodeModel>(lm.config, lm.params.entries(), lm.params.data(), dopt);
+    gen = std::make_unique<Generator>(*cpu_dm, tok.get());
+  }
+  Generator& g = *gen;
+  const SaveState save = [&](const std::string& path, const Session& s) {
+    if (gpu)
+      save_decode_state(path, gpu->state_target(), s.state, s.history, s.pending.size());
+    else
+      save_decode_state(path, *cpu_dm, s.state, s.history, s.pending.size());
+  };
 
   std::vector<std::vector<int32_t>> prompts;
   if (!o.prompt_ids.empty()) {
@@ -225,8 +259,13 @@ int run(GenOpts& o) {
 
   std::vector<Session> sessions;
   for (size_t i = 0; i < std::max<size_t>(prompts.size(), 1); ++i) sessions.push_back(g.new_session());
-  if (!o.load_state.empty())
-    load_decode_state(o.load_state, dm, sessions[0].state, sessions[0].history, &sessions[0].pending);
+  if (!o.load_state.empty()) {
+    if (gpu)
+      load_decode_state(o.load_state, gpu->state_target(), sessions[0].state, sessions[0].history,
+                        &sessions[0].pending);
+    else
+      load_decode_state(o.load_state, *cpu_dm, sessions[0].state, sessions[0].history, &sessions[0].pending);
+  }
 
   catch_sigint();
   bool interrupted = false;
@@ -236,7 +275,7 @@ int run(GenOpts& o) {
       g.run(ss, prompts, o.gen, print_text);
       std::printf("\n");
     }
-    interactive(g, sessions[0], dm, o);
+    interactive(g, sessions[0], save, o);
   } else {
     std::vector<Session*> ss;
     for (auto& s : sessions) ss.push_back(&s);
@@ -275,7 +314,7 @@ int run(GenOpts& o) {
   }
   if (!o.save_state.empty()) {
     const Session& s = sessions[0];
-    save_decode_state(o.save_state, dm, s.state, s.history, s.pending.size());
+    save(o.save_state, s);
     if (!o.quiet)
       std::fprintf(stderr, "saved decode state to %s (%lld tokens)\n", o.save_state.c_str(),
                    (long long)s.history.size());
@@ -305,7 +344,11 @@ Action add(CLI::App& app) {
       "Interactive (-i): one line per turn, the state kept between turns; /reset, /save FILE, /quit; a line\n"
       "starting with // is sent as text starting with /. Ctrl-C stops a reply, Ctrl-C at the prompt ends.\n"
       "Threads: OpenMP's wait policy defaults to passive here (threads sleep instead of spinning when idle),\n"
-      "which keeps decoding fast on cores shared with other work; set OMP_WAIT_POLICY to choose otherwise.");
+      "which keeps decoding fast on cores shared with other work; set OMP_WAIT_POLICY to choose otherwise.\n"
+      "GPU (--device cuda): prefill and decoding run on the GPU in --dtype (bf16 by default; fp32 gives the\n"
+      "CPU's tokens), the logits of the last position come back to the host, where the sampler runs. State files\n"
+      "load and save across devices. --weights-dtype (the CPU's packed formats) and SambaY models run on the\n"
+      "CPU only: with --device auto they choose the CPU, with --device cuda they are an error.");
   sub->add_option("--model,-m", o->model,
                   "Model directory or weights file; a preset name or config .json gives random weights")
       ->required();
@@ -352,6 +395,7 @@ Action add(CLI::App& app) {
       1 << 30);
   in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
   add_weights_dtype_option(sub, o->weights_dtype);
+  add_device_options(sub, o->device, o->dtype);
   sub->add_flag("--json", o->json, "Print ids, text and timings as JSON");
   sub->add_flag("--interactive,-i", o->interactive, "Chat-style loop keeping the state between turns");
   sub->add_option("--load-state", o->load_state, "Resume from a decode state file (a prompt is optional)");

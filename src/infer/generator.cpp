@@ -161,7 +161,10 @@ std::string_view SequenceDecoder::next(const float* logits, int64_t n, std::vect
   return std::string_view(text_).substr(from, safe - from);
 }
 
-Generator::Generator(DecodeModel& model, const Tokenizer* tok) : model_(model), tok_(tok) {}
+Generator::Generator(DecodeModel& model, const Tokenizer* tok)
+    : own_(std::make_unique<DecodeEngineOf<DecodeModel>>(model)), model_(*own_), tok_(tok) {}
+
+Generator::Generator(DecodeEngine& engine, const Tokenizer* tok) : model_(engine), tok_(tok) {}
 
 std::vector<int32_t> Generator::encode(std::string_view text, bool add_bos, const std::string& input) const {
   SAMBALM_CHECK(tok_ != nullptr, "generate: a text prompt needs a tokenizer (none found; pass --tokenizer)");

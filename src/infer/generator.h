@@ -111,11 +111,45 @@ int64_t sampling_vocab(const ModelConfig& cfg, int64_t padded_vocab, const Token
 // The id that ends a sequence: opt.eos_id when >= 0, else the tokenizer's eos, else -1.
 int32_t end_id(const GenerateOptions& opt, const Tokenizer* tok);
 
+// What a Generator needs of a decode model: DecodeModel (the CPU engine) or DeviceDecodeModel<T> (a
+// GPU's), through DecodeEngineOf. The calls are theirs (decode_model.h): logits are host arrays.
+class DecodeEngine {
+ public:
+  virtual ~DecodeEngine() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual int64_t vocab() const = 0;
+  virtual const std::shared_ptr<const DecodeLayout>& layout() const = 0;
+  virtual DecodeState new_state() = 0;
+  virtual void prefill(DecodeState& st, const int32_t* tokens, int64_t n, float* all_logits, float* last_logits) = 0;
+  virtual void step(DecodeState* const* states, int64_t B, const int32_t* tokens, float* logits) = 0;
+};
+
+template <typename M>
+class DecodeEngineOf final : public DecodeEngine {
+ public:
+  explicit DecodeEngineOf(M& m) : m_(m) {}
+  const ModelConfig& config() const override { return m_.config(); }
+  int64_t vocab() const override { return m_.vocab(); }
+  const std::shared_ptr<const DecodeLayout>& layout() const override { return m_.layout(); }
+  DecodeState new_state() override { return m_.new_state(); }
+  void prefill(DecodeState& st, const int32_t* tokens, int64_t n, float* all_logits, float* last_logits) override {
+    m_.prefill(st, tokens, n, all_logits, last_logits);
+  }
+  void step(DecodeState* const* states, int64_t B, const int32_t* tokens, float* logits) override {
+    m_.step(states, B, tokens, logits);
+  }
+
+ private:
+  M& m_;
+};
+
 class Generator {
  public:
   using TextCallback = std::function<void(size_t seq, std::string_view text)>;
   // `tok` may be null (ids in, ids out; stop strings then never match).
   Generator(DecodeModel& model, const Tokenizer* tok);
+  // Any engine (a GPU's); it must outlive the Generator.
+  Generator(DecodeEngine& engine, const Tokenizer* tok);
 
   Session new_session() const { return Session(model_.new_state()); }
   // Prompt ids of a text (Error: empty or too long is checked in run()).
@@ -130,7 +164,8 @@ class Generator {
   void flush_pending(Session& s);
 
  private:
-  DecodeModel& model_;
+  std::unique_ptr<DecodeEngine> own_;  // the adapter of a DecodeModel
+  DecodeEngine& model_;
   const Tokenizer* tok_;
   GenerationStats stats_;
   std::vector<float> logits_;
