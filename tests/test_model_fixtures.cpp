@@ -15,22 +15,13 @@ using namespace sambalm;
 
 namespace {
 
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> v(t.numel());
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
-  return v;
-}
-
 void check_case(const std::string& name, bool has_acts_and_grads) {
-  const std::string dir = test::fixtures_dir() + "/" + name;
-  ModelConfig cfg = ModelConfig::from_json_file(dir + "/config.json");
-  auto sd = read_state_dict(dir + "/model.safetensors");
-  ParamStore params = load_params(cfg, sd, dir + "/model.safetensors");
-  auto expected = read_safetensors(dir + "/expected.safetensors");
-  const Tensor& in = expected.get("input_ids");
-  const int64_t B = in.dim(0), Tn = in.dim(1), V = cfg.padded_vocab_size, d = cfg.n_embd;
-  auto tokens = ids_of(in);
-  auto targets = ids_of(expected.get("targets"));
+  const test::ModelFixture fx = test::load_model_fixture(name);
+  const ModelConfig& cfg = fx.cfg;
+  const ParamStore& params = fx.params;
+  const SafetensorsFile& expected = fx.expected;
+  const auto &tokens = fx.tokens, &targets = fx.targets;
+  const int64_t B = fx.B, Tn = fx.T, V = cfg.padded_vocab_size, d = cfg.n_embd;
 
   Model<float> model(cfg, params.entries());
   double loss = model.forward(params.data(), tokens.data(), targets.data(), B, Tn);
@@ -49,7 +40,7 @@ void check_case(const std::string& name, bool has_acts_and_grads) {
 
   ParamStore grads(param_specs(cfg));
   model.backward(params.data(), grads.data());
-  WeightFormat fmt = detect_weight_format(sd, dir);
+  WeightFormat fmt = detect_weight_format(fx.state_dict, fx.dir);
   std::set<std::string> compared;
   for (auto& [ext_name, g] : export_params(cfg, grads, fmt)) {
     if (!expected.has("grad." + ext_name)) continue;

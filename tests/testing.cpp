@@ -15,6 +15,8 @@
 
 #include "io/file.h"
 #include "io/safetensors.h"
+#include "io/state_dict.h"
+#include "model/weights.h"
 
 namespace sambalm::test {
 
@@ -24,6 +26,27 @@ std::string fixtures_dir() {
 }
 
 bool fixtures_available() { return std::filesystem::exists(fixtures_dir() + "/samba_tiny/config.json"); }
+
+std::vector<int32_t> ids_of(const Tensor& t) {
+  std::vector<int32_t> v(t.numel());
+  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
+  return v;
+}
+
+ModelFixture load_model_fixture(const std::string& name) {
+  ModelFixture f;
+  f.dir = fixtures_dir() + "/" + name;
+  f.cfg = ModelConfig::from_json_file(f.dir + "/config.json");
+  f.state_dict = read_state_dict(f.dir + "/model.safetensors");
+  f.params = load_params(f.cfg, f.state_dict, f.dir + "/model.safetensors");
+  f.expected = read_safetensors(f.dir + "/expected.safetensors");
+  const Tensor& in = f.expected.get("input_ids");
+  f.B = in.dim(0);
+  f.T = in.dim(1);
+  f.tokens = ids_of(in);
+  if (f.expected.has("targets")) f.targets = ids_of(f.expected.get("targets"));
+  return f;
+}
 
 double rel_error(const float* a, const float* b, int64_t n) {
   double maxdiff = 0, maxb = 0;

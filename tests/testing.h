@@ -5,8 +5,10 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
+#include "io/safetensors.h"
 #include "model/config.h"
 #include "model/params.h"
 
@@ -29,6 +31,22 @@ bool fixtures_available();
 // max |a - b| / max |b| (the fixtures README's measure). Shapes must match (numel).
 double rel_error(const float* a, const float* b, int64_t n);
 double rel_error(const Tensor& a, const Tensor& b);
+
+// A model fixture (fixtures/<name>: config.json, model.safetensors, expected.safetensors): its config,
+// its weights as float32 parameters with the state dict they came from (which tells the weight format),
+// the expected outputs, and their input_ids / targets [B, T] as int32 token ids.
+struct ModelFixture {
+  std::string dir;
+  ModelConfig cfg;
+  std::map<std::string, Tensor> state_dict;
+  ParamStore params;
+  SafetensorsFile expected;
+  std::vector<int32_t> tokens, targets;
+  int64_t B = 0, T = 0;
+};
+ModelFixture load_model_fixture(const std::string& name);
+// A tensor of int64 token ids (a fixture's input_ids / targets) as int32.
+std::vector<int32_t> ids_of(const Tensor& t);
 
 // A fresh empty directory under the system temp dir, removed at process exit.
 std::string temp_dir(const std::string& tag);

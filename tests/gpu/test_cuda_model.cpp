@@ -19,12 +19,6 @@ namespace {
 
 using namespace testing_gpu;
 
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> v(t.numel());
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
-  return v;
-}
-
 std::vector<float> download(const float* p, int64_t n) {
   std::vector<float> v(n);
   ops::download(gpu(), v.data(), p, sizeof(float) * n);
@@ -32,15 +26,12 @@ std::vector<float> download(const float* p, int64_t n) {
 }
 
 void check_case(const std::string& name, bool has_acts_and_grads) {
-  const std::string dir = test::fixtures_dir() + "/" + name;
-  ModelConfig cfg = ModelConfig::from_json_file(dir + "/config.json");
-  auto sd = read_state_dict(dir + "/model.safetensors");
-  ParamStore params = load_params(cfg, sd, dir + "/model.safetensors");
-  auto expected = read_safetensors(dir + "/expected.safetensors");
-  const Tensor& in = expected.get("input_ids");
-  const int64_t B = in.dim(0), Tn = in.dim(1), V = cfg.padded_vocab_size, d = cfg.n_embd;
-  auto tokens = ids_of(in);
-  auto targets = ids_of(expected.get("targets"));
+  const test::ModelFixture fx = test::load_model_fixture(name);
+  const ModelConfig& cfg = fx.cfg;
+  const ParamStore& params = fx.params;
+  const SafetensorsFile& expected = fx.expected;
+  const auto &tokens = fx.tokens, &targets = fx.targets;
+  const int64_t B = fx.B, Tn = fx.T, V = cfg.padded_vocab_size, d = cfg.n_embd;
 
   const int64_t P = static_cast<int64_t>(params.size());
   DeviceBuffer<float> d_params(std::vector<float>(params.data(), params.data() + P));
@@ -64,7 +55,7 @@ void check_case(const std::string& name, bool has_acts_and_grads) {
   model.backward(d_params.get(), d_grads.get());
   ParamStore grads(param_specs(cfg));
   ops::download(gpu(), grads.data(), d_grads.get(), sizeof(float) * P);
-  WeightFormat fmt = detect_weight_format(sd, dir);
+  WeightFormat fmt = detect_weight_format(fx.state_dict, fx.dir);
   std::set<std::string> compared;
   for (auto& [ext_name, g] : export_params(cfg, grads, fmt)) {
     if (!expected.has("grad." + ext_name)) continue;

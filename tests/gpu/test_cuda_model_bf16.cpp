@@ -30,12 +30,6 @@ using namespace testing_gpu;
 
 constexpr double kLogitsTol = 2e-2, kLossTol = 1e-2, kGradTol = 5e-2;
 
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> v(t.numel());
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
-  return v;
-}
-
 template <typename T>
 std::vector<float> download_f32(const T* p, int64_t n) {
   std::vector<T> v(n);
@@ -58,15 +52,12 @@ double max_rel(const std::vector<float>& got, const float* want, int64_t n) {
 }
 
 void check_case(const std::string& name, bool has_acts) {
-  const std::string dir = test::fixtures_dir() + "/" + name;
-  ModelConfig cfg = ModelConfig::from_json_file(dir + "/config.json");
-  auto sd = read_state_dict(dir + "/model.safetensors");
-  ParamStore params = load_params(cfg, sd, dir + "/model.safetensors");
-  auto expected = read_safetensors(dir + "/expected.safetensors");
-  const Tensor& in = expected.get("input_ids");
-  const int64_t B = in.dim(0), Tn = in.dim(1), V = cfg.padded_vocab_size, d = cfg.n_embd;
-  auto tokens = ids_of(in);
-  auto targets = ids_of(expected.get("targets"));
+  const test::ModelFixture fx = test::load_model_fixture(name);
+  const ModelConfig& cfg = fx.cfg;
+  const ParamStore& params = fx.params;
+  const SafetensorsFile& expected = fx.expected;
+  const auto &tokens = fx.tokens, &targets = fx.targets;
+  const int64_t B = fx.B, Tn = fx.T, V = cfg.padded_vocab_size, d = cfg.n_embd;
 
   const int64_t P = static_cast<int64_t>(params.size());
   const std::vector<float> host(params.data(), params.data() + P);
