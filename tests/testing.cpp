@@ -1,7 +1,9 @@
 #include "testing.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "io/file.h"
 #include "io/safetensors.h"
@@ -126,6 +129,29 @@ int sh(const std::string& command, std::string* output) {
   int status = pclose(p);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::vector<std::string> split_args(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> a;
+  for (std::string w; in >> w;) a.push_back(w);
+  return a;
+}
+
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+    std::vector<char*> argv;
+    std::string prog = SAMBALM_CLI_PATH;
+    argv.push_back(prog.data());
+    for (auto& s : const_cast<std::vector<std::string>&>(args)) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    execv(prog.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
 }
 
 double worst_tensor_error(const std::string& a_path, const std::string& b_path, double tol) {

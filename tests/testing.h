@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/types.h>
 
 #include <map>
 #include <string>
@@ -74,6 +75,11 @@ void fill_random_params(ParamStore& store, uint64_t seed);
 int run_cli(const std::string& args, std::string* output = nullptr);
 // Runs a shell command line; returns its exit code (128 + signal when killed) and stdout+stderr.
 int sh(const std::string& command, std::string* output);
+// Splits a command line at whitespace (no quoting) into the arguments for spawn_cli.
+std::vector<std::string> split_args(const std::string& line);
+// Starts the sambalm binary with `args` in a child process, no shell between (the pid is the program's
+// own, for tests that signal it mid-run), its stdout and stderr appended to `log`; returns the pid.
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log);
 
 // max |a - b| / max |b| over each tensor of two safetensors files (the same names); each is expected
 // within `tol`; returns the worst (and prints it).
