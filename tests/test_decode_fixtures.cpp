@@ -23,23 +23,7 @@ std::vector<float> decode_logits(const LoadedModel& lm, const std::vector<int32_
   opt.chunk = chunk;
   opt.slots = B;
   DecodeModel dm(lm.config, lm.params.entries(), lm.params.data(), opt);
-  const int64_t V = dm.vocab();
-  std::vector<float> got(B * Tn * V);
-  std::vector<DecodeState> states;
-  std::vector<DecodeState*> ptrs;
-  for (int64_t b = 0; b < B; ++b) states.push_back(dm.new_state());
-  for (int64_t b = 0; b < B; ++b) {
-    ptrs.push_back(&states[b]);
-    dm.prefill(states[b], tok.data() + b * Tn, split, got.data() + b * Tn * V, nullptr);
-  }
-  std::vector<float> logits(B * V);
-  std::vector<int32_t> next(B);
-  for (int64_t t = split; t < Tn; ++t) {
-    for (int64_t b = 0; b < B; ++b) next[b] = tok[b * Tn + t];
-    dm.step(ptrs.data(), B, next.data(), logits.data());
-    for (int64_t b = 0; b < B; ++b) std::copy_n(logits.data() + b * V, V, got.data() + (b * Tn + t) * V);
-  }
-  return got;
+  return test::decode_logits(dm, tok, B, Tn, std::vector<int64_t>(B, split));
 }
 
 void check_fixture(const std::string& name) {

@@ -16,6 +16,7 @@
 #include <random>
 #include <sstream>
 
+#include "infer/decode_model.h"
 #include "io/file.h"
 #include "io/safetensors.h"
 #include "io/state_dict.h"
@@ -81,6 +82,34 @@ struct TempDirs {
 };
 TempDirs g_temp_dirs;
 }  // namespace
+
+std::vector<float> decode_logits(DecodeModel& dm, const std::vector<int32_t>& tok, int64_t B, int64_t Tn,
+                                 const std::vector<int64_t>& splits) {
+  const int64_t V = dm.vocab();
+  std::vector<DecodeState> states;
+  for (int64_t b = 0; b < B; ++b) states.push_back(dm.new_state());
+  std::vector<float> got(B * Tn * V, 0.0f);
+  for (int64_t b = 0; b < B; ++b)
+    dm.prefill(states[b], tok.data() + b * Tn, splits[b], got.data() + b * Tn * V, nullptr);
+  std::vector<float> logits(B * V);
+  std::vector<int32_t> step_tok(B);
+  for (;;) {
+    std::vector<DecodeState*> active;
+    std::vector<int64_t> which, at;
+    for (int64_t b = 0; b < B; ++b)
+      if (states[b].pos() < Tn) {
+        step_tok[active.size()] = tok[b * Tn + states[b].pos()];
+        active.push_back(&states[b]);
+        which.push_back(b);
+        at.push_back(states[b].pos());
+      }
+    if (active.empty()) break;
+    dm.step(active.data(), int64_t(active.size()), step_tok.data(), logits.data());
+    for (size_t i = 0; i < which.size(); ++i)
+      std::copy_n(logits.data() + i * V, V, got.data() + (which[i] * Tn + at[i]) * V);
+  }
+  return got;
+}
 
 std::string temp_dir(const std::string& tag) {
   std::random_device rd;

@@ -13,6 +13,10 @@
 #include "model/config.h"
 #include "model/params.h"
 
+namespace sambalm {
+class DecodeModel;
+}
+
 namespace sambalm::test {
 
 // ../shared/fixtures beside the repository (or $SAMBALM_FIXTURES). When it is missing, tests skip,
@@ -48,6 +52,12 @@ struct ModelFixture {
 ModelFixture load_model_fixture(const std::string& name);
 // A tensor of int64 token ids (a fixture's input_ids / targets) as int32.
 std::vector<int32_t> ids_of(const Tensor& t);
+
+// Logits [B, Tn, V] of decoding B sequences of Tn tokens (`tok`, row-major) with `dm`, whose pool holds
+// B more states: sequence b prefills splits[b] tokens (in dm's chunks, every logit kept), then all step
+// together one token at a time, each at its own position, until every sequence has all Tn.
+std::vector<float> decode_logits(DecodeModel& dm, const std::vector<int32_t>& tok, int64_t B, int64_t Tn,
+                                 const std::vector<int64_t>& splits);
 
 // A fresh empty directory under the system temp dir, removed at process exit.
 std::string temp_dir(const std::string& tag);
