@@ -25,6 +25,7 @@
 
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/fast_exp.cuh"
 #include "ops/cuda/mixer_common.cuh"
 
 namespace sambalm::ops::cuda {
@@ -34,13 +35,6 @@ namespace {
 constexpr int kLanes = 4;  // threads per channel
 constexpr int kChan = 32;  // channels per block
 constexpr int kThreads = kChan * kLanes;
-constexpr float kLog2e = 1.4426950408889634f;
-
-__device__ __forceinline__ float ex2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 template <typename D>
 struct ScanArgs {

@@ -18,6 +18,7 @@
 
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/fast_exp.cuh"
 #include "ops/cuda/mixer_common.cuh"
 
 namespace sambalm::ops::cuda {
@@ -25,13 +26,6 @@ namespace sambalm::ops::cuda {
 namespace {
 
 constexpr int kThreads = 128;  // channels per block (one sequence per block row: warps never mix b)
-constexpr float kLog2e = 1.4426950408889634f;
-
-__device__ __forceinline__ float ex2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 template <typename D>
 struct ScanBwdArgs {
