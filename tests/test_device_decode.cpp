@@ -86,15 +86,7 @@ TEST(DeviceDecodeOnHost, StateFileThroughTarget) {
   for (auto& t : tok) t = int32_t(rng() % cfg.vocab_size);
   const std::string dir = test::temp_dir("device_state");
   const int64_t V = ref.vocab(), split = 23;
-  auto rest = [&](auto& m, DecodeState& st) {
-    std::vector<float> all, logits(static_cast<size_t>(V));
-    for (int64_t t = split; t < int64_t(tok.size()); ++t) {
-      DecodeState* p = &st;
-      m.step(&p, 1, &tok[t], logits.data());
-      all.insert(all.end(), logits.begin(), logits.end());
-    }
-    return all;
-  };
+  auto rest = [&](auto& m, DecodeState& st) { return test::step_logits(m, st, tok, split, V); };
   const std::span<const int32_t> seen(tok.data(), size_t(split));
   {
     DecodeState a = dm.new_state();

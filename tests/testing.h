@@ -59,6 +59,19 @@ std::vector<int32_t> ids_of(const Tensor& t);
 std::vector<float> decode_logits(DecodeModel& dm, const std::vector<int32_t>& tok, int64_t B, int64_t Tn,
                                  const std::vector<int64_t>& splits);
 
+// Logits of stepping `st` through tok[from..] one token at a time with `engine` (the CPU DecodeModel or a
+// GPU DeviceDecodeModel), one row of V after another.
+template <typename Engine, typename State>
+std::vector<float> step_logits(Engine& engine, State& st, const std::vector<int32_t>& tok, int64_t from, int64_t V) {
+  std::vector<float> all, logits(static_cast<size_t>(V));
+  for (int64_t t = from; t < int64_t(tok.size()); ++t) {
+    State* p = &st;
+    engine.step(&p, 1, &tok[t], logits.data());
+    all.insert(all.end(), logits.begin(), logits.end());
+  }
+  return all;
+}
+
 // A fresh empty directory under the system temp dir, removed at process exit.
 std::string temp_dir(const std::string& tag);
 

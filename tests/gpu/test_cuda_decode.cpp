@@ -252,15 +252,7 @@ TEST(CudaDecode, StateMovesBetweenGpuAndCpu) {
   const std::vector<float> host(lm.params.data(), lm.params.data() + lm.params.size());
   DeviceBuffer<float> d_params(host);
   DeviceDecodeModel<float> dev(cfg, lm.params.entries(), d_params.get(), nullptr, gpu(), opt);
-  auto rest = [&](auto& dm, DecodeState& st) {
-    std::vector<float> all, logits(static_cast<size_t>(V));
-    for (int64_t t = split; t < int64_t(tok.size()); ++t) {
-      DecodeState* p = &st;
-      dm.step(&p, 1, &tok[t], logits.data());
-      all.insert(all.end(), logits.begin(), logits.end());
-    }
-    return all;
-  };
+  auto rest = [&](auto& dm, DecodeState& st) { return test::step_logits(dm, st, tok, split, V); };
   for (bool from_gpu : {true, false}) {
     DecodeState a = from_gpu ? dev.new_state() : cpu.new_state();
     if (from_gpu)
@@ -307,15 +299,7 @@ TEST(CudaDecode, StateFileAcrossDevices) {
     DeviceDecodeModel<bf16> dev16(cfg, lm.params.entries(), d_work.get(), d_params.get(), gpu(), opt);
     const auto target = decode_state_target(cfg, lm.params.entries(), lm.params.data(), P, *dev.layout());
     const std::string dir = test::temp_dir("cuda_state");
-    auto rest = [&](auto& dm, DecodeState& st) {
-      std::vector<float> all, logits(static_cast<size_t>(V));
-      for (int64_t t = split; t < int64_t(tok.size()); ++t) {
-        DecodeState* p = &st;
-        dm.step(&p, 1, &tok[t], logits.data());
-        all.insert(all.end(), logits.begin(), logits.end());
-      }
-      return all;
-    };
+    auto rest = [&](auto& dm, DecodeState& st) { return test::step_logits(dm, st, tok, split, V); };
     auto gpu_to_cpu = [&](auto& dm, double tol, const char* what) {
       DecodeState a = dm.new_state();
       dm.prefill(a, tok.data(), split, nullptr, nullptr);
