@@ -3,12 +3,9 @@
 // and Hugging Face transformers (float32; fixtures README tolerances: 1e-4 and 1e-3).
 #include <cmath>
 #include <filesystem>
-#include <set>
 
 #include "io/safetensors.h"
-#include "io/state_dict.h"
 #include "model/model.h"
-#include "model/weights.h"
 #include "testing.h"
 
 using namespace sambalm;
@@ -17,11 +14,8 @@ namespace {
 
 void check_case(const std::string& name, bool has_acts_and_grads) {
   const test::ModelFixture fx = test::load_model_fixture(name);
-  const ModelConfig& cfg = fx.cfg;
-  const ParamStore& params = fx.params;
-  const SafetensorsFile& expected = fx.expected;
-  const auto &tokens = fx.tokens, &targets = fx.targets;
-  const int64_t B = fx.B, Tn = fx.T, V = cfg.padded_vocab_size, d = cfg.n_embd;
+  const auto& [dir, cfg, sd, params, expected, tokens, targets, B, Tn] = fx;
+  const int64_t V = cfg.padded_vocab_size, d = cfg.n_embd;
 
   Model<float> model(cfg, params.entries());
   double loss = model.forward(params.data(), tokens.data(), targets.data(), B, Tn);
@@ -40,20 +34,7 @@ void check_case(const std::string& name, bool has_acts_and_grads) {
 
   ParamStore grads(param_specs(cfg));
   model.backward(params.data(), grads.data());
-  WeightFormat fmt = detect_weight_format(fx.state_dict, fx.dir);
-  std::set<std::string> compared;
-  for (auto& [ext_name, g] : export_params(cfg, grads, fmt)) {
-    if (!expected.has("grad." + ext_name)) continue;
-    const Tensor& eg = expected.get("grad." + ext_name);
-    ASSERT_EQ(eg.numel(), g.numel()) << ext_name;
-    EXPECT_LT(test::rel_error(g.data<float>(), eg.data<float>(), g.numel()), 1e-3) << name << " grad." << ext_name;
-    compared.insert(ext_name);
-  }
-  for (auto& key : expected.order) {
-    if (key.rfind("grad.", 0) == 0) {
-      EXPECT_TRUE(compared.count(key.substr(5))) << name << ": " << key << " not compared";
-    }
-  }
+  test::expect_fixture_grads(fx, grads, name);
 }
 
 }  // namespace

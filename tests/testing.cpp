@@ -14,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "infer/decode_model.h"
@@ -50,6 +51,23 @@ ModelFixture load_model_fixture(const std::string& name) {
   f.tokens = ids_of(in);
   if (f.expected.has("targets")) f.targets = ids_of(f.expected.get("targets"));
   return f;
+}
+
+void expect_fixture_grads(const ModelFixture& fx, const ParamStore& grads, const std::string& what) {
+  const WeightFormat fmt = detect_weight_format(fx.state_dict, fx.dir);
+  std::set<std::string> compared;
+  for (auto& [ext_name, g] : export_params(fx.cfg, grads, fmt)) {
+    if (!fx.expected.has("grad." + ext_name)) continue;
+    const Tensor& eg = fx.expected.get("grad." + ext_name);
+    ASSERT_EQ(eg.numel(), g.numel()) << ext_name;
+    EXPECT_LT(rel_error(g.data<float>(), eg.data<float>(), g.numel()), 1e-3) << what << " grad." << ext_name;
+    compared.insert(ext_name);
+  }
+  for (auto& key : fx.expected.order) {
+    if (key.rfind("grad.", 0) == 0) {
+      EXPECT_TRUE(compared.count(key.substr(5))) << what << ": " << key << " not compared";
+    }
+  }
 }
 
 double rel_error(const float* a, const float* b, int64_t n) {

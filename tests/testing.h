@@ -50,6 +50,9 @@ struct ModelFixture {
   int64_t B = 0, T = 0;
 };
 ModelFixture load_model_fixture(const std::string& name);
+// Every gradient the fixture holds (grad.<name>, in its own weight names) against `grads`, within 1e-3
+// (the fixtures README's tolerance), and none of them left uncompared; `what` names the case.
+void expect_fixture_grads(const ModelFixture& fx, const ParamStore& grads, const std::string& what);
 // A tensor of int64 token ids (a fixture's input_ids / targets) as int32.
 std::vector<int32_t> ids_of(const Tensor& t);
 

@@ -15,10 +15,7 @@
 #include <random>
 
 #include "gpu_testing.h"
-#include "io/safetensors.h"
-#include "io/state_dict.h"
 #include "model/model.h"
-#include "model/weights.h"
 #include "ops/memory_ops.h"
 #include "testing.h"
 #include "train/metrics.h"
@@ -52,12 +49,8 @@ double max_rel(const std::vector<float>& got, const float* want, int64_t n) {
 }
 
 void check_case(const std::string& name, bool has_acts) {
-  const test::ModelFixture fx = test::load_model_fixture(name);
-  const ModelConfig& cfg = fx.cfg;
-  const ParamStore& params = fx.params;
-  const SafetensorsFile& expected = fx.expected;
-  const auto &tokens = fx.tokens, &targets = fx.targets;
-  const int64_t B = fx.B, Tn = fx.T, V = cfg.padded_vocab_size, d = cfg.n_embd;
+  const auto& [dir, cfg, sd, params, expected, tokens, targets, B, Tn] = test::load_model_fixture(name);
+  const int64_t V = cfg.padded_vocab_size, d = cfg.n_embd;
 
   const int64_t P = static_cast<int64_t>(params.size());
   const std::vector<float> host(params.data(), params.data() + P);
