@@ -8,6 +8,7 @@
 #include "infer/device_decode_model.h"
 #include "infer/state_file.h"
 #include "io/model_dir.h"
+#include "state_file_testing.h"
 #include "testing.h"
 
 using namespace sambalm;
@@ -87,26 +88,12 @@ TEST(DeviceDecodeOnHost, StateFileThroughTarget) {
   const std::string dir = test::temp_dir("device_state");
   const int64_t V = ref.vocab(), split = 23;
   auto rest = [&](auto& m, DecodeState& st) { return test::step_logits(m, st, tok, split, V); };
-  const std::span<const int32_t> seen(tok.data(), size_t(split));
   {
-    DecodeState a = dm.new_state();
-    dm.prefill(a, tok.data(), split, nullptr, nullptr);
-    save_decode_state(dir + "/a.state", target, a, seen);
-    DecodeState b = ref.new_state();
-    std::vector<int32_t> ids;
-    load_decode_state(dir + "/a.state", ref, b, ids);
-    EXPECT_EQ(b.pos(), split);
-    EXPECT_EQ(ids, std::vector<int32_t>(seen.begin(), seen.end()));
+    auto [a, b] = test::through_state_file(dm, target, ref, ref, tok, split, dir + "/a.state");
     EXPECT_EQ(rest(ref, b), rest(dm, a));
   }
   {
-    DecodeState a = ref.new_state();
-    ref.prefill(a, tok.data(), split, nullptr, nullptr);
-    save_decode_state(dir + "/b.state", ref, a, seen);
-    DecodeState b = dm.new_state();
-    std::vector<int32_t> ids;
-    load_decode_state(dir + "/b.state", target, b, ids);
-    EXPECT_EQ(b.pos(), split);
+    auto [a, b] = test::through_state_file(ref, ref, dm, target, tok, split, dir + "/b.state");
     EXPECT_EQ(rest(dm, b), rest(ref, a));
   }
   // Another model's state: refused, the state untouched.
