@@ -14,50 +14,22 @@
 // Best of 3 runs; tokens/s by wall-clock time and per CPU second of the process.
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
-#include <sys/resource.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench_timing.h"
 #include "io/file.h"
 #include "tokenizer/sentencepiece_bpe.h"
 #include "tokenizer/sentencepiece_model_check.h"
 
-namespace {
-
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-struct Timing {
-  double wall = 1e30, cpu = 1e30;
-  uint64_t tokens = 0;
-};
-
-template <typename F>
-Timing best_of(int runs, F&& f) {
-  Timing t;
-  for (int r = 0; r < runs; ++r) {
-    double c0 = cpu_seconds();
-    auto w0 = std::chrono::steady_clock::now();
-    t.tokens = f();
-    t.wall = std::min(t.wall, std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
-    t.cpu = std::min(t.cpu, cpu_seconds() - c0);
-  }
-  return t;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace sambalm;
+  using bench::best_of, bench::Timing;
   std::string corpus = argc > 1 ? argv[1] : "data/corpus.txt";
   std::string model = argc > 2 ? argv[2] : "../shared/fixtures/sp_tiny/tokenizer.model";
   int threads = argc > 3 ? std::max(1, std::atoi(argv[3])) : 2;
@@ -138,13 +110,9 @@ int main(int argc, char** argv) {
                 model.c_str(), sp.GetPieceSize(), lib_ids == native_ids ? "identical" : "DIFFER");
     std::printf("| encoder | tokens | wall s | tokens/s (wall) | MB/s (wall) | CPU s | tokens/s per CPU s |\n");
     std::printf("|---|---|---|---|---|---|---|\n");
-    auto row = [&](const std::string& name, const Timing& t) {
-      std::printf("| %s | %llu | %.3f | %.2f M | %.1f | %.3f | %.2f M |\n", name.c_str(), (unsigned long long)t.tokens,
-                  t.wall, double(t.tokens) / t.wall / 1e6, mb / t.wall, t.cpu, double(t.tokens) / t.cpu / 1e6);
-    };
-    row("libsentencepiece, 1 thread", lib);
-    row("native, 1 thread", nat);
-    row("native, " + std::to_string(threads) + " threads", par);
+    bench::print_timing_row("libsentencepiece, 1 thread", lib, mb);
+    bench::print_timing_row("native, 1 thread", nat, mb);
+    bench::print_timing_row("native, " + std::to_string(threads) + " threads", par, mb);
     return lib_ids == native_ids ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

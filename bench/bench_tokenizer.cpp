@@ -8,48 +8,19 @@
 // prepare_shards end to end with THREADS threads (reading, encoding, writing shards). Both in
 // tokens/s and MB/s of input, by wall-clock time and by CPU time of the process (on a shared,
 // loaded machine the CPU-time figure is the steadier one).
-#include <sys/resource.h>
-
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 
+#include "bench_timing.h"
 #include "io/file.h"
 #include "tokenizer/tokenizer.h"
 #include "train/prepare_data.h"
 
-namespace {
-
-double cpu_seconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-struct Timing {
-  double wall = 1e30, cpu = 1e30;
-  uint64_t tokens = 0;
-};
-
-template <typename F>
-Timing best_of(int runs, F&& f) {
-  Timing t;
-  for (int r = 0; r < runs; ++r) {
-    double c0 = cpu_seconds();
-    auto w0 = std::chrono::steady_clock::now();
-    t.tokens = f();
-    t.wall = std::min(t.wall, std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
-    t.cpu = std::min(t.cpu, cpu_seconds() - c0);
-  }
-  return t;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace sambalm;
+  using bench::best_of, bench::Timing;
   std::string corpus = argc > 1 ? argv[1] : "data/corpus.txt";
   std::string tokenizer = argc > 2 ? argv[2] : "../shared/fixtures/bpe_tiny/tokenizer.json";
   int threads = argc > 3 ? std::atoi(argv[3]) : 2;
@@ -82,13 +53,8 @@ int main(int argc, char** argv) {
                 tok->kind().c_str(), tok->vocab_size());
     std::printf("| measurement | tokens | wall s | tokens/s (wall) | MB/s (wall) | CPU s | tokens/s per CPU s |\n");
     std::printf("|---|---|---|---|---|---|---|\n");
-    auto row = [&](const char* name, const Timing& t) {
-      std::printf("| %s | %llu | %.3f | %.2f M | %.1f | %.3f | %.2f M |\n", name, (unsigned long long)t.tokens, t.wall,
-                  double(t.tokens) / t.wall / 1e6, mb / t.wall, t.cpu, double(t.tokens) / t.cpu / 1e6);
-    };
-    row("encode, 1 thread", enc);
-    std::string name = "prepare_shards, " + std::to_string(threads) + " threads";
-    row(name.c_str(), prep);
+    bench::print_timing_row("encode, 1 thread", enc, mb);
+    bench::print_timing_row("prepare_shards, " + std::to_string(threads) + " threads", prep, mb);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -37,32 +37,8 @@ void check_decode(const ModelConfig& cfg, int64_t B, int64_t Tn, int64_t chunk, 
   opt.max_context = Tn;
   opt.slots = B;  // every sequence holds a slot of the pool
   DecodeModel dm(cfg, store.entries(), store.data(), opt);
-  std::vector<DecodeState> states;
-  for (int64_t b = 0; b < B; ++b) states.push_back(dm.new_state());
-  std::vector<float> got(B * Tn * V, 0.0f);
   // Sequence b prefills splits[b] tokens, so the batched steps mix positions.
-  for (int64_t b = 0; b < B; ++b)
-    dm.prefill(states[b], tok.data() + b * Tn, splits[b], got.data() + b * Tn * V, nullptr);
-  std::vector<float> logits(B * V);
-  std::vector<int32_t> step_tok(B);
-  std::vector<DecodeState*> active;
-  for (;;) {
-    active.clear();
-    std::vector<int64_t> which;
-    for (int64_t b = 0; b < B; ++b) {
-      if (states[b].pos() < Tn) {
-        active.push_back(&states[b]);
-        which.push_back(b);
-        step_tok[which.size() - 1] = tok[b * Tn + states[b].pos()];
-      }
-    }
-    if (active.empty()) break;
-    std::vector<int64_t> at;
-    for (auto* s : active) at.push_back(s->pos());
-    dm.step(active.data(), int64_t(active.size()), step_tok.data(), logits.data());
-    for (size_t i = 0; i < which.size(); ++i)
-      std::copy_n(logits.data() + i * V, V, got.data() + (which[i] * Tn + at[i]) * V);
-  }
+  const std::vector<float> got = test::decode_logits(dm, tok, B, Tn, splits);
   double err = test::rel_error(got.data(), model.logits(), B * Tn * V);
   EXPECT_LT(err, 1e-4) << cfg.name << " chunk " << chunk;
 }

@@ -15,12 +15,6 @@ using namespace sambalm;
 
 namespace {
 
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> ids(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) ids[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
-  return ids;
-}
-
 // Logits [B, T, V] of prefilling `split` tokens per sequence in chunks of `chunk`, then decoding the
 // rest one token at a time with all sequences batched.
 std::vector<float> decode_logits(const LoadedModel& lm, const std::vector<int32_t>& tok, int64_t B, int64_t Tn,
@@ -29,23 +23,7 @@ std::vector<float> decode_logits(const LoadedModel& lm, const std::vector<int32_
   opt.chunk = chunk;
   opt.slots = B;
   DecodeModel dm(lm.config, lm.params.entries(), lm.params.data(), opt);
-  const int64_t V = dm.vocab();
-  std::vector<float> got(B * Tn * V);
-  std::vector<DecodeState> states;
-  std::vector<DecodeState*> ptrs;
-  for (int64_t b = 0; b < B; ++b) states.push_back(dm.new_state());
-  for (int64_t b = 0; b < B; ++b) {
-    ptrs.push_back(&states[b]);
-    dm.prefill(states[b], tok.data() + b * Tn, split, got.data() + b * Tn * V, nullptr);
-  }
-  std::vector<float> logits(B * V);
-  std::vector<int32_t> next(B);
-  for (int64_t t = split; t < Tn; ++t) {
-    for (int64_t b = 0; b < B; ++b) next[b] = tok[b * Tn + t];
-    dm.step(ptrs.data(), B, next.data(), logits.data());
-    for (int64_t b = 0; b < B; ++b) std::copy_n(logits.data() + b * V, V, got.data() + (b * Tn + t) * V);
-  }
-  return got;
+  return test::decode_logits(dm, tok, B, Tn, std::vector<int64_t>(B, split));
 }
 
 void check_fixture(const std::string& name) {
@@ -54,7 +32,7 @@ void check_fixture(const std::string& name) {
   auto expected = read_safetensors(dir + "/expected.safetensors");
   const Tensor& ids = expected.get("input_ids");
   const int64_t B = ids.dim(0), Tn = ids.dim(1);
-  std::vector<int32_t> tok = ids_of(ids);
+  std::vector<int32_t> tok = test::ids_of(ids);
   const float* want = expected.get("logits").data<float>();
   const int64_t window = lm.config.local_window > 0 && lm.config.has_attention() ? lm.config.local_window : 8;
 

@@ -8,6 +8,7 @@
 #include "infer/device_decode_model.h"
 #include "infer/state_file.h"
 #include "io/model_dir.h"
+#include "state_file_testing.h"
 #include "testing.h"
 
 using namespace sambalm;
@@ -86,35 +87,13 @@ TEST(DeviceDecodeOnHost, StateFileThroughTarget) {
   for (auto& t : tok) t = int32_t(rng() % cfg.vocab_size);
   const std::string dir = test::temp_dir("device_state");
   const int64_t V = ref.vocab(), split = 23;
-  auto rest = [&](auto& m, DecodeState& st) {
-    std::vector<float> all, logits(static_cast<size_t>(V));
-    for (int64_t t = split; t < int64_t(tok.size()); ++t) {
-      DecodeState* p = &st;
-      m.step(&p, 1, &tok[t], logits.data());
-      all.insert(all.end(), logits.begin(), logits.end());
-    }
-    return all;
-  };
-  const std::span<const int32_t> seen(tok.data(), size_t(split));
+  auto rest = [&](auto& m, DecodeState& st) { return test::step_logits(m, st, tok, split, V); };
   {
-    DecodeState a = dm.new_state();
-    dm.prefill(a, tok.data(), split, nullptr, nullptr);
-    save_decode_state(dir + "/a.state", target, a, seen);
-    DecodeState b = ref.new_state();
-    std::vector<int32_t> ids;
-    load_decode_state(dir + "/a.state", ref, b, ids);
-    EXPECT_EQ(b.pos(), split);
-    EXPECT_EQ(ids, std::vector<int32_t>(seen.begin(), seen.end()));
+    auto [a, b] = test::through_state_file(dm, target, ref, ref, tok, split, dir + "/a.state");
     EXPECT_EQ(rest(ref, b), rest(dm, a));
   }
   {
-    DecodeState a = ref.new_state();
-    ref.prefill(a, tok.data(), split, nullptr, nullptr);
-    save_decode_state(dir + "/b.state", ref, a, seen);
-    DecodeState b = dm.new_state();
-    std::vector<int32_t> ids;
-    load_decode_state(dir + "/b.state", target, b, ids);
-    EXPECT_EQ(b.pos(), split);
+    auto [a, b] = test::through_state_file(ref, ref, dm, target, tok, split, dir + "/b.state");
     EXPECT_EQ(rest(dm, b), rest(ref, a));
   }
   // Another model's state: refused, the state untouched.

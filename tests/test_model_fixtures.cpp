@@ -3,34 +3,19 @@
 // and Hugging Face transformers (float32; fixtures README tolerances: 1e-4 and 1e-3).
 #include <cmath>
 #include <filesystem>
-#include <set>
 
 #include "io/safetensors.h"
-#include "io/state_dict.h"
 #include "model/model.h"
-#include "model/weights.h"
 #include "testing.h"
 
 using namespace sambalm;
 
 namespace {
 
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> v(t.numel());
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
-  return v;
-}
-
 void check_case(const std::string& name, bool has_acts_and_grads) {
-  const std::string dir = test::fixtures_dir() + "/" + name;
-  ModelConfig cfg = ModelConfig::from_json_file(dir + "/config.json");
-  auto sd = read_state_dict(dir + "/model.safetensors");
-  ParamStore params = load_params(cfg, sd, dir + "/model.safetensors");
-  auto expected = read_safetensors(dir + "/expected.safetensors");
-  const Tensor& in = expected.get("input_ids");
-  const int64_t B = in.dim(0), Tn = in.dim(1), V = cfg.padded_vocab_size, d = cfg.n_embd;
-  auto tokens = ids_of(in);
-  auto targets = ids_of(expected.get("targets"));
+  const test::ModelFixture fx = test::load_model_fixture(name);
+  const auto& [dir, cfg, sd, params, expected, tokens, targets, B, Tn] = fx;
+  const int64_t V = cfg.padded_vocab_size, d = cfg.n_embd;
 
   Model<float> model(cfg, params.entries());
   double loss = model.forward(params.data(), tokens.data(), targets.data(), B, Tn);
@@ -49,20 +34,7 @@ void check_case(const std::string& name, bool has_acts_and_grads) {
 
   ParamStore grads(param_specs(cfg));
   model.backward(params.data(), grads.data());
-  WeightFormat fmt = detect_weight_format(sd, dir);
-  std::set<std::string> compared;
-  for (auto& [ext_name, g] : export_params(cfg, grads, fmt)) {
-    if (!expected.has("grad." + ext_name)) continue;
-    const Tensor& eg = expected.get("grad." + ext_name);
-    ASSERT_EQ(eg.numel(), g.numel()) << ext_name;
-    EXPECT_LT(test::rel_error(g.data<float>(), eg.data<float>(), g.numel()), 1e-3) << name << " grad." << ext_name;
-    compared.insert(ext_name);
-  }
-  for (auto& key : expected.order) {
-    if (key.rfind("grad.", 0) == 0) {
-      EXPECT_TRUE(compared.count(key.substr(5))) << name << ": " << key << " not compared";
-    }
-  }
+  test::expect_fixture_grads(fx, grads, name);
 }
 
 }  // namespace

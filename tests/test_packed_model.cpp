@@ -41,12 +41,6 @@ std::string first_output_line(const std::string& out) {
 
 double tolerance(MatrixFormat f) { return f == MatrixFormat::Q8 ? 5e-2 : 2e-2; }
 
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> v(t.numel());
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
-  return v;
-}
-
 struct Case {
   ModelConfig cfg;
   ParamStore params;
@@ -55,15 +49,8 @@ struct Case {
 };
 
 Case load_case(const std::string& name) {
-  const std::string dir = test::fixtures_dir() + "/" + name;
-  Case c;
-  c.cfg = ModelConfig::from_json_file(dir + "/config.json");
-  c.params = load_params(c.cfg, read_state_dict(dir + "/model.safetensors"), dir);
-  auto expected = read_safetensors(dir + "/expected.safetensors");
-  c.tokens = ids_of(expected.get("input_ids"));
-  c.B = expected.get("input_ids").dim(0);
-  c.T = expected.get("input_ids").dim(1);
-  return c;
+  test::ModelFixture fx = test::load_model_fixture(name);
+  return Case{fx.cfg, std::move(fx.params), std::move(fx.tokens), fx.B, fx.T};
 }
 
 std::vector<float> forward_logits(const ModelConfig& cfg, const ParamStore& p, const std::vector<int32_t>& tokens,

@@ -2,10 +2,8 @@
 // started again with the same command gives shards byte-identical to an uninterrupted run; a kill never
 // leaves a partial shard under its final name; a finished shard spoiled in between is written again;
 // a state of other inputs or options is refused without --overwrite.
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -13,7 +11,6 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "io/shards.h"
@@ -47,27 +44,8 @@ std::vector<std::string> prepare_args(const std::string& in, const std::string& 
                                       const std::string& format =
                                           "--group-by meta.redpajama_set_name "
                                           "--shard-tokens 40000") {
-  std::istringstream s("prepare -q -t bytes --split train --train-fraction 0.8 --threads 1 --checkpoint-seconds 0 " +
-                       format + " --out " + out + " " + in);
-  std::vector<std::string> a;
-  for (std::string w; s >> w;) a.push_back(w);
-  return a;
-}
-
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-    std::vector<char*> argv;
-    std::string prog = SAMBALM_CLI_PATH;
-    argv.push_back(prog.data());
-    for (auto& s : const_cast<std::vector<std::string>&>(args)) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    execv(prog.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
+  return test::split_args("prepare -q -t bytes --split train --train-fraction 0.8 --threads 1 --checkpoint-seconds 0 " +
+                          format + " --out " + out + " " + in);
 }
 
 int wait_exit(pid_t pid) {
@@ -80,7 +58,7 @@ int wait_exit(pid_t pid) {
 // first (then there was nothing to interrupt at that point).
 bool kill_when(const std::vector<std::string>& args, const std::string& out, const std::string& log,
                const std::function<bool(const nlohmann::json&)>& when) {
-  pid_t pid = spawn(args, log);
+  pid_t pid = test::spawn_cli(args, log);
   for (;;) {
     int st = 0;
     if (waitpid(pid, &st, WNOHANG) == pid) return false;
@@ -120,7 +98,7 @@ TEST(PrepareResume, KilledTwiceThenRerunGivesTheSameBytes) {
   const auto dir = test::temp_dir("prepare_resume");
   const auto in = write_tree(dir);
   const std::string ref = dir + "/ref", out = dir + "/out", log = dir + "/log.txt";
-  ASSERT_EQ(wait_exit(spawn(prepare_args(in, ref), log)), 0);
+  ASSERT_EQ(wait_exit(test::spawn_cli(prepare_args(in, ref), log)), 0);
   const auto want = tree_bytes(ref);
   ASSERT_GT(want.size(), 20u);  // three groups of several shards each, and the meta.json files
   for (const auto& [name, bytes] : want) EXPECT_FALSE(name.ends_with(".tmp")) << name;
@@ -146,7 +124,7 @@ TEST(PrepareResume, KilledTwiceThenRerunGivesTheSameBytes) {
     g.put('\x7f');
   }
   // 3: run to the end.
-  ASSERT_EQ(wait_exit(spawn(prepare_args(in, out), log)), 0);
+  ASSERT_EQ(wait_exit(test::spawn_cli(prepare_args(in, out), log)), 0);
   std::ifstream lf(log);
   const std::string logtext((std::istreambuf_iterator<char>(lf)), {});
   EXPECT_NE(logtext.find("prepare: resuming"), std::string::npos) << logtext;
@@ -166,13 +144,13 @@ TEST(PrepareResume, LitPkdChunksKilledWhileWritingThenFinished) {
   const auto in = write_tree(dir);
   const std::string ref = dir + "/ref", out = dir + "/out", log = dir + "/log.txt";
   const std::string format = "--format litpkd --sep-token 0 --chunk-size 60000";
-  ASSERT_EQ(wait_exit(spawn(prepare_args(in, ref, format), log)), 0);
+  ASSERT_EQ(wait_exit(test::spawn_cli(prepare_args(in, ref, format), log)), 0);
   ASSERT_TRUE(fs::exists(ref + "/train_0000000005.bin"));
   ASSERT_TRUE(kill_when(prepare_args(in, out, format), out, log, [](const nlohmann::json& s) {
     return s.contains("shards") && s["shards"].size() >= 2;
   })) << "the run ended before it wrote 2 chunks";
   expect_whole_shards(out);
-  ASSERT_EQ(wait_exit(spawn(prepare_args(in, out, format), log)), 0);
+  ASSERT_EQ(wait_exit(test::spawn_cli(prepare_args(in, out, format), log)), 0);
   EXPECT_TRUE(tree_bytes(out) == tree_bytes(ref));
 }
 

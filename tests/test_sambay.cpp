@@ -26,12 +26,6 @@ namespace {
 
 std::string sambay_dir() { return test::fixtures_dir() + "/sambay_tiny"; }
 
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> v(t.numel());
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
-  return v;
-}
-
 bool is_lambda(const std::string& name) { return name.find("lambda_") != std::string::npos; }
 
 // The fixtures README: lambda gradients are sums with heavy cancellation; compare them within 1e-9
@@ -57,8 +51,8 @@ void check_parity(const std::string& config_file, const std::string& weights_fil
   auto expected = read_safetensors(dir + "/expected.safetensors");
   const Tensor& in = expected.get("input_ids");
   const int64_t B = in.dim(0), Tn = in.dim(1), V = cfg.padded_vocab_size, d = cfg.n_embd;
-  auto tokens = ids_of(in);
-  auto targets = ids_of(expected.get("targets"));
+  auto tokens = test::ids_of(in);
+  auto targets = test::ids_of(expected.get("targets"));
 
   Model<float> model(cfg, params.entries());
   const double loss = model.forward(params.data(), tokens.data(), targets.data(), B, Tn);

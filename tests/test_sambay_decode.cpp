@@ -79,28 +79,7 @@ void check_decode(const ModelConfig& cfg, const ParamStore& store, int64_t B, in
   opt.slots = B + 1;  // one slot stays free: the kernels reach states by slot id, not by order
   DecodeModel dm(cfg, store.entries(), store.data(), opt);
   DecodeState spare = dm.new_state();
-  std::vector<DecodeState> states;
-  for (int64_t b = 0; b < B; ++b) states.push_back(dm.new_state());
-  std::vector<float> got(B * Tn * V, 0.0f);
-  for (int64_t b = 0; b < B; ++b)
-    dm.prefill(states[b], tok.data() + b * Tn, splits[b], got.data() + b * Tn * V, nullptr);
-  std::vector<float> logits(B * V);
-  std::vector<int32_t> step_tok(B);
-  for (;;) {
-    std::vector<DecodeState*> active;
-    std::vector<int64_t> which, at;
-    for (int64_t b = 0; b < B; ++b)
-      if (states[b].pos() < Tn) {
-        step_tok[active.size()] = tok[b * Tn + states[b].pos()];
-        active.push_back(&states[b]);
-        which.push_back(b);
-        at.push_back(states[b].pos());
-      }
-    if (active.empty()) break;
-    dm.step(active.data(), int64_t(active.size()), step_tok.data(), logits.data());
-    for (size_t i = 0; i < which.size(); ++i)
-      std::copy_n(logits.data() + i * V, V, got.data() + (which[i] * Tn + at[i]) * V);
-  }
+  const std::vector<float> got = test::decode_logits(dm, tok, B, Tn, splits);
   for (int64_t b = 0; b < B; ++b)
     EXPECT_LT(test::rel_error(got.data() + b * Tn * V, model.logits() + b * Tn * V, Tn * V), 1e-4)
         << cfg.name << " chunk " << chunk << " sequence " << b << " (prefilled " << splits[b] << ")";

@@ -39,12 +39,6 @@ std::pair<std::string, std::string> model_args(const PthCase& c) {
   return {path, test::fixtures_dir() + "/" + c.case_name + "/config.json"};
 }
 
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
-  return v;
-}
-
 }  // namespace
 
 TEST(TorchModel, EveryCheckpointGivesTheExpectedLogitsAndLoss) {
@@ -56,7 +50,7 @@ TEST(TorchModel, EveryCheckpointGivesTheExpectedLogitsAndLoss) {
     auto expected = read_safetensors(test::fixtures_dir() + "/" + c.case_name + "/expected.safetensors");
     const Tensor& in = expected.get("input_ids");
     const int64_t B = in.dim(0), Tn = in.dim(1), V = lm.config.padded_vocab_size;
-    auto tokens = ids_of(in), targets = ids_of(expected.get("targets"));
+    auto tokens = test::ids_of(in), targets = test::ids_of(expected.get("targets"));
     Model<float> model(lm.config, lm.params.entries());
     double loss = model.forward(lm.params.data(), tokens.data(), targets.data(), B, Tn);
     const Tensor& logits = expected.get("logits");
@@ -259,7 +253,7 @@ TEST(TorchModel, ConvertToHfWritesATransformersConfig) {
     EXPECT_EQ(std::memcmp(back.params.data(), ref.params.data(), ref.params.size() * sizeof(float)), 0);
     auto expected = read_safetensors(fx + "/" + name + "/expected.safetensors");
     const Tensor& in = expected.get("input_ids");
-    auto tokens = ids_of(in);
+    auto tokens = test::ids_of(in);
     Model<float> model(back.config, back.params.entries());
     model.forward(back.params.data(), tokens.data(), nullptr, in.dim(0), in.dim(1));
     EXPECT_LT(test::rel_error(model.logits(), expected.get("logits").data<float>(), expected.get("logits").numel()),

@@ -1,14 +1,11 @@
 // Checkpoints survive a run killed at any moment (SIGKILL), and Ctrl-C saves and exits cleanly.
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
-#include <sstream>
 #include <thread>
 
 #include "io/model_dir.h"
@@ -31,30 +28,11 @@ std::string write_text(const std::string& dir) {
 }
 
 std::vector<std::string> train_args(const std::string& data, const std::string& out) {
-  std::istringstream in(
+  return test::split_args(
       "train --model Samba_421M --n-layer 2 --n-embd 32 --n-head 2 --intermediate-size 64 --local-window 8 "
       "--vocab-size 256 --tokenizer bytes --seq-len 32 --batch 2 --steps 100000 --eval-every 0 --save-every 1 "
       "--keep-last 2 --threads 1 --data " +
       data + " --out " + out);
-  std::vector<std::string> a;
-  for (std::string w; in >> w;) a.push_back(w);
-  return a;
-}
-
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-    std::vector<char*> argv;
-    std::string prog = SAMBALM_CLI_PATH;
-    argv.push_back(prog.data());
-    for (auto& s : const_cast<std::vector<std::string>&>(args)) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    execv(prog.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
 }
 
 // Waits until `run` holds a checkpoint newer than `after` (or the timeout passes).
@@ -84,7 +62,7 @@ TEST(TrainCrash, SigkillNeverLeavesACorruptCheckpoint) {
     auto args = train_args(data, run);
     if (round > 0) args.push_back("--resume");
     const std::string before = latest_checkpoint(run).value_or("");
-    pid_t pid = spawn(args, log);
+    pid_t pid = test::spawn_cli(args, log);
     ASSERT_GT(pid, 0);
     const bool saved = wait_for_checkpoint(run, before, 120);
     // Kill at a random moment after the first new checkpoint: often in the middle of writing one.
@@ -127,7 +105,7 @@ TEST(TrainCrash, CtrlCSavesAndExitsCleanly) {
   const std::string run = dir + "/run", log = dir + "/log.txt";
   auto args = train_args(data, run);
   args[std::find(args.begin(), args.end(), "--save-every") - args.begin() + 1] = "0";  // only on exit
-  pid_t pid = spawn(args, log);
+  pid_t pid = test::spawn_cli(args, log);
   ASSERT_GT(pid, 0);
   // Wait until training is under way (metrics lines appear), then interrupt.
   const auto t0 = std::chrono::steady_clock::now();

@@ -1,7 +1,9 @@
 #include "testing.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -12,9 +14,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
+#include <sstream>
 
+#include "infer/decode_model.h"
 #include "io/file.h"
 #include "io/safetensors.h"
+#include "io/state_dict.h"
+#include "model/weights.h"
 
 namespace sambalm::test {
 
@@ -24,6 +31,44 @@ std::string fixtures_dir() {
 }
 
 bool fixtures_available() { return std::filesystem::exists(fixtures_dir() + "/samba_tiny/config.json"); }
+
+std::vector<int32_t> ids_of(const Tensor& t) {
+  std::vector<int32_t> v(t.numel());
+  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
+  return v;
+}
+
+ModelFixture load_model_fixture(const std::string& name) {
+  ModelFixture f;
+  f.dir = fixtures_dir() + "/" + name;
+  f.cfg = ModelConfig::from_json_file(f.dir + "/config.json");
+  f.state_dict = read_state_dict(f.dir + "/model.safetensors");
+  f.params = load_params(f.cfg, f.state_dict, f.dir + "/model.safetensors");
+  f.expected = read_safetensors(f.dir + "/expected.safetensors");
+  const Tensor& in = f.expected.get("input_ids");
+  f.B = in.dim(0);
+  f.T = in.dim(1);
+  f.tokens = ids_of(in);
+  if (f.expected.has("targets")) f.targets = ids_of(f.expected.get("targets"));
+  return f;
+}
+
+void expect_fixture_grads(const ModelFixture& fx, const ParamStore& grads, const std::string& what) {
+  const WeightFormat fmt = detect_weight_format(fx.state_dict, fx.dir);
+  std::set<std::string> compared;
+  for (auto& [ext_name, g] : export_params(fx.cfg, grads, fmt)) {
+    if (!fx.expected.has("grad." + ext_name)) continue;
+    const Tensor& eg = fx.expected.get("grad." + ext_name);
+    ASSERT_EQ(eg.numel(), g.numel()) << ext_name;
+    EXPECT_LT(rel_error(g.data<float>(), eg.data<float>(), g.numel()), 1e-3) << what << " grad." << ext_name;
+    compared.insert(ext_name);
+  }
+  for (auto& key : fx.expected.order) {
+    if (key.rfind("grad.", 0) == 0) {
+      EXPECT_TRUE(compared.count(key.substr(5))) << what << ": " << key << " not compared";
+    }
+  }
+}
 
 double rel_error(const float* a, const float* b, int64_t n) {
   double maxdiff = 0, maxb = 0;
@@ -55,6 +100,34 @@ struct TempDirs {
 };
 TempDirs g_temp_dirs;
 }  // namespace
+
+std::vector<float> decode_logits(DecodeModel& dm, const std::vector<int32_t>& tok, int64_t B, int64_t Tn,
+                                 const std::vector<int64_t>& splits) {
+  const int64_t V = dm.vocab();
+  std::vector<DecodeState> states;
+  for (int64_t b = 0; b < B; ++b) states.push_back(dm.new_state());
+  std::vector<float> got(B * Tn * V, 0.0f);
+  for (int64_t b = 0; b < B; ++b)
+    dm.prefill(states[b], tok.data() + b * Tn, splits[b], got.data() + b * Tn * V, nullptr);
+  std::vector<float> logits(B * V);
+  std::vector<int32_t> step_tok(B);
+  for (;;) {
+    std::vector<DecodeState*> active;
+    std::vector<int64_t> which, at;
+    for (int64_t b = 0; b < B; ++b)
+      if (states[b].pos() < Tn) {
+        step_tok[active.size()] = tok[b * Tn + states[b].pos()];
+        active.push_back(&states[b]);
+        which.push_back(b);
+        at.push_back(states[b].pos());
+      }
+    if (active.empty()) break;
+    dm.step(active.data(), int64_t(active.size()), step_tok.data(), logits.data());
+    for (size_t i = 0; i < which.size(); ++i)
+      std::copy_n(logits.data() + i * V, V, got.data() + (which[i] * Tn + at[i]) * V);
+  }
+  return got;
+}
 
 std::string temp_dir(const std::string& tag) {
   std::random_device rd;
@@ -103,6 +176,29 @@ int sh(const std::string& command, std::string* output) {
   int status = pclose(p);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::vector<std::string> split_args(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> a;
+  for (std::string w; in >> w;) a.push_back(w);
+  return a;
+}
+
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+    std::vector<char*> argv;
+    std::string prog = SAMBALM_CLI_PATH;
+    argv.push_back(prog.data());
+    for (auto& s : const_cast<std::vector<std::string>&>(args)) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    execv(prog.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
 }
 
 double worst_tensor_error(const std::string& a_path, const std::string& b_path, double tol) {

@@ -13,7 +13,6 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
-#include <span>
 
 #include "core/error.h"
 #include "gpu_testing.h"
@@ -23,6 +22,7 @@
 #include "io/model_dir.h"
 #include "model/model.h"
 #include "ops/memory_ops.h"
+#include "state_file_testing.h"
 #include "testing.h"
 
 namespace sambalm {
@@ -252,15 +252,7 @@ TEST(CudaDecode, StateMovesBetweenGpuAndCpu) {
   const std::vector<float> host(lm.params.data(), lm.params.data() + lm.params.size());
   DeviceBuffer<float> d_params(host);
   DeviceDecodeModel<float> dev(cfg, lm.params.entries(), d_params.get(), nullptr, gpu(), opt);
-  auto rest = [&](auto& dm, DecodeState& st) {
-    std::vector<float> all, logits(static_cast<size_t>(V));
-    for (int64_t t = split; t < int64_t(tok.size()); ++t) {
-      DecodeState* p = &st;
-      dm.step(&p, 1, &tok[t], logits.data());
-      all.insert(all.end(), logits.begin(), logits.end());
-    }
-    return all;
-  };
+  auto rest = [&](auto& dm, DecodeState& st) { return test::step_logits(dm, st, tok, split, V); };
   for (bool from_gpu : {true, false}) {
     DecodeState a = from_gpu ? dev.new_state() : cpu.new_state();
     if (from_gpu)
@@ -296,7 +288,6 @@ TEST(CudaDecode, StateFileAcrossDevices) {
     const int64_t w = window_of(cfg), V = cfg.padded_vocab_size, P = int64_t(lm.params.size());
     const auto tok = random_tokens(cfg, 3 * w, 6);
     const int64_t split = w + 5;
-    const std::span<const int32_t> seen(tok.data(), size_t(split));
     DecodeOptions opt;
     opt.chunk = 6;
     DecodeModel cpu(cfg, lm.params.entries(), lm.params.data(), opt);
@@ -307,24 +298,10 @@ TEST(CudaDecode, StateFileAcrossDevices) {
     DeviceDecodeModel<bf16> dev16(cfg, lm.params.entries(), d_work.get(), d_params.get(), gpu(), opt);
     const auto target = decode_state_target(cfg, lm.params.entries(), lm.params.data(), P, *dev.layout());
     const std::string dir = test::temp_dir("cuda_state");
-    auto rest = [&](auto& dm, DecodeState& st) {
-      std::vector<float> all, logits(static_cast<size_t>(V));
-      for (int64_t t = split; t < int64_t(tok.size()); ++t) {
-        DecodeState* p = &st;
-        dm.step(&p, 1, &tok[t], logits.data());
-        all.insert(all.end(), logits.begin(), logits.end());
-      }
-      return all;
-    };
+    auto rest = [&](auto& dm, DecodeState& st) { return test::step_logits(dm, st, tok, split, V); };
     auto gpu_to_cpu = [&](auto& dm, double tol, const char* what) {
-      DecodeState a = dm.new_state();
-      dm.prefill(a, tok.data(), split, nullptr, nullptr);
-      save_decode_state(dir + "/g.state", target, a, seen);
-      DecodeState b = cpu.new_state();
-      std::vector<int32_t> ids;
-      load_decode_state(dir + "/g.state", cpu, b, ids);
-      EXPECT_EQ(b.pos(), split) << name << " " << what;
-      EXPECT_EQ(ids, std::vector<int32_t>(seen.begin(), seen.end())) << name << " " << what;
+      auto [a, b] =
+          test::through_state_file(dm, target, cpu, cpu, tok, split, dir + "/g.state", std::string(name) + " " + what);
       const auto want = rest(dm, a), got = rest(cpu, b);
       const double err = test::rel_error(got.data(), want.data(), int64_t(want.size()));
       std::printf("%s %s: max rel error %.3e\n", name, what, err);
@@ -333,13 +310,7 @@ TEST(CudaDecode, StateFileAcrossDevices) {
     gpu_to_cpu(dev, kFp32Tol, "fp32 gpu -> cpu");
     gpu_to_cpu(dev16, kBf16Tol, "bf16 gpu -> cpu");
     // CPU -> GPU (fp32).
-    DecodeState a = cpu.new_state();
-    cpu.prefill(a, tok.data(), split, nullptr, nullptr);
-    save_decode_state(dir + "/c.state", cpu, a, seen);
-    DecodeState b = dev.new_state();
-    std::vector<int32_t> ids;
-    load_decode_state(dir + "/c.state", target, b, ids);
-    EXPECT_EQ(b.pos(), split);
+    auto [a, b] = test::through_state_file(cpu, cpu, dev, target, tok, split, dir + "/c.state", name);
     const auto want = rest(cpu, a), got = rest(dev, b);
     EXPECT_LT(test::rel_error(got.data(), want.data(), int64_t(want.size())), kFp32Tol) << name << " cpu -> gpu";
   }

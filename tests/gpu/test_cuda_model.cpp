@@ -4,13 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <set>
 
 #include "gpu_testing.h"
-#include "io/safetensors.h"
-#include "io/state_dict.h"
 #include "model/model.h"
-#include "model/weights.h"
 #include "ops/memory_ops.h"
 #include "testing.h"
 
@@ -19,12 +15,6 @@ namespace {
 
 using namespace testing_gpu;
 
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> v(t.numel());
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
-  return v;
-}
-
 std::vector<float> download(const float* p, int64_t n) {
   std::vector<float> v(n);
   ops::download(gpu(), v.data(), p, sizeof(float) * n);
@@ -32,15 +22,9 @@ std::vector<float> download(const float* p, int64_t n) {
 }
 
 void check_case(const std::string& name, bool has_acts_and_grads) {
-  const std::string dir = test::fixtures_dir() + "/" + name;
-  ModelConfig cfg = ModelConfig::from_json_file(dir + "/config.json");
-  auto sd = read_state_dict(dir + "/model.safetensors");
-  ParamStore params = load_params(cfg, sd, dir + "/model.safetensors");
-  auto expected = read_safetensors(dir + "/expected.safetensors");
-  const Tensor& in = expected.get("input_ids");
-  const int64_t B = in.dim(0), Tn = in.dim(1), V = cfg.padded_vocab_size, d = cfg.n_embd;
-  auto tokens = ids_of(in);
-  auto targets = ids_of(expected.get("targets"));
+  const test::ModelFixture fx = test::load_model_fixture(name);
+  const auto& [dir, cfg, sd, params, expected, tokens, targets, B, Tn] = fx;
+  const int64_t V = cfg.padded_vocab_size, d = cfg.n_embd;
 
   const int64_t P = static_cast<int64_t>(params.size());
   DeviceBuffer<float> d_params(std::vector<float>(params.data(), params.data() + P));
@@ -64,20 +48,7 @@ void check_case(const std::string& name, bool has_acts_and_grads) {
   model.backward(d_params.get(), d_grads.get());
   ParamStore grads(param_specs(cfg));
   ops::download(gpu(), grads.data(), d_grads.get(), sizeof(float) * P);
-  WeightFormat fmt = detect_weight_format(sd, dir);
-  std::set<std::string> compared;
-  for (auto& [ext_name, g] : export_params(cfg, grads, fmt)) {
-    if (!expected.has("grad." + ext_name)) continue;
-    const Tensor& eg = expected.get("grad." + ext_name);
-    ASSERT_EQ(eg.numel(), g.numel()) << ext_name;
-    EXPECT_LT(test::rel_error(g.data<float>(), eg.data<float>(), g.numel()), 1e-3) << name << " grad." << ext_name;
-    compared.insert(ext_name);
-  }
-  for (auto& key : expected.order) {
-    if (key.rfind("grad.", 0) == 0) {
-      EXPECT_TRUE(compared.count(key.substr(5))) << name << ": " << key << " not compared";
-    }
-  }
+  test::expect_fixture_grads(fx, grads, name);
 }
 
 TEST(CudaModelFixtures, SambaTiny) {

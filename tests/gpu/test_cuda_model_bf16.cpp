@@ -15,10 +15,7 @@
 #include <random>
 
 #include "gpu_testing.h"
-#include "io/safetensors.h"
-#include "io/state_dict.h"
 #include "model/model.h"
-#include "model/weights.h"
 #include "ops/memory_ops.h"
 #include "testing.h"
 #include "train/metrics.h"
@@ -29,12 +26,6 @@ namespace {
 using namespace testing_gpu;
 
 constexpr double kLogitsTol = 2e-2, kLossTol = 1e-2, kGradTol = 5e-2;
-
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> v(t.numel());
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<int32_t>(t.data<int64_t>()[i]);
-  return v;
-}
 
 template <typename T>
 std::vector<float> download_f32(const T* p, int64_t n) {
@@ -58,15 +49,8 @@ double max_rel(const std::vector<float>& got, const float* want, int64_t n) {
 }
 
 void check_case(const std::string& name, bool has_acts) {
-  const std::string dir = test::fixtures_dir() + "/" + name;
-  ModelConfig cfg = ModelConfig::from_json_file(dir + "/config.json");
-  auto sd = read_state_dict(dir + "/model.safetensors");
-  ParamStore params = load_params(cfg, sd, dir + "/model.safetensors");
-  auto expected = read_safetensors(dir + "/expected.safetensors");
-  const Tensor& in = expected.get("input_ids");
-  const int64_t B = in.dim(0), Tn = in.dim(1), V = cfg.padded_vocab_size, d = cfg.n_embd;
-  auto tokens = ids_of(in);
-  auto targets = ids_of(expected.get("targets"));
+  const auto& [dir, cfg, sd, params, expected, tokens, targets, B, Tn] = test::load_model_fixture(name);
+  const int64_t V = cfg.padded_vocab_size, d = cfg.n_embd;
 
   const int64_t P = static_cast<int64_t>(params.size());
   const std::vector<float> host(params.data(), params.data() + P);

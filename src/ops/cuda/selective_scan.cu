@@ -26,6 +26,7 @@
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/mixer_common.cuh"
+#include "ops/cuda/scan_common.cuh"
 
 namespace sambalm::ops::cuda {
 
@@ -34,13 +35,6 @@ namespace {
 constexpr int kLanes = 4;  // threads per channel
 constexpr int kChan = 32;  // channels per block
 constexpr int kThreads = kChan * kLanes;
-constexpr float kLog2e = 1.4426950408889634f;
-
-__device__ __forceinline__ float ex2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 template <typename D>
 struct ScanArgs {
@@ -243,16 +237,9 @@ void scan_forward(const Context& ctx, const char* op, T* y, float* h_last, float
   ScanArgs<Dv> a{
       dev(y), h_last, chunk_states,          dev(u), dev(delta), A, dev(Bm), dev(Cm), ld_bc, Dskip, h0, slots, B, L,
       D,      N,      chunk > 0 ? chunk : 1, nch,    0};
-  if (N <= 4)
-    launch_npl<Dv, 1>(ctx, a);
-  else if (N <= 16)
-    launch_npl<Dv, 4>(ctx, a);
-  else if (N <= 32)
-    launch_npl<Dv, 8>(ctx, a);
-  else if (N <= 64)
-    launch_npl<Dv, 16>(ctx, a);
-  else
-    launch_npl<Dv, kCudaScanMaxN / kLanes>(ctx, a);
+  // NPL = capacity / kLanes states per thread.
+  with_state_capacity<4, 16, 32, 64, kCudaScanMaxN>(
+      N, [&](auto cap) { launch_npl<Dv, decltype(cap)::value / kLanes>(ctx, a); });
 }
 
 }  // namespace

@@ -19,19 +19,13 @@
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/mixer_common.cuh"
+#include "ops/cuda/scan_common.cuh"
 
 namespace sambalm::ops::cuda {
 
 namespace {
 
 constexpr int kThreads = 128;  // channels per block (one sequence per block row: warps never mix b)
-constexpr float kLog2e = 1.4426950408889634f;
-
-__device__ __forceinline__ float ex2_approx(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
 
 template <typename D>
 struct ScanBwdArgs {
@@ -196,16 +190,8 @@ void scan_backward(const Context& ctx, T* du, T* ddelta, float* dA, T* dBm, T* d
                           N,
                           chunk,
                           (L + chunk - 1) / chunk};
-  if (N <= 8)
-    launch_maxn<Dv, 8>(ctx, a);
-  else if (N <= 16)
-    launch_maxn<Dv, 16>(ctx, a);
-  else if (N <= 32)
-    launch_maxn<Dv, 32>(ctx, a);
-  else if (N <= 64)
-    launch_maxn<Dv, 64>(ctx, a);
-  else
-    launch_maxn<Dv, kCudaScanMaxN>(ctx, a);
+  with_state_capacity<8, 16, 32, 64, kCudaScanMaxN>(N,
+                                                    [&](auto cap) { launch_maxn<Dv, decltype(cap)::value>(ctx, a); });
   if (dbc) {
     scan_bc_finish<<<blocks_for(B * L * N, 256), 256, 0, stream_of(ctx)>>>(dev(dBm), dev(dCm), dbc, ld_bc, B * L, N);
     SAMBALM_CUDA_LAUNCH_CHECK();
