@@ -191,7 +191,7 @@ int run(const ConvertOpts& o) {
           break;
         }
   }
-  // A directory written with --dtype bf16|f16|q8: its packed matrices are read through float32.
+  // A directory written with --dtype bf16|f16|q8|q4: its packed matrices are read through float32.
   std::shared_ptr<PackedWeights> packed;
   if (sd.tensors.count("embedding.weight")) packed = take_packed(sd.tensors, src);
   ParamStore params = load_params(
