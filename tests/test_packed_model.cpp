@@ -261,6 +261,10 @@ TEST(PackedModel, ConvertedDirectoriesLoadPackedAndGenerateAsFloat32) {
               DType::F32);
   }
   std::string log;
+  // --weights-dtype q4 packs a float32 directory at load time.
+  ASSERT_EQ(test::run_cli("generate -m " + src + " --prompt-ids 1,2,3,4 -n 20 --threads 1 --weights-dtype q4", &log), 0)
+      << log;
+  EXPECT_NE(log.find("generated tokens 20"), std::string::npos) << log;
   // A preset name writes its random weights (here under the fixture's small config), for benchmarks.
   ASSERT_EQ(
       test::run_cli("convert mamba-130m --config " + src + "/config.json --out " + tmp + "/random --dtype q8", &log), 0)
