@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Decode speed and memory of one random model in each weight format (f32, bf16, f16, q8).
+"""Decode speed and memory of one random model in each weight format (f32, bf16, f16, q8, q4).
 
     bench/bench_lowbit.py [--bin build/sambalm] [--model mamba-130m] [--threads 2] [--rounds 3] [--batch 1,8]
 

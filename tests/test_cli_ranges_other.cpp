@@ -67,7 +67,7 @@ TEST(CliRangesOther, EveryNumericOptionRefusesBadValuesAtParseTime) {
 // convert has no numeric option; its two choices are checked at parse time the same way.
 TEST(CliRangesOther, ConvertChoicesAreCheckedAtParseTime) {
   const std::string dir = test::temp_dir("ranges_convert");
-  for (const std::string bad : {"--to gguf", "--dtype q4", "--to ''"}) {
+  for (const std::string bad : {"--to gguf", "--dtype q3", "--to ''"}) {
     std::string log;
     const int rc = test::run_cli("convert " + dir + "/none.pth --out " + dir + "/o " + bad, &log);
     EXPECT_GE(rc, 1);

@@ -1,7 +1,7 @@
-// The packed-weight matmuls (bf16, f16, q8; core/packed_matrix.h) against a double-precision reference
+// The packed-weight matmuls (bf16, f16, q8, q4; core/packed_matrix.h) against a double-precision reference
 // over the dequantized weights: the decoding GEMV on every instruction set this machine runs (the
 // others are skipped with a message), the prefill path (panels dequantized for the GEMM), the
-// embedding gather, and the packing itself (round trips, q8's error bound).
+// embedding gather, and the packing itself (round trips, q8's and q4's error bounds, q4's nibble order).
 #include <cmath>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <cpuid.h>
@@ -103,7 +103,8 @@ double q8dot_error_over_bound(const std::vector<float>& out, int64_t ld_out, con
   return worst;
 }
 
-const MatrixFormat kFormats[] = {MatrixFormat::F32, MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8};
+const MatrixFormat kFormats[] = {MatrixFormat::F32, MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8,
+                                 MatrixFormat::Q4};
 
 }  // namespace
 
@@ -116,7 +117,7 @@ TEST(PackedMatmul, GemvMatchesADoubleReferenceOnEveryIsa) {
     for (MatrixFormat f : kFormats)
       for (int64_t K : {1, 7, 17, 32, 33, 64, 100, 160})
         for (int64_t N : {1, 3, 8, 9, 63, 64, 65, 130}) {
-          if (f == MatrixFormat::Q8 && K % kQ8Block != 0) continue;
+          if (is_block_format(f) && K % kQ8Block != 0) continue;
           auto Wf = uniform(N * K, ++seed);
           const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, f);
           for (int64_t M : {1, 2, 3, 4, 5, 7, 9})
@@ -141,10 +142,10 @@ TEST(PackedMatmul, GemvMatchesADoubleReferenceOnEveryIsa) {
 TEST(PackedMatmul, Bf16GemmMatchesADoubleReferenceAcrossTiles) {
   if (!ops::cpu::bf16_gemm_supported()) GTEST_SKIP() << "bf16 GEMM: this CPU has no AVX512-BF16";
   uint32_t seed = 7;
-  for (MatrixFormat f : {MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8})
+  for (MatrixFormat f : {MatrixFormat::BF16, MatrixFormat::F16, MatrixFormat::Q8, MatrixFormat::Q4})
     for (int64_t K : {1, 2, 15, 16, 17, 32, 33, 64, 100})
       for (int64_t N : {1, 5, 16, 31, 32, 33, 70}) {
-        if (f == MatrixFormat::Q8 && K % kQ8Block != 0) continue;
+        if (is_block_format(f) && K % kQ8Block != 0) continue;
         if (f != MatrixFormat::BF16 && N % 2 == 0) continue;  // fewer cases for the converted formats
         auto Wf = uniform(N * K, ++seed);
         const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, f);
@@ -208,10 +209,11 @@ TEST(PackedMatmul, OpMatchesADoubleReferenceAtDecodeAndPrefillSizes) {
           ops::matmul_forward_packed(cpu_context(), out.data(), ld_out, in.data(), ld_in, W.view, bias.data(), M, K, N);
           const bool bf16_gemm = f != MatrixFormat::F32 && M > ops::cpu::kGemvMaxRows && ops::cpu::bf16_gemm_enabled();
           const OwnedPackedMatrix Wb = as_bf16(W.view);
-          // Decoding-sized q8 products go through the integer dot products where the CPU has them.
-          if (f == MatrixFormat::Q8 && M <= ops::cpu::kGemvMaxRows && ops::cpu::q8dot() != ops::cpu::Q8Dot::Float)
+          // Decoding-sized q8 / q4 products go through the integer dot products where the CPU has them.
+          if (is_block_format(f) && M <= ops::cpu::kGemvMaxRows && ops::cpu::q8dot() != ops::cpu::Q8Dot::Float)
             EXPECT_LT(q8dot_error_over_bound(out, ld_out, in, ld_in, W.view, bias.data(), M), 1.0)
-                << "q8 " << ops::cpu::q8dot_name(ops::cpu::q8dot()) << " M " << M << " K " << K << " N " << N;
+                << matrix_format_name(f) << " " << ops::cpu::q8dot_name(ops::cpu::q8dot()) << " M " << M << " K " << K
+                << " N " << N;
           else
             EXPECT_LT(check_against_reference(out, ld_out, bf16_gemm ? rounded_to_bf16(in) : in, ld_in,
                                               bf16_gemm ? Wb.view : W.view, bias.data(), M),
@@ -223,7 +225,7 @@ TEST(PackedMatmul, OpMatchesADoubleReferenceAtDecodeAndPrefillSizes) {
 // Every integer dot product path (the others skipped with a message) against the double reference
 // within the activations' rounding bound: batch rows 1..9, N across the 8/4/1-row tiles and the 64-row
 // task blocks, K of 1 to 8 blocks, strided, with and without bias; a block of zero activations (scale 0)
-// and one of large values.
+// and one of large values. q8 and q4 weights.
 TEST(PackedMatmul, Q8DotMatchesADoubleReferenceOnEveryPath) {
   using ops::cpu::Q8Dot;
   std::vector<Q8Dot> paths;
@@ -236,27 +238,28 @@ TEST(PackedMatmul, Q8DotMatchesADoubleReferenceOnEveryPath) {
   if (paths.empty()) GTEST_SKIP() << "no integer dot product path on this CPU";
   uint32_t seed = 7;
   int checked = 0;
-  for (int64_t K : {32, 64, 96, 256})
-    for (int64_t N : {1, 3, 8, 9, 63, 64, 65, 130}) {
-      auto Wf = uniform(N * K, ++seed);
-      const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, MatrixFormat::Q8);
-      for (int64_t M : {1, 2, 3, 4, 5, 7, 9})
-        for (bool with_bias : {false, true}) {
-          const int64_t ld_in = K + 3, ld_out = N + 2;
-          auto in = uniform(M * ld_in, ++seed), bias = uniform(N, ++seed);
-          for (int64_t k = 0; k < 32; ++k) in[k] = 0;  // row 0's first block: all zero
-          if (K >= 64)
-            for (int64_t k = 32; k < 64; ++k) in[(M - 1) * ld_in + k] *= 1000;
-          const float* b = with_bias ? bias.data() : nullptr;
-          for (Q8Dot d : paths) {
-            std::vector<float> out(M * ld_out, 123.0f);
-            ops::cpu::gemv_q8dot(d, out.data(), ld_out, in.data(), ld_in, W.view, b, M);
-            EXPECT_LT(q8dot_error_over_bound(out, ld_out, in, ld_in, W.view, b, M), 1.0)
-                << ops::cpu::q8dot_name(d) << " M " << M << " K " << K << " N " << N;
-            ++checked;
+  for (MatrixFormat f : {MatrixFormat::Q8, MatrixFormat::Q4})
+    for (int64_t K : {32, 64, 96, 256})
+      for (int64_t N : {1, 3, 8, 9, 63, 64, 65, 130}) {
+        auto Wf = uniform(N * K, ++seed);
+        const OwnedPackedMatrix W = pack_matrix(Wf.data(), N, K, f);
+        for (int64_t M : {1, 2, 3, 4, 5, 7, 9})
+          for (bool with_bias : {false, true}) {
+            const int64_t ld_in = K + 3, ld_out = N + 2;
+            auto in = uniform(M * ld_in, ++seed), bias = uniform(N, ++seed);
+            for (int64_t k = 0; k < 32; ++k) in[k] = 0;  // row 0's first block: all zero
+            if (K >= 64)
+              for (int64_t k = 32; k < 64; ++k) in[(M - 1) * ld_in + k] *= 1000;
+            const float* b = with_bias ? bias.data() : nullptr;
+            for (Q8Dot d : paths) {
+              std::vector<float> out(M * ld_out, 123.0f);
+              ops::cpu::gemv_q8dot(d, out.data(), ld_out, in.data(), ld_in, W.view, b, M);
+              EXPECT_LT(q8dot_error_over_bound(out, ld_out, in, ld_in, W.view, b, M), 1.0)
+                  << matrix_format_name(f) << " " << ops::cpu::q8dot_name(d) << " M " << M << " K " << K << " N " << N;
+              ++checked;
+            }
           }
-        }
-    }
+      }
   EXPECT_GT(checked, 0);
 }
 
@@ -281,7 +284,8 @@ TEST(PackedMatmul, EmbeddingGatherDequantizesRowsExactly) {
 }
 
 // bf16/f16 keep about 3 / 4 significant digits; q8's error per weight is at most half a step of its
-// block (scale / 2, scale = max|w| / 127 of the block).
+// block (scale / 2, scale = max|w| / 127 of the block); q4's too (scale = -m / 8, m the block's weight of
+// largest magnitude), except a whole step where w / scale passes 7.5 (the codes end at +7).
 TEST(PackedMatmul, PackingErrorIsWithinEachFormatsBound) {
   const int64_t N = 6, K = 64;
   auto w = uniform(N * K, 3, -2.0f, 2.0f);
@@ -296,8 +300,30 @@ TEST(PackedMatmul, PackingErrorIsWithinEachFormatsBound) {
         if (f == MatrixFormat::BF16) bound = std::abs(x) * (1.0 / 256);
         if (f == MatrixFormat::F16) bound = std::abs(x) * (1.0 / 2048) + 1e-7;
         if (f == MatrixFormat::Q8) bound = W.view.scales[n * 2 + k / 32] * 0.5 * 1.001;
+        if (f == MatrixFormat::Q4) {
+          const double s = std::abs(W.view.scales[n * 2 + k / 32]);
+          bound = (s > 0 && x / W.view.scales[n * 2 + k / 32] > 7.5 ? 1.0 : 0.5) * s * 1.001;
+        }
         ASSERT_LE(std::abs(double(x) - y), bound) << matrix_format_name(f) << " " << n << "," << k;
       }
   }
   EXPECT_THROW(pack_matrix(w.data(), 2, 48, MatrixFormat::Q8), Error);  // 48 is not whole blocks of 32
+  EXPECT_THROW(pack_matrix(w.data(), 2, 48, MatrixFormat::Q4), Error);
+}
+
+// q4's bytes as docs/FORMATS.md gives them: in each block's 16 bytes, byte i holds weight i's code in
+// its low nibble and weight i + 16's in its high one; code = w / scale + 8, the largest |w| at code 0.
+TEST(PackedMatmul, Q4PacksTwoCodesPerByteInBlockOrder) {
+  std::vector<float> w(64);
+  for (int k = 0; k < 32; ++k) w[k] = float(k % 16 - 8);       // block 0: codes 0..15 twice, scale 1
+  for (int k = 32; k < 64; ++k) w[k] = k == 40 ? 3.0f : 0.0f;  // block 1: m = 3, scale -3/8
+  const OwnedPackedMatrix W = pack_matrix(w.data(), 1, 64, MatrixFormat::Q4);
+  ASSERT_EQ(W.bytes.size(), 32u);
+  EXPECT_EQ(W.view.scales[0], 1.0f);
+  EXPECT_EQ(W.view.scales[1], -0.375f);
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(W.bytes[i], uint8_t(i | i << 4)) << i;
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(W.bytes[16 + i], i == 8 ? 0x80 : 0x88) << i;
+  EXPECT_EQ(packed_value(W.view, 0, 40), 3.0f);
+  EXPECT_EQ(packed_value(W.view, 0, 5), -3.0f);
+  EXPECT_EQ(packed_value(W.view, 0, 21), -3.0f);
 }

@@ -32,12 +32,12 @@ struct ConvertOpts {
   std::string src, out, config, dtype = "f32", to = "sambalm";
 };
 
-// --dtype: f32, bf16, f16 or q8 (q8: sambalm names only).
+// --dtype: f32, bf16, f16, q8 or q4 (q8, q4: sambalm names only).
 MatrixFormat parse_dtype(const std::string& s) {
   try {
     return parse_matrix_format(s);
   } catch (const Error&) {
-    fail("--dtype '{}': expected f32, bf16, f16 or q8", s);
+    fail("--dtype '{}': expected f32, bf16, f16, q8 or q4", s);
   }
 }
 
@@ -49,6 +49,8 @@ DType dtype_of(MatrixFormat f) {
       return DType::F16;
     case MatrixFormat::Q8:
       return DType::I8;
+    case MatrixFormat::Q4:
+      return DType::U8;  // two 4-bit codes per byte
     default:
       return DType::F32;
   }
@@ -149,9 +151,9 @@ int write_out(const ConvertOpts& o, const ModelConfig& cfg, ParamStore params, M
 int run(const ConvertOpts& o) {
   const MatrixFormat format = parse_dtype(o.dtype);
   const WeightFormat to = parse_weight_format(o.to);
-  SAMBALM_CHECK(format != MatrixFormat::Q8 || to == WeightFormat::Sambalm,
-                "--dtype q8 is sambalm's own layout (int8 weights with block scales); --to {} takes f32, bf16 or f16",
-                weight_format_name(to));
+  SAMBALM_CHECK(!is_block_format(format) || to == WeightFormat::Sambalm,
+                "--dtype {} is sambalm's own layout (weights with block scales); --to {} takes f32, bf16 or f16",
+                matrix_format_name(format), weight_format_name(to));
   std::error_code ec;
   // A preset name gives its random weights (seed 0, as generate and bench do): model directories of any
   // shape and format for benchmarks, without a checkpoint.
@@ -189,7 +191,7 @@ int run(const ConvertOpts& o) {
           break;
         }
   }
-  // A directory written with --dtype bf16|f16|q8: its packed matrices are read through float32.
+  // A directory written with --dtype bf16|f16|q8|q4: its packed matrices are read through float32.
   std::shared_ptr<PackedWeights> packed;
   if (sd.tensors.count("embedding.weight")) packed = take_packed(sd.tensors, src);
   ParamStore params = load_params(
@@ -214,8 +216,9 @@ int write_out(const ConvertOpts& o, const ModelConfig& cfg, ParamStore params, M
   std::map<std::string, std::string> metadata = {{"format", "pt"}, {"producer", "sambalm"}};
   if (to == WeightFormat::Sambalm && format != MatrixFormat::F32) metadata["sambalm_matrix_format"] = o.dtype;
   if (format == MatrixFormat::Q8) metadata["q8_block_size"] = std::to_string(kQ8Block);
+  if (format == MatrixFormat::Q4) metadata["q4_block_size"] = std::to_string(kQ4Block);
   std::vector<OutTensor> out;
-  std::deque<std::vector<uint16_t>> scales;  // q8 block scales, as float16
+  std::deque<std::vector<uint16_t>> scales;  // q8 / q4 block scales, as float16
   std::deque<std::vector<float>> gathered;   // packed tensors (SambaY's Wqkv, fused MLP w1), assembled here
   for (const auto& w : weight_names(cfg, to)) {
     if (!w.packed.empty()) {
@@ -233,8 +236,10 @@ int write_out(const ConvertOpts& o, const ModelConfig& cfg, ParamStore params, M
       out.push_back({w.external, w.external_shape, params.get(w.native), DType::F32, DType::F32});
     } else {
       const PackedMatrix& m = *e.packed;
-      out.push_back({w.external, w.external_shape, m.data, dtype_of(m.format), dtype_of(m.format)});
-      if (m.format == MatrixFormat::Q8) {
+      // q4: uint8 [rows, cols / 2], the nibble pairs as they are in memory (docs/FORMATS.md).
+      const Shape shape = m.format == MatrixFormat::Q4 ? Shape{m.rows, m.cols / 2} : w.external_shape;
+      out.push_back({w.external, shape, m.data, dtype_of(m.format), dtype_of(m.format)});
+      if (is_block_format(m.format)) {
         const size_t nb = static_cast<size_t>(m.rows * m.blocks_per_row());
         auto& sc = scales.emplace_back(nb);
         convert_from_f32(m.scales, DType::F16, sc.data(), nb);  // exact: pack_matrix rounds them to float16
@@ -306,12 +311,13 @@ Action add(CLI::App& app) {
                   "config.json or preset name: the config of a bare weights file (needed when no config.json lies\n"
                   "beside it), or one that replaces a directory's config.json");
   sub->add_option("--dtype", o->dtype,
-                  "Output dtype: f32 (default), bf16, f16 or q8. With sambalm names, only the GEMM matrices\n"
+                  "Output dtype: f32 (default), bf16, f16, q8 or q4. With sambalm names, only the GEMM matrices\n"
                   "(projections, MLP, embedding/head) take it and the rest stays f32; q8 is int8 in blocks of 32\n"
                   "along each row with a float16 scale per block (`<name>.scales`; a matrix whose rows are not\n"
-                  "whole blocks stays f32). generate, bench, forward, eval and serve keep those matrices in that\n"
+                  "whole blocks stays f32); q4 is the same blocks in 4 bits (two codes per byte, lossy: about\n"
+                  "twice q8's error). generate, bench, forward, eval and serve keep those matrices in that\n"
                   "format in memory (docs/FORMATS.md, \"Weight formats for inference\")")
-      ->check(choice(parse_dtype, "f32, bf16, f16 or q8"));
+      ->check(choice(parse_dtype, "f32, bf16, f16, q8 or q4"));
   sub->add_option("--to", o->to, "Output names: sambalm (default), lit_gpt, mamba_ssm or hf")
       ->check(choice(parse_weight_format, "sambalm, lit_gpt, mamba_ssm or hf"));
   return [o] { return run(*o); };

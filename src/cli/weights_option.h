@@ -17,11 +17,12 @@ namespace sambalm::cli {
 inline CLI::Option* add_weights_dtype_option(CLI::App* sub, std::string& value) {
   return sub
       ->add_option("--weights-dtype", value,
-                   "Format of the GEMM weights in memory: f32, bf16, f16 or q8 (blocks of 32 with a scale each).\n"
-                   "Default: as stored (a directory from `sambalm convert --dtype bf16|f16|q8` stays in that format;\n"
-                   "norms, A_log, D, biases and conv weights are always f32). Decoding reads 2 (bf16, f16) or about\n"
-                   "1 (q8) byte per weight instead of 4 (docs/FORMATS.md, \"Weight formats for inference\")")
-      ->check(CLI::IsMember({"f32", "bf16", "f16", "q8"}));
+                   "Format of the GEMM weights in memory: f32, bf16, f16, q8 or q4 (q8, q4: blocks of 32 with a\n"
+                   "scale each). Default: as stored (a directory from `sambalm convert --dtype bf16|f16|q8|q4` stays\n"
+                   "in that format; norms, A_log, D, biases and conv weights are always f32). Decoding reads 2 (bf16,\n"
+                   "f16), about 1 (q8) or about 0.6 (q4) byte per weight instead of 4 (docs/FORMATS.md, \"Weight\n"
+                   "formats for inference\")")
+      ->check(CLI::IsMember({"f32", "bf16", "f16", "q8", "q4"}));
 }
 
 // Packed weights on a CPU without AVX2 + F16C (or with SAMBALM_CPU_ISA=baseline) run on the portable

@@ -44,6 +44,29 @@ OwnedPackedMatrix pack_matrix(const float* w, int64_t rows, int64_t cols, Matrix
         }
       break;
     }
+    case MatrixFormat::Q4: {
+      SAMBALM_CHECK(cols % kQ4Block == 0, "q4: a row of {} weights is not a whole number of blocks of {}", cols,
+                    kQ4Block);
+      const int64_t nb = cols / kQ4Block;
+      m.bytes.assign(n / 2, 0);
+      m.scales.resize(static_cast<size_t>(rows * nb));
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t b = 0; b < nb; ++b) {
+          const float* src = w + r * cols + b * kQ4Block;
+          float big = 0;  // the weight of largest magnitude, with its sign
+          for (int64_t i = 0; i < kQ4Block; ++i)
+            if (std::fabs(src[i]) > std::fabs(big)) big = src[i];
+          const float scale = f16_to_f32(f32_to_f16(big / -8.0f));
+          m.scales[static_cast<size_t>(r * nb + b)] = scale;
+          const float inv = scale != 0 ? 1.0f / scale : 0.0f;
+          uint8_t* dst = m.bytes.data() + (r * cols + b * kQ4Block) / 2;
+          for (int64_t i = 0; i < kQ4Block; ++i) {
+            const auto q = static_cast<uint8_t>(std::clamp(std::nearbyint(src[i] * inv) + 8.0f, 0.0f, 15.0f));
+            dst[i % 16] |= static_cast<uint8_t>(i < 16 ? q : q << 4);
+          }
+        }
+      break;
+    }
   }
   m.view = {format, rows, cols, m.bytes.data(), m.scales.empty() ? nullptr : m.scales.data()};
   return m;
@@ -60,6 +83,11 @@ float packed_value(const PackedMatrix& W, int64_t n, int64_t k) {
       return f16_to_f32(static_cast<const uint16_t*>(W.data)[i]);
     case MatrixFormat::Q8:
       return W.scales[n * W.blocks_per_row() + k / kQ8Block] * float(static_cast<const int8_t*>(W.data)[i]);
+    case MatrixFormat::Q4: {
+      const uint8_t byte = static_cast<const uint8_t*>(W.data)[(i - k % kQ4Block) / 2 + k % 16];
+      const int q = (k % kQ4Block) < 16 ? byte & 15 : byte >> 4;
+      return W.scales[n * W.blocks_per_row() + k / kQ4Block] * float(q - 8);
+    }
   }
   return 0;
 }

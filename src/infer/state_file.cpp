@@ -55,7 +55,7 @@ static uint64_t weights_hash(const float* params, int64_t n, const std::vector<P
   for (int64_t i = 0; i < n; i += stride) h = fnv1a(h, params + i, sizeof(float));
   for (const auto& e : entries) {
     if (!e.packed) continue;
-    const int64_t bytes = e.packed->rows * e.packed->cols * (e.packed->format == MatrixFormat::Q8 ? 1 : 2);
+    const int64_t bytes = e.packed->data_bytes();
     const int64_t step = std::max<int64_t>(1, bytes / 4096);
     h = fnv1a(h, &e.packed->format, 1);
     for (int64_t i = 0; i < bytes; i += step) h = fnv1a(h, static_cast<const uint8_t*>(e.packed->data) + i, 1);

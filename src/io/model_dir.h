@@ -29,12 +29,12 @@ struct LoadedModel {
 //   - a config .json file: random parameters (seed 0).
 // `config_override` (a config.json path or a preset name) replaces the config found beside the weights.
 struct LoadOptions {
-  // Keep the GEMM matrices that the file stores in bf16, f16 or q8 in that format in memory (inference:
+  // Keep the GEMM matrices that the file stores in bf16, f16, q8 or q4 in that format in memory (inference:
   // generate, bench, forward, eval, serve); false converts every weight to float32 (training, convert).
   // Only sambalm-named safetensors (sambalm convert's output) keep packed matrices; other checkpoints
   // load as float32.
   bool keep_packed = false;
-  // After loading, pack the matrices into this format ("f32", "bf16", "f16", "q8"; "" keeps them as
+  // After loading, pack the matrices into this format ("f32", "bf16", "f16", "q8", "q4"; "" keeps them as
   // loaded): inference of a float32 model or of random weights in another format.
   std::string weights_dtype;
 };

@@ -35,7 +35,7 @@ bool is_packable(const std::string& name, const Shape& shape) {
 
 bool packs_into(const std::string& name, const Shape& shape, MatrixFormat format) {
   if (format == MatrixFormat::F32 || !is_packable(name, shape)) return false;
-  return format != MatrixFormat::Q8 || shape[1] % kQ8Block == 0;
+  return !is_block_format(format) || shape[1] % kQ8Block == 0;
 }
 
 MatrixFormat parse_matrix_format(const std::string& name) {
@@ -45,7 +45,8 @@ MatrixFormat parse_matrix_format(const std::string& name) {
   if (l == "bf16" || l == "bfloat16") return MatrixFormat::BF16;
   if (l == "f16" || l == "fp16" || l == "float16") return MatrixFormat::F16;
   if (l == "q8" || l == "q8_0") return MatrixFormat::Q8;
-  fail("weight format '{}': expected f32, bf16, f16 or q8", name);
+  if (l == "q4" || l == "q4_0") return MatrixFormat::Q4;
+  fail("weight format '{}': expected f32, bf16, f16, q8 or q4", name);
 }
 
 namespace {
@@ -103,21 +104,26 @@ std::shared_ptr<PackedWeights> take_packed(std::map<std::string, Tensor>& sd, co
     if (is_scales) {
       const std::string w = name.substr(0, name.size() - 7);
       auto it = sd.find(w);
-      SAMBALM_CHECK(it != sd.end() && it->second.dtype() == DType::I8,
-                    "{}: tensor '{}' holds block scales, but '{}' is {} (scales belong to int8 q8 weights only)",
+      SAMBALM_CHECK(it != sd.end() && (it->second.dtype() == DType::I8 || it->second.dtype() == DType::U8),
+                    "{}: tensor '{}' holds block scales, but '{}' is {} (scales belong to int8 q8 and uint8 q4 weights "
+                    "only)",
                     source, name, w, it == sd.end() ? "absent" : dtype_name(it->second.dtype()));
       continue;
     }
     const DType dt = t.dtype();
-    if (dt != DType::BF16 && dt != DType::F16 && dt != DType::I8) continue;
+    if (dt != DType::BF16 && dt != DType::F16 && dt != DType::I8 && dt != DType::U8) continue;
     if (!is_packable(name, t.shape())) {
-      SAMBALM_CHECK(dt != DType::I8,
-                    "{}: tensor '{}' {} is int8, but only the 2-D GEMM weights may be q8 (norms, A_log, D, biases and "
-                    "conv weights are float)",
-                    source, name, shape_str(t.shape()));
+      SAMBALM_CHECK(dt != DType::I8 && dt != DType::U8,
+                    "{}: tensor '{}' {} is {}, but only the 2-D GEMM weights may be q8 or q4 (norms, A_log, D, biases "
+                    "and conv weights are float)",
+                    source, name, shape_str(t.shape()), dtype_name(dt));
       continue;  // a bf16/f16 norm or bias: converted to float32 by load_params
     }
-    const int64_t rows = t.dim(0), cols = t.dim(1), n = rows * cols;
+    // q4 stores two weights per byte: a uint8 [rows, cols / 2].
+    const bool q4 = dt == DType::U8;
+    const int64_t rows = t.dim(0), cols = q4 ? 2 * t.dim(1) : t.dim(1), n = rows * cols;
+    const char* fmt_name = q4 ? "q4" : "q8";
+    const MatrixFormat block_format = q4 ? MatrixFormat::Q4 : MatrixFormat::Q8;
     PackedMatrix m{MatrixFormat::BF16, rows, cols, t.raw(), nullptr};
     if (dt == DType::BF16 || dt == DType::F16) {
       m.format = dt == DType::BF16 ? MatrixFormat::BF16 : MatrixFormat::F16;
@@ -129,11 +135,11 @@ std::shared_ptr<PackedWeights> take_packed(std::map<std::string, Tensor>& sd, co
                       source, name, i);
       packed->add_view(name, m, t);
     } else {
-      m.format = MatrixFormat::Q8;
+      m.format = block_format;
       const std::string sn = scales_name(name);
       auto it = sd.find(sn);
-      SAMBALM_CHECK(it != sd.end(), "{}: weight '{}' is int8 (q8) but its block scales '{}' are missing", source, name,
-                    sn);
+      SAMBALM_CHECK(it != sd.end(), "{}: weight '{}' is {} ({}) but its block scales '{}' are missing", source, name,
+                    dtype_name(dt), fmt_name, sn);
       const Tensor& s = it->second;
       SAMBALM_CHECK(s.dtype() == DType::F16 || s.dtype() == DType::F32,
                     "{}: block scales '{}' have dtype {}, expected F16 or F32", source, sn, dtype_name(s.dtype()));
@@ -141,18 +147,18 @@ std::shared_ptr<PackedWeights> take_packed(std::map<std::string, Tensor>& sd, co
                     "{}: block scales '{}' have shape {}, expected [{}, {}] (one per {} weights of each row of {})",
                     source, sn, shape_str(s.shape()), rows, cols / kQ8Block, kQ8Block, shape_str(t.shape()));
       SAMBALM_CHECK(cols % s.dim(1) == 0 && cols / s.dim(1) == kQ8Block,
-                    "{}: weight '{}' {} with scales {}: blocks of {} weights; q8 allows blocks of {} only", source,
+                    "{}: weight '{}' {} with scales {}: blocks of {} weights; {} allows blocks of {} only", source,
                     name, shape_str(t.shape()), shape_str(s.shape()),
                     cols % s.dim(1) == 0 ? fmt::format("{}", cols / s.dim(1)) : fmt::format("{}/{}", cols, s.dim(1)),
-                    kQ8Block);
+                    fmt_name, kQ8Block);
       OwnedPackedMatrix own;
       own.scales.resize(static_cast<size_t>(s.numel()));
       convert_to_f32(s.dtype(), s.raw(), own.scales.data(), own.scales.size());
       for (size_t i = 0; i < own.scales.size(); ++i)
         SAMBALM_CHECK(std::isfinite(own.scales[i]), "{}: block scales '{}' hold a non-finite value at flat index {}",
                       source, sn, i);
-      // The int8 values stay in the mapped file; only the scales are converted (to float32).
-      own.view = {MatrixFormat::Q8, rows, cols, t.raw(), own.scales.data()};
+      // The int8 values (q4's nibble pairs) stay in the mapped file; only the scales are converted (to float32).
+      own.view = {block_format, rows, cols, t.raw(), own.scales.data()};
       packed->add(name, std::move(own));
       packed->add_view(name, *packed->find(name), t);  // keeps the mapping alive
       taken.push_back(sn);

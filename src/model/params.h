@@ -55,7 +55,7 @@ class PackedWeights;
 
 // A parameter's place in a buffer of this layout (parameters, gradients, moments alike), resolved
 // once by name; `at(buf)` gives the pointer.
-// A packed weight (a GEMM matrix kept in bf16, f16 or q8 for inference) has offset -1 and `packed`
+// A packed weight (a GEMM matrix kept in bf16, f16, q8 or q4 for inference) has offset -1 and `packed`
 // set: the layers multiply by it through linear_forward (model/linear.h).
 struct ParamRef {
   int64_t offset = -1;  // -1: absent (optional bias), or packed

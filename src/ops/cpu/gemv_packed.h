@@ -1,4 +1,4 @@
-// Matmuls over packed weights (core/packed_matrix.h: f32, bf16, f16, q8), per instruction set.
+// Matmuls over packed weights (core/packed_matrix.h: f32, bf16, f16, q8, q4), per instruction set.
 // The packed kernels have their own run-time choice, separate from isa.h's (which the float32 kernels
 // use), because they also have an AVX-512 build: Baseline (any x86-64), Avx2 (AVX2 + FMA + F16C) and
 // Avx512 (AVX-512 F/BW/VL/DQ). SAMBALM_CPU_ISA=baseline or =avx2 caps the choice (to test or compare
@@ -29,16 +29,17 @@ void gemv_packed(PackedIsa isa, float* out, int64_t ld_out, const float* in, int
 // each activation block: |x - scale * q| <= scale / 2). Paths: Avx2 (vpmaddubsw), AvxVnni and
 // Avx512Vnni (vpdpbusd, on 256-bit vectors: one block of 32 is one vector); Float is gemv_packed's
 // float path. q8dot() picks the best that the CPU runs; SAMBALM_Q8_DOT=float or =avx2 caps it, and
-// SAMBALM_CPU_ISA=baseline means Float.
+// SAMBALM_CPU_ISA=baseline means Float. q4 weights take the same paths (q4 x q8: the codes 0..15 are
+// the unsigned operand; gemv_packed_q4dot_tiles.h).
 enum class Q8Dot { Float, Avx2, AvxVnni, Avx512Vnni };
 bool q8dot_supported(Q8Dot dot);
 Q8Dot q8dot();  // cached after the first call
 const char* q8dot_name(Q8Dot dot);
-// As gemv_packed, W in q8 (its rows whole blocks of 32), with the given path (one the CPU supports).
+// As gemv_packed, W in q8 or q4 (its rows whole blocks of 32), with the given path (one the CPU supports).
 void gemv_q8dot(Q8Dot dot, float* out, int64_t ld_out, const float* in, int64_t ld_in, const PackedMatrix& W,
                 const float* bias, int64_t M);
-// The decoding GEMV with the run-time choices: q8 through q8dot() unless that is Float, every other
-// format (and q8 then) through gemv_packed(packed_isa()).
+// The decoding GEMV with the run-time choices: q8 and q4 through q8dot() unless that is Float, every
+// other format (and q8 / q4 then) through gemv_packed(packed_isa()).
 void gemv_packed_auto(float* out, int64_t ld_out, const float* in, int64_t ld_in, const PackedMatrix& W,
                       const float* bias, int64_t M);
 

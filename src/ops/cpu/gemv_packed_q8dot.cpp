@@ -1,6 +1,6 @@
-// The q8 GEMV through integer dot products (gemv_packed.h: Q8Dot), three builds of
-// gemv_packed_q8dot_tiles.h: AVX2 (vpmaddubsw), AVX512-VNNI and AVX-VNNI (vpdpbusd on 256-bit vectors).
-// The activations are quantized once per call, before the threads split the rows.
+// The q8 and q4 GEMVs through integer dot products (gemv_packed.h: Q8Dot), three builds of
+// gemv_packed_q8dot_tiles.h and gemv_packed_q4dot_tiles.h: AVX2 (vpmaddubsw), AVX512-VNNI and AVX-VNNI (vpdpbusd on
+// 256-bit vectors). The activations are quantized once per call, before the threads split the rows.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -32,6 +32,8 @@ struct QuantizedRows {
 namespace maddubs {
 #define SAMBALM_Q8DOT 1
 #include "ops/cpu/gemv_packed_q8dot_tiles.h"  // NOLINT(build/include): compiled into this namespace
+// (after the q8 tiles, whose helpers it uses)
+#include "ops/cpu/gemv_packed_q4dot_tiles.h"  // NOLINT(build/include)
 #undef SAMBALM_Q8DOT
 
 // Row b of X (K a multiple of 32) into q / scale / corr, a block of 32 floats at a time: round to
@@ -74,6 +76,8 @@ void quantize_rows(int8_t* q, float* scale, int32_t* corr, const float* X, int64
 namespace vnni512 {
 #define SAMBALM_Q8DOT 2
 #include "ops/cpu/gemv_packed_q8dot_tiles.h"  // NOLINT(build/include)
+// (after the q8 tiles)
+#include "ops/cpu/gemv_packed_q4dot_tiles.h"  // NOLINT(build/include)
 #undef SAMBALM_Q8DOT
 }  // namespace vnni512
 #pragma GCC pop_options
@@ -82,6 +86,8 @@ namespace vnni512 {
 namespace avxvnni {
 #define SAMBALM_Q8DOT 3
 #include "ops/cpu/gemv_packed_q8dot_tiles.h"  // NOLINT(build/include)
+// (after the q8 tiles)
+#include "ops/cpu/gemv_packed_q4dot_tiles.h"  // NOLINT(build/include)
 #undef SAMBALM_Q8DOT
 }  // namespace avxvnni
 #pragma GCC pop_options
@@ -141,14 +147,14 @@ const char* q8dot_name(Q8Dot dot) {
 
 void gemv_packed_auto(float* out, int64_t ld_out, const float* in, int64_t ld_in, const PackedMatrix& W,
                       const float* bias, int64_t M) {
-  if (W.format == MatrixFormat::Q8 && q8dot() != Q8Dot::Float)
+  if (is_block_format(W.format) && q8dot() != Q8Dot::Float)
     return gemv_q8dot(q8dot(), out, ld_out, in, ld_in, W, bias, M);
   gemv_packed(packed_isa(), out, ld_out, in, ld_in, W, bias, M);
 }
 
 void gemv_q8dot(Q8Dot dot, float* out, int64_t ld_out, const float* in, int64_t ld_in, const PackedMatrix& W,
                 const float* bias, int64_t M) {
-  SAMBALM_CHECK(W.format == MatrixFormat::Q8 && W.cols % kQ8Block == 0, "gemv_q8dot: a q8 matrix, got {} [{}, {}]",
+  SAMBALM_CHECK(is_block_format(W.format) && W.cols % kQ8Block == 0, "gemv_q8dot: a q8 or q4 matrix, got {} [{}, {}]",
                 matrix_format_name(W.format), W.rows, W.cols);
   const int64_t N = W.rows, K = W.cols;
   if (M <= 0 || N <= 0) return;
@@ -164,9 +170,10 @@ void gemv_q8dot(Q8Dot dot, float* out, int64_t ld_out, const float* in, int64_t 
   if (int64_t(scale.size()) < M * nb) scale.resize(M * nb), corr.resize(M * nb);
   maddubs::quantize_rows(q.data(), scale.data(), corr.data(), in, ld_in, M, K);
   const QuantizedRows X{q.data(), scale.data(), corr.data()};
-  auto rows = maddubs::q8dot_rows;
-  if (dot == Q8Dot::Avx512Vnni) rows = vnni512::q8dot_rows;
-  if (dot == Q8Dot::AvxVnni) rows = avxvnni::q8dot_rows;
+  const bool q4 = W.format == MatrixFormat::Q4;
+  auto rows = q4 ? maddubs::q4dot_rows : maddubs::q8dot_rows;
+  if (dot == Q8Dot::Avx512Vnni) rows = q4 ? vnni512::q4dot_rows : vnni512::q8dot_rows;
+  if (dot == Q8Dot::AvxVnni) rows = q4 ? avxvnni::q4dot_rows : avxvnni::q8dot_rows;
   const int64_t tasks = (N + kRowsPerTask - 1) / kRowsPerTask;
 #pragma omp parallel for schedule(static) if (N * K > (1 << 16))
   for (int64_t i = 0; i < tasks; ++i) rows(out, ld_out, X, M, W, i * kRowsPerTask, std::min(N, (i + 1) * kRowsPerTask));

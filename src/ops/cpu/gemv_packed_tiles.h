@@ -6,6 +6,8 @@
 //   bf16 -> f32: zero-extend 16 -> 32 bits and shift left by 16 (vpmovzxwd + vpslld)
 //   f16  -> f32: vcvtph2ps (F16C; the baseline build converts lane by lane)
 //   int8 -> f32: vpmovsxbd + vcvtdq2ps, then times the block's scale
+//   q4 -> f32:   vpmovzxbd of kVW bytes, a shift (high nibbles) and a mask, minus 8, vcvtdq2ps, times
+//                the block's scale
 // (through intrinsics in the x86 builds, where GCC's generic conversions go in halves or lane by lane).
 // so each weight is read once in its own size and widened in registers.
 // NOLINT(build/header_guard)
@@ -14,6 +16,7 @@ using vf = float __attribute__((vector_size(SAMBALM_VW * 4)));
 using vu16 = uint16_t __attribute__((vector_size(SAMBALM_VW * 2)));
 using vu32 = uint32_t __attribute__((vector_size(SAMBALM_VW * 4)));
 using vi8 = int8_t __attribute__((vector_size(SAMBALM_VW)));
+using vu8 = uint8_t __attribute__((vector_size(SAMBALM_VW)));
 using vi32 = int32_t __attribute__((vector_size(SAMBALM_VW * 4)));
 using vh = _Float16 __attribute__((vector_size(SAMBALM_VW * 2)));
 constexpr int kVW = SAMBALM_VW;
@@ -96,6 +99,26 @@ struct Fmt<MatrixFormat::Q8> {  // unscaled: the tile multiplies by the block's 
   static float one(const E* p) { return float(*p); }
 };
 
+template <>
+struct Fmt<MatrixFormat::Q4> {  // unscaled codes minus 8: the tile multiplies by the block's scale
+  using E = uint8_t;
+  // kVW consecutive bytes at p, their low (shift 0) or high (shift 4) nibbles, as q - 8 in float.
+  __attribute__((always_inline)) static vf nibbles(const E* p, int shift) {
+#if SAMBALM_PACKED_LEVEL == 2
+    const vi32 w = (vi32)_mm512_maskz_cvtepu8_epi32(0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+#elif SAMBALM_PACKED_LEVEL == 1
+    const vi32 w = (vi32)_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+#else
+    const vi32 w = __builtin_convertvector(load_vec<vu8>(p), vi32);
+#endif
+    return __builtin_convertvector(((w >> shift) & 15) - 8, vf);
+  }
+};
+// Piece j (of kQ4Block / kVW) of a q4 block: its kVW weights start at weight j * kVW of the block and
+// are the nibbles q4_shift(j) of the block's bytes from q4_byte(j) (weights 0..15 low, 16..31 high).
+constexpr int64_t q4_byte(int64_t j) { return (j % (16 / kVW)) * kVW; }
+constexpr int q4_shift(int64_t j) { return int(j / (16 / kVW)) * 4; }
+
 __attribute__((always_inline)) inline float hsum(vf v) {
   float s = 0;
   for (int l = 0; l < kVW; ++l) s += v[l];
@@ -115,7 +138,7 @@ __attribute__((always_inline)) inline void packed_tile(float* out, int64_t ld_ou
                                                        const PackedMatrix& W, int64_t n) {
   using E = typename Fmt<F>::E;
   const int64_t K = W.cols;
-  const E* w = static_cast<const E*>(W.data) + n * K;
+  const E* w = static_cast<const E*>(W.data) + n * (F == MatrixFormat::Q4 ? K / 2 : K);
   vf acc[NR][NB] = {};
   int64_t k = 0;
   if constexpr (F == MatrixFormat::Q8) {
@@ -140,6 +163,30 @@ __attribute__((always_inline)) inline void packed_tile(float* out, int64_t ld_ou
       }
     }
     k = nb * kQ8Block;
+  } else if constexpr (F == MatrixFormat::Q4) {
+    const int64_t nb = W.blocks_per_row(), row_bytes = K / 2;
+    const float* sc = W.scales + n * nb;
+    for (int64_t blk = 0; blk < nb; ++blk) {
+      vf s[NR];
+#pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) s[r] = vf{} + sc[r * nb + blk];
+#pragma GCC unroll 4
+      for (int64_t j = 0; j < kQ4Block / kVW; ++j) {
+        const int64_t kk = blk * kQ4Block + j * kVW;
+        vf x[NB];
+#pragma GCC unroll 8
+        for (int b = 0; b < NB; ++b) x[b] = load_vec<vf>(X + b * ld_x + kk);
+#pragma GCC unroll 16
+        for (int r = 0; r < NR; ++r) {
+          const E* p = w + r * row_bytes + blk * (kQ4Block / 2) + q4_byte(j);
+          __builtin_prefetch(p + NR * row_bytes, 0, 0);
+          const vf wv = Fmt<F>::nibbles(p, q4_shift(j)) * s[r];
+#pragma GCC unroll 8
+          for (int b = 0; b < NB; ++b) acc[r][b] += wv * x[b];
+        }
+      }
+    }
+    k = K;
   } else {
     for (; k + kVW <= K; k += kVW) {
       vf x[NB];
@@ -157,7 +204,8 @@ __attribute__((always_inline)) inline void packed_tile(float* out, int64_t ld_ou
   for (int r = 0; r < NR; ++r)
     for (int b = 0; b < NB; ++b) {
       float s = hsum(acc[r][b]);
-      for (int64_t kk = k; kk < K; ++kk) s += Fmt<F>::one(w + r * K + kk) * X[b * ld_x + kk];
+      if constexpr (F != MatrixFormat::Q4)  // (q4 rows are whole blocks: no tail)
+        for (int64_t kk = k; kk < K; ++kk) s += Fmt<F>::one(w + r * K + kk) * X[b * ld_x + kk];
       out[b * ld_out + r] = s;
     }
 }
@@ -190,10 +238,19 @@ void dequantize_rows(float* dst, const PackedMatrix& W, const int32_t* rows, int
   const int64_t K = W.cols;
   for (int64_t i = 0; i < count; ++i) {
     const int64_t n = rows ? rows[i] : first + i;
-    const E* w = static_cast<const E*>(W.data) + n * K;
+    const E* w = static_cast<const E*>(W.data) + n * (F == MatrixFormat::Q4 ? K / 2 : K);
     float* d = dst + i * K;
     int64_t k = 0;
-    if constexpr (F == MatrixFormat::Q8) {
+    if constexpr (F == MatrixFormat::Q4) {
+      const int64_t nb = W.blocks_per_row();
+      for (int64_t blk = 0; blk < nb; ++blk) {
+        const vf s = vf{} + W.scales[n * nb + blk];
+        for (int64_t j = 0; j < kQ4Block / kVW; ++j) {
+          const vf v = Fmt<F>::nibbles(w + blk * (kQ4Block / 2) + q4_byte(j), q4_shift(j)) * s;
+          __builtin_memcpy(d + blk * kQ4Block + j * kVW, &v, sizeof v);
+        }
+      }
+    } else if constexpr (F == MatrixFormat::Q8) {
       const int64_t nb = W.blocks_per_row();
       for (int64_t blk = 0; blk < nb; ++blk) {
         const vf s = vf{} + W.scales[n * nb + blk];
@@ -225,6 +282,8 @@ inline RowsFn rows_fn(MatrixFormat f) {
       return packed_rows<MatrixFormat::F16>;
     case MatrixFormat::Q8:
       return packed_rows<MatrixFormat::Q8>;
+    case MatrixFormat::Q4:
+      return packed_rows<MatrixFormat::Q4>;
   }
   return nullptr;
 }
@@ -238,6 +297,8 @@ inline DequantFn dequant_fn(MatrixFormat f) {
       return dequantize_rows<MatrixFormat::F16>;
     case MatrixFormat::Q8:
       return dequantize_rows<MatrixFormat::Q8>;
+    case MatrixFormat::Q4:
+      return dequantize_rows<MatrixFormat::Q4>;
   }
   return nullptr;
 }

@@ -33,7 +33,7 @@ bool bf16_gemm_enabled();
 // Why bf16 prefill falls back to widening the weights to float32 for sgemm; "" when it does not.
 std::string bf16_gemm_fallback_reason();
 
-// out[m, n] for m < M over W in bf16, f16 or q8 (f16 / q8: each weight rounded to bf16 after
+// out[m, n] for m < M over W in bf16, f16, q8 or q4 (f16 / q8 / q4: each weight rounded to bf16 after
 // dequantizing; requires bf16_gemm_supported()); threads over panels of output columns and blocks of rows.
 void matmul_bf16(float* out, int64_t ld_out, const float* inp, int64_t ld_inp, const PackedMatrix& W, const float* bias,
                  int64_t M);
