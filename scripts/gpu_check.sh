@@ -13,6 +13,8 @@
 #
 #   scripts/gpu_check.sh                 everything
 #   SKIP_SANITIZER=1 scripts/gpu_check.sh
+#   SKIP_DEV=1 SKIP_TRAIN=1 SKIP_SANITIZER=1 GPU_TESTS=Nccl DECODE_BENCH=1 scripts/gpu_check.sh
+#                                        the library, the NCCL tests and the decode benchmarks only
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,9 +76,13 @@ if [ "${SKIP_LIBRARY:-0}" != 1 ]; then
       -DCMAKE_CUDA_ARCHITECTURES="${ARCH#sm_}" -DSAMBALM_BENCH=OFF >"$LOG_DIR/lib_build.log" 2>&1 &&
      cmake --build "$LIB_BUILD" -j "$(nproc)" --target sambalm-cli \
        $(ninja -C "$LIB_BUILD" -t targets all | grep -o '^gpu_test_[a-z0-9_]*' | sort -u) >>"$LOG_DIR/lib_build.log" 2>&1; then
-    echo "== GPU tests (ctest -L gpu)"
-    ctest --test-dir "$LIB_BUILD" -L gpu --output-on-failure --timeout 600 2>&1 | tee "$LOG_DIR/gpu_tests.log" | tail -n 30
-    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    # GPU_TESTS=regex runs only the matching tests; SKIP_TESTS=1 none (the build only).
+    if [ "${SKIP_TESTS:-0}" != 1 ]; then
+      echo "== GPU tests (ctest -L gpu ${GPU_TESTS:+-R $GPU_TESTS})"
+      ctest --test-dir "$LIB_BUILD" -L gpu ${GPU_TESTS:+-R "$GPU_TESTS"} --output-on-failure --timeout 600 2>&1 |
+        tee "$LOG_DIR/gpu_tests.log" | tail -n 30
+      [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    fi
     if [ "${SKIP_SANITIZER:-0}" != 1 ]; then
       for tool in memcheck racecheck; do
         for t in "$LIB_BUILD"/gpu_test_*; do
@@ -187,9 +193,36 @@ if dts:
 else:
     print(f"e2e {sys.argv[3]} mb{sys.argv[4]}: no timed steps ({len(recs)} records)")
 PY
+      cp "$TR/e2e_$name/profile.json" "$LOG_DIR/profile_$name.json" 2>/dev/null
       tail -n 3 "$LOG_DIR/e2e_$name.log"
     done
   fi
+fi
+
+# ---- decoding on the GPU (DECODE_BENCH=1): `sambalm bench --device cuda`, random bf16 weights, batch-1
+# and batched decode at 1K context, then Samba_421M's per-token time at 1K against 128K (jump fill) and
+# prefills of 16K and 128K prompts with the peak GPU memory (nvidia-smi) ----
+if [ "${DECODE_BENCH:-0}" = 1 ] && [ -x "$CLI" ]; then
+  echo "== decode benchmarks (bench --device cuda, bf16)"
+  for model in ${DECODE_MODELS:-Samba_421M mamba-370m mamba-1.4b}; do
+    timeout "${DECODE_TIMEOUT:-120}" "$CLI" bench -m "$model" --device cuda --dtype bf16 --batch "${DECODE_BATCHES:-1,64}" \
+      --context 1K --decode-tokens 64 --warmup 4 --json "$LOG_DIR/bench_$model.json" >"$LOG_DIR/bench_$model.log" 2>&1 ||
+      { echo "bench $model FAILED"; status=1; }
+    tail -n 6 "$LOG_DIR/bench_$model.log"
+  done
+  timeout "${DECODE_TIMEOUT:-120}" "$CLI" bench -m Samba_421M --device cuda --dtype bf16 --batch 1 --context 1K,128K \
+    --fill jump --max-context 131072 --decode-tokens 64 --warmup 4 --interleave >"$LOG_DIR/bench_context.log" 2>&1 ||
+    { echo "bench context FAILED"; status=1; }
+  tail -n 5 "$LOG_DIR/bench_context.log"
+  for ctx in ${PREFILL_CONTEXTS:-16K 128K}; do
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$LOG_DIR/mem_prefill_$ctx.log" 2>/dev/null &
+    smi=$!
+    timeout "${DECODE_TIMEOUT:-120}" "$CLI" bench -m Samba_421M --device cuda --dtype bf16 --batch 1 --context "$ctx" \
+      --chunk 4096 --decode-tokens 4 --warmup 1 >"$LOG_DIR/bench_prefill_$ctx.log" 2>&1 || { echo "prefill $ctx FAILED"; status=1; }
+    kill $smi 2>/dev/null
+    echo "prefill $ctx: peak GPU memory $(sort -n "$LOG_DIR/mem_prefill_$ctx.log" | tail -n 1) MiB"
+    tail -n 3 "$LOG_DIR/bench_prefill_$ctx.log"
+  done
 fi
 [ "${SKIP_DEV:-0}" = 1 ] && { echo "status: $status (dev kernels skipped; logs in $LOG_DIR)"; exit $status; }
 

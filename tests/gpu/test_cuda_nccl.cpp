@@ -28,7 +28,9 @@ std::string train_args(const std::string& data, const std::string& out, const st
          precision + " --data " + data + " --out " + out;
 }
 
-const char* kEnv = "env NCCL_NVLS_ENABLE=0 OMP_NUM_THREADS=2 timeout 300 ";
+// `timeout` runs its command directly (no shell), so the variables a test adds after it go through a
+// second `env`.
+const char* kEnv = "env NCCL_NVLS_ENABLE=0 OMP_NUM_THREADS=2 timeout 300 env ";
 
 TEST(CudaNccl, OneRankEqualsTheRunWithoutACommunicator) {
   SAMBALM_REQUIRE_GPU();
