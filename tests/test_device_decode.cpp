@@ -48,20 +48,36 @@ TEST(DeviceDecodeOnHost, SameLogitsAsDecodeModel) {
   }
 }
 
+// Both drivers make the same argument checks (infer/decode_checks.h), state untouched after each.
+template <typename DM>
+void expect_decode_errors(DM& dm, const ModelConfig& cfg) {
+  DecodeState a = dm.new_state(), b = dm.new_state();
+  EXPECT_THROW(dm.new_state(), Error);
+  const int32_t bad = int32_t(cfg.padded_vocab_size);
+  EXPECT_THROW(dm.prefill(a, &bad, 1, nullptr, nullptr), Error);
+  EXPECT_EQ(a.pos(), 0);
+  const int32_t twice[] = {a.slot(), a.slot()}, tok[] = {1, 2}, outside[] = {a.slot(), 7};
+  std::vector<float> logits(static_cast<size_t>(2 * dm.vocab()));
+  EXPECT_THROW(dm.step_slots(twice, 2, tok, logits.data()), Error);
+  EXPECT_THROW(dm.step_slots(outside, 2, tok, logits.data()), Error);
+  EXPECT_THROW(dm.step_slots(twice, 0, tok, logits.data()), Error);
+  EXPECT_EQ(a.pos(), 0);
+  DecodeState* both[] = {&a, &b};
+  dm.step(both, 2, tok, logits.data());
+  EXPECT_EQ(a.pos(), 1);
+  EXPECT_EQ(b.pos(), 1);
+}
+
 TEST(DeviceDecodeOnHost, Errors) {
   REQUIRE_FIXTURES();
   LoadedModel lm = load_model(test::fixtures_dir() + "/mamba_tiny");
   DecodeOptions opt;
   opt.slots = 2;
+  opt.max_batch = 2;
   DeviceDecodeModel<float> dm(lm.config, lm.params.entries(), lm.params.data(), nullptr, cpu_context(), opt);
-  DecodeState a = dm.new_state(), b = dm.new_state();
-  EXPECT_THROW(dm.new_state(), Error);
-  const int32_t bad = int32_t(lm.config.padded_vocab_size);
-  EXPECT_THROW(dm.prefill(a, &bad, 1, nullptr, nullptr), Error);
-  EXPECT_EQ(a.pos(), 0);
-  const int32_t twice[] = {a.slot(), a.slot()}, tok[] = {1, 2};
-  std::vector<float> logits(static_cast<size_t>(2 * dm.vocab()));
-  EXPECT_THROW(dm.step_slots(twice, 2, tok, logits.data()), Error);
+  expect_decode_errors(dm, lm.config);
+  DecodeModel ref(lm.config, lm.params.entries(), lm.params.data(), opt);
+  expect_decode_errors(ref, lm.config);
   // bf16 states are the GPU's only.
   EXPECT_THROW(DecodePool(dm.layout(), 1, cpu_context(), StateType::BF16), Error);
 }

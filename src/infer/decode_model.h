@@ -76,7 +76,6 @@ class DecodeModel {
   int64_t scratch_bytes() const { return model_.cached_scratch_bytes(); }
 
  private:
-  void check_ids(const int32_t* tokens, int64_t n, const char* what) const;
 
   ModelConfig cfg_;
   DecodeOptions opt_;

@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "infer/decode_checks.h"
 #include "ops/memory_ops.h"
 
 namespace sambalm {
@@ -46,13 +47,6 @@ void DeviceDecodeModel<T>::refresh() {
 }
 
 template <typename T>
-void DeviceDecodeModel<T>::check_ids(const int32_t* tokens, int64_t n, const char* what) const {
-  for (int64_t i = 0; i < n; ++i)
-    SAMBALM_CHECK(tokens[i] >= 0 && tokens[i] < V_, "{}: token id {} at position {} is outside the vocabulary [0, {})",
-                  what, tokens[i], i, V_);
-}
-
-template <typename T>
 void DeviceDecodeModel<T>::logits_to_host(float* dst, const T* src, int64_t n) {
   if constexpr (std::is_same_v<T, float>) {
     ops::download(ctx_, dst, src, sizeof(float) * static_cast<size_t>(n));
@@ -66,14 +60,7 @@ void DeviceDecodeModel<T>::logits_to_host(float* dst, const T* src, int64_t n) {
 template <typename T>
 void DeviceDecodeModel<T>::prefill(DecodeState& st, const int32_t* tokens, int64_t n, float* all_logits,
                                    float* last_logits) {
-  SAMBALM_CHECK(n > 0, "prefill: no tokens to consume");
-  SAMBALM_CHECK(st.valid() && st.pool() == pool_.get(), "prefill: the decode state belongs to another model");
-  check_ids(tokens, n, "prefill");
-  const int64_t max_context = layout()->max_context;
-  if (max_context > 0)
-    SAMBALM_CHECK(st.pos() + n <= max_context,
-                  "prefill: {} + {} tokens exceed the full-attention cache of {} positions (max context)", st.pos(), n,
-                  max_context);
+  check_prefill(st, *pool_, tokens, n, V_);
   const int32_t slot = st.slot();
   const auto& layers = pool_->template layers_of<T>();
   for (int64_t t0 = 0; t0 < n; t0 += opt_.chunk) {
@@ -94,37 +81,14 @@ void DeviceDecodeModel<T>::prefill(DecodeState& st, const int32_t* tokens, int64
 
 template <typename T>
 void DeviceDecodeModel<T>::step(DecodeState* const* states, int64_t B, const int32_t* tokens, float* logits) {
-  SAMBALM_CHECK(B > 0, "decode step: empty batch");
-  SAMBALM_CHECK(B <= static_cast<int64_t>(step_slots_.size()), "decode step: {} sequences, the pool holds {}", B,
-                step_slots_.size());
-  for (int64_t b = 0; b < B; ++b) {
-    SAMBALM_CHECK(states[b]->valid() && states[b]->pool() == pool_.get(),
-                  "decode step: state {} belongs to another model", b);
-    step_slots_[b] = states[b]->slot();
-  }
+  collect_step_slots(states, B, *pool_, step_slots_);
   step_slots(step_slots_.data(), B, tokens, logits);
 }
 
 template <typename T>
 void DeviceDecodeModel<T>::step_slots(const int32_t* slots, int64_t B, const int32_t* tokens, float* logits) {
-  SAMBALM_CHECK(B > 0, "decode step: empty batch");
-  SAMBALM_CHECK(B <= static_cast<int64_t>(step_pos_.size()), "decode step: {} sequences, the pool holds {}", B,
-                step_pos_.size());
-  check_ids(tokens, B, "decode step");
-  const int64_t max_context = layout()->max_context;
+  collect_step_positions(slots, B, tokens, V_, *pool_, step_pos_);
   int64_t* positions = pool_->positions();
-  for (int64_t b = 0; b < B; ++b) {
-    SAMBALM_CHECK(slots[b] >= 0 && slots[b] < pool_->slots(), "decode step: slot {} outside the pool of {}", slots[b],
-                  pool_->slots());
-    // Two rows of one slot in a step would race on its state (and the CPU would read a half-updated one).
-    for (int64_t c = 0; c < b; ++c)
-      SAMBALM_CHECK(slots[c] != slots[b], "decode step: slot {} appears twice in one step", slots[b]);
-    step_pos_[b] = positions[slots[b]];
-    if (max_context > 0)
-      SAMBALM_CHECK(step_pos_[b] < max_context,
-                    "decode step: sequence {} reached the full-attention cache of {} positions (max context)", b,
-                    max_context);
-  }
   model_.forward_cached(params_, master_, tokens, B, 1, slots, step_pos_.data(), pool_->template layers_of<T>(),
                         logits_, true);
   if (logits) logits_to_host(logits, logits_, B * V_);

@@ -56,7 +56,6 @@ class DeviceDecodeModel {
   void step_slots(const int32_t* slots, int64_t B, const int32_t* tokens, float* logits);
 
  private:
-  void check_ids(const int32_t* tokens, int64_t n, const char* what) const;
   // Host <- the first n values of the device logits, as fp32.
   void logits_to_host(float* dst, const T* src, int64_t n);
 

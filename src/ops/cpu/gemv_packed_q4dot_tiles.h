@@ -27,57 +27,22 @@ __attribute__((always_inline)) inline __m256i q4_block_dot(__m256i q, __m256i qx
 #endif
 }
 
-// As q8dot_tile (gemv_packed_q8dot_tiles.h), over q4 rows of K / 2 bytes.
-template <int NR, int NB>
-__attribute__((always_inline)) inline void q4dot_tile(float* out, int64_t ld_out, const QuantizedRows& X, int64_t b0,
-                                                      const PackedMatrix& W, int64_t n) {
-  const int64_t K = W.cols, nb = W.blocks_per_row(), row_bytes = K / 2;
-  const uint8_t* w = static_cast<const uint8_t*>(W.data) + n * row_bytes;
-  const float* ws = W.scales + n * nb;
-  __m256 acc[NR][NB];
-  for (int r = 0; r < NR; ++r)
-    for (int b = 0; b < NB; ++b) acc[r][b] = _mm256_setzero_ps();
-  for (int64_t blk = 0; blk < nb; ++blk) {
-    __m256i qx[NB], corr[NB];
-    __m256 xs[NB];
-#pragma GCC unroll 8
-    for (int b = 0; b < NB; ++b) {
-      qx[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X.q + (b0 + b) * K + blk * kQ4Block));
-      corr[b] = _mm256_set1_epi32(X.corr[(b0 + b) * nb + blk] / 16);
-      xs[b] = _mm256_set1_ps(X.scale[(b0 + b) * nb + blk]);
-    }
-#pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r) {
-      const uint8_t* p = w + r * row_bytes + blk * (kQ4Block / 2);
-      __builtin_prefetch(p + NR * row_bytes, 0, 0);
-      const __m256i q = q4_codes(p);
-      const __m256 s = _mm256_set1_ps(ws[r * nb + blk]);
-#pragma GCC unroll 8
-      for (int b = 0; b < NB; ++b) {
-        const __m256 d = _mm256_cvtepi32_ps(q4_block_dot(q, qx[b], corr[b]));
-        acc[r][b] = _mm256_fmadd_ps(d, _mm256_mul_ps(s, xs[b]), acc[r][b]);
-      }
-    }
+// The q4 weight format for intdot_rows (gemv_packed_q8dot_tiles.h): rows of K / 2 bytes, a block's
+// 16 bytes unpacked into its 32 codes, corr4 = corr / 16.
+struct Q4Rows {
+  static constexpr int64_t kBlock = kQ4Block;
+  static int64_t row_bytes(int64_t K) { return K / 2; }
+  __attribute__((always_inline)) static const uint8_t* block(const uint8_t* row, int64_t blk) {
+    return row + blk * (kQ4Block / 2);
   }
-  for (int r = 0; r < NR; ++r)
-    for (int b = 0; b < NB; ++b) out[b * ld_out + r] = hsum8(acc[r][b]);
-}
+  __attribute__((always_inline)) static __m256i load(const uint8_t* p) { return q4_codes(p); }
+  __attribute__((always_inline)) static __m256i corr(int32_t c) { return _mm256_set1_epi32(c / 16); }
+  __attribute__((always_inline)) static __m256i dot(__m256i q, __m256i qx, __m256i corr4) {
+    return q4_block_dot(q, qx, corr4);
+  }
+};
 
-template <int NR>
-__attribute__((always_inline)) inline void q4dot_row_block(float* out, int64_t ld_out, const QuantizedRows& X,
-                                                           int64_t B, const PackedMatrix& W, int64_t n) {
-  int64_t b = 0;
-  for (; b + 3 <= B; b += 3) q4dot_tile<NR, 3>(out + b * ld_out + n, ld_out, X, b, W, n);
-  if (B - b == 2) q4dot_tile<NR, 2>(out + b * ld_out + n, ld_out, X, b, W, n);
-  if (B - b == 1) q4dot_tile<NR, 1>(out + b * ld_out + n, ld_out, X, b, W, n);
-}
-
-// Rows [n0, n1) of out[b, :] for b < B, tiled as q8dot_rows.
 inline void q4dot_rows(float* out, int64_t ld_out, const QuantizedRows& X, int64_t B, const PackedMatrix& W, int64_t n0,
                        int64_t n1) {
-  int64_t n = n0;
-  if (B == 1)
-    for (; n + 8 <= n1; n += 8) q4dot_tile<8, 1>(out + n, ld_out, X, 0, W, n);
-  for (; n + 4 <= n1; n += 4) q4dot_row_block<4>(out, ld_out, X, B, W, n);
-  for (; n < n1; ++n) q4dot_row_block<1>(out, ld_out, X, B, W, n);
+  intdot_rows<Q4Rows>(out, ld_out, X, B, W, n0, n1);
 }

@@ -1,4 +1,5 @@
-// The q8 GEMV through integer dot products (gemv_packed.h, Q8Dot), included by gemv_packed_q8dot.cpp
+// The q8 GEMV through integer dot products (gemv_packed.h, Q8Dot) and the tile loop that q4 shares,
+// included by gemv_packed_q8dot.cpp
 // once per instruction set inside a namespace, after defining SAMBALM_Q8DOT (1: AVX2 vpmaddubsw,
 // 2: AVX512-VNNI vpdpbusd on 256-bit vectors, 3: AVX-VNNI vpdpbusd) with <immintrin.h> included: no
 // include guard, no includes of its own.
@@ -34,13 +35,34 @@ __attribute__((always_inline)) inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// out[b, r] for r < NR rows from n, b < NB activation rows. Prefetches the same block of the next
-// tile's rows, as the float tiles do (gemv_packed_tiles.h: short rows leave the hardware prefetcher behind).
-template <int NR, int NB>
-__attribute__((always_inline)) inline void q8dot_tile(float* out, int64_t ld_out, const QuantizedRows& X, int64_t b0,
-                                                      const PackedMatrix& W, int64_t n) {
-  const int64_t K = W.cols, nb = W.blocks_per_row();
-  const int8_t* w = static_cast<const int8_t*>(W.data) + n * K;
+// The q8 weight format: a block is 32 int8 weights, already the operand of block_dot.
+struct Q8Rows {
+  static constexpr int64_t kBlock = kQ8Block;
+  static int64_t row_bytes(int64_t K) { return K; }
+  __attribute__((always_inline)) static const uint8_t* block(const uint8_t* row, int64_t blk) {
+    return row + blk * kQ8Block;
+  }
+  __attribute__((always_inline)) static __m256i load(const uint8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  __attribute__((always_inline)) static __m256i corr(int32_t c) {
+    return SAMBALM_Q8DOT == 1 ? _mm256_setzero_si256() : _mm256_set1_epi32(c);
+  }
+  __attribute__((always_inline)) static __m256i dot(__m256i qw, __m256i qx, __m256i corr) {
+    return block_dot(qw, qx, corr);
+  }
+};
+
+// out[b, r] for r < NR rows from n, b < NB activation rows, weights in format F (Q8Rows, or Q4Rows of
+// gemv_packed_q4dot_tiles.h): F::load turns a block of a weight row into the unsigned-or-signed int8
+// vector F::dot multiplies with the activations' block, F::corr the per-lane offset it starts from.
+// Prefetches the same block of the next tile's rows, as the float tiles do (gemv_packed_tiles.h: short
+// rows leave the hardware prefetcher behind).
+template <typename F, int NR, int NB>
+__attribute__((always_inline)) inline void intdot_tile(float* out, int64_t ld_out, const QuantizedRows& X, int64_t b0,
+                                                       const PackedMatrix& W, int64_t n) {
+  const int64_t K = W.cols, nb = W.blocks_per_row(), row_bytes = F::row_bytes(K);
+  const uint8_t* w = static_cast<const uint8_t*>(W.data) + n * row_bytes;
   const float* ws = W.scales + n * nb;
   __m256 acc[NR][NB];
   for (int r = 0; r < NR; ++r)
@@ -50,19 +72,19 @@ __attribute__((always_inline)) inline void q8dot_tile(float* out, int64_t ld_out
     __m256 xs[NB];
 #pragma GCC unroll 8
     for (int b = 0; b < NB; ++b) {
-      qx[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X.q + (b0 + b) * K + blk * kQ8Block));
-      corr[b] = SAMBALM_Q8DOT == 1 ? _mm256_setzero_si256() : _mm256_set1_epi32(X.corr[(b0 + b) * nb + blk]);
+      qx[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(X.q + (b0 + b) * K + blk * F::kBlock));
+      corr[b] = F::corr(X.corr[(b0 + b) * nb + blk]);
       xs[b] = _mm256_set1_ps(X.scale[(b0 + b) * nb + blk]);
     }
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) {
-      const int8_t* p = w + r * K + blk * kQ8Block;
-      __builtin_prefetch(p + NR * K, 0, 0);
-      const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      const uint8_t* p = F::block(w + r * row_bytes, blk);
+      __builtin_prefetch(p + NR * row_bytes, 0, 0);
+      const __m256i qw = F::load(p);
       const __m256 s = _mm256_set1_ps(ws[r * nb + blk]);
 #pragma GCC unroll 8
       for (int b = 0; b < NB; ++b) {
-        const __m256 d = _mm256_cvtepi32_ps(block_dot(qw, qx[b], corr[b]));
+        const __m256 d = _mm256_cvtepi32_ps(F::dot(qw, qx[b], corr[b]));
         acc[r][b] = _mm256_fmadd_ps(d, _mm256_mul_ps(s, xs[b]), acc[r][b]);
       }
     }
@@ -71,21 +93,27 @@ __attribute__((always_inline)) inline void q8dot_tile(float* out, int64_t ld_out
     for (int b = 0; b < NB; ++b) out[b * ld_out + r] = hsum8(acc[r][b]);
 }
 
-template <int NR>
-__attribute__((always_inline)) inline void q8dot_row_block(float* out, int64_t ld_out, const QuantizedRows& X,
-                                                           int64_t B, const PackedMatrix& W, int64_t n) {
+template <typename F, int NR>
+__attribute__((always_inline)) inline void intdot_row_block(float* out, int64_t ld_out, const QuantizedRows& X,
+                                                            int64_t B, const PackedMatrix& W, int64_t n) {
   int64_t b = 0;
-  for (; b + 3 <= B; b += 3) q8dot_tile<NR, 3>(out + b * ld_out + n, ld_out, X, b, W, n);
-  if (B - b == 2) q8dot_tile<NR, 2>(out + b * ld_out + n, ld_out, X, b, W, n);
-  if (B - b == 1) q8dot_tile<NR, 1>(out + b * ld_out + n, ld_out, X, b, W, n);
+  for (; b + 3 <= B; b += 3) intdot_tile<F, NR, 3>(out + b * ld_out + n, ld_out, X, b, W, n);
+  if (B - b == 2) intdot_tile<F, NR, 2>(out + b * ld_out + n, ld_out, X, b, W, n);
+  if (B - b == 1) intdot_tile<F, NR, 1>(out + b * ld_out + n, ld_out, X, b, W, n);
 }
 
 // Rows [n0, n1) of out[b, :] for b < B, tiled as packed_rows (gemv_packed_tiles.h).
-inline void q8dot_rows(float* out, int64_t ld_out, const QuantizedRows& X, int64_t B, const PackedMatrix& W, int64_t n0,
-                       int64_t n1) {
+template <typename F>
+inline void intdot_rows(float* out, int64_t ld_out, const QuantizedRows& X, int64_t B, const PackedMatrix& W,
+                        int64_t n0, int64_t n1) {
   int64_t n = n0;
   if (B == 1)
-    for (; n + 8 <= n1; n += 8) q8dot_tile<8, 1>(out + n, ld_out, X, 0, W, n);
-  for (; n + 4 <= n1; n += 4) q8dot_row_block<4>(out, ld_out, X, B, W, n);
-  for (; n < n1; ++n) q8dot_row_block<1>(out, ld_out, X, B, W, n);
+    for (; n + 8 <= n1; n += 8) intdot_tile<F, 8, 1>(out + n, ld_out, X, 0, W, n);
+  for (; n + 4 <= n1; n += 4) intdot_row_block<F, 4>(out, ld_out, X, B, W, n);
+  for (; n < n1; ++n) intdot_row_block<F, 1>(out, ld_out, X, B, W, n);
+}
+
+inline void q8dot_rows(float* out, int64_t ld_out, const QuantizedRows& X, int64_t B, const PackedMatrix& W, int64_t n0,
+                       int64_t n1) {
+  intdot_rows<Q8Rows>(out, ld_out, X, B, W, n0, n1);
 }
