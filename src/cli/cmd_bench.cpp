@@ -44,7 +44,7 @@ namespace {
 
 struct BenchOpts {
   std::string model, config, batches = "1", contexts = "1K", fill = "real", json, cross_decoder = "last";
-  std::string weights_dtype, device, dtype;
+  std::string weights_dtype, device, dtype, graphs;
   int64_t decode_tokens = 32, prefill_tokens = 512, chunk = 512, max_context = 0, warmup = 2, threads = 0;
   bool bandwidth = false, interleave = false;
 };
@@ -233,6 +233,7 @@ int run(const BenchOpts& o) {
   dopt.chunk = o.chunk;
   dopt.max_batch = *std::max_element(batches.begin(), batches.end());
   dopt.max_context = o.max_context;
+  dopt.graphs = o.graphs == "on";
   // Interleaved, every context's states live at once; otherwise one context's at a time.
   dopt.slots = dopt.max_batch * (o.interleave ? static_cast<int64_t>(contexts.size()) : 1);
   // The engine: the CPU's DecodeModel, or a GPU's DeviceDecodeModel (its states in device memory).
@@ -254,9 +255,11 @@ int run(const BenchOpts& o) {
   if (o.bandwidth) bw = measure_bandwidth();
 
   if (gpu)
-    std::printf("model %s (%s), %.1fM parameters, device %s, parameters in device memory %.1f MB, %d host threads\n",
-                cfg.name.c_str(), cfg.layer_pattern().c_str(), double(n_params) / 1e6, gpu->describe().c_str(),
-                double(gpu->param_bytes()) / 1e6, omp_get_max_threads());
+    std::printf(
+        "model %s (%s), %.1fM parameters, device %s, parameters in device memory %.1f MB, CUDA graphs %s, %d host "
+        "threads\n",
+        cfg.name.c_str(), cfg.layer_pattern().c_str(), double(n_params) / 1e6, gpu->describe().c_str(),
+        double(gpu->param_bytes()) / 1e6, o.graphs.c_str(), omp_get_max_threads());
   else
     std::printf("model %s (%s), %.1fM parameters, weights (%s) read per token %.1f MB, %d threads\n", cfg.name.c_str(),
                 cfg.layer_pattern().c_str(), double(n_params) / 1e6, cpu_dm->weight_formats().c_str(), wbytes / 1e6,
@@ -429,6 +432,7 @@ Action add(CLI::App& app) {
   in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
   add_weights_dtype_option(sub, o->weights_dtype);
   add_device_options(sub, o->device, o->dtype);
+  add_graphs_option(sub, o->graphs);
   sub->add_flag("--bandwidth", o->bandwidth, "Measure memory bandwidth and show the decode bound");
   sub->add_flag("--interleave", o->interleave,
                 "Hold every context's states at once and time their steps round-robin (see below)");

@@ -30,7 +30,7 @@ namespace {
 
 struct GenOpts {
   std::string model, config, tokenizer, prompt, prompt_file, prompt_ids, prompts_file, load_state, save_state;
-  std::string weights_dtype, device, dtype;
+  std::string weights_dtype, device, dtype, graphs;
   int64_t batch = 1, chunk = 512, max_context = 0, threads = 0;
   bool json = false, interactive = false, bos = false, ignore_eos = false, quiet = false;
   bool top_k_given = false, sampling_asked = false;
@@ -218,6 +218,7 @@ int run(GenOpts& o) {
   DecodeOptions dopt;
   dopt.chunk = o.chunk;
   dopt.max_context = o.max_context;
+  dopt.graphs = o.graphs == "on";
   // The pool of decode states and the step's buffers are sized once for that many sequences.
   dopt.max_batch = dopt.slots = prompt_lines.empty() ? o.batch : static_cast<int64_t>(prompt_lines.size());
   // The engine: the CPU's DecodeModel, or a GPU's DeviceDecodeModel (parameters uploaded once; the
@@ -396,6 +397,7 @@ Action add(CLI::App& app) {
   in_range<int64_t>(sub->add_option("--threads", o->threads, "OpenMP threads (default: all cores)"), 1, 1024);
   add_weights_dtype_option(sub, o->weights_dtype);
   add_device_options(sub, o->device, o->dtype);
+  add_graphs_option(sub, o->graphs);
   sub->add_flag("--json", o->json, "Print ids, text and timings as JSON");
   sub->add_flag("--interactive,-i", o->interactive, "Chat-style loop keeping the state between turns");
   sub->add_option("--load-state", o->load_state, "Resume from a decode state file (a prompt is optional)");

@@ -25,6 +25,15 @@ void add_device_options(CLI::App* sub, std::string& device, std::string& dtype) 
       ->capture_default_str();
 }
 
+void add_graphs_option(CLI::App* sub, std::string& graphs) {
+  graphs = "on";
+  sub->add_option("--cuda-graphs", graphs,
+                  "GPU decoding: on (each batch size's decode step is captured once as a CUDA graph and replayed: one "
+                  "launch a step instead of one a kernel) or off; no effect on the CPU")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+}
+
 InferDevice resolve_infer_device(const std::string& device, const std::string& dtype,
                                  const std::vector<CpuOnly>& cpu_only, const std::string& dtype_option) {
   InferDevice r;

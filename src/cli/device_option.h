@@ -26,6 +26,10 @@ namespace sambalm::cli {
 // Adds --device and --dtype (both default auto).
 void add_device_options(CLI::App* sub, std::string& device, std::string& dtype);
 
+// Adds --cuda-graphs on|off (default on): the GPU's decode step replayed as a captured CUDA graph per
+// batch size, or launched kernel by kernel. No effect on the CPU.
+void add_graphs_option(CLI::App* sub, std::string& graphs);
+
 // An option (or a model) given that runs on the CPU only; `why` completes "... does not run on the GPU
 // yet: <why>".
 struct CpuOnly {

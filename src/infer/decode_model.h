@@ -30,6 +30,7 @@ struct DecodeOptions {
   int64_t max_batch = 1;    // decode batch the buffers are planned for
   int64_t max_context = 0;  // cache size of full-attention layers (0: cfg.block_size)
   int64_t slots = 0;        // decode states the pool holds (0: max_batch)
+  bool graphs = true;       // GPU: replay each batch size's decode step as a captured CUDA graph
 };
 
 class DecodeModel {

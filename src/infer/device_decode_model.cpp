@@ -2,6 +2,7 @@
 #include "infer/device_decode_model.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <type_traits>
 
 #include "core/error.h"
@@ -35,6 +36,7 @@ DeviceDecodeModel<T>::DeviceDecodeModel(const ModelConfig& cfg, const std::vecto
   count.take<T>(rows * V_);
   logits_arena_ = ops::arena_on(ctx_, count.bytes());
   logits_ = logits_arena_.template take<T>(rows * V_);
+  graphs_on_ = opt_.graphs && ops::CapturedWork::supported(ctx_);
   refresh();
 }
 
@@ -89,10 +91,40 @@ template <typename T>
 void DeviceDecodeModel<T>::step_slots(const int32_t* slots, int64_t B, const int32_t* tokens, float* logits) {
   collect_step_positions(slots, B, tokens, V_, *pool_, step_pos_);
   int64_t* positions = pool_->positions();
-  model_.forward_cached(params_, master_, tokens, B, 1, slots, step_pos_.data(), pool_->template layers_of<T>(),
-                        logits_, true);
+  model_.stage_cached(tokens, B, 1, slots, step_pos_.data());
+  run_step(B);
   if (logits) logits_to_host(logits, logits_, B * V_);
   for (int64_t b = 0; b < B; ++b) positions[slots[b]] = step_pos_[b] + 1;
+}
+
+// The step's work from the staged inputs on: captured once per batch size after a first eager step
+// (which lets cuBLASLt and the kernels' lazy loading do their one-time host work outside the capture),
+// then replayed. A capture that fails (work that synchronises, say) turns graphs off with a note on
+// stderr: the steps still run, launched one by one.
+template <typename T>
+void DeviceDecodeModel<T>::run_step(int64_t B) {
+  const auto& layers = pool_->template layers_of<T>();
+  auto work = [&] { model_.run_cached(params_, master_, layers, logits_, true); };
+  if (!graphs_on_) return work();
+  StepGraph& g = graphs_[B];
+  if (g.generation != model_.cached_generation()) {
+    g.work.reset();
+    g.generation = model_.cached_generation();
+    g.eager_steps = 0;
+  }
+  if (g.work.empty()) {
+    if (g.eager_steps++ == 0) return work();
+    try {
+      g.work.capture(ctx_, work);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "note: decode steps run without CUDA graphs (the capture failed: %s)\n", e.what());
+      graphs_on_ = false;
+      graphs_.clear();
+      return work();
+    }
+  }
+  g.work.replay();
+  ++graph_replays_;
 }
 
 template class DeviceDecodeModel<float>;

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "model/params.h"
+#include "ops/captured_work.h"
 
 namespace sambalm {
 
@@ -55,7 +57,18 @@ class DeviceDecodeModel {
   void step(DecodeState* const* states, int64_t B, const int32_t* tokens, float* logits);
   void step_slots(const int32_t* slots, int64_t B, const int32_t* tokens, float* logits);
 
+  // Decode steps replayed from a captured graph so far (0 on the CPU or with options().graphs off).
+  int64_t graph_replays() const { return graph_replays_; }
+
  private:
+  // One batch size's captured step, valid while the model's inference buffers keep their addresses.
+  struct StepGraph {
+    ops::CapturedWork work;
+    int64_t generation = -1;
+    int64_t eager_steps = 0;  // steps run before the capture (the first warms the libraries up)
+  };
+  void run_step(int64_t B);
+
   // Host <- the first n values of the device logits, as fp32.
   void logits_to_host(float* dst, const T* src, int64_t n);
 
@@ -72,6 +85,9 @@ class DeviceDecodeModel {
   std::vector<T> host_logits_;  // staging for bf16 -> fp32
   std::vector<int32_t> step_slots_;
   std::vector<int64_t> step_pos_;
+  std::map<int64_t, StepGraph> graphs_;  // by batch size
+  bool graphs_on_ = false;
+  int64_t graph_replays_ = 0;
 };
 
 extern template class DeviceDecodeModel<float>;

@@ -224,6 +224,7 @@ void Model<T>::plan_cached(const std::vector<std::pair<int64_t, int64_t>>& shape
   if (need > infer_arena_.capacity()) {
     infer_arena_ = ops::arena_on(ctx_, need);
     infer_B_ = infer_L_ = -1;
+    ++infer_generation_;
   }
 }
 
@@ -232,7 +233,10 @@ void Model<T>::use_cached_layout(int64_t B, int64_t L) {
   if (B == infer_B_ && L == infer_L_) return;
   Arena count;
   layout_cached(count, B, L);
-  if (count.bytes() > infer_arena_.capacity()) infer_arena_ = ops::arena_on(ctx_, count.bytes());
+  if (count.bytes() > infer_arena_.capacity()) {
+    infer_arena_ = ops::arena_on(ctx_, count.bytes());
+    ++infer_generation_;
+  }
   infer_arena_.reset();
   layout_cached(infer_arena_, B, L);
   infer_B_ = B;
@@ -390,7 +394,7 @@ double Model<T>::forward(const T* params, const S* master, const int32_t* tokens
                   i, V_);
   ops::upload(ctx_, train_.targets, targets, sizeof(int32_t) * BT);
   const double loss = ops::cross_entropy_forward_backward(ctx_, train_.dlogits, static_cast<stat_t<T>*>(nullptr),
-                                                         train_.logits, train_.targets, BT, V_, loss_scale);
+                                                          train_.logits, train_.targets, BT, V_, loss_scale);
   profile_mark("fwd cross_entropy");
   return loss;
 }
@@ -469,10 +473,13 @@ template <typename T>
 void Model<T>::forward_cached(const T* params, const S* master, const int32_t* tokens, int64_t B, int64_t L,
                               const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>& layers,
                               T* logits, bool all_logits) {
+  stage_cached(tokens, B, L, slots, pos);
+  run_cached(params, master, layers, logits, all_logits);
+}
+
+template <typename T>
+void Model<T>::stage_cached(const int32_t* tokens, int64_t B, int64_t L, const int32_t* slots, const int64_t* pos) {
   SAMBALM_CHECK(B > 0 && L > 0, "forward_cached: empty batch ({} x {})", B, L);
-  SAMBALM_CHECK(constants_ready_, "forward_cached: refresh_constants() was not called");
-  SAMBALM_CHECK(static_cast<int64_t>(layers.size()) == nsub_, "forward_cached: {} layer states for {} sublayers",
-                layers.size(), nsub_);
   use_cached_layout(B, L);
   const int64_t BL = B * L;
   if (ctx_.device != Device::CPU) {  // the ops read device memory
@@ -483,6 +490,20 @@ void Model<T>::forward_cached(const T* params, const S* master, const int32_t* t
     slots = cached_.slots;
     pos = cached_.pos;
   }
+  staged_ = {B, L, tokens, slots, pos};
+}
+
+template <typename T>
+void Model<T>::run_cached(const T* params, const S* master, const std::vector<LayerState<T>>& layers, T* logits,
+                          bool all_logits) {
+  SAMBALM_CHECK(constants_ready_, "forward_cached: refresh_constants() was not called");
+  SAMBALM_CHECK(static_cast<int64_t>(layers.size()) == nsub_, "forward_cached: {} layer states for {} sublayers",
+                layers.size(), nsub_);
+  SAMBALM_CHECK(staged_.B > 0 && staged_.B == infer_B_ && staged_.L == infer_L_,
+                "forward_cached: run_cached without a stage_cached of its shape");
+  const int64_t B = staged_.B, L = staged_.L, BL = B * L;
+  const int32_t *tokens = staged_.tokens, *slots = staged_.slots;
+  const int64_t* pos = staged_.pos;
   embed(cached_.x, tokens, master, BL);
   if (rope_dims_ > 0)
     ops::rope_at_positions(ctx_, cached_.rope_cos, cached_.rope_sin, pos, B, L, rope_dims_, cfg_.rope_base,

@@ -54,21 +54,15 @@ class Model {
   // Runs the stack on tokens [B, Tn]. When targets are given, returns the mean loss over the
   // positions whose target is >= 0 and prepares d(loss * loss_scale)/d(logits) for backward();
   // otherwise returns NaN. Token ids must be < padded_vocab_size (checked: throws Error).
-  double forward(const T* params, const S* master, const int32_t* tokens, const int32_t* targets, int64_t B,
-                 int64_t Tn, double loss_scale = 1.0);
+  double forward(const T* params, const S* master, const int32_t* tokens, const int32_t* targets, int64_t B, int64_t Tn,
+                 double loss_scale = 1.0);
   double forward(const T* params, const int32_t* tokens, const int32_t* targets, int64_t B, int64_t Tn,
-                 double loss_scale = 1.0)
-    requires kOneType
-  {
+                 double loss_scale = 1.0) requires kOneType {
     return forward(params, params, tokens, targets, B, Tn, loss_scale);
   }
   // Adds d(loss * loss_scale)/d(params) into grads (caller zeroes it). Requires a forward with targets.
   void backward(const T* params, const S* master, G* grads);
-  void backward(const T* params, T* grads)
-    requires kOneType
-  {
-    backward(params, params, grads);
-  }
+  void backward(const T* params, T* grads) requires kOneType { backward(params, params, grads); }
 
   // In the context's memory (ops::download copies them to the host).
   const T* logits() const { return train_.logits; }  // [B*Tn, padded_vocab]
@@ -99,11 +93,20 @@ class Model {
                       const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits,
                       bool all_logits);
   void forward_cached(const T* params, const int32_t* tokens, int64_t B, int64_t L, const int32_t* slots,
-                      const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits, bool all_logits)
-    requires kOneType
-  {
+                      const int64_t* pos, const std::vector<LayerState<T>>& layers, T* logits,
+                      bool all_logits) requires kOneType {
     forward_cached(params, params, tokens, B, L, slots, pos, layers, logits, all_logits);
   }
+  // forward_cached in two halves, for a caller that captures the second once (ops/captured_work.h) and
+  // replays it: stage_cached lays the buffers out for (B, L) and puts the call's tokens, slots and
+  // positions where the ops read them (device copies on a GPU); run_cached queues the work, which reads
+  // them only there. A capture of run_cached stays valid for later stage_cached calls of the same
+  // (B, L) as long as cached_generation() is unchanged (the buffers keep their addresses). On the CPU
+  // the host arrays are used in place: they must stay valid until run_cached.
+  void stage_cached(const int32_t* tokens, int64_t B, int64_t L, const int32_t* slots, const int64_t* pos);
+  void run_cached(const T* params, const S* master, const std::vector<LayerState<T>>& layers, T* logits,
+                  bool all_logits);
+  int64_t cached_generation() const { return infer_generation_; }
   // SambaY: whether a prefill call that needs only the last logits skips the cross-decoder on the
   // other tokens (default true; false runs it everywhere, for comparison).
   void set_cross_decoder_skip(bool on) { skip_cross_ = on; }
@@ -123,8 +126,8 @@ class Model {
   };
   struct TrainBuffers {
     int32_t *tokens = nullptr, *targets = nullptr;  // in the context's memory
-    std::vector<S*> res;  // nsub + 1 residual streams
-    T* f = nullptr;       // a sublayer's output before the residual add
+    std::vector<S*> res;                            // nsub + 1 residual streams
+    T* f = nullptr;                                 // a sublayer's output before the residual add
     std::vector<SubBuffers> subs;
     T *xf = nullptr, *logits = nullptr, *dlogits = nullptr;
     stat_t<T>*xf_mean = nullptr, *xf_rstd = nullptr;
@@ -175,9 +178,9 @@ class Model {
   enum class CrossDecoder { All, LastToken, None };
   // LastToken (cached): after the shared-KV sublayer, rows b*L + L-1 of the residual move to row b and
   // the cross-decoder runs with L = 1 at each sequence's last position.
-  void run_stack(const T* params, const S* master, int64_t B, int64_t L, const T* cos, const T* sin, int64_t cs_batch_rows,
-                 const int32_t* slots, const int64_t* pos, const std::vector<LayerState<T>>* layers,
-                 CrossDecoder cross = CrossDecoder::All);
+  void run_stack(const T* params, const S* master, int64_t B, int64_t L, const T* cos, const T* sin,
+                 int64_t cs_batch_rows, const int32_t* slots, const int64_t* pos,
+                 const std::vector<LayerState<T>>* layers, CrossDecoder cross = CrossDecoder::All);
 
   ModelConfig cfg_;
   Context ctx_;
@@ -192,6 +195,13 @@ class Model {
   TrainBuffers train_;
   Arena infer_arena_;
   int64_t infer_B_ = -1, infer_L_ = -1;
+  int64_t infer_generation_ = 0;  // counts the inference arena's (re)allocations
+  struct Staged {                 // what stage_cached left for run_cached
+    int64_t B = 0, L = 0;
+    const int32_t* tokens = nullptr;
+    const int32_t* slots = nullptr;
+    const int64_t* pos = nullptr;
+  } staged_;
   CachedBuffers cached_;
   Arena constants_arena_;
   std::vector<stat_t<T>*> cached_A_;  // per sublayer (Mamba only), for forward_cached

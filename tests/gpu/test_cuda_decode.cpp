@@ -229,6 +229,37 @@ TEST(CudaDecode, Bf16HfMambaTiny) {
   REQUIRE_FIXTURES();
   check_bf16("hf_mamba_tiny");
 }
+// The decode step replayed from captured CUDA graphs (one per batch size, re-captured when prefills
+// re-laid the buffers out) computes what the step launched kernel by kernel computes; graphs are used.
+TEST(CudaDecode, GraphsReplayTheSameSteps) {
+  SAMBALM_REQUIRE_GPU();
+  REQUIRE_FIXTURES();
+  for (const char* name : {"samba_tiny", "mamba_tiny"}) {
+    LoadedModel lm = load_model(test::fixtures_dir() + "/" + name);
+    const ModelConfig& cfg = lm.config;
+    const int64_t w = window_of(cfg), B = 3, L = 4 * w, V = cfg.padded_vocab_size;
+    const std::vector<float> host(lm.params.data(), lm.params.data() + lm.params.size());
+    DeviceBuffer<float> d_params(host);
+    const auto tok = random_tokens(cfg, B * L, 5);
+    std::vector<float> runs[2];
+    for (int graphs = 0; graphs < 2; ++graphs) {
+      DecodeOptions opt;
+      opt.chunk = 5;
+      opt.slots = B + 1;
+      opt.graphs = graphs == 1;
+      DeviceDecodeModel<float> dm(cfg, lm.params.entries(), d_params.get(), nullptr, gpu(), opt);
+      runs[graphs] = decode_logits(dm, tok, B, L, w - 1);
+      if (graphs)
+        EXPECT_GT(dm.graph_replays(), 0) << name;
+      else
+        EXPECT_EQ(dm.graph_replays(), 0) << name;
+    }
+    const double err = test::rel_error(runs[1].data(), runs[0].data(), B * L * V);
+    std::printf("%s graphs on vs off: max rel difference %.3e\n", name, err);
+    EXPECT_LT(err, 1e-6) << name;
+  }
+}
+
 TEST(CudaDecode, GreedyMatchesCpu) {
   SAMBALM_REQUIRE_GPU();
   REQUIRE_FIXTURES();
