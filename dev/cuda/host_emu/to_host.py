@@ -27,7 +27,7 @@ for name in sys.argv[3:] or sorted(os.listdir(src)):
                '  emu::cp_async(smem, gmem, 2 * V);', s)
     s = s.replace('asm volatile("cp.async.commit_group;\\n" ::: "memory");', 'emu::cp_commit();')
     s = s.replace('asm volatile("cp.async.wait_group %0;\\n" ::"n"(N) : "memory");', 'emu::cp_wait(N);')
-    s = re.sub(r'extern __shared__ (uint4|float) (\w+)\[\];',
+    s = re.sub(r'extern __shared__ (uint4|float4|float) (\w+)\[\];',
                r'\1* \2 = reinterpret_cast<\1*>(emu::dyn_smem.data());', s)
     s = s.replace('<<<1024, 256>>>', '<<<4, 64>>>')
     s = re.sub(r'([\w:<>, ]+?)<<<(.*?)>>>\((.*?)\);',
