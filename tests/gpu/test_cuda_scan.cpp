@@ -1,10 +1,13 @@
 // The CUDA selective scan against the CPU op (ops::cpu::, float, on the same values): forward (y,
-// h_last and every chunk-boundary state in the CPU's chunk_states layout, all NaN-poisoned), the
+// h_last and every checkpoint, all NaN-poisoned; the CUDA chunk_states are the CPU's layout for
+// chunk = kCudaScanCheckpoint = 16 whatever chunk the caller passes), the
 // reference forward, the decode step (state in place, through slots) and the backward (every
 // gradient accumulating into random values; Bm/Cm and dBm/dCm as strided views into one x_proj-like
 // row). Odd shapes: B=2, L=333, D=97, N=16 and 8, chunks that do not divide L (64, 50) or exceed it,
-// h0 present and absent; both forward strategies (one pass, split over the sequence). fp32 within 1e-4, bf16 within
-// 2e-2 (relative L2).
+// h0 present and absent; both forward strategies (one pass, split over the sequence). Shapes that
+// stress the backward's 16-step tiles: L below 16 and not a multiple of 16 or 64, D not a multiple
+// of 32 (the channel blocks), N in {1, 5, 16, 17, 64, 256} (sub-tiles of 11 and 2 steps for 64 and
+// 256), B = 3. fp32 within 1e-4, bf16 within 2e-2 (relative L2).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,6 +30,12 @@ const ScanCase kCases[] = {
     {3, 5, 130, 16, 64, false},  {2, 64, 20, 40, 16, true},  // N = 40: N not a multiple of 4
     {8, 70, 2113, 16, 16, true},  // enough channel blocks to fill the GPU: the one-pass kernel with 5 chunk states
     {2, 19, 128, 16, 64, false}, {2, 17, 128, 16, 64, false},  // the mamba_tiny / hf_mamba_tiny training scans
+    {3, 37, 45, 5, 64, true},                                  // L not a multiple of 16, D not of 32, N = 5
+    {2, 13, 33, 16, 64, false},                                // L < 16: one partial tile
+    {1, 50, 32, 1, 7, true},                                   // N = 1; split chunks of 16
+    {2, 70, 20, 17, 16, true},                                 // N = 17
+    {1, 40, 40, 64, 64, true},                                 // N = 64: the backward's sub-tiles of 11 steps
+    {1, 35, 7, 256, 64, true},                                 // N = 256 (kCudaScanMaxN): sub-tiles of 2 steps
 };
 // The small cases with 4 chunks or more take the forward's split over the sequence (3 passes).
 
@@ -61,11 +70,17 @@ std::string tag(const ScanCase& c) {
 template <typename T>
 void check_forward(const ScanCase& c) {
   const ScanInputs in(c, !std::is_same_v<T, float>);
-  const int64_t ncs = ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk);
-  std::vector<float> y(c.B * c.L * c.D), h_last(c.B * c.D * c.N), cs(ncs);
-  ops::cpu::selective_scan_forward<float>(y.data(), h_last.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(),
+  // y and h_last with the caller's chunk; the states the CUDA forward saves are every 16 steps.
+  const int64_t ncs = ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, ops::cuda::kCudaScanCheckpoint);
+  std::vector<float> y(c.B * c.L * c.D), h_last(c.B * c.D * c.N), cs(ncs),
+      cs_caller(ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk));
+  ops::cpu::selective_scan_forward<float>(y.data(), h_last.data(), cs_caller.data(), in.u.data(), in.delta.data(),
+                                          in.A.data(), in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(),
+                                          c.h0 ? in.h0.data() : nullptr, c.B, c.L, c.D, c.N, c.chunk);
+  std::vector<float> y16(y.size());
+  ops::cpu::selective_scan_forward<float>(y16.data(), nullptr, cs.data(), in.u.data(), in.delta.data(), in.A.data(),
                                           in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), c.h0 ? in.h0.data() : nullptr,
-                                          c.B, c.L, c.D, c.N, c.chunk);
+                                          c.B, c.L, c.D, c.N, ops::cuda::kCudaScanCheckpoint);
   ASSERT_EQ(ops::selective_scan_chunk_states_size<T>(gpu(), c.B, c.L, c.D, c.N, c.chunk), ncs);
   DeviceBuffer<T> d_u(as<T>(in.u)), d_delta(as<T>(in.delta)), d_bc(as<T>(in.bc)), d_y(as<T>(nans(y.size())));
   DeviceBuffer<float> d_A(in.A), d_D(in.Dskip), d_h0(in.h0), d_hl(nans(h_last.size())), d_cs(nans(ncs));
@@ -95,10 +110,10 @@ void check_forward_slots() {
   const int64_t S = 3, DN = c.D * c.N;
   const auto pool = random_vector(S * DN, 27);
   std::vector<float> want = pool, y(c.B * c.L * c.D),
-                     cs(ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk));
+                     cs(ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, ops::cuda::kCudaScanCheckpoint));
   ops::cpu::selective_scan_forward<float>(y.data(), want.data(), cs.data(), in.u.data(), in.delta.data(), in.A.data(),
                                           in.Bm(), in.Cm(), in.ld_bc, in.Dskip.data(), want.data(), c.B, c.L, c.D, c.N,
-                                          c.chunk, slots.data());
+                                          ops::cuda::kCudaScanCheckpoint, slots.data());
   DeviceBuffer<T> d_u(as<T>(in.u)), d_delta(as<T>(in.delta)), d_bc(as<T>(in.bc)), d_y(as<T>(nans(y.size())));
   DeviceBuffer<float> d_A(in.A), d_D(in.Dskip), d_pool(pool), d_cs(nans(cs.size()));
   DeviceBuffer<int32_t> d_slots(slots);
@@ -140,7 +155,7 @@ template <typename T>
 void check_backward(const ScanCase& c, bool all_grads) {
   const ScanInputs in(c, !std::is_same_v<T, float>);
   auto r = [&](std::vector<float> v) { return std::is_same_v<T, float> ? v : round_bf16(v); };
-  const int64_t ncs = ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk);
+  const int64_t ncs = ops::selective_scan_chunk_states_size<T>(gpu(), c.B, c.L, c.D, c.N, c.chunk);
   const int64_t BLD = c.B * c.L * c.D;
   const auto dy = r(random_vector(BLD, 41));
   // Accumulators start from random values: every gradient adds.
@@ -166,7 +181,7 @@ void check_backward(const ScanCase& c, bool all_grads) {
       d_D.get(), c.h0 ? d_h0.get() : nullptr, c.B, c.L, c.D, c.N, c.chunk, d_scratch.get());
 
   // CPU, on the same values.
-  std::vector<float> y(BLD), cs(ncs),
+  std::vector<float> y(BLD), cs(ops::cpu::selective_scan_chunk_states_size(c.B, c.L, c.D, c.N, c.chunk)),
       scratch(ops::cpu::selective_scan_backward_scratch_size(c.B, c.L, c.D, c.N, c.chunk));
   const float* h0 = c.h0 ? in.h0.data() : nullptr;
   ops::cpu::selective_scan_forward<float>(y.data(), nullptr, cs.data(), in.u.data(), in.delta.data(), in.A.data(),

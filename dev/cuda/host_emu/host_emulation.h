@@ -1,6 +1,12 @@
 // Host emulation of the CUDA features the dev/cuda files use, to run their checks on a machine
 // without a GPU (see check_on_cpu.sh): blocks run one after another, the threads of a block as
 // coroutines that switch at __syncthreads (in a shuffled order), device memory is host memory.
+// Warp shuffles are emulated for code that calls them with the whole block converged (every thread
+// of the block reaches the same shuffle): each one is a block barrier, a read of the partner lane's
+// posted value and a second barrier. A shuffle that only part of the block reaches shows up as a
+// barrier mismatch (wrong results, or the "thread suspended" abort). Atomics are plain read-modify-
+// writes (the block's threads never run at the same time). A file that defines the kernels of a
+// second translation unit defines EMU_SECONDARY_TU first, so the runtime stubs exist once.
 #pragma once
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -54,6 +60,7 @@ inline std::vector<std::vector<char>> stacks;
 inline std::vector<unsigned char> dyn_smem;
 inline std::mt19937 rng(12345);
 inline long launches = 0, barriers = 0;
+inline std::vector<double> shfl_slots;
 inline void trampoline() {
   body();
   threads[cur].done = true;
@@ -74,7 +81,7 @@ inline void cp_wait(size_t pending) {
   }
 }
 template <class F>
-void launch(F f, dim3 grid, dim3 block, size_t smem = 0) {
+void launch(F f, dim3 grid, dim3 block, size_t smem = 0, cudaStream_t = nullptr) {
   ++launches;
   body = f;
   gridDim = grid;
@@ -88,7 +95,10 @@ void launch(F f, dim3 grid, dim3 block, size_t smem = 0) {
     for (unsigned by = 0; by < grid.y; ++by)
       for (unsigned bx = 0; bx < grid.x; ++bx) {
         blockIdx = make_uint3(bx, by, bz);
-        dyn_smem.assign(std::max<size_t>(smem, 16), 0xA5);
+        // Dynamic shared memory starts as garbage (EMU_SMEM_FILL=255: NaN floats, to catch reads of
+        // slots nobody wrote).
+        static const int fill = std::getenv("EMU_SMEM_FILL") ? std::atoi(std::getenv("EMU_SMEM_FILL")) : 0xA5;
+        dyn_smem.assign(std::max<size_t>(smem, 16), static_cast<unsigned char>(fill));
         threads.assign(n, Thread{});
         for (int i = 0; i < n; ++i) {
           Thread& t = threads[i];
@@ -119,10 +129,31 @@ void launch(F f, dim3 grid, dim3 block, size_t smem = 0) {
         }
       }
 }
+// The value lane `src_lane` of the caller's warp posts, for block-converged shuffles (see the top of
+// the file); a lane outside the warp (or past the block) reads its own value, as CUDA's do.
+template <class T>
+T shfl_from(T v, int src_lane) {
+  if (shfl_slots.size() < threads.size()) shfl_slots.resize(threads.size());
+  const int me = cur;
+  shfl_slots[me] = static_cast<double>(v);
+  syncthreads();
+  const int src = (me & ~31) | (src_lane & 31);
+  const T r = static_cast<T>(src_lane < 32 && src < (int)threads.size() ? shfl_slots[src] : shfl_slots[me]);
+  syncthreads();
+  return r;
+}
 }  // namespace emu
 #define __syncthreads() emu::syncthreads()
+template <class T>
+T __shfl_xor_sync(unsigned, T v, int mask, int = 32) { return emu::shfl_from(v, (emu::cur & 31) ^ mask); }
+template <class T>
+T __shfl_down_sync(unsigned, T v, unsigned delta, int = 32) { return emu::shfl_from(v, int((emu::cur & 31) + delta)); }
+inline float atomicAdd(float* p, float v) { const float old = *p; *p = old + v; return old; }
+inline double atomicAdd(double* p, double v) { const double old = *p; *p = old + v; return old; }
 
+#ifndef EMU_SECONDARY_TU
 extern "C" {
+cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) { std::memset(d, v, n); return cudaSuccess; }
 cudaError_t cudaMalloc(void** p, size_t n) { *p = std::malloc(n); return cudaSuccess; }
 cudaError_t cudaFree(void* p) { std::free(p); return cudaSuccess; }
 cudaError_t cudaMemcpy(void* d, const void* s, size_t n, enum cudaMemcpyKind) { std::memcpy(d, s, n); return cudaSuccess; }
@@ -155,5 +186,6 @@ cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) { *ms = 1.f; return cudaSuccess; }
 }
+#endif
 template <class T>
 cudaError_t cudaFuncSetAttribute(T*, enum cudaFuncAttribute, int) { return cudaSuccess; }

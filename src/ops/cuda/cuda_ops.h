@@ -108,8 +108,9 @@ void bias_grad_accumulate(const Context& ctx, bf16* dbias, const bf16* dout, int
 void bias_grad_accumulate(const Context& ctx, float* dbias, const bf16* dout, int64_t ld, int64_t M, int64_t N);
 
 // ---- Selective scan scratch sizes (elements of float). chunk_states keeps the CPU's layout (the fp32
-// state at every chunk boundary), so a saved forward means the same thing on either device; the
-// backward's scratch has the GPU kernel's own layout (mamba_cuda.h).
+// state at every chunk boundary, the last entry the final state) with the CUDA kernels' own chunk of
+// kCudaScanCheckpoint = 16 steps whatever the caller's `chunk`; the backward's scratch has the GPU
+// kernel's own layout (mamba_cuda.h).
 int64_t selective_scan_chunk_states_size(const Context& ctx, int64_t B, int64_t L, int64_t D, int64_t N,
                                          int64_t chunk);
 int64_t selective_scan_backward_scratch_size(const Context& ctx, int64_t B, int64_t L, int64_t D, int64_t N,

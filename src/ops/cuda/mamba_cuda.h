@@ -44,15 +44,20 @@ void causal_conv1d_backward(const Context& ctx, bf16* dx, int64_t ld_dx, float* 
 inline constexpr int64_t kCudaConvMaxK = 8;    // conv taps held in registers
 inline constexpr int64_t kCudaScanMaxN = 256;  // scan states a thread holds (d_state is 16 in practice)
 
-// The CUDA backward's scratch (elements of float; selective_scan_backward_scratch_size): the states
-// h_t of the chunk being differentiated, [clen, N, B*D] (clen = min(chunk, L); channel fastest, so a
-// warp's accesses are coalesced), then fp32 accumulators for dBm | dCm, [B, L, 2N], added into the
-// caller's (possibly bf16, strided) dBm / dCm at the end.
+// The CUDA scan's checkpoints (chunk_states, selective_scan_chunk_states_size): whatever `chunk` the
+// caller passes, the CUDA forward saves the state every kCudaScanCheckpoint steps, the interval the
+// backward's tiles walk: [B, nck + 1, D, N] fp32, nck = ceil(L / 16), entry c = the state before
+// step 16 c (entry 0 = h0 or 0) and entry nck = the final state. That is the CPU's layout for
+// chunk = 16 (so the last entry is the final state on either device).
+inline constexpr int64_t kCudaScanCheckpoint = 16;
+inline int64_t cuda_scan_checkpoints(int64_t L) { return (L + kCudaScanCheckpoint - 1) / kCudaScanCheckpoint; }
+
+// The CUDA backward's scratch (elements of float; selective_scan_backward_scratch_size): fp32
+// accumulators for dBm | dCm, [B, L, 2N] (summed over channel blocks with atomics), added into the
+// caller's (possibly bf16, strided) dBm / dCm at the end. The states h_t live in shared memory.
 struct CudaScanBackwardScratch {
-  int64_t hs = 0, dbc = 0, total = 0;
-  CudaScanBackwardScratch(int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk) {
-    const int64_t clen = chunk < L ? chunk : L;
-    dbc = hs + clen * N * B * D;
+  int64_t dbc = 0, total = 0;
+  CudaScanBackwardScratch(int64_t B, int64_t L, int64_t /*D*/, int64_t N, int64_t /*chunk*/) {
     total = dbc + B * L * 2 * N;
   }
 };

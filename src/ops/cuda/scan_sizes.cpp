@@ -5,9 +5,11 @@
 
 namespace sambalm::ops::cuda {
 
-// Same layout as the CPU's ([B, nchunks + 1, D, N]), so a saved forward means the same on either device.
+// The CPU's layout with the CUDA kernels' own interval: [B, ceil(L / 16) + 1, D, N] whatever `chunk`
+// (mamba_cuda.h, kCudaScanCheckpoint).
 int64_t selective_scan_chunk_states_size(const Context&, int64_t B, int64_t L, int64_t D, int64_t N, int64_t chunk) {
-  return cpu::selective_scan_chunk_states_size(B, L, D, N, chunk);
+  SAMBALM_CHECK(chunk > 0, "selective scan: chunk must be positive, got {}", chunk);
+  return cpu::selective_scan_chunk_states_size(B, L, D, N, kCudaScanCheckpoint);
 }
 
 // The GPU backward's own layout (mamba_cuda.h, CudaScanBackwardScratch).

@@ -4,9 +4,11 @@
 //   h_t[d, n] = exp(delta_t[d] A[d, n]) h_{t-1}[d, n] + delta_t[d] Bm_t[n] u_t[d]    (h_{-1} = h0 or 0)
 //   y_t[d]    = sum_n Cm_t[n] h_t[d, n] + Dskip[d] u_t[d]
 // u, delta, y [B, L, D]; Bm, Cm rows ld_bc apart; A [D, N]; h0 / h_last [slots or B, D, N];
-// chunk_states [B, ceil(L/chunk) + 1, D, N] (cpu/selective_scan.cpp's layout): entry 0 = h0 or 0,
-// entry c + 1 = the state after chunk c (so the last entry is the final state); the backward
-// restarts from them.
+// chunk_states [B, nck + 1, D, N], the CPU's layout (cpu/selective_scan.cpp) with chunks of
+// kCudaScanCheckpoint = 16 steps whatever the caller's `chunk` (mamba_cuda.h): entry 0 = h0 or 0,
+// entry c + 1 = the state after steps [16 c, 16 c + 16) (so the last entry is the final state); the
+// backward's 16-step tiles restart from them. The caller's `chunk` (rounded up to a multiple of 16)
+// is the length of the split below.
 //
 // The kernel follows dev/cuda/selective_scan_forward.cu's versions 4/5: a block owns 32 channels of
 // one sequence, four threads per channel share its N states (N/4 each, in registers), tiles of TT
@@ -15,12 +17,15 @@
 // written in a tile epilogue with the D skip. bf16 uses exp2 on the special-function unit with A
 // pre-scaled by log2(e); fp32 (--precision fp32) uses expf, to match the CPU to rounding.
 // When B x D/32 blocks cannot fill the GPU (one sequence, long L), v6's split over the sequence, on
-// the op's own chunks (the recurrence is linear in h: h_end = exp(A sum_chunk delta) h_start + E_c,
-// E_c the chunk's end state from zero):
-//   pass 1 (block per channel block x chunk): E_c into chunk_states[c + 1] (chunk 0 from h0: its true
-//          end state); pass 2 (thread per channel): carry the true states across the chunks in
-//          order, and h_last; pass 3 (block per channel block x chunk): rescan each chunk from its
-//          true entering state, writing y. About twice the exponentials of the one-pass kernel.
+// split chunks of `chunk` steps rounded up to a multiple of 16, so each split chunk ends on a
+// checkpoint (the recurrence is linear in h: h_end = exp(A sum_chunk delta) h_start + E_c, E_c the
+// chunk's end state from zero):
+//   pass 1 (block per channel block x chunk): E_c into the checkpoint entry at the chunk's end
+//          (chunk 0 from h0: its true end state); pass 2 (thread per channel): carry the true
+//          states across the chunks in order, and h_last; pass 3 (block per channel block x chunk):
+//          rescan each chunk from its true entering state, writing y and the checkpoints inside the
+//          chunk (not the one at its end: the next chunk's blocks read it). About twice the
+//          exponentials of the one-pass kernel.
 #include <cuda_bf16.h>
 
 #include "ops/cuda/check.cuh"
@@ -50,8 +55,10 @@ struct ScanArgs {
   const float* Dskip;
   const float* h0;  // nullable
   const int32_t* slots;
-  int64_t B, L, Dn, N, chunk, nch;
-  int TT;  // steps per tile
+  int64_t B, L, Dn, N;
+  int64_t chunk, nch;  // split chunks: length (a multiple of kCudaScanCheckpoint) and count
+  int64_t nck;         // checkpoints (chunk_states has nck + 1 entries per sequence)
+  int TT;              // steps per tile
 };
 
 // How a block covers the sequence (see the file comment).
@@ -90,13 +97,13 @@ __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
     const bool ok = dvalid && n < N;
     A2[k] = ok ? p.A[d * N + n] * (FAST ? kLog2e : 1.f) : 0.f;
     if (MODE == kChunkOut)
-      h[k] = ok ? p.chunk_states[((b * (p.nch + 1) + chunk_id) * p.Dn + d) * N + n] : 0.f;
+      h[k] = ok ? p.chunk_states[((b * (p.nck + 1) + t_begin / kCudaScanCheckpoint) * p.Dn + d) * N + n] : 0.f;
     else
       h[k] = ok && p.h0 && t_begin == 0 ? p.h0[(sb * p.Dn + d) * N + n] : 0.f;
   }
   auto save_state = [&](int64_t entry) {
     if (!dvalid) return;
-    float* dst = p.chunk_states + ((b * (p.nch + 1) + entry) * p.Dn + d) * N;
+    float* dst = p.chunk_states + ((b * (p.nck + 1) + entry) * p.Dn + d) * N;
 #pragma unroll
     for (int k = 0; k < NPL; ++k)
       if (sub * NPL + k < N) dst[sub * NPL + k] = h[k];
@@ -141,9 +148,10 @@ __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
         acc += __shfl_xor_sync(0xffffffffu, acc, 2);
         if (sub == 0) s_y[s * kChan + cl] = acc;
       }
-      if (MODE == kWhole && p.chunk_states) {
-        const int64_t t = t0 + s;
-        if ((t + 1) % p.chunk == 0 || t + 1 == p.L) save_state(t / p.chunk + 1);
+      if (MODE != kChunkEnds && p.chunk_states) {  // the checkpoint after step t = t0 + s
+        const int64_t t1 = t0 + s + 1;
+        if (MODE == kWhole ? t1 % kCudaScanCheckpoint == 0 || t1 == p.L : t1 % kCudaScanCheckpoint == 0 && t1 < t_end)
+          save_state((t1 + kCudaScanCheckpoint - 1) / kCudaScanCheckpoint);
       }
     }
     if (!kWithY) continue;
@@ -155,7 +163,7 @@ __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
     }
   }
   if (MODE == kChunkEnds) {
-    save_state(chunk_id + 1);  // E_c (chunk 0: already the true state, from h0)
+    save_state((t_end + kCudaScanCheckpoint - 1) / kCudaScanCheckpoint);  // E_c (chunk 0: the true state, from h0)
     return;
   }
   if (p.h_last && dvalid && t_end == p.L) {
@@ -165,9 +173,10 @@ __global__ void __launch_bounds__(kThreads) scan_forward_kernel(ScanArgs<D> p) {
   }
 }
 
-// Split pass 2: one thread per (b, d) carries the state across the chunks in order,
-//   entry c + 1 <- exp(A * sum_{t in chunk c} delta_t) * entry c + E_c      (c = 1 .. nch-1)
-// (entry c + 1 holds E_c on entry; entries 0 and 1 are already true states).
+// Split pass 2: one thread per (b, d) carries the state across the split chunks in order,
+//   end(c) <- exp(A * sum_{t in chunk c} delta_t) * end(c - 1) + E_c      (c = 1 .. nch-1)
+// where end(c) is the checkpoint entry at split chunk c's end (it holds E_c on entry; entry 0 and
+// end(0) are already true states).
 template <typename D, bool FAST>
 __global__ void scan_carry_kernel(ScanArgs<D> p) {
   const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -177,8 +186,9 @@ __global__ void scan_carry_kernel(ScanArgs<D> p) {
     const int64_t t0 = c * p.chunk, t1 = t0 + p.chunk < p.L ? t0 + p.chunk : p.L;
     float sum_dt = 0.f;
     for (int64_t t = t0; t < t1; ++t) sum_dt += to_f32(p.delta[(b * p.L + t) * p.Dn + d]);
-    const float* prev = p.chunk_states + ((b * (p.nch + 1) + c) * p.Dn + d) * N;
-    float* next = p.chunk_states + ((b * (p.nch + 1) + c + 1) * p.Dn + d) * N;
+    const int64_t e_prev = t0 / kCudaScanCheckpoint, e_next = (t1 + kCudaScanCheckpoint - 1) / kCudaScanCheckpoint;
+    const float* prev = p.chunk_states + ((b * (p.nck + 1) + e_prev) * p.Dn + d) * N;
+    float* next = p.chunk_states + ((b * (p.nck + 1) + e_next) * p.Dn + d) * N;
     for (int64_t n = 0; n < N; ++n) {
       const float x = sum_dt * p.A[d * N + n];
       next[n] = fmaf(FAST ? ex2_approx(x * kLog2e) : expf(x), prev[n], next[n]);
@@ -186,7 +196,7 @@ __global__ void scan_carry_kernel(ScanArgs<D> p) {
   }
   if (p.h_last) {
     const int64_t sb = p.slots ? p.slots[b] : b;
-    const float* last = p.chunk_states + ((b * (p.nch + 1) + p.nch) * p.Dn + d) * N;
+    const float* last = p.chunk_states + ((b * (p.nck + 1) + p.nck) * p.Dn + d) * N;
     for (int64_t n = 0; n < N; ++n) p.h_last[(sb * p.Dn + d) * N + n] = last[n];
   }
 }
@@ -233,10 +243,14 @@ void scan_forward(const Context& ctx, const char* op, T* y, float* h_last, float
   if (N > kCudaScanMaxN) raise_unsupported(op, "N (d_state)", N, kCudaScanMaxN);
   if (B == 0 || D == 0) return;
   using Dv = device_t<T>;
-  const int64_t nch = chunk > 0 ? (L + chunk - 1) / chunk : 0;
-  ScanArgs<Dv> a{
-      dev(y), h_last, chunk_states,          dev(u), dev(delta), A, dev(Bm), dev(Cm), ld_bc, Dskip, h0, slots, B, L,
-      D,      N,      chunk > 0 ? chunk : 1, nch,    0};
+  // Split chunks end on checkpoints: their length is `chunk` rounded up to a multiple of 16.
+  const int64_t split =
+      chunk > 0 ? (chunk + kCudaScanCheckpoint - 1) / kCudaScanCheckpoint * kCudaScanCheckpoint : kCudaScanCheckpoint;
+  ScanArgs<Dv> a{};
+  a.y = dev(y), a.h_last = h_last, a.chunk_states = chunk_states, a.u = dev(u), a.delta = dev(delta), a.A = A;
+  a.Bm = dev(Bm), a.Cm = dev(Cm), a.ld_bc = ld_bc, a.Dskip = Dskip, a.h0 = h0, a.slots = slots;
+  a.B = B, a.L = L, a.Dn = D, a.N = N, a.chunk = split, a.nch = (L + split - 1) / split;
+  a.nck = cuda_scan_checkpoints(L), a.TT = 0;
   // NPL = capacity / kLanes states per thread.
   with_state_capacity<4, 16, 32, 64, kCudaScanMaxN>(
       N, [&](auto cap) { launch_npl<Dv, decltype(cap)::value / kLanes>(ctx, a); });
