@@ -210,6 +210,9 @@ if [ "${DECODE_BENCH:-0}" = 1 ] && [ -x "$CLI" ]; then
       { echo "bench $model FAILED"; status=1; }
     tail -n 6 "$LOG_DIR/bench_$model.log"
   done
+  timeout "${DECODE_TIMEOUT:-120}" "$CLI" bench -m Samba_421M --device cuda --dtype bf16 --batch 1 --context 1K \
+    --decode-tokens 64 --warmup 4 --cuda-graphs off >"$LOG_DIR/bench_nographs.log" 2>&1 || { echo "bench graphs off FAILED"; status=1; }
+  tail -n 3 "$LOG_DIR/bench_nographs.log"
   timeout "${DECODE_TIMEOUT:-120}" "$CLI" bench -m Samba_421M --device cuda --dtype bf16 --batch 1 --context 1K,128K \
     --fill jump --max-context 131072 --decode-tokens 64 --warmup 4 --interleave >"$LOG_DIR/bench_context.log" 2>&1 ||
     { echo "bench context FAILED"; status=1; }

@@ -250,16 +250,25 @@ int run(const BenchOpts& o) {
   DecodeEngine& engine = gpu ? gpu->engine() : *cpu_engine;
   const bool compare = cfg.sambay && o.cross_decoder == "both";
   const int64_t n_params = cpu_dm ? cpu_dm->param_count() : static_cast<int64_t>(lm.params.size());
-  const double wbytes = cpu_dm ? double(cpu_dm->weight_bytes_per_token()) : 0.0;
+  // Weight bytes a batch-1 step reads: on the GPU every parameter once in the compute dtype (norms and
+  // the scan's constants read as fp32 are too few to count), the untied embedding one row.
+  double wbytes = cpu_dm ? double(cpu_dm->weight_bytes_per_token()) : 0.0;
+  if (gpu) {
+    const double elem = gpu->precision() == Precision::BF16 ? 2.0 : 4.0;
+    for (const auto& e : lm.params.entries()) {
+      const double bytes = double(e.numel()) * elem;
+      wbytes += !cfg.tied_embeddings && e.name == "embedding.weight" ? bytes / double(e.shape[0]) : bytes;
+    }
+  }
   Bandwidth bw;
   if (o.bandwidth) bw = measure_bandwidth();
 
   if (gpu)
     std::printf(
-        "model %s (%s), %.1fM parameters, device %s, parameters in device memory %.1f MB, CUDA graphs %s, %d host "
-        "threads\n",
+        "model %s (%s), %.1fM parameters, device %s, parameters in device memory %.1f MB, weights read per "
+        "token %.1f MB, CUDA graphs %s, %d host threads\n",
         cfg.name.c_str(), cfg.layer_pattern().c_str(), double(n_params) / 1e6, gpu->describe().c_str(),
-        double(gpu->param_bytes()) / 1e6, o.graphs.c_str(), omp_get_max_threads());
+        double(gpu->param_bytes()) / 1e6, wbytes / 1e6, o.graphs.c_str(), omp_get_max_threads());
   else
     std::printf("model %s (%s), %.1fM parameters, weights (%s) read per token %.1f MB, %d threads\n", cfg.name.c_str(),
                 cfg.layer_pattern().c_str(), double(n_params) / 1e6, cpu_dm->weight_formats().c_str(), wbytes / 1e6,
