@@ -10,9 +10,11 @@
 #include <cuda_bf16.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
+#include "ops/cuda/conv1d_backward.cuh"
 #include "ops/cuda/mixer_common.cuh"
 
 namespace sambalm::ops::cuda {
@@ -279,17 +281,66 @@ void forward(const Context& ctx, T* out, const T* x, int64_t ld_x, const T* w, c
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 
+// The streaming backward (conv1d_backward.cuh) for K = 2..4. dw/dbias only when they are fp32 (the
+// kernel adds block totals with fp32 atomics); `want_dw` false leaves them to conv_backward_dw.
+template <typename Dv, int K>
+void launch_stream(const Context& ctx, conv_bwd::Args<Dv> a) {
+  constexpr int U = 4;  // steps whose loads are in flight together
+  void (*kernel)(conv_bwd::Args<Dv>) = conv_bwd::conv_backward_stream<Dv, K, U>;
+  static const int occupancy = [&] {
+    int n = 0;
+    SAMBALM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, conv_bwd::kThreads, 0));
+    return n > 1 ? n : 1;
+  }();
+  int device = 0, sms = 0;
+  SAMBALM_CUDA_CHECK(cudaGetDevice(&device));
+  SAMBALM_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  int64_t blocks = 0;
+  conv_bwd::size_grid(a.B, a.L, a.D_, 32 * conv_bwd::Row16<Dv>::V, int64_t(sms) * occupancy, a.T, a.nbc, blocks);
+  kernel<<<static_cast<unsigned>(blocks), conv_bwd::kThreads, 0, stream_of(ctx)>>>(a);
+  SAMBALM_CUDA_LAUNCH_CHECK();
+}
+
+inline float* fp32_or_null(float* p) { return p; }
+inline float* fp32_or_null(bf16*) { return nullptr; }
+
 template <typename T, typename G>
 void backward(const Context& ctx, T* dx, int64_t ld_dx, G* dw, G* dbias, const T* dout, const T* x, int64_t ld_x,
               const T* w, const T* state, int64_t B, int64_t L, int64_t D, int64_t K) {
   if (B == 0 || L == 0 || D == 0) return;
   if (K > kCudaConvMaxK && (dw || dbias)) raise_unsupported("causal_conv1d_backward", "K", K, kCudaConvMaxK);
-  if (dx) {
+  using Dv = device_t<T>;
+  // fp32 parameter gradients are reduced by the streaming kernel; bf16 ones (the all-bf16 overload,
+  // tests only) by conv_backward_dw, which rounds each total once.
+  constexpr bool kStreamDw = std::is_same_v<G, float>;
+  const bool stream = K >= 2 && K <= 4;
+  if (stream && (dx || (kStreamDw && (dw || dbias)))) {
+    conv_bwd::Args<Dv> a{};
+    a.dx = dev(dx);
+    a.ld_dx = ld_dx;
+    a.dw = kStreamDw ? fp32_or_null(dw) : nullptr;
+    a.dbias = kStreamDw ? fp32_or_null(dbias) : nullptr;
+    a.dout = dev(dout);
+    a.x = dev(x);
+    a.ld_x = ld_x;
+    a.w = dev(w);
+    a.state = dev(state);
+    a.B = B, a.L = L, a.D_ = D;
+    // 16-byte vectors need 16-byte aligned rows: every row start a multiple of 16 bytes apart.
+    constexpr int64_t V = conv_bwd::Row16<Dv>::V;
+    a.vec_dx = ld_dx % V == 0 && aligned16(dx);
+    a.vec_x = ld_x % V == 0 && aligned16(x);
+    a.vec_dout = D % V == 0 && aligned16(dout);
+    a.vec_state = D % V == 0 && aligned16(state);
+    if (K == 2) launch_stream<Dv, 2>(ctx, a);
+    if (K == 3) launch_stream<Dv, 3>(ctx, a);
+    if (K == 4) launch_stream<Dv, 4>(ctx, a);
+  } else if (dx) {
     conv_backward_dx<<<blocks_for(B * L * D, 256), 256, 0, stream_of(ctx)>>>(dev(dx), ld_dx, dev(dout), dev(w), B, L, D,
                                                                              K);
     SAMBALM_CUDA_LAUNCH_CHECK();
   }
-  if (dw || dbias) {
+  if ((dw || dbias) && !(stream && kStreamDw)) {
     const dim3 block(32, kRowWarps);
     conv_backward_dw<<<blocks_for(D, 32), block, 0, stream_of(ctx)>>>(dev(dw), dev(dbias), dev(dout), dev(x), ld_x,
                                                                       dev(state), B, L, D, K);
