@@ -30,10 +30,10 @@ const ConvCase kCases[] = {
     {2, 19, 128, 4, 2 * 128, false, false},    // a Mamba layer's training forward (mamba_tiny: x of in_proj's xz)
     // The streaming backward's tiling: several runs per sequence (L not a multiple of them), D not a
     // multiple of a block's 256 (bf16) / 128 (fp32) channels, B = 3, 16-byte paths and scalar ones.
-    {3, 1000, 264, 4, 2 * 264, true, false},   // aligned x and dx views: vector loads and stores
+    {3, 1000, 264, 4, 2 * 264, true, false},      // aligned x and dx views: vector loads and stores
     {3, 1000, 264, 4, 2 * 264 + 1, true, false},  // misaligned x rows, aligned dx
-    {3, 513, 300, 2, 600, false, false},       // K = 2, D % 8 == 4
-    {3, 771, 97, 3, 99, true, false},          // K = 3, odd D and rows
+    {3, 513, 300, 2, 600, false, false},          // K = 2, D % 8 == 4
+    {3, 771, 97, 3, 99, true, false},             // K = 3, odd D and rows
 };
 constexpr int64_t kSlots = 4;
 const std::vector<int32_t> kSlotIds = {3, 1, 2};

@@ -13,8 +13,8 @@
 #include <type_traits>
 
 #include "ops/cuda/check.cuh"
-#include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/conv1d_backward.cuh"
+#include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/mixer_common.cuh"
 
 namespace sambalm::ops::cuda {

@@ -21,7 +21,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstring>
+
+#include "ops/cuda/vec16.cuh"
 
 namespace sambalm::ops::cuda::conv_bwd {
 
@@ -29,65 +30,9 @@ constexpr int kThreads = 128;          // 4 warps: 4 runs of the same channels
 constexpr int kWarps = kThreads / 32;  //
 constexpr int kMinSteps = 64;          // shortest run when the grid is sized (halo < 5% at K = 4)
 
-__device__ __forceinline__ float widen(float x) { return x; }
-__device__ __forceinline__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename D>
-__device__ __forceinline__ D narrow(float x);
-template <>
-__device__ __forceinline__ float narrow<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 narrow<__nv_bfloat16>(float x) {
-  return __float2bfloat16(x);
-}
-
-// 16 bytes of a row: V = 16 / sizeof(D) consecutive channels. Loads and stores take the number of
-// valid channels (the rest read as zero, are not written) and whether the address is 16-byte aligned.
-template <typename D>
-struct Row16 {
-  static constexpr int V = 16 / static_cast<int>(sizeof(D));
-  uint4 v;
-  __device__ __forceinline__ void zero() { v = make_uint4(0u, 0u, 0u, 0u); }
-  __device__ __forceinline__ void load(const D* p, int nvalid, bool vec) {
-    zero();
-    if (nvalid <= 0) return;
-    if (vec && nvalid >= V) {
-      v = __ldg(reinterpret_cast<const uint4*>(p));
-      return;
-    }
-    D tmp[V];
-    memcpy(tmp, &v, 16);
-#pragma unroll
-    for (int k = 0; k < V; ++k)
-      if (k < nvalid) tmp[k] = p[k];
-    memcpy(&v, tmp, 16);
-  }
-  __device__ __forceinline__ void unpack(float (&f)[V]) const {
-    D tmp[V];
-    memcpy(tmp, &v, 16);
-#pragma unroll
-    for (int k = 0; k < V; ++k) f[k] = widen(tmp[k]);
-  }
-  __device__ __forceinline__ void pack(const float (&f)[V]) {
-    D tmp[V];
-#pragma unroll
-    for (int k = 0; k < V; ++k) tmp[k] = narrow<D>(f[k]);
-    memcpy(&v, tmp, 16);
-  }
-  __device__ __forceinline__ void store(D* p, int nvalid, bool vec) const {
-    if (nvalid <= 0) return;
-    if (vec && nvalid >= V) {
-      *reinterpret_cast<uint4*>(p) = v;
-      return;
-    }
-    D tmp[V];
-    memcpy(tmp, &v, 16);
-#pragma unroll
-    for (int k = 0; k < V; ++k)
-      if (k < nvalid) p[k] = tmp[k];
-  }
-};
+using vec16::narrow;
+using vec16::Row16;
+using vec16::widen;
 
 template <typename D>
 struct Args {
@@ -224,7 +169,7 @@ __global__ void __launch_bounds__(kThreads) conv_backward_stream(Args<D> p) {
   }
 
   if (!want_dw) return;  // uniform over the block: no barrier is skipped by some threads only
-  // The block's total over its 4 runs, then one atomic per channel and tap.
+                         // The block's total over its 4 runs, then one atomic per channel and tap.
 #pragma unroll
   for (int k = 0; k < V; ++k) {
 #pragma unroll
