@@ -105,6 +105,77 @@ void check_backward(const ConvCase& c, bool all_grads) {
   expect_close(d_dbias, all_grads ? dbias : dbias0, conv_tol<T>(), "dbias" + tag);
 }
 
+// The conv + SiLU forward: out as causal_conv1d_forward, act = silu(out) (of out as stored), both
+// NaN-poisoned.
+template <typename T>
+void check_silu_forward(const ConvCase& c) {
+  const auto x = seen<T>(random_vector(c.B * c.L * c.ld_x, 1)), w = seen<T>(random_vector(c.D * c.K, 2, 0.7f)),
+             bias = seen<T>(random_vector(c.D, 3, 0.5f));
+  const int64_t state_rows = (c.slots ? kSlots : c.B) * (c.K - 1) * c.D;
+  const auto state = seen<T>(random_vector(state_rows + 1, 4));
+  const std::vector<int32_t> slots(kSlotIds.begin(), kSlotIds.begin() + c.B);
+  std::vector<float> want(c.B * c.L * c.D), want_act(want.size());
+  ops::cpu::causal_conv1d_forward<float>(want.data(), x.data(), c.ld_x, w.data(), bias.data(),
+                                         c.state ? state.data() : nullptr, c.B, c.L, c.D, c.K,
+                                         c.slots ? slots.data() : nullptr);
+  // The GPU activates out as stored (rounded to T).
+  const auto stored = seen<T>(want);
+  ops::cpu::silu_forward<float>(want_act.data(), stored.data(), int64_t(stored.size()));
+  DeviceBuffer<T> d_x(as<T>(x)), d_w(as<T>(w)), d_bias(as<T>(bias)), d_state(as<T>(state));
+  DeviceBuffer<T> d_out(as<T>(nans(want.size()))), d_act(as<T>(nans(want.size())));
+  DeviceBuffer<int32_t> d_slots(slots);
+  ops::causal_conv1d_silu_forward(gpu(), d_out.get(), d_act.get(), d_x.get(), c.ld_x, d_w.get(), d_bias.get(),
+                                  c.state ? d_state.get() : nullptr, c.B, c.L, c.D, c.K,
+                                  c.slots ? d_slots.get() : nullptr);
+  const std::string tag = " B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " D" + std::to_string(c.D) + " K" +
+                          std::to_string(c.K) + " state " + std::to_string(c.state);
+  expect_close(d_out, want, conv_tol<T>(), "silu forward out" + tag);
+  expect_close(d_act, want_act, conv_tol<T>(), "silu forward act" + tag);
+}
+
+// The conv + SiLU backward against the CPU op: dout = dact * silu'(pre) on the fly. G: the type of dw
+// and dbias (T, or fp32 beside bf16 activations as the model's bf16 mode runs it). The GPU rounds that
+// gradient to bf16 in bf16 (as the stored gradient of the unfused ops was), the CPU in float does not:
+// within the bf16 tolerance.
+template <typename T, typename G>
+void check_silu_backward(const ConvCase& c, bool all_grads) {
+  const int64_t ld_dx = c.D % 8 == 0 ? 2 * c.D : c.D + 5;
+  const auto x = seen<T>(random_vector(c.B * c.L * c.ld_x, 15)), w = seen<T>(random_vector(c.D * c.K, 16, 0.7f)),
+             dact = seen<T>(random_vector(c.B * c.L * c.D, 17)), pre = seen<T>(random_vector(c.B * c.L * c.D, 18, 4.f));
+  const auto state = seen<T>(random_vector(c.B * (c.K - 1) * c.D + 1, 19));
+  auto dx = seen<T>(random_vector(c.B * c.L * ld_dx, 20)), dw = seen<G>(random_vector(c.D * c.K, 21)),
+       dbias = seen<G>(random_vector(c.D, 22));
+  for (int64_t r = 0; r < c.B * c.L; ++r)
+    for (int64_t d = c.D; d < ld_dx; ++d) dx[r * ld_dx + d] = NAN;
+  DeviceBuffer<T> d_x(as<T>(x)), d_w(as<T>(w)), d_dact(as<T>(dact)), d_pre(as<T>(pre)), d_state(as<T>(state));
+  DeviceBuffer<T> d_dx(as<T>(dx));
+  DeviceBuffer<G> d_dw(as<G>(dw)), d_dbias(as<G>(dbias));
+  ops::causal_conv1d_silu_backward(gpu(), d_dx.get(), ld_dx, all_grads ? d_dw.get() : nullptr,
+                                   all_grads ? d_dbias.get() : nullptr, d_dact.get(), d_pre.get(), d_x.get(), c.ld_x,
+                                   d_w.get(), c.state ? d_state.get() : nullptr, c.B, c.L, c.D, c.K);
+  const std::vector<float> dw0 = dw, dbias0 = dbias;
+  ops::cpu::causal_conv1d_silu_backward<float>(dx.data(), ld_dx, dw.data(), dbias.data(), dact.data(), pre.data(),
+                                               x.data(), c.ld_x, w.data(), c.state ? state.data() : nullptr, c.B, c.L,
+                                               c.D, c.K);
+  const std::string tag = " silu B" + std::to_string(c.B) + " L" + std::to_string(c.L) + " D" + std::to_string(c.D) +
+                          " K" + std::to_string(c.K) + " state " + std::to_string(c.state);
+  const auto got_dx = to_float(d_dx.download());
+  std::vector<float> got_in, want_in;
+  int64_t pad_written = 0;
+  for (size_t i = 0; i < dx.size(); ++i) {
+    if (int64_t(i) % ld_dx < c.D) {
+      got_in.push_back(got_dx[i]);
+      want_in.push_back(dx[i]);
+    } else {
+      pad_written += !std::isnan(got_dx[i]);
+    }
+  }
+  EXPECT_LT(rel_error(got_in, widen(want_in)), conv_tol<T>()) << "dx" << tag;
+  EXPECT_EQ(pad_written, 0) << "dx columns past D written" << tag;
+  expect_close(d_dw, all_grads ? dw : dw0, conv_tol<T>(), "dw" + tag);
+  expect_close(d_dbias, all_grads ? dbias : dbias0, conv_tol<T>(), "dbias" + tag);
+}
+
 template <typename T>
 void check_state_update(const ConvCase& c, bool in_place) {
   const int64_t rows = (c.slots ? kSlots : c.B) * (c.K - 1) * c.D;
@@ -150,6 +221,26 @@ TEST(CudaConv, BackwardBf16) {
   SAMBALM_REQUIRE_GPU();
   for (const auto& c : kCases)
     for (bool all : {true, false}) check_backward<bf16>(c, all);
+}
+TEST(CudaConv, SiluForward) {
+  SAMBALM_REQUIRE_GPU();
+  for (const auto& c : kCases) {
+    check_silu_forward<float>(c);
+    check_silu_forward<bf16>(c);
+  }
+}
+TEST(CudaConv, SiluBackwardFp32) {
+  SAMBALM_REQUIRE_GPU();
+  for (const auto& c : kCases)
+    for (bool all : {true, false}) check_silu_backward<float, float>(c, all);
+}
+TEST(CudaConv, SiluBackwardBf16) {
+  SAMBALM_REQUIRE_GPU();
+  for (const auto& c : kCases)
+    for (bool all : {true, false}) {
+      check_silu_backward<bf16, bf16>(c, all);
+      check_silu_backward<bf16, float>(c, all);  // the model's bf16 mode: fp32 parameter gradients
+    }
 }
 TEST(CudaConv, StateUpdate) {
   SAMBALM_REQUIRE_GPU();

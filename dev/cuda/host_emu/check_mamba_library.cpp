@@ -1,7 +1,8 @@
 // The library's Mamba memory-bound kernels run on the CPU through host_emulation.h against the
 // library's CPU ops (in double, on the values the kernel sees).
 //
-// The streaming causal conv1d backward (src/ops/cuda/conv1d_backward.cuh against
+// The streaming causal conv1d backward, plain and with the SiLU's backward fused (src/ops/cuda/
+// conv1d_backward.cuh against causal_conv1d_backward / causal_conv1d_silu_backward of
 // src/ops/cpu/conv1d.cpp) on odd shapes: L not a multiple of the runs, D not a multiple of the vector or of the block's
 // channels, K = 2, 3, 4, state rows or none, x rows ld_x > D apart, dx rows ld_dx > D apart (the
 // columns between stay NaN and must stay NaN), misaligned views (the scalar paths), nullable dx /
@@ -23,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <initializer_list>
 #include <random>
 #include <string>
@@ -33,10 +35,17 @@ inline float atomicAdd(float* p, float v) {
   *p = old + v;
   return old;
 }
+inline float4 __ldg(const float4* p) { return *p; }
+// Warp shuffles are not emulated: the library headers mention them (warp_sum), these kernels do not.
+template <class V>
+V __shfl_xor_sync(unsigned, V, int) {
+  std::abort();
+}
 #undef __shared__
 #define __shared__ static
 
 #include "ops/cuda/conv1d_backward.cuh"
+#include "ops/cuda/conv1d_forward.cuh"
 #include "ops/cuda/silu_kernels.cuh"
 
 namespace sambalm::ops::cpu {
@@ -52,6 +61,15 @@ void silu_gate_backward(T* dy, T* dz, int64_t ld_dz, const T* dout, const T* y, 
 template <typename T>
 void causal_conv1d_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x, int64_t ld_x, const T* w,
                             const T* state, int64_t B, int64_t L, int64_t D, int64_t K);
+template <typename T>
+void causal_conv1d_forward(T* out, const T* x, int64_t ld_x, const T* w, const T* bias, const T* state, int64_t B,
+                           int64_t L, int64_t D, int64_t K, const int32_t* slots);
+template <typename T>
+void causal_conv1d_silu_forward(T* out, T* act, const T* x, int64_t ld_x, const T* w, const T* bias, const T* state,
+                                int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots);
+template <typename T>
+void causal_conv1d_silu_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dact, const T* pre, const T* x,
+                                 int64_t ld_x, const T* w, const T* state, int64_t B, int64_t L, int64_t D, int64_t K);
 }  // namespace sambalm::ops::cpu
 
 using namespace sambalm::ops::cuda;
@@ -90,6 +108,13 @@ double rel_l2(const std::vector<double>& got, const std::vector<double>& want) {
   return std::sqrt(num / (den > 0 ? den : 1));
 }
 
+template <typename S>
+std::vector<double> widen_all(const std::vector<S>& v, size_t from = 0) {
+  std::vector<double> r;
+  for (size_t i = from; i < v.size(); ++i) r.push_back(to_float(v[i]));
+  return r;
+}
+
 template <typename D, int K>
 void launch(const conv_bwd::Args<D>& a, int64_t blocks) {
   emu::launch([&] { conv_bwd::conv_backward_stream<D, K, 4>(a); }, dim3(unsigned(blocks)), dim3(conv_bwd::kThreads));
@@ -108,14 +133,17 @@ std::vector<D> random_values(size_t n, std::mt19937& rng, float scale, std::vect
   return v;
 }
 
+// silu: the conv + SiLU backward (pre given; the reference causal_conv1d_silu_backward).
 template <typename D>
-bool run_case(const Case& c, int seed) {
+bool run_case(const Case& c, int seed, bool silu) {
   std::mt19937 rng(seed);
   const double tol = sizeof(D) == 4 ? 1e-5 : 1e-2;
   std::vector<double> xd, wd, gd, sd, dxd, dwd, dbd;
   const auto xbuf = random_values<D>(c.x_offset + c.B * c.L * c.ld_x, rng, 1.f, xd);
   const auto w = random_values<D>(c.D * c.K, rng, 0.7f, wd);
   const auto dout = random_values<D>(c.B * c.L * c.D, rng, 1.f, gd);
+  std::vector<double> pd;
+  const auto pre = random_values<D>(c.B * c.L * c.D, rng, 4.f, pd);
   const auto state = random_values<D>(c.B * (c.K - 1) * c.D + 1, rng, 1.f, sd);
   auto dx = random_values<D>(c.B * c.L * c.ld_dx, rng, 1.f, dxd);
   std::vector<double> tmp;
@@ -126,10 +154,16 @@ bool run_case(const Case& c, int seed) {
     for (int64_t d = c.D; d < c.ld_dx; ++d) dx[r * c.ld_dx + d] = from_float<D>(NAN), dxd[r * c.ld_dx + d] = NAN;
 
   std::vector<double> want_dx = dxd, want_dw = dwd, want_db = dbd;
-  sambalm::ops::cpu::causal_conv1d_backward<double>(
-      c.want_dx ? want_dx.data() : nullptr, c.ld_dx, c.want_dw ? want_dw.data() : nullptr,
-      c.want_db ? want_db.data() : nullptr, gd.data(), xd.data() + c.x_offset, c.ld_x, wd.data(),
-      c.state ? sd.data() : nullptr, c.B, c.L, c.D, c.K);
+  if (silu)
+    sambalm::ops::cpu::causal_conv1d_silu_backward<double>(
+        c.want_dx ? want_dx.data() : nullptr, c.ld_dx, c.want_dw ? want_dw.data() : nullptr,
+        c.want_db ? want_db.data() : nullptr, gd.data(), pd.data(), xd.data() + c.x_offset, c.ld_x, wd.data(),
+        c.state ? sd.data() : nullptr, c.B, c.L, c.D, c.K);
+  else
+    sambalm::ops::cpu::causal_conv1d_backward<double>(
+        c.want_dx ? want_dx.data() : nullptr, c.ld_dx, c.want_dw ? want_dw.data() : nullptr,
+        c.want_db ? want_db.data() : nullptr, gd.data(), xd.data() + c.x_offset, c.ld_x, wd.data(),
+        c.state ? sd.data() : nullptr, c.B, c.L, c.D, c.K);
 
   conv_bwd::Args<D> a{};
   a.dx = c.want_dx ? dx.data() : nullptr;
@@ -137,6 +171,7 @@ bool run_case(const Case& c, int seed) {
   a.dw = c.want_dw ? dwf.data() : nullptr;
   a.dbias = c.want_db ? dbf.data() : nullptr;
   a.dout = dout.data();
+  a.pre = silu ? pre.data() : nullptr;
   a.x = xbuf.data() + c.x_offset;
   a.ld_x = c.ld_x;
   a.w = w.data();
@@ -146,7 +181,7 @@ bool run_case(const Case& c, int seed) {
   auto al = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
   a.vec_dx = c.ld_dx % V == 0 && al(a.dx);
   a.vec_x = c.ld_x % V == 0 && al(a.x);
-  a.vec_dout = c.D % V == 0 && al(a.dout);
+  a.vec_dout = c.D % V == 0 && al(a.dout) && al(a.pre);
   a.vec_state = c.D % V == 0 && al(a.state);
   int64_t blocks = 0;
   conv_bwd::size_grid(c.B, c.L, c.D, 32 * int(V), c.resident, a.T, a.nbc, blocks);
@@ -167,11 +202,75 @@ bool run_case(const Case& c, int seed) {
   const double e_dx = rel_l2(got_dx, want_dx), e_dw = rel_l2(got_dw, want_dw), e_db = rel_l2(got_db, want_db);
   const bool ok = e_dx <= tol && e_dw <= tol && e_db <= tol && pad_bad == 0;
   std::printf(
-      "%s %-5s B%ld L%ld D%ld K%ld ld_x %ld%s ld_dx %ld state %d grads %d%d%d runs T=%d x%d blocks %ld: "
+      "%s %-5s %s B%ld L%ld D%ld K%ld ld_x %ld%s ld_dx %ld state %d grads %d%d%d runs T=%d x%d blocks %ld: "
       "dx %.2e dw %.2e dbias %.2e pad %ld\n",
-      ok ? "ok  " : "FAIL", sizeof(D) == 4 ? "fp32" : "bf16", long(c.B), long(c.L), long(c.D), long(c.K), long(c.ld_x),
-      c.x_offset ? " (misaligned)" : "", long(c.ld_dx), int(c.state), int(c.want_dx), int(c.want_dw), int(c.want_db),
-      a.T, a.nbc, long(blocks), e_dx, e_dw, e_db, long(pad_bad));
+      ok ? "ok  " : "FAIL", sizeof(D) == 4 ? "fp32" : "bf16", silu ? "conv+silu" : "conv     ", long(c.B), long(c.L),
+      long(c.D), long(c.K), long(c.ld_x), c.x_offset ? " (misaligned)" : "", long(c.ld_dx), int(c.state),
+      int(c.want_dx), int(c.want_dw), int(c.want_db), a.T, a.nbc, long(blocks), e_dx, e_dw, e_db, long(pad_bad));
+  return ok;
+}
+
+// ---- conv forward (+ SiLU) ---------------------------------------------------------------------------
+
+struct FwdCase {
+  int64_t B, L, D, K, ld_x;
+  bool state, slots;
+  int offset;  // elements the x view and the outputs are shifted by (nonzero: misaligned)
+};
+
+template <typename D, int K>
+void launch_fwd(const conv_fwd::ConvArgs<D>& a) {
+  constexpr int TT = sizeof(D) == 2 ? 16 : 8;  // as conv1d.cu's launch_tiled
+  const int64_t n = a.B * ((a.L + TT - 1) / TT) * ((a.D_ + 7) / 8);
+  emu::launch([&] { conv_fwd::conv_forward_tiled<D, K, TT>(a); }, dim3(unsigned((n + 127) / 128)), dim3(128));
+}
+
+template <typename D>
+bool run_fwd_case(const FwdCase& c, int seed, bool silu) {
+  std::mt19937 rng(seed);
+  const double tol = sizeof(D) == 4 ? 1e-5 : 1e-2;
+  const int64_t o = c.offset, n = c.B * c.L * c.D, nslots = 4;
+  std::vector<double> xd, wd, bd, sd;
+  const auto x = random_values<D>(o + c.B * c.L * c.ld_x, rng, 1.f, xd);
+  const auto w = random_values<D>(c.D * c.K, rng, 0.7f, wd);
+  const auto bias = random_values<D>(c.D, rng, 0.5f, bd);
+  const auto state = random_values<D>(nslots * (c.K - 1) * c.D + 1, rng, 1.f, sd);
+  const std::vector<int32_t> slots = {3, 1, 2, 0};
+  std::vector<double> want(n), want_act(n);
+  sambalm::ops::cpu::causal_conv1d_silu_forward<double>(want.data(), want_act.data(), xd.data() + o, c.ld_x, wd.data(),
+                                                        bd.data(), c.state ? sd.data() : nullptr, c.B, c.L, c.D, c.K,
+                                                        c.slots ? slots.data() : nullptr);
+  std::vector<D> out(o + n, from_float<D>(NAN)), act(o + n, from_float<D>(NAN));
+  conv_fwd::ConvArgs<D> a{};
+  a.out = out.data() + o;
+  a.act = silu ? act.data() + o : nullptr;
+  a.x = x.data() + o;
+  a.ld_x = c.ld_x;
+  a.w = w.data();
+  a.bias = bias.data();
+  a.state = c.state ? state.data() : nullptr;
+  a.slots = c.slots ? slots.data() : nullptr;
+  a.B = c.B, a.L = c.L, a.D_ = c.D, a.K = c.K;
+  auto al = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; };
+  a.vec_x = c.ld_x % 8 == 0 && al(a.x);  // as conv1d.cu's forward()
+  a.vec_state = c.D % 8 == 0 && al(a.state);
+  a.vec_out = c.D % 8 == 0 && al(a.out) && al(a.act);
+  if (c.K == 2) launch_fwd<D, 2>(a);
+  if (c.K == 3) launch_fwd<D, 3>(a);
+  if (c.K == 4) launch_fwd<D, 4>(a);
+  if (c.K > 4) emu::launch([&] { conv_fwd::conv_forward_simple<D>(a); }, dim3(unsigned((n + 255) / 256)), dim3(256));
+  // The kernel activates out as stored (rounded to D): so does the reference here.
+  std::vector<double> got = widen_all(out, o), got_act = widen_all(act, o), want_act_stored(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = to_float(from_float<D>(float(want[i])));
+    want_act_stored[i] = v / (1.0 + std::exp(-v));
+  }
+  const double e = rel_l2(got, want), e_act = silu ? rel_l2(got_act, want_act_stored) : 0.0;
+  const bool ok = e <= tol && e_act <= tol;
+  std::printf(
+      "%s %-5s %s B%ld L%ld D%ld K%ld ld_x %ld offset %ld state %d slots %d vec x/out %d%d: out %.2e act %.2e\n",
+      ok ? "ok  " : "FAIL", sizeof(D) == 4 ? "fp32" : "bf16", silu ? "fwd+silu" : "fwd     ", long(c.B), long(c.L),
+      long(c.D), long(c.K), long(c.ld_x), long(o), int(c.state), int(c.slots), int(a.vec_x), int(a.vec_out), e, e_act);
   return ok;
 }
 
@@ -192,14 +291,6 @@ silu_k::Items silu_items(int64_t rows, int64_t D, std::initializer_list<const vo
   for (const void* p : ptrs) it.vec = it.vec && (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
   for (int64_t ld : strides) it.vec = it.vec && (rows == 1 || ld % V == 0);
   return it;
-}
-
-std::vector<double> widen_all(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
-template <typename S>
-std::vector<double> widen_all(const std::vector<S>& v, size_t from = 0) {
-  std::vector<double> r;
-  for (size_t i = from; i < v.size(); ++i) r.push_back(to_float(v[i]));
-  return r;
 }
 
 // Errors over the first D columns of rows ld apart; counts columns >= D that are not NaN.
@@ -314,9 +405,26 @@ int main() {
   };
   int failed = 0, seed = 1;
   for (const Case& c : cases) {
-    failed += !run_case<float>(c, seed++);
-    failed += !run_case<__nv_bfloat16>(c, seed++);
+    for (bool silu : {false, true}) {
+      failed += !run_case<float>(c, seed++, silu);
+      failed += !run_case<__nv_bfloat16>(c, seed++, silu);
+    }
   }
+  const FwdCase fwd_cases[] = {
+      // B, L, D, K, ld_x, state, slots, offset
+      {3, 333, 97, 4, 2 * 97 + 3, true, false, 0},  // odd everything: scalar paths
+      {3, 100, 264, 4, 2 * 264, true, true, 0},     // aligned: 16-byte loads and stores; slots
+      {3, 100, 264, 4, 2 * 264, false, false, 1},   // misaligned views
+      {3, 2, 40, 4, 80, true, false, 0},            // L < K-1
+      {2, 77, 40, 3, 43, true, false, 0},           // K = 3
+      {2, 50, 264, 2, 528, false, false, 0},        // K = 2
+      {2, 50, 33, 6, 35, true, false, 0},           // K = 6: the one-thread-per-output kernel
+  };
+  for (const FwdCase& c : fwd_cases)
+    for (bool silu : {false, true}) {
+      failed += !run_fwd_case<float>(c, seed++, silu);
+      failed += !run_fwd_case<__nv_bfloat16>(c, seed++, silu);
+    }
   const SiluCase silu_cases[] = {
       // rows, D, ld_z, ld_dz, offset, dy, dz, blocks
       {3, 264, 528, 528, 0, true, true, 4},           // the model's views: z and dz inside xz rows of 2D

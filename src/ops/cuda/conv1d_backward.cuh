@@ -5,6 +5,8 @@
 // With xx = state ++ x along time (K-1 state rows [B, K-1, D] before x, zeros when absent):
 //   dx[b, s, d] += sum_j w[d, j] * dout[b, s + (K-1) - j, d]     (terms with s + K-1-j < L)
 //   dw[d, j]    += sum_{b,t} dout[b, t, d] * xx[b, t + j, d];   dbias[d] += sum_{b,t} dout[b, t, d]
+// With `pre` given (causal_conv1d_silu_backward), dout is dact * silu'(pre), computed as the rows
+// arrive (rounded to the element type, as the stored gradient of the unfused ops was).
 //
 // Work split: a thread owns V channels (one 16-byte vector: 8 bf16 or 4 fp32) of one sequence and a
 // run of T steps; a block's 4 warps take 4 consecutive runs of the same 32 x V channels. The thread
@@ -41,6 +43,7 @@ struct Args {
   float* dw;     // nullable; fp32 (the bf16-gradient overload reduces dw/dbias elsewhere)
   float* dbias;  // nullable
   const D* dout;
+  const D* pre;  // nullable: when given, the gradient is dout * silu'(pre) (the conv + SiLU backward)
   const D* x;
   int64_t ld_x;
   const D* w;
@@ -50,6 +53,12 @@ struct Args {
   int nbc;  // blocks along time per (sequence, strip of channels)
   bool vec_dx, vec_x, vec_dout, vec_state;
 };
+
+// dact * silu'(v) = dact * s * (1 + v (1 - s)), s = sigmoid(v): the CPU's silu_backward formula.
+__device__ __forceinline__ float silu_grad(float dact, float v) {
+  const float s = 1.f / (1.f + expf(-v));
+  return dact * s * (1.f + v * (1.f - s));
+}
 
 // Grid: blockIdx.x = (b * nstrips + strip) * nbc + bc; warp q of the block runs steps
 // [(bc * kWarps + q) * T, +T) of sequence b over channels strip * 32V .. +32V.
@@ -100,7 +109,7 @@ __global__ void __launch_bounds__(kThreads) conv_backward_stream(Args<D> p) {
     }
     const int64_t tend = t1 + K - 1;  // steps t0 .. tend-1: dout up to t1+K-2 finishes dx up to t1-1
     for (int64_t tb = t0; tb < tend; tb += U) {
-      R gr[U], xr[U], dr[U];
+      R gr[U], pr[U], xr[U], dr[U];
       // Every load of the U steps first ...
 #pragma unroll
       for (int u = 0; u < U; ++u) {
@@ -109,6 +118,10 @@ __global__ void __launch_bounds__(kThreads) conv_backward_stream(Args<D> p) {
           gr[u].load(p.dout + (b * p.L + t) * p.D_ + ch, nvalid, p.vec_dout);
         else
           gr[u].zero();
+        if (p.pre && t < p.L && t < tend)
+          pr[u].load(p.pre + (b * p.L + t) * p.D_ + ch, nvalid, p.vec_dout);
+        else
+          pr[u].zero();
         if (want_dw && t < t1)
           xr[u].load(p.x + (b * p.L + t) * p.ld_x + ch, nvalid, p.vec_x);
         else
@@ -125,6 +138,14 @@ __global__ void __launch_bounds__(kThreads) conv_backward_stream(Args<D> p) {
         if (t >= tend) break;
         float g[V];
         gr[u].unpack(g);
+        if (p.pre) {  // g = dout * silu'(pre), rounded to D as a stored gradient would be
+          float v[V];
+          pr[u].unpack(v);
+#pragma unroll
+          for (int k = 0; k < V; ++k) g[k] = silu_grad(g[k], v[k]);
+          gr[u].pack(g);
+          gr[u].unpack(g);
+        }
         if (want_dw && t < t1) {
           float xf[V];
 #pragma unroll
@@ -168,8 +189,9 @@ __global__ void __launch_bounds__(kThreads) conv_backward_stream(Args<D> p) {
     }
   }
 
-  if (!want_dw) return;  // uniform over the block: no barrier is skipped by some threads only
-                         // The block's total over its 4 runs, then one atomic per channel and tap.
+  if (!want_dw)
+    return;  // uniform over the block: no barrier is skipped by some threads only
+             // The block's total over its 4 runs, then one atomic per channel and tap.
 #pragma unroll
   for (int k = 0; k < V; ++k) {
 #pragma unroll
