@@ -506,6 +506,77 @@ TEST(CausalConv1d, GradientsMatchFiniteDifferences) {
   EXPECT_EQ(dx2, dx);
 }
 
+// The conv and its SiLU in one pass: the bits of causal_conv1d_forward then silu_forward.
+TEST(CausalConv1d, SiluForwardEqualsConvThenSilu) {
+  const int64_t B = 3, L = 33, D = 70, K = 4, ld = 2 * D + 1;
+  std::mt19937 rng(13);
+  auto x = randn<float>(B * L * ld, rng), w = randn<float>(D * K, rng), bias = randn<float>(D, rng),
+       st = randn<float>(B * (K - 1) * D, rng);
+  for (bool state : {true, false}) {
+    const float* s = state ? st.data() : nullptr;
+    std::vector<float> out(B * L * D), act(B * L * D), out2(B * L * D, NAN), act2(B * L * D, NAN);
+    ops::cpu::causal_conv1d_forward(out.data(), x.data(), ld, w.data(), bias.data(), s, B, L, D, K);
+    ops::cpu::silu_forward(act.data(), out.data(), B * L * D);
+    ops::cpu::causal_conv1d_silu_forward(out2.data(), act2.data(), x.data(), ld, w.data(), bias.data(), s, B, L, D, K);
+    EXPECT_EQ(out2, out);
+    EXPECT_EQ(act2, act);
+  }
+}
+
+// The conv followed by a SiLU, differentiated in one pass from d(silu output) and the saved conv output.
+TEST(CausalConv1d, SiluBackwardMatchesFiniteDifferences) {
+  const int64_t B = 2, L = 5, D = 6, K = 3, ld = 9;
+  std::mt19937 rng(7);
+  auto x = randn<double>(B * L * ld, rng), w = randn<double>(D * K, rng), bias = randn<double>(D, rng),
+       st = randn<double>(B * (K - 1) * D, rng), wy = randn<double>(B * L * D, rng);
+  std::vector<double> pre(B * L * D), act(B * L * D);
+  auto loss = [&] {
+    ops::cpu::causal_conv1d_forward(pre.data(), x.data(), ld, w.data(), bias.data(), st.data(), B, L, D, K);
+    ops::cpu::silu_forward(act.data(), pre.data(), B * L * D);
+    return dot(act, wy);
+  };
+  loss();  // pre at the unperturbed inputs
+  const auto pre0 = pre;
+  auto dx0 = randn<double>(x.size(), rng), dw0 = randn<double>(w.size(), rng), db0 = randn<double>(D, rng);
+  auto dx = dx0, dw = dw0, db = db0;
+  ops::cpu::causal_conv1d_silu_backward(dx.data(), ld, dw.data(), db.data(), wy.data(), pre0.data(), x.data(), ld,
+                                        w.data(), st.data(), B, L, D, K);
+  OneThread one_thread;
+  auto check = [&](std::vector<double>& param, const std::vector<double>& g, const std::vector<double>& g0,
+                   const char* name) {
+    auto num = numeric_grad(param, loss);
+    std::vector<double> got(g.size());
+    for (size_t i = 0; i < g.size(); ++i) got[i] = g[i] - g0[i];
+    EXPECT_LT(rel_error_d(got, num), 1e-7) << name;
+  };
+  check(x, dx, dx0, "dx");
+  check(w, dw, dw0, "dw");
+  check(bias, db, db0, "dbias");
+}
+
+// In float it gives the bits of the two ops it replaces: silu_backward into a zeroed buffer, then the
+// plain backward (two channel blocks, no state, null gradients skipped).
+TEST(CausalConv1d, SiluBackwardEqualsSiluThenConvBackward) {
+  const int64_t B = 3, L = 33, D = 70, K = 4, ld = 2 * D;
+  std::mt19937 rng(11);
+  auto x = randn<float>(B * L * ld, rng), w = randn<float>(D * K, rng), pre = randn<float>(B * L * D, rng, 0, 3),
+       dact = randn<float>(B * L * D, rng);
+  for (bool all : {true, false}) {
+    auto dx = randn<float>(B * L * ld, rng), dw = randn<float>(D * K, rng), db = randn<float>(D, rng);
+    auto dx2 = dx, dw2 = dw, db2 = db;
+    std::vector<float> g(B * L * D, 0.f);
+    ops::cpu::silu_backward(g.data(), dact.data(), pre.data(), B * L * D);
+    ops::cpu::causal_conv1d_backward(dx.data(), ld, all ? dw.data() : nullptr, all ? db.data() : nullptr, g.data(),
+                                     x.data(), ld, w.data(), static_cast<const float*>(nullptr), B, L, D, K);
+    ops::cpu::causal_conv1d_silu_backward(dx2.data(), ld, all ? dw2.data() : nullptr, all ? db2.data() : nullptr,
+                                          dact.data(), pre.data(), x.data(), ld, w.data(),
+                                          static_cast<const float*>(nullptr), B, L, D, K);
+    EXPECT_EQ(dx2, dx);
+    EXPECT_EQ(dw2, dw);
+    EXPECT_EQ(db2, db);
+  }
+}
+
 TEST(CausalConv1d, StateUpdateAndTokenByTokenDecode) {
   const int64_t B = 2, L = 7, D = 10, K = 4, ld = 13;
   std::mt19937 rng(5);

@@ -55,12 +55,12 @@ void mamba_forward(const Context& ctx, T* out, const MambaActs<T>& a, const T* x
   const int32_t* slots = st ? st->slots : nullptr;
   linear_forward(ctx, a.xz, xn, params, p.in_proj_w, p.in_proj_b.at(params), BL, m.d, 2 * di);
   profile_mark("fwd mamba in_proj");
-  ops::causal_conv1d_forward(ctx, a.conv_out, a.xz, 2 * di, p.conv_w.at(params), p.conv_b.at(params),
-                             st ? st->conv : static_cast<const T*>(nullptr), B, L, di, m.K, slots);
+  // conv_out (kept for the backward) and xc = silu(conv_out) in one pass.
+  ops::causal_conv1d_silu_forward(ctx, a.conv_out, a.xc, a.xz, 2 * di, p.conv_w.at(params), p.conv_b.at(params),
+                                  st ? st->conv : static_cast<const T*>(nullptr), B, L, di, m.K, slots);
   // In place: the new state is the last K-1 rows of (old state ++ x), copied in an order that reads
   // each old row before it is overwritten.
   if (st) ops::causal_conv1d_state_update(ctx, st->conv, a.xz, 2 * di, st->conv, B, L, di, m.K, slots);
-  ops::silu_forward(ctx, a.xc, a.conv_out, BL * di);
   profile_mark("fwd mamba conv");
   linear_forward(ctx, a.xdbl, a.xc, params, p.x_proj_w, static_cast<const T*>(nullptr), BL, di, X);
   // dt_pre and the dt bias are fp32 beside bf16 (DESIGN.md "Numerics"): the bias from the master copy.
@@ -117,11 +117,10 @@ void mamba_backward(const Context& ctx, T* dxn, grad_t<T>* grads, const T* dout,
   ops::matmul_backward(ctx, g.dxc, p.x_proj_w.at(grads), static_cast<grad_t<T>*>(nullptr), g.dxdbl, a.xc,
                        p.x_proj_w.at(params), BL, di, X);
   profile_mark("bwd mamba x_proj/dt_proj");
-  // dxc now holds d(silu output); map back through silu into d(conv_out), reusing dgated.
-  zero(g.dgated, BL * di);
-  ops::silu_backward(ctx, g.dgated, g.dxc, a.conv_out, BL * di);
-  ops::causal_conv1d_backward(ctx, g.dxz, 2 * di, p.conv_w.at(grads), p.conv_b.at(grads), g.dgated, a.xz, 2 * di,
-                              p.conv_w.at(params), static_cast<const T*>(nullptr), B, L, di, m.K);
+  // dxc now holds d(silu output): back through the SiLU and the conv in one pass (d(conv_out) is
+  // computed on the fly from conv_out, never stored).
+  ops::causal_conv1d_silu_backward(ctx, g.dxz, 2 * di, p.conv_w.at(grads), p.conv_b.at(grads), g.dxc, a.conv_out, a.xz,
+                                   2 * di, p.conv_w.at(params), static_cast<const T*>(nullptr), B, L, di, m.K);
   profile_mark("bwd mamba conv");
   ops::matmul_backward(ctx, dxn, p.in_proj_w.at(grads), p.in_proj_b.at(grads), g.dxz, xn, p.in_proj_w.at(params), BL,
                        m.d, 2 * di);

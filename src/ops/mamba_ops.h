@@ -27,6 +27,24 @@ inline void causal_conv1d_backward(const Context& ctx, T* dx, int64_t ld_dx, G* 
                                    int64_t K) {
   SAMBALM_OP_DISPATCH(ctx, causal_conv1d_backward, dx, ld_dx, dw, dbias, dout, x, ld_x, w, state, B, L, D, K);
 }
+// causal_conv1d_forward that also writes act = silu(out) ([B, L, D], dense) in the same pass: the
+// Mamba layer keeps both (out is what the backward differentiates the SiLU at).
+template <typename T>
+inline void causal_conv1d_silu_forward(const Context& ctx, T* out, T* act, const T* x, int64_t ld_x, const T* w,
+                                       const T* bias, const T* state, int64_t B, int64_t L, int64_t D, int64_t K,
+                                       const int32_t* slots = nullptr) {
+  SAMBALM_OP_DISPATCH(ctx, causal_conv1d_silu_forward, out, act, x, ld_x, w, bias, state, B, L, D, K, slots);
+}
+// The backward of act = silu(pre), pre = conv1d(x) + bias, from d(act) and the saved pre ([B, L, D],
+// dense): causal_conv1d_backward with dout = dact * silu'(pre), in one pass (that gradient is never
+// stored). dx, dw, dbias accumulate (+=) as there; the GPU in bf16 rounds dout to bf16 on the way, as
+// a stored bf16 gradient would be.
+template <typename T, typename G>
+inline void causal_conv1d_silu_backward(const Context& ctx, T* dx, int64_t ld_dx, G* dw, G* dbias, const T* dact,
+                                        const T* pre, const T* x, int64_t ld_x, const T* w, const T* state, int64_t B,
+                                        int64_t L, int64_t D, int64_t K) {
+  SAMBALM_OP_DISPATCH(ctx, causal_conv1d_silu_backward, dx, ld_dx, dw, dbias, dact, pre, x, ld_x, w, state, B, L, D, K);
+}
 // Writes the last K-1 rows of (state ++ x) into new_state[B, K-1, D] (for decoding after a prefill).
 template <typename T>
 inline void causal_conv1d_state_update(const Context& ctx, T* new_state, const T* x, int64_t ld_x, const T* state,

@@ -206,7 +206,11 @@ TEST(CudaMixed, ConvertFp32ToBf16RoundsToNearestEven) {
 
 TEST(CudaMixed, ConvBackwardFp32WeightGradients) {
   SAMBALM_REQUIRE_GPU();
-  const int64_t shapes[][4] = {{1, 1, 3, 4}, {2, 37, 29, 4}, {3, 70, 130, 3}, {1, 9, 17, 2}};  // B, L, D, K
+  const int64_t shapes[][4] = {{1, 1, 3, 4},
+                               {2, 37, 29, 4},
+                               {3, 70, 130, 3},
+                               {1, 9, 17, 2},
+                               {3, 1000, 264, 4}};  // B, L, D, K (the last: several runs a sequence)
   for (const auto& sh : shapes) {
     const int64_t B = sh[0], L = sh[1], D = sh[2], K = sh[3], ld_x = 2 * D + 1, ld_dx = 2 * D;
     const auto x = round_bf16(random_vector(B * L * ld_x, 41)), w = round_bf16(random_vector(D * K, 42)),

@@ -7,10 +7,14 @@
 //   dx[b, s, d]  += sum_j w[d, j] * dout[b, s + (K-1) - j, d]   (terms with s + K-1-j < L)
 //   dw[d, j]     += sum_{b,t} dout[b, t, d] * xx[b, t + j, d]
 //   dbias[d]     += sum_{b,t} dout[b, t, d]
+// The Mamba layer's conv is followed by a SiLU: causal_conv1d_silu_forward also writes silu(out), and
+// causal_conv1d_silu_backward is the backward with dout = dact * silu'(pre) computed row by row (pre:
+// the saved conv output).
 // Work is split over blocks of channels (the weights are per channel); the inner loops run over
 // channels, contiguous in memory, so they vectorise. dw/dbias sum over b and t inside one task, in a
 // fixed order, so the result does not depend on the thread count.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "ops/cpu/cpu_ops.h"
@@ -56,16 +60,32 @@ void causal_conv1d_forward(T* out, const T* x, int64_t ld_x, const T* w, const T
   }
 }
 
+// act = silu(out) = out * sigmoid(out) after the conv: silu_forward's formula (activations.cpp) on the
+// stored out, so the same bits as the two ops.
 template <typename T>
-void causal_conv1d_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x, int64_t ld_x, const T* w,
-                            const T* state, int64_t B, int64_t L, int64_t D, int64_t K) {
+void causal_conv1d_silu_forward(T* out, T* act, const T* x, int64_t ld_x, const T* w, const T* bias, const T* state,
+                                int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots) {
+  causal_conv1d_forward(out, x, ld_x, w, bias, state, B, L, D, K, slots);
+  const int64_t n = B * L * D;
+#pragma omp parallel for schedule(static) if (n >= kParallelWork)
+  for (int64_t i = 0; i < n; ++i) act[i] = out[i] * (T(1) / (T(1) + std::exp(-out[i])));
+}
+
+namespace {
+
+// The backward's loops, with row(b, t, d0, nd, buf) giving dout[b, t, d0 .. d0+nd) (a pointer into
+// dout, or buf filled with the values).
+template <typename T, typename Row>
+void conv_backward_rows(T* dx, int64_t ld_dx, T* dw, T* dbias, Row&& row, const T* x, int64_t ld_x, const T* w,
+                        const T* state, int64_t B, int64_t L, int64_t D, int64_t K) {
   const int64_t nblk = (D + kConvBlock - 1) / kConvBlock;
 #pragma omp parallel for schedule(static) if (B * L * D * K >= kParallelWork)
   for (int64_t blk = 0; blk < nblk; ++blk) {
     const int64_t d0 = blk * kConvBlock, nd = std::min(kConvBlock, D - d0);
+    T buf[kConvBlock];
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t t = 0; t < L; ++t) {
-        const T* g = dout + (b * L + t) * D + d0;
+        const T* g = row(b, t, d0, nd, buf);
         if (dbias)
           for (int64_t i = 0; i < nd; ++i) dbias[d0 + i] += g[i];
         for (int64_t j = 0; j < K; ++j) {
@@ -88,6 +108,32 @@ void causal_conv1d_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout
   }
 }
 
+}  // namespace
+
+template <typename T>
+void causal_conv1d_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x, int64_t ld_x, const T* w,
+                            const T* state, int64_t B, int64_t L, int64_t D, int64_t K) {
+  auto row = [&](int64_t b, int64_t t, int64_t d0, int64_t, T*) { return dout + (b * L + t) * D + d0; };
+  conv_backward_rows(dx, ld_dx, dw, dbias, row, x, ld_x, w, state, B, L, D, K);
+}
+
+// dout = dact * silu'(pre) = dact * s * (1 + pre (1 - s)), s = sigmoid(pre): silu_backward's formula
+// (activations.cpp), so this equals silu_backward into a zeroed buffer followed by the plain backward.
+template <typename T>
+void causal_conv1d_silu_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dact, const T* pre, const T* x,
+                                 int64_t ld_x, const T* w, const T* state, int64_t B, int64_t L, int64_t D, int64_t K) {
+  auto row = [&](int64_t b, int64_t t, int64_t d0, int64_t nd, T* buf) {
+    const T* a = dact + (b * L + t) * D + d0;
+    const T* v = pre + (b * L + t) * D + d0;
+    for (int64_t i = 0; i < nd; ++i) {
+      const T s = T(1) / (T(1) + std::exp(-v[i]));
+      buf[i] = a[i] * s * (T(1) + v[i] * (T(1) - s));
+    }
+    return static_cast<const T*>(buf);
+  };
+  conv_backward_rows(dx, ld_dx, dw, dbias, row, x, ld_x, w, state, B, L, D, K);
+}
+
 // new_state[b, i] = xx[b, L + i] for i < K-1. Rows are copied in increasing i and row L+i >= i, so
 // new_state may be the same buffer as state (in-place update while decoding).
 template <typename T>
@@ -108,12 +154,16 @@ void causal_conv1d_state_update(T* new_state, const T* x, int64_t ld_x, const T*
   }
 }
 
-#define SAMBALM_INSTANTIATE(T)                                                                                     \
-  template void causal_conv1d_forward<T>(T*, const T*, int64_t, const T*, const T*, const T*, int64_t, int64_t,    \
-                                         int64_t, int64_t, const int32_t*);                                        \
-  template void causal_conv1d_backward<T>(T*, int64_t, T*, T*, const T*, const T*, int64_t, const T*, const T*,    \
-                                          int64_t, int64_t, int64_t, int64_t);                                     \
-  template void causal_conv1d_state_update<T>(T*, const T*, int64_t, const T*, int64_t, int64_t, int64_t, int64_t, \
+#define SAMBALM_INSTANTIATE(T)                                                                                       \
+  template void causal_conv1d_forward<T>(T*, const T*, int64_t, const T*, const T*, const T*, int64_t, int64_t,      \
+                                         int64_t, int64_t, const int32_t*);                                          \
+  template void causal_conv1d_backward<T>(T*, int64_t, T*, T*, const T*, const T*, int64_t, const T*, const T*,      \
+                                          int64_t, int64_t, int64_t, int64_t);                                       \
+  template void causal_conv1d_silu_forward<T>(T*, T*, const T*, int64_t, const T*, const T*, const T*, int64_t,      \
+                                              int64_t, int64_t, int64_t, const int32_t*);                            \
+  template void causal_conv1d_silu_backward<T>(T*, int64_t, T*, T*, const T*, const T*, const T*, int64_t, const T*, \
+                                               const T*, int64_t, int64_t, int64_t, int64_t);                        \
+  template void causal_conv1d_state_update<T>(T*, const T*, int64_t, const T*, int64_t, int64_t, int64_t, int64_t,   \
                                               const int32_t*);
 SAMBALM_INSTANTIATE(float)
 SAMBALM_INSTANTIATE(double)

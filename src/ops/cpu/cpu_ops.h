@@ -109,6 +109,12 @@ template <typename T>
 void causal_conv1d_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x, int64_t ld_x, const T* w,
                             const T* state, int64_t B, int64_t L, int64_t D, int64_t K);
 template <typename T>
+void causal_conv1d_silu_forward(T* out, T* act, const T* x, int64_t ld_x, const T* w, const T* bias, const T* state,
+                                int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots = nullptr);
+template <typename T>
+void causal_conv1d_silu_backward(T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dact, const T* pre, const T* x,
+                                 int64_t ld_x, const T* w, const T* state, int64_t B, int64_t L, int64_t D, int64_t K);
+template <typename T>
 void causal_conv1d_state_update(T* new_state, const T* x, int64_t ld_x, const T* state, int64_t B, int64_t L, int64_t D,
                                 int64_t K, const int32_t* slots = nullptr);
 template <typename T>

@@ -26,6 +26,8 @@ namespace sambalm::ops::cuda {
   X(attention_ref_forward) \
   X(causal_conv1d_backward) \
   X(causal_conv1d_forward) \
+  X(causal_conv1d_silu_backward) \
+  X(causal_conv1d_silu_forward) \
   X(causal_conv1d_state_update) \
   X(convert) \
   X(cross_entropy_forward_backward) \

@@ -1,9 +1,8 @@
-// Elementwise ops (CUDA): the residual adds, the bf16 copy of fp32 parameters, SwiGLU, SiLU, softplus,
-// the SiLU gate, A = -exp(A_log) and x *= s. One thread per element in grid-stride loops, scalar loads
-// (views such as z of the gate have arbitrary strides and offsets, so no alignment is assumed). Math in
-// fp32 with the CPU's formulas in the CPU's order (src/ops/cpu/elementwise.cpp, activations.cpp,
-// neg_exp.cpp); forward ops overwrite, backward ops add into their outputs, and a null gradient output
-// is skipped.
+// Elementwise ops (CUDA): the residual adds, the bf16 copy of fp32 parameters, SwiGLU, softplus,
+// A = -exp(A_log) and x *= s (the Mamba mixer's SiLU and SiLU gate: mamba_activations.cu). One
+// thread per element in grid-stride loops, scalar loads (no alignment is assumed). Math in fp32 with
+// the CPU's formulas in the CPU's order (src/ops/cpu/elementwise.cpp, activations.cpp, neg_exp.cpp);
+// forward ops overwrite, backward ops add into their outputs, and a null gradient output is skipped.
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/dense_common.cuh"
@@ -52,24 +51,6 @@ __global__ void swiglu_backward_kernel(S* da, S* db, const S* dout, const S* a, 
   }
 }
 
-// out = x * sigmoid(x)
-template <typename S>
-__global__ void silu_forward_kernel(S* out, const S* x, int64_t n) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) {
-    const float xi = load(x + i);
-    store(out + i, xi * sigmoid(xi));
-  }
-}
-
-// dx += dout * s * (1 + x (1 - s)),  s = sigmoid(x)
-template <typename S>
-__global__ void silu_backward_kernel(S* dx, const S* dout, const S* x, int64_t n) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) {
-    const float xi = load(x + i), s = sigmoid(xi);
-    add_to(dx + i, load(dout + i) * s * (1.f + xi * (1.f - s)));
-  }
-}
-
 // out = x > 20 ? x : log1p(exp(x))   (torch's threshold)
 template <typename S, typename X>
 __global__ void softplus_forward_kernel(S* out, const X* x, int64_t n) {
@@ -85,30 +66,6 @@ __global__ void softplus_backward_kernel(S* dx, const S* dout, const X* x, int64
   for (int64_t i = global_index(); i < n; i += grid_stride()) {
     const float xi = load(x + i), g = load(dout + i);
     add_to(dx + i, xi > 20.f ? g : g * sigmoid(xi));
-  }
-}
-
-// out[r, d] = y[r, d] * z[r, d] * sigmoid(z[r, d]);  z rows ld_z apart, y and out rows D apart.
-template <typename S>
-__global__ void silu_gate_forward_kernel(S* out, const S* y, const S* z, int64_t ld_z, int64_t rows, int64_t D) {
-  const int64_t n = rows * D;
-  for (int64_t i = global_index(); i < n; i += grid_stride()) {
-    const int64_t r = i / D, d = i - r * D;
-    const float zi = load(z + r * ld_z + d);
-    store(out + i, load(y + i) * zi * sigmoid(zi));
-  }
-}
-
-// dy += dout * z * s;  dz += dout * y * s * (1 + z (1 - s)),  s = sigmoid(z);  dz rows ld_dz apart.
-template <typename S>
-__global__ void silu_gate_backward_kernel(S* dy, S* dz, int64_t ld_dz, const S* dout, const S* y, const S* z,
-                                          int64_t ld_z, int64_t rows, int64_t D) {
-  const int64_t n = rows * D;
-  for (int64_t i = global_index(); i < n; i += grid_stride()) {
-    const int64_t r = i / D, d = i - r * D;
-    const float zi = load(z + r * ld_z + d), g = load(dout + i), s = sigmoid(zi);
-    if (dy) add_to(dy + i, g * zi * s);
-    if (dz) add_to(dz + r * ld_dz + d, g * load(y + i) * s * (1.f + zi * (1.f - s)));
   }
 }
 
@@ -137,40 +94,25 @@ __global__ void scale_kernel(S* x, int64_t n, float c) {
     SAMBALM_CUDA_LAUNCH_CHECK();                                         \
   } while (0)
 
-#define SAMBALM_CUDA_ELEMENTWISE_DEF(T)                                                                               \
-  void add_inplace(const Context& ctx, T* y, const T* x, int64_t n) {                                                 \
-    SAMBALM_LAUNCH_1D(add_inplace_kernel, n, dev(y), dev(x), n);                                                      \
-  }                                                                                                                   \
-  void swiglu_forward(const Context& ctx, T* out, const T* a, const T* b, int64_t n) {                                \
-    SAMBALM_LAUNCH_1D(swiglu_forward_kernel, n, dev(out), dev(a), dev(b), n);                                         \
-  }                                                                                                                   \
-  void swiglu_backward(const Context& ctx, T* da, T* db, const T* dout, const T* a, const T* b, int64_t n) {          \
-    if (!da && !db) return;                                                                                           \
-    SAMBALM_LAUNCH_1D(swiglu_backward_kernel, n, dev(da), dev(db), dev(dout), dev(a), dev(b), n);                     \
-  }                                                                                                                   \
-  void silu_forward(const Context& ctx, T* out, const T* x, int64_t n) {                                              \
-    SAMBALM_LAUNCH_1D(silu_forward_kernel, n, dev(out), dev(x), n);                                                   \
-  }                                                                                                                   \
-  void silu_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n) {                               \
-    SAMBALM_LAUNCH_1D(silu_backward_kernel, n, dev(dx), dev(dout), dev(x), n);                                        \
-  }                                                                                                                   \
-  void softplus_forward(const Context& ctx, T* out, const T* x, int64_t n) {                                          \
-    SAMBALM_LAUNCH_1D(softplus_forward_kernel, n, dev(out), dev(x), n);                                               \
-  }                                                                                                                   \
-  void softplus_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n) {                           \
-    SAMBALM_LAUNCH_1D(softplus_backward_kernel, n, dev(dx), dev(dout), dev(x), n);                                    \
-  }                                                                                                                   \
-  void silu_gate_forward(const Context& ctx, T* out, const T* y, const T* z, int64_t ld_z, int64_t rows, int64_t D) { \
-    SAMBALM_LAUNCH_1D(silu_gate_forward_kernel, rows* D, dev(out), dev(y), dev(z), ld_z, rows, D);                    \
-  }                                                                                                                   \
-  void silu_gate_backward(const Context& ctx, T* dy, T* dz, int64_t ld_dz, const T* dout, const T* y, const T* z,     \
-                          int64_t ld_z, int64_t rows, int64_t D) {                                                    \
-    if (!dy && !dz) return;                                                                                           \
-    SAMBALM_LAUNCH_1D(silu_gate_backward_kernel, rows* D, dev(dy), dev(dz), ld_dz, dev(dout), dev(y), dev(z), ld_z,   \
-                      rows, D);                                                                                       \
-  }                                                                                                                   \
-  void scale_inplace(const Context& ctx, T* x, int64_t n, double s) {                                                 \
-    SAMBALM_LAUNCH_1D(scale_kernel, n, dev(x), n, static_cast<float>(s));                                             \
+#define SAMBALM_CUDA_ELEMENTWISE_DEF(T)                                                                      \
+  void add_inplace(const Context& ctx, T* y, const T* x, int64_t n) {                                        \
+    SAMBALM_LAUNCH_1D(add_inplace_kernel, n, dev(y), dev(x), n);                                             \
+  }                                                                                                          \
+  void swiglu_forward(const Context& ctx, T* out, const T* a, const T* b, int64_t n) {                       \
+    SAMBALM_LAUNCH_1D(swiglu_forward_kernel, n, dev(out), dev(a), dev(b), n);                                \
+  }                                                                                                          \
+  void swiglu_backward(const Context& ctx, T* da, T* db, const T* dout, const T* a, const T* b, int64_t n) { \
+    if (!da && !db) return;                                                                                  \
+    SAMBALM_LAUNCH_1D(swiglu_backward_kernel, n, dev(da), dev(db), dev(dout), dev(a), dev(b), n);            \
+  }                                                                                                          \
+  void softplus_forward(const Context& ctx, T* out, const T* x, int64_t n) {                                 \
+    SAMBALM_LAUNCH_1D(softplus_forward_kernel, n, dev(out), dev(x), n);                                      \
+  }                                                                                                          \
+  void softplus_backward(const Context& ctx, T* dx, const T* dout, const T* x, int64_t n) {                  \
+    SAMBALM_LAUNCH_1D(softplus_backward_kernel, n, dev(dx), dev(dout), dev(x), n);                           \
+  }                                                                                                          \
+  void scale_inplace(const Context& ctx, T* x, int64_t n, double s) {                                        \
+    SAMBALM_LAUNCH_1D(scale_kernel, n, dev(x), n, static_cast<float>(s));                                    \
   }
 SAMBALM_CUDA_ELEMENTWISE_DEF(float)
 SAMBALM_CUDA_ELEMENTWISE_DEF(bf16)

@@ -17,6 +17,12 @@ namespace sambalm::ops::cuda {
                              const T* state, int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots);      \
   void causal_conv1d_backward(const Context& ctx, T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dout, const T* x,  \
                               int64_t ld_x, const T* w, const T* state, int64_t B, int64_t L, int64_t D, int64_t K); \
+  void causal_conv1d_silu_forward(const Context& ctx, T* out, T* act, const T* x, int64_t ld_x, const T* w,          \
+                                  const T* bias, const T* state, int64_t B, int64_t L, int64_t D, int64_t K,         \
+                                  const int32_t* slots);                                                             \
+  void causal_conv1d_silu_backward(const Context& ctx, T* dx, int64_t ld_dx, T* dw, T* dbias, const T* dact,         \
+                                   const T* pre, const T* x, int64_t ld_x, const T* w, const T* state, int64_t B,    \
+                                   int64_t L, int64_t D, int64_t K);                                                 \
   void causal_conv1d_state_update(const Context& ctx, T* new_state, const T* x, int64_t ld_x, const T* state,        \
                                   int64_t B, int64_t L, int64_t D, int64_t K, const int32_t* slots);                 \
   void selective_scan_ref_forward(const Context& ctx, T* y, S* h_last, const T* u, const T* delta, const S* A,       \
@@ -39,6 +45,9 @@ SAMBALM_CUDA_MAMBA_DECL(bf16, float)
 void causal_conv1d_backward(const Context& ctx, bf16* dx, int64_t ld_dx, float* dw, float* dbias, const bf16* dout,
                             const bf16* x, int64_t ld_x, const bf16* w, const bf16* state, int64_t B, int64_t L,
                             int64_t D, int64_t K);
+void causal_conv1d_silu_backward(const Context& ctx, bf16* dx, int64_t ld_dx, float* dw, float* dbias, const bf16* dact,
+                                 const bf16* pre, const bf16* x, int64_t ld_x, const bf16* w, const bf16* state,
+                                 int64_t B, int64_t L, int64_t D, int64_t K);
 
 // Limits of these kernels (checked on the host; beyond them the op throws naming the limit).
 inline constexpr int64_t kCudaConvMaxK = 8;    // conv taps held in registers
