@@ -1,6 +1,7 @@
 // Host emulation of the CUDA features the dev/cuda files use, to run their checks on a machine
 // without a GPU (see check_on_cpu.sh): blocks run one after another, the threads of a block as
 // coroutines that switch at __syncthreads (in a shuffled order), device memory is host memory.
+// Warp shuffles (xor) are exchanges between warp-wide waits, atomicAdd(float) a plain add.
 #pragma once
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -23,6 +24,9 @@
 #define __forceinline__ inline
 #undef __launch_bounds__
 #define __launch_bounds__(...)
+// Static shared arrays: one per kernel function, which every thread of the (one running) block sees.
+#undef __shared__
+#define __shared__ static
 
 inline uint3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
@@ -43,6 +47,7 @@ struct Copy { void* dst; const void* src; size_t n; };
 struct Thread {
   ucontext_t ctx;
   bool done = false, at_barrier = false;
+  int wait = 0;  // what it waits at: 0 nothing (runs), 1 __syncthreads, 2 a warp exchange (shuffle)
   uint3 tid;
   std::vector<std::vector<Copy>> groups{1};  // committed groups, then the open one (last)
 };
@@ -62,6 +67,12 @@ inline void trampoline() {
 inline void syncthreads() {
   ++barriers;
   threads[cur].at_barrier = true;
+  threads[cur].wait = 1;
+  swapcontext(&threads[cur].ctx, &sched);
+}
+// Waits until every live thread of this thread's warp waits here too (warps: 32 consecutive threads).
+inline void warp_wait() {
+  threads[cur].wait = 2;
   swapcontext(&threads[cur].ctx, &sched);
 }
 inline void cp_async(void* dst, const void* src, size_t n) { threads[cur].groups.back().push_back({dst, src, n}); }
@@ -99,28 +110,79 @@ void launch(F f, dim3 grid, dim3 block, size_t smem = 0) {
           t.ctx.uc_link = nullptr;
           makecontext(&t.ctx, trampoline, 0);
         }
+        // Run every thread that may run until it waits or ends; then release a warp whose live threads
+        // all wait at a warp exchange, else (all live threads at __syncthreads) the whole block.
         for (;;) {
           std::shuffle(order.begin(), order.end(), rng);
-          int alive = 0, waiting = 0;
           for (int i : order) {
             Thread& t = threads[i];
-            if (t.done) continue;
+            if (t.done || t.wait != 0) continue;
             cur = i;
             threadIdx = t.tid;
             t.at_barrier = false;
             swapcontext(&sched, &t.ctx);
-            if (!threads[i].done) ++alive, waiting += threads[i].at_barrier;
+            if (!threads[i].done && threads[i].wait == 0) {
+              std::fprintf(stderr, "emu: thread suspended outside a barrier\n");
+              std::abort();
+            }
           }
+          int alive = 0, at_block = 0;
+          for (auto& t : threads) alive += !t.done, at_block += !t.done && t.wait == 1;
           if (!alive) break;
-          if (waiting != alive) { std::fprintf(stderr, "emu: thread suspended outside a barrier\n"); std::abort(); }
+          bool released = false;
+          for (int w = 0; w * 32 < n; ++w) {
+            int live = 0, exchanging = 0;
+            for (int i = w * 32; i < std::min(n, w * 32 + 32); ++i)
+              live += !threads[i].done, exchanging += !threads[i].done && threads[i].wait == 2;
+            if (live && exchanging == live) {
+              for (int i = w * 32; i < std::min(n, w * 32 + 32); ++i) threads[i].wait = 0;
+              released = true;
+            }
+          }
+          if (released) continue;
+          if (at_block != alive) {
+            std::fprintf(stderr, "emu: a warp's threads wait at different barriers (kernel %ld)\n", launches);
+            std::abort();
+          }
+          for (auto& t : threads) t.wait = 0;
           int done = 0;
           for (auto& t : threads) done += t.done;
           if (done) { std::fprintf(stderr, "emu: barrier with %d exited threads (kernel %ld)\n", done, launches); }
         }
       }
 }
+// Launches that name a stream (the library's kernels): streams are not emulated, the launch runs now.
+template <class F>
+void launch(F f, dim3 grid, dim3 block, size_t smem, cudaStream_t) {
+  launch(f, grid, block, smem);
+}
+// Warp shuffles (xor, full warps whose live threads all take part, as warp_sum's): each thread puts
+// its value in its slot, the warp waits for all its threads, each reads the slot of thread
+// (its index ^ mask), and the warp waits again before any slot is reused.
+inline std::vector<double> shfl_slots;
+template <class V>
+V shfl_xor(V v, int mask) {
+  static_assert(sizeof(V) <= sizeof(double));
+  if (shfl_slots.size() < threads.size()) shfl_slots.resize(threads.size());
+  std::memcpy(&shfl_slots[cur], &v, sizeof(V));
+  warp_wait();
+  V r;
+  std::memcpy(&r, &shfl_slots[cur ^ mask], sizeof(V));
+  warp_wait();
+  return r;
+}
 }  // namespace emu
 #define __syncthreads() emu::syncthreads()
+template <class V>
+V __shfl_xor_sync(unsigned, V v, int mask) {
+  return emu::shfl_xor(v, mask);
+}
+// Atomics: threads switch only at barriers, so a read-modify-write is atomic here.
+inline float atomicAdd(float* p, float v) {
+  const float old = *p;
+  *p = old + v;
+  return old;
+}
 
 extern "C" {
 cudaError_t cudaMalloc(void** p, size_t n) { *p = std::malloc(n); return cudaSuccess; }
