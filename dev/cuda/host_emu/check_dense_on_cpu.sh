@@ -3,7 +3,8 @@
 # (src/ops/cuda/{elementwise,rope,norms}.cu) rewritten by to_host.py for host_emulation.h, checked
 # against the CPU ops (src/ops/cpu/, compiled as they are) on odd shapes, under AddressSanitizer.
 #
-#   dev/cuda/host_emu/check_dense_on_cpu.sh
+#   dev/cuda/host_emu/check_dense_on_cpu.sh                       # every check (~20 minutes here)
+#   EMU_SMS=1 dev/cuda/host_emu/check_dense_on_cpu.sh --norms-only  # RMSNorm's fused backward, looping blocks
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../../.." && pwd)
@@ -21,4 +22,4 @@ for f in elementwise rmsnorm rope; do
 done
 g++ "${flags[@]}" -include "$HERE/host_emulation.h" -I"$CUDA_INC" -I"$work/src" -I"$REPO/src" -x c++ \
   "$work/src/ops/cuda/dense_ops_check.cu" -x none "${objs[@]}" -o "$work/dense_ops_check"
-ASAN_OPTIONS=${ASAN_OPTIONS:-detect_stack_use_after_return=0} "$work/dense_ops_check"
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_stack_use_after_return=0} "$work/dense_ops_check" "$@"
