@@ -16,7 +16,8 @@ namespace {
 
 using namespace testing_gpu;
 
-const int64_t kSizes[] = {1, 7, 1000 + 3, 4096 + 3};
+// Not multiples of 8 but 8 and 16: the eight-wide kernels' tails, and chunks only.
+const int64_t kSizes[] = {1, 7, 8, 16, 1000 + 3, 4096 + 3};
 
 template <typename T>
 class CudaDense : public ::testing::Test {};
@@ -111,6 +112,34 @@ TYPED_TEST(CudaDense, Swiglu) {
     ops::swiglu_backward(gpu(), static_cast<T*>(nullptr), d_db2.get(), d_dout.get(), d_a.get(), d_b.get(), n);
     expect_close(fetch(d_db2), db, elem_tol<T>(), tag + " db (da null)");
   }
+}
+
+// Views one element into their buffers (not 16-byte aligned): the scalar kernels, the same results.
+TYPED_TEST(CudaDense, SwigluMisalignedViews) {
+  using T = TypeParam;
+  SAMBALM_REQUIRE_GPU();
+  const int64_t n = 1003;
+  const auto a = random_for<T>(n + 1, 56, 5.f), b = random_for<T>(n + 1, 57), dout = random_for<T>(n + 1, 58);
+  const auto da0 = random_for<T>(n + 1, 59), db0 = random_for<T>(n + 1, 60);
+  auto d_a = upload<T>(a);
+  auto d_b = upload<T>(b);
+  auto d_dout = upload<T>(dout);
+  auto d_out = upload<T>(nan_vector(n + 1));
+  auto d_da = upload<T>(da0);
+  auto d_db = upload<T>(db0);
+  ops::swiglu_forward(gpu(), d_out.get() + 1, d_a.get() + 1, d_b.get() + 1, n);
+  ops::swiglu_backward(gpu(), d_da.get() + 1, d_db.get() + 1, d_dout.get() + 1, d_a.get() + 1, d_b.get() + 1, n);
+  const auto ad = to_double(a), bd = to_double(b), gd = to_double(dout);
+  std::vector<double> out(n + 1), da = to_double(da0), db = to_double(db0);
+  ops::cpu::swiglu_forward(out.data() + 1, ad.data() + 1, bd.data() + 1, n);
+  ops::cpu::swiglu_backward(da.data() + 1, db.data() + 1, gd.data() + 1, ad.data() + 1, bd.data() + 1, n);
+  auto got = fetch(d_out);
+  got.erase(got.begin());
+  out.erase(out.begin());
+  const std::string tag = std::string("swiglu misaligned ") + type_name<T>();
+  expect_close(got, out, elem_tol<T>(), tag + " out");
+  expect_close(fetch(d_da), da, elem_tol<T>(), tag + " da");
+  expect_close(fetch(d_db), db, elem_tol<T>(), tag + " db");
 }
 
 TYPED_TEST(CudaDense, SiluGate) {
@@ -276,6 +305,14 @@ const QkvShape kQkvShapes[] = {
     {1, 5, 3, 1, 8, 8, 0, 0},
     {3, 4, 2, 2, 6, 0, 0, 0},
     {2, 9, 6, 3, 16, 16, 2, 13},
+    // hs and rope_dims / 2 multiples of 8: the eight-wide kernels. Samba's heads of 128 under GQA and
+    // MHA, partial RoPE with pass-through dims (MQA, per-sequence tables), no RoPE, and hs 40 (five
+    // chunks a head, rows whose units do not fill a warp).
+    {2, 33, 12, 4, 128, 128, 0, 0},
+    {1, 17, 3, 3, 128, 128, 5, 0},
+    {3, 5, 4, 1, 64, 32, 1, 7},
+    {1, 3, 4, 4, 24, 0, 0, 0},
+    {2, 3, 6, 2, 40, 16, 0, 0},
 };
 
 TYPED_TEST(CudaDense, QkvSplitRope) {

@@ -132,7 +132,8 @@ NormRef norm_ref(bool layer, const std::vector<float>& x, const std::vector<floa
 
 TEST(CudaMixed, BlockNormsFp32ResidualBf16Output) {
   SAMBALM_REQUIRE_GPU();
-  const int64_t shapes[][2] = {{1, 7}, {37, 129}, {130, 1000}, {5, 4097}};
+  // C a multiple of 8 (1000, 1536, 2304) takes RMSNorm's eight-wide kernels.
+  const int64_t shapes[][2] = {{1, 7}, {37, 129}, {130, 1000}, {5, 4097}, {33, 1536}, {300, 2304}};
   const double eps = 1e-5;
   for (const bool layer : {false, true}) {
     for (const auto& sh : shapes) {
@@ -168,7 +169,8 @@ TEST(CudaMixed, BlockNormsFp32ResidualBf16Output) {
 
 TEST(CudaMixed, ResidualAddFp32PlusBf16) {
   SAMBALM_REQUIRE_GPU();
-  for (const int64_t n : {int64_t(1), int64_t(1001), int64_t(3000017)}) {
+  // n % 8 = 1: the eight-wide kernel's tail; 8 and 16: chunks only.
+  for (const int64_t n : {int64_t(1), int64_t(8), int64_t(16), int64_t(1001), int64_t(3000017)}) {
     const auto x = random_vector(n, 21, 3.f), f = round_bf16(random_vector(n, 22));
     std::vector<float> want(n);
     for (int64_t i = 0; i < n; ++i) want[i] = x[i] + f[i];  // one fp32 rounding, as the kernel

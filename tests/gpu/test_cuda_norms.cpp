@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
 #include <cstdint>
 
 #include "dense_testing.h"
@@ -19,8 +18,12 @@ using namespace testing_gpu;
 struct NormShape {
   int64_t n, C;
 };
-// 70000 rows: more than one row per block (the row loop), with a tiny C to stay fast.
-const NormShape kShapes[] = {{1, 1}, {7, 37}, {37, 129}, {5, 1537}, {129, 64}, {70000, 3}};
+// 70000 rows: more than one row per block (the row loop), with a tiny C to stay fast. C a multiple of
+// 8 takes RMSNorm's eight-wide kernels: one chunk of eight (C=8), one a thread (1536, Samba's d_model),
+// two a thread (2056), past their limit of 4 (8200, the scalar kernels again), and 20001 rows of 24
+// (more rows than the backward's fixed grid, whose blocks then loop).
+const NormShape kShapes[] = {{1, 1}, {7, 37},    {37, 129}, {5, 1537}, {129, 64},  {70000, 3},
+                             {1, 8}, {33, 1536}, {7, 2056}, {3, 8200}, {20001, 24}};
 constexpr double kEps = 1e-5;
 
 template <typename T>
@@ -161,6 +164,8 @@ TYPED_TEST(CudaNorms, LayernormBackward) {
   }
 }
 
+// The scalar path (C not a multiple of 8) sums the weight gradient in a fixed order. The eight-wide
+// path adds each block's column sums with atomics, so its last bits may vary run to run.
 TEST(CudaNormsFp32, WeightGradientIsDeterministic) {
   SAMBALM_REQUIRE_GPU();
   const int64_t n = 4097, C = 129;
@@ -172,6 +177,39 @@ TEST(CudaNormsFp32, WeightGradientIsDeterministic) {
   ops::rmsnorm_backward(gpu(), static_cast<float*>(nullptr), b.get(), d_dout.get(), d_x.get(), d_w.get(), d_rstd.get(),
                         n, C);
   EXPECT_EQ(a.download(), b.download());
+}
+
+// Views one element into their buffers (not 16-byte aligned): the scalar kernels, the same results.
+TYPED_TEST(CudaNorms, RmsnormMisalignedViews) {
+  using T = TypeParam;
+  SAMBALM_REQUIRE_GPU();
+  const int64_t n = 9, C = 264;
+  const auto x = random_for<T>(n * C + 1, 41, 3.f), w = random_for<T>(C + 1, 42), dout = random_for<T>(n * C + 1, 43);
+  const auto dx0 = random_for<T>(n * C + 1, 44), dw0 = random_for<T>(C + 1, 45);
+  auto d_x = upload<T>(x);
+  auto d_w = upload<T>(w);
+  auto d_dout = upload<T>(dout);
+  auto d_out = upload<T>(nan_vector(n * C + 1));
+  auto d_dx = upload<T>(dx0);
+  auto d_dw = upload<T>(dw0);
+  DeviceBuffer<float> d_rstd(nan_vector(n));
+  ops::rmsnorm_forward(gpu(), d_out.get() + 1, d_rstd.get(), d_x.get() + 1, d_w.get() + 1, n, C, kEps);
+  const auto rstd = d_rstd.download();
+  ops::rmsnorm_backward(gpu(), d_dx.get() + 1, d_dw.get() + 1, d_dout.get() + 1, d_x.get() + 1, d_w.get() + 1,
+                        d_rstd.get(), n, C);
+  const auto xd = to_double(x), wd = to_double(w), gd = to_double(dout), rd = to_double(rstd);
+  std::vector<double> out(n * C + 1), rstd_want(n), dx = to_double(dx0), dw = to_double(dw0);
+  ops::cpu::rmsnorm_forward(out.data() + 1, rstd_want.data(), xd.data() + 1, wd.data() + 1, n, C, kEps);
+  ops::cpu::rmsnorm_backward(dx.data() + 1, dw.data() + 1, gd.data() + 1, xd.data() + 1, wd.data() + 1, rd.data(), n,
+                             C);
+  auto got_out = fetch(d_out);
+  got_out.erase(got_out.begin());
+  out.erase(out.begin());
+  const std::string tag = std::string("rmsnorm misaligned ") + type_name<T>();
+  expect_close(got_out, out, elem_tol<T>(), tag + " out");
+  expect_close(rstd, rstd_want, 1e-5, tag + " rstd");
+  expect_close(fetch(d_dx), dx, elem_tol<T>(), tag + " dx");
+  expect_close(fetch(d_dw), dw, reduce_tol<T>(), tag + " dweight");
 }
 
 }  // namespace

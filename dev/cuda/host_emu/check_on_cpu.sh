@@ -4,7 +4,7 @@
 # Blocks run one after another; a block's threads run as coroutines that switch at __syncthreads, in
 # a shuffled order; cp.async copies land at the latest moment their wait_group allows; device memory
 # is host memory, so a kernel's out-of-bounds access is an AddressSanitizer error. Not emulated:
-# warp intrinsics (shuffles, votes), atomics, streams, timing. EMU_SMS and EMU_OCC set the
+# votes, shuffles other than xor, atomics other than float atomicAdd, streams, timing. EMU_SMS and EMU_OCC set the
 # multiprocessor count and the occupancy the launchers see (defaults 132 and 3), to try other grid
 # shapes.
 #

@@ -1,12 +1,10 @@
 // Host emulation of the CUDA features the dev/cuda files use, to run their checks on a machine
 // without a GPU (see check_on_cpu.sh): blocks run one after another, the threads of a block as
 // coroutines that switch at __syncthreads (in a shuffled order), device memory is host memory.
-// Warp shuffles are emulated for code that calls them with the whole block converged (every thread
-// of the block reaches the same shuffle): each one is a block barrier, a read of the partner lane's
-// posted value and a second barrier. A shuffle that only part of the block reaches shows up as a
-// barrier mismatch (wrong results, or the "thread suspended" abort). Atomics are plain read-modify-
-// writes (the block's threads never run at the same time). A file that defines the kernels of a
-// second translation unit defines EMU_SECONDARY_TU first, so the runtime stubs exist once.
+// Warp shuffles (xor, down) are exchanges between warp-wide waits: every live thread of the warp must
+// take part, as in warp_sum. Atomics are plain read-modify-writes (the block's threads never run at the
+// same time). A file that defines the kernels of a second translation unit defines EMU_SECONDARY_TU
+// first, so the runtime stubs exist once.
 #pragma once
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -29,6 +27,9 @@
 #define __forceinline__ inline
 #undef __launch_bounds__
 #define __launch_bounds__(...)
+// Static shared arrays: one per kernel function, which every thread of the (one running) block sees.
+#undef __shared__
+#define __shared__ static
 
 inline uint3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
@@ -49,6 +50,7 @@ struct Copy { void* dst; const void* src; size_t n; };
 struct Thread {
   ucontext_t ctx;
   bool done = false, at_barrier = false;
+  int wait = 0;  // what it waits at: 0 nothing (runs), 1 __syncthreads, 2 a warp exchange (shuffle)
   uint3 tid;
   std::vector<std::vector<Copy>> groups{1};  // committed groups, then the open one (last)
 };
@@ -69,6 +71,12 @@ inline void trampoline() {
 inline void syncthreads() {
   ++barriers;
   threads[cur].at_barrier = true;
+  threads[cur].wait = 1;
+  swapcontext(&threads[cur].ctx, &sched);
+}
+// Waits until every live thread of this thread's warp waits here too (warps: 32 consecutive threads).
+inline void warp_wait() {
+  threads[cur].wait = 2;
   swapcontext(&threads[cur].ctx, &sched);
 }
 inline void cp_async(void* dst, const void* src, size_t n) { threads[cur].groups.back().push_back({dst, src, n}); }
@@ -109,37 +117,61 @@ void launch(F f, dim3 grid, dim3 block, size_t smem = 0, cudaStream_t = nullptr)
           t.ctx.uc_link = nullptr;
           makecontext(&t.ctx, trampoline, 0);
         }
+        // Run every thread that may run until it waits or ends; then release a warp whose live threads
+        // all wait at a warp exchange, else (all live threads at __syncthreads) the whole block.
         for (;;) {
           std::shuffle(order.begin(), order.end(), rng);
-          int alive = 0, waiting = 0;
           for (int i : order) {
             Thread& t = threads[i];
-            if (t.done) continue;
+            if (t.done || t.wait != 0) continue;
             cur = i;
             threadIdx = t.tid;
             t.at_barrier = false;
             swapcontext(&sched, &t.ctx);
-            if (!threads[i].done) ++alive, waiting += threads[i].at_barrier;
+            if (!threads[i].done && threads[i].wait == 0) {
+              std::fprintf(stderr, "emu: thread suspended outside a barrier\n");
+              std::abort();
+            }
           }
+          int alive = 0, at_block = 0;
+          for (auto& t : threads) alive += !t.done, at_block += !t.done && t.wait == 1;
           if (!alive) break;
-          if (waiting != alive) { std::fprintf(stderr, "emu: thread suspended outside a barrier\n"); std::abort(); }
+          bool released = false;
+          for (int w = 0; w * 32 < n; ++w) {
+            int live = 0, exchanging = 0;
+            for (int i = w * 32; i < std::min(n, w * 32 + 32); ++i)
+              live += !threads[i].done, exchanging += !threads[i].done && threads[i].wait == 2;
+            if (live && exchanging == live) {
+              for (int i = w * 32; i < std::min(n, w * 32 + 32); ++i) threads[i].wait = 0;
+              released = true;
+            }
+          }
+          if (released) continue;
+          if (at_block != alive) {
+            std::fprintf(stderr, "emu: a warp's threads wait at different barriers (kernel %ld)\n", launches);
+            std::abort();
+          }
+          for (auto& t : threads) t.wait = 0;
           int done = 0;
           for (auto& t : threads) done += t.done;
           if (done) { std::fprintf(stderr, "emu: barrier with %d exited threads (kernel %ld)\n", done, launches); }
         }
       }
 }
-// The value lane `src_lane` of the caller's warp posts, for block-converged shuffles (see the top of
-// the file); a lane outside the warp (or past the block) reads its own value, as CUDA's do.
-template <class T>
-T shfl_from(T v, int src_lane) {
+// Warp shuffles: each thread puts its value in its slot, the warp waits for all its threads, each
+// reads the slot of its source lane (its own where the source is outside the warp or the block, as
+// CUDA's shuffles do), and the warp waits again before any slot is reused.
+template <class V>
+V shfl_from(V v, int src_lane) {
+  static_assert(sizeof(V) <= sizeof(double));
   if (shfl_slots.size() < threads.size()) shfl_slots.resize(threads.size());
   const int me = cur;
-  shfl_slots[me] = static_cast<double>(v);
-  syncthreads();
+  std::memcpy(&shfl_slots[me], &v, sizeof(V));
+  warp_wait();
   const int src = (me & ~31) | (src_lane & 31);
-  const T r = static_cast<T>(src_lane < 32 && src < (int)threads.size() ? shfl_slots[src] : shfl_slots[me]);
-  syncthreads();
+  V r;
+  std::memcpy(&r, &shfl_slots[src_lane >= 0 && src_lane < 32 && src < (int)threads.size() ? src : me], sizeof(V));
+  warp_wait();
   return r;
 }
 }  // namespace emu
@@ -148,6 +180,7 @@ template <class T>
 T __shfl_xor_sync(unsigned, T v, int mask, int = 32) { return emu::shfl_from(v, (emu::cur & 31) ^ mask); }
 template <class T>
 T __shfl_down_sync(unsigned, T v, unsigned delta, int = 32) { return emu::shfl_from(v, int((emu::cur & 31) + delta)); }
+// Atomics: threads switch only at barriers, so a read-modify-write is atomic here.
 inline float atomicAdd(float* p, float v) { const float old = *p; *p = old + v; return old; }
 inline double atomicAdd(double* p, double v) { const double old = *p; *p = old + v; return old; }
 

@@ -3,10 +3,14 @@
 //   angle(p, i) = (p / condense_ratio) * base^(-2i / rope_dims)     in double, rounded once
 //   rotation:  out[i] = x[i] c - x[i+half] s,   out[i+half] = x[i+half] c + x[i] s
 //   transpose: dx[i] += d[i] c + d[i+half] s,   dx[i+half] += d[i+half] c - d[i] s
-// One thread per element in grid-stride loops; scalar loads (heads sit at any offset in the rows).
+// The split and its backward move eight elements a thread (16-byte loads and stores, one block per
+// qkv row, the table row read once per rotated pair of chunks) when the head size and rope_dims / 2
+// are multiples of 8 and the buffers 16-byte aligned, as in every model here; otherwise, and for
+// the table and cache kernels, one thread per element in grid-stride loops with scalar loads.
 #include "ops/cuda/check.cuh"
 #include "ops/cuda/cuda_ops.h"
 #include "ops/cuda/dense_common.cuh"
+#include "ops/cuda/vec8.cuh"
 
 namespace sambalm::ops::cuda {
 
@@ -124,6 +128,135 @@ __global__ void qkv_split_rope_backward_kernel(S* dqkv, const S* dq, const S* dk
   }
 }
 
+// ---- eight-wide split + RoPE (hs and half multiples of 8, every pointer 16-byte aligned) ----------
+// A qkv row (b, t) is cut into units of eight elements. A rotated (query or key) head has Ur = hs/8 -
+// half/8 units: unit u < half/8 is a pair (elements 8u.. and half + 8u.., which the rotation mixes),
+// the rest copy the pass-through dims 2 half ..; a value head has hs/8 copy units. Within a group of
+// qpk + 2 heads the units run q heads, key head, value head. One block per row (grid-stride over
+// rows), its threads over the row's units; the row's cos/sin entries are read once per pair unit.
+struct RopeUnits {
+  int pairs;  // half / 8
+  int rot;    // units of a rotated head: hs/8 - half/8
+  int val;    // units of a value head: hs/8
+  int group;  // (qpk + 1) * rot + val
+  int qpk;
+};
+
+template <typename S>
+__global__ void qkv_split_rope_forward_vec_kernel(S* q, S* k, S* v, const S* qkv, const S* cos, const S* sin, int64_t B,
+                                                  int64_t Tn, int64_t H, int64_t G, int64_t hs, int64_t half,
+                                                  int64_t pos0, int64_t cs_batch_rows, RopeUnits U) {
+  const int64_t rows = B * Tn, row_len = (H + 2 * G) * hs;
+  const int units = static_cast<int>(G) * U.group;
+  for (int64_t bt = blockIdx.x; bt < rows; bt += gridDim.x) {
+    const int64_t b = bt / Tn, t = bt - b * Tn;
+    const S* src_row = qkv + bt * row_len;
+    const int64_t cs_row = (b * cs_batch_rows + pos0 + t) * half;
+    for (int u = threadIdx.x; u < units; u += blockDim.x) {
+      const int g = u / U.group;
+      int r = u - g * U.group;
+      const int j = r < (U.qpk + 1) * U.rot ? r / U.rot : U.qpk + 1;  // head within the group
+      r -= j * U.rot;                                                 // unit within the head
+      const S* src = src_row + (static_cast<int64_t>(g) * (U.qpk + 2) + j) * hs;
+      S* dst =
+          j < U.qpk ? q + ((b * H + g * U.qpk + j) * Tn + t) * hs : (j == U.qpk ? k : v) + ((b * G + g) * Tn + t) * hs;
+      if (j <= U.qpk && r < U.pairs) {
+        const int64_t e = 8 * static_cast<int64_t>(r);
+        const F8 x1 = load8(src + e), x2 = load8(src + e + half), c = load8(cos + cs_row + e),
+                 sn = load8(sin + cs_row + e);
+        F8 o1, o2;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          o1.v[i] = x1.v[i] * c.v[i] - x2.v[i] * sn.v[i];
+          o2.v[i] = x2.v[i] * c.v[i] + x1.v[i] * sn.v[i];
+        }
+        store8(dst + e, o1);
+        store8(dst + e + half, o2);
+      } else {
+        // Copy unit: a value head's unit r, or a rotated head's pass-through unit past the pairs.
+        const int64_t e = j <= U.qpk ? 2 * half + 8 * static_cast<int64_t>(r - U.pairs) : 8 * static_cast<int64_t>(r);
+        *reinterpret_cast<uint4*>(dst + e) = *reinterpret_cast<const uint4*>(src + e);
+        if (sizeof(S) == 4) *reinterpret_cast<uint4*>(dst + e + 4) = *reinterpret_cast<const uint4*>(src + e + 4);
+      }
+    }
+  }
+}
+
+// dqkv += the gradients mapped back through RoPE and the split, unit by unit as the forward (a null
+// gradient adds nothing).
+template <typename S>
+__global__ void qkv_split_rope_backward_vec_kernel(S* dqkv, const S* dq, const S* dk, const S* dv, const S* cos,
+                                                   const S* sin, int64_t B, int64_t Tn, int64_t H, int64_t G,
+                                                   int64_t hs, int64_t half, int64_t pos0, int64_t cs_batch_rows,
+                                                   RopeUnits U) {
+  const int64_t rows = B * Tn, row_len = (H + 2 * G) * hs;
+  const int units = static_cast<int>(G) * U.group;
+  for (int64_t bt = blockIdx.x; bt < rows; bt += gridDim.x) {
+    const int64_t b = bt / Tn, t = bt - b * Tn;
+    S* dst_row = dqkv + bt * row_len;
+    const int64_t cs_row = (b * cs_batch_rows + pos0 + t) * half;
+    for (int u = threadIdx.x; u < units; u += blockDim.x) {
+      const int g = u / U.group;
+      int r = u - g * U.group;
+      const int j = r < (U.qpk + 1) * U.rot ? r / U.rot : U.qpk + 1;
+      r -= j * U.rot;
+      const S* grad = j < U.qpk ? dq : j == U.qpk ? dk : dv;
+      if (!grad) continue;
+      const S* src = j < U.qpk ? grad + ((b * H + g * U.qpk + j) * Tn + t) * hs : grad + ((b * G + g) * Tn + t) * hs;
+      S* dst = dst_row + (static_cast<int64_t>(g) * (U.qpk + 2) + j) * hs;
+      if (j <= U.qpk && r < U.pairs) {
+        const int64_t e = 8 * static_cast<int64_t>(r);
+        const F8 d1 = load8(src + e), d2 = load8(src + e + half), c = load8(cos + cs_row + e),
+                 sn = load8(sin + cs_row + e);
+        F8 a1, a2;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          a1.v[i] = d1.v[i] * c.v[i] + d2.v[i] * sn.v[i];
+          a2.v[i] = d2.v[i] * c.v[i] - d1.v[i] * sn.v[i];
+        }
+        add8(dst + e, a1);
+        add8(dst + e + half, a2);
+      } else {
+        const int64_t e = j <= U.qpk ? 2 * half + 8 * static_cast<int64_t>(r - U.pairs) : 8 * static_cast<int64_t>(r);
+        add8(dst + e, load8(src + e));
+      }
+    }
+  }
+}
+
+// The eight-wide kernels apply when the units are whole and every pointer is 16-byte aligned (the
+// row, head and table offsets are then multiples of eight elements), and the unit counts fit int.
+template <typename S>
+bool rope_vec_ok(int64_t H, int64_t G, int64_t hs, int64_t half, const S* a, const S* b, const S* c, const S* d,
+                 const S* cos, const S* sin) {
+  if (hs % 8 != 0 || half % 8 != 0 || G <= 0 || H % G != 0) return false;
+  if ((H + 2 * G) * (hs / 8) > (int64_t(1) << 30)) return false;
+  return aligned16(a, b, c, d) && (half == 0 || aligned16(cos, sin));
+}
+inline RopeUnits rope_units(int64_t H, int64_t G, int64_t hs, int64_t half) {
+  RopeUnits U;
+  U.pairs = static_cast<int>(half / 8);
+  U.val = static_cast<int>(hs / 8);
+  U.rot = U.val - U.pairs;
+  U.qpk = static_cast<int>(H / G);
+  U.group = (U.qpk + 1) * U.rot + U.val;
+  return U;
+}
+// Threads per row block: the row's units rounded up to a warp when they fit kThreads; otherwise the
+// warp multiple from 128 to kThreads that leaves the fewest idle threads in the row's last sweep
+// (Samba's 384 units a row: 192 threads, two full sweeps).
+inline int rope_threads(int64_t G, const RopeUnits& U) {
+  const int64_t units = G * U.group;
+  if (units <= kThreads) return static_cast<int>((units + 31) / 32 * 32);
+  int best = kThreads;
+  int64_t best_idle = (units + kThreads - 1) / kThreads * kThreads - units;
+  for (int t = kThreads - 32; t >= 128; t -= 32) {
+    const int64_t idle = (units + t - 1) / t * t - units;
+    if (idle < best_idle) best = t, best_idle = idle;
+  }
+  return best;
+}
+
 // k_cache/v_cache[S, G, cap, hs] entry (pos[b] + t) % cap of slot slots[b] = k_new/v_new[b, g, t] for the
 // last min(L, cap) new tokens t (earlier ones would be overwritten within this call: the CPU writes them
 // in order, so only the last survive; skipping them keeps every written element single-writer).
@@ -172,8 +305,15 @@ void qkv_forward_impl(const Context& ctx, S* q, S* k, S* v, const S* qkv, const 
                       int64_t cs_batch_rows) {
   const int64_t total = B * Tn * (H + 2 * G) * hs;
   if (total <= 0) return;
-  qkv_split_rope_forward_kernel<<<blocks_for(total), kThreads, 0, stream_of(ctx)>>>(
-      q, k, v, qkv, cos, sin, B, Tn, H, G, hs, rope_dims / 2, pos0, cs_batch_rows);
+  const int64_t half = rope_dims / 2;
+  if (rope_vec_ok(H, G, hs, half, q, k, v, qkv, cos, sin)) {
+    const RopeUnits U = rope_units(H, G, hs, half);
+    qkv_split_rope_forward_vec_kernel<<<row_blocks(B * Tn), rope_threads(G, U), 0, stream_of(ctx)>>>(
+        q, k, v, qkv, cos, sin, B, Tn, H, G, hs, half, pos0, cs_batch_rows, U);
+  } else {
+    qkv_split_rope_forward_kernel<<<blocks_for(total), kThreads, 0, stream_of(ctx)>>>(q, k, v, qkv, cos, sin, B, Tn, H,
+                                                                                      G, hs, half, pos0, cs_batch_rows);
+  }
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 
@@ -183,8 +323,15 @@ void qkv_backward_impl(const Context& ctx, S* dqkv, const S* dq, const S* dk, co
                        int64_t cs_batch_rows) {
   const int64_t total = B * Tn * (H + 2 * G) * hs;
   if (!dqkv || total <= 0 || (!dq && !dk && !dv)) return;
-  qkv_split_rope_backward_kernel<<<blocks_for(total), kThreads, 0, stream_of(ctx)>>>(
-      dqkv, dq, dk, dv, cos, sin, B, Tn, H, G, hs, rope_dims / 2, pos0, cs_batch_rows);
+  const int64_t half = rope_dims / 2;
+  if (rope_vec_ok(H, G, hs, half, dqkv, dq, dk, dv, cos, sin)) {
+    const RopeUnits U = rope_units(H, G, hs, half);
+    qkv_split_rope_backward_vec_kernel<<<row_blocks(B * Tn), rope_threads(G, U), 0, stream_of(ctx)>>>(
+        dqkv, dq, dk, dv, cos, sin, B, Tn, H, G, hs, half, pos0, cs_batch_rows, U);
+  } else {
+    qkv_split_rope_backward_kernel<<<blocks_for(total), kThreads, 0, stream_of(ctx)>>>(
+        dqkv, dq, dk, dv, cos, sin, B, Tn, H, G, hs, half, pos0, cs_batch_rows);
+  }
   SAMBALM_CUDA_LAUNCH_CHECK();
 }
 
