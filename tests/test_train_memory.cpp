@@ -66,7 +66,7 @@ TEST(TrainMemory, Bf16PlanMatchesAHandCount) {
   auto t = [&](int64_t n) { return buf(2 * n); };  // bf16
   auto s = [&](int64_t n) { return buf(4 * n); };  // fp32
   auto i32 = [&](int64_t n) { return buf(4 * n); };
-  const int64_t chunks = (Tn + 63) / 64;  // the scan's default chunk of 64
+  const int64_t chunks = (Tn + 15) / 16;  // the CUDA scan's checkpoints: every 16 steps
   int64_t bytes = 2 * i32(BT);            // tokens, targets
   bytes += 5 * s(BT * d);                 // residual streams: 4 sublayers + 1
   bytes += t(BT * d);                     // f
@@ -80,9 +80,9 @@ TEST(TrainMemory, Bf16PlanMatchesAHandCount) {
   bytes += t(BT * d) + s(BT) + 2 * t(BT * V) + 2 * t(Tn * rope_half);  // xf, xf_rstd, logits, dlogits, rope
   bytes += s(BT * d) + 3 * t(BT * d);                                  // dres (fp32), dres_t, dxn, dxf
   // The backward region. Mamba: dgated, dy, dxz, dxc, ddt, dxdbl, ddt_pre, dA (fp32), and the GPU scan
-  // backward's scratch (fp32): a chunk of dB/dC partials per (batch, channel) plus dB, dC.
+  // backward's scratch (fp32): the dB/dC accumulators of every row.
   const int64_t mamba = 2 * t(BT * di) + t(BT * 2 * di) + 2 * t(BT * di) + t(BT * X) + t(BT * di) + s(di * N) +
-                        s(64 * N * B * di + BT * 2 * N);
+                        s(BT * 2 * N);
   // Attention: datt, dq, dk, dv, dqkv, and the flash backward's fp32 dQ accumulator and Di
   // (attention_backward_scratch_size, head size 64).
   const int64_t attn = 2 * t(BT * H * hs) + 2 * t(BT * G * hs) + t(BT * (H + 2 * G) * hs) + s(B * H * Tn * (hs + 1));

@@ -18,9 +18,8 @@
 //
 //   dev/cuda/host_emu/check_mamba_library.sh
 //
-// Blocks run one after another and a block's threads switch only at __syncthreads, so the float
-// atomicAdd below is a plain add, and __shared__ arrays are function statics (one per kernel
-// instantiation, shared by the block's threads).
+// host_emulation.h (included first by the script) makes atomics plain adds, __shared__ arrays function
+// statics (one per kernel instantiation, shared by the block's threads) and shuffles warp exchanges.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -30,19 +29,9 @@
 #include <string>
 #include <vector>
 
-inline float atomicAdd(float* p, float v) {
-  const float old = *p;
-  *p = old + v;
-  return old;
-}
+#ifndef __CUDACC__
 inline float4 __ldg(const float4* p) { return *p; }
-// Warp shuffles are not emulated: the library headers mention them (warp_sum), these kernels do not.
-template <class V>
-V __shfl_xor_sync(unsigned, V, int) {
-  std::abort();
-}
-#undef __shared__
-#define __shared__ static
+#endif
 
 #include "ops/cuda/conv1d_backward.cuh"
 #include "ops/cuda/conv1d_forward.cuh"
