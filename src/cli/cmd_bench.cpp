@@ -407,8 +407,8 @@ Action add(CLI::App& app) {
       "(in an order rotated each round): machine noise then falls on all contexts alike, which is how to compare\n"
       "per-token time across contexts on a shared machine. 'min ms' is the fastest step; 'cpu ms' the median\n"
       "process CPU time of a step (all threads; excludes time the OS gave to other processes).\n"
-      "OpenMP's wait policy defaults to passive (threads sleep when idle instead of spinning), which keeps\n"
-      "timings sane on cores shared with other work; set OMP_WAIT_POLICY=active to measure the other way.\n"
+      "OpenMP's idle threads spin briefly and then sleep (GOMP_SPINCOUNT=10000 unless OMP_WAIT_POLICY or\n"
+      "GOMP_SPINCOUNT is set), which keeps timings sane on cores shared with other work.\n"
       "GPU (--device cuda): the same table, the first line naming the device and --dtype; a step's time includes\n"
       "bringing its logits to the host. 'cpu ms' and 'peak MiB' are the host process's. --weights-dtype,\n"
       "--bandwidth and SambaY models run on the CPU only: --device auto then chooses the CPU, --device cuda\n"
@@ -447,7 +447,7 @@ Action add(CLI::App& app) {
                 "Hold every context's states at once and time their steps round-robin (see below)");
   sub->add_option("--json", o->json, "Also write the results as JSON to this file (checked before the run)");
   return [o] {
-    prefer_passive_waiting();
+    bound_openmp_spinning();
     return run(*o);
   };
 }

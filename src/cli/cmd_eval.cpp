@@ -342,7 +342,7 @@ Action add(CLI::App& app) {
   in_range<int64_t>(m->add_option("--seed", mc->seed, "Seed of the few-shot draw"), 0, kMaxI64)->capture_default_str();
 
   return [p, k, m, ppl, pk, mc] {
-    prefer_passive_waiting();
+    bound_openmp_spinning();
     if (p->parsed()) return run_ppl(*ppl);
     if (k->parsed()) return run_passkey(*pk);
     return run_mc(*mc);

@@ -344,8 +344,8 @@ Action add(CLI::App& app) {
       "--load-state FILE without a prompt continues the text where --save-state left it.\n"
       "Interactive (-i): one line per turn, the state kept between turns; /reset, /save FILE, /quit; a line\n"
       "starting with // is sent as text starting with /. Ctrl-C stops a reply, Ctrl-C at the prompt ends.\n"
-      "Threads: OpenMP's wait policy defaults to passive here (threads sleep instead of spinning when idle),\n"
-      "which keeps decoding fast on cores shared with other work; set OMP_WAIT_POLICY to choose otherwise.\n"
+      "Threads: OpenMP's idle threads spin briefly, then sleep (GOMP_SPINCOUNT=10000 unless OMP_WAIT_POLICY or\n"
+      "GOMP_SPINCOUNT is set), which keeps decoding fast on idle and on shared cores alike.\n"
       "GPU (--device cuda): prefill and decoding run on the GPU in --dtype (bf16 by default; fp32 gives the\n"
       "CPU's tokens), the logits of the last position come back to the host, where the sampler runs. State files\n"
       "load and save across devices. --weights-dtype (the CPU's packed formats) and SambaY models run on the\n"
@@ -404,7 +404,7 @@ Action add(CLI::App& app) {
   sub->add_option("--save-state", o->save_state, "Write the final decode state to a file");
   sub->add_flag("--quiet,-q", o->quiet, "No summary line");
   return [o] {
-    prefer_passive_waiting();
+    bound_openmp_spinning();
     return run(*o);
   };
 }

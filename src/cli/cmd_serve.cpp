@@ -162,7 +162,7 @@ Action add(CLI::App& app) {
       ->capture_default_str();
   add_weights_dtype_option(sub, o->weights_dtype);
   return [o] {
-    prefer_passive_waiting();
+    bound_openmp_spinning();
     return run(*o);
   };
 }

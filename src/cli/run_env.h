@@ -1,4 +1,5 @@
-// What `generate` and `bench` do before their work starts: the OpenMP thread count and wait policy,
+// What `generate` and `bench` do before their work starts: the OpenMP thread count and how long idle
+// threads spin,
 // and checking that output paths can be written (so a bad path is reported before a long run, not
 // after it).
 #pragma once
@@ -22,13 +23,16 @@ namespace sambalm::cli {
 
 // libgomp's threads spin for a while (GOMP_SPINCOUNT, 300000 iterations by default) at every barrier
 // before they sleep. A decode step runs dozens of short parallel regions, and on cores shared with
-// other processes a spinning thread holds the core its preempted partner needs: on a loaded 2-core
-// machine two threads decoded 17x slower than one. Passive waiting (sleep at once) avoids that at a
-// small cost on an idle machine (docs/BENCHMARKS.md "Threads on shared cores"). libgomp reads the
-// policy once, when it is loaded, so the default can only take effect in a new process image: unless
-// the user chose a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT set), this sets OMP_WAIT_POLICY=passive
-// and executes the same command line again. Call it before reading any input.
-inline void prefer_passive_waiting() {
+// other processes a long-spinning thread holds the core its preempted partner needs: on a loaded 2-core
+// machine two threads decoded 17x slower than one. Sleeping at once (OMP_WAIT_POLICY=passive) avoids
+// that but pays a wake-up at every region: 25% of a mamba-130m step on an idle machine. A short spin,
+// GOMP_SPINCOUNT=10000 (some microseconds), keeps both: as fast as spinning when idle, faster than
+// passive when loaded (docs/BENCHMARKS.md "Threads on shared cores"). libgomp reads these once, when it
+// is loaded, so the default can only take effect in a new process image: unless the user chose a
+// policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT set), this sets GOMP_SPINCOUNT and executes the same
+// command line again. Call it before reading any input.
+inline constexpr const char* kDefaultSpinCount = "10000";
+inline void bound_openmp_spinning() {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
   // Under valgrind the new image would run outside the tool: keep the policy there.
   const char* preload = std::getenv("LD_PRELOAD");
@@ -39,7 +43,7 @@ inline void prefer_passive_waiting() {
   exe[n] = '\0';
   std::ifstream in("/proc/self/cmdline", std::ios::binary);
   const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (cmdline.empty() || setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  if (cmdline.empty() || setenv("GOMP_SPINCOUNT", kDefaultSpinCount, 1) != 0) return;
   std::vector<char*> argv;
   for (size_t i = 0; i < cmdline.size(); i += std::strlen(cmdline.c_str() + i) + 1)
     argv.push_back(const_cast<char*>(cmdline.c_str() + i));
