@@ -32,9 +32,7 @@ constexpr int kThreads = 128;          // 4 warps: 4 runs of the same channels
 constexpr int kWarps = kThreads / 32;  //
 constexpr int kMinSteps = 64;          // shortest run when the grid is sized (halo < 5% at K = 4)
 
-using vec16::narrow;
 using vec16::Row16;
-using vec16::widen;
 
 template <typename D>
 struct Args {
@@ -90,7 +88,7 @@ __global__ void __launch_bounds__(kThreads) conv_backward_stream(Args<D> p) {
 #pragma unroll
     for (int k = 0; k < V; ++k)
 #pragma unroll
-      for (int j = 0; j < K; ++j) w[j][k] = k < nvalid ? widen(p.w[(ch + k) * K + j]) : 0.f;
+      for (int j = 0; j < K; ++j) w[j][k] = k < nvalid ? to_f32(p.w[(ch + k) * K + j]) : 0.f;
     // xwin[i]: xx row of step t0-(K-1)+i (x row, state row or zeros); gwin[i]: dout at that step,
     // zero before the run (it only feeds dx rows before t0, which this run does not write).
     R xwin[K > 1 ? K - 1 : 1], gwin[K > 1 ? K - 1 : 1];

@@ -1,7 +1,7 @@
 // 16 bytes of a row as one vector (8 bf16 or 4 fp32 values), widened to fp32 for the math and
 // narrowed back once: what the memory-bound Mamba kernels (conv1d backward, the SiLU and gate ops)
 // load and store. Partial vectors (the last channels of a row) and misaligned views take a scalar
-// path. C++17, CUDA headers only: the host emulation (dev/cuda/host_emu) compiles it too.
+// path. C++17, no fmt: the host emulation (dev/cuda/host_emu) compiles it too.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -10,20 +10,12 @@
 #include <cstdint>
 #include <cstring>
 
+#include "ops/cuda/mixer_common.cuh"
+
 namespace sambalm::ops::cuda::vec16 {
 
-__device__ __forceinline__ float widen(float x) { return x; }
-__device__ __forceinline__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename D>
-__device__ __forceinline__ D narrow(float x);
-template <>
-__device__ __forceinline__ float narrow<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 narrow<__nv_bfloat16>(float x) {
-  return __float2bfloat16(x);
-}
+using cuda::from_f32;
+using cuda::to_f32;
 
 // 16 bytes of a row: V = 16 / sizeof(D) consecutive channels. Loads and stores take the number of
 // valid channels (the rest read as zero, are not written) and whether the address is 16-byte aligned.
@@ -50,12 +42,12 @@ struct Row16 {
     D tmp[V];
     memcpy(tmp, &v, 16);
 #pragma unroll
-    for (int k = 0; k < V; ++k) f[k] = widen(tmp[k]);
+    for (int k = 0; k < V; ++k) f[k] = to_f32(tmp[k]);
   }
   __device__ __forceinline__ void pack(const float (&f)[V]) {
     D tmp[V];
 #pragma unroll
-    for (int k = 0; k < V; ++k) tmp[k] = narrow<D>(f[k]);
+    for (int k = 0; k < V; ++k) tmp[k] = from_f32<D>(f[k]);
     memcpy(&v, tmp, 16);
   }
   __device__ __forceinline__ void store(D* p, int nvalid, bool vec) const {
